@@ -1,0 +1,20 @@
+//! # fieldseal-proto
+//!
+//! The evidence format and the wire protocol of fieldseal, as pure functions over
+//! bytes: chain entries and their canonical bytes, hashing, signing and
+//! verification, the chain verifier and its report, the RFC 9162 transparency
+//! log with inclusion and consistency proofs, signed checkpoints, and the frame
+//! codec of the agent↔server protocol.
+//!
+//! What it does **not** do: any I/O. No files, sockets, clocks or global
+//! randomness: the current time and a random number generator are arguments.
+//! A check in `make test` keeps tokio, quinn and sled out of its dependency tree.
+//!
+//! The byte layouts are specified in `docs/FORMAT.md` at the repository root.
+#![forbid(unsafe_code)]
+
+pub mod checkpoint;
+pub mod codec;
+pub mod frame;
+pub mod identity;
+pub mod merkle;
