@@ -13,8 +13,11 @@
 //! The byte layouts are specified in `docs/FORMAT.md` at the repository root.
 #![forbid(unsafe_code)]
 
+pub mod chain;
 pub mod checkpoint;
 pub mod codec;
+pub mod entry;
 pub mod frame;
 pub mod identity;
 pub mod merkle;
+pub mod sample;

@@ -1,0 +1,578 @@
+//! The chain verifier: from a device key and a bag of signed entries (in any
+//! order, with holes, duplicates or forgeries) and optionally what the caller
+//! observed of the media files, a [`Report`] of everything that is wrong.
+//!
+//! It never stops at the first problem. `ok` is true only when there is no
+//! finding. A gap between two segments is a finding only when no signed event
+//! explains it. The JSON form of the report (`serde_json::to_string(&report)`)
+//! is the one every `--json` command prints; it is described in
+//! `docs/FORMAT.md`, "Verification report".
+//!
+//! ```text
+//! entries (any order) ──► decode ──► signature ──► by seq ──► links, holes, equivocation
+//!                                                      └────► time, gaps, media
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ed25519_dalek::VerifyingKey;
+use serde::Serialize;
+
+use crate::codec::Decode;
+use crate::entry::{Event, SignedEntry, PTS_HZ};
+use crate::identity::{DeviceId, Hash32};
+
+/// What the caller found of one segment's media file. proto does no I/O: the
+/// agent and server hash the files and hand in the results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaObservation {
+    /// The bytes exist; their SHA-256 and length.
+    Present {
+        /// SHA-256 of the file's bytes.
+        sha256: Hash32,
+        /// Its length.
+        len: u64,
+    },
+    /// The bytes are not there.
+    Absent {
+        /// Why or since when, for the report (e.g. "promised 3 h ago").
+        note: Option<String>,
+    },
+}
+
+/// What to check besides the entries themselves.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// When set, every segment's media is checked against this map; a segment
+    /// whose seq is missing from the map is `missing-media`.
+    pub media: Option<BTreeMap<u64, MediaObservation>>,
+    /// The chain head known from elsewhere (the server's receipts): entries up
+    /// to this seq must exist and the last must have this hash. Without it, a
+    /// chain whose tail was cut off cannot be told from a shorter chain.
+    pub expected_head: Option<(u64, Hash32)>,
+    /// Tolerance, in 90 kHz ticks, for presentation-time continuity between
+    /// consecutive segments of one recording. 0 demands exact continuity.
+    pub pts_tolerance: i64,
+    /// The entries are a log in chain order (a local chain file, an export
+    /// package): an entry whose seq is not above every seq before it is
+    /// reported as `out-of-order` (a reordered or duplicated record). Without
+    /// it, entries may come in any order and exact duplicates are harmless, as
+    /// when they arrive over a network.
+    pub ordered: bool,
+}
+
+/// The kind of a finding, as named in the JSON report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// Bytes that do not decode as a signed entry.
+    Malformed,
+    /// The entry names another device than the key.
+    WrongDevice,
+    /// The signature does not verify.
+    BadSignature,
+    /// `prev_hash` is not the hash of the previous entry.
+    BrokenLink,
+    /// Two different validly signed entries with the same seq.
+    Equivocation,
+    /// A seq between 0 and the head has no entry.
+    MissingEntry,
+    /// The media bytes do not match the signed hash or length.
+    MediaMismatch,
+    /// The media bytes are not there.
+    MissingMedia,
+    /// A clock runs backwards without a signed clock adjustment.
+    TimeBackwards,
+    /// Media stops and resumes with no signed event explaining why.
+    UnexplainedGap,
+    /// The chain is shorter than, or differs from, the head known from receipts.
+    TruncatedChain,
+    /// In an ordered log, an entry that comes after a higher or equal seq.
+    OutOfOrder,
+}
+
+impl FindingKind {
+    /// The kebab-case name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Malformed => "malformed",
+            FindingKind::WrongDevice => "wrong-device",
+            FindingKind::BadSignature => "bad-signature",
+            FindingKind::BrokenLink => "broken-link",
+            FindingKind::Equivocation => "equivocation",
+            FindingKind::MissingEntry => "missing-entry",
+            FindingKind::MediaMismatch => "media-mismatch",
+            FindingKind::MissingMedia => "missing-media",
+            FindingKind::TimeBackwards => "time-backwards",
+            FindingKind::UnexplainedGap => "unexplained-gap",
+            FindingKind::TruncatedChain => "truncated-chain",
+            FindingKind::OutOfOrder => "out-of-order",
+        }
+    }
+}
+
+/// One thing wrong, with the entry it concerns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// The sequence number concerned (`null` when the bytes did not even decode).
+    pub seq: Option<u64>,
+    /// What is wrong.
+    pub kind: FindingKind,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+/// A stretch of time between two segments not covered by media.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Gap {
+    /// The segment before the gap.
+    pub after_seq: u64,
+    /// The segment after the gap.
+    pub before_seq: u64,
+    /// Length of the gap in seconds (device clocks).
+    pub seconds: f64,
+    /// The signed reason, or `null` when nothing explains it.
+    pub reason: Option<String>,
+    /// The seq of the event that explains it, if any.
+    pub reason_seq: Option<u64>,
+}
+
+/// The verification report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// True iff `findings` is empty.
+    pub ok: bool,
+    /// The device whose chain this is.
+    pub device: DeviceId,
+    /// Distinct valid entries.
+    pub entries: u64,
+    /// Of which segments.
+    pub segments: u64,
+    /// Of which events.
+    pub events: u64,
+    /// Highest valid seq, if any.
+    pub head_seq: Option<u64>,
+    /// Hash of the entry at `head_seq`, hex.
+    pub head_hash: Option<String>,
+    /// Seconds of media the segments cover.
+    pub media_seconds: f64,
+    /// Segments whose media was checked and matched.
+    pub media_verified: u64,
+    /// Every interval between segments not covered by media.
+    pub gaps: Vec<Gap>,
+    /// Everything wrong, in seq order.
+    pub findings: Vec<Finding>,
+}
+
+/// Verify the chain of the device with `key` from `entries` (encoded signed
+/// entries in any order).
+pub fn verify_chain<'a, I>(key: &VerifyingKey, entries: I, opts: &VerifyOptions) -> Report
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let device = DeviceId::from_key(key);
+    let mut findings = Vec::new();
+    let mut by_seq: BTreeMap<u64, SignedEntry> = BTreeMap::new();
+    // Seqs for which some entry was presented but was not valid: they are
+    // reported for what they are, not again as missing.
+    let mut invalid_seqs = std::collections::BTreeSet::new();
+    let mut highest_seen: Option<u64> = None;
+
+    for bytes in entries {
+        let signed = match SignedEntry::from_bytes(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                findings.push(Finding {
+                    seq: None,
+                    kind: FindingKind::Malformed,
+                    detail: format!("entry does not decode: {e}"),
+                });
+                continue;
+            }
+        };
+        let seq = signed.seq();
+        if opts.ordered {
+            if let Some(h) = highest_seen.filter(|&h| seq <= h) {
+                findings.push(Finding {
+                    seq: Some(seq),
+                    kind: FindingKind::OutOfOrder,
+                    detail: format!("entry {seq} comes after entry {h} in the log"),
+                });
+            }
+            highest_seen = highest_seen.max(Some(seq));
+        }
+        if let Err(e) = signed.verify(key) {
+            let kind = match e {
+                crate::entry::EntryError::WrongDevice { .. } => FindingKind::WrongDevice,
+                _ => FindingKind::BadSignature,
+            };
+            findings.push(Finding {
+                seq: Some(seq),
+                kind,
+                detail: e.to_string(),
+            });
+            invalid_seqs.insert(seq);
+            continue;
+        }
+        match by_seq.get(&seq) {
+            Some(existing) if existing.hash() == signed.hash() => {} // an exact duplicate is harmless
+            Some(existing) => {
+                let (a, b) = (hex::encode(existing.hash()), hex::encode(signed.hash()));
+                findings.push(Finding {
+                    seq: Some(seq),
+                    kind: FindingKind::Equivocation,
+                    detail: format!("two different signed entries for seq {seq}: {a} and {b}"),
+                });
+                // Keep the one the next entry links to, if it is already known.
+                if by_seq
+                    .get(&(seq + 1))
+                    .is_some_and(|n| n.entry.prev_hash == signed.hash())
+                {
+                    by_seq.insert(seq, signed);
+                }
+            }
+            None => {
+                by_seq.insert(seq, signed);
+            }
+        }
+    }
+
+    let head_seq = by_seq.keys().next_back().copied();
+    let expected_last = opts.expected_head.map(|(s, _)| s);
+    let last = match (head_seq, expected_last) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+
+    // Holes, reported as ranges so a wiped chain gives one finding, not millions.
+    if let Some(last) = last {
+        let mut expect = 0u64;
+        let mut seqs: Vec<u64> = by_seq.keys().copied().collect();
+        seqs.extend(invalid_seqs.iter().copied());
+        seqs.sort_unstable();
+        seqs.dedup();
+        for s in seqs.into_iter().chain(std::iter::once(last + 1)) {
+            if s > expect {
+                let detail = if s - expect == 1 {
+                    format!("entry {expect} is missing")
+                } else {
+                    format!("entries {expect}..={} are missing", s - 1)
+                };
+                findings.push(Finding {
+                    seq: Some(expect),
+                    kind: FindingKind::MissingEntry,
+                    detail,
+                });
+            }
+            expect = expect.max(s + 1);
+        }
+    }
+
+    if let Some((seq, hash)) = opts.expected_head {
+        match by_seq.get(&seq) {
+            Some(e) if e.hash() == hash => {}
+            Some(e) => findings.push(Finding {
+                seq: Some(seq),
+                kind: FindingKind::TruncatedChain,
+                detail: format!(
+                    "entry {seq} has hash {}, but the receipts name {}",
+                    hex::encode(e.hash()),
+                    hex::encode(hash)
+                ),
+            }),
+            None => findings.push(Finding {
+                seq: Some(seq),
+                kind: FindingKind::TruncatedChain,
+                detail: format!(
+                    "the receipts show the chain reached seq {seq}; the local chain ends at {}",
+                    head_seq.map_or("nothing".to_string(), |s| s.to_string())
+                ),
+            }),
+        }
+    }
+
+    // Links: each entry must name the hash of its predecessor (if we have it).
+    for (&seq, e) in &by_seq {
+        let expected_prev = if seq == 0 {
+            Some([0u8; 32])
+        } else {
+            by_seq.get(&(seq - 1)).map(SignedEntry::hash)
+        };
+        if let Some(prev) = expected_prev {
+            if e.entry.prev_hash != prev {
+                findings.push(Finding {
+                    seq: Some(seq),
+                    kind: FindingKind::BrokenLink,
+                    detail: format!(
+                        "prev_hash {} is not the hash of entry {} ({})",
+                        hex::encode(e.entry.prev_hash),
+                        seq.wrapping_sub(1),
+                        hex::encode(prev)
+                    ),
+                });
+            }
+        }
+    }
+
+    let timeline = check_time_and_gaps(&by_seq, opts, &mut findings);
+    let media_verified = check_media(&by_seq, opts, &mut findings);
+
+    findings.sort_by_key(|f| (f.seq, f.kind));
+    let segments = by_seq
+        .values()
+        .filter(|e| e.entry.segment().is_some())
+        .count() as u64;
+    Report {
+        ok: findings.is_empty(),
+        device,
+        entries: by_seq.len() as u64,
+        segments,
+        events: by_seq.len() as u64 - segments,
+        head_seq,
+        head_hash: head_seq.map(|s| hex::encode(by_seq[&s].hash())),
+        media_seconds: timeline.media_seconds,
+        media_verified,
+        gaps: timeline.gaps,
+        findings,
+    }
+}
+
+struct Timeline {
+    media_seconds: f64,
+    gaps: Vec<Gap>,
+}
+
+/// The explanation an event gives for a stop in media, strongest first.
+fn gap_reason(e: &Event) -> Option<(u8, String)> {
+    match e {
+        Event::PowerLossRecovered { .. } => Some((3, "power-loss".into())),
+        Event::RecordingStopped { reason, .. } => Some((2, reason.as_str().into())),
+        Event::StorageFull { .. } => Some((1, "storage-full".into())),
+        _ => None,
+    }
+}
+
+fn check_time_and_gaps(
+    by_seq: &BTreeMap<u64, SignedEntry>,
+    opts: &VerifyOptions,
+    findings: &mut Vec<Finding>,
+) -> Timeline {
+    let mut media_seconds = 0.0;
+    let mut gaps = Vec::new();
+    let mut prev: Option<&SignedEntry> = None;
+    let mut prev_segment: Option<&SignedEntry> = None;
+    // The best explanation seen since the previous segment.
+    let mut reason: Option<(u8, String, u64)> = None;
+
+    for (&seq, e) in by_seq {
+        let en = &e.entry;
+        if let Some(p) = prev {
+            let pe = &p.entry;
+            let adjusted = matches!(en.event(), Some(Event::ClockAdjusted { .. }));
+            if en.boot < pe.boot {
+                findings.push(Finding {
+                    seq: Some(seq),
+                    kind: FindingKind::TimeBackwards,
+                    detail: format!("boot counter went back from {} to {}", pe.boot, en.boot),
+                });
+            } else if en.boot == pe.boot && en.mono_us < pe.mono_us {
+                findings.push(Finding {
+                    seq: Some(seq),
+                    kind: FindingKind::TimeBackwards,
+                    detail: format!(
+                        "monotonic clock went back by {:.3} s within one boot",
+                        (pe.mono_us - en.mono_us) as f64 / 1e6
+                    ),
+                });
+            }
+            // A clock adjustment event is signed with the clock already changed;
+            // its own wall time may therefore be earlier than its predecessor's.
+            if en.wall_us < pe.wall_us && !adjusted {
+                findings.push(Finding {
+                    seq: Some(seq),
+                    kind: FindingKind::TimeBackwards,
+                    detail: format!(
+                        "wall clock went back by {:.3} s with no signed clock adjustment",
+                        (pe.wall_us - en.wall_us) as f64 / 1e6
+                    ),
+                });
+            }
+        }
+
+        match (&en.body, en.event()) {
+            (_, Some(ev)) => {
+                if let Some((rank, text)) = gap_reason(ev) {
+                    if reason.as_ref().is_none_or(|(r, _, _)| rank > *r) {
+                        reason = Some((rank, text, seq));
+                    }
+                }
+            }
+            (crate::entry::Body::Segment(s), None) => {
+                media_seconds += s.seconds();
+                if let Some(ps) = prev_segment {
+                    let a = ps.entry.segment().expect("prev_segment holds segments");
+                    let contiguous = a.recording == s.recording
+                        && s.part == a.part.wrapping_add(1)
+                        && (s.start_pts - a.end_pts).abs() <= opts.pts_tolerance;
+                    if !contiguous {
+                        let seconds = gap_seconds(ps, e);
+                        let (reason_text, reason_seq) = match reason.take() {
+                            Some((_, t, q)) => (Some(t), Some(q)),
+                            None => (None, None),
+                        };
+                        if reason_text.is_none() {
+                            findings.push(Finding {
+                                seq: Some(seq),
+                                kind: FindingKind::UnexplainedGap,
+                                detail: format!(
+                                    "{seconds:.3} s without media between segments {} and {seq}, \
+                                     and no signed event explains it",
+                                    ps.seq()
+                                ),
+                            });
+                        }
+                        gaps.push(Gap {
+                            after_seq: ps.seq(),
+                            before_seq: seq,
+                            seconds,
+                            reason: reason_text,
+                            reason_seq,
+                        });
+                    }
+                }
+                reason = None;
+                prev_segment = Some(e);
+            }
+            _ => {}
+        }
+        // Time is compared only between entries with no hole between them:
+        // across a hole the missing-entry finding already says enough.
+        prev = Some(e);
+        if let Some(next) = by_seq.range(seq + 1..).next() {
+            if *next.0 != seq + 1 {
+                prev = None;
+                prev_segment = None;
+                reason = None;
+            }
+        }
+    }
+    Timeline {
+        media_seconds,
+        gaps,
+    }
+}
+
+/// Seconds between the end of segment `a` and the start of segment `b`,
+/// by the monotonic clock when both were recorded in the same boot and by the
+/// wall clock otherwise. Never negative.
+fn gap_seconds(a: &SignedEntry, b: &SignedEntry) -> f64 {
+    let (ea, eb) = (&a.entry, &b.entry);
+    let (sa, sb) = (
+        ea.segment().expect("segment"),
+        eb.segment().expect("segment"),
+    );
+    let dur_a_us = (sa.end_pts - sa.start_pts) * 1_000_000 / PTS_HZ;
+    let us = if ea.boot == eb.boot {
+        sb.start_mono_us as i64 - (sa.start_mono_us as i64 + dur_a_us)
+    } else {
+        // Wall time of each first frame: the entry's wall clock minus how long
+        // after the first frame the entry was signed.
+        let wall_a = ea.wall_us - (ea.mono_us as i64 - sa.start_mono_us as i64);
+        let wall_b = eb.wall_us - (eb.mono_us as i64 - sb.start_mono_us as i64);
+        wall_b - (wall_a + dur_a_us)
+    };
+    (us.max(0) as f64) / 1e6
+}
+
+fn check_media(
+    by_seq: &BTreeMap<u64, SignedEntry>,
+    opts: &VerifyOptions,
+    findings: &mut Vec<Finding>,
+) -> u64 {
+    let Some(media) = &opts.media else { return 0 };
+    let mut verified = 0;
+    for (&seq, e) in by_seq {
+        let Some(s) = e.entry.segment() else { continue };
+        match media.get(&seq) {
+            Some(MediaObservation::Present { sha256, len }) => {
+                if *sha256 == s.media_sha256 && *len == s.media_len {
+                    verified += 1;
+                } else {
+                    findings.push(Finding {
+                        seq: Some(seq),
+                        kind: FindingKind::MediaMismatch,
+                        detail: format!(
+                            "media is {len} bytes with SHA-256 {}; the signed entry says {} bytes with {}",
+                            hex::encode(sha256),
+                            s.media_len,
+                            hex::encode(s.media_sha256)
+                        ),
+                    });
+                }
+            }
+            Some(MediaObservation::Absent { note }) => findings.push(Finding {
+                seq: Some(seq),
+                kind: FindingKind::MissingMedia,
+                detail: note
+                    .clone()
+                    .unwrap_or_else(|| "the segment's media file is not there".into()),
+            }),
+            None => findings.push(Finding {
+                seq: Some(seq),
+                kind: FindingKind::MissingMedia,
+                detail: "the segment's media file is not there".into(),
+            }),
+        }
+    }
+    verified
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "device {}: {}",
+            self.device,
+            if self.ok { "OK" } else { "FAILED" }
+        )?;
+        writeln!(
+            f,
+            "  {} entries ({} segments, {} events), head {}",
+            self.entries,
+            self.segments,
+            self.events,
+            self.head_seq.map_or("-".into(), |s| s.to_string())
+        )?;
+        writeln!(
+            f,
+            "  {:.1} s of media, {} segment(s) checked against their bytes",
+            self.media_seconds, self.media_verified
+        )?;
+        if !self.gaps.is_empty() {
+            writeln!(f, "  gaps:")?;
+            for g in &self.gaps {
+                writeln!(
+                    f,
+                    "    after {} before {}: {:.3} s, {}",
+                    g.after_seq,
+                    g.before_seq,
+                    g.seconds,
+                    match (&g.reason, g.reason_seq) {
+                        (Some(r), Some(q)) => format!("{r} (signed in entry {q})"),
+                        (Some(r), None) => r.clone(),
+                        _ => "UNEXPLAINED".into(),
+                    }
+                )?;
+            }
+        }
+        if !self.findings.is_empty() {
+            writeln!(f, "  findings:")?;
+            for x in &self.findings {
+                let seq = x.seq.map_or("-".into(), |s| s.to_string());
+                writeln!(f, "    seq {seq}: {}: {}", x.kind.as_str(), x.detail)?;
+            }
+        }
+        Ok(())
+    }
+}

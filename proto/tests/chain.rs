@@ -1,0 +1,543 @@
+//! Property and tamper tests of entries and the chain verifier.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::SigningKey;
+use fieldseal_proto::chain::{verify_chain, FindingKind, MediaObservation, Report, VerifyOptions};
+use fieldseal_proto::codec::{Decode, Encode};
+use fieldseal_proto::entry::{
+    Body, ChainHead, Clock, CodecParams, Entry, Event, Position, SegmentBody, SignedEntry,
+    StopReason,
+};
+use fieldseal_proto::identity::{sha256, Signer};
+use fieldseal_proto::sample;
+use proptest::prelude::*;
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[1u8; 32])
+}
+
+fn media_map(media: &BTreeMap<u64, Vec<u8>>) -> BTreeMap<u64, MediaObservation> {
+    media
+        .iter()
+        .map(|(&s, b)| {
+            (
+                s,
+                MediaObservation::Present {
+                    sha256: sha256(b),
+                    len: b.len() as u64,
+                },
+            )
+        })
+        .collect()
+}
+
+fn verify(entries: &[Vec<u8>], media: &BTreeMap<u64, Vec<u8>>) -> Report {
+    let k = key();
+    let opts = VerifyOptions {
+        media: Some(media_map(media)),
+        ordered: true,
+        ..Default::default()
+    };
+    verify_chain(&k.verifying_key(), entries.iter().map(Vec::as_slice), &opts)
+}
+
+fn sample_encoded() -> (Vec<Vec<u8>>, BTreeMap<u64, Vec<u8>>) {
+    let s = sample::build(&key(), &[4, 3], 64);
+    (s.entries.iter().map(Encode::to_bytes).collect(), s.media)
+}
+
+fn kinds_at(r: &Report, seq: u64) -> Vec<FindingKind> {
+    r.findings
+        .iter()
+        .filter(|f| f.seq == Some(seq))
+        .map(|f| f.kind)
+        .collect()
+}
+
+#[test]
+fn intact_sample_chain_is_ok_and_gap_is_explained() {
+    let (entries, media) = sample_encoded();
+    let r = verify(&entries, &media);
+    assert!(r.ok, "{r}");
+    assert_eq!(r.segments, 7);
+    assert_eq!(r.media_verified, 7);
+    assert!((r.media_seconds - 28.0).abs() < 1e-9);
+    assert_eq!(r.gaps.len(), 1);
+    assert_eq!(r.gaps[0].reason.as_deref(), Some("user-stop"));
+    assert!(
+        r.gaps[0].seconds > 55.0 && r.gaps[0].seconds < 65.0,
+        "{:?}",
+        r.gaps
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    for field in [
+        "ok",
+        "entries",
+        "segments",
+        "media_seconds",
+        "gaps",
+        "findings",
+    ] {
+        assert!(json.get(field).is_some(), "missing {field} in {json}");
+    }
+}
+
+#[test]
+fn deleted_entry_in_the_middle_is_missing_entry() {
+    let (mut entries, media) = sample_encoded();
+    entries.remove(3);
+    let r = verify(&entries, &media);
+    assert!(!r.ok);
+    assert!(kinds_at(&r, 3).contains(&FindingKind::MissingEntry), "{r}");
+}
+
+#[test]
+fn cut_tail_needs_the_receipts_to_be_seen() {
+    let (mut entries, media) = sample_encoded();
+    let last = SignedEntry::from_bytes(entries.last().unwrap()).unwrap();
+    entries.pop();
+    let r = verify(&entries, &media);
+    assert!(r.ok, "a cut tail cannot be seen locally");
+    let k = key();
+    let opts = VerifyOptions {
+        expected_head: Some((last.seq(), last.hash())),
+        ..Default::default()
+    };
+    let r = verify_chain(&k.verifying_key(), entries.iter().map(Vec::as_slice), &opts);
+    assert!(!r.ok);
+    assert!(
+        kinds_at(&r, last.seq()).contains(&FindingKind::TruncatedChain),
+        "{r}"
+    );
+}
+
+#[test]
+fn swapped_segments_are_out_of_order() {
+    let (mut entries, media) = sample_encoded();
+    entries.swap(2, 3);
+    let r = verify(&entries, &media);
+    assert!(!r.ok);
+    assert!(kinds_at(&r, 2).contains(&FindingKind::OutOfOrder), "{r}");
+}
+
+#[test]
+fn swapped_media_files_are_media_mismatch() {
+    let (entries, mut media) = sample_encoded();
+    let a = media.remove(&2).unwrap();
+    let b = media.remove(&3).unwrap();
+    media.insert(2, b);
+    media.insert(3, a);
+    let r = verify(&entries, &media);
+    assert_eq!(kinds_at(&r, 2), vec![FindingKind::MediaMismatch]);
+    assert_eq!(kinds_at(&r, 3), vec![FindingKind::MediaMismatch]);
+}
+
+#[test]
+fn deleted_media_is_missing_media() {
+    let (entries, mut media) = sample_encoded();
+    media.remove(&4);
+    let r = verify(&entries, &media);
+    assert_eq!(kinds_at(&r, 4), vec![FindingKind::MissingMedia]);
+}
+
+#[test]
+fn edited_entry_is_bad_signature() {
+    let (mut entries, media) = sample_encoded();
+    let mut e = SignedEntry::from_bytes(&entries[3]).unwrap();
+    e.entry.wall_us += 1;
+    entries[3] = e.to_bytes();
+    let r = verify(&entries, &media);
+    assert!(kinds_at(&r, 3).contains(&FindingKind::BadSignature), "{r}");
+}
+
+#[test]
+fn equivocation_is_reported() {
+    let (mut entries, media) = sample_encoded();
+    let e = SignedEntry::from_bytes(&entries[3]).unwrap();
+    let mut other = e.entry.clone();
+    other.wall_us += 1;
+    let other = other.sign(&key()).unwrap();
+    entries.push(other.to_bytes());
+    let k = key();
+    let opts = VerifyOptions {
+        media: Some(media_map(&media)),
+        ..Default::default()
+    };
+    let r = verify_chain(&k.verifying_key(), entries.iter().map(Vec::as_slice), &opts);
+    assert!(kinds_at(&r, 3).contains(&FindingKind::Equivocation), "{r}");
+}
+
+#[test]
+fn another_devices_entry_is_wrong_device() {
+    let (mut entries, media) = sample_encoded();
+    let other = sample::build(&SigningKey::from_bytes(&[2u8; 32]), &[2], 64);
+    entries[2] = other.entries[2].to_bytes();
+    let r = verify(&entries, &media);
+    assert!(kinds_at(&r, 2).contains(&FindingKind::WrongDevice), "{r}");
+}
+
+#[test]
+fn unexplained_stop_is_a_finding_and_signed_reasons_are_not() {
+    let k = key();
+    let mut head = ChainHead::GENESIS;
+    let mut entries = Vec::new();
+    // Four-second segments; `start_s` is the first frame's presentation time.
+    let seg = |part: u32, rec: u8, mono: u64, start_s: i64| {
+        Body::Segment(SegmentBody {
+            recording: [rec; 16],
+            part,
+            media_sha256: [0; 32],
+            media_len: 10,
+            start_pts: start_s * 90_000,
+            end_pts: (start_s + 4) * 90_000,
+            start_mono_us: mono,
+            video_frames: 120,
+            audio_samples: 0,
+            codec: codec(),
+            flags: 0,
+            case: None,
+            activity: None,
+        })
+    };
+    let clock = |mono: u64| Clock {
+        wall_us: 1_000_000_000 + mono as i64,
+        mono_us: mono,
+        boot: 1,
+    };
+    let mut push = |head: &mut ChainHead, mono: u64, b: Body| {
+        entries.push(head.append(&k, clock(mono), None, b).unwrap().to_bytes());
+    };
+    push(&mut head, 4_000_000, seg(0, 1, 0, 0)); // seq 0
+                                                 // Recording 1 part 1 jumps 10 s ahead with no event.
+    push(&mut head, 18_000_000, seg(1, 1, 14_000_000, 14)); // seq 1
+    push(
+        &mut head,
+        19_000_000,
+        Body::Event(Event::StorageFull {
+            used_bytes: 10,
+            limit_bytes: 10,
+        }),
+    ); // seq 2
+    push(
+        &mut head,
+        19_000_001,
+        Body::Event(Event::RecordingStopped {
+            recording: [1; 16],
+            reason: StopReason::StorageFull,
+        }),
+    ); // seq 3
+    push(&mut head, 44_000_000, seg(0, 2, 40_000_000, 0)); // seq 4
+    let r = verify_chain(
+        &k.verifying_key(),
+        entries.iter().map(Vec::as_slice),
+        &VerifyOptions::default(),
+    );
+    assert_eq!(r.gaps.len(), 2, "{r}");
+    assert_eq!(r.gaps[0].reason, None);
+    assert!((r.gaps[0].seconds - 10.0).abs() < 1e-6, "{r}");
+    assert_eq!(r.gaps[1].reason.as_deref(), Some("storage-full"));
+    assert_eq!(r.gaps[1].reason_seq, Some(3));
+    assert!((r.gaps[1].seconds - 22.0).abs() < 1e-6, "{r}");
+    assert_eq!(kinds_at(&r, 1), vec![FindingKind::UnexplainedGap]);
+    assert_eq!(r.findings.len(), 1, "{r}");
+}
+
+#[test]
+fn clock_running_backwards_needs_a_signed_adjustment() {
+    let k = key();
+    let mut head = ChainHead::GENESIS;
+    let ev = || Body::Event(Event::AudioMuted);
+    let c = |wall: i64, mono: u64| Clock {
+        wall_us: wall,
+        mono_us: mono,
+        boot: 3,
+    };
+    let mut entries = vec![
+        head.append(&k, c(5_000_000, 100), None, ev()).unwrap(),
+        head.append(&k, c(4_000_000, 200), None, ev()).unwrap(), // wall back: finding
+        head.append(
+            &k,
+            c(1_000_000, 300),
+            None,
+            Body::Event(Event::ClockAdjusted {
+                old_wall_us: 4_000_100,
+                new_wall_us: 1_000_000,
+            }),
+        )
+        .unwrap(), // wall back with an adjustment: fine
+        head.append(&k, c(1_000_100, 250), None, ev()).unwrap(), // mono back: finding
+    ];
+    let bytes: Vec<Vec<u8>> = entries.drain(..).map(|e| e.to_bytes()).collect();
+    let r = verify_chain(
+        &k.verifying_key(),
+        bytes.iter().map(Vec::as_slice),
+        &VerifyOptions::default(),
+    );
+    assert_eq!(kinds_at(&r, 1), vec![FindingKind::TimeBackwards]);
+    assert!(kinds_at(&r, 2).is_empty(), "{r}");
+    assert_eq!(kinds_at(&r, 3), vec![FindingKind::TimeBackwards]);
+}
+
+fn codec() -> CodecParams {
+    CodecParams {
+        video: "h264".into(),
+        width: 1280,
+        height: 720,
+        fps_num: 30,
+        fps_den: 1,
+        audio: "aac".into(),
+        sample_rate: 48_000,
+        channels: 1,
+    }
+}
+
+fn text() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9 ()〔〕号-]{0,20}"
+}
+
+fn opt_text() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(text())
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        text().prop_map(|software| Event::AgentStarted { software }),
+        (any::<[u8; 16]>(), opt_text(), opt_text()).prop_map(|(recording, case, activity)| {
+            Event::RecordingStarted {
+                recording,
+                case,
+                activity,
+            }
+        }),
+        (any::<[u8; 16]>(), 0usize..5).prop_map(|(recording, r)| Event::RecordingStopped {
+            recording,
+            reason: [
+                StopReason::User,
+                StopReason::StorageFull,
+                StopReason::BatteryLow,
+                StopReason::Shutdown,
+                StopReason::Error
+            ][r],
+        }),
+        (any::<[u8; 16]>(), any::<u32>(), any::<u64>()).prop_map(
+            |(recording, segments, media_us)| Event::PreEventAttached {
+                recording,
+                segments,
+                media_us
+            }
+        ),
+        Just(Event::AudioMuted),
+        Just(Event::AudioUnmuted),
+        (any::<u64>(), any::<u64>()).prop_map(|(used_bytes, limit_bytes)| Event::StorageLow {
+            used_bytes,
+            limit_bytes
+        }),
+        (any::<u64>(), any::<u64>()).prop_map(|(used_bytes, limit_bytes)| Event::StorageFull {
+            used_bytes,
+            limit_bytes
+        }),
+        (0u8..=100).prop_map(|percent| Event::BatteryLow { percent }),
+        (any::<i64>(), any::<i64>()).prop_map(|(old_wall_us, new_wall_us)| Event::ClockAdjusted {
+            old_wall_us,
+            new_wall_us
+        }),
+        (
+            any::<Option<u64>>(),
+            any::<i64>(),
+            any::<u64>(),
+            any::<u32>()
+        )
+            .prop_map(|(last_seq, last_wall_us, gap_us, salvaged)| {
+                Event::PowerLossRecovered {
+                    last_seq,
+                    last_wall_us,
+                    gap_us,
+                    salvaged,
+                }
+            }),
+        (opt_text(), opt_text()).prop_map(|(case, activity)| Event::TagChanged { case, activity }),
+        opt_text().prop_map(|officer| Event::IdentityShown { officer }),
+        (any::<u32>(), any::<u64>()).prop_map(|(pending_segments, dropped_frames)| {
+            Event::CaptureBacklog {
+                pending_segments,
+                dropped_frames,
+            }
+        }),
+    ]
+}
+
+fn segment() -> impl Strategy<Value = SegmentBody> {
+    (
+        (
+            any::<[u8; 16]>(),
+            any::<u32>(),
+            any::<[u8; 32]>(),
+            any::<u64>(),
+        ),
+        (
+            0i64..1 << 40,
+            0i64..1 << 20,
+            any::<u64>(),
+            any::<u32>(),
+            any::<u64>(),
+        ),
+        (0u8..4, opt_text(), opt_text()),
+    )
+        .prop_map(
+            |(
+                (recording, part, media_sha256, media_len),
+                (start, dur, mono, vf, asamples),
+                (flags, case, activity),
+            )| {
+                SegmentBody {
+                    recording,
+                    part,
+                    media_sha256,
+                    media_len,
+                    start_pts: start,
+                    end_pts: start + dur,
+                    start_mono_us: mono,
+                    video_frames: vf,
+                    audio_samples: asamples,
+                    codec: codec(),
+                    flags,
+                    case,
+                    activity,
+                }
+            },
+        )
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    (
+        any::<u64>(),
+        any::<[u8; 32]>(),
+        any::<i64>(),
+        any::<u64>(),
+        any::<u32>(),
+        proptest::option::of((
+            -900_000_000i32..=900_000_000,
+            -1_800_000_000i32..=1_800_000_000,
+            any::<u16>(),
+        )),
+        prop_oneof![
+            segment().prop_map(Body::Segment),
+            event().prop_map(Body::Event)
+        ],
+    )
+        .prop_map(
+            |(seq, prev_hash, wall_us, mono_us, boot, pos, body)| Entry {
+                device: key().device_id(),
+                seq,
+                prev_hash,
+                wall_us,
+                mono_us,
+                boot,
+                position: pos.map(|(lat_e7, lon_e7, accuracy_m)| Position {
+                    lat_e7,
+                    lon_e7,
+                    accuracy_m,
+                }),
+                body,
+            },
+        )
+}
+
+proptest! {
+    // Each case signs and verifies a whole sample chain; 64 cases keep the
+    // suite fast while still covering every field's offset.
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn entry_round_trips_exactly(e in entry()) {
+        let signed = e.clone().sign(&key()).unwrap();
+        let bytes = signed.to_bytes();
+        let back = SignedEntry::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(&back.entry, &e);
+        prop_assert_eq!(back.to_bytes(), bytes.clone());
+        prop_assert_eq!(back.hash(), e.hash());
+        prop_assert!(back.verify(&key().verifying_key()).is_ok());
+        // Every strict prefix is incomplete, never malformed.
+        for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+            let err = SignedEntry::from_bytes(&bytes[..cut]).unwrap_err();
+            prop_assert!(err.is_incomplete(), "cut {} gave {:?}", cut, err);
+        }
+        // A trailing byte is rejected.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        prop_assert!(SignedEntry::from_bytes(&longer).is_err());
+    }
+
+    #[test]
+    fn any_flipped_bit_in_an_entry_is_reported(idx in 0usize..7, bit in any::<prop::sample::Index>()) {
+        let (mut entries, media) = sample_encoded();
+        // idx picks one of the first 7 entries of the 9-entry sample.
+        let seq = idx as u64;
+        let b = bit.index(entries[idx].len() * 8);
+        entries[idx][b / 8] ^= 1 << (b % 8);
+        let r = verify(&entries, &media);
+        prop_assert!(!r.ok);
+        // Named by its seq, unless the flip made the bytes undecodable
+        // (then by position, as malformed) or moved the seq itself (then the
+        // original seq is missing).
+        prop_assert!(
+            r.findings.iter().any(|f| f.seq == Some(seq) || f.kind == FindingKind::Malformed),
+            "{}", r
+        );
+    }
+
+    #[test]
+    fn any_flipped_bit_in_media_is_reported(seq_pick in 0usize..7, bit in any::<prop::sample::Index>()) {
+        let (entries, mut media) = sample_encoded();
+        let seq = *media.keys().nth(seq_pick).unwrap();
+        let m = media.get_mut(&seq).unwrap();
+        let b = bit.index(m.len() * 8);
+        m[b / 8] ^= 1 << (b % 8);
+        let r = verify(&entries, &media);
+        prop_assert_eq!(kinds_at(&r, seq), vec![FindingKind::MediaMismatch]);
+        prop_assert_eq!(r.findings.len(), 1);
+    }
+
+    #[test]
+    fn removed_duplicated_reordered_or_replaced_entries_are_named(
+        op in 0u8..4, i in 1usize..8, j in 1usize..8,
+    ) {
+        let (mut entries, media) = sample_encoded();
+        let n = entries.len();
+        prop_assume!(i < n - 1 && j < n - 1 && i != j);
+        let named: u64;
+        match op {
+            0 => { entries.remove(i); named = i as u64; }
+            1 => { let c = entries[j].clone(); entries.insert(i.max(j) + 1, c); named = j as u64; }
+            2 => { let (a, b) = (i.min(j), i.max(j)); entries.swap(a, b); named = a as u64; }
+            _ => {
+                // Replace entry i by a forged one (signed by another key).
+                let mut e = SignedEntry::from_bytes(&entries[i]).unwrap().entry;
+                e.wall_us += 7;
+                let forged = e.sign(&SigningKey::from_bytes(&[3u8; 32])).unwrap();
+                entries[i] = forged.to_bytes();
+                named = i as u64;
+            }
+        }
+        let r = verify(&entries, &media);
+        prop_assert!(!r.ok);
+        prop_assert!(r.findings.iter().any(|f| f.seq == Some(named)), "op {} named {}: {}", op, named, r);
+    }
+
+    #[test]
+    fn entries_in_any_order_with_duplicates_verify_unordered(perm in Just(()).prop_perturb(|_, mut rng| rng.next_u64())) {
+        let (mut entries, media) = sample_encoded();
+        let extra = entries[2].clone();
+        entries.push(extra);
+        // A deterministic shuffle from the proptest RNG.
+        let mut state = perm;
+        for k in (1..entries.len()).rev() {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            entries.swap(k, (state >> 33) as usize % (k + 1));
+        }
+        let opts = VerifyOptions { media: Some(media_map(&media)), ..Default::default() };
+        let r = verify_chain(&key().verifying_key(), entries.iter().map(Vec::as_slice), &opts);
+        prop_assert!(r.ok, "{}", r);
+    }
+}
