@@ -30,6 +30,25 @@ pub fn sha256_parts(parts: &[&[u8]]) -> Hash32 {
     h.finalize().into()
 }
 
+/// Incremental SHA-256, for callers that hash a file while reading or writing it.
+#[derive(Debug, Clone, Default)]
+pub struct Sha256Stream(Sha256);
+
+impl Sha256Stream {
+    /// A fresh hasher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Feed bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+    /// The digest of everything fed so far.
+    pub fn finish(self) -> Hash32 {
+        self.0.finalize().into()
+    }
+}
+
 /// The short identifier of a device, derived from its public key.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DeviceId(pub [u8; 8]);

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod chainlog;
 pub mod checkpoint;
 pub mod codec;
 pub mod entry;

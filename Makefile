@@ -1,0 +1,35 @@
+# fieldseal: the two commands of README.md, and the work behind them.
+#   make demo   install what is missing, build, and run the main job end to end
+#   make test   install what is missing, check format and lints, run every test
+
+CARGO ?= cargo
+DEMO_DIR ?= demo-data
+
+.PHONY: all deps build test lint fmt-check proto-check demo bench soak clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint: deps
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+proto-check:
+	@./scripts/check-proto-no-io.sh
+
+test: deps fmt-check lint proto-check
+	$(CARGO) test --workspace
+
+demo: deps
+	@./scripts/demo.sh "$(DEMO_DIR)"
+
+clean:
+	$(CARGO) clean
+	rm -rf "$(DEMO_DIR)"
