@@ -18,3 +18,5 @@ pub mod codec;
 pub mod frame;
 pub mod identity;
 pub mod merkle;
+pub mod msg;
+pub mod receipt;
