@@ -266,8 +266,14 @@ mod tests {
 
     #[test]
     fn header_prefixes_are_incomplete() {
-        assert_eq!(Frame::check(&[]), Err(DecodeError::Incomplete { needed: 1 }));
-        assert_eq!(Frame::check(&[0x30, 0]), Err(DecodeError::Incomplete { needed: 3 }));
+        assert_eq!(
+            Frame::check(&[]),
+            Err(DecodeError::Incomplete { needed: 1 })
+        );
+        assert_eq!(
+            Frame::check(&[0x30, 0]),
+            Err(DecodeError::Incomplete { needed: 3 })
+        );
         assert_eq!(
             Frame::check(&[0x30, 0, 0, 0, 8, 1]),
             Err(DecodeError::Incomplete { needed: 7 })
@@ -368,7 +374,10 @@ mod tests {
 
     #[test]
     fn oversized_or_empty_entry_is_rejected() {
-        let mut p = u32::try_from(MAX_SIGNED_ENTRY + 1).unwrap().to_be_bytes().to_vec();
+        let mut p = u32::try_from(MAX_SIGNED_ENTRY + 1)
+            .unwrap()
+            .to_be_bytes()
+            .to_vec();
         p.extend_from_slice(&[0; MAX_SIGNED_ENTRY + 1]);
         assert!(matches!(
             Frame::parse(&frame(0x10, &p)),

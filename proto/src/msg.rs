@@ -1041,9 +1041,14 @@ pub(crate) mod arb {
             welcome().prop_map(Message::Welcome),
             entry_bytes().prop_map(|entry| Message::SubmitEntry(SubmitEntry { entry })),
             receipt().prop_map(Message::EntryReceipt),
-            (any::<u64>(), proptest::sample::select(RejectCode::ALL), detail()).prop_map(
-                |(seq, code, detail)| Message::EntryRejected(EntryRejected { seq, code, detail })
-            ),
+            (
+                any::<u64>(),
+                proptest::sample::select(RejectCode::ALL),
+                detail()
+            )
+                .prop_map(|(seq, code, detail)| Message::EntryRejected(
+                    EntryRejected { seq, code, detail }
+                )),
             (any::<u64>(), any::<[u8; 32]>(), media_len()).prop_map(|(seq, h, l)| {
                 Message::UploadQuery(UploadQuery {
                     seq,
@@ -1056,9 +1061,16 @@ pub(crate) mod arb {
             upload_begin().prop_map(Message::UploadBegin),
             (any::<u64>(), any::<[u8; 32]>())
                 .prop_map(|(seq, h)| Message::UploadAck(UploadAck { seq, media_hash: h })),
-            (any::<u64>(), proptest::sample::select(UploadFailCode::ALL), detail()).prop_map(
-                |(seq, code, detail)| Message::UploadFailed(UploadFailed { seq, code, detail })
-            ),
+            (
+                any::<u64>(),
+                proptest::sample::select(UploadFailCode::ALL),
+                detail()
+            )
+                .prop_map(|(seq, code, detail)| Message::UploadFailed(UploadFailed {
+                    seq,
+                    code,
+                    detail
+                })),
             any::<u64>().prop_map(|nonce| Message::Ping { nonce }),
             any::<u64>().prop_map(|nonce| Message::Pong { nonce }),
             (proptest::sample::select(ErrorCode::ALL), detail())

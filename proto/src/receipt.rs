@@ -253,7 +253,10 @@ mod tests {
     fn every_prefix_is_incomplete() {
         let b = sample().to_bytes();
         for n in 0..b.len() {
-            assert!(Receipt::from_bytes(&b[..n]).unwrap_err().is_incomplete(), "prefix {n}");
+            assert!(
+                Receipt::from_bytes(&b[..n]).unwrap_err().is_incomplete(),
+                "prefix {n}"
+            );
         }
     }
 

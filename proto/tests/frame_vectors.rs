@@ -31,7 +31,14 @@ fn entry() -> Vec<u8> {
 }
 
 fn receipt() -> Receipt {
-    Receipt::sign(device(), 41, sha256(&entry()), T0_US + 1_500_000, 1000, &server_key())
+    Receipt::sign(
+        device(),
+        41,
+        sha256(&entry()),
+        T0_US + 1_500_000,
+        1000,
+        &server_key(),
+    )
 }
 
 fn messages() -> Vec<(&'static str, Message)> {
@@ -149,7 +156,10 @@ fn expected() -> Vec<(String, String)> {
         "receipt.server_public_key".into(),
         hex::encode(server_key().public_key().as_bytes()),
     ));
-    v.push(("receipt.signing_bytes".into(), hex::encode(r.signing_bytes())));
+    v.push((
+        "receipt.signing_bytes".into(),
+        hex::encode(r.signing_bytes()),
+    ));
     v.push(("receipt.encoding".into(), hex::encode(r.to_bytes())));
     v
 }
@@ -200,10 +210,20 @@ fn hand_checked_layouts() {
     let hello = messages()[0].1.to_bytes();
     assert_eq!(
         hex::encode(hello),
-        concat!("01", "00000013", "0001", "0123456789abcdef", "01", "0000000000000029")
+        concat!(
+            "01",
+            "00000013",
+            "0001",
+            "0123456789abcdef",
+            "01",
+            "0000000000000029"
+        )
     );
     let err = messages()[13].1.to_bytes();
-    assert_eq!(hex::encode(err), concat!("3f", "00000009", "02", "07", "7631206f6e6c79"));
+    assert_eq!(
+        hex::encode(err),
+        concat!("3f", "00000009", "02", "07", "7631206f6e6c79")
+    );
     let sb = receipt().signing_bytes();
     assert_eq!(&sb[..21], b"fieldseal/receipt/v1\0");
     assert_eq!(sb[21], 1);
