@@ -438,6 +438,9 @@ mod tests {
             offset: 0,
             len: 4,
         });
+        if let Message::UploadBegin(b) = &begin {
+            assert_eq!(b.raw_len(), 4);
+        }
         let mut wire = begin.to_bytes();
         wire.extend_from_slice(b"\x47\x00\x11\x10");
         let mut fb = FrameBuffer::new();

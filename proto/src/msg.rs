@@ -5,8 +5,8 @@
 //!
 //! - **The control stream** (the first bidirectional stream, for the whole
 //!   connection): [`Hello`] → [`Welcome`], then [`SubmitEntry`] →
-//!   [`EntryReceipt`] or [`EntryRejected`] for each entry in chain order, plus
-//!   [`Ping`]/[`Pong`] and [`ErrorMsg`]. One stream keeps entries in order.
+//!   [`Message::EntryReceipt`] or [`EntryRejected`] for each entry in chain order, plus
+//!   [`Message::Ping`]/[`Message::Pong`] and [`ErrorMsg`]. One stream keeps entries in order.
 //! - **One upload stream per segment** (bidirectional): [`UploadQuery`] →
 //!   [`UploadOffset`]; then, unless the upload is already complete,
 //!   [`UploadBegin`] followed by `len - offset` **raw** bytes of the segment
@@ -18,8 +18,10 @@
 //! the payloads. Every variable-length field is bounded by a `MAX_*` constant,
 //! and the types that hold such fields ([`EntryBytes`], [`Detail`],
 //! [`SeqList`]) enforce the bound when they are built, so encoding cannot fail
-//! and everything encoded decodes. Payload layouts (integers big-endian; see
-//! `docs/FORMAT.md`, "Sync protocol messages"):
+//! and never exceeds a frame. Numeric ranges on plain integer fields
+//! (`offset <= len <= MAX_MEDIA_LEN`) are the sender's to respect; the decoder
+//! rejects values outside them. Payload layouts (integers big-endian; see
+//! `docs/FORMAT.md`, "Sync protocol"):
 //!
 //! ```text
 //! type  message        payload
@@ -351,9 +353,10 @@ pub struct UploadBegin {
 }
 
 impl UploadBegin {
-    /// How many raw bytes follow the frame.
+    /// How many raw bytes follow the frame. A decoded `UploadBegin` always has
+    /// `offset <= len`; for a hand-built one that does not, this is 0.
     pub fn raw_len(&self) -> u64 {
-        self.len - self.offset
+        self.len.saturating_sub(self.offset)
     }
 }
 
