@@ -1,4 +1,4 @@
-//! Write a sample evidence package (docs/FORMAT.md §11) signed by a new random
+//! Write a sample evidence package (docs/FORMAT.md §9) signed by a new random
 //! device key: what `make demo` verifies before the agent exists to record one.
 //!
 //! `cargo run -p fieldseal-proto --example sample_package -- OUT_DIR`

@@ -2,7 +2,7 @@
 //! `chain.log`, an export package's `chain.log`).
 //!
 //! ```text
-//! record = len u16 || signed entry [len]        repeated; see docs/FORMAT.md §11
+//! record = len u16 || signed entry [len]        repeated; see docs/FORMAT.md §9
 //! ```
 //!
 //! The length prefix lets a reader skip a damaged record and go on (so that

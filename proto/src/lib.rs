@@ -21,4 +21,6 @@ pub mod entry;
 pub mod frame;
 pub mod identity;
 pub mod merkle;
+pub mod msg;
+pub mod receipt;
 pub mod sample;

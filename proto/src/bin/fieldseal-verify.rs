@@ -4,7 +4,7 @@
 //! and run it: `cargo build --release -p fieldseal-proto --bin fieldseal-verify`.
 //!
 //! The library crate does no I/O; this binary is its thin file-reading driver.
-//! Package layout: docs/FORMAT.md §11.
+//! Package layout: docs/FORMAT.md §9.
 
 use std::collections::BTreeMap;
 use std::fs::File;
