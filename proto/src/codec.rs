@@ -313,9 +313,15 @@ mod tests {
         // A length prefix of 200 with only 3 bytes behind it: the bound (10) fails
         // first, so the caller learns "malformed" rather than "send more".
         let mut r = Reader::new(&[200, b'a', b'b', b'c']);
-        assert!(matches!(r.text8("t", 10), Err(DecodeError::TooLong { len: 200, .. })));
+        assert!(matches!(
+            r.text8("t", 10),
+            Err(DecodeError::TooLong { len: 200, .. })
+        ));
         let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xff]);
-        assert!(matches!(r.bytes32("b", 1024), Err(DecodeError::TooLong { .. })));
+        assert!(matches!(
+            r.bytes32("b", 1024),
+            Err(DecodeError::TooLong { .. })
+        ));
     }
 
     #[test]
@@ -328,6 +334,12 @@ mod tests {
     fn finish_rejects_trailing_bytes() {
         let mut r = Reader::new(&[1, 2]);
         r.u8().unwrap();
-        assert_eq!(r.finish("x"), Err(DecodeError::TrailingData { what: "x", count: 1 }));
+        assert_eq!(
+            r.finish("x"),
+            Err(DecodeError::TrailingData {
+                what: "x",
+                count: 1
+            })
+        );
     }
 }
