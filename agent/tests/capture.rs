@@ -129,6 +129,40 @@ fn write_segments(dir: &Path, segs: &[CapturedSegment]) -> std::path::PathBuf {
     path
 }
 
+/// Decodes a file completely; FFmpeg must report no error.
+fn assert_decodes_cleanly(path: &Path) {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "{}: {err}",
+        path.display()
+    );
+}
+
+/// Whether the PAT (PID 0) comes before the first elementary-stream packet (PIDs 0x100 and
+/// 0x101, FFmpeg's defaults): then the segment opens with its tables and plays alone.
+fn pat_before_media(bytes: &[u8]) -> bool {
+    assert!(
+        bytes.len() >= 188 && bytes.len() % 188 == 0,
+        "whole TS packets"
+    );
+    for pkt in bytes.chunks(188) {
+        assert_eq!(pkt[0], 0x47, "TS sync byte");
+        match (u16::from(pkt[1] & 0x1f) << 8) | u16::from(pkt[2]) {
+            0 => return true,
+            0x100 | 0x101 => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Asserts `ts` (in presentation order) has no gap or overlap larger than `max_step`.
 fn assert_continuous(mut ts: Vec<i64>, max_step: i64, what: &str) {
     ts.sort_unstable();
@@ -217,8 +251,16 @@ fn six_seconds_in_two_second_segments_concatenate_seamlessly() {
     let starts: Vec<i64> = segs.iter().map(|s| s.start_pts).collect();
     assert_eq!(keys, starts);
 
-    // Each segment alone: valid MPEG-TS with h264 + aac, starting on its keyframe.
+    assert_decodes_cleanly(&all);
+
+    // Each segment alone: valid MPEG-TS with h264 + aac, opening with PAT, starting on its
+    // keyframe, decodable without errors.
     for s in &segs {
+        assert!(
+            pat_before_media(&s.bytes),
+            "segment {} opens with the PAT",
+            s.index
+        );
         let path = dir.path().join(format!("seg{:05}.ts", s.index));
         let (format, codecs) = ffprobe_streams(&path);
         assert_eq!(format, "mpegts,2", "segment {}", s.index);
@@ -234,6 +276,15 @@ fn six_seconds_in_two_second_segments_concatenate_seamlessly() {
             v.len(),
             s.video_frames as usize,
             "segment {} frames",
+            s.index
+        );
+        // The cut is exact: the audio the metadata claims is the audio in the bytes.
+        let a = own.iter().filter(|p| p.stream == 1).count() as u64;
+        // (The very last AAC packet may be short.)
+        assert_eq!(
+            a,
+            s.audio_samples.div_ceil(1024),
+            "segment {} audio",
             s.index
         );
         assert!(

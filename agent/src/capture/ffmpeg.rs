@@ -35,13 +35,12 @@ impl FfmpegCapture {
 /// Initialises FFmpeg (and its devices) once per process.
 fn init_ffmpeg() -> Result<(), CaptureError> {
     static INIT: OnceLock<Result<(), ffmpeg_next::Error>> = OnceLock::new();
-    INIT.get_or_init(|| {
+    (*INIT.get_or_init(|| {
         ffmpeg_next::init()?;
         // Quiet by default: FFmpeg's own log goes to stderr, bypassing tracing.
         ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
         Ok(())
-    })
-    .clone()
+    }))
     .ctx("initialising ffmpeg")
 }
 
