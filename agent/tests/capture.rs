@@ -365,3 +365,51 @@ fn missing_devices_and_files_are_clear_errors() {
         assert!(msg.contains("not found"), "{spec}: {msg}");
     }
 }
+
+/// Loudest sample of a file's audio in dB (-91 is digital silence).
+fn max_volume_db(path: &Path) -> f64 {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "info", "-i"])
+        .arg(path)
+        .args(["-vn", "-af", "volumedetect", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("max_volume:"))
+        .unwrap_or_else(|| panic!("no volumedetect output: {err}"));
+    let v = line.split("max_volume:").nth(1).unwrap().trim();
+    v.trim_end_matches(" dB").parse().unwrap()
+}
+
+#[test]
+fn muted_audio_is_silence_and_stereo_25fps_works() {
+    let cfg = CaptureConfig {
+        fps: 25,
+        channels: 2,
+        ..small_config(3, 1)
+    };
+    let (tx, rx) = sync_channel(64);
+    let handle = FfmpegCapture::new(cfg).start(tx).unwrap();
+    handle.set_muted(true);
+    assert!(handle.is_muted());
+    let summary = handle.wait().unwrap();
+    let mut segs: Vec<_> = rx.try_iter().collect();
+    segs.extend(summary.undelivered);
+    assert_eq!(segs.len(), 3);
+    assert!(segs
+        .iter()
+        .all(|s| s.video_frames == 25 && s.codec.channels == 2));
+    assert_eq!(segs[1].end_pts - segs[1].start_pts, 90_000);
+    let dir = tempfile::tempdir().unwrap();
+    write_segments(dir.path(), &segs);
+    let last = dir.path().join("seg00002.ts");
+    assert!(max_volume_db(&last) < -80.0, "muted audio is silent");
+
+    // The same recording unmuted has the tone.
+    let (loud, _) = record(small_config(1, 1));
+    let path = dir.path().join("loud.ts");
+    std::fs::write(&path, &loud[0].bytes).unwrap();
+    assert!(max_volume_db(&path) > -30.0, "tone is audible");
+}

@@ -214,7 +214,7 @@ pub struct CaptureConfig {
     pub width: u32,
     /// Encoded picture height (pixels, even).
     pub height: u32,
-    /// Frames per second (integer rates only: body cameras run at 25 or 30).
+    /// Frames per second: an integer that divides 90000 (body cameras run at 25 or 30).
     pub fps: u32,
     /// H.264 target bit rate (bit/s).
     pub video_bitrate: u64,
@@ -273,8 +273,9 @@ impl CaptureConfig {
         if self.width == 0 || self.height == 0 || self.width % 2 != 0 || self.height % 2 != 0 {
             return bad("width and height must be even and non-zero");
         }
-        if self.fps == 0 || self.fps > 240 {
-            return bad("fps must be in 1..=240");
+        // A whole number of 90 kHz ticks per frame keeps every PTS exact (25, 30, 50, 60, …).
+        if self.fps == 0 || self.fps > 240 || TIMEBASE_HZ % i64::from(self.fps) != 0 {
+            return bad("fps must be in 1..=240 and divide 90000");
         }
         if self.segment_secs == 0 || self.segment_secs > 60 {
             return bad("segment_secs must be in 1..=60");
@@ -639,6 +640,11 @@ mod tests {
         assert!(matches!(c.validate(), Err(CaptureError::InvalidConfig(_))));
         let c = CaptureConfig {
             segment_secs: 0,
+            ..CaptureConfig::default()
+        };
+        assert!(c.validate().is_err());
+        let c = CaptureConfig {
+            fps: 7,
             ..CaptureConfig::default()
         };
         assert!(c.validate().is_err());

@@ -386,7 +386,7 @@ impl LavfiFeed {
 }
 
 /// Decoder + normalising filter graph for one input stream.
-struct Path_<D> {
+struct StreamPath<D> {
     index: usize,
     decoder: D,
     graph: filter::Graph,
@@ -395,8 +395,8 @@ struct Path_<D> {
 /// A demuxed input (file, camera or microphone) decoded and normalised.
 struct DemuxFeed {
     ictx: format::context::Input,
-    video: Option<Path_<decoder::Video>>,
-    audio: Option<Path_<decoder::Audio>>,
+    video: Option<StreamPath<decoder::Video>>,
+    audio: Option<StreamPath<decoder::Audio>>,
     fmt: Formats,
     limits: Limits,
     pacer: Pacer,
@@ -440,7 +440,7 @@ impl DemuxFeed {
                     sar.denominator().max(1)
                 );
                 let graph = fed_graph("buffer", &args, &fmt.video_chain(), true)?;
-                video = Some(Path_ {
+                video = Some(StreamPath {
                     index: st.index(),
                     decoder: dec,
                     graph,
@@ -468,7 +468,7 @@ impl DemuxFeed {
                     layout.bits()
                 );
                 let graph = fed_graph("abuffer", &args, &fmt.audio_chain(), false)?;
-                audio = Some(Path_ {
+                audio = Some(StreamPath {
                     index: st.index(),
                     decoder: dec,
                     graph,
