@@ -48,7 +48,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             break;
         }
     }
-    let summary = handle.wait()?;
+    let summary = handle.wait();
+    if let Some(e) = summary.error {
+        return Err(e.into());
+    }
     println!(
         "wall {:.2?}, {bytes} bytes, {:?}",
         t0.elapsed(),

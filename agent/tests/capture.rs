@@ -33,7 +33,12 @@ fn small_config(secs: u32, segment_secs: u32) -> CaptureConfig {
 fn record(cfg: CaptureConfig) -> (Vec<CapturedSegment>, CaptureSummary) {
     let (tx, rx) = sync_channel(64);
     let handle = FfmpegCapture::new(cfg).start(tx).expect("capture starts");
-    let summary = handle.wait().expect("capture ends cleanly");
+    let summary = handle.wait();
+    assert!(
+        summary.error.is_none(),
+        "capture ends cleanly: {:?}",
+        summary.error
+    );
     let mut segs: Vec<_> = rx.try_iter().collect();
     segs.extend(summary.undelivered.iter().cloned());
     (segs, summary)
@@ -312,7 +317,8 @@ fn stop_emits_a_partial_final_segment() {
     assert_eq!(first.video_frames, 30);
     handle.set_muted(true);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let summary = handle.stop().unwrap();
+    let summary = handle.stop();
+    assert!(summary.error.is_none());
     let mut segs = vec![first];
     segs.extend(rx.try_iter());
     segs.extend(summary.undelivered);
@@ -364,6 +370,13 @@ fn missing_devices_and_files_are_clear_errors() {
         let msg = err.to_string();
         assert!(msg.contains("not found"), "{spec}: {msg}");
     }
+    let cfg = CaptureConfig {
+        source: "lavfi:no_such_filter_xyz".parse().unwrap(),
+        ..small_config(1, 1)
+    };
+    let (tx, _rx) = sync_channel(1);
+    let err = FfmpegCapture::new(cfg).start(tx).unwrap_err();
+    assert!(err.to_string().contains("bad lavfi graph"), "{err}");
 }
 
 /// Loudest sample of a file's audio in dB (-91 is digital silence).
@@ -394,7 +407,8 @@ fn muted_audio_is_silence_and_stereo_25fps_works() {
     let handle = FfmpegCapture::new(cfg).start(tx).unwrap();
     handle.set_muted(true);
     assert!(handle.is_muted());
-    let summary = handle.wait().unwrap();
+    let summary = handle.wait();
+    assert!(summary.error.is_none());
     let mut segs: Vec<_> = rx.try_iter().collect();
     segs.extend(summary.undelivered);
     assert_eq!(segs.len(), 3);

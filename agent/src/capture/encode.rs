@@ -15,7 +15,7 @@ use super::mux::{TsMuxer, AUDIO_STREAM, VIDEO_STREAM};
 use super::outbox::Outbox;
 use super::source::{Feeds, Raw, RawFrame, AAC_FRAME};
 use super::{
-    CaptureConfig, CaptureError, CaptureStats, CapturedSegment, FfCtx, Shared, PTS_BASE,
+    CaptureConfig, CaptureError, CaptureStats, CapturedSegment, FfCtx, Shared, WorkerEnd, PTS_BASE,
     TIMEBASE_HZ,
 };
 
@@ -153,8 +153,8 @@ impl Pipeline {
     }
 
     /// Runs until every feed has ended (end of source, limit, or stop), then flushes and emits
-    /// the final segment. Returns the segments the consumer did not take.
-    pub(crate) fn run(mut self) -> Result<Vec<CapturedSegment>, CaptureError> {
+    /// the final segment. Returns the segments the consumer did not take and the first error.
+    pub(crate) fn run(mut self) -> WorkerEnd {
         let result = self.run_loop().and_then(|()| self.finish());
         if result.is_err() {
             // Make the feeds end: they check the flag before each frame.
@@ -163,16 +163,20 @@ impl Pipeline {
         let Pipeline { feeds, outbox, .. } = self;
         let Feeds { rx, threads, .. } = feeds;
         drop(rx);
-        let mut feed_result = Ok(());
+        let mut error = result.err();
         for t in threads {
             let r = t.join().map_err(|_| CaptureError::Panicked).and_then(|r| r);
-            if feed_result.is_ok() {
-                feed_result = r;
+            if let (None, Err(e)) = (&error, r) {
+                error = Some(e);
             }
         }
-        result?;
-        feed_result?;
-        Ok(outbox.finish())
+        if let Some(e) = &error {
+            tracing::error!(error = %e, "capture ended with an error");
+        }
+        WorkerEnd {
+            undelivered: outbox.finish(),
+            error,
+        }
     }
 
     fn run_loop(&mut self) -> Result<(), CaptureError> {

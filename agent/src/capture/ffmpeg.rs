@@ -16,7 +16,8 @@ use super::{Capture, CaptureConfig, CaptureError, CaptureHandle, CapturedSegment
 /// let (tx, rx) = std::sync::mpsc::sync_channel(8);
 /// let handle = FfmpegCapture::new(CaptureConfig::default()).start(tx)?;
 /// let first = rx.recv().expect("a segment");
-/// let summary = handle.stop()?;
+/// let summary = handle.stop();
+/// assert!(summary.error.is_none());
 /// # Ok::<(), fieldseal_agent::capture::CaptureError>(())
 /// ```
 #[derive(Debug, Clone)]

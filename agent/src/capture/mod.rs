@@ -503,14 +503,26 @@ impl Shared {
 
 /// What a finished capture leaves.
 #[derive(Debug)]
+#[must_use = "a capture can end with an error; check `error`"]
 pub struct CaptureSummary {
     /// Final counters.
     pub stats: CaptureStatsSnapshot,
     /// Segments (in order, after everything sent) the channel could not take before the end.
+    /// Present even when the capture ended with an error, so no finished segment is lost.
     pub undelivered: Vec<CapturedSegment>,
+    /// Why the capture ended early, if it did: a source or encoder failure, or a panic. The
+    /// segments finished before it are delivered or in `undelivered`.
+    pub error: Option<CaptureError>,
 }
 
-type Worker = JoinHandle<Result<Vec<CapturedSegment>, CaptureError>>;
+/// What a capture thread returns.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerEnd {
+    pub(crate) undelivered: Vec<CapturedSegment>,
+    pub(crate) error: Option<CaptureError>,
+}
+
+type Worker = JoinHandle<WorkerEnd>;
 
 /// Controls a running capture. Dropping it stops the capture and waits for it.
 #[derive(Debug)]
@@ -532,7 +544,8 @@ impl CaptureHandle {
         Arc::clone(&self.shared.stats)
     }
 
-    /// Mutes (silence is encoded, timing unchanged) or unmutes the audio.
+    /// Mutes (silence is encoded, timing unchanged) or unmutes the audio. Takes effect from the
+    /// next audio frame (within ~21 ms).
     pub fn set_muted(&self, muted: bool) {
         self.shared.muted.store(muted, Ordering::Relaxed);
     }
@@ -548,30 +561,31 @@ impl CaptureHandle {
     }
 
     /// Stops the capture: the encoders are flushed and the last, possibly short, segment is
-    /// emitted. Blocks until the capture thread is done.
-    ///
-    /// # Errors
-    /// The first error the capture thread met, or [`CaptureError::Panicked`].
-    pub fn stop(mut self) -> Result<CaptureSummary, CaptureError> {
+    /// emitted. Blocks until the capture threads are done (at most about one frame interval
+    /// for lavfi and files; a camera that delivers nothing can hold it until its read returns).
+    pub fn stop(mut self) -> CaptureSummary {
         self.shared.stop.store(true, Ordering::Relaxed);
         self.join()
     }
 
     /// Waits until the capture ends by itself (end of file or `max_media_secs`).
-    ///
-    /// # Errors
-    /// As [`CaptureHandle::stop`].
-    pub fn wait(mut self) -> Result<CaptureSummary, CaptureError> {
+    pub fn wait(mut self) -> CaptureSummary {
         self.join()
     }
 
-    fn join(&mut self) -> Result<CaptureSummary, CaptureError> {
-        let worker = self.worker.take().ok_or(CaptureError::Panicked)?;
-        let undelivered = worker.join().map_err(|_| CaptureError::Panicked)??;
-        Ok(CaptureSummary {
+    fn join(&mut self) -> CaptureSummary {
+        let end = match self.worker.take().map(JoinHandle::join) {
+            Some(Ok(end)) => end,
+            Some(Err(_)) | None => WorkerEnd {
+                undelivered: Vec::new(),
+                error: Some(CaptureError::Panicked),
+            },
+        };
+        CaptureSummary {
             stats: self.shared.stats.snapshot(),
-            undelivered,
-        })
+            undelivered: end.undelivered,
+            error: end.error,
+        }
     }
 }
 
@@ -579,8 +593,15 @@ impl Drop for CaptureHandle {
     fn drop(&mut self) {
         if self.worker.is_some() {
             self.shared.stop.store(true, Ordering::Relaxed);
-            if let Err(e) = self.join() {
+            let summary = self.join();
+            if let Some(e) = summary.error {
                 tracing::warn!(error = %e, "capture ended with an error while its handle was dropped");
+            }
+            if !summary.undelivered.is_empty() {
+                tracing::error!(
+                    count = summary.undelivered.len(),
+                    "capture handle dropped with undelivered segments; use stop() to get them"
+                );
             }
         }
     }

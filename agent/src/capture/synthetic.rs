@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::outbox::Outbox;
 use super::{
     Capture, CaptureConfig, CaptureError, CaptureHandle, CaptureStats, CapturedSegment, Pacing,
-    Shared, PTS_BASE, TIMEBASE_HZ,
+    Shared, WorkerEnd, PTS_BASE, TIMEBASE_HZ,
 };
 
 /// Emits `segments` fake segments (or until stopped when `None`) whose metadata follows the same
@@ -62,7 +62,10 @@ impl Capture for SyntheticCapture {
         let thread_shared = Arc::clone(&shared);
         let worker = std::thread::Builder::new()
             .name("capture-synthetic".into())
-            .spawn(move || Ok(me.run(&thread_shared, segments)))
+            .spawn(move || WorkerEnd {
+                undelivered: me.run(&thread_shared, segments),
+                error: None,
+            })
             .map_err(|_| CaptureError::Panicked)?;
         Ok(CaptureHandle::new(shared, worker))
     }
@@ -122,7 +125,7 @@ mod tests {
     fn emits_contiguous_segments() {
         let (tx, rx) = sync_channel(16);
         let handle = SyntheticCapture::new(Some(5)).start(tx).unwrap();
-        let summary = handle.wait().unwrap();
+        let summary = handle.wait();
         let segs: Vec<_> = rx.try_iter().collect();
         assert_eq!(segs.len(), 5);
         assert!(summary.undelivered.is_empty());
@@ -142,7 +145,7 @@ mod tests {
         let (tx, rx) = sync_channel(1);
         let mut cap = SyntheticCapture::new(Some(6));
         cap.config.max_backlog_segments = 3;
-        let summary = cap.start(tx).unwrap().wait().unwrap();
+        let summary = cap.start(tx).unwrap().wait();
         let got: Vec<_> = rx.try_iter().collect();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].index, 0);
@@ -163,7 +166,7 @@ mod tests {
         let handle = cap.start(tx).unwrap();
         let first = rx.recv().unwrap();
         assert_eq!(first.index, 0);
-        let summary = handle.stop().unwrap();
+        let summary = handle.stop();
         let rest: Vec<_> = rx.try_iter().collect();
         assert!(rest.last().is_some_and(|s| s.is_final));
         assert!(summary.stats.segments_emitted >= 2);
