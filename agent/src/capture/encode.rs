@@ -101,8 +101,8 @@ pub(crate) struct Pipeline {
     /// Video frames and audio samples sent to the encoders.
     vn: i64,
     an: i64,
-    /// Capture instants of the frames that will be keyframes, by 90 kHz PTS.
-    key_times: VecDeque<(i64, Instant)>,
+    /// Capture instants of the video frames inside the encoder, by 90 kHz PTS.
+    capture_times: VecDeque<(i64, Instant)>,
     seg: SegAcc,
     index: u64,
     frame_ticks: i64,
@@ -145,7 +145,7 @@ impl Pipeline {
             aq: VecDeque::new(),
             vn: 0,
             an: 0,
-            key_times: VecDeque::new(),
+            capture_times: VecDeque::new(),
             seg: SegAcc::default(),
             index: 0,
             frame_ticks,
@@ -193,13 +193,12 @@ impl Pipeline {
     fn on_frame(&mut self, frame: RawFrame) -> Result<(), CaptureError> {
         match frame.raw {
             Raw::Video(mut f) => {
+                self.vn += i64::try_from(frame.skipped).unwrap_or(0);
                 let pts = self.vn;
                 f.set_pts(Some(pts));
                 f.set_kind(picture::Type::None);
-                if pts % i64::from(self.cfg.gop()) == 0 {
-                    self.key_times
-                        .push_back((PTS_BASE + pts * self.frame_ticks, frame.captured_at));
-                }
+                self.capture_times
+                    .push_back((PTS_BASE + pts * self.frame_ticks, frame.captured_at));
                 self.venc.send_frame(&f).ctx("encoding video")?;
                 self.vn += 1;
                 self.drain_video()?;
@@ -207,7 +206,10 @@ impl Pipeline {
                     self.fill_silence()?;
                 }
             }
-            Raw::Audio(f) => self.encode_audio(f)?,
+            Raw::Audio(f) => {
+                self.an += i64::try_from(frame.skipped).unwrap_or(0);
+                self.encode_audio(f)?;
+            }
         }
         self.interleave(false)
     }
@@ -336,11 +338,11 @@ impl Pipeline {
     }
 
     fn capture_time_of(&mut self, pts: i64) -> Option<Instant> {
-        while let Some(&(k, t)) = self.key_times.front() {
+        while let Some(&(k, t)) = self.capture_times.front() {
             if k > pts {
                 break;
             }
-            self.key_times.pop_front();
+            self.capture_times.pop_front();
             if k == pts {
                 return Some(t);
             }

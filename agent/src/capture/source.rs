@@ -50,6 +50,10 @@ impl std::fmt::Debug for Raw {
 pub(crate) struct RawFrame {
     pub(crate) raw: Raw,
     pub(crate) captured_at: Instant,
+    /// Media dropped just before this frame (video frames or audio samples) because the channel
+    /// was full: the capture thread leaves that gap in the timestamps, so a loss stays visible
+    /// and audio and video stay in step.
+    pub(crate) skipped: u64,
 }
 
 type FeedThread = JoinHandle<Result<(), CaptureError>>;
@@ -254,6 +258,10 @@ struct FeedOut {
     tx: SyncSender<RawFrame>,
     shared: Arc<Shared>,
     block: bool,
+    /// Video frames dropped since the last one sent.
+    skipped_frames: u64,
+    /// Audio samples dropped since the last frame sent.
+    skipped_samples: u64,
 }
 
 impl FeedOut {
@@ -262,30 +270,53 @@ impl FeedOut {
             tx,
             shared: Arc::clone(shared),
             block,
+            skipped_frames: 0,
+            skipped_samples: 0,
         }
     }
 
     /// Sends a frame; false when the capture thread is gone or stopping.
-    fn send(&self, raw: Raw) -> bool {
+    fn send(&mut self, raw: Raw) -> bool {
         if self.shared.stopping() {
             return false;
         }
         let stats = &self.shared.stats;
-        if matches!(raw, Raw::Video(_)) {
+        let (is_video, samples) = match &raw {
+            Raw::Video(_) => (true, 0),
+            Raw::Audio(a) => (false, a.samples() as u64),
+        };
+        if is_video {
             CaptureStats::add(&stats.frames_captured, 1);
         }
         let frame = RawFrame {
             raw,
             captured_at: Instant::now(),
+            skipped: if is_video {
+                self.skipped_frames
+            } else {
+                self.skipped_samples
+            },
         };
         if self.block {
             return self.tx.send(frame).is_ok();
         }
         match self.tx.try_send(frame) {
-            Ok(()) => true,
+            Ok(()) => {
+                if is_video {
+                    self.skipped_frames = 0;
+                } else {
+                    self.skipped_samples = 0;
+                }
+                true
+            }
             Err(TrySendError::Full(_)) => {
                 CaptureStats::add(&stats.frames_dropped, 1);
-                tracing::warn!("encoder behind: raw frame dropped");
+                if is_video {
+                    self.skipped_frames += 1;
+                } else {
+                    self.skipped_samples += samples;
+                }
+                tracing::warn!(is_video, "encoder behind: raw frame dropped");
                 true
             }
             Err(TrySendError::Disconnected(_)) => false,
@@ -493,7 +524,7 @@ impl DemuxFeed {
         v_done && a_done
     }
 
-    fn run(mut self, out: FeedOut) -> Result<(), CaptureError> {
+    fn run(mut self, mut out: FeedOut) -> Result<(), CaptureError> {
         let mut packet = Packet::empty();
         loop {
             if self.done() {
@@ -521,7 +552,7 @@ impl DemuxFeed {
                         tracing::debug!(error = %e, "video packet not decodable");
                     }
                 }
-                if !self.drain_video(&out, false)? {
+                if !self.drain_video(&mut out, false)? {
                     return Ok(());
                 }
             } else if self.audio.as_ref().is_some_and(|p| p.index == idx) {
@@ -530,7 +561,7 @@ impl DemuxFeed {
                         tracing::debug!(error = %e, "audio packet not decodable");
                     }
                 }
-                if !self.drain_audio(&out, false)? {
+                if !self.drain_audio(&mut out, false)? {
                     return Ok(());
                 }
             }
@@ -542,14 +573,14 @@ impl DemuxFeed {
         if let Some(p) = self.audio.as_mut() {
             let _ = p.decoder.send_eof();
         }
-        if self.drain_video(&out, true)? {
-            self.drain_audio(&out, true)?;
+        if self.drain_video(&mut out, true)? {
+            self.drain_audio(&mut out, true)?;
         }
         Ok(())
     }
 
     /// Moves decoded video through the filter to `out`; false when the feed must end.
-    fn drain_video(&mut self, out: &FeedOut, eof: bool) -> Result<bool, CaptureError> {
+    fn drain_video(&mut self, out: &mut FeedOut, eof: bool) -> Result<bool, CaptureError> {
         let Some(p) = self.video.as_mut() else {
             return Ok(true);
         };
@@ -580,7 +611,7 @@ impl DemuxFeed {
     }
 
     /// Moves decoded audio through the filter to `out`; false when the feed must end.
-    fn drain_audio(&mut self, out: &FeedOut, eof: bool) -> Result<bool, CaptureError> {
+    fn drain_audio(&mut self, out: &mut FeedOut, eof: bool) -> Result<bool, CaptureError> {
         let Some(p) = self.audio.as_mut() else {
             return Ok(true);
         };
