@@ -1,0 +1,394 @@
+//! The capture thread: encode, interleave by DTS, mux, cut at keyframes, hand over.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ffmpeg_next::{
+    channel_layout::ChannelLayout, codec, encoder, format, frame, picture, Dictionary,
+    Error as FfError, Packet, Rational,
+};
+
+use super::mux::{TsMuxer, AUDIO_STREAM, VIDEO_STREAM};
+use super::outbox::Outbox;
+use super::source::{Feeds, Raw, RawFrame, AAC_FRAME};
+use super::{
+    CaptureConfig, CaptureError, CaptureStats, CapturedSegment, FfCtx, Shared, WorkerEnd, PTS_BASE,
+    TIMEBASE_HZ,
+};
+
+/// How long the capture thread waits for a frame before retrying the backlog.
+const IDLE_TICK: Duration = Duration::from_millis(50);
+
+/// Encoded packets held for interleaving before one stream is written without waiting for the
+/// other: a microphone that stalls must not make video pile up (≈ 3 s at 30 fps).
+const MAX_INTERLEAVE_QUEUE: usize = 90;
+
+/// Opens libx264 with a fixed GOP of one segment and no scene-cut keyframes.
+pub(crate) fn open_video_encoder(cfg: &CaptureConfig) -> Result<encoder::Video, CaptureError> {
+    let codec = encoder::find_by_name("libx264")
+        .ok_or_else(|| CaptureError::Source("this FFmpeg has no libx264 encoder".into()))?;
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .ctx("creating video encoder")?;
+    let fps = i32::try_from(cfg.fps).map_err(|_| CaptureError::InvalidConfig("fps"))?;
+    enc.set_width(cfg.width);
+    enc.set_height(cfg.height);
+    enc.set_format(format::Pixel::YUV420P);
+    enc.set_time_base(Rational::new(1, fps));
+    enc.set_frame_rate(Some(Rational::new(fps, 1)));
+    enc.set_gop(cfg.gop());
+    enc.set_bit_rate(usize::try_from(cfg.video_bitrate).unwrap_or(usize::MAX));
+    let mut opts = Dictionary::new();
+    opts.set("preset", &cfg.x264_preset);
+    // Every keyframe must be a segment boundary and every boundary a keyframe: fixed IDR
+    // interval, no early keyframes on scene cuts.
+    let g = cfg.gop();
+    opts.set(
+        "x264-params",
+        &format!("keyint={g}:min-keyint={g}:scenecut=0"),
+    );
+    enc.open_with(opts).ctx("opening libx264")
+}
+
+/// Opens FFmpeg's native AAC encoder for planar float input.
+pub(crate) fn open_audio_encoder(cfg: &CaptureConfig) -> Result<encoder::Audio, CaptureError> {
+    let codec = encoder::find(codec::Id::AAC)
+        .ok_or_else(|| CaptureError::Source("this FFmpeg has no AAC encoder".into()))?;
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .audio()
+        .ctx("creating audio encoder")?;
+    let rate = i32::try_from(cfg.sample_rate).map_err(|_| CaptureError::InvalidConfig("rate"))?;
+    let layout = ChannelLayout::default(i32::from(cfg.channels));
+    enc.set_rate(rate);
+    enc.set_channel_layout(layout);
+    // FFmpeg 5.1 still reads the legacy channel count next to the layout.
+    enc.set_channels(i32::from(cfg.channels));
+    enc.set_format(format::Sample::F32(format::sample::Type::Planar));
+    enc.set_bit_rate(usize::try_from(cfg.audio_bitrate).unwrap_or(usize::MAX));
+    enc.set_time_base(Rational::new(1, rate));
+    enc.open_as(codec).ctx("opening aac encoder")
+}
+
+/// The segment being accumulated.
+#[derive(Debug, Default)]
+struct SegAcc {
+    start_pts: Option<i64>,
+    end_pts: i64,
+    video_frames: u32,
+    audio_samples: u64,
+    keyframe_start: bool,
+    start_mono: Option<Instant>,
+}
+
+/// Everything the capture thread owns.
+pub(crate) struct Pipeline {
+    cfg: CaptureConfig,
+    shared: Arc<Shared>,
+    feeds: Feeds,
+    venc: encoder::Video,
+    aenc: encoder::Audio,
+    mux: Option<TsMuxer>,
+    outbox: Outbox,
+    /// Encoded video packets (90 kHz) waiting for interleaving.
+    vq: VecDeque<Packet>,
+    /// Encoded audio packets (90 kHz) and their sample counts.
+    aq: VecDeque<(Packet, u64)>,
+    /// Video frames and audio samples sent to the encoders.
+    vn: i64,
+    an: i64,
+    /// Capture instants of the video frames inside the encoder, by 90 kHz PTS.
+    capture_times: VecDeque<(i64, Instant)>,
+    seg: SegAcc,
+    index: u64,
+    frame_ticks: i64,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("index", &self.index)
+            .field("vn", &self.vn)
+            .field("an", &self.an)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_again(e: &FfError) -> bool {
+    matches!(e, FfError::Other { errno } if *errno == ffmpeg_next::util::error::EAGAIN)
+}
+
+impl Pipeline {
+    pub(crate) fn new(
+        cfg: CaptureConfig,
+        shared: Arc<Shared>,
+        feeds: Feeds,
+        venc: encoder::Video,
+        aenc: encoder::Audio,
+        mux: TsMuxer,
+        outbox: Outbox,
+    ) -> Self {
+        let frame_ticks = TIMEBASE_HZ / i64::from(cfg.fps);
+        Pipeline {
+            cfg,
+            shared,
+            feeds,
+            venc,
+            aenc,
+            mux: Some(mux),
+            outbox,
+            vq: VecDeque::new(),
+            aq: VecDeque::new(),
+            vn: 0,
+            an: 0,
+            capture_times: VecDeque::new(),
+            seg: SegAcc::default(),
+            index: 0,
+            frame_ticks,
+        }
+    }
+
+    /// Runs until every feed has ended (end of source, limit, or stop), then flushes and emits
+    /// the final segment. Returns the segments the consumer did not take and the first error.
+    pub(crate) fn run(mut self) -> WorkerEnd {
+        let result = self.run_loop().and_then(|()| self.finish());
+        if result.is_err() {
+            // Make the feeds end: they check the flag before each frame.
+            self.shared.stop.store(true, Ordering::Relaxed);
+        }
+        let Pipeline { feeds, outbox, .. } = self;
+        let Feeds { rx, threads, .. } = feeds;
+        drop(rx);
+        let mut error = result.err();
+        for t in threads {
+            let r = t.join().map_err(|_| CaptureError::Panicked).and_then(|r| r);
+            if let (None, Err(e)) = (&error, r) {
+                error = Some(e);
+            }
+        }
+        if let Some(e) = &error {
+            tracing::error!(error = %e, "capture ended with an error");
+        }
+        WorkerEnd {
+            undelivered: outbox.finish(),
+            error,
+        }
+    }
+
+    fn run_loop(&mut self) -> Result<(), CaptureError> {
+        loop {
+            match self.feeds.rx.recv_timeout(IDLE_TICK) {
+                Ok(frame) => self.on_frame(frame)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            self.outbox.pump();
+        }
+    }
+
+    fn on_frame(&mut self, frame: RawFrame) -> Result<(), CaptureError> {
+        match frame.raw {
+            Raw::Video(mut f) => {
+                self.vn += i64::try_from(frame.skipped).unwrap_or(0);
+                let pts = self.vn;
+                f.set_pts(Some(pts));
+                f.set_kind(picture::Type::None);
+                self.capture_times
+                    .push_back((PTS_BASE + pts * self.frame_ticks, frame.captured_at));
+                self.venc.send_frame(&f).ctx("encoding video")?;
+                self.vn += 1;
+                self.drain_video()?;
+                if !self.feeds.has_audio {
+                    self.fill_silence()?;
+                }
+            }
+            Raw::Audio(f) => {
+                self.an += i64::try_from(frame.skipped).unwrap_or(0);
+                self.encode_audio(f)?;
+            }
+        }
+        self.interleave(false)
+    }
+
+    /// Without a microphone, keeps audio in step with video with silent frames.
+    fn fill_silence(&mut self) -> Result<(), CaptureError> {
+        let (fps, sr) = (i64::from(self.cfg.fps), i64::from(self.cfg.sample_rate));
+        while self.an * fps < self.vn * sr {
+            let layout = ChannelLayout::default(i32::from(self.cfg.channels));
+            let mut f = frame::Audio::new(
+                format::Sample::F32(format::sample::Type::Planar),
+                AAC_FRAME,
+                layout,
+            );
+            f.set_rate(self.cfg.sample_rate);
+            self.encode_audio(f)?;
+        }
+        Ok(())
+    }
+
+    fn encode_audio(&mut self, mut f: frame::Audio) -> Result<(), CaptureError> {
+        if self.shared.muted.load(Ordering::Relaxed) || !self.feeds.has_audio {
+            // Zero bytes are 0.0 in float: silence with the same timing.
+            for plane in 0..f.planes() {
+                f.data_mut(plane).fill(0);
+            }
+        }
+        let n = f.samples() as i64;
+        f.set_pts(Some(self.an));
+        self.aenc.send_frame(&f).ctx("encoding audio")?;
+        self.an += n;
+        CaptureStats::add(&self.shared.stats.audio_samples, n as u64);
+        self.drain_audio()
+    }
+
+    fn drain_video(&mut self) -> Result<(), CaptureError> {
+        let src_tb = Rational::new(1, i32::try_from(self.cfg.fps).unwrap_or(30));
+        loop {
+            let mut pkt = Packet::empty();
+            match self.venc.receive_packet(&mut pkt) {
+                Ok(()) => {}
+                Err(FfError::Eof) => return Ok(()),
+                Err(e) if is_again(&e) => return Ok(()),
+                Err(e) => {
+                    return Err(CaptureError::Ffmpeg {
+                        context: "receiving video packet",
+                        source: e,
+                    })
+                }
+            }
+            pkt.rescale_ts(src_tb, tb90());
+            pkt.set_pts(pkt.pts().map(|p| p + PTS_BASE));
+            pkt.set_dts(pkt.dts().map(|d| d + PTS_BASE));
+            pkt.set_duration(self.frame_ticks);
+            pkt.set_stream(VIDEO_STREAM);
+            CaptureStats::add(&self.shared.stats.frames_encoded, 1);
+            self.vq.push_back(pkt);
+        }
+    }
+
+    fn drain_audio(&mut self) -> Result<(), CaptureError> {
+        let src_tb = Rational::new(1, i32::try_from(self.cfg.sample_rate).unwrap_or(48_000));
+        loop {
+            let mut pkt = Packet::empty();
+            match self.aenc.receive_packet(&mut pkt) {
+                Ok(()) => {}
+                Err(FfError::Eof) => return Ok(()),
+                Err(e) if is_again(&e) => return Ok(()),
+                Err(e) => {
+                    return Err(CaptureError::Ffmpeg {
+                        context: "receiving audio packet",
+                        source: e,
+                    })
+                }
+            }
+            let samples = u64::try_from(pkt.duration()).unwrap_or(0);
+            pkt.rescale_ts(src_tb, tb90());
+            pkt.set_pts(pkt.pts().map(|p| p + PTS_BASE));
+            pkt.set_dts(pkt.dts().map(|d| d + PTS_BASE));
+            pkt.set_stream(AUDIO_STREAM);
+            self.aq.push_back((pkt, samples));
+        }
+    }
+
+    /// Writes queued packets in DTS order; with `all`, empties both queues.
+    fn interleave(&mut self, all: bool) -> Result<(), CaptureError> {
+        loop {
+            let video_first = match (self.vq.front(), self.aq.front()) {
+                (Some(v), Some((a, _))) => v.dts().unwrap_or(0) <= a.dts().unwrap_or(0),
+                (Some(_), None) => all || self.vq.len() > MAX_INTERLEAVE_QUEUE,
+                (None, Some(_)) if all || self.aq.len() > MAX_INTERLEAVE_QUEUE => false,
+                _ => return Ok(()),
+            };
+            if video_first {
+                if let Some(p) = self.vq.pop_front() {
+                    self.write_video(&p)?;
+                }
+            } else if let Some((p, samples)) = self.aq.pop_front() {
+                self.seg.audio_samples += samples;
+                self.mux()?.write(&p)?;
+            }
+        }
+    }
+
+    fn mux(&mut self) -> Result<&mut TsMuxer, CaptureError> {
+        self.mux
+            .as_mut()
+            .ok_or(CaptureError::Source("muxer already finished".into()))
+    }
+
+    fn write_video(&mut self, p: &Packet) -> Result<(), CaptureError> {
+        let pts = p.pts().unwrap_or(0);
+        if p.is_key() && self.seg.video_frames > 0 {
+            // The cut: everything written so far is the previous segment.
+            let bytes = self.mux()?.cut()?;
+            self.emit(bytes, false);
+        }
+        if self.seg.start_pts.is_none() {
+            self.seg.start_pts = Some(pts);
+            self.seg.keyframe_start = p.is_key();
+            self.seg.start_mono = self.capture_time_of(pts);
+        }
+        self.seg.video_frames += 1;
+        self.seg.end_pts = self.seg.end_pts.max(pts + self.frame_ticks);
+        self.mux()?.write(p)
+    }
+
+    fn capture_time_of(&mut self, pts: i64) -> Option<Instant> {
+        while let Some(&(k, t)) = self.capture_times.front() {
+            if k > pts {
+                break;
+            }
+            self.capture_times.pop_front();
+            if k == pts {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    fn emit(&mut self, bytes: Vec<u8>, is_final: bool) {
+        let seg = std::mem::take(&mut self.seg);
+        let start_pts = seg.start_pts.unwrap_or(PTS_BASE);
+        let segment = CapturedSegment {
+            index: self.index,
+            bytes,
+            start_pts,
+            end_pts: seg.end_pts.max(start_pts),
+            video_frames: seg.video_frames,
+            audio_samples: seg.audio_samples,
+            keyframe_start: seg.keyframe_start,
+            codec: self.cfg.codec_params(),
+            start_mono: seg.start_mono.unwrap_or_else(Instant::now),
+            is_final,
+        };
+        tracing::debug!(?segment, "segment cut");
+        self.index += 1;
+        self.outbox.push(segment);
+    }
+
+    /// Drains the encoders, writes the trailer and emits the last segment.
+    fn finish(&mut self) -> Result<(), CaptureError> {
+        self.venc.send_eof().ctx("flushing video encoder")?;
+        self.drain_video()?;
+        self.aenc.send_eof().ctx("flushing audio encoder")?;
+        self.drain_audio()?;
+        self.interleave(true)?;
+        let mux = self
+            .mux
+            .take()
+            .ok_or(CaptureError::Source("muxer already finished".into()))?;
+        let bytes = mux.finish()?;
+        if self.seg.video_frames > 0 || self.seg.audio_samples > 0 || !bytes.is_empty() {
+            self.emit(bytes, true);
+        }
+        Ok(())
+    }
+}
+
+fn tb90() -> Rational {
+    Rational::new(1, i32::try_from(TIMEBASE_HZ).unwrap_or(90_000))
+}
