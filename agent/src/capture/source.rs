@@ -347,7 +347,7 @@ fn find_filter(name: &str) -> Result<filter::Filter, CaptureError> {
     filter::find(name).ok_or_else(|| CaptureError::Source(format!("no {name} filter")))
 }
 
-/// Pulls one frame from the graph's sink: `Ok(None)` when it needs more input or has ended.
+/// Pulls one frame from the graph's sink: `Ok(false)` when it needs more input or has ended.
 fn pull<F: std::ops::DerefMut<Target = frame::Frame>>(
     graph: &mut filter::Graph,
     frame: &mut F,
