@@ -674,10 +674,12 @@ fn fed_graph(
 }
 
 fn find_device(video: bool, name: &str) -> Result<ffmpeg_next::Format, CaptureError> {
+    // Device names can be lists of aliases: v4l2 is "video4linux2,v4l2".
+    let matches = |f: &ffmpeg_next::Format| f.name().split(',').any(|n| n == name);
     let found = if video {
-        device::input::video().find(|f| f.name() == name)
+        device::input::video().find(matches)
     } else {
-        device::input::audio().find(|f| f.name() == name)
+        device::input::audio().find(matches)
     };
     found.ok_or_else(|| CaptureError::Source(format!("this FFmpeg has no {name} input device")))
 }
@@ -710,5 +712,18 @@ fn open_alsa(name: &str, cfg: &CaptureConfig) -> Result<format::context::Input, 
             Err(CaptureError::Source("alsa opened as output".into()))
         }
         Err(e) => Err(CaptureError::NotFound(format!("alsa:{name} ({e})"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn camera_and_microphone_devices_are_found() {
+        ffmpeg_next::init().unwrap();
+        assert!(find_device(true, "v4l2").is_ok());
+        assert!(find_device(false, "alsa").is_ok());
+        assert!(find_device(true, "no-such-device").is_err());
     }
 }
