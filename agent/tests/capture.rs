@@ -370,6 +370,14 @@ fn missing_devices_and_files_are_clear_errors() {
         let msg = err.to_string();
         assert!(msg.contains("not found"), "{spec}: {msg}");
     }
+    // A path that exists but is no camera: FFmpeg's refusal, with context.
+    let cfg = CaptureConfig {
+        source: "v4l2:/dev/null".parse().unwrap(),
+        ..small_config(1, 1)
+    };
+    let (tx, _rx) = sync_channel(1);
+    let err = FfmpegCapture::new(cfg).start(tx).unwrap_err();
+    assert!(err.to_string().contains("v4l2"), "{err}");
     let cfg = CaptureConfig {
         source: "lavfi:no_such_filter_xyz".parse().unwrap(),
         ..small_config(1, 1)

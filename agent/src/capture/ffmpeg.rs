@@ -65,7 +65,13 @@ impl Capture for FfmpegCapture {
         let worker = std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || pipeline.run())
-            .map_err(|e| CaptureError::Source(format!("cannot start capture thread: {e}")))?;
+            .map_err(|e| {
+                // The feeds already run: make them end.
+                shared
+                    .stop
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                CaptureError::Source(format!("cannot start capture thread: {e}"))
+            })?;
         Ok(CaptureHandle::new(shared, worker))
     }
 }

@@ -4,6 +4,27 @@
 //! channel. It does not hash, sign, spool or upload anything: the chain writer consumes the
 //! segments and does that.
 //!
+//! # Use
+//!
+//! ```
+//! use fieldseal_agent::capture::{Capture, SyntheticCapture};
+//! // `FfmpegCapture::new(CaptureConfig { source: "v4l2:/dev/video0,alsa:hw:0".parse()?, .. })`
+//! // in production; the synthetic twin has the same interface.
+//! let capture = SyntheticCapture::new(Some(3));
+//! let (tx, rx) = std::sync::mpsc::sync_channel(8);
+//! let handle = capture.start(tx)?;
+//! handle.set_muted(true); // e.g. on the officer's request; the chain writer logs the event
+//! for segment in rx.iter() {
+//!     // hash `segment.bytes`, write, fsync, sign an entry with its PTS range and counts …
+//!     if segment.is_final {
+//!         break;
+//!     }
+//! }
+//! let summary = handle.stop();
+//! assert!(summary.error.is_none() && summary.undelivered.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Shape
 //!
 //! ```text

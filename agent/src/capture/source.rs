@@ -101,7 +101,7 @@ pub(crate) fn start_feeds(
                 pacer: Pacer::new(paced),
                 out,
             };
-            threads.push(spawn("capture-lavfi", move || feed.run())?);
+            threads.push(spawn("capture-lavfi", shared, move || feed.run())?);
             has_audio = true;
         }
         SourceSpec::File(path) => {
@@ -118,7 +118,7 @@ pub(crate) fn start_feeds(
             }
             has_audio = feed.audio.is_some();
             let out = FeedOut::new(tx, shared, !paced);
-            threads.push(spawn("capture-file", move || feed.run(out))?);
+            threads.push(spawn("capture-file", shared, move || feed.run(out))?);
         }
         SourceSpec::V4l2 { device, alsa } => {
             let ictx = open_v4l2(device, cfg)?;
@@ -143,10 +143,10 @@ pub(crate) fn start_feeds(
             has_audio = afeed.is_some();
             // Live devices: never block the device reader.
             let out = FeedOut::new(tx.clone(), shared, false);
-            threads.push(spawn("capture-v4l2", move || vfeed.run(out))?);
+            threads.push(spawn("capture-v4l2", shared, move || vfeed.run(out))?);
             if let Some(afeed) = afeed {
                 let out = FeedOut::new(tx, shared, false);
-                threads.push(spawn("capture-alsa", move || afeed.run(out))?);
+                threads.push(spawn("capture-alsa", shared, move || afeed.run(out))?);
             }
         }
     }
@@ -157,13 +157,26 @@ pub(crate) fn start_feeds(
     })
 }
 
+/// Starts a feed thread. A feed that fails stops the whole capture (a camera that died must
+/// not leave an audio-only recording running unnoticed); the error reaches `CaptureSummary`.
 fn spawn(
     name: &str,
+    shared: &Arc<Shared>,
     f: impl FnOnce() -> Result<(), CaptureError> + Send + 'static,
 ) -> Result<FeedThread, CaptureError> {
+    let shared = Arc::clone(shared);
     std::thread::Builder::new()
         .name(name.into())
-        .spawn(f)
+        .spawn(move || {
+            let result = f();
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "capture feed failed; stopping the capture");
+                shared
+                    .stop
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            result
+        })
         .map_err(|e| CaptureError::Source(format!("cannot start {name} thread: {e}")))
 }
 
@@ -347,7 +360,7 @@ fn find_filter(name: &str) -> Result<filter::Filter, CaptureError> {
     filter::find(name).ok_or_else(|| CaptureError::Source(format!("no {name} filter")))
 }
 
-/// Pulls one frame from the graph's sink: `Ok(None)` when it needs more input or has ended.
+/// Pulls one frame from the graph's sink: `Ok(false)` when it needs more input or has ended.
 fn pull<F: std::ops::DerefMut<Target = frame::Frame>>(
     graph: &mut filter::Graph,
     frame: &mut F,
@@ -674,10 +687,12 @@ fn fed_graph(
 }
 
 fn find_device(video: bool, name: &str) -> Result<ffmpeg_next::Format, CaptureError> {
+    // Device names can be lists of aliases: v4l2 is "video4linux2,v4l2".
+    let matches = |f: &ffmpeg_next::Format| f.name().split(',').any(|n| n == name);
     let found = if video {
-        device::input::video().find(|f| f.name() == name)
+        device::input::video().find(matches)
     } else {
-        device::input::audio().find(|f| f.name() == name)
+        device::input::audio().find(matches)
     };
     found.ok_or_else(|| CaptureError::Source(format!("this FFmpeg has no {name} input device")))
 }
@@ -710,5 +725,18 @@ fn open_alsa(name: &str, cfg: &CaptureConfig) -> Result<format::context::Input, 
             Err(CaptureError::Source("alsa opened as output".into()))
         }
         Err(e) => Err(CaptureError::NotFound(format!("alsa:{name} ({e})"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn camera_and_microphone_devices_are_found() {
+        ffmpeg_next::init().unwrap();
+        assert!(find_device(true, "v4l2").is_ok());
+        assert!(find_device(false, "alsa").is_ok());
+        assert!(find_device(true, "no-such-device").is_err());
     }
 }
