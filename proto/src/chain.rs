@@ -34,6 +34,9 @@ pub enum MediaObservation {
         /// Its length.
         len: u64,
     },
+    /// The holder let its copy go after the archive acknowledged it (the
+    /// agent after its keep period): not checked here, and not a finding.
+    Released,
     /// The bytes are not there.
     Absent {
         /// Why or since when, for the report (e.g. "promised 3 h ago").
@@ -511,6 +514,7 @@ fn check_media(
                     });
                 }
             }
+            Some(MediaObservation::Released) => {}
             Some(MediaObservation::Absent { note }) => findings.push(Finding {
                 seq: Some(seq),
                 kind: FindingKind::MissingMedia,

@@ -1,0 +1,198 @@
+//! `DIR/config.toml`: the agent's settings. `init` writes a commented file with
+//! the defaults; every field may be left out and takes its default.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::capture::{CaptureConfig, Pacing, SourceSpec};
+
+/// The commented configuration `init` writes.
+pub const DEFAULT_CONFIG: &str = r#"# fieldseal agent configuration. Every setting may be left out: the value
+# shown is the default. Changes take effect the next time the agent starts.
+
+[capture]
+# Where audio-video comes from (overridden by --source):
+#   "lavfi"                         synthetic camera: testsrc2 picture and a sine tone
+#   "file:/path/to/media.mp4"       a media file played at its native rate
+#   "v4l2:/dev/video0,alsa:hw:0"    a real camera and microphone
+source = "lavfi"
+width = 1280
+height = 720
+# Frames per second; must divide 90000 (25, 30, 50, 60 …).
+fps = 30
+# H.264 target bit rate, bit/s.
+video_bitrate = 2000000
+# x264 preset: faster presets use less CPU (battery) for larger files.
+preset = "veryfast"
+# Segment length in seconds; every segment starts with a keyframe.
+segment_seconds = 4
+# Seconds kept before recording is switched on (pre-event buffer); 0 turns it off
+# (the camera then runs only while recording).
+pre_event_seconds = 30
+sample_rate = 48000
+channels = 1
+audio_bitrate = 96000
+
+[storage]
+# Most bytes the spool (media and chain) may take. At the limit the agent signs a
+# storage-full event and stops recording: it never deletes evidence the server
+# has not acknowledged.
+limit_bytes = 8589934592
+# A storage-low event is signed when use crosses this percentage of the limit.
+low_percent = 90
+# How long a segment stays on the device after the server acknowledged it.
+keep_after_ack_seconds = 86400
+"#;
+
+/// The agent's settings.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Capture settings.
+    pub capture: CaptureSection,
+    /// Storage settings.
+    pub storage: StorageSection,
+}
+
+/// `[capture]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // Documented in DEFAULT_CONFIG.
+pub struct CaptureSection {
+    pub source: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub video_bitrate: u64,
+    pub preset: String,
+    pub segment_seconds: u32,
+    pub pre_event_seconds: u32,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub audio_bitrate: u64,
+}
+
+impl Default for CaptureSection {
+    fn default() -> Self {
+        let c = CaptureConfig::default();
+        CaptureSection {
+            source: "lavfi".into(),
+            width: c.width,
+            height: c.height,
+            fps: c.fps,
+            video_bitrate: c.video_bitrate,
+            preset: c.x264_preset,
+            segment_seconds: c.segment_secs,
+            pre_event_seconds: 30,
+            sample_rate: c.sample_rate,
+            channels: c.channels,
+            audio_bitrate: c.audio_bitrate,
+        }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // Documented in DEFAULT_CONFIG.
+pub struct StorageSection {
+    pub limit_bytes: u64,
+    pub low_percent: u8,
+    pub keep_after_ack_seconds: u64,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            limit_bytes: 8 << 30,
+            low_percent: 90,
+            keep_after_ack_seconds: 86_400,
+        }
+    }
+}
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// The file is not valid.
+    #[error("{0}: {1}")]
+    Parse(String, String),
+}
+
+impl AgentConfig {
+    /// Load `DIR/config.toml`; a missing file means all defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an unreadable or invalid file (unknown keys included).
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        let path = dir.join("config.toml");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(ConfigError::Io(path.display().to_string(), e)),
+        };
+        let cfg: AgentConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse(path.display().to_string(), e.to_string()))?;
+        if cfg.storage.low_percent == 0 || cfg.storage.low_percent > 100 {
+            return Err(ConfigError::Parse(
+                path.display().to_string(),
+                "storage.low_percent must be 1..=100".into(),
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// The capture configuration, with `source` overriding the file's.
+    ///
+    /// # Errors
+    /// A source spec that does not parse.
+    pub fn capture_config(
+        &self,
+        source: Option<&str>,
+    ) -> Result<CaptureConfig, crate::capture::CaptureError> {
+        let c = &self.capture;
+        let spec: SourceSpec = source.unwrap_or(&c.source).parse()?;
+        let cfg = CaptureConfig {
+            source: spec,
+            width: c.width,
+            height: c.height,
+            fps: c.fps,
+            video_bitrate: c.video_bitrate,
+            x264_preset: c.preset.clone(),
+            segment_secs: c.segment_seconds,
+            sample_rate: c.sample_rate,
+            channels: c.channels,
+            audio_bitrate: c.audio_bitrate,
+            pacing: Pacing::RealTime,
+            ..CaptureConfig::default()
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commented_default_parses_to_the_defaults() {
+        let parsed: AgentConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
+        let d = AgentConfig::default();
+        assert_eq!(parsed.capture.width, d.capture.width);
+        assert_eq!(parsed.capture.pre_event_seconds, d.capture.pre_event_seconds);
+        assert_eq!(parsed.storage.limit_bytes, d.storage.limit_bytes);
+        assert!(parsed.capture_config(None).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), "[capture]\nwidht = 3\n").unwrap();
+        assert!(matches!(AgentConfig::load(dir.path()), Err(ConfigError::Parse(..))));
+    }
+}

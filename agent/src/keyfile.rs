@@ -1,0 +1,130 @@
+//! The device key on disk: `DIR/device.key`, the 32-byte Ed25519 secret seed as
+//! 64 hex digits and a newline, mode 0600; `DIR/device.pub` beside it.
+//!
+//! The same key signs the chain and, once enrolled, is the TLS client key.
+//! [`Signer`] is the seam where a hardware key (secure element, TPM) will fit.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+use fieldseal_proto::identity::Signer;
+
+/// File name of the secret key in the data folder.
+pub const KEY_FILE: &str = "device.key";
+/// File name of the public key in the data folder.
+pub const PUB_FILE: &str = "device.pub";
+
+/// Errors reading or writing the key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The key file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file does not hold 64 hex digits.
+    #[error("{0}: not a device key (expected 64 hex digits)")]
+    Malformed(String),
+    /// Other users can read the secret key.
+    #[error("{0}: readable by other users (mode {1:o}); run `chmod 600` on it")]
+    TooOpen(String, u32),
+    /// A key exists already.
+    #[error("{0}: a device key exists already; refusing to replace it (the chain would be orphaned)")]
+    Exists(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
+    move |source| KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Create a new key in `dir` from the OS random number generator.
+///
+/// # Errors
+/// [`KeyError::Exists`] if a key is there already, [`KeyError::Io`] on a write failure.
+pub fn create(dir: &Path) -> Result<SigningKey, KeyError> {
+    let path = dir.join(KEY_FILE);
+    let key = SigningKey::generate(&mut rand_core::OsRng);
+    let mut f = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(KeyError::Exists(path.display().to_string()))
+        }
+        Err(e) => return Err(io(&path)(e)),
+    };
+    f.write_all(format!("{}\n", hex::encode(key.to_bytes())).as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io(&path))?;
+    let pub_path = dir.join(PUB_FILE);
+    fs::write(&pub_path, format!("{}\n", hex::encode(key.verifying_key().as_bytes())))
+        .map_err(io(&pub_path))?;
+    crate::fsutil::sync_dir(dir).map_err(io(dir))?;
+    Ok(key)
+}
+
+/// Load the key from `dir`.
+///
+/// # Errors
+/// [`KeyError::Io`] if it cannot be read, [`KeyError::Malformed`] if it is not a
+/// key, [`KeyError::TooOpen`] if group or others may read it.
+pub fn load(dir: &Path) -> Result<SigningKey, KeyError> {
+    let path = dir.join(KEY_FILE);
+    let meta = fs::metadata(&path).map_err(io(&path))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::TooOpen(path.display().to_string(), mode));
+    }
+    let text = fs::read_to_string(&path).map_err(io(&path))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed)
+        .map_err(|_| KeyError::Malformed(path.display().to_string()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// The device id of the key in `dir`, for messages.
+///
+/// # Errors
+/// As [`load`].
+pub fn device_id(dir: &Path) -> Result<String, KeyError> {
+    Ok(load(dir)?.device_id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_then_load_and_refuse_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = create(dir.path()).unwrap();
+        assert_eq!(load(dir.path()).unwrap().to_bytes(), k.to_bytes());
+        assert!(matches!(create(dir.path()), Err(KeyError::Exists(_))));
+        let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn open_permissions_and_garbage_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        create(dir.path()).unwrap();
+        let p = dir.path().join(KEY_FILE);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(load(dir.path()), Err(KeyError::TooOpen(..))));
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&p, "not a key\n").unwrap();
+        assert!(matches!(load(dir.path()), Err(KeyError::Malformed(_))));
+    }
+}
