@@ -12,6 +12,8 @@ PACKAGES=(
   ffmpeg
   # openssl is the hashing baseline of the benchmarks.
   openssl
+  # tests/independent/fieldseal_verify.py, run by `cargo test -p fieldseal-tests`.
+  python3
 )
 
 missing=()
