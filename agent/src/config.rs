@@ -184,7 +184,10 @@ mod tests {
         let parsed: AgentConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
         let d = AgentConfig::default();
         assert_eq!(parsed.capture.width, d.capture.width);
-        assert_eq!(parsed.capture.pre_event_seconds, d.capture.pre_event_seconds);
+        assert_eq!(
+            parsed.capture.pre_event_seconds,
+            d.capture.pre_event_seconds
+        );
         assert_eq!(parsed.storage.limit_bytes, d.storage.limit_bytes);
         assert!(parsed.capture_config(None).is_ok());
     }
@@ -193,6 +196,9 @@ mod tests {
     fn unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.toml"), "[capture]\nwidht = 3\n").unwrap();
-        assert!(matches!(AgentConfig::load(dir.path()), Err(ConfigError::Parse(..))));
+        assert!(matches!(
+            AgentConfig::load(dir.path()),
+            Err(ConfigError::Parse(..))
+        ));
     }
 }

@@ -165,7 +165,10 @@ pub fn bind(dir: &Path) -> std::io::Result<UnixListener> {
         if UnixStream::connect(&path).is_ok() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
-                format!("another agent is running with data folder {}", dir.display()),
+                format!(
+                    "another agent is running with data folder {}",
+                    dir.display()
+                ),
             ));
         }
         std::fs::remove_file(&path)?;

@@ -35,7 +35,9 @@ pub enum KeyError {
     #[error("{0}: readable by other users (mode {1:o}); run `chmod 600` on it")]
     TooOpen(String, u32),
     /// A key exists already.
-    #[error("{0}: a device key exists already; refusing to replace it (the chain would be orphaned)")]
+    #[error(
+        "{0}: a device key exists already; refusing to replace it (the chain would be orphaned)"
+    )]
     Exists(String),
 }
 
@@ -69,8 +71,11 @@ pub fn create(dir: &Path) -> Result<SigningKey, KeyError> {
         .and_then(|()| f.sync_all())
         .map_err(io(&path))?;
     let pub_path = dir.join(PUB_FILE);
-    fs::write(&pub_path, format!("{}\n", hex::encode(key.verifying_key().as_bytes())))
-        .map_err(io(&pub_path))?;
+    fs::write(
+        &pub_path,
+        format!("{}\n", hex::encode(key.verifying_key().as_bytes())),
+    )
+    .map_err(io(&pub_path))?;
     crate::fsutil::sync_dir(dir).map_err(io(dir))?;
     Ok(key)
 }
@@ -112,7 +117,10 @@ mod tests {
         let k = create(dir.path()).unwrap();
         assert_eq!(load(dir.path()).unwrap().to_bytes(), k.to_bytes());
         assert!(matches!(create(dir.path()), Err(KeyError::Exists(_))));
-        let mode = fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 

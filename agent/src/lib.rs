@@ -1,11 +1,22 @@
 //! fieldseal agent: the edge recorder on body cameras and tablets.
 //!
-//! It captures audio-video without interruption and cuts it into MPEG-TS segments
-//! ([`capture`]); the chain writer, durable spool and sync client build on those segments.
-//! It never depends on the server crate.
+//! It captures audio-video without interruption and cuts it into MPEG-TS
+//! segments ([`capture`]); the [`recorder`] decides what joins the chain (pre-event
+//! buffer, start, stop, tags, mute); the [`spool`] writes every segment and event
+//! durably and signs it into the device's hash chain; [`run`] drives them, with a
+//! local [`control`] socket for commands. It never depends on the server crate.
 //!
 //! `unsafe` is denied crate-wide; the one exception is `capture::mux`, which needs two FFmpeg
 //! calls that ffmpeg-next does not wrap (see its module docs).
 #![deny(unsafe_code)]
 
 pub mod capture;
+pub mod clock;
+pub mod config;
+pub mod control;
+pub mod fsutil;
+pub mod index;
+pub mod keyfile;
+pub mod recorder;
+pub mod run;
+pub mod spool;

@@ -99,8 +99,15 @@ pub enum CommandError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Idle,
-    Recording { id: [u8; 16], next_part: u32 },
-    Stopping { id: [u8; 16], next_part: u32, reason: StopReason },
+    Recording {
+        id: [u8; 16],
+        next_part: u32,
+    },
+    Stopping {
+        id: [u8; 16],
+        next_part: u32,
+        reason: StopReason,
+    },
 }
 
 /// The recorder state machine.
@@ -114,6 +121,7 @@ pub struct Recorder {
     case: Option<String>,
     activity: Option<String>,
     storage_full: bool,
+    end_reason: StopReason,
 }
 
 fn seg_us(s: &CapturedSegment) -> u64 {
@@ -132,7 +140,15 @@ impl Recorder {
             case: None,
             activity: None,
             storage_full: false,
+            end_reason: StopReason::Error,
         }
+    }
+
+    /// Why a recording ends when the camera stops by itself (its final
+    /// segment arrives while recording): an error unless the caller planned it,
+    /// as `record --duration` does.
+    pub fn end_with(&mut self, reason: StopReason) {
+        self.end_reason = reason;
     }
 
     /// Actions to take when the agent starts: with a pre-event buffer the
@@ -312,7 +328,7 @@ impl Recorder {
                     self.capture_on = false;
                     out.push(Action::Event(Event::RecordingStopped {
                         recording: id,
-                        reason: StopReason::Error,
+                        reason: self.end_reason,
                     }));
                     self.state = State::Idle;
                 }
@@ -472,16 +488,30 @@ mod tests {
             assert!(r.handle_segment(seg(i, false)).is_empty());
         }
         let a = r
-            .handle_command(Command::Start { case: Some("C1".into()), activity: None }, [7; 16])
+            .handle_command(
+                Command::Start {
+                    case: Some("C1".into()),
+                    activity: None,
+                },
+                [7; 16],
+            )
             .unwrap();
         assert_eq!(
             names(&a),
-            ["recording-started", "pre-event-attached", "seg3:0:2", "seg4:1:2"]
+            [
+                "recording-started",
+                "pre-event-attached",
+                "seg3:0:2",
+                "seg4:1:2"
+            ]
         );
         assert_eq!(names(&r.handle_segment(seg(5, false))), ["seg5:2:0"]);
         // Stop: the segment in progress still joins, then the stop is signed.
         assert!(names(&r.handle_command(Command::Stop, [0; 16]).unwrap()).is_empty());
-        assert_eq!(names(&r.handle_segment(seg(6, false))), ["seg6:3:0", "recording-stopped"]);
+        assert_eq!(
+            names(&r.handle_segment(seg(6, false))),
+            ["seg6:3:0", "recording-stopped"]
+        );
         assert!(!r.is_recording());
         assert!(r.handle_segment(seg(7, false)).is_empty()); // back into the buffer
     }
@@ -490,46 +520,115 @@ mod tests {
     fn without_pre_event_the_camera_runs_only_while_recording() {
         let mut r = Recorder::new(0);
         assert!(r.on_start().is_empty());
-        let a = r.handle_command(Command::Start { case: None, activity: None }, [1; 16]).unwrap();
+        let a = r
+            .handle_command(
+                Command::Start {
+                    case: None,
+                    activity: None,
+                },
+                [1; 16],
+            )
+            .unwrap();
         assert_eq!(names(&a), ["recording-started", "start-capture"]);
         assert_eq!(names(&r.handle_segment(seg(0, false))), ["seg0:0:0"]);
-        assert_eq!(names(&r.handle_command(Command::Stop, [0; 16]).unwrap()), ["stop-capture"]);
+        assert_eq!(
+            names(&r.handle_command(Command::Stop, [0; 16]).unwrap()),
+            ["stop-capture"]
+        );
         assert_eq!(names(&r.handle_segment(seg(1, false))), ["seg1:1:0"]);
-        assert_eq!(names(&r.handle_segment(seg(2, true))), ["seg2:2:0", "recording-stopped"]);
+        assert_eq!(
+            names(&r.handle_segment(seg(2, true))),
+            ["seg2:2:0", "recording-stopped"]
+        );
     }
 
     #[test]
     fn commands_that_do_not_fit_change_nothing() {
         let mut r = Recorder::new(0);
-        assert_eq!(r.handle_command(Command::Stop, [0; 16]).unwrap_err(), CommandError::NotRecording);
-        r.handle_command(Command::Start { case: None, activity: None }, [1; 16]).unwrap();
         assert_eq!(
-            r.handle_command(Command::Start { case: None, activity: None }, [2; 16]).unwrap_err(),
+            r.handle_command(Command::Stop, [0; 16]).unwrap_err(),
+            CommandError::NotRecording
+        );
+        r.handle_command(
+            Command::Start {
+                case: None,
+                activity: None,
+            },
+            [1; 16],
+        )
+        .unwrap();
+        assert_eq!(
+            r.handle_command(
+                Command::Start {
+                    case: None,
+                    activity: None
+                },
+                [2; 16]
+            )
+            .unwrap_err(),
             CommandError::AlreadyRecording
         );
-        assert_eq!(names(&r.handle_command(Command::Mute, [0; 16]).unwrap()), ["muted=true", "audio-muted"]);
+        assert_eq!(
+            names(&r.handle_command(Command::Mute, [0; 16]).unwrap()),
+            ["muted=true", "audio-muted"]
+        );
         assert!(r.handle_command(Command::Mute, [0; 16]).unwrap().is_empty());
     }
 
     #[test]
     fn storage_full_ends_the_recording_and_blocks_a_new_one() {
         let mut r = Recorder::new(0);
-        r.handle_command(Command::Start { case: None, activity: None }, [1; 16]).unwrap();
+        r.handle_command(
+            Command::Start {
+                case: None,
+                activity: None,
+            },
+            [1; 16],
+        )
+        .unwrap();
         let a = r.storage_full(10, 10);
-        assert_eq!(names(&a), ["storage-full", "stop-capture", "recording-stopped"]);
         assert_eq!(
-            r.handle_command(Command::Start { case: None, activity: None }, [2; 16]).unwrap_err(),
+            names(&a),
+            ["storage-full", "stop-capture", "recording-stopped"]
+        );
+        assert_eq!(
+            r.handle_command(
+                Command::Start {
+                    case: None,
+                    activity: None
+                },
+                [2; 16]
+            )
+            .unwrap_err(),
             CommandError::StorageFull
         );
         r.storage_available();
-        assert!(r.handle_command(Command::Start { case: None, activity: None }, [2; 16]).is_ok());
+        assert!(r
+            .handle_command(
+                Command::Start {
+                    case: None,
+                    activity: None
+                },
+                [2; 16]
+            )
+            .is_ok());
     }
 
     #[test]
     fn shutdown_ends_an_open_recording_with_the_last_segment() {
         let mut r = Recorder::new(0);
-        r.handle_command(Command::Start { case: None, activity: None }, [1; 16]).unwrap();
+        r.handle_command(
+            Command::Start {
+                case: None,
+                activity: None,
+            },
+            [1; 16],
+        )
+        .unwrap();
         assert_eq!(names(&r.shutdown()), ["stop-capture"]);
-        assert_eq!(names(&r.handle_segment(seg(0, true))), ["seg0:0:0", "recording-stopped"]);
+        assert_eq!(
+            names(&r.handle_segment(seg(0, true))),
+            ["seg0:0:0", "recording-stopped"]
+        );
     }
 }

@@ -26,7 +26,7 @@ use fieldseal_proto::chain::{verify_chain, MediaObservation, Report, VerifyOptio
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::entry::{
-    segment_flags, Body, ChainHead, Clock as EntryClock, CodecParams, Event, EntryError,
+    segment_flags, Body, ChainHead, Clock as EntryClock, CodecParams, EntryError, Event,
     SegmentBody, SignedEntry,
 };
 use fieldseal_proto::identity::{Hash32, Sha256Stream, Signer};
@@ -208,7 +208,7 @@ impl Spool {
 
         let log_path = dir.join("chain.log");
         let (head, last_wall_us, complete_len, torn) = scan_log(&log_path)?;
-        let mut log = OpenOptions::new()
+        let log = OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
@@ -217,7 +217,8 @@ impl Spool {
         if torn > 0 {
             // A record torn by power loss was never durable, so never "recorded":
             // cutting it off loses nothing that was acknowledged to anyone.
-            log.set_len(complete_len as u64).map_err(io_err(&log_path))?;
+            log.set_len(complete_len as u64)
+                .map_err(io_err(&log_path))?;
             log.sync_all().map_err(io_err(&log_path))?;
             report.torn_log_bytes = torn;
         }
@@ -354,7 +355,11 @@ impl Spool {
         sync_dir(&media_dir).map_err(io_err(&media_dir))?;
         self.media_bytes += bytes.len() as u64;
         let c = self.entry_clock(clock);
-        let entry = self.append_body(signer, c, Body::Segment(draft.into_body(sha, bytes.len() as u64)))?;
+        let entry = self.append_body(
+            signer,
+            c,
+            Body::Segment(draft.into_body(sha, bytes.len() as u64)),
+        )?;
         // The entry is durable: the metadata has served its purpose.
         let _ = fs::remove_file(&meta_path);
         Ok(entry)
@@ -558,7 +563,9 @@ pub fn verify_dir(dir: &Path, key: &ed25519_dalek::VerifyingKey) -> Result<Repor
     let released = read_released(dir)?;
     let mut media = std::collections::BTreeMap::new();
     for rec in &log.records {
-        let Ok(e) = SignedEntry::from_bytes(rec) else { continue };
+        let Ok(e) = SignedEntry::from_bytes(rec) else {
+            continue;
+        };
         if e.entry.segment().is_none() {
             continue;
         }

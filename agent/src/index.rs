@@ -1,0 +1,155 @@
+//! The agent's sled index: a cache over the files of the spool for quick
+//! answers (chain head, segment count, bytes held), never the source of truth.
+//! `fieldseal-agent reindex` throws it away and rebuilds it from `chain.log`.
+//!
+//! ```text
+//! key                 value
+//! "head"              next_seq u64 || last_hash [32] || log_len u64
+//! "e" || seq u64      kind u8 || media_len u64 || wall_us i64
+//! ```
+
+use std::path::Path;
+
+use fieldseal_proto::chainlog;
+use fieldseal_proto::codec::Decode;
+use fieldseal_proto::entry::{Body, SignedEntry};
+
+/// Errors of the index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// sled failed.
+    #[error("index: {0}")]
+    Sled(#[from] sled::Error),
+    /// The chain log could not be read.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The chain log is damaged.
+    #[error("chain.log is damaged at byte {0}: {1}")]
+    Damaged(usize, String),
+}
+
+/// What the index knows of the chain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexSummary {
+    /// Next seq.
+    pub next_seq: u64,
+    /// Length of chain.log the index covers.
+    pub log_len: u64,
+    /// Segment entries.
+    pub segments: u64,
+    /// Event entries.
+    pub events: u64,
+}
+
+/// The open index.
+#[derive(Debug)]
+pub struct Index {
+    db: sled::Db,
+}
+
+impl Index {
+    /// Open (or create) the index in `dir/index`.
+    ///
+    /// # Errors
+    /// sled errors, among them another process holding the index.
+    pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        Ok(Index {
+            db: sled::open(dir.join("index"))?,
+        })
+    }
+
+    /// Record an appended entry, at chain-log length `log_len` after it.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn add(&self, e: &SignedEntry, log_len: u64) -> Result<(), IndexError> {
+        let (kind, media_len) = match &e.entry.body {
+            Body::Segment(s) => (1u8, s.media_len),
+            Body::Event(_) => (2u8, 0),
+        };
+        let mut key = vec![b'e'];
+        key.extend_from_slice(&e.seq().to_be_bytes());
+        let mut val = vec![kind];
+        val.extend_from_slice(&media_len.to_be_bytes());
+        val.extend_from_slice(&e.entry.wall_us.to_be_bytes());
+        let mut head = (e.seq() + 1).to_be_bytes().to_vec();
+        head.extend_from_slice(&e.hash());
+        head.extend_from_slice(&log_len.to_be_bytes());
+        let mut batch = sled::Batch::default();
+        batch.insert(key, val);
+        batch.insert(b"head".as_slice(), head);
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Bring the index up to date with `dir/chain.log`: entries past the
+    /// length it covers are added. Returns how many.
+    ///
+    /// # Errors
+    /// I/O, sled, or a damaged chain log.
+    pub fn catch_up(&self, dir: &Path) -> Result<u64, IndexError> {
+        let bytes = match std::fs::read(dir.join("chain.log")) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let covered = usize::try_from(self.summary()?.log_len).unwrap_or(usize::MAX);
+        if covered > bytes.len() {
+            // The log is shorter than the index thinks (a torn tail was cut):
+            // the index is stale, start over.
+            self.db.clear()?;
+            return self.catch_up(dir);
+        }
+        let (log, err) = chainlog::split_lossy(&bytes[covered..]);
+        if let Some(e) = err {
+            return Err(IndexError::Damaged(
+                covered + log.complete_len,
+                e.to_string(),
+            ));
+        }
+        let mut pos = covered as u64;
+        let mut added = 0;
+        for rec in log.records {
+            pos += rec.len() as u64 + 2;
+            let e = SignedEntry::from_bytes(rec).map_err(|err| {
+                IndexError::Damaged(usize::try_from(pos).unwrap_or(0), err.to_string())
+            })?;
+            self.add(&e, pos)?;
+            added += 1;
+        }
+        self.db.flush()?;
+        Ok(added)
+    }
+
+    /// Throw the index away and rebuild it from the chain log.
+    ///
+    /// # Errors
+    /// As [`Index::catch_up`].
+    pub fn rebuild(&self, dir: &Path) -> Result<u64, IndexError> {
+        self.db.clear()?;
+        self.catch_up(dir)
+    }
+
+    /// Counts and head.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn summary(&self) -> Result<IndexSummary, IndexError> {
+        let mut s = IndexSummary::default();
+        if let Some(h) = self.db.get(b"head")? {
+            if h.len() == 48 {
+                s.next_seq = u64::from_be_bytes(h[..8].try_into().expect("8 bytes"));
+                s.log_len = u64::from_be_bytes(h[40..48].try_into().expect("8 bytes"));
+            }
+        }
+        for kv in self.db.scan_prefix(b"e") {
+            let (_, v) = kv?;
+            match v.first() {
+                Some(1) => s.segments += 1,
+                Some(2) => s.events += 1,
+                _ => {}
+            }
+        }
+        Ok(s)
+    }
+}

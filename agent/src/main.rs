@@ -1,0 +1,364 @@
+//! `fieldseal-agent`: the edge recorder. Thin: parses the command line, sets
+//! up logging and calls the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use fieldseal_agent::control::{self, Request};
+use fieldseal_agent::{config, index, keyfile, run, spool};
+use fieldseal_proto::identity::Signer;
+
+/// fieldseal agent: records enforcement audio-video without interruption into
+/// hash-chained, signed, power-loss-safe segments.
+#[derive(Debug, Parser)]
+#[command(name = "fieldseal-agent", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, clap::Args)]
+struct DataArg {
+    /// The agent's data folder (key, config, chain, media).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct Tags {
+    /// Case number the recording belongs to.
+    #[arg(long, value_name = "NUMBER")]
+    case: Option<String>,
+    /// Activity type (e.g. seizure, demolition, on-site-enforcement, hearing).
+    #[arg(long, value_name = "TYPE")]
+    activity: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create the data folder: a new device key (mode 0600) and a commented config file.
+    Init {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Run the recorder: capture continuously (pre-event buffer) and record when told.
+    /// Commands (start, stop, tag, …) reach it through DIR/control.sock.
+    /// SIGINT/SIGTERM stop it cleanly, with a signed stop event.
+    Run {
+        #[command(flatten)]
+        data: DataArg,
+        /// Source: lavfi (synthetic camera), file:PATH, v4l2:/dev/videoN[,alsa:DEVICE].
+        #[arg(long, value_name = "SPEC")]
+        source: Option<String>,
+        /// Pre-event buffer in seconds (overrides the config; 0 turns it off).
+        #[arg(long, value_name = "SECS")]
+        pre_event: Option<u32>,
+        /// Produce frames as fast as possible instead of in real time (tests).
+        #[arg(long, hide = true)]
+        fast: bool,
+    },
+    /// Record for a fixed duration and exit: run + start + stop, for scripts.
+    Record {
+        #[command(flatten)]
+        data: DataArg,
+        /// Source: lavfi (synthetic camera), file:PATH, v4l2:/dev/videoN[,alsa:DEVICE].
+        #[arg(long, value_name = "SPEC")]
+        source: Option<String>,
+        /// How long: seconds, or with a unit (90s, 5m, 1h).
+        #[arg(long, value_name = "D", value_parser = parse_duration)]
+        duration: u32,
+        #[command(flatten)]
+        tags: Tags,
+        /// Produce frames as fast as possible instead of in real time (tests).
+        #[arg(long, hide = true)]
+        fast: bool,
+    },
+    /// Tell the running recorder to start recording.
+    Start {
+        #[command(flatten)]
+        data: DataArg,
+        #[command(flatten)]
+        tags: Tags,
+    },
+    /// Tell the running recorder to stop recording (at the end of the segment in progress).
+    Stop {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Change the case or activity of the running recorder.
+    Tag {
+        #[command(flatten)]
+        data: DataArg,
+        #[command(flatten)]
+        tags: Tags,
+    },
+    /// Sign a mark into the chain.
+    Mark {
+        #[command(flatten)]
+        data: DataArg,
+        /// What to mark.
+        #[arg(value_enum)]
+        what: MarkWhat,
+        /// Officer name or certificate number.
+        #[arg(long)]
+        officer: Option<String>,
+    },
+    /// Mute the microphone (silence is recorded; the mute is a signed event).
+    Mute {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Unmute the microphone.
+    Unmute {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Show the recorder's state, chain head and spool use.
+    Status {
+        #[command(flatten)]
+        data: DataArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the local chain and media; exit 0 iff everything verifies.
+    Verify {
+        #[command(flatten)]
+        data: DataArg,
+        /// Print the JSON report (docs/FORMAT.md §5).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the index from the chain log (the files are the source of truth).
+    Reindex {
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum MarkWhat {
+    /// The officer showed identity documents (Art. 26).
+    IdentityShown,
+}
+
+fn parse_duration(s: &str) -> Result<u32, String> {
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        _ => (s, 1),
+    };
+    let n: u32 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 20, 90s, 5m, 1h)"))?;
+    n.checked_mul(mult)
+        .filter(|&d| d > 0)
+        .ok_or_else(|| format!("`{s}`: the duration must be positive and under 136 years"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "fieldseal_agent=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("fieldseal-agent: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&flag))?;
+    }
+    Ok(flag)
+}
+
+fn send(dir: &Path, req: Request) -> anyhow::Result<ExitCode> {
+    let resp = control::request(dir, &req)?;
+    if resp.ok {
+        println!("{}", resp.message.unwrap_or_default());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("fieldseal-agent: {}", resp.error.unwrap_or_default());
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Cmd::Init { data } => {
+            let dir = &data.data;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let key = keyfile::create(dir)?;
+            let cfg = dir.join("config.toml");
+            if !cfg.exists() {
+                std::fs::write(&cfg, config::DEFAULT_CONFIG)?;
+            }
+            println!(
+                "device {} initialised in {}",
+                key.device_id(),
+                dir.display()
+            );
+            println!(
+                "  key:    {} (keep it secret; mode 0600)",
+                dir.join(keyfile::KEY_FILE).display()
+            );
+            println!("  config: {}", cfg.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run {
+            data,
+            source,
+            pre_event,
+            fast,
+        } => {
+            let shutdown = signals()?;
+            let opts = run::RunOptions {
+                source,
+                pre_event_secs: pre_event,
+                fast,
+                ..Default::default()
+            };
+            let s = run::run(&data.data, &opts, shutdown)?;
+            eprintln!(
+                "stopped cleanly: {} entries signed ({} segments), {} frames dropped",
+                s.entries, s.segments, s.frames_dropped
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Record {
+            data,
+            source,
+            duration,
+            tags,
+            fast,
+        } => {
+            let shutdown = signals()?;
+            let opts = run::RunOptions {
+                source,
+                start: Some((tags.case, tags.activity)),
+                duration_secs: Some(duration),
+                fast,
+                ..Default::default()
+            };
+            let s = run::run(&data.data, &opts, shutdown)?;
+            println!(
+                "recorded {duration} s: {} entries signed ({} segments), {} frames dropped",
+                s.entries, s.segments, s.frames_dropped
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Start { data, tags } => send(
+            &data.data,
+            Request::Start {
+                case: tags.case,
+                activity: tags.activity,
+            },
+        ),
+        Cmd::Stop { data } => send(&data.data, Request::Stop),
+        Cmd::Tag { data, tags } => send(
+            &data.data,
+            Request::Tag {
+                case: tags.case,
+                activity: tags.activity,
+            },
+        ),
+        Cmd::Mark {
+            data,
+            what,
+            officer,
+        } => match what {
+            MarkWhat::IdentityShown => send(&data.data, Request::IdentityShown { officer }),
+        },
+        Cmd::Mute { data } => send(&data.data, Request::Mute),
+        Cmd::Unmute { data } => send(&data.data, Request::Unmute),
+        Cmd::Status { data, json } => status(&data.data, json),
+        Cmd::Verify { data, json } => {
+            let key = keyfile::load(&data.data)?;
+            let report = spool::verify_dir(&data.data, &key.verifying_key())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Reindex { data } => {
+            if control::socket_path(&data.data).exists()
+                && control::request(&data.data, &Request::Status).is_ok()
+            {
+                anyhow::bail!("the agent is running; stop it before rebuilding its index");
+            }
+            let idx = index::Index::open(&data.data)?;
+            let n = idx.rebuild(&data.data)?;
+            println!("index rebuilt from chain.log: {n} entries");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let data = match control::request(dir, &Request::Status) {
+        Ok(resp) => resp.data.unwrap_or_default(),
+        Err(control::ControlError::NotRunning(_)) => {
+            // Not running: read the folder ourselves.
+            let key = keyfile::load(dir)?;
+            let idx = index::Index::open(dir)?;
+            idx.catch_up(dir)?;
+            let s = idx.summary()?;
+            serde_json::json!({
+                "running": false,
+                "state": "not running",
+                "device": key.device_id().to_string(),
+                "next_seq": s.next_seq,
+                "segments": s.segments,
+                "events": s.events,
+                "spool_bytes": dir_size(&dir.join("media")) + s.log_len,
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&data)?);
+    } else {
+        let g = |k: &str| {
+            data.get(k)
+                .map(|v| v.to_string().trim_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        println!("device {}: {}", g("device"), g("state"));
+        println!("  chain: next seq {}", g("next_seq"));
+        println!("  spool: {} bytes", g("spool_bytes"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
