@@ -294,7 +294,11 @@ impl Writer<'_> {
         self.summary.segments += 1;
         tracing::debug!(seq = entry.seq(), bytes = len, "segment recorded");
         let used = self.spool.used_bytes();
-        if !self.low_signed && used >= self.low_bytes {
+        // Low: past the configured share, or no room left for two more
+        // segments like this one, whichever comes first, so the warning always
+        // precedes the stop.
+        let nearly_full = self.limit_bytes.saturating_sub(used) < 2 * len;
+        if !self.low_signed && (used >= self.low_bytes || nearly_full) {
             self.low_signed = true;
             self.event(Event::StorageLow {
                 used_bytes: used,
