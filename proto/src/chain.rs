@@ -416,7 +416,7 @@ fn check_time_and_gaps(
                 if let Some(ps) = prev_segment {
                     let a = ps.entry.segment().expect("prev_segment holds segments");
                     let contiguous = a.recording == s.recording
-                        && s.part == a.part.wrapping_add(1)
+                        && a.part.checked_add(1) == Some(s.part)
                         && (s.start_pts - a.end_pts).abs() <= opts.pts_tolerance;
                     if !contiguous {
                         let seconds = gap_seconds(ps, e);
