@@ -1651,9 +1651,16 @@ def _self_test_frames(t, vdir):
     rec = verify_receipt(enc, spk)
     t.check(rec["signing_bytes"] == vals["receipt.signing_bytes"], "receipt signing bytes")
     t.check(len(rec["signing_bytes"]) == 86, "receipt signing bytes are 86 bytes")
+    # §7.7: the receipt is for entry 4 of entries.json; its entry_hash is the
+    # §3.2 entry hash (SHA-256 of the signing bytes, without the signature).
+    with open(os.path.join(vdir, "entries.json"), encoding="utf-8") as fh:
+        vec = json.load(fh)
+    e4 = decode_entry(bytes.fromhex(vec["entries"][4]["signed_entry"]))
     t.check((rec["device_id"], rec["seq"], rec["server_time_us"], rec["log_index"])
-            == (dev, 41, 1751328001500000, 1000), "receipt fields")
-    t.check(rec["entry_hash"] == hashlib.sha256(b"opaque signed entry bytes").digest(), "receipt entry hash")
+            == (e4.device_id, 4, 1751328001500000, 1000), "receipt fields")
+    t.check(rec["entry_hash"] == e4.entry_hash, "receipt entry hash = entry hash of entry 4")
+    t.check(rec["entry_hash"] != hashlib.sha256(bytes.fromhex(vec["entries"][4]["signed_entry"])).digest(),
+            "receipt entry hash does not cover the signature")
     status, res = decode_frame(vals["frame.entry_receipt"])
     t.check(status == "frame" and res[0]["receipt"]["signature"] == rec["signature"], "EntryReceipt frame")
     bad = bytearray(enc)
