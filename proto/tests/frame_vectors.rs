@@ -9,9 +9,9 @@
 
 use ed25519_dalek::SigningKey;
 use fieldseal_proto::codec::{Decode, Encode};
+use fieldseal_proto::entry::SignedEntry;
 use fieldseal_proto::identity::{sha256, DeviceId, Signer};
 use fieldseal_proto::msg::*;
-use fieldseal_proto::entry::SignedEntry;
 use fieldseal_proto::receipt::Receipt;
 use fieldseal_proto::sample;
 
