@@ -148,13 +148,14 @@ pub struct Report {
     pub ok: bool,
     /// The device whose chain this is.
     pub device: DeviceId,
-    /// Distinct valid entries.
+    /// Seqs holding a valid entry (versions of one seq count once; see
+    /// `docs/FORMAT.md` §4 step 4 for which version is kept).
     pub entries: u64,
     /// Of which segments.
     pub segments: u64,
     /// Of which events.
     pub events: u64,
-    /// Highest valid seq, if any.
+    /// Highest seq holding a valid entry, if any.
     pub head_seq: Option<u64>,
     /// Hash of the entry at `head_seq`, hex.
     pub head_hash: Option<String>,
@@ -164,7 +165,7 @@ pub struct Report {
     pub media_verified: u64,
     /// Every interval between segments not covered by media.
     pub gaps: Vec<Gap>,
-    /// Everything wrong, in seq order.
+    /// Everything wrong, sorted by seq (`None` first), then kind (enum order).
     pub findings: Vec<Finding>,
 }
 
@@ -416,7 +417,7 @@ fn check_time_and_gaps(
                 if let Some(ps) = prev_segment {
                     let a = ps.entry.segment().expect("prev_segment holds segments");
                     let contiguous = a.recording == s.recording
-                        && s.part == a.part.wrapping_add(1)
+                        && a.part.checked_add(1) == Some(s.part)
                         && (s.start_pts - a.end_pts).abs() <= opts.pts_tolerance;
                     if !contiguous {
                         let seconds = gap_seconds(ps, e);

@@ -5,9 +5,12 @@
 //! record = len u16 || signed entry [len]        repeated; see docs/FORMAT.md §9
 //! ```
 //!
-//! The length prefix lets a reader skip a damaged record and go on (so that
-//! one flipped bit costs one entry, not the rest of the file), and tells a torn
-//! final record (power loss mid-append) from a complete one.
+//! A record whose length is sane (1 ..= 4096) but whose content does not decode
+//! costs that one entry: the reader steps over it. A length of 0 or above 4096
+//! cannot belong to a record, so the file is damaged at that offset and the
+//! reader cannot know where the next record starts: reading stops there. The
+//! length also tells a torn final record (power loss mid-append) from a whole
+//! one.
 
 use crate::codec::{DecodeError, Reader};
 use crate::entry::MAX_SIGNED_ENTRY;
@@ -40,8 +43,9 @@ pub struct ChainLog<'a> {
 ///
 /// # Errors
 /// [`DecodeError::TooLong`] if a record claims more than [`MAX_SIGNED_ENTRY`]
-/// bytes: the file is damaged at that offset (the records before it are not
-/// returned; use [`split_lossy`] to get them).
+/// bytes, [`DecodeError::InvalidValue`] if it claims 0 bytes: the file is
+/// damaged at that offset (the records before it are not returned; use
+/// [`split_lossy`] to get them).
 pub fn split(bytes: &[u8]) -> Result<ChainLog<'_>, DecodeError> {
     let log = split_lossy(bytes);
     match log.1 {
@@ -51,7 +55,9 @@ pub fn split(bytes: &[u8]) -> Result<ChainLog<'_>, DecodeError> {
 }
 
 /// Split as far as the file is sound, returning the records read and the
-/// error that stopped the reading, if any other than a torn tail.
+/// error that stopped the reading, if any other than a torn tail. A record
+/// length of 0 or above [`MAX_SIGNED_ENTRY`] stops the reading (the damage is
+/// at `complete_len`); there is then no torn tail.
 pub fn split_lossy(bytes: &[u8]) -> (ChainLog<'_>, Option<DecodeError>) {
     let mut r = Reader::new(bytes);
     let mut records = Vec::new();
@@ -63,6 +69,13 @@ pub fn split_lossy(bytes: &[u8]) -> (ChainLog<'_>, Option<DecodeError>) {
             .u16()
             .map(usize::from)
             .and_then(|len| {
+                if len == 0 {
+                    // No signed entry is empty: this is damage, not a record.
+                    return Err(DecodeError::InvalidValue {
+                        what: "chain log record length",
+                        value: 0,
+                    });
+                }
                 crate::codec::check_len("chain log record", len, MAX_SIGNED_ENTRY).map(|()| len)
             })
             .and_then(|len| attempt.take(len));
@@ -122,6 +135,21 @@ mod tests {
         assert!(matches!(split(&log), Err(DecodeError::TooLong { .. })));
         let (partial, err) = split_lossy(&log);
         assert_eq!(partial.records.len(), 1);
+        assert!(err.is_some());
+    }
+
+    #[test]
+    fn zero_record_length_is_damage() {
+        let mut log = Vec::new();
+        put_record(&mut log, b"ok");
+        let at = log.len();
+        log.extend_from_slice(&[0, 0]);
+        put_record(&mut log, b"after");
+        assert!(matches!(split(&log), Err(DecodeError::InvalidValue { .. })));
+        let (partial, err) = split_lossy(&log);
+        assert_eq!(partial.records, vec![b"ok".as_slice()]);
+        assert_eq!(partial.complete_len, at);
+        assert_eq!(partial.torn_tail, 0);
         assert!(err.is_some());
     }
 }

@@ -19,7 +19,8 @@
 //!   version                    u8        = 1
 //!   device_id                  [u8; 8]
 //!   seq                        u64
-//!   entry_hash                 [u8; 32]  SHA-256 of the signed entry
+//!   entry_hash                 [u8; 32]  the entry hash: SHA-256 of the entry's signing
+//!                                        bytes, without the signature (FORMAT.md §3.2)
 //!   server_time_us             i64       microseconds since the Unix epoch
 //!   log_index                  u64       leaf index in the transparency log
 //!
@@ -64,7 +65,8 @@ pub struct Receipt {
     pub device_id: DeviceId,
     /// The entry's sequence number in that chain.
     pub seq: u64,
-    /// SHA-256 of the signed entry's bytes.
+    /// The entry's hash ([`crate::entry::SignedEntry::hash`]): SHA-256 of its
+    /// signing bytes, without the signature (`docs/FORMAT.md` §3.2).
     pub entry_hash: Hash32,
     /// The server's clock when it accepted the entry, in microseconds since the Unix epoch.
     pub server_time_us: i64,

@@ -9,9 +9,11 @@
 
 use ed25519_dalek::SigningKey;
 use fieldseal_proto::codec::{Decode, Encode};
+use fieldseal_proto::entry::SignedEntry;
 use fieldseal_proto::identity::{sha256, DeviceId, Signer};
 use fieldseal_proto::msg::*;
 use fieldseal_proto::receipt::Receipt;
+use fieldseal_proto::sample;
 
 const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/frames.txt");
 
@@ -30,11 +32,20 @@ fn entry() -> Vec<u8> {
     b"opaque signed entry bytes".to_vec()
 }
 
+/// The receipt covers a real entry: entry 4 of the sample chain of
+/// `tests/vectors/entries.json` (device key seed `0x42` × 32). Its `entry_hash`
+/// is that entry's hash (SHA-256 of the signing bytes, without the signature).
+fn receipted_entry() -> SignedEntry {
+    let key = SigningKey::from_bytes(&[0x42; 32]);
+    sample::build(&key, &[2], 48).entries[4].clone()
+}
+
 fn receipt() -> Receipt {
+    let e = receipted_entry();
     Receipt::sign(
-        device(),
-        41,
-        sha256(&entry()),
+        e.entry.device,
+        e.seq(),
+        e.hash(),
         T0_US + 1_500_000,
         1000,
         &server_key(),
@@ -227,6 +238,12 @@ fn hand_checked_layouts() {
     let sb = receipt().signing_bytes();
     assert_eq!(&sb[..21], b"fieldseal/receipt/v1\0");
     assert_eq!(sb[21], 1);
-    assert_eq!(&sb[22..30], &device().0);
-    assert_eq!(&sb[30..38], &41u64.to_be_bytes());
+    let e = receipted_entry();
+    assert_eq!(&sb[22..30], &e.entry.device.0);
+    assert_eq!(&sb[30..38], &4u64.to_be_bytes());
+    assert_eq!(
+        hex::encode(&sb[38..70]),
+        "b5b6f4aefdc6e7390cedade3048b01e88f2f3be24dff99d8c65db43349c3aa5a",
+        "the entry hash of entry 4 in entries.json"
+    );
 }

@@ -448,11 +448,14 @@ def verify_chain(public_key: bytes, items, media=None, head=None, ordered=False,
     Returns the report dict of §5.
     """
     findings = []
+    container = []  # findings about the container (chain log): placed first (§9)
     dev = device_id(public_key)
-    valid = []  # (log position, Entry) in log order
+    rejected = set()  # seqs of entries rejected in step 2
+    primary: dict[int, Entry] = {}  # seq -> the kept version (step 4)
+    highest = None  # step 3: highest seq of the decoded entries so far
     for item in items:
         if isinstance(item, tuple):
-            findings.append(_finding(None, item[1], item[2]))
+            container.append(_finding(None, item[1], item[2]))
             continue
         # Step 1: decode.
         try:
@@ -460,84 +463,73 @@ def verify_chain(public_key: bytes, items, media=None, head=None, ordered=False,
         except (Malformed, Incomplete) as exc:
             findings.append(_finding(None, "malformed", f"entry does not decode: {exc}"))
             continue
-        # Step 2: device and signature.
+        # Step 3: order, over every decoded entry (valid or rejected).
+        if ordered:
+            if highest is not None and e.seq <= highest:
+                findings.append(_finding(e.seq, "out-of-order", f"seq {e.seq} after seq {highest}"))
+            highest = e.seq if highest is None else max(highest, e.seq)
+        # Step 2: device (first), then signature.
         if e.device_id != dev:
             findings.append(_finding(e.seq, "wrong-device", f"entry names device {e.device_id.hex()}"))
+            rejected.add(e.seq)
             continue
         if not ed25519_verify(public_key, e.signing_bytes, e.signature):
             findings.append(_finding(e.seq, "bad-signature", "signature does not verify"))
+            rejected.add(e.seq)
             continue
-        valid.append(e)
+        # Step 4: equivocation and the kept version.
+        kept = primary.get(e.seq)
+        if kept is None:
+            primary[e.seq] = e
+        elif kept.entry_hash != e.entry_hash:
+            findings.append(_finding(e.seq, "equivocation", f"two different entries with seq {e.seq}"))
+            nxt = primary.get(e.seq + 1)
+            if nxt is not None and nxt.prev_hash == e.entry_hash:
+                primary[e.seq] = e
 
-    # Step 3: order.
-    if ordered:
-        highest = None
-        for e in valid:
-            if highest is not None and e.seq <= highest:
-                findings.append(_finding(e.seq, "out-of-order", f"seq {e.seq} after seq {highest}"))
-            else:
-                highest = e.seq
-
-    # Step 4: equivocation. versions[seq] = distinct entries, first seen first.
-    versions: dict[int, list[Entry]] = {}
-    for e in valid:
-        vs = versions.setdefault(e.seq, [])
-        if all(v.entry_hash != e.entry_hash for v in vs):
-            vs.append(e)
-    for seq, vs in versions.items():
-        if len(vs) > 1:
-            findings.append(_finding(seq, "equivocation", f"{len(vs)} different entries with seq {seq}"))
-    primary = {seq: vs[0] for seq, vs in versions.items()}
-
-    # Step 5: holes.
-    top = max(primary) if primary else None
+    # Step 5: holes. Seqs of rejected entries count as present and extend the range.
+    present = set(primary) | rejected
+    top = max(present) if present else None
     if head is not None and (top is None or head[0] > top):
         top = head[0]
     if top is not None:
         seq = 0
         while seq <= top:
-            if seq not in primary:
+            if seq not in present:
                 start = seq
-                while seq <= top and seq not in primary:
+                while seq <= top and seq not in present:
                     seq += 1
                 findings.append(_finding(start, "missing-entry", f"seqs {start}..{seq - 1} absent"))
             else:
                 seq += 1
 
-    # Step 6: receipts' head.
+    # Step 6: receipts' head, against the kept version only.
     if head is not None:
         hseq, hhash = head
-        if hseq not in versions or all(v.entry_hash != hhash for v in versions[hseq]):
+        if hseq not in primary or primary[hseq].entry_hash != hhash:
             findings.append(_finding(hseq, "truncated-chain", f"receipts prove entry {hseq} {hhash.hex()}"))
 
-    # Step 7: links.
-    for seq in sorted(versions):
-        for e in versions[seq]:
-            if seq == 0:
-                if e.prev_hash != bytes(32):
-                    findings.append(_finding(0, "broken-link", "entry 0 prev_hash is not zero"))
-                    break
-            elif seq - 1 in primary:
-                # With equivocation the first version seen in the input is the
-                # predecessor (FORMAT.md is silent; this is the reference's choice).
-                if e.prev_hash != primary[seq - 1].entry_hash:
-                    findings.append(_finding(seq, "broken-link", "prev_hash differs from predecessor"))
-                    break
+    # Step 7: links, between kept versions.
+    for seq in sorted(primary):
+        e = primary[seq]
+        if seq == 0:
+            if e.prev_hash != bytes(32):
+                findings.append(_finding(0, "broken-link", "entry 0 prev_hash is not zero"))
+        elif seq - 1 in primary and e.prev_hash != primary[seq - 1].entry_hash:
+            findings.append(_finding(seq, "broken-link", "prev_hash differs from predecessor"))
 
     # Step 8: time.
     for seq in sorted(primary):
         if seq - 1 not in primary:
             continue
         p, e = primary[seq - 1], primary[seq]
-        back = None
+        # Two independent checks: one entry can get two findings.
         if e.boot < p.boot:
-            back = "boot decreases"
+            findings.append(_finding(seq, "time-backwards", "boot decreases"))
         elif e.boot == p.boot and e.mono_us < p.mono_us:
-            back = "monotonic clock decreases"
-        elif e.wall_us < p.wall_us and not (e.kind == KIND_EVENT and e.code == 10):
-            back = "wall clock decreases"
-        if back:
-            findings.append(_finding(seq, "time-backwards", back))
+            findings.append(_finding(seq, "time-backwards", "monotonic clock decreases"))
+        if e.wall_us < p.wall_us and not (e.kind == KIND_EVENT and e.code == 10):
+            findings.append(_finding(seq, "time-backwards", "wall clock decreases"))
 
     # Step 9: gaps.
     gaps = []
@@ -601,14 +593,14 @@ def verify_chain(public_key: bytes, items, media=None, head=None, ordered=False,
             else:
                 media_verified += 1
 
-    # Report (§5).
-    distinct = [e for vs in versions.values() for e in vs]
+    # Report (§5): every count is over the kept versions.
+    distinct = [primary[q] for q in sorted(primary)]
     media_seconds = 0.0
     for seq in sorted(primary):
         if primary[seq].kind == KIND_SEGMENT:
             media_seconds += (primary[seq].end_pts - primary[seq].start_pts) / 90000
     head_seq = max(primary) if primary else None
-    findings = _dedupe(findings)
+    findings = container + findings
     # "sorted by seq (null first), then kind": kinds in the order §5 lists them.
     findings.sort(key=lambda f: (f["seq"] is not None, f["seq"] or 0, KIND_ORDER.index(f["kind"])))
     return {
@@ -626,16 +618,6 @@ def verify_chain(public_key: bytes, items, media=None, head=None, ordered=False,
     }
 
 
-def _dedupe(findings):
-    seen, out = set(), []
-    for f in findings:
-        key = (f["seq"], f["kind"], f["detail"])
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
-    return out
-
-
 # ---------------------------------------------------------------------------
 # Chain log and evidence packages (§9)
 # ---------------------------------------------------------------------------
@@ -645,9 +627,14 @@ class Unreadable(Exception):
     pass
 
 
+# Characters with the Unicode White_Space property (what §9 means by whitespace).
+WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
 def read_chain_log(data: bytes):
-    """Split a chain log into records; a damaged length or a torn tail becomes
-    a ("finding", "malformed", detail) item."""
+    """Split a chain log into records (§9). A torn tail, or a record length of
+    0 or above 4096 (damage: reading stops there), becomes a
+    ("finding", "malformed", detail) item."""
     items = []
     pos = 0
     while pos < len(data):
@@ -655,19 +642,27 @@ def read_chain_log(data: bytes):
             items.append(("finding", "malformed", f"torn tail: {len(data) - pos} byte(s) at offset {pos}"))
             break
         n = int.from_bytes(data[pos : pos + 2], "big")
+        if n > MAX_SIGNED_ENTRY or n == 0:
+            items.append(("finding", "malformed", f"chain.log is damaged at byte {pos}: record length {n}"))
+            break
         if pos + 2 + n > len(data):
             items.append(("finding", "malformed", f"torn tail: record of {n} bytes at offset {pos}"))
             break
-        if n > MAX_SIGNED_ENTRY or n == 0:
-            items.append(("finding", "malformed", f"record length {n} at offset {pos}"))
-        else:
-            items.append(data[pos + 2 : pos + 2 + n])
+        items.append(data[pos + 2 : pos + 2 + n])
         pos += 2 + n
     return items
 
 
 def put_record(entry: bytes) -> bytes:
     return len(entry).to_bytes(2, "big") + entry
+
+
+def _decompresses(s: bytes) -> bool:
+    """§9: the key bytes decompress to a curve point (y taken modulo p, and the
+    sign of x = 0 not checked, as the reference library does)."""
+    y = (int.from_bytes(s, "little") & ((1 << 255) - 1)) % P
+    x2 = (y * y - 1) * _inv((D * y * y + 1) % P) % P
+    return x2 == 0 or pow(x2, (P - 1) // 2, P) == 1
 
 
 def read_package(path: str):
@@ -679,26 +674,30 @@ def read_package(path: str):
             log = fh.read()
     except OSError as exc:
         raise Unreadable(str(exc)) from exc
-    # §9 says "64 lowercase hex digits and a newline"; like the reference
-    # reader, a missing newline or upper-case digits are tolerated.
-    if not re.fullmatch(rb"[0-9a-fA-F]{64}\n?", pub_text):
-        raise Unreadable("device.pub is not 64 hex digits and a newline")
-    public_key = bytes.fromhex(pub_text[:64].decode().lower())
+    # §9, as the reference reads them: UTF-8; device.pub trimmed of Unicode
+    # White_Space; head.txt split at White_Space runs, words after the second ignored.
+    try:
+        pub_str = pub_text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Unreadable(f"device.pub: {exc}") from exc
+    pub_str = re.sub(f"^[{WHITE_SPACE}]+|[{WHITE_SPACE}]+$", "", pub_str)
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", pub_str):
+        raise Unreadable("device.pub is not 64 hex digits")
+    public_key = bytes.fromhex(pub_str)
+    if not _decompresses(public_key):
+        raise Unreadable("device.pub is not an Ed25519 public key")
     head = None
     head_path = os.path.join(path, "head.txt")
     if os.path.exists(head_path):
         try:
             with open(head_path, "rb") as fh:
-                text = fh.read().decode("ascii")
+                text = fh.read().decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise Unreadable(f"head.txt: {exc}") from exc
-        # §9 gives only "SEQ ENTRY_HASH(hex)"; like the reference reader,
-        # any whitespace around and between the two fields and either hex case
-        # are tolerated.
-        parts = text.split()
+        parts = [w for w in re.split(f"[{WHITE_SPACE}]+", text) if w]
         if (
-            len(parts) != 2
-            or not re.fullmatch(r"[0-9]+", parts[0])
+            len(parts) < 2
+            or not re.fullmatch(r"\+?[0-9]+", parts[0])
             or int(parts[0]) >= 2**64
             or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[1])
         ):
@@ -1409,7 +1408,21 @@ def _self_test_entries(t, vdir, tmp):
     b = bytearray(raws[1])
     b[-1] ^= 0x01
     r = package("badsig", entries=raws[:1] + [bytes(b)] + raws[2:])
-    t.check((1, "bad-signature") in _kinds(r) and (1, "missing-entry") in _kinds(r), f"bad signature: {_kinds(r)}")
+    # §4 step 2/5: a rejected entry is reported for that, not again as missing.
+    t.check(_kinds(r) == [(1, "bad-signature")] and r["entries"] == 4, f"bad signature: {_kinds(r)}")
+    # ... and still counts for order (step 3): forged 2, then the real 2.
+    b2 = bytearray(raws[2])
+    b2[-1] ^= 0x01
+    r = package("badsig-order", entries=raws[:2] + [bytes(b2)] + raws[2:])
+    t.check(_kinds(r) == [(2, "bad-signature"), (2, "out-of-order")], f"forged then real: {_kinds(r)}")
+    # Damage: a record length above 4096 (or 0) stops the reading (§9).
+    log = b"".join(put_record(x) for x in raws[:2]) + b"\x10\x01" + b"".join(put_record(x) for x in raws[2:])
+    r = package("oversize", raw_log=log)
+    t.check(_kinds(r) == [(-1, "malformed")] and r["entries"] == 2 and r["head_seq"] == 1,
+            f"oversized record length: {_kinds(r)} {r['entries']}")
+    log = b"".join(put_record(x) for x in raws[:2]) + b"\x00\x00" + b"".join(put_record(x) for x in raws[2:])
+    r = package("zero-len", raw_log=log)
+    t.check(_kinds(r) == [(-1, "malformed")] and r["entries"] == 2, f"zero record length: {_kinds(r)}")
     # Unreadable packages.
     d = os.path.join(tmp, "unreadable")
     _write_package(d, "XYZ", raws, media)
@@ -1492,7 +1505,18 @@ def _self_test_gaps(t, tmp):
     e_a = _chain(b, specs4)
     e_b = _chain(b, [specs[0], (2, bytes([6]), base + 1, 2_000_000, 1)])
     r = verify_chain(b.pub, [e_a[0], e_a[1], e_b[1], e_a[1]], media={})
-    t.check(_kinds(r) == [(1, "equivocation"), (1, "time-backwards")] and r["entries"] == 3, f"equivocation {_kinds(r)}")
+    t.check(_kinds(r) == [(1, "equivocation"), (1, "time-backwards")] and r["entries"] == 2, f"equivocation {_kinds(r)}")
+    # §4 step 4: A, B, B gives one finding per differing arrival.
+    r = verify_chain(b.pub, [e_a[0], e_a[1], e_b[1], e_b[1]], media={})
+    t.check([k for k in _kinds(r) if k[1] == "equivocation"] == [(1, "equivocation")] * 2, f"A, B, B {_kinds(r)}")
+    # The kept version: the first in input order, unless the successor, seen
+    # before the later version, links to it.
+    x = _chain(b, [specs[0], (2, bytes([5]), base + 1, 2_000_000, 1), (2, bytes([6]), base + 2, 3_000_000, 1)])
+    y = _chain(b, [specs[0], (2, bytes([6]), base + 1, 2_000_000, 1)])
+    r = verify_chain(b.pub, [x[0], y[1], x[2], x[1]], media={})
+    t.check(_kinds(r) == [(1, "equivocation")] and r["entries"] == 3, f"later version kept {_kinds(r)}")
+    r = verify_chain(b.pub, [x[0], y[1], x[1], x[2]], media={})
+    t.check(_kinds(r) == [(1, "equivocation"), (2, "broken-link")], f"first version kept {_kinds(r)}")
     sb = b.header(1, bytes([9]) * 32, base + 1, 2_000_000, 1, 2) + bytes([5])
     r = verify_chain(b.pub, [e_a[0], b.sign(sb)], media={})
     t.check(_kinds(r) == [(1, "broken-link")], f"broken link {_kinds(r)}")
@@ -1651,9 +1675,16 @@ def _self_test_frames(t, vdir):
     rec = verify_receipt(enc, spk)
     t.check(rec["signing_bytes"] == vals["receipt.signing_bytes"], "receipt signing bytes")
     t.check(len(rec["signing_bytes"]) == 86, "receipt signing bytes are 86 bytes")
+    # §7.7: the receipt is for entry 4 of entries.json; its entry_hash is the
+    # §3.2 entry hash (SHA-256 of the signing bytes, without the signature).
+    with open(os.path.join(vdir, "entries.json"), encoding="utf-8") as fh:
+        vec = json.load(fh)
+    e4 = decode_entry(bytes.fromhex(vec["entries"][4]["signed_entry"]))
     t.check((rec["device_id"], rec["seq"], rec["server_time_us"], rec["log_index"])
-            == (dev, 41, 1751328001500000, 1000), "receipt fields")
-    t.check(rec["entry_hash"] == hashlib.sha256(b"opaque signed entry bytes").digest(), "receipt entry hash")
+            == (e4.device_id, 4, 1751328001500000, 1000), "receipt fields")
+    t.check(rec["entry_hash"] == e4.entry_hash, "receipt entry hash = entry hash of entry 4")
+    t.check(rec["entry_hash"] != hashlib.sha256(bytes.fromhex(vec["entries"][4]["signed_entry"])).digest(),
+            "receipt entry hash does not cover the signature")
     status, res = decode_frame(vals["frame.entry_receipt"])
     t.check(status == "frame" and res[0]["receipt"]["signature"] == rec["signature"], "EntryReceipt frame")
     bad = bytearray(enc)

@@ -2,7 +2,7 @@
 //! written from `docs/FORMAT.md` alone, must pass its self-test over the
 //! golden vectors and agree with the Rust verifier on damaged packages.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -62,14 +62,19 @@ impl Package {
     }
 }
 
-/// The fields both verifiers must agree on.
+/// The fields both verifiers must agree on. Findings are compared as
+/// `(seq, kind)` in report order, so their number and order count too (their
+/// `detail` texts are not part of the format).
 #[derive(Debug, PartialEq, Eq)]
 struct Summary {
     ok: bool,
     entries: u64,
     segments: u64,
+    events: u64,
     head_seq: Option<u64>,
-    findings: BTreeSet<(Option<u64>, String)>,
+    head_hash: Option<String>,
+    media_verified: u64,
+    findings: Vec<(Option<u64>, String)>,
 }
 
 fn rust_summary(p: &Package) -> Summary {
@@ -91,21 +96,25 @@ fn rust_summary(p: &Package) -> Summary {
         ..Default::default()
     };
     let report = verify_chain(&p.key, log.records.iter().copied(), &opts);
-    let mut findings: BTreeSet<(Option<u64>, String)> = report
+    let mut findings: Vec<(Option<u64>, String)> = report
         .findings
         .iter()
         .map(|f| (f.seq, f.kind.as_str().to_string()))
         .collect();
     // A torn tail or a damaged record length is reported by the package
-    // verifier (`fieldseal-verify`) as a `malformed` finding without seq.
+    // verifier (`fieldseal-verify`) as a `malformed` finding without seq,
+    // placed first.
     if log.torn_tail > 0 || error.is_some() {
-        findings.insert((None, "malformed".to_string()));
+        findings.insert(0, (None, "malformed".to_string()));
     }
     Summary {
         ok: findings.is_empty(),
         entries: report.entries,
         segments: report.segments,
+        events: report.events,
         head_seq: report.head_seq,
+        head_hash: report.head_hash,
+        media_verified: report.media_verified,
         findings,
     }
 }
@@ -141,7 +150,10 @@ fn python_summary(p: &Package, dir: &Path) -> Summary {
         ok,
         entries: report["entries"].as_u64().expect("entries"),
         segments: report["segments"].as_u64().expect("segments"),
+        events: report["events"].as_u64().expect("events"),
         head_seq: report["head_seq"].as_u64(),
+        head_hash: report["head_hash"].as_str().map(str::to_string),
+        media_verified: report["media_verified"].as_u64().expect("media_verified"),
         findings,
     }
 }
@@ -216,6 +228,67 @@ fn python_and_rust_agree_on_damaged_packages() {
     p.log = log_of(&recs);
     cases.push(("last signature damaged", p));
 
+    // FORMAT.md §4 steps 2, 3 and 5: a forged entry is reported for that and
+    // not again as missing; its position still counts for the order.
+    let mut forged = records[2].clone();
+    let n = forged.len();
+    forged[n - 1] ^= 0x01;
+    let mut p = good.clone();
+    let mut recs = records.clone();
+    recs[2] = forged.clone();
+    p.log = log_of(&recs);
+    cases.push(("forged entry in place of entry 2", p));
+
+    let mut p = good.clone();
+    let mut recs = records.clone();
+    recs.insert(2, forged);
+    p.log = log_of(&recs);
+    cases.push(("forged entry 2, then the real one", p));
+
+    // §4 step 4 and §5: equivocation counts once in `entries`; the kept
+    // version is the first in input order unless its successor, read before
+    // the later version, links to the later one.
+    let mut alt = sample.entries[5].entry.clone();
+    alt.wall_us += 1;
+    let alt = alt.sign(&key).expect("valid entry").to_bytes();
+    assert_ne!(alt, records[5]);
+
+    let mut p = good.clone();
+    let mut recs = records.clone();
+    recs.insert(6, alt.clone());
+    p.log = log_of(&recs);
+    cases.push(("equivocation: original first", p));
+
+    let mut p = good.clone();
+    let mut recs = records.clone();
+    recs.insert(5, alt.clone());
+    p.log = log_of(&recs);
+    cases.push(("equivocation: other version first", p));
+
+    let mut p = good.clone();
+    let mut recs = records.clone();
+    recs.insert(6, alt.clone());
+    recs.insert(6, alt);
+    p.log = log_of(&recs);
+    cases.push(("equivocation: A, B, B", p));
+
+    // §9: a record length of 0 or above 4096 is damage: reading stops there.
+    for (name, len) in [
+        ("record length 4097", [0x10, 0x01]),
+        ("record length 0", [0x00, 0x00]),
+    ] {
+        let mut p = good.clone();
+        let mut log = log_of(&records[..4]);
+        log.extend_from_slice(&len);
+        log.extend_from_slice(&log_of(&records[4..]));
+        p.log = log;
+        cases.push((name, p));
+    }
+
+    let mut p = good.clone();
+    p.log.extend_from_slice(&[0xff, 0xff, 0x00]);
+    cases.push(("oversized length in the last 3 bytes", p));
+
     let tmp = tempfile::tempdir().expect("tempdir");
     for (i, (name, package)) in cases.iter().enumerate() {
         let rust = rust_summary(package);
@@ -224,10 +297,55 @@ fn python_and_rust_agree_on_damaged_packages() {
             python, rust,
             "case {name:?}: Python and Rust verifiers disagree"
         );
+        if let Some((entries, findings)) = expected(name) {
+            let findings: Vec<(Option<u64>, String)> =
+                findings.iter().map(|&(q, k)| (q, k.to_string())).collect();
+            assert_eq!(
+                (rust.entries, &rust.findings),
+                (entries, &findings),
+                "case {name:?}: not what FORMAT.md specifies"
+            );
+        }
         if *name == "intact" {
             assert!(rust.ok, "the intact package verifies");
         } else {
             assert!(!rust.ok, "case {name:?} is detected");
         }
     }
+}
+
+/// What FORMAT.md specifies for the cases that pin decisions of the audit
+/// (tests/independent/FINDINGS.md items 1, 2 and 4): `entries` and the
+/// findings as `(seq, kind)` in report order.
+#[allow(clippy::type_complexity)]
+fn expected(case: &str) -> Option<(u64, &'static [(Option<u64>, &'static str)])> {
+    Some(match case {
+        "forged entry in place of entry 2" => (9, &[(Some(2), "bad-signature")]),
+        "forged entry 2, then the real one" => {
+            (10, &[(Some(2), "bad-signature"), (Some(2), "out-of-order")])
+        }
+        "equivocation: original first" => {
+            (10, &[(Some(5), "equivocation"), (Some(5), "out-of-order")])
+        }
+        "equivocation: other version first" => (
+            10,
+            &[
+                (Some(5), "equivocation"),
+                (Some(5), "out-of-order"),
+                (Some(6), "broken-link"),
+            ],
+        ),
+        "equivocation: A, B, B" => (
+            10,
+            &[
+                (Some(5), "equivocation"),
+                (Some(5), "equivocation"),
+                (Some(5), "out-of-order"),
+                (Some(5), "out-of-order"),
+            ],
+        ),
+        "record length 4097" | "record length 0" => (4, &[(None, "malformed")]),
+        "oversized length in the last 3 bytes" => (10, &[(None, "malformed")]),
+        _ => return None,
+    })
 }
