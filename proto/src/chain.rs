@@ -418,7 +418,8 @@ fn check_time_and_gaps(
                     let a = ps.entry.segment().expect("prev_segment holds segments");
                     let contiguous = a.recording == s.recording
                         && a.part.checked_add(1) == Some(s.part)
-                        && (s.start_pts - a.end_pts).abs() <= opts.pts_tolerance;
+                        && (i128::from(s.start_pts) - i128::from(a.end_pts)).abs()
+                            <= i128::from(opts.pts_tolerance);
                     if !contiguous {
                         let seconds = gap_seconds(ps, e);
                         let (reason_text, reason_seq) = match reason.take() {
@@ -476,14 +477,18 @@ fn gap_seconds(a: &SignedEntry, b: &SignedEntry) -> f64 {
         ea.segment().expect("segment"),
         eb.segment().expect("segment"),
     );
-    let dur_a_us = (sa.end_pts - sa.start_pts) * 1_000_000 / PTS_HZ;
+    // In 128 bits: every value is a 64-bit field of a signed entry, so no sum
+    // or difference below can overflow, whatever a (validly signed) entry says.
+    let w = |v: i64| i128::from(v);
+    let u = |v: u64| i128::from(v);
+    let dur_a_us = (w(sa.end_pts) - w(sa.start_pts)) * 1_000_000 / i128::from(PTS_HZ);
     let us = if ea.boot == eb.boot {
-        sb.start_mono_us as i64 - (sa.start_mono_us as i64 + dur_a_us)
+        u(sb.start_mono_us) - (u(sa.start_mono_us) + dur_a_us)
     } else {
         // Wall time of each first frame: the entry's wall clock minus how long
         // after the first frame the entry was signed.
-        let wall_a = ea.wall_us - (ea.mono_us as i64 - sa.start_mono_us as i64);
-        let wall_b = eb.wall_us - (eb.mono_us as i64 - sb.start_mono_us as i64);
+        let wall_a = w(ea.wall_us) - (u(ea.mono_us) - u(sa.start_mono_us));
+        let wall_b = w(eb.wall_us) - (u(eb.mono_us) - u(sb.start_mono_us));
         wall_b - (wall_a + dur_a_us)
     };
     (us.max(0) as f64) / 1e6

@@ -188,7 +188,7 @@ pub struct SegmentBody {
 impl SegmentBody {
     /// Seconds of media in this segment.
     pub fn seconds(&self) -> f64 {
-        (self.end_pts - self.start_pts) as f64 / PTS_HZ as f64
+        (i128::from(self.end_pts) - i128::from(self.start_pts)) as f64 / PTS_HZ as f64
     }
 
     /// True if the segment was salvaged after a crash.
