@@ -14,6 +14,7 @@ pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod fault;
 pub mod fsutil;
 pub mod index;
 pub mod keyfile;

@@ -307,10 +307,9 @@ impl Spool {
         let mut rec = Vec::with_capacity(entry.encoded_len() + 2);
         chainlog::put_record(&mut rec, &entry.to_bytes());
         let path = self.dir.join("chain.log");
-        self.log
-            .write_all(&rec)
-            .and_then(|()| self.log.sync_data())
-            .map_err(io_err(&path))?;
+        self.log.write_all(&rec).map_err(io_err(&path))?;
+        crate::fault::point("entry-before-fsync");
+        self.log.sync_data().map_err(io_err(&path))?;
         self.head = head;
         self.last_wall_us = Some(c.wall_us);
         self.log_bytes += rec.len() as u64;
@@ -342,17 +341,26 @@ impl Spool {
         // Hash while writing, in chunks, so the bytes are read once.
         let mut hasher = Sha256Stream::new();
         let mut f = File::create(&part_path).map_err(io_err(&part_path))?;
+        let half = bytes.len() / 2;
+        let mut written = 0;
         for chunk in bytes.chunks(1 << 16) {
             hasher.update(chunk);
             f.write_all(chunk).map_err(io_err(&part_path))?;
+            let before = written;
+            written += chunk.len();
+            if before < half && written >= half {
+                crate::fault::point("segment-half-written");
+            }
         }
         f.sync_all().map_err(io_err(&part_path))?;
         drop(f);
         let sha = hasher.finish();
+        crate::fault::point("segment-before-rename");
         let final_path = self.media_path(seq);
         fs::rename(&part_path, &final_path).map_err(io_err(&final_path))?;
         let media_dir = self.dir.join("media");
         sync_dir(&media_dir).map_err(io_err(&media_dir))?;
+        crate::fault::point("segment-after-rename");
         self.media_bytes += bytes.len() as u64;
         let c = self.entry_clock(clock);
         let entry = self.append_body(
