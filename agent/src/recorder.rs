@@ -431,6 +431,26 @@ impl Recorder {
         out
     }
 
+    /// The battery is nearly empty: sign it, end the recording cleanly while
+    /// there is still power to do so. Recording may start again (the officer
+    /// may have plugged the device in).
+    pub fn battery_critical(&mut self, percent: u8) -> Vec<Action> {
+        let mut out = vec![Action::Event(Event::BatteryLow { percent })];
+        if let State::Recording { id, .. } | State::Stopping { id, .. } =
+            std::mem::replace(&mut self.state, State::Idle)
+        {
+            if self.pre_event_us == 0 && self.capture_on {
+                self.capture_on = false;
+                out.push(Action::StopCapture);
+            }
+            out.push(Action::Event(Event::RecordingStopped {
+                recording: id,
+                reason: StopReason::BatteryLow,
+            }));
+        }
+        out
+    }
+
     /// Space was freed (the server took the backlog): recording may start again.
     pub fn storage_available(&mut self) {
         self.storage_full = false;

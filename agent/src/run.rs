@@ -195,7 +195,42 @@ struct Writer<'a> {
     low_signed: bool,
     last_stats: CaptureStatsSnapshot,
     clock_offset_us: i64,
+    battery_root: std::path::PathBuf,
+    battery_checked: Option<std::time::Instant>,
+    battery_warned: bool,
+    battery_critical: bool,
     summary: RunSummary,
+}
+
+/// Battery levels, in percent: a warning is signed at `LOW`, and at
+/// `CRITICAL` the recording is closed while there is still power to sign the
+/// stop (a body camera at 3 % has a minute or two left). Re-armed above `LOW + 5`.
+const BATTERY_LOW: u8 = 15;
+const BATTERY_CRITICAL: u8 = 3;
+/// Reading a sysfs file every 5 s costs nothing and is quick enough for a
+/// battery that drains over hours.
+const BATTERY_POLL: Duration = Duration::from_secs(5);
+
+/// The charge of the first battery under `root` (Linux `power_supply` class):
+/// `None` on mains-only machines.
+pub fn battery_percent(root: &Path) -> Option<u8> {
+    let mut dirs: Vec<_> = std::fs::read_dir(root)
+        .ok()?
+        .filter_map(Result::ok)
+        .collect();
+    dirs.sort_by_key(std::fs::DirEntry::file_name);
+    dirs.into_iter().find_map(|d| {
+        let kind = std::fs::read_to_string(d.path().join("type")).ok()?;
+        if kind.trim() != "Battery" {
+            return None;
+        }
+        let cap: u32 = std::fs::read_to_string(d.path().join("capacity"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        u8::try_from(cap.min(100)).ok()
+    })
 }
 
 /// A wall clock that disagrees with the monotonic clock by more than this has
@@ -345,6 +380,38 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Sign battery warnings, and close the recording when the battery is
+    /// about to die.
+    fn check_battery(&mut self) -> anyhow::Result<()> {
+        if self
+            .battery_checked
+            .is_some_and(|t| t.elapsed() < BATTERY_POLL)
+        {
+            return Ok(());
+        }
+        self.battery_checked = Some(std::time::Instant::now());
+        let Some(percent) = battery_percent(&self.battery_root) else {
+            return Ok(());
+        };
+        if percent <= BATTERY_CRITICAL && !self.battery_critical {
+            self.battery_critical = true;
+            self.battery_warned = true;
+            tracing::error!(percent, "battery critical: closing the recording");
+            let actions = self.recorder.battery_critical(percent);
+            return self.execute(actions);
+        }
+        if percent > BATTERY_CRITICAL {
+            self.battery_critical = false;
+        }
+        if percent <= BATTERY_LOW && !self.battery_warned {
+            self.battery_warned = true;
+            self.event(Event::BatteryLow { percent })?;
+        } else if percent > BATTERY_LOW + 5 {
+            self.battery_warned = false;
+        }
+        Ok(())
+    }
+
     fn status(&self) -> serde_json::Value {
         let head = self.spool.head();
         let stats = self.session.as_ref().map(|s| s.stats.snapshot());
@@ -451,6 +518,12 @@ pub fn run(dir: &Path, opts: &RunOptions, shutdown: Arc<AtomicBool>) -> anyhow::
         low_signed: false,
         last_stats: CaptureStatsSnapshot::default(),
         clock_offset_us: clock.wall_us() - i64::try_from(clock.mono_us()).unwrap_or(0),
+        // Tests point this at a fake power_supply folder.
+        battery_root: std::env::var_os("FIELDSEAL_POWER_SUPPLY_DIR")
+            .map_or_else(|| "/sys/class/power_supply".into(), Into::into),
+        battery_checked: None,
+        battery_warned: false,
+        battery_critical: false,
         summary: RunSummary {
             recovered_from_crash: open.crashed,
             salvaged: open.salvaged.len(),
@@ -510,6 +583,7 @@ pub fn run(dir: &Path, opts: &RunOptions, shutdown: Arc<AtomicBool>) -> anyhow::
             Err(RecvTimeoutError::Disconnected) => break,
         }
         w.check_clock()?;
+        w.check_battery()?;
         if shutdown.load(Ordering::Relaxed) && !shutting_down {
             shutting_down = true;
             tracing::info!("shutting down: finishing the segment in progress");

@@ -626,3 +626,55 @@ fn crash_at_each_named_point_is_recovered() {
         }
     }
 }
+
+#[test]
+fn a_draining_battery_is_signed_and_closes_the_recording() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("a");
+    init(&d);
+    small_camera(&d);
+    let ds = d.to_str().unwrap();
+    let bat = t.path().join("power_supply/BAT0");
+    std::fs::create_dir_all(&bat).unwrap();
+    std::fs::write(bat.join("type"), "Battery\n").unwrap();
+    std::fs::write(bat.join("capacity"), "12\n").unwrap();
+    let mut child = Command::new(BIN)
+        .args(["record", "--fast", "--duration", "600", "--data", ds])
+        .env("FIELDSEAL_POWER_SUPPLY_DIR", t.path().join("power_supply"))
+        .env("RUST_LOG", "error")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !events(&d).contains(&"battery-low") {
+        assert!(
+            Instant::now() < deadline,
+            "no battery-low event: {:?}",
+            events(&d)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(bat.join("capacity"), "2\n").unwrap();
+    while !events(&d).contains(&"recording-stopped") {
+        assert!(
+            Instant::now() < deadline,
+            "the recording was not closed: {:?}",
+            events(&d)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stop = entries(&d)
+        .into_iter()
+        .find_map(|e| match e.entry.event() {
+            Some(Event::RecordingStopped { reason, .. }) => Some(*reason),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(stop.as_str(), "battery-low");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let (good, report) = verify_json(&d);
+    assert!(good, "{report}");
+}
