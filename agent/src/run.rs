@@ -202,6 +202,22 @@ struct Writer<'a> {
     summary: RunSummary,
 }
 
+/// The event to sign, and the new wall−monotonic offset, when the wall clock
+/// moved against the monotonic clock by more than [`CLOCK_JUMP_US`] since the
+/// offset was last taken.
+fn clock_jump(offset_us: i64, wall_us: i64, mono_us: i64) -> Option<(Event, i64)> {
+    let now_offset = wall_us - mono_us;
+    ((now_offset - offset_us).abs() > CLOCK_JUMP_US).then(|| {
+        (
+            Event::ClockAdjusted {
+                old_wall_us: offset_us + mono_us,
+                new_wall_us: wall_us,
+            },
+            now_offset,
+        )
+    })
+}
+
 /// Battery levels, in percent: a warning is signed at `LOW`, and at
 /// `CRITICAL` the recording is closed while there is still power to sign the
 /// stop (a body camera at 3 % has a minute or two left). Re-armed above `LOW + 5`.
@@ -368,14 +384,9 @@ impl Writer<'_> {
     fn check_clock(&mut self) -> anyhow::Result<()> {
         let wall = self.clock.wall_us();
         let mono = i64::try_from(self.clock.mono_us()).unwrap_or(i64::MAX);
-        let offset = wall - mono;
-        if (offset - self.clock_offset_us).abs() > CLOCK_JUMP_US {
-            let expected = self.clock_offset_us + mono;
+        if let Some((event, offset)) = clock_jump(self.clock_offset_us, wall, mono) {
             self.clock_offset_us = offset;
-            self.event(Event::ClockAdjusted {
-                old_wall_us: expected,
-                new_wall_us: wall,
-            })?;
+            self.event(event)?;
         }
         Ok(())
     }
@@ -636,4 +647,42 @@ fn spawn_control(
             }
         })
         .expect("spawn control thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_jumps_past_the_threshold_are_events_and_drift_is_not() {
+        let offset = 1_000_000_000;
+        // 1 s of drift: NTP slewing, not an adjustment.
+        assert!(clock_jump(offset, offset + 50_000_000 + 1_000_000, 50_000_000).is_none());
+        // Set back by an hour.
+        let (ev, new) =
+            clock_jump(offset, offset + 50_000_000 - 3_600_000_000, 50_000_000).unwrap();
+        assert_eq!(
+            ev,
+            Event::ClockAdjusted {
+                old_wall_us: offset + 50_000_000,
+                new_wall_us: offset + 50_000_000 - 3_600_000_000
+            }
+        );
+        assert_eq!(new, offset - 3_600_000_000);
+        // Forward by 3 s.
+        assert!(clock_jump(offset, offset + 10 + 3_000_000, 10).is_some());
+    }
+
+    #[test]
+    fn battery_is_read_from_the_power_supply_class() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(battery_percent(t.path()), None);
+        std::fs::create_dir_all(t.path().join("AC")).unwrap();
+        std::fs::write(t.path().join("AC/type"), "Mains\n").unwrap();
+        assert_eq!(battery_percent(t.path()), None);
+        std::fs::create_dir_all(t.path().join("BAT0")).unwrap();
+        std::fs::write(t.path().join("BAT0/type"), "Battery\n").unwrap();
+        std::fs::write(t.path().join("BAT0/capacity"), "42\n").unwrap();
+        assert_eq!(battery_percent(t.path()), Some(42));
+    }
 }
