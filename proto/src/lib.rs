@@ -20,6 +20,7 @@ pub mod codec;
 pub mod entry;
 pub mod frame;
 pub mod identity;
+pub mod leaf;
 pub mod merkle;
 pub mod msg;
 pub mod receipt;
