@@ -38,7 +38,7 @@ pub struct Progress {
     pub uploads_acked: AtomicU64,
     /// Segment bytes written to upload streams.
     pub media_bytes_sent: AtomicU64,
-    /// Connections established.
+    /// Connections established (the server's `Welcome` received).
     pub connections: AtomicU64,
 }
 
@@ -185,7 +185,6 @@ async fn drive<S: SyncStore>(
                 continue;
             }
         };
-        progress.connections.fetch_add(1, Ordering::Relaxed);
         let end = connection(&conn, &*store, &store, &cfg, &progress, &mut machine, until_drained, &mut shutdown).await;
         match end {
             Ok(End::Drained) | Ok(End::Shutdown) => {
@@ -289,6 +288,7 @@ async fn connection<S: SyncStore>(
         Err(e) => return Ok(End::Reconnect(e)),
     };
     machine.handle_welcome(&welcome, &view);
+    progress.connections.fetch_add(1, Ordering::Relaxed);
     tracing::info!(
         next_seq = welcome.next_seq_expected,
         resend = welcome.resend_media.as_slice().len(),

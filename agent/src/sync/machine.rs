@@ -109,6 +109,8 @@ pub struct Machine {
     upload_not_before: HashMap<u64, Instant>,
     /// Lowest seq without a receipt, as far as the machine knows.
     receipted_below: u64,
+    /// Segments whose bytes the server refused as not matching the entry.
+    failed_uploads: BTreeSet<u64>,
 }
 
 /// A read-only view of the store for the machine.
@@ -134,6 +136,7 @@ impl Machine {
             uploading: BTreeSet::new(),
             upload_not_before: HashMap::new(),
             receipted_below: 0,
+            failed_uploads: BTreeSet::new(),
         }
     }
 
@@ -181,13 +184,13 @@ impl Machine {
         self.upload_queue.clear();
         self.upload_not_before.clear();
         for &seq in w.resend_media.as_slice() {
-            if store.media_pending(seq) {
+            if store.media_pending(seq) && !self.failed_uploads.contains(&seq) {
                 self.upload_queue.insert(seq);
             }
         }
         // Segments the agent still holds unacknowledged and that have a receipt.
         for seq in 0..self.receipted_below.min(head_next) {
-            if store.media_pending(seq) {
+            if store.media_pending(seq) && !self.failed_uploads.contains(&seq) {
                 self.upload_queue.insert(seq);
             }
         }
@@ -284,9 +287,12 @@ impl Machine {
                 self.upload_not_before.remove(&seq);
                 Action::Continue
             }
-            UploadOutcome::Failed(UploadFailCode::EntryMismatch) => {
-                // Our media does not match what we signed: nothing to retry.
+            UploadOutcome::Failed(UploadFailCode::EntryMismatch | UploadFailCode::HashMismatch) => {
+                // Our file does not match what we signed (damaged or
+                // tampered): retrying sends the same wrong bytes. The server
+                // keeps listing the seq in `resend_media`; a human must look.
                 self.upload_queue.remove(&seq);
+                self.failed_uploads.insert(seq);
                 Action::Continue
             }
             UploadOutcome::Failed(_) => {
@@ -306,6 +312,11 @@ impl Machine {
             && self.receipted_below >= head_next
             && self.upload_queue.is_empty()
             && self.uploading.is_empty()
+    }
+
+    /// Segments the server refused as not matching their signed entry.
+    pub fn failed_uploads(&self) -> &BTreeSet<u64> {
+        &self.failed_uploads
     }
 
     /// Entries submitted and not yet answered.
