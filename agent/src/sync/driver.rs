@@ -193,12 +193,12 @@ async fn drive<S: SyncStore>(
                 return Ok(progress.snapshot());
             }
             Ok(End::Reconnect(why)) => {
+                // Read why the peer closed before closing our side.
+                let reason = conn.close_reason();
                 conn.close(0u32.into(), b"reconnecting");
-                if until_drained {
-                    if let Some(reason) = conn.close_reason() {
-                        if is_refusal(&reason) {
-                            return Err(SyncError::Connect(format!("refused: {reason}")));
-                        }
+                if let Some(reason) = reason.filter(is_refusal) {
+                    if until_drained {
+                        return Err(SyncError::Connect(format!("refused: {reason}")));
                     }
                 }
                 let at = machine.handle_disconnected(Instant::now(), &mut rng);
