@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use fieldseal_proto::identity::DeviceId;
@@ -131,12 +131,20 @@ impl Running {
     pub async fn shutdown(self) {
         self.endpoint
             .close(quic::CLOSE_SHUTDOWN, b"server shutting down");
-        for t in &self.tasks {
+        for t in self.tasks {
             t.abort();
+            let _ = t.await;
         }
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         let _ = self.shared.db.flush();
         let _ = std::fs::remove_file(control::socket_path(&self.shared.dir));
+        // Connection tasks end once their connections are closed; wait for
+        // them to let go of the index, so that its lock is free on return
+        // (for an admin command, or a restart in the same process).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while Arc::strong_count(&self.shared) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
