@@ -21,7 +21,13 @@ use crate::db::{Db, DeviceRecord, TokenRecord, UserRecord};
 use crate::pki::{self, Ca};
 
 /// Files `init` creates; it refuses to run if any exists.
-const KEY_FILES: &[&str] = &["ca.key", "ca.crt", "server.key", "server.crt", "receipt.key"];
+const KEY_FILES: &[&str] = &[
+    "ca.key",
+    "ca.crt",
+    "server.key",
+    "server.crt",
+    "receipt.key",
+];
 
 /// Write a file readable only by its owner (mode 0600), fsynced.
 ///
@@ -219,7 +225,12 @@ pub fn enroll(
     }
     let id = DeviceId::from_key(&vk);
     match db.device(id) {
-        Ok(Some(_)) => return refused(EnrollStatus::AlreadyEnrolled, "this key is already enrolled"),
+        Ok(Some(_)) => {
+            return refused(
+                EnrollStatus::AlreadyEnrolled,
+                "this key is already enrolled",
+            )
+        }
         Ok(None) => {}
         Err(e) => return refused(EnrollStatus::Internal, &e.to_string()),
     }

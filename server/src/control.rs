@@ -62,7 +62,12 @@ pub fn socket_path(dir: &Path) -> PathBuf {
 
 /// Apply a request to an index. `on_revoke` lets the running server drop
 /// the device from its allow-list and close its connections.
-pub fn apply(db: &Db, ttl_default: u64, req: Request, on_revoke: impl FnOnce(&DeviceRecord)) -> Response {
+pub fn apply(
+    db: &Db,
+    ttl_default: u64,
+    req: Request,
+    on_revoke: impl FnOnce(&DeviceRecord),
+) -> Response {
     let res: anyhow::Result<Response> = (|| match req {
         Request::DeviceAdd { name, ttl_secs } => Ok(Response::Token(admin::device_add(
             db,

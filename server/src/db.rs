@@ -158,10 +158,9 @@ impl Db {
     /// # Errors
     /// sled errors.
     pub fn put_device(&self, d: &DeviceRecord) -> Result<(), DbError> {
-        let id: DeviceId = d
-            .id
-            .parse()
-            .map_err(|_| DbError::Corrupt("device id".into()))?;
+        let id: DeviceId =
+            d.id.parse()
+                .map_err(|_| DbError::Corrupt("device id".into()))?;
         self.devices.insert(id.0, serde_json::to_vec(d)?)?;
         Ok(())
     }
@@ -261,7 +260,8 @@ impl Db {
     /// # Errors
     /// sled errors.
     pub fn put_user(&self, u: &UserRecord) -> Result<(), DbError> {
-        self.users.insert(u.name.as_bytes(), serde_json::to_vec(u)?)?;
+        self.users
+            .insert(u.name.as_bytes(), serde_json::to_vec(u)?)?;
         Ok(())
     }
 
@@ -409,7 +409,9 @@ impl Db {
             let (k, v) = kv?;
             let s: StoredEntry = serde_json::from_slice(&v)?;
             if s.media.is_some() && !self.media.contains_key(&k)? {
-                out.push(u64::from_be_bytes(k[8..16].try_into().expect("16-byte key")));
+                out.push(u64::from_be_bytes(
+                    k[8..16].try_into().expect("16-byte key"),
+                ));
                 if out.len() == max {
                     break;
                 }

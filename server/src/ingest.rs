@@ -11,9 +11,7 @@ use ed25519_dalek::VerifyingKey;
 use fieldseal_proto::codec::Decode;
 use fieldseal_proto::entry::{ChainHead, EntryError, SignedEntry};
 use fieldseal_proto::identity::{DeviceId, Hash32};
-use fieldseal_proto::msg::{
-    RejectCode, UploadBegin, UploadFailCode, UploadQuery, MAX_MEDIA_LEN,
-};
+use fieldseal_proto::msg::{RejectCode, UploadBegin, UploadFailCode, UploadQuery, MAX_MEDIA_LEN};
 
 /// What the index holds about an accepted entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +121,9 @@ impl Ingest {
         }
         if seq < self.head.next_seq {
             return match accepted(seq) {
-                Some(a) if a.entry_hash == entry.hash() => Decision::Duplicate { receipt: a.receipt },
+                Some(a) if a.entry_hash == entry.hash() => {
+                    Decision::Duplicate { receipt: a.receipt }
+                }
                 Some(a) => Decision::Equivocation {
                     seq,
                     accepted: a.entry_hash,
@@ -131,7 +131,11 @@ impl Ingest {
                 },
                 // The index lost an entry below its head: transient from the
                 // device's point of view, a bug or damage on ours.
-                None => reject(seq, RejectCode::Internal, "accepted entry missing from index".into()),
+                None => reject(
+                    seq,
+                    RejectCode::Internal,
+                    "accepted entry missing from index".into(),
+                ),
             };
         }
         if seq > self.head.next_seq {
@@ -216,14 +220,15 @@ fn media_of(
     accepted: Option<&AcceptedEntry>,
 ) -> Result<(Hash32, u64), (UploadFailCode, String)> {
     match accepted {
-        None => Err((UploadFailCode::UnknownEntry, format!("no accepted entry {seq}"))),
+        None => Err((
+            UploadFailCode::UnknownEntry,
+            format!("no accepted entry {seq}"),
+        )),
         Some(AcceptedEntry { media: None, .. }) => Err((
             UploadFailCode::EntryMismatch,
             format!("entry {seq} is not a segment"),
         )),
-        Some(AcceptedEntry {
-            media: Some(m), ..
-        }) => Ok(*m),
+        Some(AcceptedEntry { media: Some(m), .. }) => Ok(*m),
     }
 }
 
@@ -286,26 +291,57 @@ mod tests {
         let (key, c) = chain(1);
         let ing = Ingest::new(key.verifying_key(), ChainHead::GENESIS);
         let d = ing.handle_entry(&c.entries[1].to_bytes(), |_| None);
-        assert!(matches!(d, Decision::Reject { code: RejectCode::OutOfOrder, seq: 1, .. }));
+        assert!(matches!(
+            d,
+            Decision::Reject {
+                code: RejectCode::OutOfOrder,
+                seq: 1,
+                ..
+            }
+        ));
 
         let mut head = ChainHead::after(&c.entries[0]);
         head.last_hash = [9; 32];
         let ing2 = Ingest::new(key.verifying_key(), head);
         let d = ing2.handle_entry(&c.entries[1].to_bytes(), |_| None);
-        assert!(matches!(d, Decision::Reject { code: RejectCode::BrokenLink, .. }));
+        assert!(matches!(
+            d,
+            Decision::Reject {
+                code: RejectCode::BrokenLink,
+                ..
+            }
+        ));
 
         let (_, other) = chain(2);
         let d = ing.handle_entry(&other.entries[0].to_bytes(), |_| None);
-        assert!(matches!(d, Decision::Reject { code: RejectCode::WrongDevice, .. }));
+        assert!(matches!(
+            d,
+            Decision::Reject {
+                code: RejectCode::WrongDevice,
+                ..
+            }
+        ));
 
         let mut bad = c.entries[0].to_bytes();
         let n = bad.len();
         bad[n - 1] ^= 1;
         let d = ing.handle_entry(&bad, |_| None);
-        assert!(matches!(d, Decision::Reject { code: RejectCode::BadSignature, .. }));
+        assert!(matches!(
+            d,
+            Decision::Reject {
+                code: RejectCode::BadSignature,
+                ..
+            }
+        ));
 
         let d = ing.handle_entry(b"junk", |_| None);
-        assert!(matches!(d, Decision::Reject { code: RejectCode::Malformed, .. }));
+        assert!(matches!(
+            d,
+            Decision::Reject {
+                code: RejectCode::Malformed,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -326,20 +362,54 @@ mod tests {
     #[test]
     fn uploads_trust_only_the_signed_entry_and_the_held_offset() {
         let (_, c) = chain(1);
-        let seg = c.entries.iter().find(|e| e.entry.segment().is_some()).unwrap();
+        let seg = c
+            .entries
+            .iter()
+            .find(|e| e.entry.segment().is_some())
+            .unwrap();
         let s = seg.entry.segment().unwrap();
         let a = accepted_of(seg);
-        let q = UploadQuery { seq: seg.seq(), media_hash: s.media_sha256, media_len: s.media_len };
+        let q = UploadQuery {
+            seq: seg.seq(),
+            media_hash: s.media_sha256,
+            media_len: s.media_len,
+        };
         assert_eq!(Ingest::handle_upload_query(&q, Some(&a), false, 40), Ok(40));
-        assert_eq!(Ingest::handle_upload_query(&q, Some(&a), false, 1000), Ok(0));
+        assert_eq!(
+            Ingest::handle_upload_query(&q, Some(&a), false, 1000),
+            Ok(0)
+        );
         assert_eq!(Ingest::handle_upload_query(&q, Some(&a), true, 0), Ok(100));
-        assert_eq!(Ingest::handle_upload_query(&q, None, false, 0).unwrap_err().0, UploadFailCode::UnknownEntry);
+        assert_eq!(
+            Ingest::handle_upload_query(&q, None, false, 0)
+                .unwrap_err()
+                .0,
+            UploadFailCode::UnknownEntry
+        );
         let lying = UploadQuery { media_len: 10, ..q };
-        assert_eq!(Ingest::handle_upload_query(&lying, Some(&a), false, 0).unwrap_err().0, UploadFailCode::EntryMismatch);
-        let b = UploadBegin { seq: seg.seq(), media_hash: s.media_sha256, offset: 40, len: 100 };
+        assert_eq!(
+            Ingest::handle_upload_query(&lying, Some(&a), false, 0)
+                .unwrap_err()
+                .0,
+            UploadFailCode::EntryMismatch
+        );
+        let b = UploadBegin {
+            seq: seg.seq(),
+            media_hash: s.media_sha256,
+            offset: 40,
+            len: 100,
+        };
         assert_eq!(Ingest::handle_upload_begin(&b, Some(&a), 40), Ok(60));
-        assert_eq!(Ingest::handle_upload_begin(&b, Some(&a), 0).unwrap_err().0, UploadFailCode::BadOffset);
+        assert_eq!(
+            Ingest::handle_upload_begin(&b, Some(&a), 0).unwrap_err().0,
+            UploadFailCode::BadOffset
+        );
         let b2 = UploadBegin { len: 1 << 40, ..b };
-        assert_eq!(Ingest::handle_upload_begin(&b2, Some(&a), 40).unwrap_err().0, UploadFailCode::EntryMismatch);
+        assert_eq!(
+            Ingest::handle_upload_begin(&b2, Some(&a), 40)
+                .unwrap_err()
+                .0,
+            UploadFailCode::EntryMismatch
+        );
     }
 }

@@ -98,7 +98,12 @@ impl Shared {
             self.allowed.remove(&k);
         }
         if let Ok(id) = d.id.parse::<DeviceId>() {
-            let conns = self.live.lock().expect("lock").remove(&id).unwrap_or_default();
+            let conns = self
+                .live
+                .lock()
+                .expect("lock")
+                .remove(&id)
+                .unwrap_or_default();
             for c in conns {
                 c.close(quic::CLOSE_REVOKED, b"device revoked");
             }

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use fieldseal_server::control::{self, Request, Response};
 
 #[derive(Debug, Parser)]
-#[command(name = "fieldseal-server", version, about = "fieldseal evidence server")]
+#[command(
+    name = "fieldseal-server",
+    version,
+    about = "fieldseal evidence server"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -88,7 +92,11 @@ fn print(resp: Response) -> anyhow::Result<()> {
         }
         Response::Devices { devices } => {
             for d in devices {
-                let state = if d.revoked_us.is_some() { "revoked" } else { "active" };
+                let state = if d.revoked_us.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
                 println!("{}  {:8}  {}", d.id, state, d.name);
             }
         }
@@ -102,8 +110,7 @@ fn print(resp: Response) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -128,7 +135,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Device { cmd } => {
             let (data, req) = match cmd {
-                DeviceCmd::Add { data, name, ttl_secs } => (data, Request::DeviceAdd { name, ttl_secs }),
+                DeviceCmd::Add {
+                    data,
+                    name,
+                    ttl_secs,
+                } => (data, Request::DeviceAdd { name, ttl_secs }),
                 DeviceCmd::List { data } => (data, Request::DeviceList),
                 DeviceCmd::Revoke { data, id } => (data, Request::DeviceRevoke { id }),
             };

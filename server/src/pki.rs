@@ -265,8 +265,11 @@ impl ClientCertVerifier for DeviceVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let ok = self.inner.verify_client_cert(end_entity, intermediates, now)?;
-        let key = cert_ed25519_key(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
+        let ok = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let key =
+            cert_ed25519_key(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
         if !self.allowed.contains(&key) {
             return Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::Revoked,

@@ -8,13 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldseal_proto::codec::{Decode, Encode};
-use fieldseal_proto::enroll::{EnrollRequest, EnrollResponse, EnrollStatus, ALPN_ENROLL, ALPN_SYNC, MAX_ENROLL_REQUEST};
+use fieldseal_proto::enroll::{
+    EnrollRequest, EnrollResponse, EnrollStatus, ALPN_ENROLL, ALPN_SYNC, MAX_ENROLL_REQUEST,
+};
 use fieldseal_proto::frame::FrameBuffer;
 use fieldseal_proto::identity::{DeviceId, Sha256Stream};
 use fieldseal_proto::merkle::leaf_hash;
 use fieldseal_proto::msg::{
-    Detail, ErrorCode, ErrorMsg, Message, RejectCode, SeqList, UploadAck, UploadFailCode, UploadFailed,
-    UploadOffset, Welcome, MAX_RESEND_MEDIA, PROTOCOL_VERSION,
+    Detail, ErrorCode, ErrorMsg, Message, RejectCode, SeqList, UploadAck, UploadFailCode,
+    UploadFailed, UploadOffset, Welcome, MAX_RESEND_MEDIA, PROTOCOL_VERSION,
 };
 use fieldseal_proto::receipt::Receipt;
 use quinn::{RecvStream, SendStream, VarInt};
@@ -117,7 +119,8 @@ async fn handle_connection(conn: quinn::Connection, shared: Arc<Shared>) -> anyh
             let vk = ed25519_dalek::VerifyingKey::from_bytes(&key)?;
             let device = DeviceId::from_key(&vk);
             let rec = shared.db.device(device)?;
-            if !matches!(&rec, Some(d) if d.revoked_us.is_none()) || !shared.allowed.contains(&key) {
+            if !matches!(&rec, Some(d) if d.revoked_us.is_none()) || !shared.allowed.contains(&key)
+            {
                 conn.close(CLOSE_FORBIDDEN, b"device not enrolled or revoked");
                 anyhow::bail!("device {device} not enrolled or revoked");
             }
@@ -225,7 +228,11 @@ async fn send_msg(send: &mut SendStream, m: &Message) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn sync(conn: &quinn::Connection, shared: &Arc<Shared>, key: ed25519_dalek::VerifyingKey) -> anyhow::Result<()> {
+async fn sync(
+    conn: &quinn::Connection,
+    shared: &Arc<Shared>,
+    key: ed25519_dalek::VerifyingKey,
+) -> anyhow::Result<()> {
     let device = DeviceId::from_key(&key);
     let (mut send, recv) = conn.accept_bi().await?;
     let mut reader = FrameReader::new(recv);
@@ -241,7 +248,13 @@ async fn sync(conn: &quinn::Connection, shared: &Arc<Shared>, key: ed25519_dalek
         anyhow::bail!("protocol version {}", hello.protocol_version);
     }
     if hello.device_id != device {
-        error_close(conn, &mut send, ErrorCode::WrongDevice, "Hello names another device").await;
+        error_close(
+            conn,
+            &mut send,
+            ErrorCode::WrongDevice,
+            "Hello names another device",
+        )
+        .await;
         anyhow::bail!("Hello from {} on {device}'s connection", hello.device_id);
     }
     let head = shared.db.head(device)?;
@@ -278,7 +291,12 @@ async fn sync(conn: &quinn::Connection, shared: &Arc<Shared>, key: ed25519_dalek
     res
 }
 
-async fn error_close(conn: &quinn::Connection, send: &mut SendStream, code: ErrorCode, detail: &str) {
+async fn error_close(
+    conn: &quinn::Connection,
+    send: &mut SendStream,
+    code: ErrorCode,
+    detail: &str,
+) {
     let m = Message::Error(ErrorMsg {
         code,
         detail: Detail::lossy(detail),
@@ -302,7 +320,9 @@ async fn control_loop(
             Ok(Some(m)) => m,
             Ok(None) => return Ok(()),
             Err(e) => {
-                if e.downcast_ref::<fieldseal_proto::codec::DecodeError>().is_some() {
+                if e.downcast_ref::<fieldseal_proto::codec::DecodeError>()
+                    .is_some()
+                {
                     error_close(conn, send, ErrorCode::Malformed, &e.to_string()).await;
                 }
                 return Err(e);
@@ -317,7 +337,13 @@ async fn control_loop(
                 return Ok(());
             }
             other => {
-                error_close(conn, send, ErrorCode::UnexpectedMessage, &format!("{:?} on the control stream", other.message_type())).await;
+                error_close(
+                    conn,
+                    send,
+                    ErrorCode::UnexpectedMessage,
+                    &format!("{:?} on the control stream", other.message_type()),
+                )
+                .await;
                 anyhow::bail!("unexpected message");
             }
         };
@@ -366,13 +392,19 @@ async fn submit(shared: &Arc<Shared>, key: ed25519_dalek::VerifyingKey, bytes: &
                 leaf.extend_from_slice(&seq.to_be_bytes());
                 leaf.extend_from_slice(&hash);
                 let index = shared.db.log_append(leaf_hash(&leaf))?;
-                let receipt = Receipt::sign(device, seq, hash, now_us(), index, &shared.receipt_key);
+                let receipt =
+                    Receipt::sign(device, seq, hash, now_us(), index, &shared.receipt_key);
                 let accepted = AcceptedEntry {
                     entry_hash: hash,
                     media: entry.entry.segment().map(|s| (s.media_sha256, s.media_len)),
                     receipt: receipt.to_bytes(),
                 };
-                shared.db.put_accepted(device, seq, &accepted, fieldseal_proto::entry::ChainHead::after(&entry))?;
+                shared.db.put_accepted(
+                    device,
+                    seq,
+                    &accepted,
+                    fieldseal_proto::entry::ChainHead::after(&entry),
+                )?;
                 Ok(receipt)
             })();
             match res {
@@ -384,7 +416,11 @@ async fn submit(shared: &Arc<Shared>, key: ed25519_dalek::VerifyingKey, bytes: &
             Ok(r) => Message::EntryReceipt(r),
             Err(e) => internal(0, e),
         },
-        Decision::Equivocation { seq, accepted, offered } => {
+        Decision::Equivocation {
+            seq,
+            accepted,
+            offered,
+        } => {
             if let Err(e) = shared.storage.append_equivocation(device, bytes) {
                 tracing::error!(%device, seq, "could not keep equivocation evidence: {e}");
             }
@@ -427,29 +463,53 @@ struct UploadSlot<'a> {
 
 impl Drop for UploadSlot<'_> {
     fn drop(&mut self) {
-        self.shared.uploading.lock().expect("lock").remove(&self.key);
+        self.shared
+            .uploading
+            .lock()
+            .expect("lock")
+            .remove(&self.key);
     }
 }
 
 /// Serve one upload stream (FORMAT.md §7.5).
-async fn upload(mut send: SendStream, recv: RecvStream, shared: &Arc<Shared>, device: DeviceId) -> anyhow::Result<()> {
+async fn upload(
+    mut send: SendStream,
+    recv: RecvStream,
+    shared: &Arc<Shared>,
+    device: DeviceId,
+) -> anyhow::Result<()> {
     let mut reader = FrameReader::new(recv);
     let q = match reader.next().await? {
         Some(Message::UploadQuery(q)) => q,
         None => return Ok(()),
         Some(_) => {
-            send_msg(&mut send, &failed(0, UploadFailCode::UnknownEntry, "UploadQuery first")).await?;
+            send_msg(
+                &mut send,
+                &failed(0, UploadFailCode::UnknownEntry, "UploadQuery first"),
+            )
+            .await?;
             send.finish()?;
             return Ok(());
         }
     };
     let seq = q.seq;
     if !shared.uploading.lock().expect("lock").insert((device, seq)) {
-        send_msg(&mut send, &failed(seq, UploadFailCode::Internal, "another upload of this segment is running")).await?;
+        send_msg(
+            &mut send,
+            &failed(
+                seq,
+                UploadFailCode::Internal,
+                "another upload of this segment is running",
+            ),
+        )
+        .await?;
         send.finish()?;
         return Ok(());
     }
-    let _slot = UploadSlot { shared, key: (device, seq) };
+    let _slot = UploadSlot {
+        shared,
+        key: (device, seq),
+    };
     let accepted = shared.db.entry(device, seq)?;
     let complete = shared.db.has_media(device, seq)?;
     let held = shared.storage.partial_len(device, seq)?;
@@ -465,7 +525,11 @@ async fn upload(mut send: SendStream, recv: RecvStream, shared: &Arc<Shared>, de
         // The partial file is not ours to resume (longer than the segment).
         shared.storage.discard_partial(device, seq)?;
     }
-    send_msg(&mut send, &Message::UploadOffset(UploadOffset { seq, offset })).await?;
+    send_msg(
+        &mut send,
+        &Message::UploadOffset(UploadOffset { seq, offset }),
+    )
+    .await?;
     if offset == q.media_len {
         send.finish()?;
         return Ok(());
@@ -474,7 +538,11 @@ async fn upload(mut send: SendStream, recv: RecvStream, shared: &Arc<Shared>, de
         Some(Message::UploadBegin(b)) => b,
         None => return Ok(()),
         Some(_) => {
-            send_msg(&mut send, &failed(seq, UploadFailCode::BadOffset, "UploadBegin expected")).await?;
+            send_msg(
+                &mut send,
+                &failed(seq, UploadFailCode::BadOffset, "UploadBegin expected"),
+            )
+            .await?;
             send.finish()?;
             return Ok(());
         }
@@ -488,14 +556,20 @@ async fn upload(mut send: SendStream, recv: RecvStream, shared: &Arc<Shared>, de
             return Ok(());
         }
     };
-    let (media_hash, media_len) = accepted.and_then(|a| a.media).expect("checked by handle_upload_begin");
+    let (media_hash, media_len) = accepted
+        .and_then(|a| a.media)
+        .expect("checked by handle_upload_begin");
     let (mut file, mut hasher) = shared.storage.open_partial(device, seq, held)?;
     let first = reader.take_rest();
     let mut recv = reader.recv;
     let mut left = raw_len;
     let mut since_sync = 0u64;
     let mut overrun = false;
-    let mut write = |data: &[u8], left: &mut u64, since_sync: &mut u64, hasher: &mut Sha256Stream| -> std::io::Result<bool> {
+    let mut write = |data: &[u8],
+                     left: &mut u64,
+                     since_sync: &mut u64,
+                     hasher: &mut Sha256Stream|
+     -> std::io::Result<bool> {
         let take = usize::try_from((data.len() as u64).min(*left)).expect("bounded by data.len()");
         file.write_all(&data[..take])?;
         hasher.update(&data[..take]);
@@ -518,17 +592,23 @@ async fn upload(mut send: SendStream, recv: RecvStream, shared: &Arc<Shared>, de
             Ok(None) => break left > 0,
             Err(e) => {
                 // Connection lost: keep what arrived, durably, for a resume.
-                drop(write);
                 file.sync_data()?;
                 return Err(e.into());
             }
         }
     };
-    drop(write);
     file.sync_data()?;
     drop(file);
     if ended_early || overrun {
-        send_msg(&mut send, &failed(seq, UploadFailCode::LengthMismatch, "stream length differs from len")).await?;
+        send_msg(
+            &mut send,
+            &failed(
+                seq,
+                UploadFailCode::LengthMismatch,
+                "stream length differs from len",
+            ),
+        )
+        .await?;
         send.finish()?;
         return Ok(());
     }
@@ -536,14 +616,26 @@ async fn upload(mut send: SendStream, recv: RecvStream, shared: &Arc<Shared>, de
     if hasher.finish() != media_hash {
         shared.storage.discard_partial(device, seq)?;
         tracing::warn!(%device, seq, "upload bytes do not hash to the signed media hash");
-        send_msg(&mut send, &failed(seq, UploadFailCode::HashMismatch, "bytes do not match media_hash")).await?;
+        send_msg(
+            &mut send,
+            &failed(
+                seq,
+                UploadFailCode::HashMismatch,
+                "bytes do not match media_hash",
+            ),
+        )
+        .await?;
         send.finish()?;
         return Ok(());
     }
     shared.storage.commit_partial(device, seq, &media_hash)?;
     shared.db.put_media(device, seq)?;
     tracing::debug!(%device, seq, media_len, "segment stored");
-    send_msg(&mut send, &Message::UploadAck(UploadAck { seq, media_hash })).await?;
+    send_msg(
+        &mut send,
+        &Message::UploadAck(UploadAck { seq, media_hash }),
+    )
+    .await?;
     send.finish()?;
     Ok(())
 }

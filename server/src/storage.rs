@@ -130,7 +130,10 @@ impl Storage {
                 let want = usize::try_from(left.min(buf.len() as u64)).expect("bounded");
                 let n = io::Read::read(&mut f, &mut buf[..want])?;
                 if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "partial shrank"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "partial shrank",
+                    ));
                 }
                 hasher.update(&buf[..n]);
                 left -= n as u64;

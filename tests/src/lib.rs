@@ -23,8 +23,7 @@ pub use relay::{Relay, SplitMix};
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
@@ -73,7 +72,13 @@ impl Harness {
     /// # Errors
     /// Index errors.
     pub fn token(&self, name: &str, ttl_secs: u64) -> anyhow::Result<String> {
-        Ok(admin::device_add(&self.server.shared.db, name, ttl_secs, fieldseal_server::now_us())?.token)
+        Ok(admin::device_add(
+            &self.server.shared.db,
+            name,
+            ttl_secs,
+            fieldseal_server::now_us(),
+        )?
+        .token)
     }
 
     /// Enrol `key` with a fresh token (directly, not through a relay).
@@ -82,7 +87,13 @@ impl Harness {
     /// Enrolment errors.
     pub async fn enroll(&self, key: &SigningKey) -> anyhow::Result<Enrollment> {
         let token = self.token("test device", 3600)?;
-        Ok(sync::enroll(key, &self.server_addr(), &token, Some(self.path().join("ca.crt"))).await?)
+        Ok(sync::enroll(
+            key,
+            &self.server_addr(),
+            &token,
+            Some(self.path().join("ca.crt")),
+        )
+        .await?)
     }
 
     /// A sync configuration for tests: connect to `addr` (a relay, usually),

@@ -103,8 +103,13 @@ impl Relay {
         let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
         let rng = Arc::new(Mutex::new(SplitMix(seed)));
         let up = {
-            let (front, back, knobs, client, rng) =
-                (front.clone(), back.clone(), knobs.clone(), client.clone(), rng.clone());
+            let (front, back, knobs, client, rng) = (
+                front.clone(),
+                back.clone(),
+                knobs.clone(),
+                client.clone(),
+                rng.clone(),
+            );
             async move {
                 let mut buf = vec![0u8; 65536];
                 while let Ok((n, from)) = front.recv_from(&mut buf).await {
@@ -115,8 +120,13 @@ impl Relay {
             }
         };
         let down = {
-            let (front, back, knobs, client, rng) =
-                (front.clone(), back.clone(), knobs.clone(), client.clone(), rng.clone());
+            let (front, back, knobs, client, rng) = (
+                front.clone(),
+                back.clone(),
+                knobs.clone(),
+                client.clone(),
+                rng.clone(),
+            );
             async move {
                 let mut buf = vec![0u8; 65536];
                 while let Ok(n) = back.recv(&mut buf).await {
@@ -136,7 +146,9 @@ impl Relay {
 
     /// Set loss (per mille), delay and reorder spread (ms), duplication (per mille).
     pub fn set(&self, loss_permille: u32, delay_ms: u32, reorder_ms: u32, duplicate_permille: u32) {
-        self.knobs.loss_permille.store(loss_permille, Ordering::Relaxed);
+        self.knobs
+            .loss_permille
+            .store(loss_permille, Ordering::Relaxed);
         self.knobs.delay_ms.store(delay_ms, Ordering::Relaxed);
         self.knobs.reorder_ms.store(reorder_ms, Ordering::Relaxed);
         self.knobs
@@ -162,7 +174,11 @@ fn forward(
         let drop = r.chance(knobs.loss_permille.load(Ordering::Relaxed));
         let dup = r.chance(knobs.duplicate_permille.load(Ordering::Relaxed));
         let spread = u64::from(knobs.reorder_ms.load(Ordering::Relaxed));
-        let extra = if spread > 0 { r.next_u64() % (spread + 1) } else { 0 };
+        let extra = if spread > 0 {
+            r.next_u64() % (spread + 1)
+        } else {
+            0
+        };
         (drop, dup, extra)
     };
     if drop || knobs.cut.load(Ordering::Relaxed) {

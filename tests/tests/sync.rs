@@ -21,22 +21,39 @@ async fn drained(
     cfg: sync::SyncConfig,
 ) -> (Result<sync::Stats, SyncError>, Arc<Progress>) {
     let progress = Arc::new(Progress::default());
-    let r = tokio::time::timeout(LIMIT, sync::sync_until_drained(store, cfg, progress.clone()))
-        .await
-        .expect("sync finished in time");
+    let r = tokio::time::timeout(
+        LIMIT,
+        sync::sync_until_drained(store, cfg, progress.clone()),
+    )
+    .await
+    .expect("sync finished in time");
     (r, progress)
 }
 
 /// Everything the server holds for the device matches the chain: chain log,
 /// blobs, and every receipt verifies.
-fn assert_archived(h: &Harness, chain: &SampleChain, store: &MemStore, receipt_key: &ed25519_dalek::VerifyingKey) {
+fn assert_archived(
+    h: &Harness,
+    chain: &SampleChain,
+    store: &MemStore,
+    receipt_key: &ed25519_dalek::VerifyingKey,
+) {
     let device = chain.entries[0].entry.device;
-    let log = std::fs::read(h.path().join("devices").join(device.to_string()).join("chain.log")).unwrap();
+    let log = std::fs::read(
+        h.path()
+            .join("devices")
+            .join(device.to_string())
+            .join("chain.log"),
+    )
+    .unwrap();
     let mut expected = Vec::new();
     for e in &chain.entries {
         chainlog::put_record(&mut expected, &e.to_bytes());
     }
-    assert_eq!(log, expected, "chain log holds exactly the entries, in order");
+    assert_eq!(
+        log, expected,
+        "chain log holds exactly the entries, in order"
+    );
     for (seq, media) in &chain.media {
         let e = &chain.entries[usize::try_from(*seq).unwrap()];
         let hash = e.entry.segment().unwrap().media_sha256;
@@ -50,7 +67,10 @@ fn assert_archived(h: &Harness, chain: &SampleChain, store: &MemStore, receipt_k
     for e in &chain.entries {
         let r = &receipts[&e.seq()];
         r.verify(receipt_key).expect("receipt verifies");
-        assert_eq!((r.device_id, r.seq, r.entry_hash), (device, e.seq(), e.hash()));
+        assert_eq!(
+            (r.device_id, r.seq, r.entry_hash),
+            (device, e.seq(), e.hash())
+        );
         indexes.insert(r.log_index);
     }
     assert_eq!(indexes.len(), chain.entries.len(), "distinct log indexes");
@@ -70,8 +90,14 @@ async fn lossy_delayed_reordered_link_delivers_everything_verified() {
     let t0 = Instant::now();
     let (r, _) = drained(store.clone(), cfg).await;
     let stats = r.unwrap();
-    eprintln!("lossy link: {stats:?} in {:?}, relay dropped {} datagrams", t0.elapsed(),
-        relay.knobs.dropped.load(std::sync::atomic::Ordering::Relaxed));
+    eprintln!(
+        "lossy link: {stats:?} in {:?}, relay dropped {} datagrams",
+        t0.elapsed(),
+        relay
+            .knobs
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
     assert_archived(&h, &chain, &store, &e.receipt_key);
     h.server.shutdown().await;
 }
@@ -88,18 +114,32 @@ async fn cut_in_the_middle_of_a_large_upload_resumes() {
     relay.set(0, 10, 0, 0);
     let cfg = Harness::sync_config(&relay.addr.to_string(), &k, &e);
     let progress = Arc::new(Progress::default());
-    let task = tokio::spawn(sync::sync_until_drained(store.clone(), cfg, progress.clone()));
+    let task = tokio::spawn(sync::sync_until_drained(
+        store.clone(),
+        cfg,
+        progress.clone(),
+    ));
     let t0 = Instant::now();
-    while progress.media_bytes_sent.load(std::sync::atomic::Ordering::Relaxed) < (LEN as u64) * 3 / 10 {
+    while progress
+        .media_bytes_sent
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < (LEN as u64) * 3 / 10
+    {
         assert!(t0.elapsed() < LIMIT, "upload started");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     relay.cut(true);
-    let at_cut = progress.media_bytes_sent.load(std::sync::atomic::Ordering::Relaxed);
+    let at_cut = progress
+        .media_bytes_sent
+        .load(std::sync::atomic::Ordering::Relaxed);
     // Longer than the 3 s idle timeout: both ends give the connection up.
     tokio::time::sleep(Duration::from_millis(4500)).await;
     relay.cut(false);
-    let stats = tokio::time::timeout(LIMIT, task).await.unwrap().unwrap().unwrap();
+    let stats = tokio::time::timeout(LIMIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let ratio = stats.media_bytes_sent as f64 / LEN as f64;
     eprintln!("cut at {at_cut} bytes; {stats:?}; sent/segment = {ratio:.3}");
     assert!(stats.connections >= 2, "reconnected");
@@ -109,7 +149,12 @@ async fn cut_in_the_middle_of_a_large_upload_resumes() {
 }
 
 fn nothing_stored(h: &Harness, device: DeviceId) {
-    assert!(!h.path().join("devices").join(device.to_string()).join("chain.log").exists());
+    assert!(!h
+        .path()
+        .join("devices")
+        .join(device.to_string())
+        .join("chain.log")
+        .exists());
     assert_eq!(h.server.shared.db.head(device).unwrap().next_seq, 0);
 }
 
@@ -123,7 +168,10 @@ async fn unenrolled_devices_are_refused() {
     let other = tempfile::tempdir().unwrap();
     fieldseal_server::admin::init(other.path(), &[], Some("x".into())).unwrap();
     let k = key(21);
-    let foreign = Ca::load(other.path()).unwrap().issue_device_cert(&k.verifying_key().to_bytes()).unwrap();
+    let foreign = Ca::load(other.path())
+        .unwrap()
+        .issue_device_cert(&k.verifying_key().to_bytes())
+        .unwrap();
     let mut e = ours.clone();
     e.client_cert = foreign;
     let (store, _) = store_with_chain(&k, &[1], 1000, media_dir.path()).unwrap();
@@ -134,7 +182,10 @@ async fn unenrolled_devices_are_refused() {
     // A certificate from our CA for a key that never enrolled.
     let k = key(22);
     let mut e = ours.clone();
-    e.client_cert = Ca::load(h.path()).unwrap().issue_device_cert(&k.verifying_key().to_bytes()).unwrap();
+    e.client_cert = Ca::load(h.path())
+        .unwrap()
+        .issue_device_cert(&k.verifying_key().to_bytes())
+        .unwrap();
     let (store, _) = store_with_chain(&k, &[1], 1000, media_dir.path()).unwrap();
     let (r, _) = drained(store, Harness::sync_config(&h.server_addr(), &k, &e)).await;
     assert!(matches!(r, Err(SyncError::Connect(_))), "{r:?}");
@@ -142,19 +193,34 @@ async fn unenrolled_devices_are_refused() {
 
     // No certificate at all on the sync ALPN.
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from(ours.ca_cert.clone())).unwrap();
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            ours.ca_cert.clone(),
+        ))
+        .unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     tls.alpn_protocols = vec![b"fieldseal/1".to_vec()];
-    let qc = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap()));
+    let qc = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    ));
     let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let conn = ep.connect_with(qc, h.server.quic_addr, "localhost").unwrap().await;
+    let conn = ep
+        .connect_with(qc, h.server.quic_addr, "localhost")
+        .unwrap()
+        .await;
     if let Ok(conn) = conn {
-        let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.unwrap();
-        assert!(matches!(reason, quinn::ConnectionError::ApplicationClosed(c) if u64::from(c.error_code) == 0x13));
+        let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+            .await
+            .unwrap();
+        assert!(
+            matches!(reason, quinn::ConnectionError::ApplicationClosed(c) if u64::from(c.error_code) == 0x13)
+        );
     }
     h.server.shutdown().await;
 }
@@ -178,13 +244,20 @@ async fn revoked_device_is_cut_off_and_refused() {
     let store = Arc::new(MemStore::new(media_dir.path()));
     let first = 4;
     for en in &chain.entries[..first] {
-        store.push(en, chain.media.get(&en.seq()).map(Vec::as_slice)).unwrap();
+        store
+            .push(en, chain.media.get(&en.seq()).map(Vec::as_slice))
+            .unwrap();
     }
     // A long-running client, live when the device is revoked.
     let progress = Arc::new(Progress::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let cfg = Harness::sync_config(&h.server_addr(), &k, &e);
-    let task = tokio::spawn(sync::run_sync(store.clone(), cfg.clone(), progress.clone(), stop_rx));
+    let task = tokio::spawn(sync::run_sync(
+        store.clone(),
+        cfg.clone(),
+        progress.clone(),
+        stop_rx,
+    ));
     let t0 = Instant::now();
     while store.receipts().len() < first {
         assert!(t0.elapsed() < LIMIT);
@@ -193,29 +266,49 @@ async fn revoked_device_is_cut_off_and_refused() {
     // Revoke through the control socket of the running server.
     let dir = h.path().to_path_buf();
     let id = k.device_id_().to_string();
-    let resp = tokio::task::spawn_blocking(move || control::request(&dir, Request::DeviceRevoke { id }))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(matches!(resp, Response::Device(ref d) if d.revoked_us.is_some()), "{resp:?}");
-    let connections_at_revoke = progress.connections.load(std::sync::atomic::Ordering::Relaxed);
+    let resp =
+        tokio::task::spawn_blocking(move || control::request(&dir, Request::DeviceRevoke { id }))
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(
+        matches!(resp, Response::Device(ref d) if d.revoked_us.is_some()),
+        "{resp:?}"
+    );
+    let connections_at_revoke = progress
+        .connections
+        .load(std::sync::atomic::Ordering::Relaxed);
     // New entries after the revocation never reach the server.
     for en in &chain.entries[first..] {
-        store.push(en, chain.media.get(&en.seq()).map(Vec::as_slice)).unwrap();
+        store
+            .push(en, chain.media.get(&en.seq()).map(Vec::as_slice))
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(h.server.shared.db.head(k.device_id_()).unwrap().next_seq, first as u64);
     assert_eq!(
-        progress.connections.load(std::sync::atomic::Ordering::Relaxed),
+        h.server.shared.db.head(k.device_id_()).unwrap().next_seq,
+        first as u64
+    );
+    assert_eq!(
+        progress
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
         connections_at_revoke,
         "no new connection completes"
     );
     stop_tx.send(true).unwrap();
-    tokio::time::timeout(LIMIT, task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(LIMIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     // And a fresh client is refused outright.
     let (r, _) = drained(store.clone(), cfg).await;
     assert!(matches!(r, Err(SyncError::Connect(_))), "{r:?}");
-    assert_eq!(h.server.shared.db.head(k.device_id_()).unwrap().next_seq, first as u64);
+    assert_eq!(
+        h.server.shared.db.head(k.device_id_()).unwrap().next_seq,
+        first as u64
+    );
     h.server.shutdown().await;
 }
 
@@ -228,7 +321,11 @@ async fn entries_of_another_device_are_refused() {
     let media_dir = tempfile::tempdir().unwrap();
     // Device A's connection carries device B's chain.
     let (store, _) = store_with_chain(&b, &[1], 1000, media_dir.path()).unwrap();
-    let (r, _) = drained(store.clone(), Harness::sync_config(&h.server_addr(), &a, &e)).await;
+    let (r, _) = drained(
+        store.clone(),
+        Harness::sync_config(&h.server_addr(), &a, &e),
+    )
+    .await;
     assert!(
         matches!(r, Err(SyncError::Fatal(ref f)) if f.code == RejectCode::WrongDevice),
         "{r:?}"
@@ -255,8 +352,15 @@ async fn replayed_and_tampered_uploads_store_nothing_new() {
     let (store2, _) = store_with_chain(&k, &[2], 50_000, dir2.path()).unwrap();
     let (r, _) = drained(store2.clone(), cfg.clone()).await;
     let stats = r.unwrap();
-    assert_eq!(stats.media_bytes_sent, 0, "the server already holds every byte");
-    assert_eq!(store2.receipts(), store.receipts(), "duplicates get the stored receipts");
+    assert_eq!(
+        stats.media_bytes_sent, 0,
+        "the server already holds every byte"
+    );
+    assert_eq!(
+        store2.receipts(),
+        store.receipts(),
+        "duplicates get the stored receipts"
+    );
     assert_eq!(count_files(&h.path().join("blobs")), blobs_before);
 
     // Tampered: a device whose media files do not match what it signed.
@@ -269,10 +373,18 @@ async fn replayed_and_tampered_uploads_store_nothing_new() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
-    let (r, _) = drained(store3.clone(), Harness::sync_config(&h.server_addr(), &k3, &e3)).await;
+    let (r, _) = drained(
+        store3.clone(),
+        Harness::sync_config(&h.server_addr(), &k3, &e3),
+    )
+    .await;
     r.unwrap();
     assert!(!store3.is_acked(seq));
-    let hash = chain3.entries[usize::try_from(seq).unwrap()].entry.segment().unwrap().media_sha256;
+    let hash = chain3.entries[usize::try_from(seq).unwrap()]
+        .entry
+        .segment()
+        .unwrap()
+        .media_sha256;
     // Blobs are content-addressed and the sample media repeat across devices:
     // the blob may exist (device 50's), but it is untouched and this device
     // has no media recorded.
@@ -282,7 +394,12 @@ async fn replayed_and_tampered_uploads_store_nothing_new() {
     }
     assert!(!h.server.shared.db.has_media(k3.device_id_(), seq).unwrap());
     assert_eq!(count_files(&h.path().join("blobs")), blobs_before);
-    assert!(!h.server.shared.storage.partial_path(k3.device_id_(), seq).exists());
+    assert!(!h
+        .server
+        .shared
+        .storage
+        .partial_path(k3.device_id_(), seq)
+        .exists());
     h.server.shutdown().await;
 }
 
@@ -322,10 +439,17 @@ async fn equivocation_is_refused_kept_as_evidence() {
         matches!(r, Err(SyncError::Fatal(ref f)) if f.code == RejectCode::Equivocation && f.seq == seq as u64),
         "{r:?}"
     );
-    assert_eq!(std::fs::read(dev_dir.join("chain.log")).unwrap(), log_before, "chain unchanged");
+    assert_eq!(
+        std::fs::read(dev_dir.join("chain.log")).unwrap(),
+        log_before,
+        "chain unchanged"
+    );
     let mut evidence = Vec::new();
     chainlog::put_record(&mut evidence, &chain2.entries[seq].to_bytes());
-    assert_eq!(std::fs::read(dev_dir.join("equivocations.log")).unwrap(), evidence);
+    assert_eq!(
+        std::fs::read(dev_dir.join("equivocations.log")).unwrap(),
+        evidence
+    );
     h.server.shutdown().await;
 }
 
@@ -348,9 +472,15 @@ async fn enrolment_with_bad_tokens_fails_clearly_and_changes_nothing() {
 
     // enroll_cmd: the data folder as the agent keeps it.
     let data = tempfile::tempdir().unwrap();
-    std::fs::write(data.path().join("device.key"), format!("{}\n", hex::encode([71u8; 32]))).unwrap();
+    std::fs::write(
+        data.path().join("device.key"),
+        format!("{}\n", hex::encode([71u8; 32])),
+    )
+    .unwrap();
     let token = h.token("cam", 60).unwrap();
-    let en = sync::enroll_cmd(data.path(), &addr, &token, ca.clone()).await.unwrap();
+    let en = sync::enroll_cmd(data.path(), &addr, &token, ca.clone())
+        .await
+        .unwrap();
     assert_eq!(en.device_id, key(71).device_id_());
     let cfg = sync::SyncConfig::from_data_dir(data.path()).unwrap();
     assert_eq!(cfg.receipt_key, en.receipt_key);
@@ -377,13 +507,28 @@ async fn admin_commands_work_with_and_without_a_running_server() {
     // Through the socket: the running server owns the index.
     let d = dir.clone();
     let resp = tokio::task::spawn_blocking(move || {
-        control::request(&d, Request::DeviceAdd { name: "cam9".into(), ttl_secs: Some(60) })
+        control::request(
+            &d,
+            Request::DeviceAdd {
+                name: "cam9".into(),
+                ttl_secs: Some(60),
+            },
+        )
     })
     .await
     .unwrap()
     .unwrap();
-    let Response::Token(t) = resp else { panic!("{resp:?}") };
-    let e = sync::enroll(&key(81), &h.server_addr(), &t.token, Some(dir.join("ca.crt"))).await.unwrap();
+    let Response::Token(t) = resp else {
+        panic!("{resp:?}")
+    };
+    let e = sync::enroll(
+        &key(81),
+        &h.server_addr(),
+        &t.token,
+        Some(dir.join("ca.crt")),
+    )
+    .await
+    .unwrap();
     assert_eq!(e.device_id, key(81).device_id_());
     h.server.shutdown().await;
     assert!(!control::socket_path(&dir).exists());
@@ -393,13 +538,16 @@ async fn admin_commands_work_with_and_without_a_running_server() {
         .await
         .unwrap()
         .unwrap();
-    let Response::Devices { devices } = resp else { panic!("{resp:?}") };
+    let Response::Devices { devices } = resp else {
+        panic!("{resp:?}")
+    };
     assert_eq!(devices.len(), 2);
     let d = dir.clone();
     let id = k.device_id_().to_string();
-    let resp = tokio::task::spawn_blocking(move || control::request(&d, Request::DeviceRevoke { id }))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp =
+        tokio::task::spawn_blocking(move || control::request(&d, Request::DeviceRevoke { id }))
+            .await
+            .unwrap()
+            .unwrap();
     assert!(matches!(resp, Response::Device(ref d) if d.revoked_us.is_some()));
 }

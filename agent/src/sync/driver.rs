@@ -185,7 +185,17 @@ async fn drive<S: SyncStore>(
                 continue;
             }
         };
-        let end = connection(&conn, &*store, &store, &cfg, &progress, &mut machine, until_drained, &mut shutdown).await;
+        let end = connection(
+            &conn,
+            &*store,
+            &store,
+            &cfg,
+            &progress,
+            &mut machine,
+            until_drained,
+            &mut shutdown,
+        )
+        .await;
         match end {
             Ok(End::Drained) | Ok(End::Shutdown) => {
                 conn.close(0u32.into(), b"done");
@@ -202,7 +212,10 @@ async fn drive<S: SyncStore>(
                     }
                 }
                 let at = machine.handle_disconnected(Instant::now(), &mut rng);
-                tracing::info!("connection lost ({why}); retry in {:?}", at - Instant::now());
+                tracing::info!(
+                    "connection lost ({why}); retry in {:?}",
+                    at - Instant::now()
+                );
             }
             Err(e) => {
                 conn.close(0u32.into(), b"error");
@@ -238,7 +251,12 @@ impl FrameReader {
                 return Ok(Some(m));
             }
             let mut chunk = vec![0u8; 16 * 1024];
-            match self.recv.read(&mut chunk).await.map_err(|e| e.to_string())? {
+            match self
+                .recv
+                .read(&mut chunk)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 None => return Ok(None),
                 Some(n) => self.pending.extend_from_slice(&chunk[..n]),
             }
@@ -247,7 +265,9 @@ impl FrameReader {
 }
 
 async fn send_msg(send: &mut SendStream, m: &Message) -> Result<(), String> {
-    send.write_all(&m.to_bytes()).await.map_err(|e| e.to_string())
+    send.write_all(&m.to_bytes())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
@@ -282,7 +302,11 @@ async fn connection<S: SyncStore>(
     let welcome = match reader.next().await {
         Ok(Some(Message::Welcome(w))) => w,
         Ok(Some(Message::Error(e))) => {
-            return Ok(End::Reconnect(format!("server error {:?}: {}", e.code, e.detail.as_str())))
+            return Ok(End::Reconnect(format!(
+                "server error {:?}: {}",
+                e.code,
+                e.detail.as_str()
+            )))
         }
         Ok(other) => return Ok(End::Reconnect(format!("expected Welcome, got {other:?}"))),
         Err(e) => return Ok(End::Reconnect(e)),
@@ -322,7 +346,8 @@ async fn connection<S: SyncStore>(
                 .map_err(|e| SyncError::Config(format!("entry {seq} in store: {e}")))?
                 .hash();
             let entry = EntryBytes::new(bytes).map_err(|e| SyncError::Config(e.to_string()))?;
-            if let Err(e) = send_msg(&mut csend, &Message::SubmitEntry(SubmitEntry { entry })).await {
+            if let Err(e) = send_msg(&mut csend, &Message::SubmitEntry(SubmitEntry { entry })).await
+            {
                 return Ok(End::Reconnect(e));
             }
             sent.push_back((seq, hash));
@@ -332,8 +357,12 @@ async fn connection<S: SyncStore>(
         while let Some(seq) = machine.poll_upload(now) {
             match store.media(seq)? {
                 Some(media) => {
-                    let (conn, store, utx, progress) =
-                        (conn.clone(), store_arc.clone(), utx.clone(), progress.clone());
+                    let (conn, store, utx, progress) = (
+                        conn.clone(),
+                        store_arc.clone(),
+                        utx.clone(),
+                        progress.clone(),
+                    );
                     uploads.spawn(async move {
                         let outcome = upload(&conn, &*store, seq, &media, &progress).await;
                         let _ = utx.send((seq, outcome));
@@ -423,7 +452,11 @@ fn on_receipt<S: SyncStore>(
     let Some((seq, hash)) = sent.pop_front() else {
         return Ok(machine.handle_bad_receipt());
     };
-    if r.seq != seq || r.device_id != device || r.entry_hash != hash || r.verify(&cfg.receipt_key).is_err() {
+    if r.seq != seq
+        || r.device_id != device
+        || r.entry_hash != hash
+        || r.verify(&cfg.receipt_key).is_err()
+    {
         tracing::error!(seq, "receipt does not verify or names another entry");
         return Ok(machine.handle_bad_receipt());
     }
@@ -492,7 +525,10 @@ async fn upload_inner<S: SyncStore + ?Sized>(
     let mut buf = vec![0u8; 64 * 1024];
     while left > 0 {
         let want = usize::try_from(left.min(buf.len() as u64)).expect("bounded by buf.len()");
-        let n = file.read(&mut buf[..want]).await.map_err(|e| e.to_string())?;
+        let n = file
+            .read(&mut buf[..want])
+            .await
+            .map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("media file shorter than its signed length".into());
         }
@@ -512,4 +548,3 @@ async fn upload_inner<S: SyncStore + ?Sized>(
         other => Err(format!("expected UploadAck, got {other:?}")),
     }
 }
-

@@ -257,8 +257,7 @@ impl Machine {
             return None;
         }
         let seq = *self.upload_queue.iter().find(|s| {
-            !self.uploading.contains(s)
-                && self.upload_not_before.get(s).is_none_or(|t| *t <= now)
+            !self.uploading.contains(s) && self.upload_not_before.get(s).is_none_or(|t| *t <= now)
         })?;
         self.uploading.insert(seq);
         Some(seq)
@@ -296,7 +295,8 @@ impl Machine {
                 Action::Continue
             }
             UploadOutcome::Failed(_) => {
-                self.upload_not_before.insert(seq, now + self.cfg.upload_retry);
+                self.upload_not_before
+                    .insert(seq, now + self.cfg.upload_retry);
                 Action::Continue
             }
             UploadOutcome::Broken => Action::Reconnect,
@@ -359,7 +359,7 @@ mod tests {
             u64::from(self.next_u32())
         }
         fn fill_bytes(&mut self, d: &mut [u8]) {
-            d.fill(self.next_u32() as u8);
+            d.fill(self.next_u32().to_le_bytes()[0]);
         }
         fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), rand_core::Error> {
             self.fill_bytes(d);
@@ -426,7 +426,11 @@ mod tests {
         };
         m.handle_connected();
         m.handle_welcome(&welcome(4, vec![4, 9]), &v);
-        assert_eq!(m.poll_submit(&v), Some(2), "lost receipts are fetched again");
+        assert_eq!(
+            m.poll_submit(&v),
+            Some(2),
+            "lost receipts are fetched again"
+        );
         assert_eq!(m.poll_upload(now), Some(4), "resend_media the agent holds");
         assert_eq!(m.poll_upload(now), None, "9 is not held");
     }
@@ -469,12 +473,22 @@ mod tests {
         m.handle_upload_done(1, UploadOutcome::Failed(UploadFailCode::BadOffset), now);
         assert_eq!(m.poll_upload(now), None);
         let later = now + Duration::from_secs(3);
-        assert_eq!(m.poll_timeout(), Some(now + MachineConfig::default().upload_retry));
+        assert_eq!(
+            m.poll_timeout(),
+            Some(now + MachineConfig::default().upload_retry)
+        );
         assert_eq!(m.poll_upload(later), Some(1));
-        assert_eq!(m.handle_rejected(7, RejectCode::OutOfOrder, ""), Action::Reconnect);
+        assert_eq!(
+            m.handle_rejected(7, RejectCode::OutOfOrder, ""),
+            Action::Reconnect
+        );
         assert!(matches!(
             m.handle_rejected(7, RejectCode::Equivocation, "x"),
-            Action::Stop(Fatal { seq: 7, code: RejectCode::Equivocation, .. })
+            Action::Stop(Fatal {
+                seq: 7,
+                code: RejectCode::Equivocation,
+                ..
+            })
         ));
     }
 }

@@ -246,13 +246,19 @@ pub async fn enroll_cmd(
 ) -> Result<Enrollment, SyncError> {
     let key = read_device_key(data_dir)?;
     let e = enroll(&key, server, token, ca).await?;
-    write_durable(&data_dir.join("client.crt"), cert_pem(&e.client_cert).as_bytes())?;
+    write_durable(
+        &data_dir.join("client.crt"),
+        cert_pem(&e.client_cert).as_bytes(),
+    )?;
     write_durable(&data_dir.join("ca.crt"), cert_pem(&e.ca_cert).as_bytes())?;
     write_durable(
         &data_dir.join("receipt.pub"),
         format!("{}\n", hex::encode(e.receipt_key.to_bytes())).as_bytes(),
     )?;
-    write_durable(&data_dir.join("server.txt"), format!("{server}\n").as_bytes())?;
+    write_durable(
+        &data_dir.join("server.txt"),
+        format!("{server}\n").as_bytes(),
+    )?;
     fs::File::open(data_dir)?.sync_all()?;
     Ok(e)
 }
@@ -297,7 +303,9 @@ impl SyncConfig {
     /// Missing or malformed files.
     pub fn from_data_dir(dir: &Path) -> Result<Self, SyncError> {
         let key = read_device_key(dir)?;
-        let server = fs::read_to_string(dir.join("server.txt"))?.trim().to_string();
+        let server = fs::read_to_string(dir.join("server.txt"))?
+            .trim()
+            .to_string();
         let rk: [u8; 32] = hex::decode(fs::read_to_string(dir.join("receipt.pub"))?.trim())
             .ok()
             .and_then(|v| v.try_into().ok())

@@ -52,7 +52,10 @@ fn roots(ca: &CertificateDer<'static>) -> Result<rustls::RootCertStore, rustls::
     Ok(r)
 }
 
-fn quic(tls: rustls::ClientConfig, idle_timeout: Duration) -> Result<quinn::ClientConfig, SyncError> {
+fn quic(
+    tls: rustls::ClientConfig,
+    idle_timeout: Duration,
+) -> Result<quinn::ClientConfig, SyncError> {
     let q = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| SyncError::Tls(e.to_string()))?;
     let mut c = quinn::ClientConfig::new(Arc::new(q));
@@ -85,11 +88,15 @@ pub fn sync_client_with(
 ///
 /// # Errors
 /// Unusable certificate.
-pub fn enroll_client(ca: Option<&CertificateDer<'static>>) -> Result<quinn::ClientConfig, SyncError> {
+pub fn enroll_client(
+    ca: Option<&CertificateDer<'static>>,
+) -> Result<quinn::ClientConfig, SyncError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?;
     let mut tls = match ca {
-        Some(ca) => builder.with_root_certificates(roots(ca)?).with_no_client_auth(),
+        Some(ca) => builder
+            .with_root_certificates(roots(ca)?)
+            .with_no_client_auth(),
         None => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(FirstUse(provider())))
