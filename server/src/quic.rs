@@ -39,7 +39,7 @@ pub const CLOSE_FORBIDDEN: VarInt = VarInt::from_u32(0x13);
 const PARTIAL_SYNC_EVERY: u64 = 1024 * 1024;
 
 /// Transport settings for lossy, high-latency mobile links; see
-/// `docs/FORMAT.md` §7.8 for the reasoning. The agent uses the same values.
+/// `docs/FORMAT.md` §7.9 "Transport settings" for the reasoning. The agent uses the same values.
 pub fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     // Bandwidth × RTT at 10 Mbit/s and 300 ms is ~375 KB; a window of 1 MiB

@@ -30,7 +30,7 @@ pub fn ed25519_pkcs8(key: &SigningKey) -> PrivateKeyDer<'static> {
 }
 
 /// Transport settings for lossy, high-latency mobile links, the same as the
-/// server's; see `docs/FORMAT.md` §7.8 "Transport settings" for the reasons.
+/// server's; see `docs/FORMAT.md` §7.9 "Transport settings" for the reasons.
 ///
 /// `idle_timeout` is the longest silence before the connection is given up
 /// (the peers use the smaller of their two values); keep-alives go out at a
