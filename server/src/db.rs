@@ -270,15 +270,29 @@ impl Db {
     /// # Errors
     /// sled or decoding errors.
     pub fn head(&self, device: DeviceId) -> Result<ChainHead, DbError> {
+        Ok(self.head_and_log_len(device)?.0)
+    }
+
+    /// The chain head and the length of the device's chain log that holds
+    /// exactly the entries before it (bytes past it were appended by an
+    /// acceptance that crashed before it was indexed, and are cut off).
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn head_and_log_len(&self, device: DeviceId) -> Result<(ChainHead, u64), DbError> {
         match self.heads.get(device.0)? {
-            None => Ok(ChainHead::GENESIS),
-            Some(v) if v.len() == 40 => {
+            None => Ok((ChainHead::GENESIS, 0)),
+            Some(v) if v.len() == 48 => {
                 let mut last_hash = [0u8; 32];
-                last_hash.copy_from_slice(&v[8..]);
-                Ok(ChainHead {
-                    next_seq: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
-                    last_hash,
-                })
+                last_hash.copy_from_slice(&v[8..40]);
+                let u = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
+                Ok((
+                    ChainHead {
+                        next_seq: u(&v[..8]),
+                        last_hash,
+                    },
+                    u(&v[40..]),
+                ))
             }
             Some(_) => Err(DbError::Corrupt("chain head".into())),
         }
@@ -354,9 +368,11 @@ impl Db {
         Ok(self.frontier()?.root())
     }
 
-    /// Record an accepted entry: its index record and the new head, in one
-    /// batch-per-tree write, then flush. The chain log on disk is already
-    /// written and fsynced by then.
+    /// Record an accepted entry: its index record, then the new head with the
+    /// chain log's length, then flush. The chain log on disk is already
+    /// written and fsynced by then. sled recovers writes in order, so a crash
+    /// leaves either both or the entry record alone (then the entry is simply
+    /// accepted again).
     ///
     /// # Errors
     /// sled errors.
@@ -366,6 +382,7 @@ impl Db {
         seq: u64,
         a: &AcceptedEntry,
         head: ChainHead,
+        log_len: u64,
     ) -> Result<(), DbError> {
         let s = StoredEntry {
             entry_hash: hex::encode(a.entry_hash),
@@ -374,9 +391,10 @@ impl Db {
         };
         self.entries
             .insert(seq_key(device, seq), serde_json::to_vec(&s)?)?;
-        let mut h = Vec::with_capacity(40);
+        let mut h = Vec::with_capacity(48);
         h.extend_from_slice(&head.next_seq.to_be_bytes());
         h.extend_from_slice(&head.last_hash);
+        h.extend_from_slice(&log_len.to_be_bytes());
         self.heads.insert(device.0, h)?;
         self.flush()
     }

@@ -365,7 +365,7 @@ fn internal(seq: u64, e: impl std::fmt::Display) -> Message {
 async fn submit(shared: &Arc<Shared>, key: ed25519_dalek::VerifyingKey, bytes: &[u8]) -> Message {
     let device = DeviceId::from_key(&key);
     let _guard = shared.ingest_lock.lock().await;
-    let head = match shared.db.head(device) {
+    let (head, log_len) = match shared.db.head_and_log_len(device) {
         Ok(h) => h,
         Err(e) => return internal(0, e),
     };
@@ -386,7 +386,7 @@ async fn submit(shared: &Arc<Shared>, key: ed25519_dalek::VerifyingKey, bytes: &
             let seq = entry.seq();
             let hash = entry.hash();
             let res = (|| -> anyhow::Result<Receipt> {
-                shared.storage.append_entry(device, bytes)?;
+                let log_len = shared.storage.append_entry(device, bytes, log_len)?;
                 let mut leaf = b"fieldseal/leaf/entry/v1\0".to_vec();
                 leaf.extend_from_slice(&device.0);
                 leaf.extend_from_slice(&seq.to_be_bytes());
@@ -404,6 +404,7 @@ async fn submit(shared: &Arc<Shared>, key: ed25519_dalek::VerifyingKey, bytes: &
                     seq,
                     &accepted,
                     fieldseal_proto::entry::ChainHead::after(&entry),
+                    log_len,
                 )?;
                 Ok(receipt)
             })();

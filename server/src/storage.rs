@@ -49,9 +49,13 @@ impl Storage {
         Ok(d)
     }
 
-    fn append_record(&self, device: DeviceId, file: &str, entry: &[u8]) -> io::Result<()> {
+    /// Keep a refused conflicting entry as evidence, durably.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn append_equivocation(&self, device: DeviceId, entry: &[u8]) -> io::Result<()> {
         let dir = self.device_dir(device)?;
-        let path = dir.join(file);
+        let path = dir.join("equivocations.log");
         let new = !path.exists();
         let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
         let mut rec = Vec::with_capacity(entry.len() + 2);
@@ -65,19 +69,47 @@ impl Storage {
     }
 
     /// Append an accepted signed entry to the device's chain log, durably.
+    /// `indexed_len` is the log length the index knows: a longer file has a
+    /// tail from an acceptance that crashed before it was indexed, which is
+    /// cut off first so that every entry is in the log exactly once.
+    /// Returns the new length.
     ///
     /// # Errors
-    /// I/O errors.
-    pub fn append_entry(&self, device: DeviceId, entry: &[u8]) -> io::Result<()> {
-        self.append_record(device, "chain.log", entry)
-    }
-
-    /// Keep a refused conflicting entry as evidence, durably.
-    ///
-    /// # Errors
-    /// I/O errors.
-    pub fn append_equivocation(&self, device: DeviceId, entry: &[u8]) -> io::Result<()> {
-        self.append_record(device, "equivocations.log", entry)
+    /// I/O errors; a log shorter than the index says (damage: refuse to write).
+    pub fn append_entry(
+        &self,
+        device: DeviceId,
+        entry: &[u8],
+        indexed_len: u64,
+    ) -> io::Result<u64> {
+        let dir = self.device_dir(device)?;
+        let path = dir.join("chain.log");
+        let new = !path.exists();
+        let mut f = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)?;
+        let len = f.metadata()?.len();
+        if len < indexed_len {
+            return Err(io::Error::other(format!(
+                "{} is {len} bytes, the index says {indexed_len}: damaged",
+                path.display()
+            )));
+        }
+        if len > indexed_len {
+            tracing::warn!(%device, len, indexed_len, "cutting an unindexed tail off the chain log");
+            f.set_len(indexed_len)?;
+        }
+        io::Seek::seek(&mut f, io::SeekFrom::Start(indexed_len))?;
+        let mut rec = Vec::with_capacity(entry.len() + 2);
+        put_record(&mut rec, entry);
+        f.write_all(&rec)?;
+        f.sync_data()?;
+        if new {
+            sync_dir(&dir)?;
+        }
+        Ok(indexed_len + rec.len() as u64)
     }
 
     /// Where the blob with this hash lives.
@@ -175,5 +207,53 @@ impl Storage {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unindexed_tail_is_cut_and_short_log_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::new(dir.path());
+        let dev = DeviceId([1; 8]);
+        let n1 = s.append_entry(dev, b"first", 0).unwrap();
+        assert_eq!(n1, 7);
+        // Crash after appending "second" but before indexing it.
+        s.append_entry(dev, b"second", n1).unwrap();
+        // The entry is accepted again with the index's length.
+        let n2 = s.append_entry(dev, b"second", n1).unwrap();
+        let mut want = Vec::new();
+        put_record(&mut want, b"first");
+        put_record(&mut want, b"second");
+        let path = dir
+            .path()
+            .join("devices")
+            .join(dev.to_string())
+            .join("chain.log");
+        assert_eq!(fs::read(&path).unwrap(), want);
+        assert_eq!(n2, want.len() as u64);
+        assert!(s.append_entry(dev, b"x", n2 + 10).is_err());
+    }
+
+    #[test]
+    fn partial_upload_resumes_with_the_hash_of_what_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::new(dir.path());
+        let dev = DeviceId([2; 8]);
+        let (mut f, _) = s.open_partial(dev, 5, 0).unwrap();
+        f.write_all(b"hello ").unwrap();
+        drop(f);
+        assert_eq!(s.partial_len(dev, 5).unwrap(), 6);
+        let (mut f, mut h) = s.open_partial(dev, 5, 6).unwrap();
+        f.write_all(b"world").unwrap();
+        h.update(b"world");
+        let hash = h.finish();
+        assert_eq!(hash, fieldseal_proto::identity::sha256(b"hello world"));
+        s.commit_partial(dev, 5, &hash).unwrap();
+        assert_eq!(fs::read(s.blob_path(&hash)).unwrap(), b"hello world");
+        assert_eq!(s.partial_len(dev, 5).unwrap(), 0);
     }
 }
