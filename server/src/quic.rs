@@ -57,6 +57,9 @@ pub fn transport_config() -> quinn::TransportConfig {
     t.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(Duration::from_secs(60)).expect("in range"),
     ));
+    // BBR, as the agent (FORMAT.md 7.9): the server sends little, but acks
+    // and receipts should not stall behind a loss-based window either.
+    t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     t.max_concurrent_bidi_streams(VarInt::from_u32(64));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
     t

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// SplitMix64: tiny, seedable, good enough to decide which packet to drop.
 #[derive(Debug, Clone)]
@@ -102,6 +104,8 @@ impl Relay {
         let knobs = Arc::new(Knobs::default());
         let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
         let rng = Arc::new(Mutex::new(SplitMix(seed)));
+        let (up_q, up_rx) = mpsc::unbounded_channel();
+        let (down_q, down_rx) = mpsc::unbounded_channel();
         let up = {
             let (front, back, knobs, client, rng) = (
                 front.clone(),
@@ -115,7 +119,7 @@ impl Relay {
                 while let Ok((n, from)) = front.recv_from(&mut buf).await {
                     *client.lock().expect("lock") = Some(from);
                     knobs.up_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                    forward(&knobs, &rng, buf[..n].to_vec(), back.clone(), None);
+                    forward(&knobs, &rng, buf[..n].to_vec(), &up_q, back.clone(), None);
                 }
             }
         };
@@ -133,13 +137,20 @@ impl Relay {
                     let to = *client.lock().expect("lock");
                     if let Some(to) = to {
                         knobs.down_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                        forward(&knobs, &rng, buf[..n].to_vec(), front.clone(), Some(to));
+                        forward(
+                            &knobs,
+                            &rng,
+                            buf[..n].to_vec(),
+                            &down_q,
+                            front.clone(),
+                            Some(to),
+                        );
                     }
                 }
             }
         };
         let task = tokio::spawn(async move {
-            tokio::join!(up, down);
+            tokio::join!(up, down, pace(up_rx), pace(down_rx));
         });
         Ok(Relay { addr, knobs, task })
     }
@@ -162,10 +173,31 @@ impl Relay {
     }
 }
 
+/// A datagram due at an instant.
+type Delayed = (Instant, Vec<u8>, Arc<UdpSocket>, Option<SocketAddr>);
+
+/// Send delayed datagrams in FIFO order. A constant delay must not reorder
+/// packets (one timer task per packet would: timers that fire in the same
+/// millisecond wake in any order, and QUIC takes reordering for loss).
+async fn pace(mut rx: mpsc::UnboundedReceiver<Delayed>) {
+    while let Some((at, data, sock, to)) = rx.recv().await {
+        tokio::time::sleep_until(at).await;
+        send(&sock, &data, to).await;
+    }
+}
+
+async fn send(sock: &UdpSocket, data: &[u8], to: Option<SocketAddr>) {
+    let _ = match to {
+        Some(to) => sock.send_to(data, to).await,
+        None => sock.send(data).await,
+    };
+}
+
 fn forward(
     knobs: &Knobs,
     rng: &Mutex<SplitMix>,
     data: Vec<u8>,
+    queue: &mpsc::UnboundedSender<Delayed>,
     sock: Arc<UdpSocket>,
     to: Option<SocketAddr>,
 ) {
@@ -185,22 +217,19 @@ fn forward(
         knobs.dropped.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let delay = Duration::from_millis(u64::from(knobs.delay_ms.load(Ordering::Relaxed)) + extra);
+    let at =
+        Instant::now() + Duration::from_millis(u64::from(knobs.delay_ms.load(Ordering::Relaxed)));
     let copies = if dup { 2 } else { 1 };
-    let send = async move {
-        for _ in 0..copies {
-            let _ = match to {
-                Some(to) => sock.send_to(&data, to).await,
-                None => sock.send(&data).await,
-            };
+    for _ in 0..copies {
+        if extra == 0 {
+            let _ = queue.send((at, data.clone(), sock.clone(), to));
+        } else {
+            // Reordered: this one overtakes nothing and is overtaken.
+            let (data, sock) = (data.clone(), sock.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at + Duration::from_millis(extra)).await;
+                send(&sock, &data, to).await;
+            });
         }
-    };
-    if delay.is_zero() {
-        tokio::spawn(send);
-    } else {
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            send.await;
-        });
     }
 }

@@ -551,3 +551,117 @@ async fn admin_commands_work_with_and_without_a_running_server() {
             .unwrap();
     assert!(matches!(resp, Response::Device(ref d) if d.revoked_us.is_some()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_entries_are_not_queued_behind_uploads() {
+    const LEN: usize = 2 * 1024 * 1024;
+    let h = Harness::start().await.unwrap();
+    let k = key(90);
+    let e = h.enroll(&k).await.unwrap();
+    let media_dir = tempfile::tempdir().unwrap();
+    let chain = fieldseal_proto::sample::build(&k, &[1, 1], LEN);
+    let store = Arc::new(MemStore::new(media_dir.path()));
+    let backlog = 4; // agent started, recording started, one segment, recording stopped
+    for en in &chain.entries[..backlog] {
+        store
+            .push(en, chain.media.get(&en.seq()).map(Vec::as_slice))
+            .unwrap();
+    }
+    let relay = Relay::start(h.server.quic_addr, 9).await.unwrap();
+    relay.set(0, 20, 0, 0);
+    let cfg = Harness::sync_config(&relay.addr.to_string(), &k, &e);
+    let progress = Arc::new(Progress::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(sync::run_sync(
+        store.clone(),
+        cfg,
+        progress.clone(),
+        stop_rx,
+    ));
+    let t0 = Instant::now();
+    while progress
+        .media_bytes_sent
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 256 * 1024
+    {
+        assert!(t0.elapsed() < LIMIT);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // A live entry while the backlog's segment is uploading.
+    let live = &chain.entries[backlog];
+    assert!(live.entry.segment().is_none());
+    let pushed = Instant::now();
+    store.push(live, None).unwrap();
+    while !store.has_receipt(live.seq()) {
+        assert!(
+            pushed.elapsed() < Duration::from_secs(5),
+            "receipt of the live entry"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let latency = pushed.elapsed();
+    let uploading = store.acked().is_empty();
+    eprintln!("live entry receipt after {latency:?} (RTT 40 ms) while the upload was running: {uploading}");
+    assert!(uploading, "the upload was still running");
+    assert!(latency < Duration::from_millis(1000), "{latency:?}");
+    // The rest drains.
+    for en in &chain.entries[backlog + 1..] {
+        store
+            .push(en, chain.media.get(&en.seq()).map(Vec::as_slice))
+            .unwrap();
+    }
+    while store.acked().len() < chain.media.len() {
+        assert!(
+            t0.elapsed() < LIMIT,
+            "{:?} acked {:?}",
+            progress.snapshot(),
+            store.acked()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(LIMIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_archived(&h, &chain, &store, &e.receipt_key);
+    h.server.shutdown().await;
+}
+
+/// Throughput figures (not run by default: `cargo test -p fieldseal-tests -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement"]
+async fn throughput() {
+    const LEN: usize = 4 * 1024 * 1024;
+    let h = Harness::start().await.unwrap();
+    let cases = [
+        (0u8, None, 0),
+        (1, Some(0u32), 0),
+        (2, Some(20), 0),
+        (3, Some(150), 0),
+        (4, Some(150), 20),
+    ];
+    for (i, delay, loss) in cases {
+        let k = key(100 + i);
+        let e = h.enroll(&k).await.unwrap();
+        let media_dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_chain(&k, &[1], LEN, media_dir.path()).unwrap();
+        let relay = Relay::start(h.server.quic_addr, 1).await.unwrap();
+        let addr = match delay {
+            None => h.server_addr(),
+            Some(d) => {
+                relay.set(loss, d, 0, 0);
+                relay.addr.to_string()
+            }
+        };
+        let t0 = Instant::now();
+        let (r, _) = drained(store, Harness::sync_config(&addr, &k, &e)).await;
+        r.unwrap();
+        let s = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "one-way delay {delay:?} ms: {LEN} bytes in {s:.2} s = {:.1} Mbit/s",
+            LEN as f64 * 8.0 / s / 1e6
+        );
+    }
+}
