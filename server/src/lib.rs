@@ -166,6 +166,8 @@ pub async fn start(dir: &Path, opts: RunOptions) -> anyhow::Result<Running> {
     let sock = control::socket_path(dir);
     let _ = std::fs::remove_file(&sock);
     let listener = tokio::net::UnixListener::bind(&sock)?;
+    // Whoever can connect can enrol and revoke devices: owner only.
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let tasks = vec![
         tokio::spawn(quic::accept_loop(endpoint.clone(), shared.clone())),
         tokio::spawn(control::serve(listener, shared.clone())),

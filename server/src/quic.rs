@@ -32,6 +32,8 @@ pub const CLOSE_SHUTDOWN: VarInt = VarInt::from_u32(0x11);
 pub const CLOSE_PROTOCOL: VarInt = VarInt::from_u32(0x12);
 /// Application close code: not allowed (no or unknown certificate).
 pub const CLOSE_FORBIDDEN: VarInt = VarInt::from_u32(0x13);
+/// Application close code: the device opened a newer connection.
+pub const CLOSE_SUPERSEDED: VarInt = VarInt::from_u32(0x14);
 
 /// Bytes written to a partial upload between two fsyncs: the most a crash
 /// can cost a resumed upload, while keeping fsyncs to one per ~1 s of a
@@ -127,13 +129,17 @@ async fn handle_connection(conn: quinn::Connection, shared: Arc<Shared>) -> anyh
                 conn.close(CLOSE_FORBIDDEN, b"device not enrolled or revoked");
                 anyhow::bail!("device {device} not enrolled or revoked");
             }
-            shared
-                .live
-                .lock()
-                .expect("lock")
-                .entry(device)
-                .or_default()
-                .push(conn.clone());
+            // One agent per device: a new connection supersedes older ones
+            // (after a network change the old one may linger until its idle
+            // timeout, holding a half-written upload).
+            let older = std::mem::replace(
+                shared.live.lock().expect("lock").entry(device).or_default(),
+                vec![conn.clone()],
+            );
+            for c in older {
+                tracing::info!(%device, "new connection supersedes an older one");
+                c.close(CLOSE_SUPERSEDED, b"superseded by a newer connection");
+            }
             let res = sync(&conn, &shared, vk).await;
             let mut live = shared.live.lock().expect("lock");
             if let Some(v) = live.get_mut(&device) {
