@@ -521,7 +521,16 @@ async fn upload(
         key: (device, seq),
     };
     let accepted = shared.db.entry(device, seq)?;
-    let complete = shared.db.has_media(device, seq)?;
+    let mut complete = shared.db.has_media(device, seq)?;
+    if let Some((hash, _)) = accepted.as_ref().and_then(|a| a.media) {
+        // A blob is renamed into place only once verified, so if it exists
+        // the server holds these bytes: a crash between the rename and the
+        // index update, or the same bytes already uploaded (content addressing).
+        if !complete && hash == q.media_hash && shared.storage.blob_path(&hash).exists() {
+            shared.db.put_media(device, seq)?;
+            complete = true;
+        }
+    }
     let held = shared.storage.partial_len(device, seq)?;
     let offset = match Ingest::handle_upload_query(&q, accepted.as_ref(), complete, held) {
         Ok(o) => o,

@@ -162,3 +162,56 @@ impl SyncStore for MemStore {
         self.head.subscribe()
     }
 }
+
+/// Conformance checks every [`SyncStore`] must pass, shared by [`MemStore`]
+/// and the spool (STYLE.md item 5). `store` must hold exactly `chain`, with
+/// the media of every segment, and no receipt or acknowledgement yet.
+///
+/// # Panics
+/// When the store does not behave.
+pub fn conformance<S: SyncStore>(store: &S, chain: &fieldseal_proto::sample::SampleChain) {
+    let last = chain.entries.len() as u64 - 1;
+    assert_eq!(store.head(), Some(last));
+    assert_eq!(*store.subscribe().borrow(), Some(last));
+    for e in &chain.entries {
+        let seq = e.seq();
+        assert_eq!(store.entry(seq).unwrap(), Some(e.to_bytes()), "entry {seq}");
+        match (e.entry.segment(), store.media(seq).unwrap()) {
+            (Some(seg), Some(m)) => {
+                assert_eq!((m.len, m.sha256), (seg.media_len, seg.media_sha256));
+                assert_eq!(std::fs::read(&m.path).unwrap(), chain.media[&seq]);
+            }
+            (None, None) => {}
+            (s, m) => panic!("seq {seq}: segment {} but media {m:?}", s.is_some()),
+        }
+        assert!(!store.has_receipt(seq) && !store.is_acked(seq));
+    }
+    assert_eq!(store.entry(last + 1).unwrap(), None);
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let e = &chain.entries[0];
+    let r = Receipt::sign(e.entry.device, 0, e.hash(), 1, 0, &key);
+    store.save_receipt(&r).unwrap();
+    assert!(store.has_receipt(0));
+    let seg = *chain.media.keys().next().expect("the chain has a segment");
+    store.media_acked(seg).unwrap();
+    assert!(store.is_acked(seg));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_store_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let chain = fieldseal_proto::sample::build(&key, &[2], 64);
+        let store = MemStore::new(dir.path());
+        for e in &chain.entries {
+            store
+                .push(e, chain.media.get(&e.seq()).map(Vec::as_slice))
+                .unwrap();
+        }
+        conformance(&store, &chain);
+    }
+}
