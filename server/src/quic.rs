@@ -2,17 +2,17 @@
 //! `fieldseal-enroll/1` and the sync protocol on ALPN `fieldseal/1`. It
 //! moves bytes and carries out the decisions of [`crate::ingest`].
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::enroll::{
     EnrollRequest, EnrollResponse, EnrollStatus, ALPN_ENROLL, ALPN_SYNC, MAX_ENROLL_REQUEST,
 };
 use fieldseal_proto::frame::FrameBuffer;
-use fieldseal_proto::identity::{DeviceId, Sha256Stream};
+use fieldseal_proto::identity::DeviceId;
 use fieldseal_proto::merkle::leaf_hash;
 use fieldseal_proto::msg::{
     Detail, ErrorCode, ErrorMsg, Message, RejectCode, SeqList, UploadAck, UploadFailCode,
@@ -338,7 +338,7 @@ async fn control_loop(
             }
         };
         let reply = match msg {
-            Message::SubmitEntry(s) => submit(shared, key, s.entry.as_bytes()).await,
+            Message::SubmitEntry(s) => submit(shared, key, s.entry.into_vec()).await,
             Message::Ping { nonce } => Message::Pong { nonce },
             Message::Pong { .. } => continue,
             Message::Error(e) => {
@@ -371,9 +371,18 @@ fn internal(seq: u64, e: impl std::fmt::Display) -> Message {
 
 /// Handle one `SubmitEntry`: decide, then make the decision durable before
 /// answering.
-async fn submit(shared: &Arc<Shared>, key: ed25519_dalek::VerifyingKey, bytes: &[u8]) -> Message {
-    let device = DeviceId::from_key(&key);
+async fn submit(shared: &Arc<Shared>, key: ed25519_dalek::VerifyingKey, bytes: Vec<u8>) -> Message {
+    // One acceptance at a time (the log frontier and each device's head are
+    // read-modify-write); the fsyncs run off the async workers.
     let _guard = shared.ingest_lock.lock().await;
+    let s = shared.clone();
+    tokio::task::spawn_blocking(move || submit_blocking(&s, key, &bytes))
+        .await
+        .unwrap_or_else(|e| internal(0, e))
+}
+
+fn submit_blocking(shared: &Shared, key: ed25519_dalek::VerifyingKey, bytes: &[u8]) -> Message {
+    let device = DeviceId::from_key(&key);
     let (head, log_len) = match shared.db.head_and_log_len(device) {
         Ok(h) => h,
         Err(e) => return internal(0, e),
@@ -532,6 +541,21 @@ async fn upload(
         }
     }
     let held = shared.storage.partial_len(device, seq)?;
+    if let Some((hash, len)) = accepted.as_ref().and_then(|a| a.media) {
+        if !complete && held == len {
+            // Every byte arrived before, but the upload ended before they were
+            // verified (crash, broken stream, overrun): verify them now.
+            let (_, hasher) = shared.storage.open_partial(device, seq, held)?;
+            if hasher.finish() == hash {
+                shared.storage.commit_partial(device, seq, &hash)?;
+                shared.db.put_media(device, seq)?;
+                complete = true;
+            } else {
+                shared.storage.discard_partial(device, seq)?;
+            }
+        }
+    }
+    let held = shared.storage.partial_len(device, seq)?;
     let offset = match Ingest::handle_upload_query(&q, accepted.as_ref(), complete, held) {
         Ok(o) => o,
         Err((code, d)) => {
@@ -578,45 +602,42 @@ async fn upload(
     let (media_hash, media_len) = accepted
         .and_then(|a| a.media)
         .expect("checked by handle_upload_begin");
-    let (mut file, mut hasher) = shared.storage.open_partial(device, seq, held)?;
-    let first = reader.take_rest();
+    let (file, mut hasher) = shared.storage.open_partial(device, seq, held)?;
+    // Writes and fsyncs run on tokio's blocking pool, off the async workers.
+    let mut file = tokio::fs::File::from_std(file);
+    let mut pending = reader.take_rest();
     let mut recv = reader.recv;
     let mut left = raw_len;
     let mut since_sync = 0u64;
     let mut overrun = false;
-    let mut write = |data: &[u8],
-                     left: &mut u64,
-                     since_sync: &mut u64,
-                     hasher: &mut Sha256Stream|
-     -> std::io::Result<bool> {
-        let take = usize::try_from((data.len() as u64).min(*left)).expect("bounded by data.len()");
-        file.write_all(&data[..take])?;
-        hasher.update(&data[..take]);
-        *left -= take as u64;
-        *since_sync += take as u64;
-        if *since_sync >= PARTIAL_SYNC_EVERY {
-            file.sync_data()?;
-            *since_sync = 0;
-        }
-        Ok(take < data.len())
-    };
-    overrun |= write(&first, &mut left, &mut since_sync, &mut hasher)?;
     let mut chunk = vec![0u8; 64 * 1024];
     let ended_early = loop {
-        if overrun {
+        let take = usize::try_from((pending.len() as u64).min(left)).expect("bounded by len");
+        if take > 0 {
+            file.write_all(&pending[..take]).await?;
+            hasher.update(&pending[..take]);
+            left -= take as u64;
+            since_sync += take as u64;
+            if since_sync >= PARTIAL_SYNC_EVERY {
+                file.sync_data().await?;
+                since_sync = 0;
+            }
+        }
+        if take < pending.len() {
+            overrun = true;
             break false;
         }
         match recv.read(&mut chunk).await {
-            Ok(Some(n)) => overrun |= write(&chunk[..n], &mut left, &mut since_sync, &mut hasher)?,
+            Ok(Some(n)) => pending = chunk[..n].to_vec(),
             Ok(None) => break left > 0,
             Err(e) => {
                 // Connection lost: keep what arrived, durably, for a resume.
-                file.sync_data()?;
+                file.sync_data().await?;
                 return Err(e.into());
             }
         }
     };
-    file.sync_data()?;
+    file.sync_data().await?;
     drop(file);
     if ended_early || overrun {
         send_msg(
