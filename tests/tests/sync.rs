@@ -660,3 +660,41 @@ async fn throughput() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_partial_is_verified_before_it_counts() {
+    let h = Harness::start().await.unwrap();
+    let k = key(95);
+    let e = h.enroll(&k).await.unwrap();
+    let chain = fieldseal_proto::sample::build(&k, &[2], 30_001);
+    // Entries first, without media: the server accepts them.
+    let bare = Arc::new(MemStore::new(tempfile::tempdir().unwrap().path()));
+    for en in &chain.entries {
+        bare.push(en, None).unwrap();
+    }
+    let cfg = Harness::sync_config(&h.server_addr(), &k, &e);
+    drained(bare, cfg.clone()).await.0.unwrap();
+    // As if every byte had arrived before a crash: one partial right, one wrong.
+    let mut segs = chain.media.keys().copied();
+    let (good, bad) = (segs.next().unwrap(), segs.next().unwrap());
+    let storage = &h.server.shared.storage;
+    std::fs::create_dir_all(h.path().join("partial")).unwrap();
+    std::fs::write(
+        storage.partial_path(k.device_id_(), good),
+        &chain.media[&good],
+    )
+    .unwrap();
+    let mut wrong = chain.media[&bad].clone();
+    wrong[0] ^= 1;
+    std::fs::write(storage.partial_path(k.device_id_(), bad), wrong).unwrap();
+    let media_dir = tempfile::tempdir().unwrap();
+    let (store, _) = store_with_chain(&k, &[2], 30_001, media_dir.path()).unwrap();
+    let stats = drained(store.clone(), cfg).await.0.unwrap();
+    assert_eq!(
+        stats.media_bytes_sent,
+        chain.media[&bad].len() as u64,
+        "only the wrong one is sent again"
+    );
+    assert_archived(&h, &chain, &store, &e.receipt_key);
+    h.server.shutdown().await;
+}
