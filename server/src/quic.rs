@@ -140,6 +140,12 @@ async fn handle_connection(conn: quinn::Connection, shared: Arc<Shared>) -> anyh
                 tracing::info!(%device, "new connection supersedes an older one");
                 c.close(CLOSE_SUPERSEDED, b"superseded by a newer connection");
             }
+            // A revocation between the check above and the registration
+            // would have missed this connection: look again.
+            if !shared.allowed.contains(&key) {
+                conn.close(CLOSE_REVOKED, b"device revoked");
+                anyhow::bail!("device {device} revoked while connecting");
+            }
             let res = sync(&conn, &shared, vk).await;
             let mut live = shared.live.lock().expect("lock");
             if let Some(v) = live.get_mut(&device) {
