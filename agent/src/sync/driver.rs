@@ -169,7 +169,11 @@ async fn drive<S: SyncStore>(
                 .await;
             Ok::<_, SyncError>((endpoint, conn))
         };
-        let (endpoint, conn) = match attempt.await {
+        let attempt = tokio::select! {
+            a = attempt => a,
+            _ = shutdown.changed() => return Ok(progress.snapshot()),
+        };
+        let (endpoint, conn) = match attempt {
             Ok((ep, Ok(c))) => (ep, c),
             Ok((_, Err(e))) => {
                 if until_drained && is_refusal(&e) {
