@@ -379,7 +379,7 @@ async fn replayed_and_tampered_uploads_store_nothing_new() {
         Harness::sync_config(&h.server_addr(), &k3, &e3),
     )
     .await;
-    r.unwrap();
+    assert_eq!(r.unwrap().uploads_refused, 1);
     assert!(!store3.is_acked(seq));
     let hash = chain3.entries[usize::try_from(seq).unwrap()]
         .entry

@@ -13,7 +13,8 @@ use fieldseal_proto::entry::SignedEntry;
 use fieldseal_proto::frame::FrameBuffer;
 use fieldseal_proto::identity::DeviceId;
 use fieldseal_proto::msg::{
-    EntryBytes, Hello, Message, SubmitEntry, UploadBegin, UploadQuery, PROTOCOL_VERSION,
+    EntryBytes, Hello, Message, SubmitEntry, UploadBegin, UploadFailCode, UploadQuery,
+    PROTOCOL_VERSION,
 };
 use fieldseal_proto::receipt::Receipt;
 use quinn::{RecvStream, SendStream};
@@ -36,6 +37,9 @@ pub struct Progress {
     pub receipts: AtomicU64,
     /// Segments acknowledged.
     pub uploads_acked: AtomicU64,
+    /// Segments whose bytes the server refused as not matching their signed
+    /// entry (a damaged or altered file on the device): not retried.
+    pub uploads_refused: AtomicU64,
     /// Segment bytes written to upload streams.
     pub media_bytes_sent: AtomicU64,
     /// Connections established (the server's `Welcome` received).
@@ -51,6 +55,8 @@ pub struct Stats {
     pub receipts: u64,
     /// Segments acknowledged.
     pub uploads_acked: u64,
+    /// Segments refused as not matching their entry.
+    pub uploads_refused: u64,
     /// Segment bytes written to upload streams.
     pub media_bytes_sent: u64,
     /// Connections established.
@@ -64,6 +70,7 @@ impl Progress {
             entries_submitted: self.entries_submitted.load(Ordering::Relaxed),
             receipts: self.receipts.load(Ordering::Relaxed),
             uploads_acked: self.uploads_acked.load(Ordering::Relaxed),
+            uploads_refused: self.uploads_refused.load(Ordering::Relaxed),
             media_bytes_sent: self.media_bytes_sent.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
         }
@@ -415,8 +422,17 @@ async fn connection<S: SyncStore>(
             },
             u = urx.recv() => match u {
                 Some((seq, outcome)) => {
-                    if outcome == UploadOutcome::Acked {
-                        progress.uploads_acked.fetch_add(1, Ordering::Relaxed);
+                    match outcome {
+                        UploadOutcome::Acked => {
+                            progress.uploads_acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        UploadOutcome::Failed(
+                            code @ (UploadFailCode::HashMismatch | UploadFailCode::EntryMismatch),
+                        ) => {
+                            tracing::error!(seq, ?code, "server refused this segment's bytes: the file does not match its signed entry");
+                            progress.uploads_refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
                     }
                     machine.handle_upload_done(seq, outcome, Instant::now())
                 }
