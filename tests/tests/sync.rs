@@ -485,6 +485,16 @@ async fn enrolment_with_bad_tokens_fails_clearly_and_changes_nothing() {
     assert_eq!(status(r), EnrollStatus::UsedToken);
     assert_eq!(h.server.shared.db.devices().unwrap().len(), 1);
 
+    // A --ca of another server: the TLS handshake fails, the token survives.
+    let other = tempfile::tempdir().unwrap();
+    fieldseal_server::admin::init(other.path(), &[], Some("x".into())).unwrap();
+    let t3 = h.token("cam3", 60).unwrap();
+    let r = sync::enroll(&key(74), &addr, &t3, Some(other.path().join("ca.crt"))).await;
+    assert!(matches!(r, Err(SyncError::Connect(_))), "{r:?}");
+    sync::enroll(&key(74), &addr, &t3, ca.clone())
+        .await
+        .unwrap();
+
     // Trust on first use (no --ca) also works and pins the same CA.
     let t2 = h.token("cam2", 60).unwrap();
     let en2 = sync::enroll(&key(73), &addr, &t2, None).await.unwrap();

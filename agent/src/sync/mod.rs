@@ -133,7 +133,7 @@ pub async fn enroll(
     };
     let (addr, host) = resolve(server).await?;
     let endpoint = client_endpoint(addr)?;
-    let cfg = tls::enroll_client(ca.as_ref())?;
+    let (cfg, seen) = tls::enroll_client(ca.as_ref())?;
     let conn = endpoint
         .connect_with(cfg, addr, &host)
         .map_err(|e| SyncError::Connect(e.to_string()))?
@@ -166,9 +166,17 @@ pub async fn enroll(
             if device_id != DeviceId::from_key(&key.verifying_key()) {
                 return Err(SyncError::Protocol("server named another device id".into()));
             }
-            if let Some(ca) = &ca {
-                if ca.as_ref() != ca_cert.as_slice() {
+            match &ca {
+                Some(ca) if ca.as_ref() != ca_cert.as_slice() => {
                     return Err(SyncError::Protocol("server returned another CA".into()));
+                }
+                Some(_) => {}
+                None => {
+                    let seen = seen.lock().expect("lock").clone();
+                    let seen =
+                        seen.ok_or_else(|| SyncError::Tls("no server certificate".into()))?;
+                    let returned = CertificateDer::from(ca_cert.clone());
+                    tls::check_server_cert(&returned, &seen, &host)?;
                 }
             }
             let receipt_key = VerifyingKey::from_bytes(&receipt_key)

@@ -88,14 +88,20 @@ pub fn sync_client_with(
     quic(tls, idle_timeout)
 }
 
+/// The server certificate seen during a trust-on-first-use enrolment.
+pub type SeenCert = Arc<std::sync::Mutex<Option<CertificateDer<'static>>>>;
+
 /// The QUIC client configuration for enrolment: no client certificate; the
-/// server is verified against `ca` if given, else accepted on first use.
+/// server is verified against `ca` if given, else accepted on first use (its
+/// certificate is kept in the returned [`SeenCert`], so that it can be checked
+/// against the CA the server then returns).
 ///
 /// # Errors
 /// Unusable certificate.
 pub fn enroll_client(
     ca: Option<&CertificateDer<'static>>,
-) -> Result<quinn::ClientConfig, SyncError> {
+) -> Result<(quinn::ClientConfig, SeenCert), SyncError> {
+    let seen = SeenCert::default();
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?;
     let mut tls = match ca {
@@ -104,29 +110,52 @@ pub fn enroll_client(
             .with_no_client_auth(),
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(FirstUse(provider())))
+            .with_custom_certificate_verifier(Arc::new(FirstUse(provider(), seen.clone())))
             .with_no_client_auth(),
     };
     tls.alpn_protocols = vec![ALPN_ENROLL.to_vec()];
     tls.enable_early_data = false;
-    quic(tls, Duration::from_secs(30))
+    Ok((quic(tls, Duration::from_secs(30))?, seen))
+}
+
+/// Check that `server_cert` is valid for `host` under `ca`: after a
+/// trust-on-first-use enrolment, the server must at least be consistent with
+/// the CA it handed out (which is pinned from then on).
+///
+/// # Errors
+/// [`SyncError::Tls`] when it is not.
+pub fn check_server_cert(
+    ca: &CertificateDer<'static>,
+    server_cert: &CertificateDer<'static>,
+    host: &str,
+) -> Result<(), SyncError> {
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots(ca)?),
+        provider(),
+    )
+    .build()
+    .map_err(|e| SyncError::Tls(e.to_string()))?;
+    let name = ServerName::try_from(host.to_string()).map_err(|e| SyncError::Tls(e.to_string()))?;
+    verifier.verify_server_cert(server_cert, &[], &name, &[], UnixTime::now())?;
+    Ok(())
 }
 
 /// Trust on first use: accepts any server certificate (but still checks
 /// that the server holds its key). Used only to enrol without `--ca`; the
 /// CA learned then is pinned for every later connection.
 #[derive(Debug)]
-struct FirstUse(Arc<rustls::crypto::CryptoProvider>);
+struct FirstUse(Arc<rustls::crypto::CryptoProvider>, SeenCert);
 
 impl ServerCertVerifier for FirstUse {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.1.lock().expect("lock") = Some(end_entity.clone().into_owned());
         Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
