@@ -273,6 +273,12 @@ async fn sync(
         anyhow::bail!("Hello from {} on {device}'s connection", hello.device_id);
     }
     let head = shared.db.head(device)?;
+    if hello.chain_head_seq.map_or(0, |h| h.saturating_add(1)) < head.next_seq {
+        // The device holds less of its chain than we do: it lost entries
+        // (storage wiped or restored). Worth a look; sync goes on.
+        tracing::warn!(%device, agent_head = ?hello.chain_head_seq, server_next = head.next_seq,
+            "device's chain is shorter than the server's copy");
+    }
     let resend = shared.db.missing_media(device, MAX_RESEND_MEDIA)?;
     send_msg(
         &mut send,

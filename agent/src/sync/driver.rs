@@ -324,7 +324,12 @@ async fn connection<S: SyncStore>(
     };
     machine.handle_welcome(&welcome, &view);
     progress.connections.fetch_add(1, Ordering::Relaxed);
+    let local_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
     tracing::info!(
+        // Rough: includes half an RTT. Receipts carry the exact server times.
+        skew_ms = (welcome.server_time_us - local_us) / 1000,
         next_seq = welcome.next_seq_expected,
         resend = welcome.resend_media.as_slice().len(),
         "connected"
