@@ -329,7 +329,7 @@ async fn connection<S: SyncStore>(
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
     tracing::info!(
         // Rough: includes half an RTT. Receipts carry the exact server times.
-        skew_ms = (welcome.server_time_us - local_us) / 1000,
+        skew_ms = welcome.server_time_us.saturating_sub(local_us) / 1000,
         next_seq = welcome.next_seq_expected,
         resend = welcome.resend_media.as_slice().len(),
         "connected"
