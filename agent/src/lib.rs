@@ -4,7 +4,8 @@
 //! segments ([`capture`]); the [`recorder`] decides what joins the chain (pre-event
 //! buffer, start, stop, tags, mute); the [`spool`] writes every segment and event
 //! durably and signs it into the device's hash chain; [`run`] drives them, with a
-//! local [`control`] socket for commands. It never depends on the server crate.
+//! local [`control`] socket for commands; the [`sync`] client sends entries
+//! hash-first and segments after them over QUIC. It never depends on the server crate.
 //!
 //! `unsafe` is denied crate-wide; the one exception is `capture::mux`, which needs two FFmpeg
 //! calls that ffmpeg-next does not wrap (see its module docs).
@@ -21,3 +22,5 @@ pub mod keyfile;
 pub mod recorder;
 pub mod run;
 pub mod spool;
+pub mod sync;
+pub mod syncstore;

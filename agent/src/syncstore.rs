@@ -224,7 +224,7 @@ impl SyncStore for FsSyncStore {
         if inner.acked.contains_key(&seq) {
             return Ok(());
         }
-        let now = crate::clock::SystemClock::new().wall_us();
+        let now = crate::clock::Clock::wall_us(&crate::clock::SystemClock::new());
         append_durable(&self.dir.join("acks.log"), format!("{seq} {now}\n").as_bytes())?;
         inner.acked.insert(seq, now);
         Ok(())

@@ -17,6 +17,7 @@ pub mod chain;
 pub mod chainlog;
 pub mod checkpoint;
 pub mod codec;
+pub mod enroll;
 pub mod entry;
 pub mod frame;
 pub mod identity;

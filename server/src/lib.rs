@@ -1,1 +1,198 @@
+//! # fieldseal-server
+//!
+//! Ingest of device chains over QUIC with mutual TLS: enrolment of devices
+//! with one-time tokens and a small CA, the sync protocol (hash-first signed
+//! entries answered with signed receipts, resumable segment uploads
+//! acknowledged once verified and durable), the per-device chain logs and
+//! blob store, the sled index and an append-only transparency log whose leaf
+//! index each receipt carries. Admin commands reach the running server over
+//! a Unix control socket.
+//!
+//! What it does **not** do yet: the HTTP API and web UI, cases, compliance,
+//! checkpoints and proofs served to clients, export (later issues).
+#![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod config;
+pub mod control;
+pub mod db;
+pub mod ingest;
+pub mod pki;
+pub mod quic;
+pub mod storage;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use fieldseal_proto::identity::DeviceId;
+
+use crate::config::Config;
+use crate::db::{Db, DeviceRecord};
+use crate::pki::{Allowed, Ca};
+use crate::storage::Storage;
+
+/// The server clock, µs since the epoch. The only place it is read.
+pub fn now_us() -> i64 {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// State shared by every connection of a running server.
+#[derive(Debug)]
+pub struct Shared {
+    /// The data folder.
+    pub dir: PathBuf,
+    /// The index.
+    pub db: Db,
+    /// Files.
+    pub storage: Storage,
+    /// Configuration.
+    pub cfg: Config,
+    /// Receipt-signing key.
+    pub receipt_key: SigningKey,
+    /// The CA that issues device certificates.
+    pub ca: Ca,
+    /// Devices that may complete a sync handshake.
+    pub allowed: Allowed,
+    /// Live sync connections per device, to close them on revocation.
+    live: Mutex<HashMap<DeviceId, Vec<quinn::Connection>>>,
+    /// Serialises ingest per device (two connections of one device) and the
+    /// log append (one frontier for everybody).
+    ingest_lock: tokio::sync::Mutex<()>,
+    /// Uploads in progress, by (device, seq): one writer per partial file.
+    uploading: Mutex<HashSet<(DeviceId, u64)>>,
+}
+
+impl Shared {
+    fn load(dir: &Path, cfg: Config) -> anyhow::Result<Shared> {
+        let db = Db::open(&dir.join("index"))?;
+        let allowed = Allowed::default();
+        for d in db.devices()? {
+            if d.revoked_us.is_none() {
+                allowed.insert(admin::device_key(&d)?);
+            }
+        }
+        Ok(Shared {
+            dir: dir.to_path_buf(),
+            storage: Storage::new(dir),
+            receipt_key: admin::load_receipt_key(dir)?,
+            ca: Ca::load(dir)?,
+            db,
+            cfg,
+            allowed,
+            live: Mutex::default(),
+            ingest_lock: tokio::sync::Mutex::new(()),
+            uploading: Mutex::default(),
+        })
+    }
+
+    /// A device was revoked: refuse its handshakes and close its connections.
+    pub fn revoked(&self, d: &DeviceRecord) {
+        if let Ok(k) = admin::device_key(d) {
+            self.allowed.remove(&k);
+        }
+        if let Ok(id) = d.id.parse::<DeviceId>() {
+            let conns = self
+                .live
+                .lock()
+                .expect("lock")
+                .remove(&id)
+                .unwrap_or_default();
+            for c in conns {
+                c.close(quic::CLOSE_REVOKED, b"device revoked");
+            }
+            tracing::warn!(device = %id, "device revoked; connections closed");
+        }
+    }
+}
+
+/// Options of `run` that override the configuration file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// QUIC listen address.
+    pub quic: Option<SocketAddr>,
+}
+
+/// A server started by [`start`].
+#[derive(Debug)]
+pub struct Running {
+    /// The bound QUIC address (useful with port 0).
+    pub quic_addr: SocketAddr,
+    /// Shared state, for tests and the control socket.
+    pub shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stop accepting, close every connection, flush the index, remove the
+    /// control socket.
+    pub async fn shutdown(self) {
+        self.endpoint
+            .close(quic::CLOSE_SHUTDOWN, b"server shutting down");
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        let _ = self.shared.db.flush();
+        let _ = std::fs::remove_file(control::socket_path(&self.shared.dir));
+        // Connection tasks end once their connections are closed; wait for
+        // them to let go of the index, so that its lock is free on return
+        // (for an admin command, or a restart in the same process).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while Arc::strong_count(&self.shared) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Start the server on `dir` in the current tokio runtime.
+///
+/// # Errors
+/// Missing or bad keys, config or index; the address is in use.
+pub async fn start(dir: &Path, opts: RunOptions) -> anyhow::Result<Running> {
+    let cfg = Config::load(dir)?;
+    let shared = Arc::new(Shared::load(dir, cfg)?);
+    let addr = opts.quic.unwrap_or(shared.cfg.quic_listen);
+    let endpoint = quic::endpoint(&shared, addr)?;
+    let quic_addr = endpoint.local_addr()?;
+    let sock = control::socket_path(dir);
+    let _ = std::fs::remove_file(&sock);
+    let listener = tokio::net::UnixListener::bind(&sock)?;
+    // Whoever can connect can enrol and revoke devices: owner only.
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let tasks = vec![
+        tokio::spawn(quic::accept_loop(endpoint.clone(), shared.clone())),
+        tokio::spawn(control::serve(listener, shared.clone())),
+    ];
+    tracing::info!(%quic_addr, dir = %dir.display(), "fieldseal server running");
+    Ok(Running {
+        quic_addr,
+        shared,
+        endpoint,
+        tasks,
+    })
+}
+
+/// Run until `shutdown` completes, then shut down cleanly.
+///
+/// # Errors
+/// As [`start`].
+pub async fn run(
+    dir: &Path,
+    opts: RunOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let running = start(dir, opts).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}

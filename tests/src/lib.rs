@@ -1,1 +1,133 @@
+//! # fieldseal-tests
+//!
+//! End-to-end and fault-injection tests that run agent and server together,
+//! in one process: a server on `127.0.0.1:0` in a temporary folder, agents
+//! with an in-memory store, and a [`relay::Relay`] between them that loses,
+//! delays, reorders, duplicates or cuts datagrams.
+#![forbid(unsafe_code)]
 
+pub mod relay;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use fieldseal_agent::sync::{self, Enrollment, MemStore, SyncConfig};
+use fieldseal_proto::sample::{self, SampleChain};
+use fieldseal_server::{admin, RunOptions, Running};
+
+pub use relay::{Relay, SplitMix};
+
+/// Route the test's tracing to the test output (once).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A running server in a temporary folder.
+#[derive(Debug)]
+pub struct Harness {
+    /// The data folder (deleted on drop).
+    pub dir: tempfile::TempDir,
+    /// The server.
+    pub server: Running,
+}
+
+impl Harness {
+    /// Initialise a data folder and start a server on `127.0.0.1:0`.
+    ///
+    /// # Errors
+    /// Any failure to set up.
+    pub async fn start() -> anyhow::Result<Harness> {
+        init_tracing();
+        let dir = tempfile::tempdir()?;
+        admin::init(dir.path(), &[], Some("test-password".into()))?;
+        let server = fieldseal_server::start(
+            dir.path(),
+            RunOptions {
+                quic: Some("127.0.0.1:0".parse()?),
+            },
+        )
+        .await?;
+        Ok(Harness { dir, server })
+    }
+
+    /// The data folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's address as `HOST:PORT`.
+    pub fn server_addr(&self) -> String {
+        self.server.quic_addr.to_string()
+    }
+
+    /// Issue an enrolment token valid for `ttl_secs`.
+    ///
+    /// # Errors
+    /// Index errors.
+    pub fn token(&self, name: &str, ttl_secs: u64) -> anyhow::Result<String> {
+        Ok(admin::device_add(
+            &self.server.shared.db,
+            name,
+            ttl_secs,
+            fieldseal_server::now_us(),
+        )?
+        .token)
+    }
+
+    /// Enrol `key` with a fresh token (directly, not through a relay).
+    ///
+    /// # Errors
+    /// Enrolment errors.
+    pub async fn enroll(&self, key: &SigningKey) -> anyhow::Result<Enrollment> {
+        let token = self.token("test device", 3600)?;
+        Ok(sync::enroll(
+            key,
+            &self.server_addr(),
+            &token,
+            Some(self.path().join("ca.crt")),
+        )
+        .await?)
+    }
+
+    /// A sync configuration for tests: connect to `addr` (a relay, usually),
+    /// short idle timeout and backoff so that faults heal within seconds.
+    pub fn sync_config(addr: &str, key: &SigningKey, e: &Enrollment) -> SyncConfig {
+        let mut cfg = SyncConfig::from_enrollment(addr, key.clone(), e);
+        cfg.idle_timeout = Duration::from_secs(3);
+        cfg.machine.backoff_base = Duration::from_millis(100);
+        cfg.machine.backoff_max = Duration::from_secs(1);
+        cfg.machine.upload_retry = Duration::from_millis(300);
+        cfg
+    }
+}
+
+/// A device key from a one-byte seed.
+pub fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+/// A store holding a real signed sample chain (`recordings` segments per
+/// recording, `media_len` bytes per segment), with media files in `dir`.
+///
+/// # Errors
+/// I/O errors writing the media files.
+pub fn store_with_chain(
+    key: &SigningKey,
+    recordings: &[u32],
+    media_len: usize,
+    dir: &Path,
+) -> anyhow::Result<(Arc<MemStore>, SampleChain)> {
+    let chain = sample::build(key, recordings, media_len);
+    let store = Arc::new(MemStore::new(dir));
+    for e in &chain.entries {
+        store.push(e, chain.media.get(&e.seq()).map(Vec::as_slice))?;
+    }
+    Ok((store, chain))
+}

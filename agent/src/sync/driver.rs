@@ -1,0 +1,575 @@
+//! The tokio/quinn driver of the sync client: connects, reconnects, and
+//! moves bytes as [`Machine`] decides.
+//!
+//! The control stream carries entries and has a higher send priority than
+//! the upload streams, so a live entry is never queued behind segment bytes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use fieldseal_proto::codec::{Decode, Encode};
+use fieldseal_proto::entry::SignedEntry;
+use fieldseal_proto::frame::FrameBuffer;
+use fieldseal_proto::identity::DeviceId;
+use fieldseal_proto::msg::{
+    EntryBytes, Hello, Message, SubmitEntry, UploadBegin, UploadFailCode, UploadQuery,
+    PROTOCOL_VERSION,
+};
+use fieldseal_proto::receipt::Receipt;
+use quinn::{RecvStream, SendStream};
+use rand_core::OsRng;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::machine::{Action, Machine, StoreView, UploadOutcome};
+use super::store::{MediaRef, SyncStore};
+use super::{client_endpoint, resolve, tls, SyncConfig, SyncError};
+
+/// Counters of a sync run. `media_bytes_sent` counts segment bytes written
+/// to upload streams (including bytes lost to a broken connection).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Entries submitted (including resubmissions).
+    pub entries_submitted: AtomicU64,
+    /// Receipts verified and saved.
+    pub receipts: AtomicU64,
+    /// Segments acknowledged.
+    pub uploads_acked: AtomicU64,
+    /// Segments whose bytes the server refused as not matching their signed
+    /// entry (a damaged or altered file on the device): not retried.
+    pub uploads_refused: AtomicU64,
+    /// Segment bytes written to upload streams.
+    pub media_bytes_sent: AtomicU64,
+    /// Connections established (the server's `Welcome` received).
+    pub connections: AtomicU64,
+}
+
+/// A snapshot of [`Progress`] when a run ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Entries submitted (including resubmissions).
+    pub entries_submitted: u64,
+    /// Receipts verified and saved.
+    pub receipts: u64,
+    /// Segments acknowledged.
+    pub uploads_acked: u64,
+    /// Segments refused as not matching their entry.
+    pub uploads_refused: u64,
+    /// Segment bytes written to upload streams.
+    pub media_bytes_sent: u64,
+    /// Connections established.
+    pub connections: u64,
+}
+
+impl Progress {
+    /// A snapshot.
+    pub fn snapshot(&self) -> Stats {
+        Stats {
+            entries_submitted: self.entries_submitted.load(Ordering::Relaxed),
+            receipts: self.receipts.load(Ordering::Relaxed),
+            uploads_acked: self.uploads_acked.load(Ordering::Relaxed),
+            uploads_refused: self.uploads_refused.load(Ordering::Relaxed),
+            media_bytes_sent: self.media_bytes_sent.load(Ordering::Relaxed),
+            connections: self.connections.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct View<'a, S: ?Sized>(&'a S);
+
+impl<S: SyncStore + ?Sized> StoreView for View<'_, S> {
+    fn head(&self) -> Option<u64> {
+        self.0.head()
+    }
+    fn has_receipt(&self, seq: u64) -> bool {
+        self.0.has_receipt(seq)
+    }
+    fn media_pending(&self, seq: u64) -> bool {
+        !self.0.is_acked(seq) && matches!(self.0.media(seq), Ok(Some(_)))
+    }
+}
+
+/// Sync until every entry has a verified receipt and every held segment is
+/// acknowledged, then return.
+///
+/// # Errors
+/// [`SyncError::Fatal`] when the server refuses an entry for good;
+/// [`SyncError::Connect`] when the server refuses the device's certificate
+/// (unknown or revoked); store I/O errors.
+pub async fn sync_until_drained<S: SyncStore>(
+    store: Arc<S>,
+    cfg: SyncConfig,
+    progress: Arc<Progress>,
+) -> Result<Stats, SyncError> {
+    let (_tx, rx) = watch::channel(false);
+    drive(store, cfg, progress, true, rx).await
+}
+
+/// Sync until `shutdown` turns true, following the store as it grows.
+///
+/// # Errors
+/// As [`sync_until_drained`], except that refused certificates are retried
+/// with backoff (an administrator may fix them) and only fatal entry
+/// refusals and store errors end the run.
+pub async fn run_sync<S: SyncStore>(
+    store: Arc<S>,
+    cfg: SyncConfig,
+    progress: Arc<Progress>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Stats, SyncError> {
+    drive(store, cfg, progress, false, shutdown).await
+}
+
+enum End {
+    Drained,
+    Shutdown,
+    Reconnect(String),
+}
+
+/// QUIC close codes and TLS alerts that mean "this device may not sync":
+/// retrying will not help until an administrator acts.
+fn is_refusal(e: &quinn::ConnectionError) -> bool {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            let code = u64::from(c.error_code);
+            code == 0x10 || code == 0x13
+        }
+        quinn::ConnectionError::ConnectionClosed(c) => {
+            (0x100..0x200).contains(&u64::from(c.error_code))
+        }
+        quinn::ConnectionError::TransportError(t) => (0x100..0x200).contains(&u64::from(t.code)),
+        _ => false,
+    }
+}
+
+async fn drive<S: SyncStore>(
+    store: Arc<S>,
+    cfg: SyncConfig,
+    progress: Arc<Progress>,
+    until_drained: bool,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Stats, SyncError> {
+    let client_cert = rustls::pki_types::CertificateDer::from(cfg.client_cert.clone());
+    let ca = rustls::pki_types::CertificateDer::from(cfg.ca_cert.clone());
+    let qcfg = tls::sync_client_with(&cfg.key, client_cert, &ca, cfg.idle_timeout)?;
+    let mut machine = Machine::new(cfg.machine.clone(), Instant::now());
+    let mut rng = OsRng;
+    loop {
+        if let Some(at) = machine.poll_connect() {
+            let wait = at.saturating_duration_since(Instant::now());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return Ok(progress.snapshot()),
+            }
+        }
+        if *shutdown.borrow() {
+            return Ok(progress.snapshot());
+        }
+        let attempt = async {
+            let (addr, host) = resolve(&cfg.server).await?;
+            let endpoint = client_endpoint(addr)?;
+            let conn = endpoint
+                .connect_with(qcfg.clone(), addr, &host)
+                .map_err(|e| SyncError::Connect(e.to_string()))?
+                .await;
+            Ok::<_, SyncError>((endpoint, conn))
+        };
+        let attempt = tokio::select! {
+            a = attempt => a,
+            _ = shutdown.changed() => return Ok(progress.snapshot()),
+        };
+        let (endpoint, conn) = match attempt {
+            Ok((ep, Ok(c))) => (ep, c),
+            Ok((_, Err(e))) => {
+                if until_drained && is_refusal(&e) {
+                    return Err(SyncError::Connect(format!("refused: {e}")));
+                }
+                let at = machine.handle_disconnected(Instant::now(), &mut rng);
+                tracing::info!("connect failed: {e}; retry in {:?}", at - Instant::now());
+                continue;
+            }
+            Err(e) => {
+                let at = machine.handle_disconnected(Instant::now(), &mut rng);
+                tracing::info!("connect failed: {e}; retry in {:?}", at - Instant::now());
+                continue;
+            }
+        };
+        let end = connection(
+            &conn,
+            &*store,
+            &store,
+            &cfg,
+            &progress,
+            &mut machine,
+            until_drained,
+            &mut shutdown,
+        )
+        .await;
+        match end {
+            Ok(End::Drained) | Ok(End::Shutdown) => {
+                conn.close(0u32.into(), b"done");
+                endpoint.wait_idle().await;
+                return Ok(progress.snapshot());
+            }
+            Ok(End::Reconnect(why)) => {
+                // Read why the peer closed before closing our side.
+                let reason = conn.close_reason();
+                conn.close(0u32.into(), b"reconnecting");
+                if let Some(reason) = reason.filter(is_refusal) {
+                    if until_drained {
+                        return Err(SyncError::Connect(format!("refused: {reason}")));
+                    }
+                }
+                let at = machine.handle_disconnected(Instant::now(), &mut rng);
+                tracing::info!(
+                    "connection lost ({why}); retry in {:?}",
+                    at - Instant::now()
+                );
+            }
+            Err(e) => {
+                conn.close(0u32.into(), b"error");
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Reads frames from a stream.
+struct FrameReader {
+    recv: RecvStream,
+    buf: FrameBuffer,
+    pending: Vec<u8>,
+}
+
+impl FrameReader {
+    fn new(recv: RecvStream) -> Self {
+        FrameReader {
+            recv,
+            buf: FrameBuffer::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<Message>, String> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.buf.push(&self.pending);
+                self.pending.drain(..n);
+            }
+            if let Some(m) = self.buf.next_message().map_err(|e| e.to_string())? {
+                return Ok(Some(m));
+            }
+            let mut chunk = vec![0u8; 16 * 1024];
+            match self
+                .recv
+                .read(&mut chunk)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                None => return Ok(None),
+                Some(n) => self.pending.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+async fn send_msg(send: &mut SendStream, m: &Message) -> Result<(), String> {
+    send.write_all(&m.to_bytes())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
+async fn connection<S: SyncStore>(
+    conn: &quinn::Connection,
+    store: &S,
+    store_arc: &Arc<S>,
+    cfg: &SyncConfig,
+    progress: &Arc<Progress>,
+    machine: &mut Machine,
+    until_drained: bool,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<End, SyncError> {
+    let device = DeviceId::from_key(&cfg.key.verifying_key());
+    let view = View(store);
+    let (mut csend, crecv) = match conn.open_bi().await {
+        Ok(s) => s,
+        Err(e) => return Ok(End::Reconnect(e.to_string())),
+    };
+    // Entries first: the control stream outranks every upload stream.
+    let _ = csend.set_priority(10);
+    let hello = Message::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        device_id: device,
+        chain_head_seq: store.head(),
+    });
+    if let Err(e) = send_msg(&mut csend, &hello).await {
+        return Ok(End::Reconnect(e));
+    }
+    machine.handle_connected();
+    let mut reader = FrameReader::new(crecv);
+    let welcome = match reader.next().await {
+        Ok(Some(Message::Welcome(w))) => w,
+        Ok(Some(Message::Error(e))) => {
+            return Ok(End::Reconnect(format!(
+                "server error {:?}: {}",
+                e.code,
+                e.detail.as_str()
+            )))
+        }
+        Ok(other) => return Ok(End::Reconnect(format!("expected Welcome, got {other:?}"))),
+        Err(e) => return Ok(End::Reconnect(e)),
+    };
+    machine.handle_welcome(&welcome, &view);
+    progress.connections.fetch_add(1, Ordering::Relaxed);
+    let local_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    tracing::info!(
+        // Rough: includes half an RTT. Receipts carry the exact server times.
+        skew_ms = welcome.server_time_us.saturating_sub(local_us) / 1000,
+        next_seq = welcome.next_seq_expected,
+        resend = welcome.resend_media.as_slice().len(),
+        "connected"
+    );
+
+    // Control-stream answers arrive through a reader task.
+    let (mtx, mut mrx) = mpsc::channel::<Result<Option<Message>, String>>(64);
+    let reader_task = tokio::spawn(async move {
+        loop {
+            let m = reader.next().await;
+            let end = !matches!(m, Ok(Some(_)));
+            if mtx.send(m).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    let _reader_guard = AbortOnDrop(reader_task);
+    let (utx, mut urx) = mpsc::unbounded_channel::<(u64, UploadOutcome)>();
+    let mut uploads = JoinSet::new();
+    let mut head_rx = store.subscribe();
+    let mut sent: std::collections::VecDeque<(u64, [u8; 32])> = Default::default();
+
+    loop {
+        // Entries first, then uploads.
+        while let Some(seq) = machine.poll_submit(&view) {
+            let Some(bytes) = store.entry(seq)? else {
+                return Err(SyncError::Config(format!("store has no entry {seq}")));
+            };
+            let hash = SignedEntry::from_bytes(&bytes)
+                .map_err(|e| SyncError::Config(format!("entry {seq} in store: {e}")))?
+                .hash();
+            let entry = EntryBytes::new(bytes).map_err(|e| SyncError::Config(e.to_string()))?;
+            if let Err(e) = send_msg(&mut csend, &Message::SubmitEntry(SubmitEntry { entry })).await
+            {
+                return Ok(End::Reconnect(e));
+            }
+            sent.push_back((seq, hash));
+            progress.entries_submitted.fetch_add(1, Ordering::Relaxed);
+        }
+        let now = Instant::now();
+        while let Some(seq) = machine.poll_upload(now) {
+            match store.media(seq)? {
+                Some(media) => {
+                    let (conn, store, utx, progress) = (
+                        conn.clone(),
+                        store_arc.clone(),
+                        utx.clone(),
+                        progress.clone(),
+                    );
+                    uploads.spawn(async move {
+                        let outcome = upload(&conn, &*store, seq, &media, &progress).await;
+                        let _ = utx.send((seq, outcome));
+                    });
+                }
+                None => {
+                    machine.handle_upload_done(seq, UploadOutcome::Acked, now);
+                }
+            }
+        }
+        if until_drained && machine.is_drained(&view) {
+            return Ok(End::Drained);
+        }
+        let timeout = machine.poll_timeout();
+        let sleep = async {
+            match timeout {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let action = tokio::select! {
+            m = mrx.recv() => match m {
+                Some(Ok(Some(Message::EntryReceipt(r)))) => {
+                    on_receipt(r, &mut sent, device, cfg, store, progress, machine, &view)?
+                }
+                Some(Ok(Some(Message::EntryRejected(r)))) => {
+                    sent.pop_front();
+                    tracing::warn!(seq = r.seq, code = ?r.code, detail = r.detail.as_str(), "entry rejected");
+                    machine.handle_rejected(r.seq, r.code, r.detail.as_str())
+                }
+                Some(Ok(Some(Message::Ping { nonce }))) => {
+                    if let Err(e) = send_msg(&mut csend, &Message::Pong { nonce }).await {
+                        return Ok(End::Reconnect(e));
+                    }
+                    Action::Continue
+                }
+                Some(Ok(Some(Message::Pong { .. }))) => Action::Continue,
+                Some(Ok(Some(Message::Error(e)))) => {
+                    return Ok(End::Reconnect(format!("server error {:?}: {}", e.code, e.detail.as_str())));
+                }
+                Some(Ok(Some(other))) => {
+                    return Ok(End::Reconnect(format!("unexpected {:?}", other.message_type())));
+                }
+                Some(Ok(None)) | None => return Ok(End::Reconnect("control stream ended".into())),
+                Some(Err(e)) => return Ok(End::Reconnect(e)),
+            },
+            u = urx.recv() => match u {
+                Some((seq, outcome)) => {
+                    match outcome {
+                        UploadOutcome::Acked => {
+                            progress.uploads_acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        UploadOutcome::Failed(
+                            code @ (UploadFailCode::HashMismatch | UploadFailCode::EntryMismatch),
+                        ) => {
+                            tracing::error!(seq, ?code, "server refused this segment's bytes: the file does not match its signed entry");
+                            progress.uploads_refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
+                    machine.handle_upload_done(seq, outcome, Instant::now())
+                }
+                None => Action::Continue,
+            },
+            _ = head_rx.changed() => Action::Continue,
+            _ = sleep => Action::Continue,
+            _ = shutdown.changed() => return Ok(End::Shutdown),
+            e = conn.closed() => return Ok(End::Reconnect(e.to_string())),
+        };
+        match action {
+            Action::Continue => {}
+            Action::Reconnect => return Ok(End::Reconnect("machine asked to reconnect".into())),
+            Action::Stop(f) => return Err(SyncError::Fatal(f)),
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // the state of `connection`, borrowed
+fn on_receipt<S: SyncStore>(
+    r: Receipt,
+    sent: &mut std::collections::VecDeque<(u64, [u8; 32])>,
+    device: DeviceId,
+    cfg: &SyncConfig,
+    store: &S,
+    progress: &Progress,
+    machine: &mut Machine,
+    view: &View<'_, S>,
+) -> Result<Action, SyncError> {
+    let Some((seq, hash)) = sent.pop_front() else {
+        return Ok(machine.handle_bad_receipt());
+    };
+    if r.seq != seq
+        || r.device_id != device
+        || r.entry_hash != hash
+        || r.verify(&cfg.receipt_key).is_err()
+    {
+        tracing::error!(seq, "receipt does not verify or names another entry");
+        return Ok(machine.handle_bad_receipt());
+    }
+    store.save_receipt(&r)?;
+    progress.receipts.fetch_add(1, Ordering::Relaxed);
+    Ok(machine.handle_receipt(seq, view))
+}
+
+/// One upload (FORMAT.md §7.5), resuming at the server's offset.
+async fn upload<S: SyncStore + ?Sized>(
+    conn: &quinn::Connection,
+    store: &S,
+    seq: u64,
+    media: &MediaRef,
+    progress: &Progress,
+) -> UploadOutcome {
+    match upload_inner(conn, store, seq, media, progress).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::debug!(seq, "upload broke: {e}");
+            UploadOutcome::Broken
+        }
+    }
+}
+
+async fn upload_inner<S: SyncStore + ?Sized>(
+    conn: &quinn::Connection,
+    store: &S,
+    seq: u64,
+    media: &MediaRef,
+    progress: &Progress,
+) -> Result<UploadOutcome, String> {
+    let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let _ = send.set_priority(0);
+    let mut reader = FrameReader::new(recv);
+    let q = UploadQuery {
+        seq,
+        media_hash: media.sha256,
+        media_len: media.len,
+    };
+    send_msg(&mut send, &Message::UploadQuery(q)).await?;
+    let offset = match reader.next().await? {
+        Some(Message::UploadOffset(o)) if o.seq == seq && o.offset <= media.len => o.offset,
+        Some(Message::UploadFailed(f)) => return Ok(UploadOutcome::Failed(f.code)),
+        other => return Err(format!("expected UploadOffset, got {other:?}")),
+    };
+    if offset == media.len {
+        let _ = send.finish();
+        store.media_acked(seq).map_err(|e| e.to_string())?;
+        return Ok(UploadOutcome::Acked);
+    }
+    let begin = UploadBegin {
+        seq,
+        media_hash: media.sha256,
+        offset,
+        len: media.len,
+    };
+    send_msg(&mut send, &Message::UploadBegin(begin)).await?;
+    let mut file = tokio::fs::File::open(&media.path)
+        .await
+        .map_err(|e| e.to_string())?;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut left = media.len - offset;
+    let mut buf = vec![0u8; 64 * 1024];
+    while left > 0 {
+        let want = usize::try_from(left.min(buf.len() as u64)).expect("bounded by buf.len()");
+        let n = file
+            .read(&mut buf[..want])
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("media file shorter than its signed length".into());
+        }
+        send.write_all(&buf[..n]).await.map_err(|e| e.to_string())?;
+        progress
+            .media_bytes_sent
+            .fetch_add(n as u64, Ordering::Relaxed);
+        left -= n as u64;
+    }
+    send.finish().map_err(|e| e.to_string())?;
+    match reader.next().await? {
+        Some(Message::UploadAck(a)) if a.seq == seq && a.media_hash == media.sha256 => {
+            store.media_acked(seq).map_err(|e| e.to_string())?;
+            Ok(UploadOutcome::Acked)
+        }
+        Some(Message::UploadFailed(f)) => Ok(UploadOutcome::Failed(f.code)),
+        other => Err(format!("expected UploadAck, got {other:?}")),
+    }
+}

@@ -1,0 +1,494 @@
+//! The sync client's decisions as a sans-IO state machine (STYLE.md item 4).
+//!
+//! The driver tells it what happened (`handle_*`, with `now`) and asks what
+//! to do next (`poll_*`). It never touches a socket, a clock or the global
+//! RNG: jitter comes from the RNG given to [`Machine::handle_disconnected`].
+//!
+//! - **Entries** are submitted in seq order on the control stream, up to
+//!   [`MachineConfig::max_inflight`] unanswered at a time, starting where the
+//!   server's `Welcome` says (or lower, if the agent lacks receipts for
+//!   entries the server holds: resubmitting them returns the stored receipt).
+//! - **Uploads** run on their own streams, oldest seq first, at most
+//!   [`MachineConfig::max_uploads`] at a time. A segment is uploaded once its
+//!   entry has a receipt, or when `Welcome.resend_media` asks for it.
+//! - **Reconnection** waits `min(max, base × 2^attempts)` scaled by a random
+//!   factor in [0.5, 1.0) ("equal jitter"), so that a fleet of devices coming
+//!   out of the same radio shadow does not reconnect in lockstep.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use fieldseal_proto::msg::{RejectCode, UploadFailCode, Welcome};
+use rand_core::RngCore;
+
+/// Tuning of the machine.
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    /// Most entries submitted and not yet answered. Entries are a few hundred
+    /// bytes; 64 in flight cover a 300 ms RTT at well over 100 entries/s.
+    pub max_inflight: usize,
+    /// Most concurrent uploads. Two keep the link busy across the gap between
+    /// one upload's last byte and its acknowledgement.
+    pub max_uploads: usize,
+    /// First reconnection delay.
+    pub backoff_base: Duration,
+    /// Longest reconnection delay.
+    pub backoff_max: Duration,
+    /// Delay before retrying a failed upload on a live connection.
+    pub upload_retry: Duration,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        MachineConfig {
+            max_inflight: 64,
+            max_uploads: 2,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            upload_retry: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A refusal the agent cannot fix by retrying: its chain or key is wrong
+/// from the server's point of view. Syncing stops and a human must look.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("server refused entry {seq}: {code:?} ({detail})")]
+pub struct Fatal {
+    /// The seq refused.
+    pub seq: u64,
+    /// The server's reason.
+    pub code: RejectCode,
+    /// The server's hint.
+    pub detail: String,
+}
+
+/// How an upload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadOutcome {
+    /// `UploadAck` with the right hash, or `UploadOffset == len`.
+    Acked,
+    /// `UploadFailed` with this code.
+    Failed(UploadFailCode),
+    /// The stream or connection broke.
+    Broken,
+}
+
+/// What the driver should do after an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Carry on.
+    Continue,
+    /// Drop the connection and reconnect after the backoff.
+    Reconnect,
+    /// Stop syncing.
+    Stop(Fatal),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conn {
+    /// Not connected; connect at (or after) the instant.
+    Down { retry_at: Instant },
+    /// Connected, waiting for `Welcome`.
+    Handshaking,
+    /// Exchanging entries and uploads.
+    Ready,
+}
+
+/// The sync client's state.
+#[derive(Debug)]
+pub struct Machine {
+    cfg: MachineConfig,
+    conn: Conn,
+    attempts: u32,
+    next_to_send: u64,
+    inflight: VecDeque<u64>,
+    /// Seqs whose media should be uploaded, oldest first.
+    upload_queue: BTreeSet<u64>,
+    uploading: BTreeSet<u64>,
+    upload_not_before: HashMap<u64, Instant>,
+    /// Lowest seq without a receipt, as far as the machine knows.
+    receipted_below: u64,
+    /// Segments whose bytes the server refused as not matching the entry.
+    failed_uploads: BTreeSet<u64>,
+}
+
+/// A read-only view of the store for the machine.
+pub trait StoreView {
+    /// Highest durable seq.
+    fn head(&self) -> Option<u64>;
+    /// Has `seq` a receipt?
+    fn has_receipt(&self, seq: u64) -> bool;
+    /// Does the store hold media for `seq` that the server has not acknowledged?
+    fn media_pending(&self, seq: u64) -> bool;
+}
+
+impl Machine {
+    /// A machine that may connect at once.
+    pub fn new(cfg: MachineConfig, now: Instant) -> Self {
+        Machine {
+            cfg,
+            conn: Conn::Down { retry_at: now },
+            attempts: 0,
+            next_to_send: 0,
+            inflight: VecDeque::new(),
+            upload_queue: BTreeSet::new(),
+            uploading: BTreeSet::new(),
+            upload_not_before: HashMap::new(),
+            receipted_below: 0,
+            failed_uploads: BTreeSet::new(),
+        }
+    }
+
+    /// When to connect next (`None` while connected).
+    pub fn poll_connect(&self) -> Option<Instant> {
+        match self.conn {
+            Conn::Down { retry_at } => Some(retry_at),
+            _ => None,
+        }
+    }
+
+    /// The driver is connected and has sent `Hello`.
+    pub fn handle_connected(&mut self) {
+        self.conn = Conn::Handshaking;
+    }
+
+    /// The connection failed or broke. Returns when to retry.
+    pub fn handle_disconnected(&mut self, now: Instant, rng: &mut impl RngCore) -> Instant {
+        let exp = self
+            .cfg
+            .backoff_base
+            .saturating_mul(1u32 << self.attempts.min(16));
+        let cap = exp.min(self.cfg.backoff_max);
+        // Equal jitter: half fixed, half random, so the delay never collapses to 0.
+        let frac = f64::from(rng.next_u32()) / f64::from(u32::MAX);
+        let delay = cap.mul_f64(0.5 + 0.5 * frac);
+        self.attempts = self.attempts.saturating_add(1);
+        let retry_at = now + delay;
+        self.conn = Conn::Down { retry_at };
+        self.inflight.clear();
+        self.uploading.clear();
+        retry_at
+    }
+
+    /// The server's `Welcome` arrived. Works out where to start.
+    pub fn handle_welcome(&mut self, w: &Welcome, store: &impl StoreView) {
+        self.conn = Conn::Ready;
+        self.attempts = 0;
+        let head_next = store.head().map_or(0, |h| h + 1);
+        while self.receipted_below < head_next && store.has_receipt(self.receipted_below) {
+            self.receipted_below += 1;
+        }
+        // Resubmitting an entry the server holds returns its stored receipt.
+        self.next_to_send = self.receipted_below.min(w.next_seq_expected);
+        self.upload_queue.clear();
+        self.upload_not_before.clear();
+        for &seq in w.resend_media.as_slice() {
+            if store.media_pending(seq) && !self.failed_uploads.contains(&seq) {
+                self.upload_queue.insert(seq);
+            }
+        }
+        // Segments the agent still holds unacknowledged and that have a receipt.
+        for seq in 0..self.receipted_below.min(head_next) {
+            if store.media_pending(seq) && !self.failed_uploads.contains(&seq) {
+                self.upload_queue.insert(seq);
+            }
+        }
+    }
+
+    /// Is the connection ready for entries and uploads?
+    pub fn is_ready(&self) -> bool {
+        self.conn == Conn::Ready
+    }
+
+    /// The next entry to submit, if any may go now.
+    pub fn poll_submit(&mut self, store: &impl StoreView) -> Option<u64> {
+        if !self.is_ready() || self.inflight.len() >= self.cfg.max_inflight {
+            return None;
+        }
+        let head = store.head()?;
+        if self.next_to_send > head {
+            return None;
+        }
+        let seq = self.next_to_send;
+        self.next_to_send += 1;
+        self.inflight.push_back(seq);
+        Some(seq)
+    }
+
+    /// A verified receipt for `seq` was saved.
+    pub fn handle_receipt(&mut self, seq: u64, store: &impl StoreView) -> Action {
+        if self.inflight.front() != Some(&seq) {
+            // Answers come in order; anything else is a protocol error.
+            return Action::Reconnect;
+        }
+        self.inflight.pop_front();
+        while store.has_receipt(self.receipted_below) {
+            self.receipted_below += 1;
+        }
+        if store.media_pending(seq) {
+            self.upload_queue.insert(seq);
+        }
+        Action::Continue
+    }
+
+    /// A receipt that does not verify, or for another entry: the server is
+    /// broken or not ours. Reconnect (and keep the entry unreceipted).
+    pub fn handle_bad_receipt(&mut self) -> Action {
+        Action::Reconnect
+    }
+
+    /// The server refused entry `seq`.
+    pub fn handle_rejected(&mut self, seq: u64, code: RejectCode, detail: &str) -> Action {
+        if code.is_retryable() {
+            // OutOfOrder or Internal: start over from what the server holds.
+            return Action::Reconnect;
+        }
+        Action::Stop(Fatal {
+            seq,
+            code,
+            detail: detail.to_string(),
+        })
+    }
+
+    /// The next upload to start, oldest first.
+    pub fn poll_upload(&mut self, now: Instant) -> Option<u64> {
+        if !self.is_ready() || self.uploading.len() >= self.cfg.max_uploads {
+            return None;
+        }
+        let seq = *self.upload_queue.iter().find(|s| {
+            !self.uploading.contains(s) && self.upload_not_before.get(s).is_none_or(|t| *t <= now)
+        })?;
+        self.uploading.insert(seq);
+        Some(seq)
+    }
+
+    /// When a delayed upload may start.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.conn {
+            Conn::Down { retry_at } => Some(retry_at),
+            _ => self
+                .upload_queue
+                .iter()
+                .filter(|s| !self.uploading.contains(s))
+                .filter_map(|s| self.upload_not_before.get(s))
+                .min()
+                .copied(),
+        }
+    }
+
+    /// An upload ended.
+    pub fn handle_upload_done(&mut self, seq: u64, outcome: UploadOutcome, now: Instant) -> Action {
+        self.uploading.remove(&seq);
+        match outcome {
+            UploadOutcome::Acked => {
+                self.upload_queue.remove(&seq);
+                self.upload_not_before.remove(&seq);
+                Action::Continue
+            }
+            UploadOutcome::Failed(UploadFailCode::EntryMismatch | UploadFailCode::HashMismatch) => {
+                // Our file does not match what we signed (damaged or
+                // tampered): retrying sends the same wrong bytes. The server
+                // keeps listing the seq in `resend_media`; a human must look.
+                self.upload_queue.remove(&seq);
+                self.failed_uploads.insert(seq);
+                Action::Continue
+            }
+            UploadOutcome::Failed(_) => {
+                self.upload_not_before
+                    .insert(seq, now + self.cfg.upload_retry);
+                Action::Continue
+            }
+            UploadOutcome::Broken => Action::Reconnect,
+        }
+    }
+
+    /// Every entry up to the store's head has a receipt and no upload is
+    /// pending or running.
+    pub fn is_drained(&self, store: &impl StoreView) -> bool {
+        let head_next = store.head().map_or(0, |h| h + 1);
+        self.is_ready()
+            && self.inflight.is_empty()
+            && self.receipted_below >= head_next
+            && self.upload_queue.is_empty()
+            && self.uploading.is_empty()
+    }
+
+    /// Segments the server refused as not matching their signed entry.
+    pub fn failed_uploads(&self) -> &BTreeSet<u64> {
+        &self.failed_uploads
+    }
+
+    /// Entries submitted and not yet answered.
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fieldseal_proto::msg::SeqList;
+    use std::collections::BTreeSet;
+
+    #[derive(Default)]
+    struct View {
+        head: Option<u64>,
+        receipts: BTreeSet<u64>,
+        media: BTreeSet<u64>,
+    }
+    impl StoreView for View {
+        fn head(&self) -> Option<u64> {
+            self.head
+        }
+        fn has_receipt(&self, s: u64) -> bool {
+            self.receipts.contains(&s)
+        }
+        fn media_pending(&self, s: u64) -> bool {
+            self.media.contains(&s)
+        }
+    }
+
+    struct Counter(u32);
+    impl RngCore for Counter {
+        fn next_u32(&mut self) -> u32 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9);
+            self.0
+        }
+        fn next_u64(&mut self) -> u64 {
+            u64::from(self.next_u32())
+        }
+        fn fill_bytes(&mut self, d: &mut [u8]) {
+            d.fill(self.next_u32().to_le_bytes()[0]);
+        }
+        fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), rand_core::Error> {
+            self.fill_bytes(d);
+            Ok(())
+        }
+    }
+
+    fn welcome(next: u64, resend: Vec<u64>) -> Welcome {
+        Welcome {
+            protocol_version: 1,
+            server_time_us: 0,
+            next_seq_expected: next,
+            resend_media: SeqList::new(resend).unwrap(),
+        }
+    }
+
+    #[test]
+    fn submits_in_order_within_the_window_then_uploads_oldest_first() {
+        let now = Instant::now();
+        let cfg = MachineConfig {
+            max_inflight: 2,
+            ..MachineConfig::default()
+        };
+        let mut m = Machine::new(cfg, now);
+        let mut v = View {
+            head: Some(3),
+            media: [1, 2].into(),
+            ..View::default()
+        };
+        assert_eq!(m.poll_submit(&v), None, "not before Welcome");
+        m.handle_connected();
+        m.handle_welcome(&welcome(0, vec![]), &v);
+        assert_eq!(m.poll_submit(&v), Some(0));
+        assert_eq!(m.poll_submit(&v), Some(1));
+        assert_eq!(m.poll_submit(&v), None, "window full");
+        v.receipts.insert(0);
+        assert_eq!(m.handle_receipt(0, &v), Action::Continue);
+        assert_eq!(m.poll_submit(&v), Some(2));
+        v.receipts.insert(1);
+        m.handle_receipt(1, &v);
+        v.receipts.insert(2);
+        m.handle_receipt(2, &v);
+        assert_eq!(m.poll_upload(now), Some(1));
+        assert_eq!(m.poll_upload(now), Some(2));
+        assert_eq!(m.poll_upload(now), None);
+        assert_eq!(m.poll_submit(&v), Some(3));
+        v.receipts.insert(3);
+        m.handle_receipt(3, &v);
+        m.handle_upload_done(1, UploadOutcome::Acked, now);
+        v.media.remove(&1);
+        assert!(!m.is_drained(&v));
+        m.handle_upload_done(2, UploadOutcome::Acked, now);
+        assert!(m.is_drained(&v));
+    }
+
+    #[test]
+    fn resumes_below_the_server_head_when_receipts_are_missing() {
+        let now = Instant::now();
+        let mut m = Machine::new(MachineConfig::default(), now);
+        let v = View {
+            head: Some(5),
+            receipts: [0, 1].into(),
+            media: [4].into(),
+        };
+        m.handle_connected();
+        m.handle_welcome(&welcome(4, vec![4, 9]), &v);
+        assert_eq!(
+            m.poll_submit(&v),
+            Some(2),
+            "lost receipts are fetched again"
+        );
+        assert_eq!(m.poll_upload(now), Some(4), "resend_media the agent holds");
+        assert_eq!(m.poll_upload(now), None, "9 is not held");
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_resets_on_welcome() {
+        let now = Instant::now();
+        let cfg = MachineConfig::default();
+        let mut m = Machine::new(cfg.clone(), now);
+        let mut rng = Counter(1);
+        let mut last = Duration::ZERO;
+        for i in 0..12u32 {
+            let d = m.handle_disconnected(now, &mut rng) - now;
+            let cap = cfg.backoff_base.saturating_mul(1 << i).min(cfg.backoff_max);
+            assert!(d >= cap / 2 && d <= cap, "attempt {i}: {d:?} vs {cap:?}");
+            if i < 5 {
+                assert!(d > last / 4);
+            }
+            last = d;
+        }
+        assert!(last <= cfg.backoff_max);
+        m.handle_connected();
+        m.handle_welcome(&welcome(0, vec![]), &View::default());
+        let d = m.handle_disconnected(now, &mut rng) - now;
+        assert!(d <= cfg.backoff_base);
+    }
+
+    #[test]
+    fn failed_uploads_wait_and_fatal_rejections_stop() {
+        let now = Instant::now();
+        let mut m = Machine::new(MachineConfig::default(), now);
+        let v = View {
+            head: Some(1),
+            receipts: [0, 1].into(),
+            media: [1].into(),
+        };
+        m.handle_connected();
+        m.handle_welcome(&welcome(2, vec![]), &v);
+        assert_eq!(m.poll_upload(now), Some(1));
+        m.handle_upload_done(1, UploadOutcome::Failed(UploadFailCode::BadOffset), now);
+        assert_eq!(m.poll_upload(now), None);
+        let later = now + Duration::from_secs(3);
+        assert_eq!(
+            m.poll_timeout(),
+            Some(now + MachineConfig::default().upload_retry)
+        );
+        assert_eq!(m.poll_upload(later), Some(1));
+        assert_eq!(
+            m.handle_rejected(7, RejectCode::OutOfOrder, ""),
+            Action::Reconnect
+        );
+        assert!(matches!(
+            m.handle_rejected(7, RejectCode::Equivocation, "x"),
+            Action::Stop(Fatal {
+                seq: 7,
+                code: RejectCode::Equivocation,
+                ..
+            })
+        ));
+    }
+}

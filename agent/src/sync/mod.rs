@@ -1,0 +1,332 @@
+//! The sync client: enrolment, then hash-first sync of the chain over QUIC.
+//!
+//! - [`enroll`] / [`enroll_cmd`]: trade a one-time token for a client
+//!   certificate for the device key (the chain key is the TLS key).
+//! - [`sync_until_drained`]: sync until every entry has a verified receipt
+//!   and every held segment is acknowledged (`fieldseal-agent sync --until-drained`).
+//! - [`run_sync`]: the long-running client inside `fieldseal-agent run`.
+//!
+//! The decisions live in [`machine`]; [`driver`] moves bytes.
+
+pub mod driver;
+pub mod machine;
+pub mod store;
+pub mod tls;
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use fieldseal_proto::codec::{Decode, Encode};
+use fieldseal_proto::enroll::{
+    EnrollRequest, EnrollResponse, EnrollStatus, MAX_ENROLL_RESPONSE, MAX_TOKEN,
+};
+use fieldseal_proto::identity::DeviceId;
+use rustls::pki_types::CertificateDer;
+
+pub use driver::{run_sync, sync_until_drained, Progress, Stats};
+pub use machine::MachineConfig;
+pub use store::{MediaRef, MemStore, SyncStore};
+
+/// Default idle timeout of sync connections.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sync and enrolment errors.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// TLS configuration failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The server could not be reached or the connection broke.
+    #[error("connection: {0}")]
+    Connect(String),
+    /// The server refused the enrolment.
+    #[error("enrolment refused ({status:?}): {detail}")]
+    Enroll {
+        /// Why.
+        status: EnrollStatus,
+        /// The server's hint.
+        detail: String,
+    },
+    /// The server broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The server refused an entry for good.
+    #[error(transparent)]
+    Fatal(#[from] machine::Fatal),
+    /// Files in the data folder.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Bad contents of a file in the data folder.
+    #[error("data folder: {0}")]
+    Config(String),
+}
+
+impl From<rustls::Error> for SyncError {
+    fn from(e: rustls::Error) -> Self {
+        SyncError::Tls(e.to_string())
+    }
+}
+
+/// What enrolment yields.
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    /// The device id the server registered.
+    pub device_id: DeviceId,
+    /// The client certificate (DER) for the device key.
+    pub client_cert: Vec<u8>,
+    /// The server's CA certificate (DER).
+    pub ca_cert: Vec<u8>,
+    /// The server's receipt-signing key.
+    pub receipt_key: VerifyingKey,
+}
+
+/// Resolve `host:port`, returning the address and the host name for TLS.
+async fn resolve(server: &str) -> Result<(SocketAddr, String), SyncError> {
+    let host = match server.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']').to_string(),
+        None => return Err(SyncError::Config(format!("{server}: expected HOST:PORT"))),
+    };
+    let addr = tokio::net::lookup_host(server)
+        .await
+        .map_err(|e| SyncError::Connect(format!("{server}: {e}")))?
+        .next()
+        .ok_or_else(|| SyncError::Connect(format!("{server}: no address")))?;
+    Ok((addr, host))
+}
+
+fn client_endpoint(server: SocketAddr) -> Result<quinn::Endpoint, SyncError> {
+    let bind: SocketAddr = if server.is_ipv6() {
+        "[::]:0".parse().expect("valid")
+    } else {
+        "0.0.0.0:0".parse().expect("valid")
+    };
+    quinn::Endpoint::client(bind).map_err(SyncError::Io)
+}
+
+/// Enrol `key` with the server at `server` (`HOST:PORT`) using a one-time
+/// `token`. With `ca` (a PEM file), the server must present a certificate of
+/// that CA; without, the first server reached is trusted and its CA pinned.
+///
+/// # Errors
+/// [`SyncError::Enroll`] when the server refuses (wrong, expired or used
+/// token, key already enrolled); connection and TLS errors.
+pub async fn enroll(
+    key: &SigningKey,
+    server: &str,
+    token: &str,
+    ca: Option<PathBuf>,
+) -> Result<Enrollment, SyncError> {
+    if token.len() > MAX_TOKEN || token.chars().any(char::is_control) {
+        return Err(SyncError::Config("malformed token".into()));
+    }
+    let ca = match ca {
+        Some(p) => Some(read_pem_cert(&p)?),
+        None => {
+            tracing::warn!("enrolling without --ca: trusting the server on first use");
+            None
+        }
+    };
+    let (addr, host) = resolve(server).await?;
+    let endpoint = client_endpoint(addr)?;
+    let (cfg, seen) = tls::enroll_client(ca.as_ref())?;
+    let conn = endpoint
+        .connect_with(cfg, addr, &host)
+        .map_err(|e| SyncError::Connect(e.to_string()))?
+        .await
+        .map_err(|e| SyncError::Connect(e.to_string()))?;
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| SyncError::Connect(e.to_string()))?;
+    let req = EnrollRequest {
+        token: token.to_string(),
+        public_key: key.verifying_key().to_bytes(),
+    };
+    let io = |e: &dyn std::fmt::Display| SyncError::Connect(e.to_string());
+    send.write_all(&req.to_bytes()).await.map_err(|e| io(&e))?;
+    send.finish().map_err(|e| io(&e))?;
+    let bytes = recv
+        .read_to_end(MAX_ENROLL_RESPONSE)
+        .await
+        .map_err(|e| io(&e))?;
+    conn.close(0u32.into(), b"done");
+    endpoint.wait_idle().await;
+    match EnrollResponse::from_bytes(&bytes).map_err(|e| SyncError::Protocol(e.to_string()))? {
+        EnrollResponse::Ok {
+            device_id,
+            receipt_key,
+            client_cert,
+            ca_cert,
+        } => {
+            if device_id != DeviceId::from_key(&key.verifying_key()) {
+                return Err(SyncError::Protocol("server named another device id".into()));
+            }
+            match &ca {
+                Some(ca) if ca.as_ref() != ca_cert.as_slice() => {
+                    return Err(SyncError::Protocol("server returned another CA".into()));
+                }
+                Some(_) => {}
+                None => {
+                    let seen = seen.lock().expect("lock").clone();
+                    let seen =
+                        seen.ok_or_else(|| SyncError::Tls("no server certificate".into()))?;
+                    let returned = CertificateDer::from(ca_cert.clone());
+                    tls::check_server_cert(&returned, &seen, &host)?;
+                }
+            }
+            let receipt_key = VerifyingKey::from_bytes(&receipt_key)
+                .map_err(|_| SyncError::Protocol("bad receipt key".into()))?;
+            Ok(Enrollment {
+                device_id,
+                client_cert,
+                ca_cert,
+                receipt_key,
+            })
+        }
+        EnrollResponse::Refused { status, detail } => Err(SyncError::Enroll {
+            status,
+            detail: detail.as_str().to_string(),
+        }),
+    }
+}
+
+/// PEM-encode a DER certificate.
+pub fn cert_pem(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// Read the first certificate of a PEM file.
+///
+/// # Errors
+/// I/O errors, or no certificate in it.
+pub fn read_pem_cert(path: &Path) -> Result<CertificateDer<'static>, SyncError> {
+    let pem = fs::read(path)?;
+    let mut slice = pem.as_slice();
+    let mut certs = rustls_pemfile::certs(&mut slice);
+    let first = certs.next().and_then(Result::ok);
+    first.ok_or_else(|| SyncError::Config(format!("{}: no certificate", path.display())))
+}
+
+/// Read the device key: `DIR/device.key`, the 32-byte secret seed in hex on one line.
+///
+/// # Errors
+/// I/O errors, bad contents.
+pub fn read_device_key(dir: &Path) -> Result<SigningKey, SyncError> {
+    let text = fs::read_to_string(dir.join("device.key"))?;
+    let seed: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| SyncError::Config("device.key: expected 64 hex digits".into()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+/// `fieldseal-agent enroll --data DIR --server HOST:PORT --token T [--ca FILE]`:
+/// enrol the key of `DIR/device.key` and write `DIR/client.crt`, `DIR/ca.crt`,
+/// `DIR/server.txt` and `DIR/receipt.pub` (the server's receipt key, hex).
+///
+/// # Errors
+/// As [`enroll`]; I/O errors writing the files.
+pub async fn enroll_cmd(
+    data_dir: &Path,
+    server: &str,
+    token: &str,
+    ca: Option<PathBuf>,
+) -> Result<Enrollment, SyncError> {
+    let key = read_device_key(data_dir)?;
+    let e = enroll(&key, server, token, ca).await?;
+    write_durable(
+        &data_dir.join("client.crt"),
+        cert_pem(&e.client_cert).as_bytes(),
+    )?;
+    write_durable(&data_dir.join("ca.crt"), cert_pem(&e.ca_cert).as_bytes())?;
+    write_durable(
+        &data_dir.join("receipt.pub"),
+        format!("{}\n", hex::encode(e.receipt_key.to_bytes())).as_bytes(),
+    )?;
+    write_durable(
+        &data_dir.join("server.txt"),
+        format!("{server}\n").as_bytes(),
+    )?;
+    fs::File::open(data_dir)?.sync_all()?;
+    Ok(e)
+}
+
+/// Everything the sync client needs to connect.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// `HOST:PORT` of the server.
+    pub server: String,
+    /// The device key.
+    pub key: SigningKey,
+    /// The client certificate (DER).
+    pub client_cert: Vec<u8>,
+    /// The CA certificate (DER).
+    pub ca_cert: Vec<u8>,
+    /// The server's receipt-signing key.
+    pub receipt_key: VerifyingKey,
+    /// Tuning of the state machine.
+    pub machine: MachineConfig,
+    /// Longest silence before a connection is given up (default 60 s: a
+    /// minute of radio shadow; tests use a few seconds).
+    pub idle_timeout: Duration,
+}
+
+impl SyncConfig {
+    /// Build from an enrolment.
+    pub fn from_enrollment(server: &str, key: SigningKey, e: &Enrollment) -> Self {
+        SyncConfig {
+            server: server.to_string(),
+            key,
+            client_cert: e.client_cert.clone(),
+            ca_cert: e.ca_cert.clone(),
+            receipt_key: e.receipt_key,
+            machine: MachineConfig::default(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+
+    /// Read what [`enroll_cmd`] wrote in `dir`.
+    ///
+    /// # Errors
+    /// Missing or malformed files.
+    pub fn from_data_dir(dir: &Path) -> Result<Self, SyncError> {
+        let key = read_device_key(dir)?;
+        let server = fs::read_to_string(dir.join("server.txt"))?
+            .trim()
+            .to_string();
+        let rk: [u8; 32] = hex::decode(fs::read_to_string(dir.join("receipt.pub"))?.trim())
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| SyncError::Config("receipt.pub: expected 64 hex digits".into()))?;
+        Ok(SyncConfig {
+            server,
+            key,
+            client_cert: read_pem_cert(&dir.join("client.crt"))?.to_vec(),
+            ca_cert: read_pem_cert(&dir.join("ca.crt"))?.to_vec(),
+            receipt_key: VerifyingKey::from_bytes(&rk)
+                .map_err(|_| SyncError::Config("receipt.pub: not a key".into()))?,
+            machine: MachineConfig::default(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        })
+    }
+}

@@ -1,0 +1,276 @@
+//! Administration: creating a data folder, devices and their enrolment
+//! tokens, enrolment itself. These functions work on an open [`Db`]; the
+//! control socket (`control.rs`) calls them inside the running server, the
+//! CLI calls them directly when no server runs.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use fieldseal_proto::enroll::{EnrollRequest, EnrollResponse, EnrollStatus};
+use fieldseal_proto::identity::{sha256, DeviceId};
+use fieldseal_proto::msg::Detail;
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::db::{Db, DeviceRecord, TokenRecord, UserRecord};
+use crate::pki::{self, Ca};
+
+/// Files `init` creates; it refuses to run if any exists.
+const KEY_FILES: &[&str] = &[
+    "ca.key",
+    "ca.crt",
+    "server.key",
+    "server.crt",
+    "receipt.key",
+];
+
+/// Write a file readable only by its owner (mode 0600), fsynced.
+///
+/// # Errors
+/// I/O errors; "already exists" if it does.
+pub fn write_secret(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// What `init` reports.
+#[derive(Debug)]
+pub struct InitReport {
+    /// The admin password, when it was generated (printed once).
+    pub generated_password: Option<String>,
+    /// The receipt-signing public key, hex.
+    pub receipt_key: String,
+}
+
+/// Create a data folder: CA, server certificate, receipt key, config file,
+/// index and the first admin user.
+///
+/// # Errors
+/// When keys already exist in `dir` (nothing is overwritten), or on I/O,
+/// certificate or index errors.
+pub fn init(
+    dir: &Path,
+    extra_names: &[String],
+    admin_password: Option<String>,
+) -> anyhow::Result<InitReport> {
+    for f in KEY_FILES {
+        if dir.join(f).exists() {
+            anyhow::bail!(
+                "{} already exists: refusing to overwrite the keys of an existing data folder",
+                dir.join(f).display()
+            );
+        }
+    }
+    fs::create_dir_all(dir)?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+    names.extend(extra_names.iter().cloned());
+    let g = pki::generate(&names)?;
+    fs::write(dir.join("ca.crt"), &g.ca_cert_pem)?;
+    write_secret(&dir.join("ca.key"), g.ca_key_pem.as_bytes())?;
+    fs::write(dir.join("server.crt"), &g.server_cert_pem)?;
+    write_secret(&dir.join("server.key"), g.server_key_pem.as_bytes())?;
+    let receipt = SigningKey::generate(&mut OsRng);
+    write_secret(
+        &dir.join("receipt.key"),
+        format!("{}\n", hex::encode(receipt.to_bytes())).as_bytes(),
+    )?;
+    fs::write(
+        dir.join("receipt.pub"),
+        format!("{}\n", hex::encode(receipt.verifying_key().to_bytes())),
+    )?;
+    let cfg = Config {
+        server_names: extra_names.to_vec(),
+        ..Config::default()
+    };
+    if !dir.join("config.toml").exists() {
+        fs::write(dir.join("config.toml"), cfg.commented())?;
+    }
+    for sub in ["devices", "blobs", "partial"] {
+        fs::create_dir_all(dir.join(sub))?;
+    }
+    let db = Db::open(&dir.join("index"))?;
+    let (password, generated) = match admin_password {
+        Some(p) if !p.is_empty() => (p, None),
+        _ => {
+            let mut b = [0u8; 12];
+            OsRng.fill_bytes(&mut b);
+            let p = hex::encode(b);
+            (p.clone(), Some(p))
+        }
+    };
+    let salt = SaltString::generate(&mut OsRng);
+    let hash = argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+        .to_string();
+    db.put_user(&UserRecord {
+        name: "admin".into(),
+        role: "admin".into(),
+        password_hash: hash,
+    })?;
+    db.flush()?;
+    crate::storage::sync_dir(dir)?;
+    Ok(InitReport {
+        generated_password: generated,
+        receipt_key: hex::encode(receipt.verifying_key().to_bytes()),
+    })
+}
+
+/// Load the receipt-signing key.
+///
+/// # Errors
+/// I/O or format errors.
+pub fn load_receipt_key(dir: &Path) -> anyhow::Result<SigningKey> {
+    let text = fs::read_to_string(dir.join("receipt.key"))?;
+    let b: [u8; 32] = hex::decode(text.trim())?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("receipt.key is not 32 bytes"))?;
+    Ok(SigningKey::from_bytes(&b))
+}
+
+/// A freshly issued enrolment token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NewToken {
+    /// The device name.
+    pub name: String,
+    /// The token (shown once; only its hash is stored).
+    pub token: String,
+    /// Expiry, µs since the epoch.
+    pub expires_us: i64,
+}
+
+/// Issue a one-time enrolment token for a device called `name`.
+///
+/// # Errors
+/// Index errors.
+pub fn device_add(db: &Db, name: &str, ttl_secs: u64, now_us: i64) -> anyhow::Result<NewToken> {
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    let token = hex::encode(b);
+    let ttl_us = i64::try_from(ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    let expires_us = now_us.saturating_add(ttl_us);
+    db.put_token(
+        &sha256(token.as_bytes()),
+        &TokenRecord {
+            name: name.to_string(),
+            expires_us,
+            used_by: None,
+        },
+    )?;
+    db.flush()?;
+    Ok(NewToken {
+        name: name.to_string(),
+        token,
+        expires_us,
+    })
+}
+
+/// Mark a device revoked. Returns its record, or `None` if unknown.
+///
+/// # Errors
+/// Index errors.
+pub fn device_revoke(db: &Db, id: DeviceId, now_us: i64) -> anyhow::Result<Option<DeviceRecord>> {
+    let Some(mut d) = db.device(id)? else {
+        return Ok(None);
+    };
+    if d.revoked_us.is_none() {
+        d.revoked_us = Some(now_us);
+        db.put_device(&d)?;
+        db.flush()?;
+    }
+    Ok(Some(d))
+}
+
+/// The Ed25519 key of a device record.
+///
+/// # Errors
+/// A corrupt record.
+pub fn device_key(d: &DeviceRecord) -> anyhow::Result<[u8; 32]> {
+    hex::decode(&d.public_key)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("device key is not 32 bytes"))
+}
+
+fn refused(status: EnrollStatus, detail: &str) -> EnrollResponse {
+    EnrollResponse::Refused {
+        status,
+        detail: Detail::lossy(detail),
+    }
+}
+
+/// Handle one enrolment request: check and use the token, record the
+/// device, issue its certificate. A refused request changes nothing.
+pub fn enroll(
+    db: &Db,
+    ca: &Ca,
+    receipt_key: &VerifyingKey,
+    req: &EnrollRequest,
+    now_us: i64,
+) -> EnrollResponse {
+    let Ok(vk) = VerifyingKey::from_bytes(&req.public_key) else {
+        return refused(EnrollStatus::Malformed, "not an Ed25519 public key");
+    };
+    if vk.is_weak() {
+        return refused(EnrollStatus::Malformed, "weak Ed25519 public key");
+    }
+    let id = DeviceId::from_key(&vk);
+    match db.device(id) {
+        Ok(Some(_)) => {
+            return refused(
+                EnrollStatus::AlreadyEnrolled,
+                "this key is already enrolled",
+            )
+        }
+        Ok(None) => {}
+        Err(e) => return refused(EnrollStatus::Internal, &e.to_string()),
+    }
+    // Issue first: if it fails, the token is not used up.
+    let cert = match ca.issue_device_cert(&req.public_key) {
+        Ok(c) => c,
+        Err(e) => return refused(EnrollStatus::Internal, &e.to_string()),
+    };
+    let token_hash = sha256(req.token.as_bytes());
+    let res = db.enroll(&token_hash, |tok| match tok {
+        None => Err((EnrollStatus::UnknownToken, "unknown enrolment token")),
+        Some(t) if t.used_by.is_some() => {
+            Err((EnrollStatus::UsedToken, "enrolment token already used"))
+        }
+        Some(t) if t.expires_us <= now_us => {
+            Err((EnrollStatus::ExpiredToken, "enrolment token expired"))
+        }
+        Some(t) => {
+            let dev = DeviceRecord {
+                id: id.to_string(),
+                name: t.name.clone(),
+                public_key: hex::encode(req.public_key),
+                enrolled_us: now_us,
+                revoked_us: None,
+            };
+            let tok = TokenRecord {
+                used_by: Some(id.to_string()),
+                ..t
+            };
+            Ok((tok, dev))
+        }
+    });
+    match res {
+        Ok(Ok(_)) => EnrollResponse::Ok {
+            device_id: id,
+            receipt_key: receipt_key.to_bytes(),
+            client_cert: cert,
+            ca_cert: ca.cert_der.clone(),
+        },
+        Ok(Err((status, detail))) => refused(status, detail),
+        Err(e) => refused(EnrollStatus::Internal, &e.to_string()),
+    }
+}

@@ -1,0 +1,84 @@
+//! The server's configuration file, `DIR/config.toml`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// `config.toml`. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// UDP address of the QUIC ingest endpoint.
+    pub quic_listen: SocketAddr,
+    /// TCP address of the HTTP API (a later issue).
+    pub http_listen: SocketAddr,
+    /// Extra DNS names or IP addresses in the server certificate (written at init).
+    pub server_names: Vec<String>,
+    /// How long an enrolment token stays valid, seconds.
+    pub enroll_token_ttl_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            quic_listen: "0.0.0.0:4433".parse().expect("valid"),
+            http_listen: "127.0.0.1:8080".parse().expect("valid"),
+            server_names: Vec::new(),
+            enroll_token_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+impl Config {
+    /// Read `DIR/config.toml`.
+    ///
+    /// # Errors
+    /// I/O errors, TOML errors.
+    pub fn load(dir: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(dir.join("config.toml"))?;
+        Ok(toml::from_str(&text)?)
+    }
+
+    /// The commented file `init` writes.
+    pub fn commented(&self) -> String {
+        let names = self
+            .server_names
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            r#"# fieldseal server configuration. Every setting is optional.
+
+# UDP address the QUIC ingest endpoint listens on (`run --quic` overrides it).
+quic_listen = "{}"
+
+# TCP address of the HTTP API and web UI (not served yet).
+http_listen = "{}"
+
+# Names and addresses the server certificate was issued for, besides
+# localhost, 127.0.0.1 and ::1. Changing this does not reissue the certificate.
+server_names = [{}]
+
+# How long a device enrolment token stays valid, in seconds (24 h).
+enroll_token_ttl_secs = {}
+"#,
+            self.quic_listen, self.http_listen, names, self.enroll_token_ttl_secs
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commented_file_parses_back() {
+        let c = Config {
+            server_names: vec!["ingest.example".into()],
+            ..Config::default()
+        };
+        assert_eq!(toml::from_str::<Config>(&c.commented()).unwrap(), c);
+    }
+}

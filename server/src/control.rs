@@ -1,0 +1,156 @@
+//! The control socket: while `run` owns the index, admin commands talk to it
+//! over `DIR/control.sock`, one JSON request per line, one JSON response
+//! per line. When no server runs, [`Admin::open`] opens the index itself.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+
+use crate::db::{Db, DeviceRecord};
+use crate::{admin, now_us, Shared};
+use fieldseal_proto::identity::DeviceId;
+
+/// A request on the control socket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Issue an enrolment token for a new device.
+    DeviceAdd {
+        /// Device name.
+        name: String,
+        /// Token validity, seconds; the configured default when absent.
+        ttl_secs: Option<u64>,
+    },
+    /// List devices.
+    DeviceList,
+    /// Revoke a device and close its connections.
+    DeviceRevoke {
+        /// Device id, hex.
+        id: String,
+    },
+}
+
+/// A response on the control socket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Response {
+    /// A new token.
+    Token(admin::NewToken),
+    /// Devices.
+    Devices {
+        /// The devices.
+        devices: Vec<DeviceRecord>,
+    },
+    /// A device (after revocation).
+    Device(DeviceRecord),
+    /// Failure.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// The socket path of a data folder.
+pub fn socket_path(dir: &Path) -> PathBuf {
+    dir.join("control.sock")
+}
+
+/// Apply a request to an index. `on_revoke` lets the running server drop
+/// the device from its allow-list and close its connections.
+pub fn apply(
+    db: &Db,
+    ttl_default: u64,
+    req: Request,
+    on_revoke: impl FnOnce(&DeviceRecord),
+) -> Response {
+    let res: anyhow::Result<Response> = (|| match req {
+        Request::DeviceAdd { name, ttl_secs } => Ok(Response::Token(admin::device_add(
+            db,
+            &name,
+            ttl_secs.unwrap_or(ttl_default),
+            now_us(),
+        )?)),
+        Request::DeviceList => Ok(Response::Devices {
+            devices: db.devices()?,
+        }),
+        Request::DeviceRevoke { id } => {
+            let id: DeviceId = id
+                .parse()
+                .map_err(|_| anyhow::anyhow!("not a device id: {id}"))?;
+            match admin::device_revoke(db, id, now_us())? {
+                Some(d) => {
+                    on_revoke(&d);
+                    Ok(Response::Device(d))
+                }
+                None => anyhow::bail!("no device {id}"),
+            }
+        }
+    })();
+    res.unwrap_or_else(|e| Response::Error {
+        message: e.to_string(),
+    })
+}
+
+/// Serve the control socket until the task is dropped.
+pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let (r, mut w) = stream.into_split();
+            let mut lines = tokio::io::BufReader::new(r).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let resp = match serde_json::from_str::<Request>(&line) {
+                    Ok(req) => {
+                        let s = shared.clone();
+                        tokio::task::spawn_blocking(move || {
+                            apply(&s.db, s.cfg.enroll_token_ttl_secs, req, |d| s.revoked(d))
+                        })
+                        .await
+                        .unwrap_or_else(|e| Response::Error {
+                            message: e.to_string(),
+                        })
+                    }
+                    Err(e) => Response::Error {
+                        message: format!("bad request: {e}"),
+                    },
+                };
+                let mut out = serde_json::to_string(&resp).expect("serialisable");
+                out.push('\n');
+                if w.write_all(out.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// Run one admin request: through the socket of a running server if there
+/// is one, else on the index opened directly.
+///
+/// # Errors
+/// I/O errors talking to the socket; index errors.
+pub fn request(dir: &Path, req: Request) -> anyhow::Result<Response> {
+    match UnixStream::connect(socket_path(dir)) {
+        Ok(mut s) => {
+            let mut line = serde_json::to_string(&req)?;
+            line.push('\n');
+            s.write_all(line.as_bytes())?;
+            let mut resp = String::new();
+            BufReader::new(s).read_line(&mut resp)?;
+            Ok(serde_json::from_str(&resp)?)
+        }
+        Err(_) => {
+            let cfg = crate::config::Config::load(dir).unwrap_or_default();
+            let db = Db::open(&dir.join("index"))?;
+            Ok(apply(&db, cfg.enroll_token_ttl_secs, req, |_| {}))
+        }
+    }
+}

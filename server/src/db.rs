@@ -1,0 +1,440 @@
+//! The sled index: devices, enrolment tokens, users, per-device chain heads,
+//! accepted entries with their receipts, which seqs have media, and the
+//! transparency log's stored nodes.
+//!
+//! The files under the data folder (chain logs, blobs) are the source of
+//! truth; this index makes them quick to query. One process owns it (see
+//! `control.rs`).
+
+use std::path::Path;
+
+use fieldseal_proto::entry::ChainHead;
+use fieldseal_proto::identity::{DeviceId, Hash32};
+use fieldseal_proto::merkle::{Frontier, MerkleError, StoredNode};
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::AcceptedEntry;
+
+/// Index errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// sled failed.
+    #[error("index: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record did not decode.
+    #[error("index record: {0}")]
+    Corrupt(String),
+    /// The transparency log failed.
+    #[error("log: {0}")]
+    Merkle(#[from] MerkleError),
+}
+
+impl From<serde_json::Error> for DbError {
+    fn from(e: serde_json::Error) -> Self {
+        DbError::Corrupt(e.to_string())
+    }
+}
+
+/// An enrolled (or pending, or revoked) device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// Device id, hex.
+    pub id: String,
+    /// Name given by the administrator.
+    pub name: String,
+    /// Ed25519 public key, hex.
+    pub public_key: String,
+    /// When it enrolled, µs since the epoch.
+    pub enrolled_us: i64,
+    /// When it was revoked, if it was.
+    pub revoked_us: Option<i64>,
+}
+
+/// An enrolment token, stored under the SHA-256 of the token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The device name it enrols.
+    pub name: String,
+    /// Until when it may be used, µs since the epoch.
+    pub expires_us: i64,
+    /// The device id it enrolled, once used.
+    pub used_by: Option<String>,
+}
+
+/// A user of the server (the web UI and API come later).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Login name.
+    pub name: String,
+    /// Role: admin, custodian, supervisor, officer.
+    pub role: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredEntry {
+    entry_hash: String,
+    media: Option<(String, u64)>,
+    receipt: String,
+}
+
+/// The index.
+#[derive(Debug, Clone)]
+pub struct Db {
+    db: sled::Db,
+    devices: sled::Tree,
+    tokens: sled::Tree,
+    users: sled::Tree,
+    heads: sled::Tree,
+    entries: sled::Tree,
+    media: sled::Tree,
+    log: sled::Tree,
+}
+
+fn seq_key(device: DeviceId, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&device.0);
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn node_key(level: u8, index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = level;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn hash32(s: &str) -> Result<Hash32, DbError> {
+    let v = hex::decode(s).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    v.try_into()
+        .map_err(|_| DbError::Corrupt("hash is not 32 bytes".into()))
+}
+
+const LOG_SIZE: &[u8] = b"size";
+
+impl Db {
+    /// Open (or create) the index in `path`.
+    ///
+    /// # Errors
+    /// sled errors, including "locked by another process".
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        let db = sled::open(path)?;
+        Ok(Db {
+            devices: db.open_tree("devices")?,
+            tokens: db.open_tree("tokens")?,
+            users: db.open_tree("users")?,
+            heads: db.open_tree("heads")?,
+            entries: db.open_tree("entries")?,
+            media: db.open_tree("media")?,
+            log: db.open_tree("log")?,
+            db,
+        })
+    }
+
+    /// Make everything written so far durable.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn flush(&self) -> Result<(), DbError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A device by id.
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn device(&self, id: DeviceId) -> Result<Option<DeviceRecord>, DbError> {
+        match self.devices.get(id.0)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Store a device.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn put_device(&self, d: &DeviceRecord) -> Result<(), DbError> {
+        let id: DeviceId =
+            d.id.parse()
+                .map_err(|_| DbError::Corrupt("device id".into()))?;
+        self.devices.insert(id.0, serde_json::to_vec(d)?)?;
+        Ok(())
+    }
+
+    /// Every device.
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn devices(&self) -> Result<Vec<DeviceRecord>, DbError> {
+        self.devices
+            .iter()
+            .map(|kv| Ok(serde_json::from_slice(&kv?.1)?))
+            .collect()
+    }
+
+    /// A token by the SHA-256 of its text.
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn token(&self, token_hash: &Hash32) -> Result<Option<TokenRecord>, DbError> {
+        match self.tokens.get(token_hash)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Store a token.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn put_token(&self, token_hash: &Hash32, t: &TokenRecord) -> Result<(), DbError> {
+        self.tokens.insert(token_hash, serde_json::to_vec(t)?)?;
+        Ok(())
+    }
+
+    /// Use a token and enrol a device in one transaction, so that two
+    /// concurrent enrolments cannot both use one token. Returns the token as
+    /// it was before; the caller checks it and the closure decides.
+    ///
+    /// # Errors
+    /// sled errors, or the error `check` returns (nothing is changed then).
+    pub fn enroll<E>(
+        &self,
+        token_hash: &Hash32,
+        check: impl Fn(Option<TokenRecord>) -> Result<(TokenRecord, DeviceRecord), E>,
+    ) -> Result<Result<DeviceRecord, E>, DbError> {
+        use sled::Transactional;
+        let res = (&self.tokens, &self.devices).transaction(|(tokens, devices)| {
+            let current = match tokens.get(token_hash)? {
+                Some(v) => Some(serde_json::from_slice::<TokenRecord>(&v).map_err(|e| {
+                    sled::transaction::ConflictableTransactionError::Abort(e.to_string())
+                })?),
+                None => None,
+            };
+            match check(current) {
+                Err(e) => Ok(Err(e)),
+                Ok((tok, dev)) => {
+                    let id: DeviceId = dev.id.parse().map_err(|_| {
+                        sled::transaction::ConflictableTransactionError::Abort("id".to_string())
+                    })?;
+                    if devices.get(id.0)?.is_some() {
+                        return Ok(Ok(None));
+                    }
+                    let tj = serde_json::to_vec(&tok).expect("serialisable");
+                    let dj = serde_json::to_vec(&dev).expect("serialisable");
+                    tokens.insert(token_hash.as_slice(), tj)?;
+                    devices.insert(id.0.as_slice(), dj)?;
+                    Ok(Ok(Some(dev)))
+                }
+            }
+        });
+        match res {
+            Ok(Ok(Some(dev))) => {
+                self.flush()?;
+                Ok(Ok(dev))
+            }
+            Ok(Ok(None)) => Err(DbError::Corrupt("device already enrolled".into())),
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(sled::transaction::TransactionError::Abort(e)) => Err(DbError::Corrupt(e)),
+            Err(sled::transaction::TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// A user by name.
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn user(&self, name: &str) -> Result<Option<UserRecord>, DbError> {
+        match self.users.get(name)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Store a user.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn put_user(&self, u: &UserRecord) -> Result<(), DbError> {
+        self.users
+            .insert(u.name.as_bytes(), serde_json::to_vec(u)?)?;
+        Ok(())
+    }
+
+    /// The chain head the server holds for a device.
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn head(&self, device: DeviceId) -> Result<ChainHead, DbError> {
+        Ok(self.head_and_log_len(device)?.0)
+    }
+
+    /// The chain head and the length of the device's chain log that holds
+    /// exactly the entries before it (bytes past it were appended by an
+    /// acceptance that crashed before it was indexed, and are cut off).
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn head_and_log_len(&self, device: DeviceId) -> Result<(ChainHead, u64), DbError> {
+        match self.heads.get(device.0)? {
+            None => Ok((ChainHead::GENESIS, 0)),
+            Some(v) if v.len() == 48 => {
+                let mut last_hash = [0u8; 32];
+                last_hash.copy_from_slice(&v[8..40]);
+                let u = |b: &[u8]| u64::from_be_bytes(b.try_into().expect("8 bytes"));
+                Ok((
+                    ChainHead {
+                        next_seq: u(&v[..8]),
+                        last_hash,
+                    },
+                    u(&v[40..]),
+                ))
+            }
+            Some(_) => Err(DbError::Corrupt("chain head".into())),
+        }
+    }
+
+    /// An accepted entry.
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn entry(&self, device: DeviceId, seq: u64) -> Result<Option<AcceptedEntry>, DbError> {
+        let Some(v) = self.entries.get(seq_key(device, seq))? else {
+            return Ok(None);
+        };
+        let s: StoredEntry = serde_json::from_slice(&v)?;
+        Ok(Some(AcceptedEntry {
+            entry_hash: hash32(&s.entry_hash)?,
+            media: match s.media {
+                Some((h, l)) => Some((hash32(&h)?, l)),
+                None => None,
+            },
+            receipt: hex::decode(&s.receipt).map_err(|e| DbError::Corrupt(e.to_string()))?,
+        }))
+    }
+
+    /// Append one leaf to the transparency log; returns its index.
+    ///
+    /// # Errors
+    /// sled errors, a corrupt log.
+    pub fn log_append(&self, leaf_hash: Hash32) -> Result<u64, DbError> {
+        let mut f = self.frontier()?;
+        let index = f.size();
+        let nodes: Vec<StoredNode> = f.append(leaf_hash)?;
+        let mut batch = sled::Batch::default();
+        for n in nodes {
+            batch.insert(node_key(n.level, n.index).as_slice(), n.hash.as_slice());
+        }
+        batch.insert(LOG_SIZE, f.size().to_be_bytes().as_slice());
+        self.log.apply_batch(batch)?;
+        Ok(index)
+    }
+
+    /// Number of leaves in the log.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn log_size(&self) -> Result<u64, DbError> {
+        Ok(match self.log.get(LOG_SIZE)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| DbError::Corrupt("log size".into()))?,
+            ),
+            None => 0,
+        })
+    }
+
+    fn frontier(&self) -> Result<Frontier, DbError> {
+        let size = self.log_size()?;
+        let src = |level: u8, index: u64| -> Result<Hash32, DbError> {
+            match self.log.get(node_key(level, index))? {
+                Some(v) => hash32(&hex::encode(v)),
+                None => Err(MerkleError::NodeUnavailable { level, index }.into()),
+            }
+        };
+        Frontier::from_source(&src, size)
+    }
+
+    /// The root of the log.
+    ///
+    /// # Errors
+    /// sled errors, a corrupt log.
+    pub fn log_root(&self) -> Result<Hash32, DbError> {
+        Ok(self.frontier()?.root())
+    }
+
+    /// Record an accepted entry: its index record, then the new head with the
+    /// chain log's length, then flush. The chain log on disk is already
+    /// written and fsynced by then. sled recovers writes in order, so a crash
+    /// leaves either both or the entry record alone (then the entry is simply
+    /// accepted again).
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn put_accepted(
+        &self,
+        device: DeviceId,
+        seq: u64,
+        a: &AcceptedEntry,
+        head: ChainHead,
+        log_len: u64,
+    ) -> Result<(), DbError> {
+        let s = StoredEntry {
+            entry_hash: hex::encode(a.entry_hash),
+            media: a.media.map(|(h, l)| (hex::encode(h), l)),
+            receipt: hex::encode(&a.receipt),
+        };
+        self.entries
+            .insert(seq_key(device, seq), serde_json::to_vec(&s)?)?;
+        let mut h = Vec::with_capacity(48);
+        h.extend_from_slice(&head.next_seq.to_be_bytes());
+        h.extend_from_slice(&head.last_hash);
+        h.extend_from_slice(&log_len.to_be_bytes());
+        self.heads.insert(device.0, h)?;
+        self.flush()
+    }
+
+    /// Does the server hold the verified media of this entry?
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn has_media(&self, device: DeviceId, seq: u64) -> Result<bool, DbError> {
+        Ok(self.media.contains_key(seq_key(device, seq))?)
+    }
+
+    /// Mark the media of an entry as held (after the blob is durable).
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn put_media(&self, device: DeviceId, seq: u64) -> Result<(), DbError> {
+        self.media.insert(seq_key(device, seq), &[])?;
+        self.flush()
+    }
+
+    /// Segment seqs of a device whose media the server lacks, oldest first,
+    /// at most `max`.
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn missing_media(&self, device: DeviceId, max: usize) -> Result<Vec<u64>, DbError> {
+        let mut out = Vec::new();
+        for kv in self.entries.scan_prefix(device.0) {
+            let (k, v) = kv?;
+            let s: StoredEntry = serde_json::from_slice(&v)?;
+            if s.media.is_some() && !self.media.contains_key(&k)? {
+                out.push(u64::from_be_bytes(
+                    k[8..16].try_into().expect("16-byte key"),
+                ));
+                if out.len() == max {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,151 @@
+//! `fieldseal-server`: a thin command line over the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use fieldseal_server::control::{self, Request, Response};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fieldseal-server",
+    version,
+    about = "fieldseal evidence server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create a data folder: CA, server certificate, receipt key, config, admin user.
+    Init {
+        /// The data folder.
+        #[arg(long)]
+        data: PathBuf,
+        /// Extra DNS names or IP addresses for the server certificate.
+        #[arg(long = "name")]
+        names: Vec<String>,
+    },
+    /// Run the server (QUIC ingest) until SIGINT or SIGTERM.
+    Run {
+        /// The data folder.
+        #[arg(long)]
+        data: PathBuf,
+        /// QUIC (UDP) listen address; overrides config.toml.
+        #[arg(long)]
+        quic: Option<SocketAddr>,
+        /// HTTP listen address (the HTTP API is not served yet).
+        #[arg(long)]
+        http: Option<SocketAddr>,
+    },
+    /// Manage devices.
+    Device {
+        #[command(subcommand)]
+        cmd: DeviceCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCmd {
+    /// Issue a one-time enrolment token for a new device.
+    Add {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Token validity in seconds (default from config.toml, 24 h).
+        #[arg(long)]
+        ttl_secs: Option<u64>,
+    },
+    /// List devices.
+    List {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Revoke a device: no new handshakes, open connections closed.
+    Revoke {
+        #[arg(long)]
+        data: PathBuf,
+        /// Device id (16 hex digits).
+        id: String,
+    },
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn print(resp: Response) -> anyhow::Result<()> {
+    match resp {
+        Response::Token(t) => {
+            println!("device:  {}", t.name);
+            println!("token:   {}", t.token);
+            println!("expires: {} (µs since the epoch)", t.expires_us);
+        }
+        Response::Devices { devices } => {
+            for d in devices {
+                let state = if d.revoked_us.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!("{}  {:8}  {}", d.id, state, d.name);
+            }
+        }
+        Response::Device(d) => println!("{} revoked", d.id),
+        Response::Error { message } => anyhow::bail!(message),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Init { data, names } => {
+            let pw = std::env::var("FIELDSEAL_ADMIN_PASSWORD").ok();
+            let r = fieldseal_server::admin::init(&data, &names, pw)
+                .with_context(|| format!("init {}", data.display()))?;
+            println!("initialised {}", data.display());
+            println!("receipt key: {}", r.receipt_key);
+            if let Some(p) = r.generated_password {
+                println!("admin password (shown once): {p}");
+            }
+        }
+        Cmd::Run { data, quic, http } => {
+            if http.is_some() {
+                tracing::warn!("--http given, but the HTTP API is not implemented yet");
+            }
+            let opts = fieldseal_server::RunOptions { quic };
+            fieldseal_server::run(&data, opts, shutdown_signal()).await?;
+        }
+        Cmd::Device { cmd } => {
+            let (data, req) = match cmd {
+                DeviceCmd::Add {
+                    data,
+                    name,
+                    ttl_secs,
+                } => (data, Request::DeviceAdd { name, ttl_secs }),
+                DeviceCmd::List { data } => (data, Request::DeviceList),
+                DeviceCmd::Revoke { data, id } => (data, Request::DeviceRevoke { id }),
+            };
+            let resp = tokio::task::spawn_blocking(move || control::request(&data, req)).await??;
+            print(resp)?;
+        }
+    }
+    Ok(())
+}

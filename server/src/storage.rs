@@ -1,0 +1,259 @@
+//! Durable files under the data folder: per-device chain logs, evidence of
+//! equivocation, content-addressed blobs and partial uploads.
+//!
+//! ```text
+//! DIR/devices/<device_id>/chain.log          accepted signed entries (FORMAT.md §9 records)
+//! DIR/devices/<device_id>/equivocations.log  refused conflicting entries (same record format)
+//! DIR/blobs/<aa>/<sha256hex>                 verified segment bytes
+//! DIR/partial/<device_id>-<seq>              bytes of an upload in progress
+//! ```
+//!
+//! Every write that an acknowledgement depends on is fsynced (file, and the
+//! folder after a create or rename) before the acknowledgement is sent.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use fieldseal_proto::chainlog::put_record;
+use fieldseal_proto::identity::{DeviceId, Hash32};
+
+/// The file layout of one data folder.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    root: PathBuf,
+}
+
+/// fsync a folder, so that a create or rename in it survives a power loss.
+///
+/// # Errors
+/// I/O errors.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Storage {
+    /// The layout under `root`.
+    pub fn new(root: &Path) -> Self {
+        Storage {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn device_dir(&self, device: DeviceId) -> io::Result<PathBuf> {
+        let d = self.root.join("devices").join(device.to_string());
+        if !d.exists() {
+            fs::create_dir_all(&d)?;
+            sync_dir(d.parent().expect("has parent"))?;
+        }
+        Ok(d)
+    }
+
+    /// Keep a refused conflicting entry as evidence, durably.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn append_equivocation(&self, device: DeviceId, entry: &[u8]) -> io::Result<()> {
+        let dir = self.device_dir(device)?;
+        let path = dir.join("equivocations.log");
+        let new = !path.exists();
+        let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut rec = Vec::with_capacity(entry.len() + 2);
+        put_record(&mut rec, entry);
+        f.write_all(&rec)?;
+        f.sync_data()?;
+        if new {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Append an accepted signed entry to the device's chain log, durably.
+    /// `indexed_len` is the log length the index knows: a longer file has a
+    /// tail from an acceptance that crashed before it was indexed, which is
+    /// cut off first so that every entry is in the log exactly once.
+    /// Returns the new length.
+    ///
+    /// # Errors
+    /// I/O errors; a log shorter than the index says (damage: refuse to write).
+    pub fn append_entry(
+        &self,
+        device: DeviceId,
+        entry: &[u8],
+        indexed_len: u64,
+    ) -> io::Result<u64> {
+        let dir = self.device_dir(device)?;
+        let path = dir.join("chain.log");
+        let new = !path.exists();
+        let mut f = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)?;
+        let len = f.metadata()?.len();
+        if len < indexed_len {
+            return Err(io::Error::other(format!(
+                "{} is {len} bytes, the index says {indexed_len}: damaged",
+                path.display()
+            )));
+        }
+        if len > indexed_len {
+            tracing::warn!(%device, len, indexed_len, "cutting an unindexed tail off the chain log");
+            f.set_len(indexed_len)?;
+        }
+        io::Seek::seek(&mut f, io::SeekFrom::Start(indexed_len))?;
+        let mut rec = Vec::with_capacity(entry.len() + 2);
+        put_record(&mut rec, entry);
+        f.write_all(&rec)?;
+        f.sync_data()?;
+        if new {
+            sync_dir(&dir)?;
+        }
+        Ok(indexed_len + rec.len() as u64)
+    }
+
+    /// Where the blob with this hash lives.
+    pub fn blob_path(&self, hash: &Hash32) -> PathBuf {
+        let hex = hex::encode(hash);
+        self.root.join("blobs").join(&hex[..2]).join(hex)
+    }
+
+    /// Where the partial upload of (device, seq) lives.
+    pub fn partial_path(&self, device: DeviceId, seq: u64) -> PathBuf {
+        self.root.join("partial").join(format!("{device}-{seq}"))
+    }
+
+    /// The durable length of a partial upload (0 when there is none). Bytes
+    /// are fsynced before the length can be observed by a later query, see
+    /// [`Storage::open_partial`].
+    ///
+    /// # Errors
+    /// I/O errors other than "not found".
+    pub fn partial_len(&self, device: DeviceId, seq: u64) -> io::Result<u64> {
+        match fs::metadata(self.partial_path(device, seq)) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Open the partial file for appending at `offset` (its current length,
+    /// which the caller checked). Returns the file and the hash state over its
+    /// first `offset` bytes, re-read from disk: the server trusts only what
+    /// it holds.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn open_partial(
+        &self,
+        device: DeviceId,
+        seq: u64,
+        offset: u64,
+    ) -> io::Result<(File, fieldseal_proto::identity::Sha256Stream)> {
+        let path = self.partial_path(device, seq);
+        let dir = path.parent().expect("has parent").to_path_buf();
+        fs::create_dir_all(&dir)?;
+        let mut hasher = fieldseal_proto::identity::Sha256Stream::new();
+        if offset > 0 {
+            let mut f = File::open(&path)?;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut left = offset;
+            while left > 0 {
+                let want = usize::try_from(left.min(buf.len() as u64)).expect("bounded");
+                let n = io::Read::read(&mut f, &mut buf[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "partial shrank",
+                    ));
+                }
+                hasher.update(&buf[..n]);
+                left -= n as u64;
+            }
+        }
+        let f = OpenOptions::new().create(true).append(true).open(&path)?;
+        if f.metadata()?.len() != offset {
+            return Err(io::Error::other("partial length changed"));
+        }
+        if offset == 0 {
+            sync_dir(&dir)?;
+        }
+        Ok((f, hasher))
+    }
+
+    /// Move a complete, verified partial file into the blob store: fsync
+    /// the file, rename, fsync both folders.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn commit_partial(&self, device: DeviceId, seq: u64, hash: &Hash32) -> io::Result<()> {
+        let from = self.partial_path(device, seq);
+        File::open(&from)?.sync_all()?;
+        let to = self.blob_path(hash);
+        let dir = to.parent().expect("has parent");
+        fs::create_dir_all(dir)?;
+        fs::rename(&from, &to)?;
+        sync_dir(dir)?;
+        sync_dir(from.parent().expect("has parent"))?;
+        Ok(())
+    }
+
+    /// Drop a partial file whose bytes turned out wrong.
+    ///
+    /// # Errors
+    /// I/O errors other than "not found".
+    pub fn discard_partial(&self, device: DeviceId, seq: u64) -> io::Result<()> {
+        match fs::remove_file(self.partial_path(device, seq)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unindexed_tail_is_cut_and_short_log_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::new(dir.path());
+        let dev = DeviceId([1; 8]);
+        let n1 = s.append_entry(dev, b"first", 0).unwrap();
+        assert_eq!(n1, 7);
+        // Crash after appending "second" but before indexing it.
+        s.append_entry(dev, b"second", n1).unwrap();
+        // The entry is accepted again with the index's length.
+        let n2 = s.append_entry(dev, b"second", n1).unwrap();
+        let mut want = Vec::new();
+        put_record(&mut want, b"first");
+        put_record(&mut want, b"second");
+        let path = dir
+            .path()
+            .join("devices")
+            .join(dev.to_string())
+            .join("chain.log");
+        assert_eq!(fs::read(&path).unwrap(), want);
+        assert_eq!(n2, want.len() as u64);
+        assert!(s.append_entry(dev, b"x", n2 + 10).is_err());
+    }
+
+    #[test]
+    fn partial_upload_resumes_with_the_hash_of_what_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::new(dir.path());
+        let dev = DeviceId([2; 8]);
+        let (mut f, _) = s.open_partial(dev, 5, 0).unwrap();
+        f.write_all(b"hello ").unwrap();
+        drop(f);
+        assert_eq!(s.partial_len(dev, 5).unwrap(), 6);
+        let (mut f, mut h) = s.open_partial(dev, 5, 6).unwrap();
+        f.write_all(b"world").unwrap();
+        h.update(b"world");
+        let hash = h.finish();
+        assert_eq!(hash, fieldseal_proto::identity::sha256(b"hello world"));
+        s.commit_partial(dev, 5, &hash).unwrap();
+        assert_eq!(fs::read(s.blob_path(&hash)).unwrap(), b"hello world");
+        assert_eq!(s.partial_len(dev, 5).unwrap(), 0);
+    }
+}

@@ -1,0 +1,84 @@
+//! The real `fieldseal-server` binary: init, admin commands with and without
+//! a running server, clean shutdown on SIGTERM.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn server(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fieldseal-server"))
+        .args(args)
+        .arg("--data")
+        .arg(dir)
+        .env("FIELDSEAL_ADMIN_PASSWORD", "")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("runs")
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn init_admin_run_and_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    let out = stdout(&server(&["init"], &dir));
+    assert!(out.contains("admin password (shown once):"), "{out}");
+    for f in ["ca.key", "server.key", "receipt.key"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.join(f)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let again = server(&["init"], &dir);
+    assert!(!again.status.success(), "init refuses an existing folder");
+
+    // Without a server: the command opens the index itself.
+    let out = stdout(&server(&["device", "add", "--name", "cam1"], &dir));
+    assert!(out.contains("token:"), "{out}");
+
+    let mut run = Command::new(env!("CARGO_BIN_EXE_fieldseal-server"))
+        .args(["run", "--quic", "127.0.0.1:0", "--data"])
+        .arg(&dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = dir.join("control.sock");
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "server started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // With the server running: through the control socket (the index is locked).
+    let out = stdout(&server(
+        &["device", "add", "--name", "cam2", "--ttl-secs", "60"],
+        &dir,
+    ));
+    assert!(out.contains("token:"), "{out}");
+    let out = stdout(&server(&["device", "list"], &dir));
+    assert_eq!(out, "", "no device enrolled yet");
+    let bad = server(&["device", "revoke", "0000000000000000"], &dir);
+    assert!(!bad.status.success());
+
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(run.id().to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = run.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "server stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    assert!(!sock.exists(), "control socket removed");
+}

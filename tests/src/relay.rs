@@ -1,0 +1,235 @@
+//! A UDP relay with fault knobs, standing in for netem (which the test
+//! kernel lacks): loss, delay, reordering, duplication and a cut
+//! (partition). One relay serves one client address at a time; the server
+//! sees every datagram coming from the relay's upstream socket.
+//!
+//! Randomness comes from a seeded SplitMix64, so a failing run can be
+//! replayed with the same seed (timing still varies).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// SplitMix64: tiny, seedable, good enough to decide which packet to drop.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// True with probability `permille / 1000`.
+    pub fn chance(&mut self, permille: u32) -> bool {
+        self.next_u64() % 1000 < u64::from(permille)
+    }
+}
+
+impl rand_core::RngCore for SplitMix {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        SplitMix::next_u64(self)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for c in dest.chunks_mut(8) {
+            let v = SplitMix::next_u64(self).to_le_bytes();
+            c.copy_from_slice(&v[..c.len()]);
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+/// The relay's knobs, changeable while it runs.
+#[derive(Debug, Default)]
+pub struct Knobs {
+    /// Drop each datagram with this probability, per mille.
+    pub loss_permille: AtomicU32,
+    /// Delay every datagram by this many milliseconds (one way).
+    pub delay_ms: AtomicU32,
+    /// Delay a datagram by up to this many extra milliseconds, per packet
+    /// at random, so that datagrams overtake each other.
+    pub reorder_ms: AtomicU32,
+    /// Send a datagram twice with this probability, per mille.
+    pub duplicate_permille: AtomicU32,
+    /// Drop everything in both directions while set.
+    pub cut: AtomicBool,
+    /// Datagram bytes forwarded client → server.
+    pub up_bytes: AtomicU64,
+    /// Datagram bytes forwarded server → client.
+    pub down_bytes: AtomicU64,
+    /// Datagrams dropped.
+    pub dropped: AtomicU64,
+}
+
+/// A running relay.
+#[derive(Debug)]
+pub struct Relay {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// The knobs.
+    pub knobs: Arc<Knobs>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Relay {
+    /// Start a relay on 127.0.0.1 forwarding to `server`.
+    ///
+    /// # Errors
+    /// Binding the sockets.
+    pub async fn start(server: SocketAddr, seed: u64) -> std::io::Result<Relay> {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        back.connect(server).await?;
+        let addr = front.local_addr()?;
+        let knobs = Arc::new(Knobs::default());
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let rng = Arc::new(Mutex::new(SplitMix(seed)));
+        let (up_q, up_rx) = mpsc::unbounded_channel();
+        let (down_q, down_rx) = mpsc::unbounded_channel();
+        let up = {
+            let (front, back, knobs, client, rng) = (
+                front.clone(),
+                back.clone(),
+                knobs.clone(),
+                client.clone(),
+                rng.clone(),
+            );
+            async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                    *client.lock().expect("lock") = Some(from);
+                    knobs.up_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    forward(&knobs, &rng, buf[..n].to_vec(), &up_q, back.clone(), None);
+                }
+            }
+        };
+        let down = {
+            let (front, back, knobs, client, rng) = (
+                front.clone(),
+                back.clone(),
+                knobs.clone(),
+                client.clone(),
+                rng.clone(),
+            );
+            async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = back.recv(&mut buf).await {
+                    let to = *client.lock().expect("lock");
+                    if let Some(to) = to {
+                        knobs.down_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        forward(
+                            &knobs,
+                            &rng,
+                            buf[..n].to_vec(),
+                            &down_q,
+                            front.clone(),
+                            Some(to),
+                        );
+                    }
+                }
+            }
+        };
+        let task = tokio::spawn(async move {
+            tokio::join!(up, down, pace(up_rx), pace(down_rx));
+        });
+        Ok(Relay { addr, knobs, task })
+    }
+
+    /// Set loss (per mille), delay and reorder spread (ms), duplication (per mille).
+    pub fn set(&self, loss_permille: u32, delay_ms: u32, reorder_ms: u32, duplicate_permille: u32) {
+        self.knobs
+            .loss_permille
+            .store(loss_permille, Ordering::Relaxed);
+        self.knobs.delay_ms.store(delay_ms, Ordering::Relaxed);
+        self.knobs.reorder_ms.store(reorder_ms, Ordering::Relaxed);
+        self.knobs
+            .duplicate_permille
+            .store(duplicate_permille, Ordering::Relaxed);
+    }
+
+    /// Partition on or off.
+    pub fn cut(&self, on: bool) {
+        self.knobs.cut.store(on, Ordering::Relaxed);
+    }
+}
+
+/// A datagram due at an instant.
+type Delayed = (Instant, Vec<u8>, Arc<UdpSocket>, Option<SocketAddr>);
+
+/// Send delayed datagrams in FIFO order. A constant delay must not reorder
+/// packets (one timer task per packet would: timers that fire in the same
+/// millisecond wake in any order, and QUIC takes reordering for loss).
+async fn pace(mut rx: mpsc::UnboundedReceiver<Delayed>) {
+    while let Some((at, data, sock, to)) = rx.recv().await {
+        tokio::time::sleep_until(at).await;
+        send(&sock, &data, to).await;
+    }
+}
+
+async fn send(sock: &UdpSocket, data: &[u8], to: Option<SocketAddr>) {
+    let _ = match to {
+        Some(to) => sock.send_to(data, to).await,
+        None => sock.send(data).await,
+    };
+}
+
+fn forward(
+    knobs: &Knobs,
+    rng: &Mutex<SplitMix>,
+    data: Vec<u8>,
+    queue: &mpsc::UnboundedSender<Delayed>,
+    sock: Arc<UdpSocket>,
+    to: Option<SocketAddr>,
+) {
+    let (drop, dup, extra) = {
+        let mut r = rng.lock().expect("lock");
+        let drop = r.chance(knobs.loss_permille.load(Ordering::Relaxed));
+        let dup = r.chance(knobs.duplicate_permille.load(Ordering::Relaxed));
+        let spread = u64::from(knobs.reorder_ms.load(Ordering::Relaxed));
+        let extra = if spread > 0 {
+            r.next_u64() % (spread + 1)
+        } else {
+            0
+        };
+        (drop, dup, extra)
+    };
+    if drop || knobs.cut.load(Ordering::Relaxed) {
+        knobs.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let at =
+        Instant::now() + Duration::from_millis(u64::from(knobs.delay_ms.load(Ordering::Relaxed)));
+    let copies = if dup { 2 } else { 1 };
+    for _ in 0..copies {
+        if extra == 0 {
+            let _ = queue.send((at, data.clone(), sock.clone(), to));
+        } else {
+            // Reordered: this one overtakes nothing and is overtaken.
+            let (data, sock) = (data.clone(), sock.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at + Duration::from_millis(extra)).await;
+                send(&sock, &data, to).await;
+            });
+        }
+    }
+}
