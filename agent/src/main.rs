@@ -9,6 +9,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fieldseal_agent::control::{self, Request};
+use fieldseal_agent::sync::{self, SyncStore};
+use fieldseal_agent::syncstore::{head_from_receipts, FsSyncStore};
 use fieldseal_agent::{config, index, keyfile, run, spool};
 use fieldseal_proto::identity::Signer;
 
@@ -132,6 +134,31 @@ enum Cmd {
         /// Print the JSON report (docs/FORMAT.md §5).
         #[arg(long)]
         json: bool,
+    },
+    /// Enrol this device with a server: send its public key with a one-time token
+    /// and receive a client certificate bound to it (the same key signs the chain).
+    Enroll {
+        #[command(flatten)]
+        data: DataArg,
+        /// The server's QUIC address.
+        #[arg(long, value_name = "HOST:PORT")]
+        server: String,
+        /// The one-time token from `fieldseal-server device add`.
+        #[arg(long, value_name = "T")]
+        token: String,
+        /// The server's CA certificate (PEM). Without it the first connection
+        /// trusts the server it reaches (trust on first use).
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+    },
+    /// Send everything not yet on the server: entries hash-first, then segment
+    /// bytes. (A running recorder syncs by itself; then this waits for it.)
+    Sync {
+        #[command(flatten)]
+        data: DataArg,
+        /// Exit 0 once every entry has a receipt and every segment is acknowledged.
+        #[arg(long)]
+        until_drained: bool,
     },
     /// Rebuild the index from the chain log (the files are the source of truth).
     Reindex {
@@ -289,7 +316,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Status { data, json } => status(&data.data, json),
         Cmd::Verify { data, json } => {
             let key = keyfile::load(&data.data)?;
-            let report = spool::verify_dir(&data.data, &key.verifying_key())?;
+            // The receipts prove how long the chain was: a cut tail shows.
+            let head = head_from_receipts(&data.data)?;
+            let report = spool::verify_dir(&data.data, &key.verifying_key(), head)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -301,6 +330,26 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Cmd::Enroll {
+            data,
+            server,
+            token,
+            ca,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(sync::enroll_cmd(&data.data, &server, &token, ca))?;
+            println!(
+                "device {} enrolled with {server}; `run` and `record` now sync to it",
+                keyfile::device_id(&data.data)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sync {
+            data,
+            until_drained,
+        } => sync_cmd(&data.data, until_drained),
         Cmd::Reindex { data } => {
             if control::socket_path(&data.data).exists()
                 && control::request(&data.data, &Request::Status).is_ok()
@@ -324,7 +373,11 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
             let idx = index::Index::open(dir)?;
             idx.catch_up(dir)?;
             let s = idx.summary()?;
+            let (no_receipt, not_acked) = FsSyncStore::open(dir)?.backlog();
             serde_json::json!({
+                "entries_without_receipt": no_receipt,
+                "segments_not_acknowledged": not_acked,
+                "sync": if dir.join("server.txt").exists() { "enabled" } else { "not enrolled" },
                 "running": false,
                 "state": "not running",
                 "device": key.device_id().to_string(),
@@ -347,6 +400,12 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         println!("device {}: {}", g("device"), g("state"));
         println!("  chain: next seq {}", g("next_seq"));
         println!("  spool: {} bytes", g("spool_bytes"));
+        println!(
+            "  sync:  {}; {} entries without receipt, {} segments not acknowledged",
+            g("sync"),
+            g("entries_without_receipt"),
+            g("segments_not_acknowledged")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -361,4 +420,88 @@ fn dir_size(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+fn sync_cmd(dir: &Path, until_drained: bool) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    if !until_drained {
+        anyhow::bail!("say --until-drained: `sync` runs until everything is on the server (a running recorder syncs continuously by itself)");
+    }
+    let bar = |total: u64| {
+        let pb = indicatif::ProgressBar::new(total);
+        if !std::io::stderr().is_terminal() {
+            pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        pb
+    };
+    // A running recorder owns the spool and syncs it: wait for it to drain.
+    if control::request(dir, &Request::Status).is_ok() {
+        let pb = bar(0);
+        pb.set_message("waiting for the running recorder to sync");
+        loop {
+            let data = control::request(dir, &Request::Status)?
+                .data
+                .unwrap_or_default();
+            let left = data["entries_without_receipt"].as_u64().unwrap_or(0)
+                + data["segments_not_acknowledged"].as_u64().unwrap_or(0);
+            pb.set_length(pb.position() + left);
+            if left == 0 {
+                pb.finish_with_message("everything is on the server");
+                return Ok(ExitCode::SUCCESS);
+            }
+            if data["sync"] != "enabled" {
+                anyhow::bail!("this device is not enrolled: run `fieldseal-agent enroll` first");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+    let cfg = sync::SyncConfig::from_data_dir(dir).map_err(|e| {
+        anyhow::anyhow!("{e} (has this device been enrolled? run `fieldseal-agent enroll`)")
+    })?;
+    let store = Arc::new(FsSyncStore::open(dir)?);
+    let (entries, segments) = store.backlog();
+    let pb = bar(entries + segments);
+    pb.set_message(format!("syncing to {}", cfg.server));
+    let progress = Arc::new(sync::Progress::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let p2 = Arc::clone(&progress);
+    let pb2 = pb.clone();
+    let ticker = rt.spawn(async move {
+        loop {
+            let s = p2.snapshot();
+            pb2.set_position(s.receipts + s.uploads_acked);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let stats = rt.block_on(sync::sync_until_drained(Arc::clone(&store), cfg, progress))?;
+    ticker.abort();
+    pb.finish_and_clear();
+    let (left_e, left_s) = store.backlog();
+    println!(
+        "synced: {} receipts, {} segments acknowledged, {} bytes of media sent; head {}",
+        stats.receipts,
+        stats.uploads_acked,
+        stats.media_bytes_sent,
+        store.head().map_or("-".into(), |h| h.to_string())
+    );
+    if stats.uploads_refused > 0 {
+        eprintln!(
+            "fieldseal-agent: the server refused {} segment(s) whose bytes do not match their signed entry: run `fieldseal-agent verify`",
+            stats.uploads_refused
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(if left_e + left_s == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -193,8 +193,13 @@ struct Writer<'a> {
     limit_bytes: u64,
     low_bytes: u64,
     low_signed: bool,
+    storage_blocked: bool,
     last_stats: CaptureStatsSnapshot,
     clock_offset_us: i64,
+    store: Arc<crate::syncstore::FsSyncStore>,
+    sync_enabled: bool,
+    keep_after_ack_us: i64,
+    release_checked: Option<std::time::Instant>,
     battery_root: std::path::PathBuf,
     battery_checked: Option<std::time::Instant>,
     battery_warned: bool,
@@ -217,6 +222,10 @@ fn clock_jump(offset_us: i64, wall_us: i64, mono_us: i64) -> Option<(Event, i64)
         )
     })
 }
+
+/// How often acknowledged media is checked against the keep period: deleting
+/// is never urgent, and each check walks the acknowledgement list.
+const RELEASE_POLL: Duration = Duration::from_secs(10);
 
 /// Battery levels, in percent: a warning is signed at `LOW`, and at
 /// `CRITICAL` the recording is closed while there is still power to sign the
@@ -293,6 +302,8 @@ impl Writer<'_> {
         let name = e.name();
         let entry = self.spool.append_event(self.signer, self.clock, e)?;
         self.index.add(&entry, self.spool_log_len())?;
+        // Hash-first: the sync client sends the entry as soon as it is durable.
+        self.store.refresh()?;
         self.summary.entries += 1;
         tracing::info!(seq = entry.seq(), event = name, "signed");
         Ok(())
@@ -341,6 +352,7 @@ impl Writer<'_> {
             self.spool
                 .append_segment(self.signer, self.clock, draft, &plan.segment.bytes)?;
         self.index.add(&entry, self.spool_log_len())?;
+        self.store.refresh()?;
         self.summary.entries += 1;
         self.summary.segments += 1;
         tracing::debug!(seq = entry.seq(), bytes = len, "segment recorded");
@@ -423,8 +435,37 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Delete media the server acknowledged more than the keep period ago.
+    fn release_acknowledged(&mut self) -> anyhow::Result<()> {
+        if self
+            .release_checked
+            .is_some_and(|t| t.elapsed() < RELEASE_POLL)
+        {
+            return Ok(());
+        }
+        self.release_checked = Some(std::time::Instant::now());
+        let due = self.store.releasable(
+            self.clock.wall_us(),
+            self.keep_after_ack_us,
+            self.spool.released(),
+        );
+        for seq in due {
+            self.spool.release_media(seq)?;
+            tracing::debug!(seq, "media released after the server's acknowledgement");
+        }
+        if self.storage_blocked && self.spool.used_bytes() < self.low_bytes {
+            // The server took the backlog: recording may start again, and the
+            // next approach to the limit is warned about again.
+            self.recorder.storage_available();
+            self.storage_blocked = false;
+            self.low_signed = false;
+        }
+        Ok(())
+    }
+
     fn status(&self) -> serde_json::Value {
         let head = self.spool.head();
+        let (no_receipt, not_acked) = self.store.backlog();
         let stats = self.session.as_ref().map(|s| s.stats.snapshot());
         serde_json::json!({
             "running": true,
@@ -440,6 +481,9 @@ impl Writer<'_> {
             "frames_captured": stats.map(|s| s.frames_captured),
             "frames_dropped": stats.map(|s| s.frames_dropped),
             "entries_this_run": self.summary.entries,
+            "entries_without_receipt": no_receipt,
+            "segments_not_acknowledged": not_acked,
+            "sync": if self.sync_enabled { "enabled" } else { "not enrolled" },
         })
     }
 
@@ -510,6 +554,9 @@ pub fn run(dir: &Path, opts: &RunOptions, shutdown: Arc<AtomicBool>) -> anyhow::
         );
     }
 
+    let store = Arc::new(crate::syncstore::FsSyncStore::open(dir)?);
+    let sync = SyncThread::start(dir, Arc::clone(&store));
+
     let (tx, rx) = mpsc::sync_channel::<Input>(8);
     spawn_control(listener, tx.clone(), Arc::clone(&shutdown));
 
@@ -527,8 +574,15 @@ pub fn run(dir: &Path, opts: &RunOptions, shutdown: Arc<AtomicBool>) -> anyhow::
         limit_bytes: limit,
         low_bytes: limit / 100 * u64::from(cfg.storage.low_percent),
         low_signed: false,
+        storage_blocked: false,
         last_stats: CaptureStatsSnapshot::default(),
         clock_offset_us: clock.wall_us() - i64::try_from(clock.mono_us()).unwrap_or(0),
+        store: Arc::clone(&store),
+        sync_enabled: sync.is_some(),
+        keep_after_ack_us: i64::try_from(cfg.storage.keep_after_ack_seconds)
+            .unwrap_or(i64::MAX / 1_000_000)
+            .saturating_mul(1_000_000),
+        release_checked: None,
         // Tests point this at a fake power_supply folder.
         battery_root: std::env::var_os("FIELDSEAL_POWER_SUPPLY_DIR")
             .map_or_else(|| "/sys/class/power_supply".into(), Into::into),
@@ -595,6 +649,7 @@ pub fn run(dir: &Path, opts: &RunOptions, shutdown: Arc<AtomicBool>) -> anyhow::
         }
         w.check_clock()?;
         w.check_battery()?;
+        w.release_acknowledged()?;
         if shutdown.load(Ordering::Relaxed) && !shutting_down {
             shutting_down = true;
             tracing::info!("shutting down: finishing the segment in progress");
@@ -608,8 +663,69 @@ pub fn run(dir: &Path, opts: &RunOptions, shutdown: Arc<AtomicBool>) -> anyhow::
     drop(w.session.take());
     let summary = w.summary.clone();
     w.spool.close()?;
+    if let Some(sync) = sync {
+        // Give the last entries (the stop event) a moment to reach the server
+        // hash-first; what does not make it goes with the next run or `sync`.
+        sync.finish(&store, Duration::from_secs(5));
+    }
     let _ = std::fs::remove_file(control::socket_path(dir));
     Ok(summary)
+}
+
+/// The sync client, on its own thread with a small tokio runtime, so that the
+/// network never touches the capture or the chain writer.
+struct SyncThread {
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: JoinHandle<()>,
+}
+
+impl SyncThread {
+    /// Start syncing if the device is enrolled (`DIR/server.txt` exists).
+    fn start(dir: &Path, store: Arc<crate::syncstore::FsSyncStore>) -> Option<SyncThread> {
+        if !dir.join("server.txt").exists() {
+            return None;
+        }
+        let cfg = match crate::sync::SyncConfig::from_data_dir(dir) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "sync is not configured correctly; recording goes on without it");
+                return None;
+            }
+        };
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("sync".into())
+            .spawn(move || {
+                // One worker: uploads must not take CPU from the encoder.
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "no runtime for sync");
+                        return;
+                    }
+                };
+                let progress = Arc::new(crate::sync::driver::Progress::default());
+                if let Err(e) = rt.block_on(crate::sync::driver::run_sync(store, cfg, progress, rx))
+                {
+                    tracing::error!(error = %e, "sync stopped");
+                }
+            })
+            .expect("spawn sync thread");
+        Some(SyncThread { stop, thread })
+    }
+
+    fn finish(self, store: &crate::syncstore::FsSyncStore, grace: Duration) {
+        let deadline = std::time::Instant::now() + grace;
+        while store.backlog().0 > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.stop.send(true);
+        let _ = self.thread.join();
+    }
 }
 
 fn spawn_control(

@@ -560,7 +560,11 @@ pub fn hash_file(path: &Path) -> io::Result<(Hash32, u64)> {
 ///
 /// # Errors
 /// I/O errors reading the chain log.
-pub fn verify_dir(dir: &Path, key: &ed25519_dalek::VerifyingKey) -> Result<Report, SpoolError> {
+pub fn verify_dir(
+    dir: &Path,
+    key: &ed25519_dalek::VerifyingKey,
+    expected_head: Option<(u64, Hash32)>,
+) -> Result<Report, SpoolError> {
     let log_path = dir.join("chain.log");
     let bytes = match fs::read(&log_path) {
         Ok(b) => b,
@@ -594,6 +598,7 @@ pub fn verify_dir(dir: &Path, key: &ed25519_dalek::VerifyingKey) -> Result<Repor
     let opts = VerifyOptions {
         media: Some(media),
         ordered: true,
+        expected_head,
         ..Default::default()
     };
     let mut report = verify_chain(key, log.records.iter().copied(), &opts);

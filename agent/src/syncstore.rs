@@ -136,7 +136,9 @@ impl FsSyncStore {
                 if e.seq() == inner.offsets.len() as u64 {
                     inner.offsets.push(pos);
                     if let Some(s) = e.entry.segment() {
-                        inner.segments.insert(e.seq(), (s.media_len, s.media_sha256));
+                        inner
+                            .segments
+                            .insert(e.seq(), (s.media_len, s.media_sha256));
                     }
                 }
             }
@@ -225,7 +227,10 @@ impl SyncStore for FsSyncStore {
             return Ok(());
         }
         let now = crate::clock::Clock::wall_us(&crate::clock::SystemClock::new());
-        append_durable(&self.dir.join("acks.log"), format!("{seq} {now}\n").as_bytes())?;
+        append_durable(
+            &self.dir.join("acks.log"),
+            format!("{seq} {now}\n").as_bytes(),
+        )?;
         inner.acked.insert(seq, now);
         Ok(())
     }
