@@ -255,3 +255,64 @@ impl SyncStore for FsSyncStore {
         self.head.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fieldseal_proto::codec::Encode;
+    use fieldseal_proto::sample;
+
+    /// Lay a sample chain out as an agent data folder.
+    fn folder(chain: &sample::SampleChain) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let mut log = Vec::new();
+        for e in &chain.entries {
+            chainlog::put_record(&mut log, &e.to_bytes());
+        }
+        fs::write(t.path().join("chain.log"), log).unwrap();
+        fs::create_dir_all(t.path().join("media")).unwrap();
+        for (seq, b) in &chain.media {
+            fs::write(t.path().join("media").join(media_name(*seq)), b).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn the_folder_store_passes_the_sync_store_conformance_tests() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let chain = sample::build(&key, &[3, 2], 100);
+        let t = folder(&chain);
+        let store = FsSyncStore::open(t.path()).unwrap();
+        crate::sync::store::conformance(&store, &chain);
+        // What it recorded survives a reopen.
+        let again = FsSyncStore::open(t.path()).unwrap();
+        assert!(again.has_receipt(0));
+        assert!(again.is_acked(*chain.media.keys().next().unwrap()));
+        assert_eq!(head_from_receipts(t.path()).unwrap().map(|h| h.0), Some(0));
+    }
+
+    #[test]
+    fn refresh_follows_appends_and_the_watch_sees_them() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let chain = sample::build(&key, &[2], 100);
+        let t = folder(&chain);
+        let store = FsSyncStore::open(t.path()).unwrap();
+        let rx = store.subscribe();
+        let more = sample::build(&key, &[2, 1], 100);
+        let mut log = Vec::new();
+        for e in &more.entries[chain.entries.len()..] {
+            chainlog::put_record(&mut log, &e.to_bytes());
+        }
+        append_durable(&t.path().join("chain.log"), &log).unwrap();
+        store.refresh().unwrap();
+        assert_eq!(store.head(), Some(more.entries.len() as u64 - 1));
+        assert_eq!(*rx.borrow(), store.head());
+        assert_eq!(
+            store.entry(store.head().unwrap()).unwrap(),
+            Some(more.entries.last().unwrap().to_bytes())
+        );
+        let (no_receipt, not_acked) = store.backlog();
+        assert_eq!(no_receipt, more.entries.len() as u64);
+        assert_eq!(not_acked, 3);
+    }
+}

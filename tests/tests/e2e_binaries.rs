@@ -1,0 +1,282 @@
+//! The real binaries together, as an operator would run them: a server, an
+//! enrolled agent recording the synthetic camera, live sync, a server outage,
+//! `sync --until-drained`, a cut chain tail caught by the receipts, and a
+//! revoked device. Needs the workspace binaries built (`cargo test --workspace`
+//! and `make test` build them first).
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fieldseal_proto::chainlog;
+use fieldseal_proto::codec::Decode;
+use fieldseal_proto::entry::SignedEntry;
+use fieldseal_proto::identity::sha256;
+
+fn bin(name: &str) -> PathBuf {
+    // target/debug/deps/e2e_binaries-… → target/debug/NAME
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` (make test does)",
+        path.display()
+    );
+    path
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.env("RUST_LOG", "warn").output().expect("spawn")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    dir: PathBuf,
+    addr: String,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn init(dir: &Path) -> Server {
+        ok(run(Command::new(bin("fieldseal-server"))
+            .args(["init", "--data"])
+            .arg(dir)
+            .env(
+                "FIELDSEAL_ADMIN_PASSWORD",
+                "correct horse battery staple",
+            )));
+        Server {
+            dir: dir.to_path_buf(),
+            addr: format!("127.0.0.1:{}", free_udp_port()),
+            child: None,
+        }
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(bin("fieldseal-server"))
+            .args(["run", "--quic", &self.addr, "--data"])
+            .arg(&self.dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        // Ready when its control socket answers.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.admin(&["device", "list"]).status.success()
+            || !self.dir.join("control.sock").exists()
+        {
+            assert!(Instant::now() < deadline, "the server did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL: an outage, not a clean stop
+            c.wait().unwrap();
+        }
+    }
+
+    fn admin(&self, args: &[&str]) -> Output {
+        run(Command::new(bin("fieldseal-server"))
+            .args(args)
+            .arg("--data")
+            .arg(&self.dir))
+    }
+
+    fn token(&self, name: &str) -> String {
+        let out = ok(self.admin(&["device", "add", "--name", name]));
+        out.lines()
+            .find_map(|l| l.strip_prefix("token:").map(|t| t.trim().to_string()))
+            .unwrap_or_else(|| panic!("no token in {out}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+}
+
+fn agent(args: &[&str], dir: &Path) -> Output {
+    run(Command::new(bin("fieldseal-agent"))
+        .args(args)
+        .arg("--data")
+        .arg(dir))
+}
+
+fn entries(path: &Path) -> Vec<SignedEntry> {
+    let bytes = std::fs::read(path).unwrap();
+    chainlog::split(&bytes)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| SignedEntry::from_bytes(r).unwrap())
+        .collect()
+}
+
+fn status(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(agent(&["status", "--json"], dir))).unwrap()
+}
+
+/// The server holds every entry (its chain log is the agent's, byte for byte)
+/// and every segment's bytes (a blob whose SHA-256 is the signed hash).
+fn assert_server_holds_everything(server: &Path, device_dir: &Path) {
+    let id = ok(agent(&["status", "--json"], device_dir));
+    let id: serde_json::Value = serde_json::from_str(&id).unwrap();
+    let id = id["device"].as_str().unwrap().to_string();
+    let theirs = std::fs::read(server.join("devices").join(&id).join("chain.log")).unwrap();
+    let ours = std::fs::read(device_dir.join("chain.log")).unwrap();
+    assert_eq!(theirs, ours, "the server's copy of the chain differs");
+    for e in entries(&device_dir.join("chain.log")) {
+        if let Some(s) = e.entry.segment() {
+            let h = hex::encode(s.media_sha256);
+            let blob = server.join("blobs").join(&h[..2]).join(&h);
+            let bytes = std::fs::read(&blob)
+                .unwrap_or_else(|err| panic!("seq {}: no blob {}: {err}", e.seq(), blob.display()));
+            assert_eq!(sha256(&bytes), s.media_sha256, "seq {}", e.seq());
+        }
+    }
+}
+
+fn small_camera(dir: &Path) {
+    let cfg = std::fs::read_to_string(dir.join("config.toml"))
+        .unwrap()
+        .replace("width = 1280", "width = 320")
+        .replace("height = 720", "height = 240")
+        .replace("segment_seconds = 4", "segment_seconds = 1")
+        .replace("video_bitrate = 2000000", "video_bitrate = 300000");
+    std::fs::write(dir.join("config.toml"), cfg).unwrap();
+}
+
+#[test]
+fn record_sync_outage_and_catch_up() {
+    let t = tempfile::tempdir().unwrap();
+    let mut server = Server::init(&t.path().join("server"));
+    server.start();
+    let dev = t.path().join("device");
+    ok(agent(&["init"], &dev));
+    small_camera(&dev);
+    let token = server.token("cam-1");
+    let ca = server.dir.join("ca.crt");
+    ok(agent(
+        &[
+            "enroll",
+            "--server",
+            &server.addr,
+            "--token",
+            &token,
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        &dev,
+    ));
+    // A token is single use.
+    let again = agent(
+        &[
+            "enroll",
+            "--server",
+            &server.addr,
+            "--token",
+            &token,
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        &dev,
+    );
+    assert!(!again.status.success(), "a used token was accepted twice");
+
+    // Record with the server up: everything arrives while recording.
+    ok(agent(
+        &["record", "--fast", "--duration", "5", "--case", "CJ-1"],
+        &dev,
+    ));
+    ok(agent(&["sync", "--until-drained"], &dev));
+    let s = status(&dev);
+    assert_eq!(s["entries_without_receipt"], 0, "{s}");
+    assert_eq!(s["segments_not_acknowledged"], 0, "{s}");
+    assert_server_holds_everything(&server.dir, &dev);
+
+    // Outage: the server dies; the device records on regardless.
+    server.kill();
+    ok(agent(&["record", "--fast", "--duration", "4"], &dev));
+    let s = status(&dev);
+    assert!(s["entries_without_receipt"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["segments_not_acknowledged"].as_u64().unwrap() > 0, "{s}");
+    let v = agent(&["verify"], &dev);
+    assert!(
+        v.status.success(),
+        "recording without a server still verifies"
+    );
+
+    // The server comes back: the backlog drains.
+    server.start();
+    ok(agent(&["sync", "--until-drained"], &dev));
+    let s = status(&dev);
+    assert_eq!(s["entries_without_receipt"], 0, "{s}");
+    assert_eq!(s["segments_not_acknowledged"], 0, "{s}");
+    assert_server_holds_everything(&server.dir, &dev);
+
+    // Cutting off the chain's tail cannot hide: the receipts prove its length.
+    let cut = t.path().join("cut");
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg(&dev)
+        .arg(&cut)
+        .status()
+        .unwrap()
+        .success());
+    let bytes = std::fs::read(cut.join("chain.log")).unwrap();
+    let log = chainlog::split(&bytes).unwrap();
+    let last = log.records.last().unwrap().len() + 2;
+    std::fs::write(cut.join("chain.log"), &bytes[..bytes.len() - last]).unwrap();
+    let out = agent(&["verify", "--json"], &cut);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "truncated-chain"),
+        "{report}"
+    );
+
+    // A revoked device records, but the server no longer takes its uploads.
+    let id = status(&dev)["device"].as_str().unwrap().to_string();
+    ok(server.admin(&["device", "revoke", &id]));
+    ok(agent(&["record", "--fast", "--duration", "2"], &dev));
+    let out = agent(&["sync", "--until-drained"], &dev);
+    assert!(!out.status.success(), "a revoked device synced");
+    assert!(status(&dev)["entries_without_receipt"].as_u64().unwrap() > 0);
+    assert!(agent(&["verify"], &dev).status.success());
+}
