@@ -1,37 +1,80 @@
 #!/usr/bin/env bash
-# The main job, end to end, on the embedded defaults: a device records ~20 s
-# from the synthetic camera into its hash-chained, signed spool; the chain is
-# verified by the agent and by the offline verifier; a damaged copy is caught.
+# The main job, end to end, on the embedded defaults: a server on loopback, an
+# enrolled device recording ~20 s from the synthetic camera, live sync
+# (entries hash-first, then segment bytes), verification on the device, on the
+# server's copy and offline, and a damaged copy that the verifier catches.
 set -euo pipefail
 dir=${1:-demo-data}
 secs=${DEMO_SECONDS:-20}
+port=${DEMO_PORT:-47443}
 echo "== building (release)"
-cargo build -q --release -p fieldseal-agent -p fieldseal-proto --bins
-bin=target/release
+cargo build -q --release -p fieldseal-agent -p fieldseal-server -p fieldseal-proto --bins
+bin=$(pwd)/target/release
+agent="$bin/fieldseal-agent"
+server="$bin/fieldseal-server"
 rm -rf "$dir"
 mkdir -p "$dir"
-agent="$bin/fieldseal-agent"
+export RUST_LOG=${RUST_LOG:-warn}
+
+server_pid=""
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null; true; }
+trap cleanup EXIT
 
 echo
-echo "== 1. A new device: key and config in $dir/device"
+echo "== 1. A server: CA, TLS certificate, receipt-signing key, admin user ($dir/server)"
+FIELDSEAL_ADMIN_PASSWORD=${FIELDSEAL_ADMIN_PASSWORD:-demo-password} "$server" init --data "$dir/server"
+"$server" run --data "$dir/server" --quic "127.0.0.1:$port" > "$dir/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do [ -S "$dir/server/control.sock" ] && break; sleep 0.1; done
+
+echo
+echo "== 2. A new device enrols with a one-time token ($dir/device)"
 "$agent" init --data "$dir/device"
+token=$("$server" device add --data "$dir/server" --name body-cam-01 | sed -n 's/^token: *//p')
+"$agent" enroll --data "$dir/device" --server "127.0.0.1:$port" --token "$token" --ca "$dir/server/ca.crt"
 
 echo
-echo "== 2. Record ${secs} s from the synthetic camera (testsrc2 1280x720@30 + tone)"
-RUST_LOG=${RUST_LOG:-fieldseal_agent=info} "$agent" record --data "$dir/device" --duration "$secs" \
+echo "== 3. Record ${secs} s from the synthetic camera (testsrc2 1280x720@30 + tone), syncing live"
+RUST_LOG=fieldseal_agent::run=info,warn "$agent" record --data "$dir/device" --duration "$secs" \
   --case CJ-2026-0001 --activity seizure
-
-echo
-echo "== 3. The agent verifies its own chain and media"
-"$agent" verify --data "$dir/device"
+"$agent" sync --data "$dir/device" --until-drained
 "$agent" status --data "$dir/device"
 
 echo
-echo "== 4. The offline verifier (fieldseal-proto + std only) checks the same folder as a package"
+echo "== 4. The device verifies its chain against its media and the server's receipts"
+"$agent" verify --data "$dir/device"
+
+echo
+echo "== 5. The server holds every entry and every byte"
+id=$("$agent" status --json --data "$dir/device" | sed -n 's/.*"device": "\([0-9a-f]*\)".*/\1/p')
+cmp "$dir/device/chain.log" "$dir/server/devices/$id/chain.log" && echo "chain.log: byte-identical on the server"
+python3 - "$dir/device" "$dir/server" <<'PY'
+import hashlib, os, struct, sys
+dev, srv = sys.argv[1], sys.argv[2]
+data = open(os.path.join(dev, "chain.log"), "rb").read()
+pos = n = 0
+while pos < len(data):
+    (ln,) = struct.unpack(">H", data[pos:pos + 2])
+    rec = data[pos + 2:pos + 2 + ln]
+    pos += 2 + ln
+    # kind byte after prefix(19) version(1) device(8) seq(8) prev(32) wall(8) mono(8) boot(4) + position
+    off = 19 + 1 + 8 + 8 + 32 + 8 + 8 + 4
+    off += 1 + (10 if rec[off] == 1 else 0)
+    if rec[off] != 1:
+        continue
+    sha = rec[off + 1 + 16 + 4: off + 1 + 16 + 4 + 32].hex()
+    blob = os.path.join(srv, "blobs", sha[:2], sha)
+    assert hashlib.sha256(open(blob, "rb").read()).hexdigest() == sha, blob
+    n += 1
+print(f"media: all {n} segments are on the server, each blob's SHA-256 equal to its signed hash")
+PY
+
+echo
+echo "== 6. The offline verifier (fieldseal-proto + std only) checks the device folder as a package"
 "$bin/fieldseal-verify" "$dir/device"
 
 echo
-echo "== 5. Damage a copy: flip one byte of the first segment, delete the recording-started entry (seq 1)"
+echo "== 7. Damage a copy: flip one byte of the first segment, delete the recording-started entry (seq 1)"
 cp -r "$dir/device" "$dir/damaged"
 first=$(ls "$dir/damaged/media"/*.ts | sed -n 1p)
 printf '\x00' | dd of="$first" bs=1 seek=5000 conv=notrunc status=none
@@ -55,6 +98,8 @@ fi
 
 echo
 echo "Done. Look at:"
-echo "  $dir/device/chain.log     the signed hash chain (docs/FORMAT.md §3, §9)"
-echo "  $dir/device/media/        the MPEG-TS segments (play: ffplay or cat them into one file)"
-echo "  $dir/damaged-report.json  what the verifier says about the damaged copy"
+echo "  $dir/device/chain.log            the device's signed hash chain (docs/FORMAT.md §3, §9)"
+echo "  $dir/device/media/               the MPEG-TS segments (cat them into one file to play)"
+echo "  $dir/device/receipts.log         the server's signed receipts"
+echo "  $dir/server/devices/$id/   the server's copy of the chain; $dir/server/blobs/ the segments"
+echo "  $dir/damaged-report.json         what the verifier says about the damaged copy"

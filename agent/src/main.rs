@@ -485,6 +485,13 @@ fn sync_cmd(dir: &Path, until_drained: bool) -> anyhow::Result<ExitCode> {
     ticker.abort();
     pb.finish_and_clear();
     let (left_e, left_s) = store.backlog();
+    if stats.entries_submitted == 0 && stats.media_bytes_sent == 0 && left_e + left_s == 0 {
+        println!(
+            "already in sync: every entry has a receipt and every segment is acknowledged (head {})",
+            store.head().map_or("-".into(), |h| h.to_string())
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "synced: {} receipts, {} segments acknowledged, {} bytes of media sent; head {}",
         stats.receipts,
