@@ -301,7 +301,7 @@ impl Writer<'_> {
     fn event(&mut self, e: Event) -> anyhow::Result<()> {
         let name = e.name();
         let entry = self.spool.append_event(self.signer, self.clock, e)?;
-        self.index.add(&entry, self.spool_log_len())?;
+        self.index.add(&entry, self.spool.log_len())?;
         // Hash-first: the sync client sends the entry as soon as it is durable.
         self.store.refresh()?;
         self.summary.entries += 1;
@@ -309,11 +309,6 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn spool_log_len(&self) -> u64 {
-        std::fs::metadata(self.spool.dir().join("chain.log"))
-            .map(|m| m.len())
-            .unwrap_or(0)
-    }
 
     fn segment(&mut self, plan: SegmentPlan) -> anyhow::Result<()> {
         let len = plan.segment.bytes.len() as u64;
@@ -351,7 +346,7 @@ impl Writer<'_> {
         let entry =
             self.spool
                 .append_segment(self.signer, self.clock, draft, &plan.segment.bytes)?;
-        self.index.add(&entry, self.spool_log_len())?;
+        self.index.add(&entry, self.spool.log_len())?;
         self.store.refresh()?;
         self.summary.entries += 1;
         self.summary.segments += 1;

@@ -180,6 +180,11 @@ impl Spool {
         self.media_bytes + self.log_bytes
     }
 
+    /// Length of `chain.log` (whole records).
+    pub fn log_len(&self) -> u64 {
+        self.log_bytes
+    }
+
     /// Path of segment `seq`'s media file.
     pub fn media_path(&self, seq: u64) -> PathBuf {
         self.dir.join("media").join(media_name(seq))
