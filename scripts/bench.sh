@@ -230,17 +230,29 @@ main() {
     bench_capture "${size%x*}" "${size#*x}"
   done
   cat >>"$BOUNDS" <<'EOF'
-CPU: x264 dominates both processes (veryfast at 720p30 takes most of one core on this machine),
-then testsrc2 drawing the picture and the AAC encoder; both sides run the same libraries with the
-same settings, so the ratio measures the agent's own work on top (frame hand-over between threads,
-the in-memory muxer, hashing, signing, fsync), which is small next to encoding.
+CPU: x264 dominates both processes, then testsrc2 drawing the picture and the AAC encoder. Both
+sides run the same FFmpeg libraries with the same settings, so the ratio measures the agent's own
+work on top (handing frames between threads, the in-memory muxer, SHA-256, signing, fsync), which
+is small next to encoding; the noise of the shared machine is of the same order.
 
-Memory: mostly x264's frame buffers. Each encoder thread works on its own frame and x264 keeps
-`rc-lookahead` frames (plus B-frames and threads in flight) queued for rate control, each with its
-half-resolution planes, motion vectors and padding, so the peak grows with threads × lookahead ×
-picture size. The agent pins `threads=2` (one frame thread per core of a body camera's SoC instead
-of x264's automatic 1.5 × cores) and keeps veryfast's own `rc-lookahead=10`; the rest of the agent's
-memory is the libraries and the frame queue between the camera and the encoder.
+Memory at 720p, from `/proc/PID/smaps` at the agent's peak and heaptrack (2026-11-28), about:
+- 45–54 MB of shared libraries: Debian's FFmpeg links some 200 of them (codecs, filters down to
+  text-to-speech voices). The ffmpeg CLI maps the same; only an FFmpeg built with fewer
+  components would shrink it.
+- 50 MB x264: every frame it holds (input frames in the lookahead, frames being encoded,
+  references) carries padding, half-pel and quarter-size planes and is rounded up to 2 MiB huge
+  pages, ~4 MB a frame. It was ~75 MB with x264's defaults on 2 cores (3 frame threads,
+  rc-lookahead 10, a lookahead thread with its own queue); `X264_MEMORY_PARAMS` in
+  agent/src/capture/encode.rs bounds it and gives each value's reason. The baseline gets the same
+  settings: with x264's defaults ffmpeg peaked at 175–180 MB and the agent at 165–180 MB.
+- 30 MB the rest: raw frames between camera and encoder (1.4 MB each at 720p; FFmpeg's frame pool
+  keeps as many as were ever queued at once, so a stall raises the peak for good), sled's page
+  table and cache (`INDEX_CACHE_BYTES` bounds the cache; the default was 1 GiB), segments on their
+  way to disk (~1 MB each), thread stacks and malloc arenas.
+
+A busy machine raises the agent's peak: the raw-frame queue fills while the encoder is starved
+for CPU, up to 24 entries (video and audio frames share it, so that is ~0.3 s). Frames are dropped,
+and counted, only when it is full.
 EOF
   write_doc
 }
