@@ -49,7 +49,7 @@ BOUNDS=$WORK/bounds.md
 log() { echo "bench: $*" >&2; }
 
 # measure NAME CMD... : runs CMD under GNU time, keeps its output in $WORK/NAME.{out,time};
-# prints "cpu_seconds peak_rss_kb" (cpu = user + sys).
+# prints "cpu_seconds peak_rss_kb wall_seconds" (cpu = user + sys).
 measure() {
   local name=$1
   shift
@@ -62,7 +62,8 @@ measure() {
     /User time \(seconds\)/ { u = $2 }
     /System time \(seconds\)/ { s = $2 }
     /Maximum resident set size \(kbytes\)/ { r = $2 }
-    END { printf "%.2f %d\n", u + s, r }' "$WORK/$name.time"
+    /Elapsed \(wall clock\) time/ { n = split($NF, t, ":"); e = 0; for (i = 1; i <= n; i++) e = e * 60 + t[i] }
+    END { printf "%.2f %d %.2f\n", u + s, r, e }' "$WORK/$name.time"
 }
 
 # median V... : the median of numbers (the mean of the middle two for an even count).
@@ -109,6 +110,7 @@ bench_capture() {
   local w=$1 h=$2 tag="${2}p" i
   local data=$WORK/agent-$tag base=$WORK/ffmpeg-$tag
   local -a ours_cpu=() ours_rss=() base_cpu=() base_rss=() cpu_ratio=() rss_ratio=() dropped=()
+  local -a ours_wall=() base_wall=()
   local -a ffmpeg_cmd=(ffmpeg -nostdin -hide_banner -loglevel error
     -re -f lavfi -i "testsrc2=size=${w}x${h}:rate=$FPS"
     -f lavfi -re -i "sine=frequency=1000:sample_rate=48000"
@@ -120,10 +122,11 @@ bench_capture() {
     rm -rf "$data"
     "$AGENT" init --data "$data" >/dev/null
     sed -i -e "s/^width = .*/width = $w/" -e "s/^height = .*/height = $h/" "$data/config.toml"
-    local m
-    m=$(measure "agent-$tag-$i" "${agent_cmd[@]}")
-    ours_cpu+=("${m% *}")
-    ours_rss+=("${m#* }")
+    local -a m
+    m=($(measure "agent-$tag-$i" "${agent_cmd[@]}"))
+    ours_cpu+=("${m[0]}")
+    ours_rss+=("${m[1]}")
+    ours_wall+=("${m[2]}")
     local d
     d=$(grep -o '[0-9]* frames dropped' "$WORK/agent-$tag-$i.out" | awk '{ print $1 }')
     dropped+=("${d:-?}")
@@ -131,10 +134,11 @@ bench_capture() {
   run_base() {
     rm -rf "$base"
     mkdir -p "$base"
-    local m
-    m=$(measure "ffmpeg-$tag-$i" "${ffmpeg_cmd[@]}")
-    base_cpu+=("${m% *}")
-    base_rss+=("${m#* }")
+    local -a m
+    m=($(measure "ffmpeg-$tag-$i" "${ffmpeg_cmd[@]}"))
+    base_cpu+=("${m[0]}")
+    base_rss+=("${m[1]}")
+    base_wall+=("${m[2]}")
   }
 
   for ((i = 1; i <= REPS; i++)); do
@@ -156,20 +160,31 @@ bench_capture() {
   cr=$(median "${cpu_ratio[@]}")
   rr=$(median "${rss_ratio[@]}")
   dmax=$(printf '%s\n' "${dropped[@]}" | sort -g | tail -1)
-  local label="A$tag vs B$tag"
-  local rss_goal="≤ 150 MB"
-  [ "$h" = 720 ] && rss_goal="≤ 150 MB: $(met "$orss" '<=' 150)" || rss_goal="— (goal is for 720p)"
+  local label="A$tag vs B$tag" cpu_goal rss_goal drop_goal
+  if [ "$h" = 720 ]; then
+    cpu_goal="≤ 1.10×: $(met "$cr" '<=' 1.10)"
+    rss_goal="≤ 150 MB: $(met "$orss" '<=' 150)"
+    drop_goal="0: $(met "$dmax" '==' 0)"
+  else
+    # The issue's goal is stated at 720p; larger sizes are measured to show how it scales.
+    cpu_goal="— (720p goal)"
+    rss_goal="— (720p goal)"
+    drop_goal="— (720p goal)"
+  fi
   row "CPU time, ${w}x${h}@$FPS, $SECS s real time (user+sys, s)" "$oc" "$bc" \
-    "$(printf '%.2f' "$cr")×" "≤ 1.10×: $(met "$cr" '<=' 1.10)" "$label"
+    "$(printf '%.2f' "$cr")×" "$cpu_goal" "$label"
   row "Peak RSS, ${w}x${h}@$FPS (MB)" "$orss" "$brss" "$(printf '%.2f' "$rr")×" "$rss_goal" "$label"
-  row "Frames dropped, ${w}x${h}@$FPS (worst run)" "$dmax" "—" "—" "0: $(met "$dmax" '==' 0)" "A$tag"
+  row "Frames dropped, ${w}x${h}@$FPS (worst run)" "$dmax" "—" "—" "$drop_goal" "A$tag"
+  row "Wall time, ${w}x${h}@$FPS (s; real time is $SECS)" "$(calc "$(median "${ours_wall[@]}")")" \
+    "$(calc "$(median "${base_wall[@]}")")" "—" "—" "$label"
   cmd "A$tag" "fieldseal-agent record --data D --duration $SECS  # D/config.toml: width = $w, height = $h"
   local shown=("${ffmpeg_cmd[@]//$base\//}")
   cmd "B$tag" "${shown[*]}"
   {
     echo "- ${w}x${h}, in run order of pairs: agent CPU s ${ours_cpu[*]}; ffmpeg CPU s ${base_cpu[*]};" \
       "CPU ratios ${cpu_ratio[*]}; agent RSS kB ${ours_rss[*]}; ffmpeg RSS kB ${base_rss[*]};" \
-      "agent frames dropped ${dropped[*]}"
+      "agent frames dropped ${dropped[*]};" \
+      "wall s agent ${ours_wall[*]}, ffmpeg ${base_wall[*]}"
     echo "  - x264 settings of both streams: \`${x264#options: }\`"
   } >>"$RUNS"
 }
@@ -252,7 +267,13 @@ Memory at 720p, from `/proc/PID/smaps` at the agent's peak and heaptrack (2026-1
 
 A busy machine raises the agent's peak: the raw-frame queue fills while the encoder is starved
 for CPU, up to 24 entries (video and audio frames share it, so that is ~0.3 s). Frames are dropped,
-and counted, only when it is full.
+and counted, only when it is full: a camera cannot wait. ffmpeg reading a synthetic source can, so
+where the machine cannot keep up, ffmpeg's wall time runs past the recording's length (it lags)
+while the agent drops frames and does not encode them, which also lowers its CPU time. At 1080p on
+this shared 2-core machine neither keeps real time; the agent with x264's defaults dropped frames
+there too (99 and 119 in two 12 s recordings, against 193 and 229 with the memory settings, same
+hour: the lookahead now runs on the capture thread, so a starved capture thread falls behind
+sooner). The 720p figures are the goal's.
 EOF
   write_doc
 }
