@@ -1,6 +1,7 @@
 # fieldseal: the two commands of README.md, and the work behind them.
 #   make demo   install what is missing, build, and run the main job end to end
 #   make test   install what is missing, check format and lints, run every test
+#   make bench  install what is missing, measure the agent against plain tools, write docs/PERFORMANCE.md
 
 CARGO ?= cargo
 DEMO_DIR ?= demo-data
@@ -29,6 +30,9 @@ test: deps fmt-check lint proto-check
 
 demo: deps
 	@./scripts/demo.sh "$(DEMO_DIR)"
+
+bench: deps
+	@./scripts/bench.sh
 
 clean:
 	$(CARGO) clean

@@ -12,6 +12,8 @@ PACKAGES=(
   ffmpeg
   # openssl is the hashing baseline of the benchmarks.
   openssl
+  # GNU time: `/usr/bin/time -v` gives the benchmarks' CPU time and peak RSS.
+  time
   # tests/independent/fieldseal_verify.py, run by `cargo test -p fieldseal-tests`.
   python3
 )

@@ -26,6 +26,26 @@ const IDLE_TICK: Duration = Duration::from_millis(50);
 /// other: a microphone that stalls must not make video pile up (≈ 3 s at 30 fps).
 const MAX_INTERLEAVE_QUEUE: usize = 90;
 
+/// x264 settings that bound the encoder's memory, the largest part of the agent's: x264 keeps
+/// every frame it holds with padding, half-pel and quarter-size planes, rounded up to 2 MiB huge
+/// pages, about 4 MB a frame at 720p. Measured at 720p30 (docs/PERFORMANCE.md; `make bench`
+/// applies the same settings to its ffmpeg baseline):
+///
+/// - `threads=2`: two frame threads, one per core of a 2-core body-camera SoC, instead
+///   of x264's automatic 1.5 × cores (3 there); each frame thread holds a frame in flight, −11 MB
+///   (ffmpeg CLI, 181 → 170 MB). Two kept 1080p30 veryfast in real time on the 2-core bench
+///   machine when it was otherwise quiet, not when it was busy (neither did x264's defaults).
+/// - `rc-lookahead=5`: veryfast's 10 frames of rate-control lookahead halved, −19 MB (ffmpeg
+///   CLI, 170 → 151 MB). With a fixed 4 s GOP and no scene cuts the lookahead only shapes bit
+///   allocation (mb-tree) inside the GOP; 5 frames is between superfast (0) and veryfast (10).
+/// - `sync-lookahead=0`: no separate lookahead thread with its own queue of frames ahead of the
+///   encoder; the lookahead runs on the capture thread instead, same work, −11 MB (agent,
+///   145 → 134 MB). A capture thread starved of CPU then falls behind sooner.
+///
+/// Fewer frames inside the encoder also means less video lost with them at a sudden power
+/// loss: they are gone before any segment is written.
+pub(crate) const X264_MEMORY_PARAMS: &str = "threads=2:rc-lookahead=5:sync-lookahead=0";
+
 /// Opens libx264 with a fixed GOP of one segment and no scene-cut keyframes.
 pub(crate) fn open_video_encoder(cfg: &CaptureConfig) -> Result<encoder::Video, CaptureError> {
     let codec = encoder::find_by_name("libx264")
@@ -49,7 +69,7 @@ pub(crate) fn open_video_encoder(cfg: &CaptureConfig) -> Result<encoder::Video, 
     let g = cfg.gop();
     opts.set(
         "x264-params",
-        &format!("keyint={g}:min-keyint={g}:scenecut=0"),
+        &format!("keyint={g}:min-keyint={g}:scenecut=0:{X264_MEMORY_PARAMS}"),
     );
     enc.open_with(opts).ctx("opening libx264")
 }

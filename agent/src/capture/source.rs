@@ -26,8 +26,11 @@ use super::{CaptureConfig, CaptureError, CaptureStats, FfCtx, Pacing, Shared, So
 /// Samples per AAC frame: audio is cut into frames of this size for the encoder.
 pub(crate) const AAC_FRAME: usize = 1024;
 
-/// Raw frames buffered between feeds and encoders. Three quarters of a second of 720p30 video
-/// (~1.4 MB a frame) absorbs encoder hiccups without holding much memory.
+/// Raw frames buffered between feeds and encoders, video and audio together: at 30 fps and
+/// 48 kHz (~47 AAC frames a second) that is ~0.3 s of media, about 10 video frames (~1.4 MB each
+/// at 720p), enough for encoder hiccups. FFmpeg's frame pools keep as many video frames as were
+/// ever queued at once, so each slot filled by a stall stays in the agent's peak memory; a longer
+/// queue would trade memory for fewer drops on a starved CPU (docs/PERFORMANCE.md).
 const FRAME_CHANNEL_CAPACITY: usize = 24;
 
 /// What a feed hands the capture thread.

@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# Benchmarks of the agent against plain tools doing the same work, measured in the same run,
+# written to docs/PERFORMANCE.md. Run it with `make bench`.
+#
+# Every figure is a ratio against a baseline measured in this run: the machines are shared and
+# noisy, so absolute numbers from another day mean little. Runs alternate ours/baseline in ABBA
+# order (ours first in odd repetitions, baseline first in even ones) so that drift in the
+# machine's load falls on both alike; the table gives medians.
+#
+# Adding a benchmark: write a `bench_*` function that measures ours and its baseline with
+# `measure`, then calls `row` (one table row per figure) and `cmd` (the exact commands, once
+# per label), and call it from `main`. The document is assembled from those at the end.
+#
+# Environment:
+#   BENCH_REPS=3          repetitions (pairs) per benchmark
+#   BENCH_SECONDS=20      length of each real-time recording
+#   BENCH_SIZES="1280x720 1920x1080"
+#   BENCH_OUT=docs/PERFORMANCE.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REPS=${BENCH_REPS:-3}
+SECS=${BENCH_SECONDS:-20}
+SIZES=${BENCH_SIZES:-"1280x720 1920x1080"}
+OUT=${BENCH_OUT:-docs/PERFORMANCE.md}
+FPS=30
+
+# The agent's encoder settings (agent/src/capture/encode.rs and the config.rs defaults), given to
+# the baseline word for word: the fixed GOP, and the memory settings read from encode.rs so that
+# the two cannot drift apart. `check_same_x264` also compares the option strings x264 writes into
+# both streams and fails the benchmark if they differ.
+GOP=$((4 * FPS))
+X264_MEMORY=$(sed -n 's/.*X264_MEMORY_PARAMS: &str = "\([^"]*\)".*/\1/p' agent/src/capture/encode.rs)
+[ -n "$X264_MEMORY" ] || { echo "bench: X264_MEMORY_PARAMS not found in encode.rs" >&2; exit 1; }
+X264_PARAMS="keyint=$GOP:min-keyint=$GOP:scenecut=0:$X264_MEMORY"
+
+AGENT=target/release/fieldseal-agent
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fieldseal-bench.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+ROWS=$WORK/rows.md
+COMMANDS=$WORK/commands.md
+RUNS=$WORK/runs.md
+BOUNDS=$WORK/bounds.md
+: >"$ROWS"
+: >"$COMMANDS"
+: >"$RUNS"
+: >"$BOUNDS"
+
+log() { echo "bench: $*" >&2; }
+
+# measure NAME CMD... : runs CMD under GNU time, keeps its output in $WORK/NAME.{out,time};
+# prints "cpu_seconds peak_rss_kb wall_seconds" (cpu = user + sys).
+measure() {
+  local name=$1
+  shift
+  /usr/bin/time -v -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>&1 || {
+    log "$name failed:"
+    tail -20 "$WORK/$name.out" >&2
+    return 1
+  }
+  awk -F': ' '
+    /User time \(seconds\)/ { u = $2 }
+    /System time \(seconds\)/ { s = $2 }
+    /Maximum resident set size \(kbytes\)/ { r = $2 }
+    /Elapsed \(wall clock\) time/ { n = split($NF, t, ":"); e = 0; for (i = 1; i <= n; i++) e = e * 60 + t[i] }
+    END { printf "%.2f %d %.2f\n", u + s, r, e }' "$WORK/$name.time"
+}
+
+# median V... : the median of numbers (the mean of the middle two for an even count).
+median() {
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+    END { if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# calc EXPR : floating-point arithmetic.
+calc() { awk "BEGIN { printf \"%.2f\n\", $1 }"; }
+
+# row FIGURE OURS BASELINE RATIO GOAL COMMAND : one row of the table.
+row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$@" >>"$ROWS"; }
+
+# cmd LABEL TEXT : the exact command behind a label of the table's command column.
+cmd() { printf -- '- **%s**: `%s`\n' "$1" "$2" >>"$COMMANDS"; }
+
+# met VALUE OP LIMIT : "met" or "**not met**".
+met() { awk "BEGIN { exit !($1 $2 $3) }" && echo "met" || echo "**not met**"; }
+
+# x264_options FILE.ts : the option string x264 writes into the stream's SEI (read from the
+# elementary stream: in the transport stream it is split across 188-byte packets).
+x264_options() {
+  ffmpeg -nostdin -v error -i "$1" -map 0:v -c copy -f h264 - 2>/dev/null |
+    grep -a -o -m1 'options: [^[:cntrl:]]*' | head -1 || true
+}
+
+check_same_x264() {
+  local ours=$1 base=$2 a b
+  a=$(x264_options "$ours")
+  b=$(x264_options "$base")
+  if [ -z "$a" ] || [ "$a" != "$b" ]; then
+    log "x264 settings differ between the agent and the baseline:"
+    log "  agent:    $a"
+    log "  baseline: $b"
+    exit 1
+  fi
+  echo "$a"
+}
+
+# bench_capture W H : a real-time recording of SECS seconds from the synthetic camera, agent
+# (capture, encode, mux, hash, sign, fsync) vs the ffmpeg CLI (capture, encode, mux to files).
+bench_capture() {
+  local w=$1 h=$2 tag="${2}p" i
+  local data=$WORK/agent-$tag base=$WORK/ffmpeg-$tag
+  local -a ours_cpu=() ours_rss=() base_cpu=() base_rss=() cpu_ratio=() rss_ratio=() dropped=()
+  local -a ours_wall=() base_wall=()
+  local -a ffmpeg_cmd=(ffmpeg -nostdin -hide_banner -loglevel error
+    -re -f lavfi -i "testsrc2=size=${w}x${h}:rate=$FPS"
+    -f lavfi -re -i "sine=frequency=1000:sample_rate=48000"
+    -t "$SECS" -c:v libx264 -preset veryfast -b:v 2M -x264-params "$X264_PARAMS"
+    -c:a aac -b:a 96k -ac 1 -f segment -segment_time 4 -segment_format mpegts "$base/out%03d.ts")
+  local -a agent_cmd=("$AGENT" record --data "$data" --duration "$SECS")
+
+  run_ours() {
+    rm -rf "$data"
+    "$AGENT" init --data "$data" >/dev/null
+    sed -i -e "s/^width = .*/width = $w/" -e "s/^height = .*/height = $h/" "$data/config.toml"
+    local -a m
+    m=($(measure "agent-$tag-$i" "${agent_cmd[@]}"))
+    ours_cpu+=("${m[0]}")
+    ours_rss+=("${m[1]}")
+    ours_wall+=("${m[2]}")
+    local d
+    d=$(grep -o '[0-9]* frames dropped' "$WORK/agent-$tag-$i.out" | awk '{ print $1 }')
+    dropped+=("${d:-?}")
+  }
+  run_base() {
+    rm -rf "$base"
+    mkdir -p "$base"
+    local -a m
+    m=($(measure "ffmpeg-$tag-$i" "${ffmpeg_cmd[@]}"))
+    base_cpu+=("${m[0]}")
+    base_rss+=("${m[1]}")
+    base_wall+=("${m[2]}")
+  }
+
+  for ((i = 1; i <= REPS; i++)); do
+    log "${w}x${h} repetition $i/$REPS"
+    if ((i % 2)); then run_ours; run_base; else run_base; run_ours; fi
+    cpu_ratio+=("$(calc "${ours_cpu[-1]} / ${base_cpu[-1]}")")
+    rss_ratio+=("$(calc "${ours_rss[-1]} / ${base_rss[-1]}")")
+    log "  agent ${ours_cpu[-1]} s ${ours_rss[-1]} kB, dropped ${dropped[-1]}; ffmpeg ${base_cpu[-1]} s ${base_rss[-1]} kB"
+  done
+
+  local x264
+  x264=$(check_same_x264 "$(ls "$data"/media/*.ts | head -1)" "$base/out000.ts")
+
+  local oc bc orss brss cr rr dmax
+  oc=$(calc "$(median "${ours_cpu[@]}")")
+  bc=$(calc "$(median "${base_cpu[@]}")")
+  # GNU time's kbytes are KiB; the table's MB are 10^6 bytes.
+  orss=$(calc "$(median "${ours_rss[@]}") * 1024 / 1000000")
+  brss=$(calc "$(median "${base_rss[@]}") * 1024 / 1000000")
+  cr=$(median "${cpu_ratio[@]}")
+  rr=$(median "${rss_ratio[@]}")
+  dmax=$(printf '%s\n' "${dropped[@]}" | sort -g | tail -1)
+  local label="A$tag vs B$tag" cpu_goal rss_goal drop_goal
+  if [ "$h" = 720 ]; then
+    cpu_goal="≤ 1.10×: $(met "$cr" '<=' 1.10)"
+    rss_goal="≤ 150 MB: $(met "$orss" '<=' 150)"
+    drop_goal="0: $(met "$dmax" '==' 0)"
+  else
+    # The issue's goal is stated at 720p; larger sizes are measured to show how it scales.
+    cpu_goal="— (720p goal)"
+    rss_goal="— (720p goal)"
+    drop_goal="— (720p goal)"
+  fi
+  row "CPU time, ${w}x${h}@$FPS, $SECS s real time (user+sys, s)" "$oc" "$bc" \
+    "$(printf '%.2f' "$cr")×" "$cpu_goal" "$label"
+  row "Peak RSS, ${w}x${h}@$FPS (MB)" "$orss" "$brss" "$(printf '%.2f' "$rr")×" "$rss_goal" "$label"
+  row "Frames dropped, ${w}x${h}@$FPS (worst run)" "$dmax" "—" "—" "$drop_goal" "A$tag"
+  row "Wall time, ${w}x${h}@$FPS (s; real time is $SECS)" "$(calc "$(median "${ours_wall[@]}")")" \
+    "$(calc "$(median "${base_wall[@]}")")" "—" "—" "$label"
+  cmd "A$tag" "fieldseal-agent record --data D --duration $SECS  # D/config.toml: width = $w, height = $h"
+  local shown=("${ffmpeg_cmd[@]//$base\//}")
+  cmd "B$tag" "${shown[*]}"
+  {
+    echo "- ${w}x${h}, in run order of pairs: agent CPU s ${ours_cpu[*]}; ffmpeg CPU s ${base_cpu[*]};" \
+      "CPU ratios ${cpu_ratio[*]}; agent RSS kB ${ours_rss[*]}; ffmpeg RSS kB ${base_rss[*]};" \
+      "agent frames dropped ${dropped[*]};" \
+      "wall s agent ${ours_wall[*]}, ffmpeg ${base_wall[*]}"
+    echo "  - x264 settings of both streams: \`${x264#options: }\`"
+  } >>"$RUNS"
+}
+
+write_doc() {
+  local cpu
+  cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+  {
+    cat <<EOF
+# Performance
+
+Written by \`make bench\` (\`scripts/bench.sh\`) on $(date -u '+%Y-%m-%d %H:%M UTC'); do not edit by hand.
+
+Machine: $(nproc) CPUs ($cpu), $(free -m | awk '/^Mem:/ { print $2 }') MB RAM, $(uname -sr),
+$(ffmpeg -version | head -1 | cut -d' ' -f1-3). The machine is shared with other work, so every figure is
+set against a baseline measured in the same run: $REPS alternating pairs (ours first in odd
+repetitions, the baseline first in even ones), medians shown. **ratio** is the median of the
+per-pair ratios, which cancels load that both runs of a pair saw; it can differ a little from
+ours ÷ baseline of the medians.
+
+| figure | ours | baseline | ratio | goal | command |
+| --- | --- | --- | --- | --- | --- |
+EOF
+    cat "$ROWS"
+    echo
+    echo "## Commands"
+    echo
+    cat "$COMMANDS"
+    echo
+    cat <<'EOF'
+CPU time is user + system time and peak RSS the "Maximum resident set size" of `/usr/bin/time -v`
+(GNU time). The agent's figure covers everything it does per segment beyond ffmpeg's: SHA-256 of
+the segment, the signed chain entry, fsync of file, folder and chain log, and the sled index.
+MB are 10⁶ bytes (GNU time reports KiB), the stricter reading of the goal.
+EOF
+    echo
+    echo "The baseline gets the agent's x264 settings word for word, its memory settings"
+    echo "\`$X264_MEMORY\` included (read from \`X264_MEMORY_PARAMS\` in agent/src/capture/encode.rs,"
+    echo "where each value's reason is written). The script also compares the option strings x264 writes"
+    echo "into the first segment of each (under Raw runs) and fails if they differ (\`sync-lookahead\` is"
+    echo "not among the options x264 prints; it reaches both through the same \`-x264-params\` string)."
+    echo
+    echo "## What bounds it"
+    echo
+    cat "$BOUNDS"
+    echo
+    echo "## Raw runs"
+    echo
+    cat "$RUNS"
+  } >"$OUT"
+  log "wrote $OUT"
+}
+
+main() {
+  log "building the agent (release)"
+  cargo build -q --release -p fieldseal-agent
+  for size in $SIZES; do
+    bench_capture "${size%x*}" "${size#*x}"
+  done
+  cat >>"$BOUNDS" <<'EOF'
+CPU: x264 dominates both processes, then testsrc2 drawing the picture and the AAC encoder. Both
+sides run the same FFmpeg libraries with the same settings, so the ratio measures the agent's own
+work on top (handing frames between threads, the in-memory muxer, SHA-256, signing, fsync), which
+is small next to encoding; the noise of the shared machine is of the same order.
+
+Memory at 720p, from `/proc/PID/smaps` at the agent's peak and heaptrack (2026-11-28), about:
+- 45–54 MB of shared libraries: Debian's FFmpeg links some 200 of them (codecs, filters down to
+  text-to-speech voices). The ffmpeg CLI maps the same; only an FFmpeg built with fewer
+  components would shrink it.
+- 50 MB x264: every frame it holds (input frames in the lookahead, frames being encoded,
+  references) carries padding, half-pel and quarter-size planes and is rounded up to 2 MiB huge
+  pages, ~4 MB a frame. It was ~75 MB with x264's defaults on 2 cores (3 frame threads,
+  rc-lookahead 10, a lookahead thread with its own queue); `X264_MEMORY_PARAMS` in
+  agent/src/capture/encode.rs bounds it and gives each value's reason. The baseline gets the same
+  settings: with x264's defaults ffmpeg peaked at 175–180 MB and the agent at 165–180 MB.
+- 30 MB the rest: raw frames between camera and encoder (1.4 MB each at 720p; FFmpeg's frame pool
+  keeps as many as were ever queued at once, so a stall raises the peak for good), sled's page
+  table and cache (`INDEX_CACHE_BYTES` bounds the cache; the default was 1 GiB), segments on their
+  way to disk (~1 MB each), thread stacks and malloc arenas.
+
+A busy machine raises the agent's peak: the raw-frame queue fills while the encoder is starved
+for CPU, up to 24 entries (video and audio frames share it, so that is ~0.3 s). Frames are dropped,
+and counted, only when it is full: a camera cannot wait. ffmpeg reading a synthetic source can, so
+where the machine cannot keep up, ffmpeg's wall time runs past the recording's length (it lags)
+while the agent drops frames and does not encode them, which also lowers its CPU time; the wall
+time rows show whether the baseline kept up. Earlier on the day of this table, with the machine's
+load at 4–6 from other work, neither kept real time at 1080p: ffmpeg took 13.3 s for 12 s, and
+the agent dropped frames with x264's defaults (99 and 119 in two 12 s recordings) and more with
+the memory settings (193 and 229, same hour: the lookahead now runs on the capture thread, so a
+starved capture thread falls behind sooner). The goal is stated at 720p.
+EOF
+  write_doc
+}
+
+main "$@"
