@@ -17,6 +17,9 @@ pub struct Config {
     pub server_names: Vec<String>,
     /// How long an enrolment token stays valid, seconds.
     pub enroll_token_ttl_secs: u64,
+    /// The transparency log's origin and key name in checkpoints; by default
+    /// `fieldseal/<first server name>` (see `tlog::origin`).
+    pub log_origin: Option<String>,
 }
 
 impl Default for Config {
@@ -26,6 +29,7 @@ impl Default for Config {
             http_listen: "127.0.0.1:8080".parse().expect("valid"),
             server_names: Vec::new(),
             enroll_token_ttl_secs: 24 * 3600,
+            log_origin: None,
         }
     }
 }
@@ -63,6 +67,11 @@ server_names = [{}]
 
 # How long a device enrolment token stays valid, in seconds (24 h).
 enroll_token_ttl_secs = {}
+
+# Origin and key name of the transparency log's checkpoints (C2SP
+# tlog-checkpoint); default "fieldseal/<first server name>", or
+# "fieldseal/localhost". Changing it later changes how checkpoints verify.
+# log_origin = "fieldseal/ingest.example"
 "#,
             self.quic_listen, self.http_listen, names, self.enroll_token_ttl_secs
         )

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod archive;
 pub mod config;
 pub mod control;
 pub mod db;
@@ -20,6 +21,7 @@ pub mod ingest;
 pub mod pki;
 pub mod quic;
 pub mod storage;
+pub mod tlog;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
