@@ -309,7 +309,6 @@ impl Writer<'_> {
         Ok(())
     }
 
-
     fn segment(&mut self, plan: SegmentPlan) -> anyhow::Result<()> {
         let len = plan.segment.bytes.len() as u64;
         let used = self.spool.used_bytes();

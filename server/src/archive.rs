@@ -16,8 +16,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
-use fieldseal_proto::chain::{verify_chain, Finding, FindingKind, MediaObservation, Report};
 use fieldseal_proto::chain::VerifyOptions;
+use fieldseal_proto::chain::{verify_chain, Finding, FindingKind, MediaObservation, Report};
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::Decode;
 use fieldseal_proto::entry::SignedEntry;
@@ -143,8 +143,16 @@ pub fn verify(
             .parse()
             .map_err(|_| anyhow::anyhow!("corrupt device id {}", rec.id))?;
         let key = VerifyingKey::from_bytes(&crate::admin::device_key(&rec)?)?;
-        let (report, receipts) =
-            verify_device(dir, db, &storage, id, &key, &receipt_key, now_us, &mut hashed)?;
+        let (report, receipts) = verify_device(
+            dir,
+            db,
+            &storage,
+            id,
+            &key,
+            &receipt_key,
+            now_us,
+            &mut hashed,
+        )?;
         out.ok &= report.ok && receipts.problems.is_empty();
         out.devices.push(report);
         out.receipts.push(receipts);
@@ -209,7 +217,11 @@ fn verify_device(
                     Some(t) => format!("promised {} ago", ago(now_us - t)),
                     None => "never arrived".to_string(),
                 };
-                if dir.join("damaged").join(hex::encode(seg.media_sha256)).exists() {
+                if dir
+                    .join("damaged")
+                    .join(hex::encode(seg.media_sha256))
+                    .exists()
+                {
                     note.push_str("; a damaged copy was moved aside by scrub, asked again");
                 } else if err.kind() != io::ErrorKind::NotFound {
                     note.push_str(&format!("; {err}"));
@@ -241,7 +253,10 @@ fn verify_device(
             Finding {
                 seq: None,
                 kind: FindingKind::Malformed,
-                detail: format!("chain.log ends with {} bytes of a torn record", log.torn_tail),
+                detail: format!(
+                    "chain.log ends with {} bytes of a torn record",
+                    log.torn_tail
+                ),
             },
         );
     }
@@ -263,7 +278,9 @@ fn verify_device(
         let r = match Receipt::from_bytes(&a.receipt) {
             Ok(r) => r,
             Err(e) => {
-                check.problems.push(problem(format!("does not decode: {e}")));
+                check
+                    .problems
+                    .push(problem(format!("does not decode: {e}")));
                 continue;
             }
         };
@@ -345,7 +362,10 @@ impl ScrubOutcome {
     pub fn human(&self) -> String {
         let mut out = format!("{} blob(s), {} bytes re-hashed\n", self.blobs, self.bytes);
         for d in &self.damaged {
-            out.push_str(&format!("DAMAGED blob {}: bytes hash to {}\n", d.sha256, d.found));
+            out.push_str(&format!(
+                "DAMAGED blob {}: bytes hash to {}\n",
+                d.sha256, d.found
+            ));
             for r in &d.refs {
                 out.push_str(&format!(
                     "  media of device {} seq {}: asked for again\n",

@@ -138,7 +138,10 @@ pub fn apply(
         }
         Request::LogCheckpoint => {
             let key = admin::load_receipt_key(dir)?;
-            Ok(output(true, tlog::checkpoint(dir, db, cfg, &key, now_us())?))
+            Ok(output(
+                true,
+                tlog::checkpoint(dir, db, cfg, &key, now_us())?,
+            ))
         }
         Request::LogProve { device, seq } => {
             let key = admin::load_receipt_key(dir)?;
@@ -147,7 +150,10 @@ pub fn apply(
         }
         Request::LogConsistency { from } => {
             let key = admin::load_receipt_key(dir)?;
-            Ok(output(true, pretty(&tlog::consistency(dir, db, cfg, &key, from)?)))
+            Ok(output(
+                true,
+                pretty(&tlog::consistency(dir, db, cfg, &key, from)?),
+            ))
         }
         Request::DeviceList => Ok(Response::Devices {
             devices: db.devices()?,

@@ -396,11 +396,7 @@ async fn submit(shared: &Arc<Shared>, key: ed25519_dalek::VerifyingKey, bytes: V
 /// Decide about one submitted entry and make an acceptance durable (chain
 /// log, transparency log, index) before returning the receipt to send. Public
 /// so that tests can fill an archive through the real ingest path.
-pub fn submit_blocking(
-    shared: &Shared,
-    key: ed25519_dalek::VerifyingKey,
-    bytes: &[u8],
-) -> Message {
+pub fn submit_blocking(shared: &Shared, key: ed25519_dalek::VerifyingKey, bytes: &[u8]) -> Message {
     let device = DeviceId::from_key(&key);
     let (head, log_len) = match shared.db.head_and_log_len(device) {
         Ok(h) => h,
