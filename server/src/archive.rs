@@ -434,7 +434,7 @@ pub fn scrub(dir: &Path, db: &Db, now_us: i64) -> anyhow::Result<ScrubOutcome> {
                 None => refs.insert(db.media_refs()?),
             };
             let who: Vec<(DeviceId, u64)> = refs.get(&want).cloned().unwrap_or_default();
-            let moved_to = quarantine(dir, &f.path(), &name);
+            let moved_to = quarantine(dir, &f.path(), &name, now_us);
             for (device, seq) in &who {
                 db.forget_media(*device, *seq)?;
             }
@@ -461,9 +461,13 @@ pub fn scrub(dir: &Path, db: &Db, now_us: i64) -> anyhow::Result<ScrubOutcome> {
 /// Move a damaged blob aside. It must leave `blobs/`: ingest takes an
 /// existing blob as proof that it holds the bytes, and would refuse the
 /// resend. Returns where it went, `None` if it could not be moved.
-fn quarantine(dir: &Path, path: &Path, name: &str) -> Option<PathBuf> {
+fn quarantine(dir: &Path, path: &Path, name: &str, now_us: i64) -> Option<PathBuf> {
     let qdir = dir.join("damaged");
-    let to = qdir.join(name);
+    let mut to = qdir.join(name);
+    if to.exists() {
+        // The same blob damaged again after a resend: keep both copies.
+        to = qdir.join(format!("{name}.{now_us}"));
+    }
     let res = fs::create_dir_all(&qdir)
         .and_then(|()| fs::rename(path, &to))
         .and_then(|()| sync_dir(&qdir))

@@ -20,6 +20,9 @@ pub struct Config {
     /// The transparency log's origin and key name in checkpoints; by default
     /// `fieldseal/<first server name>` (see `tlog::origin`).
     pub log_origin: Option<String>,
+    /// Seconds between two background scrubs of every blob while `run`
+    /// runs; 0 turns it off.
+    pub scrub_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -30,6 +33,7 @@ impl Default for Config {
             server_names: Vec::new(),
             enroll_token_ttl_secs: 24 * 3600,
             log_origin: None,
+            scrub_interval_secs: 24 * 3600,
         }
     }
 }
@@ -72,8 +76,17 @@ enroll_token_ttl_secs = {}
 # tlog-checkpoint); default "fieldseal/<first server name>", or
 # "fieldseal/localhost". Changing it later changes how checkpoints verify.
 # log_origin = "fieldseal/ingest.example"
+
+# Seconds between two background scrubs (every blob re-hashed against its
+# name; damaged ones are moved to damaged/ and asked of the device again).
+# One day by default; 0 turns it off. `fieldseal-server scrub` runs one now.
+scrub_interval_secs = {}
 "#,
-            self.quic_listen, self.http_listen, names, self.enroll_token_ttl_secs
+            self.quic_listen,
+            self.http_listen,
+            names,
+            self.enroll_token_ttl_secs,
+            self.scrub_interval_secs
         )
     }
 }

@@ -155,6 +155,27 @@ impl Running {
     }
 }
 
+/// Scrub every `every`, the first time one interval after start (not at
+/// once: after a restart, devices catching up come first).
+async fn scrub_loop(shared: Arc<Shared>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let s = shared.clone();
+        let res =
+            tokio::task::spawn_blocking(move || archive::scrub(&s.dir, &s.db, now_us())).await;
+        match res {
+            Ok(Ok(o)) if o.ok => tracing::info!(blobs = o.blobs, bytes = o.bytes, "scrub: ok"),
+            Ok(Ok(o)) => tracing::error!(
+                blobs = o.blobs,
+                damaged = o.damaged.len(),
+                "ALARM scrub: damaged blobs moved to damaged/, their media asked for again"
+            ),
+            Ok(Err(e)) => tracing::error!("scrub failed: {e:#}"),
+            Err(e) => tracing::error!("scrub task: {e}"),
+        }
+    }
+}
+
 /// Start the server on `dir` in the current tokio runtime.
 ///
 /// # Errors
@@ -170,10 +191,14 @@ pub async fn start(dir: &Path, opts: RunOptions) -> anyhow::Result<Running> {
     let listener = tokio::net::UnixListener::bind(&sock)?;
     // Whoever can connect can enrol and revoke devices: owner only.
     std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(quic::accept_loop(endpoint.clone(), shared.clone())),
         tokio::spawn(control::serve(listener, shared.clone())),
     ];
+    if shared.cfg.scrub_interval_secs > 0 {
+        let every = Duration::from_secs(shared.cfg.scrub_interval_secs);
+        tasks.push(tokio::spawn(scrub_loop(shared.clone(), every)));
+    }
     tracing::info!(%quic_addr, dir = %dir.display(), "fieldseal server running");
     Ok(Running {
         quic_addr,

@@ -392,3 +392,51 @@ async fn checkpoints_and_proofs_verify_with_proto_alone() {
     let (code, _, _) = cli(&["log", "consistency", "--from", "999"], &f.dir);
     assert_eq!(code, 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn background_scrub_runs_at_the_configured_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    fieldseal_server::admin::init(&dir, &[], Some("pw".into())).unwrap();
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let cfg = cfg.replace("scrub_interval_secs = 86400", "scrub_interval_secs = 1");
+    assert!(cfg.contains("scrub_interval_secs = 1\n"));
+    std::fs::write(dir.join("config.toml"), cfg).unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let r = server(&dir).await;
+    r.shared
+        .db
+        .put_device(&DeviceRecord {
+            id: DeviceId::from_key(&key.verifying_key()).to_string(),
+            name: "cam1".into(),
+            public_key: hex::encode(key.verifying_key().to_bytes()),
+            enrolled_us: 0,
+            revoked_us: None,
+        })
+        .unwrap();
+    let f = Fixture {
+        _tmp: tmp,
+        dir,
+        key,
+        chain: sample::build(&SigningKey::from_bytes(&[7; 32]), &[2], 3000),
+    };
+    ingest(&r, &f, 0..f.chain.entries.len());
+    let seq = f.segment_seqs()[0];
+    flip_bit(&f.blob(seq));
+    let t0 = std::time::Instant::now();
+    while r
+        .shared
+        .db
+        .missing_media(f.device(), 10)
+        .unwrap()
+        .is_empty()
+    {
+        assert!(t0.elapsed().as_secs() < 15, "background scrub did not run");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        r.shared.db.missing_media(f.device(), 10).unwrap(),
+        vec![seq]
+    );
+    r.shutdown().await;
+}
