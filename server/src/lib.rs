@@ -5,11 +5,14 @@
 //! entries answered with signed receipts, resumable segment uploads
 //! acknowledged once verified and durable), the per-device chain logs and
 //! blob store, the sled index and an append-only transparency log whose leaf
-//! index each receipt carries. Admin commands reach the running server over
-//! a Unix control socket.
+//! index each receipt carries. On demand and in the background it verifies
+//! stored chains and re-hashes blobs (`archive.rs`); it signs log checkpoints
+//! and gives proofs on the command line (`tlog.rs`). Admin commands reach the
+//! running server over a Unix control socket.
 //!
 //! What it does **not** do yet: the HTTP API and web UI, cases, compliance,
-//! checkpoints and proofs served to clients, export (later issues).
+//! checkpoints and proofs served to clients, index rebuild, export (later
+//! issues).
 #![forbid(unsafe_code)]
 
 pub mod admin;
