@@ -182,8 +182,14 @@ fn verify_device(
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => anyhow::bail!("{}: {e}", path.display()),
     };
-    let (log, damage) = chainlog::split_lossy(&bytes);
-    let head = db.head(id)?;
+    let (head, log_len) = db.head_and_log_len(id)?;
+    // Bytes past the indexed length are an acceptance that crashed before it
+    // was indexed: never receipted, and cut off by the next acceptance.
+    let bytes = match usize::try_from(log_len) {
+        Ok(n) if n < bytes.len() => &bytes[..n],
+        _ => &bytes[..],
+    };
+    let (log, damage) = chainlog::split_lossy(bytes);
     let receipt_time = |seq: u64| {
         db.entry(id, seq)
             .ok()

@@ -213,3 +213,41 @@ pub fn consistency(
         checkpoint: note,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fieldseal_proto::checkpoint::sign_note;
+
+    #[test]
+    fn checkpoints_log_reads_back_notes_with_cosignatures() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let witness = SigningKey::from_bytes(&[2; 32]);
+        let cp = |size: u8| Checkpoint {
+            origin: "fieldseal/test".into(),
+            size: u64::from(size),
+            root: [size; 32],
+            time_unix: 1,
+        };
+        let one = cp(1).sign("fieldseal/test", &key).unwrap();
+        // A witness's cosignature is one more signature line.
+        let two = cp(2).sign("fieldseal/test", &key).unwrap();
+        let cosig = sign_note(&cp(2).body().unwrap(), "witness", &witness).unwrap();
+        let two = format!("{two}{}", cosig.lines().last().unwrap());
+        let two = format!("{two}\n");
+        std::fs::write(
+            tmp.path().join("checkpoints.log"),
+            format!("{one}\n{two}\n"),
+        )
+        .unwrap();
+        let got = checkpoints(tmp.path()).unwrap();
+        assert_eq!(got, vec![one, two.clone()]);
+        let v = Checkpoint::verify(&got[1], "fieldseal/test", &key.verifying_key()).unwrap();
+        assert_eq!(v.size, 2);
+        assert_eq!(
+            got[1].lines().filter(|l| l.starts_with('\u{2014}')).count(),
+            2
+        );
+    }
+}
