@@ -22,7 +22,7 @@ use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::Decode;
 use fieldseal_proto::entry::SignedEntry;
 use fieldseal_proto::identity::{DeviceId, Hash32, Sha256Stream};
-use fieldseal_proto::leaf::Leaf;
+use fieldseal_proto::leaf::{CustodyAction, Leaf};
 use fieldseal_proto::receipt::Receipt;
 use serde::Serialize;
 
@@ -348,6 +348,9 @@ pub struct DamagedBlob {
     pub refs: Vec<BlobRef>,
     /// Where the damaged bytes were moved (kept as found).
     pub moved_to: Option<String>,
+    /// Indexes of the `repair` custody leaves that record the finding in the
+    /// transparency log, one per referring segment.
+    pub log_leaves: Vec<u64>,
 }
 
 /// What `scrub` found.
@@ -380,6 +383,9 @@ impl ScrubOutcome {
             }
             if let Some(m) = &d.moved_to {
                 out.push_str(&format!("  damaged bytes kept in {m}\n"));
+            }
+            for i in &d.log_leaves {
+                out.push_str(&format!("  recorded as repair leaf {i} of the log\n"));
             }
         }
         out.push_str(if self.ok { "OK\n" } else { "FINDINGS\n" });
@@ -441,8 +447,23 @@ pub fn scrub(dir: &Path, db: &Db, now_us: i64) -> anyhow::Result<ScrubOutcome> {
             };
             let who: Vec<(DeviceId, u64)> = refs.get(&want).cloned().unwrap_or_default();
             let moved_to = quarantine(dir, &f.path(), &name, now_us);
+            let mut log_leaves = Vec::new();
             for (device, seq) in &who {
                 db.forget_media(*device, *seq)?;
+                // Tamper-evident: the archive cannot later pretend the
+                // bytes were always fine.
+                let leaf = Leaf::Custody {
+                    time_us: now_us,
+                    action: CustodyAction::Repair,
+                    actor: "scrub".into(),
+                    device: *device,
+                    first_seq: *seq,
+                    last_seq: *seq,
+                    case: None,
+                    detail: Some(format!("damaged blob {name}")),
+                };
+                leaf.validate()?;
+                log_leaves.push(db.log_append(leaf.hash())?);
             }
             let d = DamagedBlob {
                 sha256: name,
@@ -455,6 +476,7 @@ pub fn scrub(dir: &Path, db: &Db, now_us: i64) -> anyhow::Result<ScrubOutcome> {
                     })
                     .collect(),
                 moved_to: moved_to.map(|p| p.display().to_string()),
+                log_leaves,
             };
             note_damage(dir, now_us, &d)?;
             out.damaged.push(d);

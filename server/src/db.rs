@@ -90,6 +90,10 @@ pub struct Db {
     entries: sled::Tree,
     media: sled::Tree,
     log: sled::Tree,
+    /// Appends to the log read, extend and write the frontier: one at a time
+    /// in this process (ingest, and custody leaves from scrub), whatever lock
+    /// the caller holds. sled's own lock keeps other processes out.
+    log_append: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 fn seq_key(device: DeviceId, seq: u64) -> [u8; 16] {
@@ -129,6 +133,7 @@ impl Db {
             entries: db.open_tree("entries")?,
             media: db.open_tree("media")?,
             log: db.open_tree("log")?,
+            log_append: std::sync::Arc::default(),
             db,
         })
     }
@@ -322,6 +327,10 @@ impl Db {
     /// # Errors
     /// sled errors, a corrupt log.
     pub fn log_append(&self, leaf_hash: Hash32) -> Result<u64, DbError> {
+        let _one_at_a_time = self
+            .log_append
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut f = self.frontier()?;
         let index = f.size();
         let nodes: Vec<StoredNode> = f.append(leaf_hash)?;

@@ -257,6 +257,23 @@ async fn scrub_finds_a_flipped_bit_moves_it_aside_and_asks_for_the_bytes_again()
     assert_eq!(d["refs"][0]["seq"], seq);
     assert_eq!(r.shared.db.missing_media(dev, 100).unwrap(), vec![seq]);
     assert!(!blob.exists(), "moved out of blobs/");
+    // The finding is a custody leaf of the log, after the entries' leaves.
+    let n = f.chain.entries.len() as u64;
+    assert_eq!(d["log_leaves"], serde_json::json!([n]));
+    assert_eq!(r.shared.db.log_size().unwrap(), n + 1);
+    let noted = std::fs::read_to_string(f.dir.join("damaged.log")).unwrap();
+    let noted = json(noted.lines().next().unwrap());
+    let leaf = Leaf::Custody {
+        time_us: noted["time_us"].as_i64().unwrap(),
+        action: fieldseal_proto::leaf::CustodyAction::Repair,
+        actor: "scrub".into(),
+        device: dev,
+        first_seq: seq,
+        last_seq: seq,
+        case: None,
+        detail: Some(format!("damaged blob {}", d["sha256"].as_str().unwrap())),
+    };
+    assert_eq!(r.shared.db.log_node(0, n).unwrap(), leaf.hash());
     let kept = f.dir.join("damaged").join(d["sha256"].as_str().unwrap());
     assert_ne!(
         std::fs::read(kept).unwrap(),
