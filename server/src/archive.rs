@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ed25519_dalek::VerifyingKey;
 use fieldseal_proto::chain::VerifyOptions;
@@ -358,6 +359,8 @@ pub struct DamagedBlob {
 pub struct ScrubOutcome {
     /// True iff no blob is damaged.
     pub ok: bool,
+    /// False if it was interrupted (shutdown) before the last blob.
+    pub complete: bool,
     /// Blobs re-hashed.
     pub blobs: u64,
     /// Bytes re-hashed.
@@ -370,6 +373,9 @@ impl ScrubOutcome {
     /// The text for humans.
     pub fn human(&self) -> String {
         let mut out = format!("{} blob(s), {} bytes re-hashed\n", self.blobs, self.bytes);
+        if !self.complete {
+            out.push_str("interrupted before the last blob\n");
+        }
         for d in &self.damaged {
             out.push_str(&format!(
                 "DAMAGED blob {}: bytes hash to {}\n",
@@ -400,9 +406,10 @@ impl ScrubOutcome {
 ///
 /// # Errors
 /// The blob folder or the index cannot be read.
-pub fn scrub(dir: &Path, db: &Db, now_us: i64) -> anyhow::Result<ScrubOutcome> {
+pub fn scrub(dir: &Path, db: &Db, now_us: i64, stop: &AtomicBool) -> anyhow::Result<ScrubOutcome> {
     let mut out = ScrubOutcome {
         ok: true,
+        complete: false,
         blobs: 0,
         bytes: 0,
         damaged: Vec::new(),
@@ -422,6 +429,10 @@ pub fn scrub(dir: &Path, db: &Db, now_us: i64) -> anyhow::Result<ScrubOutcome> {
         let mut files: Vec<_> = fs::read_dir(sub.path())?.collect::<Result<_, _>>()?;
         files.sort_by_key(fs::DirEntry::file_name);
         for f in files {
+            if stop.load(Ordering::Relaxed) {
+                out.ok = out.damaged.is_empty();
+                return Ok(out);
+            }
             let name = f.file_name().to_string_lossy().into_owned();
             let Some(want) = hex::decode(&name)
                 .ok()
@@ -483,6 +494,7 @@ pub fn scrub(dir: &Path, db: &Db, now_us: i64) -> anyhow::Result<ScrubOutcome> {
         }
     }
     out.ok = out.damaged.is_empty();
+    out.complete = true;
     Ok(out)
 }
 

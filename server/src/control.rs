@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -101,13 +102,15 @@ pub fn socket_path(dir: &Path) -> PathBuf {
     dir.join("control.sock")
 }
 
-/// Apply a request to an index. `on_revoke` lets the running server drop
-/// the device from its allow-list and close its connections.
+/// Apply a request to an index. `stop` interrupts a scrub (the server shuts
+/// down); `on_revoke` lets the running server drop the device from its
+/// allow-list and close its connections.
 pub fn apply(
     dir: &Path,
     db: &Db,
     cfg: &Config,
     req: Request,
+    stop: &AtomicBool,
     on_revoke: impl FnOnce(&DeviceRecord),
 ) -> Response {
     let device_id = |id: &str| -> anyhow::Result<DeviceId> {
@@ -132,7 +135,13 @@ pub fn apply(
             Ok(output(v.ok, text))
         }
         Request::Scrub { json } => {
-            let v = archive::scrub(dir, db, now_us())?;
+            let v = archive::scrub(dir, db, now_us(), stop)?;
+            if !v.complete {
+                anyhow::bail!(
+                    "scrub interrupted after {} blob(s): the server is shutting down",
+                    v.blobs
+                );
+            }
             let text = if json { pretty(&v) } else { v.human() };
             Ok(output(v.ok, text))
         }
@@ -189,7 +198,7 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                     Ok(req) => {
                         let s = shared.clone();
                         tokio::task::spawn_blocking(move || {
-                            apply(&s.dir, &s.db, &s.cfg, req, |d| s.revoked(d))
+                            apply(&s.dir, &s.db, &s.cfg, req, &s.stopping, |d| s.revoked(d))
                         })
                         .await
                         .unwrap_or_else(|e| Response::Error {
@@ -228,7 +237,7 @@ pub fn request(dir: &Path, req: Request) -> anyhow::Result<Response> {
         Err(_) => {
             let cfg = Config::load(dir).unwrap_or_default();
             let db = Db::open(&dir.join("index"))?;
-            Ok(apply(dir, &db, &cfg, req, |_| {}))
+            Ok(apply(dir, &db, &cfg, req, &AtomicBool::new(false), |_| {}))
         }
     }
 }

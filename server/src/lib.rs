@@ -29,6 +29,7 @@ pub mod tlog;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -72,6 +73,9 @@ pub struct Shared {
     ingest_lock: tokio::sync::Mutex<()>,
     /// Uploads in progress, by (device, seq): one writer per partial file.
     uploading: Mutex<HashSet<(DeviceId, u64)>>,
+    /// Set when shutting down: long blocking work (a scrub) stops at the
+    /// next blob instead of holding the runtime's shutdown for hours.
+    pub stopping: AtomicBool,
 }
 
 impl Shared {
@@ -94,6 +98,7 @@ impl Shared {
             live: Mutex::default(),
             ingest_lock: tokio::sync::Mutex::new(()),
             uploading: Mutex::default(),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -139,6 +144,7 @@ impl Running {
     /// Stop accepting, close every connection, flush the index, remove the
     /// control socket.
     pub async fn shutdown(self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
         self.endpoint
             .close(quic::CLOSE_SHUTDOWN, b"server shutting down");
         for t in self.tasks {
@@ -164,9 +170,12 @@ async fn scrub_loop(shared: Arc<Shared>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         let s = shared.clone();
-        let res =
-            tokio::task::spawn_blocking(move || archive::scrub(&s.dir, &s.db, now_us())).await;
+        let res = tokio::task::spawn_blocking(move || {
+            archive::scrub(&s.dir, &s.db, now_us(), &s.stopping)
+        })
+        .await;
         match res {
+            Ok(Ok(o)) if !o.complete => tracing::info!(blobs = o.blobs, "scrub interrupted"),
             Ok(Ok(o)) if o.ok => tracing::info!(blobs = o.blobs, bytes = o.bytes, "scrub: ok"),
             Ok(Ok(o)) => tracing::error!(
                 blobs = o.blobs,

@@ -285,6 +285,15 @@ async fn scrub_finds_a_flipped_bit_moves_it_aside_and_asks_for_the_bytes_again()
         .contains(&format!("\"seq\":{seq}")));
     r.shutdown().await;
 
+    // A scrub told to stop (the server shuts down) stops before any blob.
+    let db = Db::open(&f.dir.join("index")).unwrap();
+    let stopped =
+        fieldseal_server::archive::scrub(&f.dir, &db, 0, &std::sync::atomic::AtomicBool::new(true))
+            .unwrap();
+    assert!(!stopped.complete);
+    assert_eq!(stopped.blobs, 0);
+    drop(db);
+
     // Found once; the archive now lacks those bytes until the device resends.
     let (code, out, _) = cli(&["scrub"], &f.dir);
     assert_eq!(code, 0, "{out}");
