@@ -112,16 +112,18 @@ impl VerifyOutcome {
     }
 }
 
-/// Verify the stored chain of one device, or of every device.
+/// Verify the stored chain of one device, or of every device. `stop`
+/// interrupts it between two blobs (the server shuts down).
 ///
 /// # Errors
 /// The archive is unreadable: an unknown device, a corrupt device record or
-/// index, a chain log or receipt key that cannot be read.
+/// index, a chain log or receipt key that cannot be read; interrupted.
 pub fn verify(
     dir: &Path,
     db: &Db,
     device: Option<DeviceId>,
     now_us: i64,
+    stop: &AtomicBool,
 ) -> anyhow::Result<VerifyOutcome> {
     let receipt_key = crate::admin::load_receipt_key(dir)?.verifying_key();
     let records = match device {
@@ -149,10 +151,10 @@ pub fn verify(
             db,
             &storage,
             id,
-            &key,
-            &receipt_key,
+            (&key, &receipt_key),
             now_us,
             &mut hashed,
+            stop,
         )?;
         out.ok &= report.ok && receipts.problems.is_empty();
         out.devices.push(report);
@@ -171,10 +173,10 @@ fn verify_device(
     db: &Db,
     storage: &Storage,
     id: DeviceId,
-    key: &VerifyingKey,
-    receipt_key: &VerifyingKey,
+    (key, receipt_key): (&VerifyingKey, &VerifyingKey),
     now_us: i64,
     hashed: &mut BTreeMap<Hash32, io::Result<(Hash32, u64)>>,
+    stop: &AtomicBool,
 ) -> anyhow::Result<(Report, ReceiptCheck)> {
     let path = chain_log_path(dir, id);
     let bytes = match fs::read(&path) {
@@ -208,6 +210,9 @@ fn verify_device(
         let Some(seg) = e.entry.segment() else {
             continue;
         };
+        if stop.load(Ordering::Relaxed) {
+            anyhow::bail!("verify interrupted: the server is shutting down");
+        }
         let blob = storage.blob_path(&seg.media_sha256);
         let seen = hashed
             .entry(seg.media_sha256)

@@ -102,8 +102,8 @@ pub fn socket_path(dir: &Path) -> PathBuf {
     dir.join("control.sock")
 }
 
-/// Apply a request to an index. `stop` interrupts a scrub (the server shuts
-/// down); `on_revoke` lets the running server drop the device from its
+/// Apply a request to an index. `stop` interrupts a scrub or verify (the
+/// server shuts down); `on_revoke` lets the running server drop the device from its
 /// allow-list and close its connections.
 pub fn apply(
     dir: &Path,
@@ -130,7 +130,7 @@ pub fn apply(
         )?)),
         Request::Verify { device, json } => {
             let device = device.as_deref().map(device_id).transpose()?;
-            let v = archive::verify(dir, db, device, now_us())?;
+            let v = archive::verify(dir, db, device, now_us(), stop)?;
             let text = if json { pretty(&v) } else { v.human() };
             Ok(output(v.ok, text))
         }
