@@ -17,6 +17,12 @@ pub struct Config {
     pub server_names: Vec<String>,
     /// How long an enrolment token stays valid, seconds.
     pub enroll_token_ttl_secs: u64,
+    /// The transparency log's origin and key name in checkpoints; by default
+    /// `fieldseal/<first server name>` (see `tlog::origin`).
+    pub log_origin: Option<String>,
+    /// Seconds between two background scrubs of every blob while `run`
+    /// runs; 0 turns it off.
+    pub scrub_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -26,6 +32,8 @@ impl Default for Config {
             http_listen: "127.0.0.1:8080".parse().expect("valid"),
             server_names: Vec::new(),
             enroll_token_ttl_secs: 24 * 3600,
+            log_origin: None,
+            scrub_interval_secs: 24 * 3600,
         }
     }
 }
@@ -63,8 +71,22 @@ server_names = [{}]
 
 # How long a device enrolment token stays valid, in seconds (24 h).
 enroll_token_ttl_secs = {}
+
+# Origin and key name of the transparency log's checkpoints (C2SP
+# tlog-checkpoint); default "fieldseal/<first server name>", or
+# "fieldseal/localhost". Changing it later changes how checkpoints verify.
+# log_origin = "fieldseal/ingest.example"
+
+# Seconds between two background scrubs (every blob re-hashed against its
+# name; damaged ones are moved to damaged/ and asked of the device again).
+# One day by default; 0 turns it off. `fieldseal-server scrub` runs one now.
+scrub_interval_secs = {}
 "#,
-            self.quic_listen, self.http_listen, names, self.enroll_token_ttl_secs
+            self.quic_listen,
+            self.http_listen,
+            names,
+            self.enroll_token_ttl_secs,
+            self.scrub_interval_secs
         )
     }
 }

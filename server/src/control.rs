@@ -5,14 +5,23 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
+use crate::config::Config;
 use crate::db::{Db, DeviceRecord};
-use crate::{admin, now_us, Shared};
+use crate::{admin, archive, now_us, tlog, Shared};
+
+/// Pretty JSON with a final newline, as commands print it.
+fn pretty(v: &impl Serialize) -> String {
+    let mut s = serde_json::to_string_pretty(v).expect("serialisable");
+    s.push('\n');
+    s
+}
 use fieldseal_proto::identity::DeviceId;
 
 /// A request on the control socket.
@@ -33,6 +42,32 @@ pub enum Request {
         /// Device id, hex.
         id: String,
     },
+    /// Verify stored chains (`archive::verify`).
+    Verify {
+        /// One device id, hex; every device when absent.
+        device: Option<String>,
+        /// JSON instead of text.
+        json: bool,
+    },
+    /// Re-hash every blob (`archive::scrub`).
+    Scrub {
+        /// JSON instead of text.
+        json: bool,
+    },
+    /// Sign and store a checkpoint of the log.
+    LogCheckpoint,
+    /// Inclusion proof of an entry's leaf.
+    LogProve {
+        /// Device id, hex.
+        device: String,
+        /// The entry's seq.
+        seq: u64,
+    },
+    /// Consistency proof from a size to the latest checkpoint.
+    LogConsistency {
+        /// The earlier size.
+        from: u64,
+    },
 }
 
 /// A response on the control socket.
@@ -48,6 +83,13 @@ pub enum Response {
     },
     /// A device (after revocation).
     Device(DeviceRecord),
+    /// What a command prints, and its exit status (0 ok, 1 findings).
+    Output {
+        /// Exit status.
+        code: u8,
+        /// Standard output.
+        text: String,
+    },
     /// Failure.
     Error {
         /// Why.
@@ -60,28 +102,73 @@ pub fn socket_path(dir: &Path) -> PathBuf {
     dir.join("control.sock")
 }
 
-/// Apply a request to an index. `on_revoke` lets the running server drop
-/// the device from its allow-list and close its connections.
+/// Apply a request to an index. `stop` interrupts a scrub or verify (the
+/// server shuts down); `on_revoke` lets the running server drop the device from its
+/// allow-list and close its connections.
 pub fn apply(
+    dir: &Path,
     db: &Db,
-    ttl_default: u64,
+    cfg: &Config,
     req: Request,
+    stop: &AtomicBool,
     on_revoke: impl FnOnce(&DeviceRecord),
 ) -> Response {
+    let device_id = |id: &str| -> anyhow::Result<DeviceId> {
+        id.parse()
+            .map_err(|_| anyhow::anyhow!("not a device id: {id}"))
+    };
+    let output = |ok: bool, text: String| Response::Output {
+        code: u8::from(!ok),
+        text,
+    };
     let res: anyhow::Result<Response> = (|| match req {
         Request::DeviceAdd { name, ttl_secs } => Ok(Response::Token(admin::device_add(
             db,
             &name,
-            ttl_secs.unwrap_or(ttl_default),
+            ttl_secs.unwrap_or(cfg.enroll_token_ttl_secs),
             now_us(),
         )?)),
+        Request::Verify { device, json } => {
+            let device = device.as_deref().map(device_id).transpose()?;
+            let v = archive::verify(dir, db, device, now_us(), stop)?;
+            let text = if json { pretty(&v) } else { v.human() };
+            Ok(output(v.ok, text))
+        }
+        Request::Scrub { json } => {
+            let v = archive::scrub(dir, db, now_us(), stop)?;
+            if !v.complete {
+                anyhow::bail!(
+                    "scrub interrupted after {} blob(s): the server is shutting down",
+                    v.blobs
+                );
+            }
+            let text = if json { pretty(&v) } else { v.human() };
+            Ok(output(v.ok, text))
+        }
+        Request::LogCheckpoint => {
+            let key = admin::load_receipt_key(dir)?;
+            Ok(output(
+                true,
+                tlog::checkpoint(dir, db, cfg, &key, now_us())?,
+            ))
+        }
+        Request::LogProve { device, seq } => {
+            let key = admin::load_receipt_key(dir)?;
+            let p = tlog::prove(dir, db, cfg, &key, device_id(&device)?, seq)?;
+            Ok(output(true, pretty(&p)))
+        }
+        Request::LogConsistency { from } => {
+            let key = admin::load_receipt_key(dir)?;
+            Ok(output(
+                true,
+                pretty(&tlog::consistency(dir, db, cfg, &key, from)?),
+            ))
+        }
         Request::DeviceList => Ok(Response::Devices {
             devices: db.devices()?,
         }),
         Request::DeviceRevoke { id } => {
-            let id: DeviceId = id
-                .parse()
-                .map_err(|_| anyhow::anyhow!("not a device id: {id}"))?;
+            let id = device_id(&id)?;
             match admin::device_revoke(db, id, now_us())? {
                 Some(d) => {
                     on_revoke(&d);
@@ -111,7 +198,7 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                     Ok(req) => {
                         let s = shared.clone();
                         tokio::task::spawn_blocking(move || {
-                            apply(&s.db, s.cfg.enroll_token_ttl_secs, req, |d| s.revoked(d))
+                            apply(&s.dir, &s.db, &s.cfg, req, &s.stopping, |d| s.revoked(d))
                         })
                         .await
                         .unwrap_or_else(|e| Response::Error {
@@ -148,9 +235,9 @@ pub fn request(dir: &Path, req: Request) -> anyhow::Result<Response> {
             Ok(serde_json::from_str(&resp)?)
         }
         Err(_) => {
-            let cfg = crate::config::Config::load(dir).unwrap_or_default();
+            let cfg = Config::load(dir).unwrap_or_default();
             let db = Db::open(&dir.join("index"))?;
-            Ok(apply(&db, cfg.enroll_token_ttl_secs, req, |_| {}))
+            Ok(apply(dir, &db, &cfg, req, &AtomicBool::new(false), |_| {}))
         }
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use fieldseal_proto::entry::ChainHead;
 use fieldseal_proto::identity::{DeviceId, Hash32};
-use fieldseal_proto::merkle::{Frontier, MerkleError, StoredNode};
+use fieldseal_proto::merkle::{self, Frontier, MerkleError, StoredNode};
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::AcceptedEntry;
@@ -90,6 +90,10 @@ pub struct Db {
     entries: sled::Tree,
     media: sled::Tree,
     log: sled::Tree,
+    /// Appends to the log read, extend and write the frontier: one at a time
+    /// in this process (ingest, and custody leaves from scrub), whatever lock
+    /// the caller holds. sled's own lock keeps other processes out.
+    log_append: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 fn seq_key(device: DeviceId, seq: u64) -> [u8; 16] {
@@ -129,6 +133,7 @@ impl Db {
             entries: db.open_tree("entries")?,
             media: db.open_tree("media")?,
             log: db.open_tree("log")?,
+            log_append: std::sync::Arc::default(),
             db,
         })
     }
@@ -322,6 +327,10 @@ impl Db {
     /// # Errors
     /// sled errors, a corrupt log.
     pub fn log_append(&self, leaf_hash: Hash32) -> Result<u64, DbError> {
+        let _one_at_a_time = self
+            .log_append
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut f = self.frontier()?;
         let index = f.size();
         let nodes: Vec<StoredNode> = f.append(leaf_hash)?;
@@ -349,15 +358,58 @@ impl Db {
         })
     }
 
+    /// The stored hash of the full subtree at `(level, index)`.
+    ///
+    /// # Errors
+    /// sled errors; [`MerkleError::NodeUnavailable`] for a node not stored.
+    pub fn log_node(&self, level: u8, index: u64) -> Result<Hash32, DbError> {
+        match self.log.get(node_key(level, index))? {
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map_err(|_| DbError::Corrupt("log node is not 32 bytes".into())),
+            None => Err(MerkleError::NodeUnavailable { level, index }.into()),
+        }
+    }
+
     fn frontier(&self) -> Result<Frontier, DbError> {
+        // Size first: nodes never change once stored, so a leaf appended
+        // meanwhile cannot make this frontier inconsistent.
         let size = self.log_size()?;
-        let src = |level: u8, index: u64| -> Result<Hash32, DbError> {
-            match self.log.get(node_key(level, index))? {
-                Some(v) => hash32(&hex::encode(v)),
-                None => Err(MerkleError::NodeUnavailable { level, index }.into()),
-            }
-        };
-        Frontier::from_source(&src, size)
+        Frontier::from_source(&|l, i| self.log_node(l, i), size)
+    }
+
+    /// Size and root of the log, read together (one consistent tree head).
+    ///
+    /// # Errors
+    /// sled errors, a corrupt log.
+    pub fn log_head(&self) -> Result<(u64, Hash32), DbError> {
+        let f = self.frontier()?;
+        Ok((f.size(), f.root()))
+    }
+
+    /// The root of the first `size` leaves.
+    ///
+    /// # Errors
+    /// sled errors; a size beyond the log ([`MerkleError::NodeUnavailable`]).
+    pub fn log_root_at(&self, size: u64) -> Result<Hash32, DbError> {
+        merkle::root_from(&|l, i| self.log_node(l, i), size)
+    }
+
+    /// Inclusion proof of leaf `index` in the tree of the first `size` leaves.
+    ///
+    /// # Errors
+    /// sled errors; `index >= size`; a size beyond the log.
+    pub fn log_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash32>, DbError> {
+        merkle::inclusion_proof_from(&|l, i| self.log_node(l, i), index, size)
+    }
+
+    /// Consistency proof from the first `old` leaves to the first `new`.
+    ///
+    /// # Errors
+    /// sled errors; `old > new`; a size beyond the log.
+    pub fn log_consistency(&self, old: u64, new: u64) -> Result<Vec<Hash32>, DbError> {
+        merkle::consistency_proof_from(&|l, i| self.log_node(l, i), old, new)
     }
 
     /// The root of the log.
@@ -414,6 +466,43 @@ impl Db {
     pub fn put_media(&self, device: DeviceId, seq: u64) -> Result<(), DbError> {
         self.media.insert(seq_key(device, seq), &[])?;
         self.flush()
+    }
+
+    /// Forget that the server holds the media of an entry (a scrub found
+    /// its bytes damaged): the seq is then asked for again in the device's
+    /// next `Welcome.resend_media`.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn forget_media(&self, device: DeviceId, seq: u64) -> Result<(), DbError> {
+        self.media.remove(seq_key(device, seq))?;
+        self.flush()
+    }
+
+    /// Every accepted segment entry of every device, by media hash: who
+    /// refers to a blob.
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn media_refs(
+        &self,
+    ) -> Result<std::collections::BTreeMap<Hash32, Vec<(DeviceId, u64)>>, DbError> {
+        let mut out: std::collections::BTreeMap<Hash32, Vec<(DeviceId, u64)>> =
+            std::collections::BTreeMap::new();
+        for kv in self.entries.iter() {
+            let (k, v) = kv?;
+            let s: StoredEntry = serde_json::from_slice(&v)?;
+            if let Some((h, _)) = s.media {
+                let k: [u8; 16] = k
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| DbError::Corrupt("entry key".into()))?;
+                let device = DeviceId(k[..8].try_into().expect("8 bytes"));
+                let seq = u64::from_be_bytes(k[8..].try_into().expect("8 bytes"));
+                out.entry(hash32(&h)?).or_default().push((device, seq));
+            }
+        }
+        Ok(out)
     }
 
     /// Segment seqs of a device whose media the server lacks, oldest first,

@@ -5,14 +5,18 @@
 //! entries answered with signed receipts, resumable segment uploads
 //! acknowledged once verified and durable), the per-device chain logs and
 //! blob store, the sled index and an append-only transparency log whose leaf
-//! index each receipt carries. Admin commands reach the running server over
-//! a Unix control socket.
+//! index each receipt carries. On demand and in the background it verifies
+//! stored chains and re-hashes blobs (`archive.rs`); it signs log checkpoints
+//! and gives proofs on the command line (`tlog.rs`). Admin commands reach the
+//! running server over a Unix control socket.
 //!
 //! What it does **not** do yet: the HTTP API and web UI, cases, compliance,
-//! checkpoints and proofs served to clients, export (later issues).
+//! checkpoints and proofs served to clients, index rebuild, export (later
+//! issues).
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod archive;
 pub mod config;
 pub mod control;
 pub mod db;
@@ -20,10 +24,12 @@ pub mod ingest;
 pub mod pki;
 pub mod quic;
 pub mod storage;
+pub mod tlog;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -67,6 +73,9 @@ pub struct Shared {
     ingest_lock: tokio::sync::Mutex<()>,
     /// Uploads in progress, by (device, seq): one writer per partial file.
     uploading: Mutex<HashSet<(DeviceId, u64)>>,
+    /// Set when shutting down: long blocking work (a scrub) stops at the
+    /// next blob instead of holding the runtime's shutdown for hours.
+    pub stopping: AtomicBool,
 }
 
 impl Shared {
@@ -89,6 +98,7 @@ impl Shared {
             live: Mutex::default(),
             ingest_lock: tokio::sync::Mutex::new(()),
             uploading: Mutex::default(),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -134,6 +144,7 @@ impl Running {
     /// Stop accepting, close every connection, flush the index, remove the
     /// control socket.
     pub async fn shutdown(self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
         self.endpoint
             .close(quic::CLOSE_SHUTDOWN, b"server shutting down");
         for t in self.tasks {
@@ -153,6 +164,30 @@ impl Running {
     }
 }
 
+/// Scrub every `every`, the first time one interval after start (not at
+/// once: after a restart, devices catching up come first).
+async fn scrub_loop(shared: Arc<Shared>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let s = shared.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            archive::scrub(&s.dir, &s.db, now_us(), &s.stopping)
+        })
+        .await;
+        match res {
+            Ok(Ok(o)) if !o.complete => tracing::info!(blobs = o.blobs, "scrub interrupted"),
+            Ok(Ok(o)) if o.ok => tracing::info!(blobs = o.blobs, bytes = o.bytes, "scrub: ok"),
+            Ok(Ok(o)) => tracing::error!(
+                blobs = o.blobs,
+                damaged = o.damaged.len(),
+                "ALARM scrub: damaged blobs moved to damaged/, their media asked for again"
+            ),
+            Ok(Err(e)) => tracing::error!("scrub failed: {e:#}"),
+            Err(e) => tracing::error!("scrub task: {e}"),
+        }
+    }
+}
+
 /// Start the server on `dir` in the current tokio runtime.
 ///
 /// # Errors
@@ -168,10 +203,14 @@ pub async fn start(dir: &Path, opts: RunOptions) -> anyhow::Result<Running> {
     let listener = tokio::net::UnixListener::bind(&sock)?;
     // Whoever can connect can enrol and revoke devices: owner only.
     std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(quic::accept_loop(endpoint.clone(), shared.clone())),
         tokio::spawn(control::serve(listener, shared.clone())),
     ];
+    if shared.cfg.scrub_interval_secs > 0 {
+        let every = Duration::from_secs(shared.cfg.scrub_interval_secs);
+        tasks.push(tokio::spawn(scrub_loop(shared.clone(), every)));
+    }
     tracing::info!(%quic_addr, dir = %dir.display(), "fieldseal server running");
     Ok(Running {
         quic_addr,

@@ -46,6 +46,57 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DeviceCmd,
     },
+    /// Verify stored chains: signatures, links, media, receipts' head and
+    /// stored receipts. Exit 0 all ok, 1 findings, 2 unreadable.
+    Verify {
+        #[arg(long)]
+        data: PathBuf,
+        /// One device (16 hex digits); every device by default.
+        #[arg(long)]
+        device: Option<String>,
+        /// Print the JSON reports.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every blob; damaged ones are moved aside and asked for again.
+    /// Exit 0 none damaged, 1 damage found, 2 unreadable.
+    Scrub {
+        #[arg(long)]
+        data: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The transparency log: checkpoints and proofs.
+    Log {
+        #[command(subcommand)]
+        cmd: LogCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LogCmd {
+    /// Sign a checkpoint of the log, print it and append it to checkpoints.log.
+    Checkpoint {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Inclusion proof of an entry's leaf in the latest checkpoint (JSON).
+    Prove {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        device: String,
+        #[arg(long)]
+        seq: u64,
+    },
+    /// Consistency proof from a tree size to the latest checkpoint (JSON).
+    Consistency {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        from: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,9 +152,41 @@ fn print(resp: Response) -> anyhow::Result<()> {
             }
         }
         Response::Device(d) => println!("{} revoked", d.id),
+        Response::Output { text, .. } => print!("{text}"),
         Response::Error { message } => anyhow::bail!(message),
     }
     Ok(())
+}
+
+/// Run a command that verifies or proves, and exit with its status: 0 ok,
+/// 1 findings, 2 when the archive could not be read (nothing printed on
+/// standard output then, a message on standard error).
+async fn archive_command(data: PathBuf, req: Request) -> ! {
+    let resp = tokio::task::spawn_blocking(move || control::request(&data, req)).await;
+    let code = match resp {
+        Ok(Ok(Response::Output { code, text })) => {
+            print!("{text}");
+            i32::from(code)
+        }
+        Ok(Ok(Response::Error { message })) => {
+            eprintln!("error: {message}");
+            2
+        }
+        Ok(Ok(other)) => {
+            eprintln!("error: unexpected answer {other:?}");
+            2
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    };
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    std::process::exit(code)
 }
 
 #[tokio::main]
@@ -145,6 +228,18 @@ async fn main() -> anyhow::Result<()> {
             };
             let resp = tokio::task::spawn_blocking(move || control::request(&data, req)).await??;
             print(resp)?;
+        }
+        Cmd::Verify { data, device, json } => {
+            archive_command(data, Request::Verify { device, json }).await
+        }
+        Cmd::Scrub { data, json } => archive_command(data, Request::Scrub { json }).await,
+        Cmd::Log { cmd } => {
+            let (data, req) = match cmd {
+                LogCmd::Checkpoint { data } => (data, Request::LogCheckpoint),
+                LogCmd::Prove { data, device, seq } => (data, Request::LogProve { device, seq }),
+                LogCmd::Consistency { data, from } => (data, Request::LogConsistency { from }),
+            };
+            archive_command(data, req).await
         }
     }
     Ok(())

@@ -13,7 +13,7 @@ use fieldseal_proto::enroll::{
 };
 use fieldseal_proto::frame::FrameBuffer;
 use fieldseal_proto::identity::DeviceId;
-use fieldseal_proto::merkle::leaf_hash;
+use fieldseal_proto::leaf::Leaf;
 use fieldseal_proto::msg::{
     Detail, ErrorCode, ErrorMsg, Message, RejectCode, SeqList, UploadAck, UploadFailCode,
     UploadFailed, UploadOffset, Welcome, MAX_RESEND_MEDIA, PROTOCOL_VERSION,
@@ -393,7 +393,10 @@ async fn submit(shared: &Arc<Shared>, key: ed25519_dalek::VerifyingKey, bytes: V
         .unwrap_or_else(|e| internal(0, e))
 }
 
-fn submit_blocking(shared: &Shared, key: ed25519_dalek::VerifyingKey, bytes: &[u8]) -> Message {
+/// Decide about one submitted entry and make an acceptance durable (chain
+/// log, transparency log, index) before returning the receipt to send. Public
+/// so that tests can fill an archive through the real ingest path.
+pub fn submit_blocking(shared: &Shared, key: ed25519_dalek::VerifyingKey, bytes: &[u8]) -> Message {
     let device = DeviceId::from_key(&key);
     let (head, log_len) = match shared.db.head_and_log_len(device) {
         Ok(h) => h,
@@ -417,13 +420,24 @@ fn submit_blocking(shared: &Shared, key: ed25519_dalek::VerifyingKey, bytes: &[u
             let hash = entry.hash();
             let res = (|| -> anyhow::Result<Receipt> {
                 let log_len = shared.storage.append_entry(device, bytes, log_len)?;
-                let mut leaf = b"fieldseal/leaf/entry/v1\0".to_vec();
-                leaf.extend_from_slice(&device.0);
-                leaf.extend_from_slice(&seq.to_be_bytes());
-                leaf.extend_from_slice(&hash);
-                let index = shared.db.log_append(leaf_hash(&leaf))?;
-                let receipt =
-                    Receipt::sign(device, seq, hash, now_us(), index, &shared.receipt_key);
+                // The leaf of FORMAT.md §6.8: it carries the receipt's time,
+                // so a proof can be checked from the receipt alone.
+                let server_time_us = now_us();
+                let leaf = Leaf::Entry {
+                    device,
+                    seq,
+                    entry_hash: hash,
+                    server_time_us,
+                };
+                let index = shared.db.log_append(leaf.hash())?;
+                let receipt = Receipt::sign(
+                    device,
+                    seq,
+                    hash,
+                    server_time_us,
+                    index,
+                    &shared.receipt_key,
+                );
                 let accepted = AcceptedEntry {
                     entry_hash: hash,
                     media: entry.entry.segment().map(|s| (s.media_sha256, s.media_len)),

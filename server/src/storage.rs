@@ -6,6 +6,9 @@
 //! DIR/devices/<device_id>/equivocations.log  refused conflicting entries (same record format)
 //! DIR/blobs/<aa>/<sha256hex>                 verified segment bytes
 //! DIR/partial/<device_id>-<seq>              bytes of an upload in progress
+//! DIR/damaged/<sha256hex>                    blobs scrub found damaged, kept as found
+//! DIR/damaged.log                            what scrub found, one JSON object per line
+//! DIR/checkpoints.log                        signed log checkpoints (tlog.rs)
 //! ```
 //!
 //! Every write that an acknowledgement depends on is fsynced (file, and the

@@ -1,0 +1,538 @@
+//! Checks of the archive on demand: `verify` (every device's stored chain
+//! against its key, its blobs, the index's head and the stored receipts) and
+//! `scrub` (every blob re-hashed against its name).
+//!
+//! Both read the files (the source of truth) and the index; neither writes
+//! anything but what it finds: scrub moves a damaged blob aside to
+//! `DIR/damaged/` (kept, never repaired or deleted), notes it in
+//! `DIR/damaged.log` and forgets that the server holds that media, so that
+//! the device is asked for the bytes again in its next `Welcome.resend_media`.
+//! They run on the index of whoever owns it: the running server (through the
+//! control socket) or the command itself (see `control.rs`).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ed25519_dalek::VerifyingKey;
+use fieldseal_proto::chain::VerifyOptions;
+use fieldseal_proto::chain::{verify_chain, Finding, FindingKind, MediaObservation, Report};
+use fieldseal_proto::chainlog;
+use fieldseal_proto::codec::Decode;
+use fieldseal_proto::entry::SignedEntry;
+use fieldseal_proto::identity::{DeviceId, Hash32, Sha256Stream};
+use fieldseal_proto::leaf::{CustodyAction, Leaf};
+use fieldseal_proto::receipt::Receipt;
+use serde::Serialize;
+
+use crate::db::Db;
+use crate::storage::{sync_dir, Storage};
+
+/// Read size when hashing blobs: large sequential reads keep a disk busy
+/// with few syscalls, and 1 MiB per scrub or verify is memory nobody misses.
+pub const READ_CHUNK: usize = 1024 * 1024;
+
+/// SHA-256 and length of a file, streamed.
+///
+/// # Errors
+/// I/O errors.
+pub fn hash_file(path: &Path) -> io::Result<(Hash32, u64)> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256Stream::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((h.finish(), len))
+}
+
+/// "3 h", "2 d": how long ago, for humans.
+fn ago(us: i64) -> String {
+    let s = us.max(0) / 1_000_000;
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+/// A problem with a stored receipt.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReceiptProblem {
+    /// The seq it is about.
+    pub seq: u64,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// The stored receipts of one device, re-checked.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReceiptCheck {
+    /// Device id.
+    pub device: String,
+    /// Receipts that verified (signature, fields, leaf in the log).
+    pub checked: u64,
+    /// Everything wrong.
+    pub problems: Vec<ReceiptProblem>,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyOutcome {
+    /// True iff every report is ok and no receipt has a problem.
+    pub ok: bool,
+    /// One report per device (`docs/FORMAT.md` §5).
+    pub devices: Vec<Report>,
+    /// The stored receipts, per device.
+    pub receipts: Vec<ReceiptCheck>,
+}
+
+impl VerifyOutcome {
+    /// The text for humans.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        for (r, c) in self.devices.iter().zip(&self.receipts) {
+            out.push_str(&r.to_string());
+            out.push_str(&format!("  {} receipt(s) re-checked\n", c.checked));
+            for p in &c.problems {
+                out.push_str(&format!("    receipt of seq {}: {}\n", p.seq, p.detail));
+            }
+        }
+        out.push_str(if self.ok { "OK\n" } else { "FINDINGS\n" });
+        out
+    }
+}
+
+/// Verify the stored chain of one device, or of every device. `stop`
+/// interrupts it between two blobs (the server shuts down).
+///
+/// # Errors
+/// The archive is unreadable: an unknown device, a corrupt device record or
+/// index, a chain log or receipt key that cannot be read; interrupted.
+pub fn verify(
+    dir: &Path,
+    db: &Db,
+    device: Option<DeviceId>,
+    now_us: i64,
+    stop: &AtomicBool,
+) -> anyhow::Result<VerifyOutcome> {
+    let receipt_key = crate::admin::load_receipt_key(dir)?.verifying_key();
+    let records = match device {
+        Some(id) => vec![db
+            .device(id)?
+            .ok_or_else(|| anyhow::anyhow!("no device {id}"))?],
+        None => db.devices()?,
+    };
+    let storage = Storage::new(dir);
+    let mut out = VerifyOutcome {
+        ok: true,
+        devices: Vec::new(),
+        receipts: Vec::new(),
+    };
+    // Blobs are content-addressed: segments with the same bytes share one.
+    let mut hashed: BTreeMap<Hash32, io::Result<(Hash32, u64)>> = BTreeMap::new();
+    for rec in records {
+        let id: DeviceId = rec
+            .id
+            .parse()
+            .map_err(|_| anyhow::anyhow!("corrupt device id {}", rec.id))?;
+        let key = VerifyingKey::from_bytes(&crate::admin::device_key(&rec)?)?;
+        let (report, receipts) = verify_device(
+            dir,
+            db,
+            &storage,
+            id,
+            (&key, &receipt_key),
+            now_us,
+            &mut hashed,
+            stop,
+        )?;
+        out.ok &= report.ok && receipts.problems.is_empty();
+        out.devices.push(report);
+        out.receipts.push(receipts);
+    }
+    Ok(out)
+}
+
+fn chain_log_path(dir: &Path, id: DeviceId) -> PathBuf {
+    dir.join("devices").join(id.to_string()).join("chain.log")
+}
+
+#[allow(clippy::too_many_arguments)] // one device's share of `verify`'s state
+fn verify_device(
+    dir: &Path,
+    db: &Db,
+    storage: &Storage,
+    id: DeviceId,
+    (key, receipt_key): (&VerifyingKey, &VerifyingKey),
+    now_us: i64,
+    hashed: &mut BTreeMap<Hash32, io::Result<(Hash32, u64)>>,
+    stop: &AtomicBool,
+) -> anyhow::Result<(Report, ReceiptCheck)> {
+    let path = chain_log_path(dir, id);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        // Enrolled, never sent an entry.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => anyhow::bail!("{}: {e}", path.display()),
+    };
+    let (head, log_len) = db.head_and_log_len(id)?;
+    // Bytes past the indexed length are an acceptance that crashed before it
+    // was indexed: never receipted, and cut off by the next acceptance.
+    let bytes = match usize::try_from(log_len) {
+        Ok(n) if n < bytes.len() => &bytes[..n],
+        _ => &bytes[..],
+    };
+    let (log, damage) = chainlog::split_lossy(bytes);
+    let receipt_time = |seq: u64| {
+        db.entry(id, seq)
+            .ok()
+            .flatten()
+            .and_then(|a| Receipt::from_bytes(&a.receipt).ok())
+            .map(|r| r.server_time_us)
+    };
+    let mut media = BTreeMap::new();
+    let mut chain_hashes = BTreeMap::new();
+    for rec in &log.records {
+        let Ok(e) = SignedEntry::from_bytes(rec) else {
+            continue;
+        };
+        chain_hashes.entry(e.seq()).or_insert(e.hash());
+        let Some(seg) = e.entry.segment() else {
+            continue;
+        };
+        if stop.load(Ordering::Relaxed) {
+            anyhow::bail!("verify interrupted: the server is shutting down");
+        }
+        let blob = storage.blob_path(&seg.media_sha256);
+        let seen = hashed
+            .entry(seg.media_sha256)
+            .or_insert_with(|| hash_file(&blob));
+        let obs = match seen {
+            Ok((sha256, len)) => MediaObservation::Present {
+                sha256: *sha256,
+                len: *len,
+            },
+            Err(err) => {
+                // Missing media: the bytes have not arrived (or were moved
+                // aside by scrub), as opposed to media-mismatch: bytes wrong.
+                let mut note = match receipt_time(e.seq()) {
+                    Some(t) => format!("promised {} ago", ago(now_us - t)),
+                    None => "never arrived".to_string(),
+                };
+                if dir
+                    .join("damaged")
+                    .join(hex::encode(seg.media_sha256))
+                    .exists()
+                {
+                    note.push_str("; a damaged copy was moved aside by scrub, asked again");
+                } else if err.kind() != io::ErrorKind::NotFound {
+                    note.push_str(&format!("; {err}"));
+                }
+                MediaObservation::Absent { note: Some(note) }
+            }
+        };
+        media.insert(e.seq(), obs);
+    }
+    let opts = VerifyOptions {
+        media: Some(media),
+        ordered: true,
+        expected_head: (head.next_seq > 0).then(|| (head.next_seq - 1, head.last_hash)),
+        ..VerifyOptions::default()
+    };
+    let mut report = verify_chain(key, log.records.iter().copied(), &opts);
+    if let Some(err) = damage {
+        report.findings.insert(
+            0,
+            Finding {
+                seq: None,
+                kind: FindingKind::Malformed,
+                detail: format!("chain.log is damaged at byte {}: {err}", log.complete_len),
+            },
+        );
+    } else if log.torn_tail > 0 {
+        report.findings.insert(
+            0,
+            Finding {
+                seq: None,
+                kind: FindingKind::Malformed,
+                detail: format!(
+                    "chain.log ends with {} bytes of a torn record",
+                    log.torn_tail
+                ),
+            },
+        );
+    }
+    report.ok = report.findings.is_empty();
+
+    let mut check = ReceiptCheck {
+        device: id.to_string(),
+        checked: 0,
+        problems: Vec::new(),
+    };
+    for seq in 0..head.next_seq {
+        let problem = |detail: String| ReceiptProblem { seq, detail };
+        let Some(a) = db.entry(id, seq)? else {
+            check
+                .problems
+                .push(problem("the index holds no record of this entry".into()));
+            continue;
+        };
+        let r = match Receipt::from_bytes(&a.receipt) {
+            Ok(r) => r,
+            Err(e) => {
+                check
+                    .problems
+                    .push(problem(format!("does not decode: {e}")));
+                continue;
+            }
+        };
+        if r.verify(receipt_key).is_err() {
+            check
+                .problems
+                .push(problem("signature does not verify".into()));
+            continue;
+        }
+        if r.device_id != id || r.seq != seq || r.entry_hash != a.entry_hash {
+            check
+                .problems
+                .push(problem("names another device, seq or entry".into()));
+            continue;
+        }
+        if chain_hashes.get(&seq).is_some_and(|h| *h != r.entry_hash) {
+            check.problems.push(problem(
+                "the entry in chain.log is not the one receipted".into(),
+            ));
+            continue;
+        }
+        let leaf = Leaf::Entry {
+            device: id,
+            seq,
+            entry_hash: r.entry_hash,
+            server_time_us: r.server_time_us,
+        };
+        match db.log_node(0, r.log_index) {
+            Ok(h) if h == leaf.hash() => check.checked += 1,
+            Ok(_) => check.problems.push(problem(format!(
+                "log leaf {} is not this entry's leaf",
+                r.log_index
+            ))),
+            Err(e) => check
+                .problems
+                .push(problem(format!("log leaf {}: {e}", r.log_index))),
+        }
+    }
+    Ok((report, check))
+}
+
+/// A segment entry that refers to a blob.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BlobRef {
+    /// Device id.
+    pub device: String,
+    /// The segment's seq.
+    pub seq: u64,
+}
+
+/// A blob whose bytes are not those its name promises.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DamagedBlob {
+    /// The name (expected SHA-256).
+    pub sha256: String,
+    /// What the bytes hash to, or why they could not be read.
+    pub found: String,
+    /// The segments that refer to it: their media is asked for again.
+    pub refs: Vec<BlobRef>,
+    /// Where the damaged bytes were moved (kept as found).
+    pub moved_to: Option<String>,
+    /// Indexes of the `repair` custody leaves that record the finding in the
+    /// transparency log, one per referring segment.
+    pub log_leaves: Vec<u64>,
+}
+
+/// What `scrub` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScrubOutcome {
+    /// True iff no blob is damaged.
+    pub ok: bool,
+    /// False if it was interrupted (shutdown) before the last blob.
+    pub complete: bool,
+    /// Blobs re-hashed.
+    pub blobs: u64,
+    /// Bytes re-hashed.
+    pub bytes: u64,
+    /// The damaged ones.
+    pub damaged: Vec<DamagedBlob>,
+}
+
+impl ScrubOutcome {
+    /// The text for humans.
+    pub fn human(&self) -> String {
+        let mut out = format!("{} blob(s), {} bytes re-hashed\n", self.blobs, self.bytes);
+        if !self.complete {
+            out.push_str("interrupted before the last blob\n");
+        }
+        for d in &self.damaged {
+            out.push_str(&format!(
+                "DAMAGED blob {}: bytes hash to {}\n",
+                d.sha256, d.found
+            ));
+            for r in &d.refs {
+                out.push_str(&format!(
+                    "  media of device {} seq {}: asked for again\n",
+                    r.device, r.seq
+                ));
+            }
+            if let Some(m) = &d.moved_to {
+                out.push_str(&format!("  damaged bytes kept in {m}\n"));
+            }
+            for i in &d.log_leaves {
+                out.push_str(&format!("  recorded as repair leaf {i} of the log\n"));
+            }
+        }
+        out.push_str(if self.ok { "OK\n" } else { "FINDINGS\n" });
+        out
+    }
+}
+
+/// Re-hash every blob. A blob whose SHA-256 differs from its name is moved
+/// to `DIR/damaged/<name>` (not repaired, not deleted), noted in
+/// `DIR/damaged.log`, and the media of every segment that refers to it is
+/// forgotten in the index, so that the device is asked to send it again.
+///
+/// # Errors
+/// The blob folder or the index cannot be read.
+pub fn scrub(dir: &Path, db: &Db, now_us: i64, stop: &AtomicBool) -> anyhow::Result<ScrubOutcome> {
+    let mut out = ScrubOutcome {
+        ok: true,
+        complete: false,
+        blobs: 0,
+        bytes: 0,
+        damaged: Vec::new(),
+    };
+    let blobs = dir.join("blobs");
+    let mut refs = None;
+    let mut subdirs: Vec<_> = match fs::read_dir(&blobs) {
+        Ok(rd) => rd.collect::<Result<_, _>>()?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => anyhow::bail!("{}: {e}", blobs.display()),
+    };
+    subdirs.sort_by_key(fs::DirEntry::file_name);
+    for sub in subdirs {
+        if !sub.file_type()?.is_dir() {
+            continue;
+        }
+        let mut files: Vec<_> = fs::read_dir(sub.path())?.collect::<Result<_, _>>()?;
+        files.sort_by_key(fs::DirEntry::file_name);
+        for f in files {
+            if stop.load(Ordering::Relaxed) {
+                out.ok = out.damaged.is_empty();
+                return Ok(out);
+            }
+            let name = f.file_name().to_string_lossy().into_owned();
+            let Some(want) = hex::decode(&name)
+                .ok()
+                .and_then(|v| <Hash32>::try_from(v).ok())
+            else {
+                continue; // not a blob (a stray temp file): not ours to judge
+            };
+            out.blobs += 1;
+            let found = match hash_file(&f.path()) {
+                Ok((h, len)) => {
+                    out.bytes += len;
+                    if h == want {
+                        continue;
+                    }
+                    hex::encode(h)
+                }
+                Err(e) => format!("unreadable: {e}"),
+            };
+            tracing::error!(blob = %name, %found, "ALARM scrub: damaged blob");
+            let refs = match &refs {
+                Some(r) => r,
+                None => refs.insert(db.media_refs()?),
+            };
+            let who: Vec<(DeviceId, u64)> = refs.get(&want).cloned().unwrap_or_default();
+            let moved_to = quarantine(dir, &f.path(), &name, now_us);
+            let mut log_leaves = Vec::new();
+            for (device, seq) in &who {
+                db.forget_media(*device, *seq)?;
+                // Tamper-evident: the archive cannot later pretend the
+                // bytes were always fine.
+                let leaf = Leaf::Custody {
+                    time_us: now_us,
+                    action: CustodyAction::Repair,
+                    actor: "scrub".into(),
+                    device: *device,
+                    first_seq: *seq,
+                    last_seq: *seq,
+                    case: None,
+                    detail: Some(format!("damaged blob {name}")),
+                };
+                leaf.validate()?;
+                log_leaves.push(db.log_append(leaf.hash())?);
+            }
+            let d = DamagedBlob {
+                sha256: name,
+                found,
+                refs: who
+                    .iter()
+                    .map(|(device, seq)| BlobRef {
+                        device: device.to_string(),
+                        seq: *seq,
+                    })
+                    .collect(),
+                moved_to: moved_to.map(|p| p.display().to_string()),
+                log_leaves,
+            };
+            note_damage(dir, now_us, &d)?;
+            out.damaged.push(d);
+        }
+    }
+    out.ok = out.damaged.is_empty();
+    out.complete = true;
+    Ok(out)
+}
+
+/// Move a damaged blob aside. It must leave `blobs/`: ingest takes an
+/// existing blob as proof that it holds the bytes, and would refuse the
+/// resend. Returns where it went, `None` if it could not be moved.
+fn quarantine(dir: &Path, path: &Path, name: &str, now_us: i64) -> Option<PathBuf> {
+    let qdir = dir.join("damaged");
+    let mut to = qdir.join(name);
+    if to.exists() {
+        // The same blob damaged again after a resend: keep both copies.
+        to = qdir.join(format!("{name}.{now_us}"));
+    }
+    let res = fs::create_dir_all(&qdir)
+        .and_then(|()| fs::rename(path, &to))
+        .and_then(|()| sync_dir(&qdir))
+        .and_then(|()| sync_dir(path.parent().expect("has parent")));
+    match res {
+        Ok(()) => Some(to),
+        Err(e) => {
+            tracing::error!(path = %path.display(), "could not move damaged blob aside: {e}");
+            None
+        }
+    }
+}
+
+fn note_damage(dir: &Path, now_us: i64, d: &DamagedBlob) -> io::Result<()> {
+    let mut line = serde_json::json!({ "time_us": now_us, "blob": d }).to_string();
+    line.push('\n');
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("damaged.log"))?;
+    f.write_all(line.as_bytes())?;
+    f.sync_data()
+}

@@ -1,0 +1,253 @@
+//! The transparency log on the command line: signed checkpoints
+//! (`DIR/checkpoints.log`), inclusion proofs of an entry's leaf and
+//! consistency proofs, each checkable with `fieldseal-proto` alone
+//! (`docs/FORMAT.md` §6).
+//!
+//! Proofs are made against the latest stored checkpoint, because a root is
+//! only worth checking against when it is signed with its size.
+//!
+//! `checkpoints.log` holds the signed notes one after another, each followed
+//! by one empty line (a note itself holds exactly one empty line, between its
+//! text and its signatures).
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+use fieldseal_proto::checkpoint::Checkpoint;
+use fieldseal_proto::codec::Decode;
+use fieldseal_proto::identity::DeviceId;
+use fieldseal_proto::leaf::Leaf;
+use fieldseal_proto::receipt::Receipt;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::db::Db;
+
+/// The log's origin, also its key name: `log_origin` from config.toml, else
+/// `fieldseal/<first server name>` (`fieldseal/localhost` without one).
+pub fn origin(cfg: &Config) -> String {
+    match (&cfg.log_origin, cfg.server_names.first()) {
+        (Some(o), _) => o.clone(),
+        (None, Some(n)) => format!("fieldseal/{n}"),
+        (None, None) => "fieldseal/localhost".into(),
+    }
+}
+
+/// The signed notes of `checkpoints.log`, oldest first.
+///
+/// # Errors
+/// I/O errors other than "no file yet".
+pub fn checkpoints(dir: &Path) -> io::Result<Vec<String>> {
+    let text = match std::fs::read_to_string(dir.join("checkpoints.log")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    // Pieces between empty lines alternate: note text, signature lines.
+    let pieces: Vec<&str> = text.split("\n\n").filter(|p| !p.is_empty()).collect();
+    Ok(pieces
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| format!("{}\n\n{}\n", c[0], c[1].trim_end_matches('\n')))
+        .collect())
+}
+
+/// The latest checkpoint, verified with the server's key.
+///
+/// # Errors
+/// None stored yet; the latest does not verify.
+pub fn latest(dir: &Path, cfg: &Config, key: &SigningKey) -> anyhow::Result<(Checkpoint, String)> {
+    let note = checkpoints(dir)?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no checkpoint yet: run `log checkpoint` first"))?;
+    let cp = Checkpoint::verify(&note, &origin(cfg), &key.verifying_key())
+        .map_err(|e| anyhow::anyhow!("latest checkpoint does not verify: {e}"))?;
+    Ok((cp, note))
+}
+
+/// Sign a checkpoint of the log as it is now and append it to
+/// `checkpoints.log` (fsynced). Returns the note.
+///
+/// # Errors
+/// Index or I/O errors; an origin that is not a valid note name.
+pub fn checkpoint(
+    dir: &Path,
+    db: &Db,
+    cfg: &Config,
+    key: &SigningKey,
+    now_us: i64,
+) -> anyhow::Result<String> {
+    let (size, root) = db.log_head()?;
+    let origin = origin(cfg);
+    let cp = Checkpoint {
+        origin: origin.clone(),
+        size,
+        root,
+        time_unix: u64::try_from(now_us.max(0) / 1_000_000).expect("non-negative"),
+    };
+    let note = cp.sign(&origin, key)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("checkpoints.log"))?;
+    f.write_all(format!("{note}\n").as_bytes())?;
+    f.sync_data()?;
+    Ok(note)
+}
+
+/// An inclusion proof of one entry's leaf, with what is needed to check it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct InclusionOut {
+    /// Device id.
+    pub device: String,
+    /// The entry's seq.
+    pub seq: u64,
+    /// The stored receipt (hex, `docs/FORMAT.md` §7.6): it gives the leaf's
+    /// fields and its index.
+    pub receipt: String,
+    /// The leaf data (§6.8), hex.
+    pub leaf: String,
+    /// Its leaf hash (§6.1), hex.
+    pub leaf_hash: String,
+    /// Leaf index.
+    pub leaf_index: u64,
+    /// Tree size of the checkpoint.
+    pub tree_size: u64,
+    /// The audit path, hex, the leaf's sibling first.
+    pub proof: Vec<String>,
+    /// The signed checkpoint the proof leads to.
+    pub checkpoint: String,
+}
+
+/// Prove that the entry `seq` of `device` is in the log of the latest
+/// checkpoint.
+///
+/// # Errors
+/// No such entry, no checkpoint, a checkpoint that does not cover it yet,
+/// index errors.
+pub fn prove(
+    dir: &Path,
+    db: &Db,
+    cfg: &Config,
+    key: &SigningKey,
+    device: DeviceId,
+    seq: u64,
+) -> anyhow::Result<InclusionOut> {
+    let a = db
+        .entry(device, seq)?
+        .ok_or_else(|| anyhow::anyhow!("no accepted entry {seq} of device {device}"))?;
+    let r = Receipt::from_bytes(&a.receipt)?;
+    let (cp, note) = latest(dir, cfg, key)?;
+    if r.log_index >= cp.size {
+        anyhow::bail!(
+            "leaf {} is not in the latest checkpoint (size {}): run `log checkpoint` first",
+            r.log_index,
+            cp.size
+        );
+    }
+    let leaf = Leaf::Entry {
+        device,
+        seq,
+        entry_hash: r.entry_hash,
+        server_time_us: r.server_time_us,
+    };
+    let proof = db.log_inclusion(r.log_index, cp.size)?;
+    Ok(InclusionOut {
+        device: device.to_string(),
+        seq,
+        receipt: hex::encode(&a.receipt),
+        leaf: hex::encode(fieldseal_proto::codec::Encode::to_bytes(&leaf)),
+        leaf_hash: hex::encode(leaf.hash()),
+        leaf_index: r.log_index,
+        tree_size: cp.size,
+        proof: proof.iter().map(hex::encode).collect(),
+        checkpoint: note,
+    })
+}
+
+/// A consistency proof between two tree sizes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ConsistencyOut {
+    /// The earlier size.
+    pub old_size: u64,
+    /// Its root, hex.
+    pub old_root: String,
+    /// The later size: the latest checkpoint's.
+    pub new_size: u64,
+    /// Its root, hex.
+    pub new_root: String,
+    /// The proof hashes, hex (§6.3).
+    pub proof: Vec<String>,
+    /// The signed checkpoint of `new_size`.
+    pub checkpoint: String,
+}
+
+/// Prove that the log of the latest checkpoint extends its first `from`
+/// leaves.
+///
+/// # Errors
+/// No checkpoint; `from` beyond it; index errors.
+pub fn consistency(
+    dir: &Path,
+    db: &Db,
+    cfg: &Config,
+    key: &SigningKey,
+    from: u64,
+) -> anyhow::Result<ConsistencyOut> {
+    let (cp, note) = latest(dir, cfg, key)?;
+    if from > cp.size {
+        anyhow::bail!(
+            "size {from} is beyond the latest checkpoint (size {})",
+            cp.size
+        );
+    }
+    let proof = db.log_consistency(from, cp.size)?;
+    Ok(ConsistencyOut {
+        old_size: from,
+        old_root: hex::encode(db.log_root_at(from)?),
+        new_size: cp.size,
+        new_root: hex::encode(cp.root),
+        proof: proof.iter().map(hex::encode).collect(),
+        checkpoint: note,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fieldseal_proto::checkpoint::sign_note;
+
+    #[test]
+    fn checkpoints_log_reads_back_notes_with_cosignatures() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let witness = SigningKey::from_bytes(&[2; 32]);
+        let cp = |size: u8| Checkpoint {
+            origin: "fieldseal/test".into(),
+            size: u64::from(size),
+            root: [size; 32],
+            time_unix: 1,
+        };
+        let one = cp(1).sign("fieldseal/test", &key).unwrap();
+        // A witness's cosignature is one more signature line.
+        let two = cp(2).sign("fieldseal/test", &key).unwrap();
+        let cosig = sign_note(&cp(2).body().unwrap(), "witness", &witness).unwrap();
+        let two = format!("{two}{}", cosig.lines().last().unwrap());
+        let two = format!("{two}\n");
+        std::fs::write(
+            tmp.path().join("checkpoints.log"),
+            format!("{one}\n{two}\n"),
+        )
+        .unwrap();
+        let got = checkpoints(tmp.path()).unwrap();
+        assert_eq!(got, vec![one, two.clone()]);
+        let v = Checkpoint::verify(&got[1], "fieldseal/test", &key.verifying_key()).unwrap();
+        assert_eq!(v.size, 2);
+        assert_eq!(
+            got[1].lines().filter(|l| l.starts_with('\u{2014}')).count(),
+            2
+        );
+    }
+}

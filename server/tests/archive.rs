@@ -1,0 +1,468 @@
+//! `verify`, `scrub` and `log` on an archive filled through the real ingest
+//! path (`quic::submit_blocking`), run as the real binary: with the server
+//! stopped (the command opens the folder) and running (through the control
+//! socket, since the index is then locked).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ed25519_dalek::SigningKey;
+use fieldseal_proto::checkpoint::Checkpoint;
+use fieldseal_proto::codec::{Decode, Encode};
+use fieldseal_proto::identity::{sha256, DeviceId};
+use fieldseal_proto::leaf::Leaf;
+use fieldseal_proto::merkle::{verify_consistency, verify_inclusion};
+use fieldseal_proto::msg::Message;
+use fieldseal_proto::receipt::Receipt;
+use fieldseal_proto::sample::{self, SampleChain};
+use fieldseal_server::db::{Db, DeviceRecord};
+use fieldseal_server::{quic, start, RunOptions, Running};
+use serde_json::Value;
+
+fn cli(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_fieldseal-server"))
+        .args(args)
+        .arg("--data")
+        .arg(dir)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("runs");
+    (
+        o.status.code().expect("exited"),
+        String::from_utf8(o.stdout).unwrap(),
+        String::from_utf8(o.stderr).unwrap(),
+    )
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    key: SigningKey,
+    chain: SampleChain,
+}
+
+impl Fixture {
+    fn device(&self) -> DeviceId {
+        DeviceId::from_key(&self.key.verifying_key())
+    }
+
+    fn blob(&self, seq: u64) -> PathBuf {
+        let h = sha256(&self.chain.media[&seq]);
+        let hex = hex::encode(h);
+        self.dir.join("blobs").join(&hex[..2]).join(hex)
+    }
+
+    fn segment_seqs(&self) -> Vec<u64> {
+        self.chain.media.keys().copied().collect()
+    }
+}
+
+async fn server(dir: &Path) -> Running {
+    start(
+        dir,
+        RunOptions {
+            quic: Some("127.0.0.1:0".parse().unwrap()),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Submit entries `range` of the chain through ingest, with their media.
+fn ingest(r: &Running, f: &Fixture, range: std::ops::Range<usize>) {
+    let s = &r.shared;
+    let dev = f.device();
+    for e in &f.chain.entries[range] {
+        match quic::submit_blocking(s, f.key.verifying_key(), &e.to_bytes()) {
+            Message::EntryReceipt(_) => {}
+            m => panic!("not accepted: {m:?}"),
+        }
+        if let Some(bytes) = f.chain.media.get(&e.seq()) {
+            let (mut file, _) = s.storage.open_partial(dev, e.seq(), 0).unwrap();
+            file.write_all(bytes).unwrap();
+            drop(file);
+            s.storage
+                .commit_partial(dev, e.seq(), &sha256(bytes))
+                .unwrap();
+            s.db.put_media(dev, e.seq()).unwrap();
+        }
+    }
+}
+
+/// An initialised folder with one enrolled device and a running server.
+async fn fixture() -> (Fixture, Running) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    fieldseal_server::admin::init(&dir, &[], Some("pw".into())).unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let chain = sample::build(&key, &[3, 2], 3000);
+    let r = server(&dir).await;
+    r.shared
+        .db
+        .put_device(&DeviceRecord {
+            id: DeviceId::from_key(&key.verifying_key()).to_string(),
+            name: "cam1".into(),
+            public_key: hex::encode(key.verifying_key().to_bytes()),
+            enrolled_us: 0,
+            revoked_us: None,
+        })
+        .unwrap();
+    let f = Fixture {
+        _tmp: tmp,
+        dir,
+        key,
+        chain,
+    };
+    (f, r)
+}
+
+fn flip_bit(path: &Path) {
+    let mut b = std::fs::read(path).unwrap();
+    b[100] ^= 0x08;
+    std::fs::write(path, b).unwrap();
+}
+
+fn kinds(report: &Value) -> Vec<(Option<u64>, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["seq"].as_u64(), f["kind"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_clean_archive_then_damage_missing_bytes_and_a_cut_tail() {
+    let (f, r) = fixture().await;
+    let n = f.chain.entries.len();
+    ingest(&r, &f, 0..n);
+
+    // While the server runs, through the control socket.
+    let (code, out, err) = cli(&["verify", "--json"], &f.dir);
+    assert_eq!(code, 0, "{out}{err}");
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    let rep = &v["devices"][0];
+    assert_eq!(rep["device"], f.device().to_string());
+    assert_eq!(rep["entries"], n as u64);
+    assert_eq!(rep["media_verified"], f.segment_seqs().len() as u64);
+    assert_eq!(v["receipts"][0]["checked"], n as u64);
+    r.shutdown().await;
+
+    // Without a server: the command opens the folder itself.
+    let (code, out, _) = cli(&["verify"], &f.dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("OK"), "{out}");
+
+    let segs = f.segment_seqs();
+    let (bad, gone) = (segs[0], segs[1]);
+    flip_bit(&f.blob(bad));
+    std::fs::remove_file(f.blob(gone)).unwrap();
+    let (code, out, _) = cli(
+        &["verify", "--json", "--device", &f.device().to_string()],
+        &f.dir,
+    );
+    assert_eq!(code, 1, "{out}");
+    let v = json(&out);
+    assert_eq!(v["ok"], false);
+    let rep = &v["devices"][0];
+    assert_eq!(
+        kinds(rep),
+        vec![
+            (Some(bad), "media-mismatch".to_string()),
+            (Some(gone), "missing-media".to_string())
+        ]
+    );
+    let missing = &rep["findings"][1]["detail"];
+    assert!(missing.as_str().unwrap().contains("promised"), "{missing}");
+
+    // Cutting the last record off chain.log is only visible against the
+    // index's head: truncated-chain.
+    let log = f
+        .dir
+        .join("devices")
+        .join(f.device().to_string())
+        .join("chain.log");
+    let bytes = std::fs::read(&log).unwrap();
+    let last = f.chain.entries[n - 1].to_bytes().len() + 2;
+    std::fs::write(&log, &bytes[..bytes.len() - last]).unwrap();
+    let (code, out, _) = cli(&["verify", "--json"], &f.dir);
+    assert_eq!(code, 1);
+    assert!(kinds(&json(&out)["devices"][0])
+        .contains(&(Some(n as u64 - 1), "truncated-chain".to_string())));
+
+    // Unreadable: an unknown device.
+    let (code, out, err) = cli(&["verify", "--device", "0000000000000000"], &f.dir);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_reports_a_forged_receipt() {
+    let (f, r) = fixture().await;
+    ingest(&r, &f, 0..3);
+    r.shutdown().await;
+    // Replace the stored receipt of seq 1 by one signed with another key.
+    let db = Db::open(&f.dir.join("index")).unwrap();
+    let dev = f.device();
+    let mut a = db.entry(dev, 1).unwrap().unwrap();
+    let old = Receipt::from_bytes(&a.receipt).unwrap();
+    let forged = Receipt::sign(
+        dev,
+        1,
+        old.entry_hash,
+        old.server_time_us,
+        old.log_index,
+        &SigningKey::from_bytes(&[9; 32]),
+    );
+    a.receipt = forged.to_bytes();
+    let (head, len) = db.head_and_log_len(dev).unwrap();
+    db.put_accepted(dev, 1, &a, head, len).unwrap();
+    drop(db);
+    let (code, out, _) = cli(&["verify", "--json"], &f.dir);
+    assert_eq!(code, 1, "{out}");
+    let v = json(&out);
+    assert_eq!(v["devices"][0]["ok"], true, "the chain itself is fine");
+    assert_eq!(v["receipts"][0]["problems"][0]["seq"], 1);
+    assert_eq!(v["receipts"][0]["checked"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scrub_finds_a_flipped_bit_moves_it_aside_and_asks_for_the_bytes_again() {
+    let (f, r) = fixture().await;
+    ingest(&r, &f, 0..f.chain.entries.len());
+    let dev = f.device();
+    assert!(r.shared.db.missing_media(dev, 100).unwrap().is_empty());
+    let seq = f.segment_seqs()[2];
+    let blob = f.blob(seq);
+
+    let (code, out, _) = cli(&["scrub"], &f.dir);
+    assert_eq!(code, 0, "{out}");
+
+    flip_bit(&blob);
+    // Through the running server, whose index then asks for the bytes in
+    // the next Welcome.resend_media (filled from missing_media).
+    let (code, out, err) = cli(&["scrub", "--json"], &f.dir);
+    assert_eq!(code, 1, "{out}{err}");
+    let v = json(&out);
+    assert_eq!(v["ok"], false);
+    let d = &v["damaged"][0];
+    assert_eq!(d["sha256"], hex::encode(sha256(&f.chain.media[&seq])));
+    assert_eq!(d["refs"][0]["device"], dev.to_string());
+    assert_eq!(d["refs"][0]["seq"], seq);
+    assert_eq!(r.shared.db.missing_media(dev, 100).unwrap(), vec![seq]);
+    assert!(!blob.exists(), "moved out of blobs/");
+    // The finding is a custody leaf of the log, after the entries' leaves.
+    let n = f.chain.entries.len() as u64;
+    assert_eq!(d["log_leaves"], serde_json::json!([n]));
+    assert_eq!(r.shared.db.log_size().unwrap(), n + 1);
+    let noted = std::fs::read_to_string(f.dir.join("damaged.log")).unwrap();
+    let noted = json(noted.lines().next().unwrap());
+    let leaf = Leaf::Custody {
+        time_us: noted["time_us"].as_i64().unwrap(),
+        action: fieldseal_proto::leaf::CustodyAction::Repair,
+        actor: "scrub".into(),
+        device: dev,
+        first_seq: seq,
+        last_seq: seq,
+        case: None,
+        detail: Some(format!("damaged blob {}", d["sha256"].as_str().unwrap())),
+    };
+    assert_eq!(r.shared.db.log_node(0, n).unwrap(), leaf.hash());
+    let kept = f.dir.join("damaged").join(d["sha256"].as_str().unwrap());
+    assert_ne!(
+        std::fs::read(kept).unwrap(),
+        f.chain.media[&seq],
+        "kept as found"
+    );
+    assert!(std::fs::read_to_string(f.dir.join("damaged.log"))
+        .unwrap()
+        .contains(&format!("\"seq\":{seq}")));
+    r.shutdown().await;
+
+    // A scrub told to stop (the server shuts down) stops before any blob.
+    let db = Db::open(&f.dir.join("index")).unwrap();
+    let stopped =
+        fieldseal_server::archive::scrub(&f.dir, &db, 0, &std::sync::atomic::AtomicBool::new(true))
+            .unwrap();
+    assert!(!stopped.complete);
+    assert_eq!(stopped.blobs, 0);
+    drop(db);
+
+    // Found once; the archive now lacks those bytes until the device resends.
+    let (code, out, _) = cli(&["scrub"], &f.dir);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = cli(&["verify", "--json"], &f.dir);
+    assert_eq!(code, 1);
+    let rep = &json(&out)["devices"][0];
+    assert_eq!(kinds(rep), vec![(Some(seq), "missing-media".to_string())]);
+    assert!(rep["findings"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("scrub"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_and_proofs_verify_with_proto_alone() {
+    let (f, r) = fixture().await;
+    let n = f.chain.entries.len();
+    let receipt_key = r.shared.receipt_key.verifying_key();
+
+    let (code, _, err) = cli(&["log", "prove", "--device", "00", "--seq", "0"], &f.dir);
+    assert_eq!(code, 2, "{err}");
+
+    ingest(&r, &f, 0..5);
+    let (code, note1, err) = cli(&["log", "checkpoint"], &f.dir);
+    assert_eq!(code, 0, "{err}");
+    let cp1 = Checkpoint::verify(&note1, "fieldseal/localhost", &receipt_key).unwrap();
+    assert_eq!(cp1.size, 5);
+
+    ingest(&r, &f, 5..n);
+    // Not yet in a checkpoint.
+    let dev = f.device().to_string();
+    let (code, _, err) = cli(
+        &[
+            "log",
+            "prove",
+            "--device",
+            &dev,
+            "--seq",
+            &(n - 1).to_string(),
+        ],
+        &f.dir,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("checkpoint"), "{err}");
+
+    let (code, note2, _) = cli(&["log", "checkpoint"], &f.dir);
+    assert_eq!(code, 0);
+    let cp2 = Checkpoint::verify(&note2, "fieldseal/localhost", &receipt_key).unwrap();
+    assert_eq!(cp2.size, n as u64);
+    let stored = fieldseal_server::tlog::checkpoints(&f.dir).unwrap();
+    assert_eq!(stored, vec![note1.clone(), note2.clone()]);
+    r.shutdown().await;
+
+    // Without a server, for every entry.
+    for (i, entry) in f.chain.entries.iter().enumerate() {
+        let seq = i as u64;
+        let (code, out, err) = cli(
+            &["log", "prove", "--device", &dev, "--seq", &seq.to_string()],
+            &f.dir,
+        );
+        assert_eq!(code, 0, "{err}");
+        let p = json(&out);
+        // The leaf from the receipt alone, as a third party would build it.
+        let receipt =
+            Receipt::from_bytes(&hex::decode(p["receipt"].as_str().unwrap()).unwrap()).unwrap();
+        receipt.verify(&receipt_key).unwrap();
+        assert_eq!(receipt.entry_hash, entry.hash());
+        let leaf = Leaf::Entry {
+            device: receipt.device_id,
+            seq: receipt.seq,
+            entry_hash: receipt.entry_hash,
+            server_time_us: receipt.server_time_us,
+        };
+        assert_eq!(p["leaf_hash"], hex::encode(leaf.hash()));
+        let cp = Checkpoint::verify(
+            p["checkpoint"].as_str().unwrap(),
+            "fieldseal/localhost",
+            &receipt_key,
+        )
+        .unwrap();
+        let proof: Vec<[u8; 32]> = p["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                hex::decode(h.as_str().unwrap())
+                    .unwrap()
+                    .try_into()
+                    .unwrap()
+            })
+            .collect();
+        verify_inclusion(&leaf.hash(), receipt.log_index, cp.size, &proof, &cp.root).unwrap();
+        // A proof of another leaf does not pass for this one.
+        let other = Leaf::Entry {
+            device: receipt.device_id,
+            seq: receipt.seq,
+            entry_hash: [0; 32],
+            server_time_us: receipt.server_time_us,
+        };
+        assert!(
+            verify_inclusion(&other.hash(), receipt.log_index, cp.size, &proof, &cp.root).is_err()
+        );
+    }
+
+    let (code, out, err) = cli(&["log", "consistency", "--from", "5"], &f.dir);
+    assert_eq!(code, 0, "{err}");
+    let c = json(&out);
+    assert_eq!(c["new_size"], n as u64);
+    let proof: Vec<[u8; 32]> = c["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    verify_consistency(cp1.size, cp2.size, &cp1.root, &cp2.root, &proof).unwrap();
+    assert!(verify_consistency(cp1.size, cp2.size, &cp2.root, &cp2.root, &proof).is_err());
+    let (code, _, _) = cli(&["log", "consistency", "--from", "999"], &f.dir);
+    assert_eq!(code, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn background_scrub_runs_at_the_configured_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    fieldseal_server::admin::init(&dir, &[], Some("pw".into())).unwrap();
+    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let cfg = cfg.replace("scrub_interval_secs = 86400", "scrub_interval_secs = 1");
+    assert!(cfg.contains("scrub_interval_secs = 1\n"));
+    std::fs::write(dir.join("config.toml"), cfg).unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let r = server(&dir).await;
+    r.shared
+        .db
+        .put_device(&DeviceRecord {
+            id: DeviceId::from_key(&key.verifying_key()).to_string(),
+            name: "cam1".into(),
+            public_key: hex::encode(key.verifying_key().to_bytes()),
+            enrolled_us: 0,
+            revoked_us: None,
+        })
+        .unwrap();
+    let f = Fixture {
+        _tmp: tmp,
+        dir,
+        key,
+        chain: sample::build(&SigningKey::from_bytes(&[7; 32]), &[2], 3000),
+    };
+    ingest(&r, &f, 0..f.chain.entries.len());
+    let seq = f.segment_seqs()[0];
+    flip_bit(&f.blob(seq));
+    let t0 = std::time::Instant::now();
+    while r
+        .shared
+        .db
+        .missing_media(f.device(), 10)
+        .unwrap()
+        .is_empty()
+    {
+        assert!(t0.elapsed().as_secs() < 15, "background scrub did not run");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        r.shared.db.missing_media(f.device(), 10).unwrap(),
+        vec![seq]
+    );
+    r.shutdown().await;
+}
