@@ -70,11 +70,21 @@ print(f"media: all {n} segments are on the server, each blob's SHA-256 equal to 
 PY
 
 echo
-echo "== 6. The offline verifier (fieldseal-proto + std only) checks the device folder as a package"
+echo "== 6. The server verifies its archive: every signature, link, blob hash and receipt"
+"$server" verify --data "$dir/server"
+echo
+echo "== 7. The server signs a checkpoint of its transparency log; an inclusion proof for the last entry"
+"$server" log checkpoint --data "$dir/server"
+last=$(( $(python3 -c "import json,sys; print(json.load(sys.stdin)['next_seq'])" < <("$agent" status --json --data "$dir/device")) - 1 ))
+"$server" log prove --data "$dir/server" --device "$id" --seq "$last" > "$dir/inclusion-proof.json"
+echo "inclusion proof of entry $last: $dir/inclusion-proof.json"
+
+echo
+echo "== 8. The offline verifier (fieldseal-proto + std only) checks the device folder as a package"
 "$bin/fieldseal-verify" "$dir/device"
 
 echo
-echo "== 7. Damage a copy: flip one byte of the first segment, delete the recording-started entry (seq 1)"
+echo "== 9. Damage a copy: flip one byte of the first segment, delete the recording-started entry (seq 1)"
 cp -r "$dir/device" "$dir/damaged"
 first=$(ls "$dir/damaged/media"/*.ts | sed -n 1p)
 printf '\x00' | dd of="$first" bs=1 seek=5000 conv=notrunc status=none
@@ -102,4 +112,5 @@ echo "  $dir/device/chain.log            the device's signed hash chain (docs/FO
 echo "  $dir/device/media/               the MPEG-TS segments (cat them into one file to play)"
 echo "  $dir/device/receipts.log         the server's signed receipts"
 echo "  $dir/server/devices/$id/   the server's copy of the chain; $dir/server/blobs/ the segments"
+echo "  $dir/inclusion-proof.json        a Merkle inclusion proof of the last entry in a signed checkpoint"
 echo "  $dir/damaged-report.json         what the verifier says about the damaged copy"

@@ -236,7 +236,7 @@ pub fn request(dir: &Path, req: Request) -> anyhow::Result<Response> {
         }
         Err(_) => {
             let cfg = Config::load(dir).unwrap_or_default();
-            let db = Db::open(&dir.join("index"))?;
+            let db = Db::open_waiting(&dir.join("index"), std::time::Duration::from_secs(3))?;
             Ok(apply(dir, &db, &cfg, req, &AtomicBool::new(false), |_| {}))
         }
     }

@@ -119,6 +119,25 @@ fn hash32(s: &str) -> Result<Hash32, DbError> {
 const LOG_SIZE: &[u8] = b"size";
 
 impl Db {
+    /// Open the index, waiting up to `wait` while another process holds its
+    /// lock: an admin command that found no server listening opens the index
+    /// itself for a moment, and a server starting at that moment must not fail.
+    ///
+    /// # Errors
+    /// As [`Db::open`], once `wait` has passed.
+    pub fn open_waiting(path: &Path, wait: std::time::Duration) -> Result<Db, DbError> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match Db::open(path) {
+                Err(DbError::Sled(sled::Error::Io(e))) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "index busy; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Open (or create) the index in `path`.
     ///
     /// # Errors

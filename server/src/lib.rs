@@ -80,7 +80,7 @@ pub struct Shared {
 
 impl Shared {
     fn load(dir: &Path, cfg: Config) -> anyhow::Result<Shared> {
-        let db = Db::open(&dir.join("index"))?;
+        let db = Db::open_waiting(&dir.join("index"), Duration::from_secs(10))?;
         let allowed = Allowed::default();
         for d in db.devices()? {
             if d.revoked_us.is_none() {

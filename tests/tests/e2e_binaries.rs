@@ -82,11 +82,16 @@ impl Server {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        // Ready when its control socket answers.
+        // Ready when its control socket accepts a connection (a stale socket
+        // left by a killed server refuses); fail at once if the server exits.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.admin(&["device", "list"]).status.success()
-            || !self.dir.join("control.sock").exists()
-        {
+        loop {
+            if std::os::unix::net::UnixStream::connect(self.dir.join("control.sock")).is_ok() {
+                break;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the server exited at start: {status}");
+            }
             assert!(Instant::now() < deadline, "the server did not come up");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -127,11 +132,27 @@ impl Drop for Server {
     }
 }
 
+/// Run the agent; a command still running after two minutes is killed and
+/// fails the test (a sync that cannot reach its server retries forever).
 fn agent(args: &[&str], dir: &Path) -> Output {
-    run(Command::new(bin("fieldseal-agent"))
+    let mut child = Command::new(bin("fieldseal-agent"))
         .args(args)
         .arg("--data")
-        .arg(dir))
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("fieldseal-agent {args:?} did not finish in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
 }
 
 fn entries(path: &Path) -> Vec<SignedEntry> {
