@@ -111,6 +111,9 @@ pub struct Db {
     heads: sled::Tree,
     entries: sled::Tree,
     media: sled::Tree,
+    /// Segment entries whose media is not held: the resend list of each
+    /// connection, without scanning every entry of the device.
+    missing: sled::Tree,
     log: sled::Tree,
     /// The log's leaves, durable before the tree nodes here.
     leaves: Arc<LeafLog>,
@@ -188,6 +191,7 @@ impl Db {
             heads: db.open_tree("heads")?,
             entries: db.open_tree("entries")?,
             media: db.open_tree("media")?,
+            missing: db.open_tree("missing")?,
             log: db.open_tree("log")?,
             leaves: Arc::new(leaves),
             log_append: Arc::default(),
@@ -197,6 +201,7 @@ impl Db {
             let _one_at_a_time = db.log_lock();
             db.catch_up_log(true)?;
         }
+        db.build_missing_once()?;
         db.flush()?;
         Ok(db)
     }
@@ -243,6 +248,25 @@ impl Db {
         Ok(())
     }
 
+    /// An index written before the `missing` tree existed gets it built
+    /// from its entries, once.
+    fn build_missing_once(&self) -> Result<(), DbError> {
+        const BUILT: &[u8] = b"missing-built";
+        if self.missing.contains_key(BUILT)? {
+            return Ok(());
+        }
+        for kv in self.entries.iter() {
+            let (k, v) = kv?;
+            let s: StoredEntry = serde_json::from_slice(&v)?;
+            if s.media.is_some() && !self.media.contains_key(&k)? {
+                self.missing.insert(k, &[])?;
+            }
+        }
+        // A 13-byte key cannot collide with the 16-byte (device, seq) keys.
+        self.missing.insert(BUILT, &[])?;
+        Ok(())
+    }
+
     /// The leaf data of every leaf from `from` on, from `leaves.log`.
     ///
     /// # Errors
@@ -262,6 +286,8 @@ impl Db {
         for t in [&self.heads, &self.entries, &self.media, &self.log] {
             t.clear()?;
         }
+        self.missing.clear()?;
+        self.build_missing_once()?;
         self.flush()
     }
 
@@ -602,8 +628,11 @@ impl Db {
             media: a.media.map(|(h, l)| (hex::encode(h), l)),
             receipt: hex::encode(&a.receipt),
         };
-        self.entries
-            .insert(seq_key(device, seq), serde_json::to_vec(&s)?)?;
+        let k = seq_key(device, seq);
+        self.entries.insert(k, serde_json::to_vec(&s)?)?;
+        if a.media.is_some() && !self.media.contains_key(k)? {
+            self.missing.insert(k, &[])?;
+        }
         Ok(())
     }
 
@@ -648,6 +677,7 @@ impl Db {
     /// sled errors.
     pub fn put_media_unflushed(&self, device: DeviceId, seq: u64) -> Result<(), DbError> {
         self.media.insert(seq_key(device, seq), &[])?;
+        self.missing.remove(seq_key(device, seq))?;
         Ok(())
     }
 
@@ -659,6 +689,9 @@ impl Db {
     /// sled errors.
     pub fn forget_media(&self, device: DeviceId, seq: u64) -> Result<(), DbError> {
         self.media.remove(seq_key(device, seq))?;
+        if self.entries.contains_key(seq_key(device, seq))? {
+            self.missing.insert(seq_key(device, seq), &[])?;
+        }
         self.flush()
     }
 
@@ -695,16 +728,12 @@ impl Db {
     /// sled or decoding errors.
     pub fn missing_media(&self, device: DeviceId, max: usize) -> Result<Vec<u64>, DbError> {
         let mut out = Vec::new();
-        for kv in self.entries.scan_prefix(device.0) {
-            let (k, v) = kv?;
-            let s: StoredEntry = serde_json::from_slice(&v)?;
-            if s.media.is_some() && !self.media.contains_key(&k)? {
+        for kv in self.missing.scan_prefix(device.0).take(max) {
+            let (k, _) = kv?;
+            if k.len() == 16 {
                 out.push(u64::from_be_bytes(
                     k[8..16].try_into().expect("16-byte key"),
                 ));
-                if out.len() == max {
-                    break;
-                }
             }
         }
         Ok(out)
