@@ -13,6 +13,7 @@
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use ed25519_dalek::SigningKey;
 use fieldseal_proto::checkpoint::Checkpoint;
@@ -67,11 +68,18 @@ pub fn latest(dir: &Path, cfg: &Config, key: &SigningKey) -> anyhow::Result<(Che
     Ok((cp, note))
 }
 
+/// One checkpoint signer at a time in this process (the timer, the control
+/// socket, the shutdown hook): each reads the latest stored checkpoint and
+/// appends after it, so two at once could store a smaller tree after a
+/// larger one.
+static SIGNING: Mutex<()> = Mutex::new(());
+
 /// Sign a checkpoint of the log as it is now and append it to
 /// `checkpoints.log` (fsynced). Returns the note.
 ///
 /// # Errors
-/// Index or I/O errors; an origin that is not a valid note name.
+/// Index or I/O errors; an origin that is not a valid note name; a log that
+/// does not extend the latest stored checkpoint (see [`checkpoint_if_grown`]).
 pub fn checkpoint(
     dir: &Path,
     db: &Db,
@@ -79,7 +87,71 @@ pub fn checkpoint(
     key: &SigningKey,
     now_us: i64,
 ) -> anyhow::Result<String> {
-    let (size, root) = db.log_head()?;
+    let _one = SIGNING.lock().unwrap_or_else(PoisonError::into_inner);
+    let head = db.log_head()?;
+    sign_and_store(dir, db, cfg, key, head, now_us)
+}
+
+/// Sign a checkpoint, as [`checkpoint`], only if the log has grown since the
+/// latest stored checkpoint (or, without one, if it is not empty): `None`
+/// when that one already covers every leaf (no identical repeats from the
+/// timer).
+///
+/// # Errors
+/// As [`checkpoint`].
+pub fn checkpoint_if_grown(
+    dir: &Path,
+    db: &Db,
+    cfg: &Config,
+    key: &SigningKey,
+    now_us: i64,
+) -> anyhow::Result<Option<String>> {
+    let _one = SIGNING.lock().unwrap_or_else(PoisonError::into_inner);
+    let head = db.log_head()?;
+    let unchanged = match latest_signed(dir, cfg, key)? {
+        Some(prev) => prev.size == head.0 && prev.root == head.1,
+        // Without a checkpoint yet, only the empty log has not grown.
+        None => head.0 == 0,
+    };
+    if unchanged {
+        return Ok(None);
+    }
+    sign_and_store(dir, db, cfg, key, head, now_us).map(Some)
+}
+
+/// The latest stored checkpoint if it verifies with the current origin and
+/// key; `None` if there is none, or if it was signed under another origin
+/// (`log_origin` changed), which this server can no longer extend anyway.
+fn latest_signed(dir: &Path, cfg: &Config, key: &SigningKey) -> io::Result<Option<Checkpoint>> {
+    Ok(checkpoints(dir)?
+        .pop()
+        .and_then(|n| Checkpoint::verify(&n, &origin(cfg), &key.verifying_key()).ok()))
+}
+
+fn sign_and_store(
+    dir: &Path,
+    db: &Db,
+    cfg: &Config,
+    key: &SigningKey,
+    (size, root): (u64, fieldseal_proto::identity::Hash32),
+    now_us: i64,
+) -> anyhow::Result<String> {
+    // A signed checkpoint is a promise that the log will only grow from it:
+    // refuse to sign a tree that does not extend the latest one (leaves lost
+    // in a crash) rather than publish a fork.
+    if let Some(prev) = latest_signed(dir, cfg, key)? {
+        let extends = prev.size <= size && db.log_root_at(prev.size).is_ok_and(|r| r == prev.root);
+        if !extends {
+            anyhow::bail!(
+                "the log (size {size}) does not extend the latest checkpoint (size {}): \
+                 not signing",
+                prev.size
+            );
+        }
+    }
+    // The leaves read above may still sit in sled's buffers: make them
+    // durable before the checkpoint that commits to them is.
+    db.flush()?;
     let origin = origin(cfg);
     let cp = Checkpoint {
         origin: origin.clone(),
