@@ -33,7 +33,6 @@ use fieldseal_proto::leaf::Leaf;
 use fieldseal_proto::merkle::{verify_consistency, verify_inclusion};
 use fieldseal_proto::sample::{self, SampleChain};
 use fieldseal_server::control::{self, Request, Response};
-use fieldseal_server::storage::Storage;
 use fieldseal_tests::{Harness, SplitMix};
 use serde_json::Value;
 
@@ -224,6 +223,13 @@ impl Device {
     }
 }
 
+/// `DIR/blobs/<aa>/<sha256>` (docs/SERVER.md), read without opening the
+/// server's blob store, which would clean up the running server's temp files.
+fn blob_path(dir: &Path, hash: &Hash32) -> PathBuf {
+    let hex = hex::encode(hash);
+    dir.join("blobs").join(&hex[..2]).join(hex)
+}
+
 fn hash_hex(v: &Value) -> Hash32 {
     hex::decode(v.as_str().expect("hex string"))
         .unwrap()
@@ -332,7 +338,6 @@ fn check(
         .unwrap();
     }
 
-    let storage = Storage::new(&server.dir);
     for d in devices {
         let id = d.id();
         // Every receipt the device holds: the server stored the same bytes,
@@ -373,7 +378,7 @@ fn check(
                 .entry
                 .segment()
                 .unwrap();
-            let path = storage.blob_path(&seg.media_sha256);
+            let path = blob_path(&server.dir, &seg.media_sha256);
             let bytes = std::fs::read(&path).unwrap_or_else(|e| {
                 panic!("device {id} seq {seq}: acknowledged blob missing: {e}")
             });
