@@ -149,8 +149,9 @@ fn sign_and_store(
             );
         }
     }
-    // The leaves read above may still sit in sled's buffers: make them
-    // durable before the checkpoint that commits to them is.
+    // The leaves are durable in leaves.log before their nodes reach the
+    // index (which rebuilds its tree from that file at open); flushing the
+    // nodes as well keeps a restart after this checkpoint from having to.
     db.flush()?;
     let origin = origin(cfg);
     let cp = Checkpoint {
