@@ -12,7 +12,14 @@
 //!   its size to the latest checkpoint verifies against the roots of both
 //!   signed notes, with `fieldseal-proto` alone.
 //!
-//! The kill schedule comes from a seed printed at the start; `FIELDSEAL_SEED=N`
+//! Two scenarios: SIGKILL at 12 random moments (plus on-demand checkpoints
+//! between them, and a `reindex` at the end that must give the same
+//! verification report and log root), and an abort at each named crash point
+//! of `fieldseal_server::fault` (`FIELDSEAL_CRASH_AT=NAME:N`). Both end with
+//! the devices drained, a clean shutdown whose checkpoint covers the whole
+//! log, and a restart that finds everything.
+//!
+//! The schedule comes from a seed printed at the start; `FIELDSEAL_SEED=N`
 //! replays it (the timing of the traffic still varies). Needs the server
 //! binary built (`cargo build -p fieldseal-server`; `make test` builds it).
 
@@ -107,20 +114,25 @@ impl Server {
         }
     }
 
-    fn start(&mut self) {
+    /// Start the server, with `FIELDSEAL_CRASH_AT=crash` if given.
+    fn start(&mut self, crash: Option<&str>) {
+        assert!(self.child.is_none(), "the server runs already");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(bin("fieldseal-server"))
-            .args(["run", "--quic", &self.addr, "--data"])
+        let mut cmd = Command::new(bin("fieldseal-server"));
+        cmd.args(["run", "--quic", &self.addr, "--data"])
             .arg(&self.dir)
             .env("RUST_LOG", "warn")
+            .env_remove("FIELDSEAL_CRASH_AT")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .stderr(log);
+        if let Some(c) = crash {
+            cmd.env("FIELDSEAL_CRASH_AT", c);
+        }
+        let child = cmd.spawn().unwrap();
         self.child = Some(child);
         // Ready when its control socket accepts a connection (a stale socket
         // left by a killed server refuses); fail at once if the server exits.
@@ -140,6 +152,20 @@ impl Server {
             c.kill().unwrap();
             c.wait().unwrap();
         }
+    }
+
+    /// Wait until the server exits by itself (a crash point); `None` if it
+    /// still runs after `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut()?.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
     }
 
     /// SIGTERM, and wait for the clean shutdown.
@@ -448,141 +474,301 @@ fn stop_clients(rt: &tokio::runtime::Runtime, clients: Vec<tokio::task::JoinHand
     }
 }
 
+/// A server with `DEVICES` enrolled devices, their sync clients and a feeder
+/// that records on their behalf.
+struct Scenario {
+    rt: tokio::runtime::Runtime,
+    server: Server,
+    devices: Arc<Vec<Device>>,
+    receipt_key: VerifyingKey,
+    /// Checkpoints printed by `log checkpoint`: each must stay stored.
+    published: Vec<String>,
+    feeding: Arc<AtomicBool>,
+    stop_feeding: Arc<AtomicBool>,
+    feeder: Option<std::thread::JoinHandle<()>>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Scenario {
+    fn new(seed: u64, key_base: u8) -> Scenario {
+        fieldseal_tests::init_tracing();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut server = Server::init(&tmp.path().join("server"), 1);
+        server.start(None);
+        let devices: Vec<Device> = (0..DEVICES)
+            .map(|i| {
+                let key = SigningKey::from_bytes(&[key_base + i; 32]);
+                let out = server.cli(&["device", "add", "--name", &format!("cam-{i}")]);
+                assert!(out.status.success(), "{out:?}");
+                let token = String::from_utf8(out.stdout)
+                    .unwrap()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("token:").map(|t| t.trim().to_string()))
+                    .unwrap();
+                let enrollment = rt
+                    .block_on(sync::enroll(
+                        &key,
+                        &server.addr,
+                        &token,
+                        Some(server.dir.join("ca.crt")),
+                    ))
+                    .unwrap();
+                // Lengths differ per device, so no two devices share a blob.
+                let chain = sample::build(&key, &[10; 20], 24 * 1024 + usize::from(i) * 100);
+                let media = tempfile::tempdir().unwrap();
+                let store = Arc::new(MemStore::new(media.path()));
+                Device {
+                    key,
+                    enrollment,
+                    chain,
+                    store,
+                    _media: media,
+                }
+            })
+            .collect();
+        let devices = Arc::new(devices);
+        let receipt_key = devices[0].enrollment.receipt_key;
+
+        // The devices record on while the server lives and dies: an entry
+        // every few tens of milliseconds each. Paused while the test checks,
+        // so that the chains last through every crash.
+        let stop_feeding = Arc::new(AtomicBool::new(false));
+        let feeding = Arc::new(AtomicBool::new(false));
+        let feeder = {
+            let devices = devices.clone();
+            let (stop, feeding) = (stop_feeding.clone(), feeding.clone());
+            let mut rng = SplitMix(seed ^ 0x5eed);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if feeding.load(Ordering::Relaxed) {
+                        let i = rng.next_u64() % devices.len() as u64;
+                        devices[usize::try_from(i).unwrap()].feed_one();
+                    }
+                    std::thread::sleep(Duration::from_millis(5 + rng.next_u64() % 20));
+                }
+            })
+        };
+        Scenario {
+            rt,
+            server,
+            devices,
+            receipt_key,
+            published: Vec::new(),
+            feeding,
+            stop_feeding,
+            feeder: Some(feeder),
+            clients: Vec::new(),
+            _tmp: tmp,
+        }
+    }
+
+    /// Devices sync and record.
+    fn go(&mut self) {
+        self.clients = start_clients(&self.rt, &self.devices, &self.server.addr);
+        self.feeding.store(true, Ordering::Relaxed);
+    }
+
+    /// Devices lose their link and stop recording.
+    fn pause(&mut self) {
+        stop_clients(&self.rt, std::mem::take(&mut self.clients));
+        self.feeding.store(false, Ordering::Relaxed);
+    }
+
+    fn progress(&self) -> String {
+        let receipts: usize = self.devices.iter().map(|d| d.store.receipts().len()).sum();
+        let acked: usize = self.devices.iter().map(|d| d.store.acked().len()).sum();
+        format!("{receipts} receipts, {acked} segments acknowledged so far")
+    }
+
+    fn check(&mut self, complete: bool) -> Checked {
+        check(
+            &self.server,
+            &self.devices,
+            &self.receipt_key,
+            &mut self.published,
+            complete,
+        )
+    }
+
+    /// The rest of every chain, until everything is receipted and
+    /// acknowledged; then a clean shutdown, which signs the last leaves.
+    /// Returns that last checkpoint.
+    fn drain_and_stop(&mut self) -> Checkpoint {
+        self.stop_feeding.store(true, Ordering::Relaxed);
+        if let Some(f) = self.feeder.take() {
+            f.join().unwrap();
+        }
+        for d in self.devices.iter() {
+            while d.feed_one() {}
+        }
+        self.go();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.devices.iter().all(Device::drained) {
+            if Instant::now() > deadline {
+                let state: Vec<String> = self
+                    .devices
+                    .iter()
+                    .zip(&self.clients)
+                    .map(|(d, c)| {
+                        format!(
+                            "{}: {} entries, {} receipts, {} acked of {}, client ended: {}",
+                            d.id(),
+                            d.fed(),
+                            d.store.receipts().len(),
+                            d.store.acked().len(),
+                            d.chain.media.len(),
+                            c.is_finished()
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "the devices did not drain:\n{}\nserver: {}",
+                    state.join("\n"),
+                    self.server.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.pause();
+        self.server.stop();
+        let last = notes(&self.server.dir).pop().expect("a checkpoint");
+        Checkpoint::verify(&last, ORIGIN, &self.receipt_key).unwrap()
+    }
+
+    /// After [`Scenario::drain_and_stop`]: restart, everything is there, and
+    /// the log is exactly what the shutdown's checkpoint says.
+    fn final_check(&mut self, last: &Checkpoint) {
+        self.server.start(None);
+        let c = self.check(true);
+        assert_eq!(
+            (c.latest.size, c.latest.root),
+            (last.size, last.root),
+            "the shutdown checkpoint does not cover the whole log"
+        );
+        let entries: usize = self.devices.iter().map(|d| d.chain.entries.len()).sum();
+        assert!(c.latest.size >= entries as u64);
+        self.server.stop();
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        self.stop_feeding.store(true, Ordering::Relaxed);
+        for c in &self.clients {
+            c.abort();
+        }
+    }
+}
+
+/// `verify --json` and a fresh checkpoint's size and root, with the server
+/// stopped (the commands open the folder).
+fn offline_state(server: &Server, receipt_key: &VerifyingKey) -> (Value, u64, Hash32) {
+    let out = server.cli(&["verify", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = server.cli(&["log", "checkpoint"]);
+    assert!(out.status.success(), "{out:?}");
+    let cp =
+        Checkpoint::verify(&String::from_utf8(out.stdout).unwrap(), ORIGIN, receipt_key).unwrap();
+    (v, cp.size, cp.root)
+}
+
 #[test]
 fn sigkill_at_random_moments_loses_nothing_acknowledged() {
-    fieldseal_tests::init_tracing();
     let seed = seed();
     eprintln!("server_crash seed {seed} (FIELDSEAL_SEED={seed} replays the kill schedule)");
     let mut rng = SplitMix(seed);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut server = Server::init(&tmp.path().join("server"), 1);
-    server.start();
-
-    let devices: Vec<Device> = (0..DEVICES)
-        .map(|i| {
-            let key = SigningKey::from_bytes(&[40 + i; 32]);
-            let out = server.cli(&["device", "add", "--name", &format!("cam-{i}")]);
-            assert!(out.status.success(), "{out:?}");
-            let token = String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .find_map(|l| l.strip_prefix("token:").map(|t| t.trim().to_string()))
-                .unwrap();
-            let enrollment = rt
-                .block_on(sync::enroll(
-                    &key,
-                    &server.addr,
-                    &token,
-                    Some(server.dir.join("ca.crt")),
-                ))
-                .unwrap();
-            // Lengths differ per device, so no two devices share a blob.
-            let chain = sample::build(&key, &[10; 20], 24 * 1024 + usize::from(i) * 100);
-            let media = tempfile::tempdir().unwrap();
-            let store = Arc::new(MemStore::new(media.path()));
-            Device {
-                key,
-                enrollment,
-                chain,
-                store,
-                _media: media,
-            }
-        })
-        .collect();
-    let devices = Arc::new(devices);
-    let receipt_key = devices[0].enrollment.receipt_key;
-
-    // The devices record on while the server lives and dies: an entry every
-    // few tens of milliseconds each. Paused while the test checks, so that
-    // the chains last through every kill.
-    let stop_feeding = Arc::new(AtomicBool::new(false));
-    let feeding = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let devices = devices.clone();
-        let (stop, feeding) = (stop_feeding.clone(), feeding.clone());
-        let mut rng = SplitMix(seed ^ 0x5eed);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if feeding.load(Ordering::Relaxed) {
-                    let d =
-                        &devices[usize::try_from(rng.next_u64() % devices.len() as u64).unwrap()];
-                    d.feed_one();
-                }
-                std::thread::sleep(Duration::from_millis(5 + rng.next_u64() % 20));
-            }
-        })
-    };
-
-    let mut published = Vec::new();
+    let mut sc = Scenario::new(seed, 40);
     let t0 = Instant::now();
     for round in 0..KILLS {
-        let clients = start_clients(&rt, &devices, &server.addr);
-        feeding.store(true, Ordering::Relaxed);
+        sc.go();
         let live = Duration::from_millis(200 + rng.next_u64() % 1300);
         if rng.chance(500) {
             // An on-demand checkpoint somewhere in the middle.
             let before = live.mul_f64((rng.next_u64() % 1000) as f64 / 1000.0);
             std::thread::sleep(before);
-            let out = server.cli(&["log", "checkpoint"]);
+            let out = sc.server.cli(&["log", "checkpoint"]);
             assert!(out.status.success(), "{out:?}");
-            published.push(String::from_utf8(out.stdout).unwrap());
+            sc.published.push(String::from_utf8(out.stdout).unwrap());
             std::thread::sleep(live.saturating_sub(before));
         } else {
             std::thread::sleep(live);
         }
-        server.kill();
-        stop_clients(&rt, clients);
-        feeding.store(false, Ordering::Relaxed);
-        let receipts: usize = devices.iter().map(|d| d.store.receipts().len()).sum();
-        let acked: usize = devices.iter().map(|d| d.store.acked().len()).sum();
-        eprintln!(
-            "kill {} after {live:?}: {receipts} receipts, {acked} segments acknowledged so far",
-            round + 1
-        );
+        sc.server.kill();
+        sc.pause();
+        eprintln!("kill {} after {live:?}: {}", round + 1, sc.progress());
         let t = Instant::now();
-        server.start();
-        check(&server, &devices, &receipt_key, &mut published, false);
+        sc.server.start(None);
+        sc.check(false);
         eprintln!("  restart and check: {:?}", t.elapsed());
     }
-    stop_feeding.store(true, Ordering::Relaxed);
-    feeder.join().unwrap();
     eprintln!("{KILLS} kills in {:?}", t0.elapsed());
+    let last = sc.drain_and_stop();
 
-    // The rest of every chain, then everything drains.
-    for d in devices.iter() {
-        while d.feed_one() {}
-    }
-    let clients = start_clients(&rt, &devices, &server.addr);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !devices.iter().all(Device::drained) {
-        assert!(Instant::now() < deadline, "the devices did not drain");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    stop_clients(&rt, clients);
+    // The index rebuilt from the files alone gives the same verification
+    // report and the same log.
+    let before = offline_state(&sc.server, &sc.receipt_key);
+    let out = sc.server.cli(&["reindex"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let after = offline_state(&sc.server, &sc.receipt_key);
+    assert_eq!(before, after, "reindex changed the verification or the log");
+    assert_eq!((after.1, after.2), (last.size, last.root));
 
-    // A clean shutdown signs the last leaves; after a restart, the log is
-    // exactly what that checkpoint says.
-    server.stop();
-    let last = notes(&server.dir).pop().expect("a checkpoint");
-    let last = Checkpoint::verify(&last, ORIGIN, &receipt_key).unwrap();
-    server.start();
-    let c = check(&server, &devices, &receipt_key, &mut published, true);
-    assert_eq!(
-        (c.latest.size, c.latest.root),
-        (last.size, last.root),
-        "the shutdown checkpoint does not cover the whole log"
-    );
-    let entries: usize = devices.iter().map(|d| d.chain.entries.len()).sum();
-    assert!(c.latest.size >= entries as u64);
-    server.stop();
+    sc.final_check(&last);
     eprintln!(
-        "done in {:?}: {entries} entries, {} checkpoints",
+        "done in {:?}: {} checkpoints",
         t0.elapsed(),
-        notes(&server.dir).len()
+        notes(&sc.server.dir).len()
     );
+}
+
+#[test]
+fn crash_at_every_named_point_loses_nothing_acknowledged() {
+    let seed = seed();
+    eprintln!("server_crash seed {seed} (FIELDSEAL_SEED={seed} replays the crash schedule)");
+    let mut rng = SplitMix(seed);
+    let mut sc = Scenario::new(seed, 60);
+    let t0 = Instant::now();
+    for point in fieldseal_server::fault::POINTS {
+        // Not always the first pass, so that some work precedes the crash.
+        let n = 1 + rng.next_u64() % 4;
+        sc.server.kill();
+        sc.server.start(Some(&format!("{point}:{n}")));
+        sc.go();
+        let status = sc
+            .server
+            .wait_exit(Duration::from_secs(30))
+            .unwrap_or_else(|| {
+                panic!(
+                    "crash point {point}:{n} not reached in 30 s; {}",
+                    sc.progress()
+                )
+            });
+        sc.pause();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(6),
+            "{point}: {status}\n{}",
+            sc.server.stderr()
+        );
+        assert!(
+            sc.server
+                .stderr()
+                .contains(&format!("crash point {point} reached")),
+            "{}",
+            sc.server.stderr()
+        );
+        eprintln!("crashed at {point}:{n}: {}", sc.progress());
+        sc.server.start(None);
+        sc.check(false);
+    }
+    let last = sc.drain_and_stop();
+    sc.final_check(&last);
+    eprintln!("done in {:?}", t0.elapsed());
 }
