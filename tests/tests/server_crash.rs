@@ -13,7 +13,7 @@
 //!   signed notes, with `fieldseal-proto` alone.
 //!
 //! Two scenarios: SIGKILL at 12 random moments (plus on-demand checkpoints
-//! between them, and a `reindex` at the end that must give the same
+//! between them, some kills early in the following restart, and a `reindex` at the end that must give the same
 //! verification report and log root), and an abort at each named crash point
 //! of `fieldseal_server::fault` (`FIELDSEAL_CRASH_AT=NAME:N`). Both end with
 //! the devices drained, a clean shutdown whose checkpoint covers the whole
@@ -144,6 +144,29 @@ impl Server {
             assert!(Instant::now() < deadline, "the server did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Start the server and kill it `after` later, whether or not it is up
+    /// yet: a crash during the start's own recovery (roll-forward).
+    fn start_and_kill(&mut self, after: Duration) {
+        assert!(self.child.is_none(), "the server runs already");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut child = Command::new(bin("fieldseal-server"))
+            .args(["run", "--quic", &self.addr, "--data"])
+            .arg(&self.dir)
+            .env("RUST_LOG", "warn")
+            .env_remove("FIELDSEAL_CRASH_AT")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(after);
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// SIGKILL: no chance to flush, sign or clean up.
@@ -710,6 +733,11 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         sc.pause();
         eprintln!("kill {} after {live:?}: {}", round + 1, sc.progress());
         let t = Instant::now();
+        if rng.chance(300) {
+            let after = Duration::from_millis(rng.next_u64() % 150);
+            eprintln!("  and again {after:?} into the restart");
+            sc.server.start_and_kill(after);
+        }
         sc.server.start(None);
         sc.check(false);
         eprintln!("  restart and check: {:?}", t.elapsed());
