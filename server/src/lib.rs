@@ -10,11 +10,15 @@
 //! and gives proofs on the command line (`tlog.rs`). Admin commands reach the
 //! running server over a Unix control socket.
 //!
+//! The files are the source of truth and the index a cache of them:
+//! `reindex.rs` rebuilds it, and rolls forward at start what a crash left
+//! between the transparency log and the index. Segment bytes are behind the
+//! `BlobStore` trait (`blobstore.rs`).
+//!
 //! It signs a checkpoint every `checkpoint_interval_secs` when the log grew.
 //!
 //! What it does **not** do yet: the HTTP API and web UI, cases, compliance,
-//! checkpoints and proofs served to clients, index rebuild, export (later
-//! issues).
+//! checkpoints and proofs served to clients, export (later issues).
 #![forbid(unsafe_code)]
 
 pub mod admin;
