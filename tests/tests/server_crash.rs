@@ -522,6 +522,7 @@ struct Scenario {
 impl Scenario {
     fn new(seed: u64, key_base: u8) -> Scenario {
         fieldseal_tests::init_tracing();
+        let t0 = Instant::now();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -549,7 +550,7 @@ impl Scenario {
                     ))
                     .unwrap();
                 // Lengths differ per device, so no two devices share a blob.
-                let chain = sample::build(&key, &[10; 20], 24 * 1024 + usize::from(i) * 100);
+                let chain = sample::build(&key, &[10; 20], 8 * 1024 + usize::from(i) * 100);
                 let media = tempfile::tempdir().unwrap();
                 let store = Arc::new(MemStore::new(media.path()));
                 Device {
@@ -583,6 +584,7 @@ impl Scenario {
                 }
             })
         };
+        eprintln!("set up in {:?}", t0.elapsed());
         Scenario {
             rt,
             server,
