@@ -16,8 +16,12 @@
 #   BENCH_SECONDS=20      length of each real-time recording
 #   BENCH_SIZES="1280x720 1920x1080"
 #   BENCH_OUT=docs/PERFORMANCE.md
+#   BENCH_SKIP_CAPTURE=1  skip the (slow, real-time) capture rows
+#   BENCH_ONLY=net        only the network rows (scripts/bench/net.sh lists their variables)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/net.sh
+. scripts/bench/net.sh
 
 REPS=${BENCH_REPS:-3}
 SECS=${BENCH_SECONDS:-20}
@@ -242,9 +246,12 @@ EOF
 main() {
   log "building the agent (release)"
   cargo build -q --release -p fieldseal-agent
-  for size in $SIZES; do
-    bench_capture "${size%x*}" "${size#*x}"
-  done
+  if [ -z "${BENCH_SKIP_CAPTURE:-}" ] && [ "${BENCH_ONLY:-}" != net ]; then
+    for size in $SIZES; do
+      bench_capture "${size%x*}" "${size#*x}"
+    done
+  fi
+  bench_net
   cat >>"$BOUNDS" <<'EOF'
 CPU: x264 dominates both processes, then testsrc2 drawing the picture and the AAC encoder. Both
 sides run the same FFmpeg libraries with the same settings, so the ratio measures the agent's own
