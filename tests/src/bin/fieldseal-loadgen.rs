@@ -117,11 +117,7 @@ fn device_key(seed: u64) -> SigningKey {
 
 /// Enrol `key` with the running server whose data folder is `server_data`
 /// (a token through its control socket, then the enrolment handshake).
-async fn enroll(
-    key: &SigningKey,
-    server: &str,
-    server_data: &Path,
-) -> anyhow::Result<Enrollment> {
+async fn enroll(key: &SigningKey, server: &str, server_data: &Path) -> anyhow::Result<Enrollment> {
     let dir = server_data.to_path_buf();
     let resp = tokio::task::spawn_blocking(move || {
         control::request(
@@ -405,7 +401,9 @@ async fn upload(args: &Args) -> anyhow::Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     let (no_receipt, unacked) = store.pending();
     if no_receipt != 0 || unacked != 0 {
-        bail!("drained with {no_receipt} entries unreceipted and {unacked} segments unacknowledged");
+        bail!(
+            "drained with {no_receipt} entries unreceipted and {unacked} segments unacknowledged"
+        );
     }
     println!("files={}", files.len());
     println!("bytes={bytes}");
@@ -544,7 +542,7 @@ struct Media {
 impl Media {
     fn new(len: usize) -> Self {
         let mut body = vec![0u8; len];
-        rand_core::RngCore::fill_bytes(&mut SplitMix(0x6d65_6469_61), &mut body);
+        rand_core::RngCore::fill_bytes(&mut SplitMix(0x006d_6564_6961), &mut body);
         let mut state = Sha256::new();
         state.update(&body);
         Media { body, state }
@@ -583,7 +581,8 @@ async fn new_device(
 /// Record one segment: write its file, sign its entry, make both "durable".
 fn record_segment(d: &Device, media: &Media) -> anyhow::Result<()> {
     let n = d.segments.fetch_add(1, Ordering::Relaxed);
-    let suffix = Sha256::digest([d.media_dir.as_os_str().as_encoded_bytes(), &n.to_be_bytes()].concat());
+    let suffix =
+        Sha256::digest([d.media_dir.as_os_str().as_encoded_bytes(), &n.to_be_bytes()].concat());
     let path = d.media_dir.join(format!("{n:08}.ts"));
     {
         use std::io::Write;
@@ -601,11 +600,12 @@ fn record_segment(d: &Device, media: &Media) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+/// The `p`-th percentile (nearest rank) of sorted microseconds, in milliseconds.
+fn percentile(sorted: &[u64], p: usize) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    let rank = (p * sorted.len()).div_ceil(100);
     sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
 }
 
@@ -634,8 +634,12 @@ async fn devices(args: &Args) -> anyhow::Result<()> {
         while all.len() < count {
             let mut set = tokio::task::JoinSet::new();
             for i in all.len()..count.min(all.len() + 16) {
-                let (server, server_data, work, latencies) =
-                    (server.clone(), server_data.clone(), work.clone(), latencies.clone());
+                let (server, server_data, work, latencies) = (
+                    server.clone(),
+                    server_data.clone(),
+                    work.clone(),
+                    latencies.clone(),
+                );
                 set.spawn(async move {
                     new_device(i, &server, &server_data, &work, segment_secs, &latencies)
                         .await
@@ -665,10 +669,12 @@ async fn devices(args: &Args) -> anyhow::Result<()> {
                     .map_err(anyhow::Error::from)
             });
             // Devices start their segments at random phases, as real ones would.
-            let phase = Duration::from_micros(rng.next_u64() % (u64::from(segment_secs) * 1_000_000));
+            let phase =
+                Duration::from_micros(rng.next_u64() % (u64::from(segment_secs) * 1_000_000));
             let (d2, media, mut stop) = (d.clone(), media.clone(), stop_rx.clone());
             tasks.spawn(async move {
-                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
+                let mut tick =
+                    tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
@@ -706,7 +712,7 @@ async fn devices(args: &Args) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
         let mut lat = std::mem::take(&mut *latencies.micros.lock().expect("lock"));
         lat.sort_unstable();
-        let (p50, p99) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
+        let (p50, p99) = (percentile(&lat, 50), percentile(&lat, 99));
         // Sustained: receipts' p99 under a second, and the segment backlog at
         // the end of the window no larger than at its start plus one segment
         // in flight per device (the recording of one just finished).
@@ -734,7 +740,10 @@ async fn devices(args: &Args) -> anyhow::Result<()> {
                 eprintln!("loadgen: a device task failed: {e:#}");
             }
         }
-        eprintln!("loadgen: stopped in {:.1} s", t_stop.elapsed().as_secs_f64());
+        eprintln!(
+            "loadgen: stopped in {:.1} s",
+            t_stop.elapsed().as_secs_f64()
+        );
         if !ok {
             break;
         }
