@@ -246,11 +246,24 @@ net_ours() {
   rm -rf "$WORK/srv-$tag"
 }
 
-# net_base MEDIA TAG : upload MEDIA with curl to a fresh nginx.
+# net_base MEDIA TAG [CC] : upload MEDIA with curl to a fresh nginx; on the lossy link, with TCP
+# congestion control CC in both namespaces.
 net_base() {
-  local media=$1 tag=$2 t0 t1
+  local media=$1 tag=$2 cc=${3:-} t0 t1 probe=
+  if [ -n "$cc" ]; then
+    # Per route: a namespace other than the first may only pick its default from
+    # tcp_allowed_congestion_control, which is the host's to set.
+    ip -n "$NET_NS_CLI" route replace 10.77.0.0/24 dev fsb0 src "$NET_CLI_IP" congctl "$cc"
+    ip -n "$NET_NS_SRV" route replace 10.77.0.0/24 dev fsb1 src "$NET_SRV_IP" congctl "$cc"
+  fi
   net_nginx_start "$WORK/nginx-$tag"
   net_curl_config "$media" "$NET_NGINX_URL" "$WORK/$tag.curl"
+  if [ -n "$cc" ]; then
+    # Which congestion control the sending sockets really use, as the kernel reports it.
+    (sleep 0.5; ip netns exec "$NET_NS_CLI" ss -tin dst "$NET_SRV_IP" |
+      grep -o -m1 -w 'cubic\|bbr\|reno' >"$WORK/$tag.cc" || true) &
+    probe=$!
+  fi
   t0=$(net_now)
   "${NET_CLI_EXEC[@]}" curl --silent --show-error --fail --cacert "$WORK/nginx.crt" \
     --parallel --parallel-max "$NET_STREAMS" -H 'Expect:' --config "$WORK/$tag.curl" \
@@ -260,6 +273,7 @@ net_base() {
     return 1
   }
   t1=$(net_now)
+  [ -z "$probe" ] || wait "$probe"
   net_stop "$NET_NGINX_PID"
   # Every file arrived whole.
   local sent got
@@ -297,7 +311,11 @@ net_ceiling() {
 bench_net_upload() {
   local place=$1 mib=$2 goal=$3 i
   local media=$WORK/media-$place
-  local -a ours=() base=() ceil=() ratio=() frac=() loads=()
+  local -a ours=() base=() ceil=() ratio=() frac=() loads=() bbr=() bbr_ratio=()
+  # On the lossy link TCP runs twice: with Cubic, Debian's default, and with BBR, which quinn
+  # uses here and which some hosts (this one among them) make their TCP default.
+  local cc=
+  [ "$place" = lossy ] && cc=cubic
   net_place "$place"
   net_media "$media" "$mib"
   local bytes
@@ -307,12 +325,16 @@ bench_net_upload() {
     loads+=("$(cut -d' ' -f1 /proc/loadavg)")
     if ((i % 2)); then
       net_ours "$media" "$place-ours-$i" && ours+=("$NET_SECONDS")
-      net_base "$media" "$place-base-$i" && base+=("$NET_SECONDS")
+      net_base "$media" "$place-base-$i" $cc && base+=("$NET_SECONDS")
     else
-      net_base "$media" "$place-base-$i" && base+=("$NET_SECONDS")
+      net_base "$media" "$place-base-$i" $cc && base+=("$NET_SECONDS")
       net_ours "$media" "$place-ours-$i" && ours+=("$NET_SECONDS")
     fi
     net_ceiling "$media" "$place-ceil-$i" && ceil+=("$NET_SECONDS")
+    if [ -n "$cc" ]; then
+      net_base "$media" "$place-bbr-$i" bbr && bbr+=("$NET_SECONDS")
+      bbr_ratio+=("$(calc "${bbr[-1]} / ${ours[-1]}")")
+    fi
     ratio+=("$(calc "${base[-1]} / ${ours[-1]}")")
     frac+=("$(calc "${ceil[-1]} / ${ours[-1]}")")
     log "  fieldseal ${ours[-1]} s, curl/nginx ${base[-1]} s, quinn ceiling ${ceil[-1]} s"
@@ -334,8 +356,16 @@ bench_net_upload() {
     what="Upload of a $mib MiB backlog until archived and verified, loopback (Mbit/s)"
     label="Nloop"
   fi
-  row "$what" "$om" "$bm (curl → nginx)" "$(printf '%.2f' "$r")×" "≥ $goal×: $(met "$r" '>=' "$goal")" \
+  row "$what" "$om" "$bm (curl → nginx${cc:+, Cubic})" "$(printf '%.2f' "$r")×" "≥ $goal×: $(met "$r" '>=' "$goal")" \
     "${label}A vs ${label}B"
+  if [ -n "$cc" ]; then
+    local bb br
+    bb=$(median "${bbr[@]}")
+    br=$(median "${bbr_ratio[@]}")
+    row "… the same, TCP with BBR instead of Cubic (Mbit/s)" "$om" \
+      "$(calc "$bytes * 8 / $bb / 1000000") (curl → nginx, BBR)" "$(printf '%.2f' "$br")×" \
+      "≥ $goal×: $(met "$br" '>=' "$goal")" "${label}A vs ${label}B"
+  fi
   row "… fraction of the ceiling: the same bytes over one quinn connection, no storage (Mbit/s)" \
     "$om" "$cm (ceiling)" "$(printf '%.2f' "$f")" "report" "${label}A vs ${label}C"
   cmd "${label}A" "fieldseal-loadgen upload --server H:P --server-data SRV --media MEDIA  # against fieldseal-server run --data SRV --quic H:P (fresh SRV each run); then fieldseal-server verify --data SRV"
@@ -345,6 +375,8 @@ bench_net_upload() {
     echo "- upload, $place, $mib MiB in $mib files ($bytes bytes), in run order: fieldseal s ${ours[*]};" \
       "curl/nginx s ${base[*]}; quinn ceiling s ${ceil[*]}; ratios (curl s ÷ fieldseal s) ${ratio[*]};" \
       "fractions of the ceiling ${frac[*]}; load average (1 min) at the start of each pair ${loads[*]}"
+    [ -n "$cc" ] && echo "  - TCP: curl/nginx with Cubic s ${base[*]}, with BBR s ${bbr[*]} (ratios ${bbr_ratio[*]});" \
+      "congestion control seen by \`ss\` on curl's sockets: $(cat "$WORK"/lossy-base-*.cc | tr '\n' ' ')/ $(cat "$WORK"/lossy-bbr-*.cc | tr '\n' ' ')"
     [ "$place" = lossy ] && echo "  - link: $NET_LINK_PROBE; relay: $(tail -1 "$WORK/relay.out" 2>/dev/null)"
   } >>"$RUNS"
   rm -rf "$media"
@@ -450,7 +482,8 @@ window's reaction are the point). So both protocols run between two network name
 only by two TUN devices and \`scripts/bench/tunrelay.py\`, which reads every IP packet, drops
 $(calc "$NET_LOSS * 100") % in each direction at random and delays the rest by $NET_DELAY_MS ms, in order. Server and nginx run
 in one namespace, the clients in the other; both protocols see the same relay, with Linux's
-default TCP (Cubic, SACK, RACK) against quinn with BBR as the agent configures it. The relay is a
+TCP (SACK, RACK) run twice, with Cubic (Debian's default) and with BBR (this host's
+default, and what quinn runs as the agent and server configure it). The relay is a
 Python process on the same loaded 2 cores: the probe under Raw runs gives the round trip it really
 achieved. The backlog is smaller there (BENCH_NET_LOSSY_MIB) because loss-based TCP at 2 % loss
 and 40 ms moves only a few Mbit/s (Mathis et al.: ≈ MSS/RTT × 1.22/√p ≈ 2.5 Mbit/s per
