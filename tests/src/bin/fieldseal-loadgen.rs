@@ -4,10 +4,12 @@
 //! client, `fieldseal_agent::sync`.
 //!
 //! ```text
-//! upload  --server HOST:PORT --server-data DIR --media DIR --seed N
+//! upload  --server HOST:PORT --server-data DIR --media DIR --seed N [--max-uploads K]
 //!     enrol a fresh device, sign one segment entry per file of DIR (sorted),
 //!     then time `sync_until_drained`: every entry receipted and verified,
 //!     every segment verified and durable on the server and acknowledged.
+//!     `--max-uploads` overrides the sync client's uploads at once (for
+//!     experiments; the benchmark uses the agent's default).
 //! ceiling --server HOST:PORT --server-data DIR --media DIR --seed N
 //!     the same files over one quinn connection to `sink`, with the sync
 //!     client's TLS and transport settings and as many streams at once as the
@@ -394,7 +396,8 @@ async fn upload(args: &Args) -> anyhow::Result<()> {
         bytes += len;
     }
     let enrollment = enroll(&key, server, &server_data).await?;
-    let cfg = SyncConfig::from_enrollment(server, key, &enrollment);
+    let mut cfg = SyncConfig::from_enrollment(server, key, &enrollment);
+    cfg.machine.max_uploads = args.num("max-uploads", cfg.machine.max_uploads)?;
     let progress = Arc::new(Progress::default());
     let t0 = Instant::now();
     let stats = sync::sync_until_drained(store.clone(), cfg, progress).await?;
