@@ -113,7 +113,7 @@ net_link_up() {
   python3 scripts/bench/tunrelay.py fsb0 fsb1 "$NET_LOSS" "$NET_DELAY_MS" 7 >"$WORK/relay.out" 2>&1 &
   NET_RELAY_PID=$!
   local i
-  for ((i = 0; i < 100; i++)); do grep -q ready "$WORK/relay.out" && break; sleep 0.1; done
+  for ((i = 0; i < 100; i++)); do grep -qs ready "$WORK/relay.out" && break; sleep 0.1; done
   grep -q ready "$WORK/relay.out" || { log "the TUN relay did not start:"; cat "$WORK/relay.out" >&2; return 1; }
   ip link set fsb0 netns "$NET_NS_CLI"
   ip link set fsb1 netns "$NET_NS_SRV"
@@ -295,7 +295,7 @@ net_ceiling() {
   local sink=$!
   NET_PIDS+=("$sink")
   local i
-  for ((i = 0; i < 100; i++)); do grep -q listening "$WORK/$tag.sink" && break; sleep 0.1; done
+  for ((i = 0; i < 100; i++)); do grep -qs listening "$WORK/$tag.sink" && break; sleep 0.1; done
   "${NET_CLI_EXEC[@]}" "$NET_LOADGEN" ceiling --server "$NET_HOST:$port" \
     --server-data "$WORK/srv-$tag" --media "$media" --seed 7 >"$WORK/$tag.out" 2>&1 || {
     log "ceiling $tag failed:"
@@ -377,7 +377,7 @@ bench_net_upload() {
       "fractions of the ceiling ${frac[*]}; load average (1 min) at the start of each pair ${loads[*]}"
     [ -n "$cc" ] && echo "  - TCP: curl/nginx with Cubic s ${base[*]}, with BBR s ${bbr[*]} (ratios ${bbr_ratio[*]});" \
       "congestion control seen by \`ss\` on curl's sockets: $(cat "$WORK"/lossy-base-*.cc | tr '\n' ' ')/ $(cat "$WORK"/lossy-bbr-*.cc | tr '\n' ' ')"
-    [ "$place" = lossy ] && echo "  - link: $NET_LINK_PROBE; relay: $(tail -1 "$WORK/relay.out" 2>/dev/null)"
+    [ "$place" = lossy ] && echo "  - link: $NET_LINK_PROBE"
   } >>"$RUNS"
   rm -rf "$media"
 }
