@@ -498,4 +498,59 @@ verified receipt is saved. A step is sustained when the receipts' p99 over the w
 where they were at its start. Load generator and server share the machine's 2 cores, and the
 load generator's cost (TLS, QUIC, signing) is of the same order as the server's.
 EOF
+  cat >>"$BOUNDS" <<'EOF'
+
+What bounds each network figure (profiles with `perf record -g` from Debian's linux-perf on
+2026-11-28, this machine, load average 2–14 from other builds; the figures quoted are from the
+runs of that day):
+
+- **Loopback: the quinn ceiling (~1 Gbit/s) is below curl → nginx (1.2–2.2 Gbit/s)**, so no
+  QUIC upload can meet the "≥ 1.0× curl/nginx" goal here. Kernel TCP on loopback moves 64 KiB
+  segments (MTU 65536, no per-packet work in user space); quinn sends datagrams of at most 1452
+  bytes (its MTU discovery's upper bound), ~740,000 per GiB, and each one is built, encrypted,
+  header-protected, tracked for acknowledgement and received in user space. The profile of both
+  ends is flat: AES-GCM 6–8 %, `memmove` 6 %, `poll_transmit`/`process_payload` and the rest of
+  quinn-proto's per-packet bookkeeping, and 20–25 % thread wake-ups and context switches. On a
+  real network path (MTU 1500) TCP loses this loopback advantage. Raising quinn's
+  `MtuDiscoveryConfig::upper_bound` would lift the loopback figure only; it is left alone.
+- **Loopback: fieldseal at about half the ceiling** is what the server does with the bytes. Per
+  segment it hashes every byte (SHA-256, ~5 % of the server's CPU), fsyncs the partial file every
+  MiB and at the end, renames the blob into place, fsyncs the folder and updates sled, and only
+  then acknowledges; with two uploads at a time (the agent's `max_uploads`) each fsync stalls its
+  stream. The server also writes stream data through `tokio::fs::File` as it arrives, in chunks
+  of about one QUIC packet: each is a hand-off to tokio's blocking pool and back, which is most
+  of the server's 22 % in `finish_task_switch` and 11 % in `try_to_wake_up` (profile at 200
+  devices). Buffering ~1 MiB before each write (one blocking-pool trip per MiB) is the fix; it is
+  in server/src/quic.rs's upload path, which is being rewritten with the storage code, so it is
+  described here, not made. nginx does none of this: no fsync, no hash; its 201 means "in the
+  page cache".
+- **Lossy link: fieldseal at 0.65–0.8 of the ceiling, 0.7× TCP with BBR, 16× TCP with Cubic.**
+  Each segment's upload spends two round trips with its stream idle (UploadQuery → UploadOffset
+  before the first byte; the server's fsync and UploadAck after the last), and the agent runs two
+  uploads at a time. A 1 MiB segment takes ~85 ms to send at 100 Mbit/s, so 80 ms idle per
+  segment per stream costs about half the link. Measured the same day with
+  `fieldseal-loadgen upload --max-uploads 8` through the same relay: 95–105 Mbit/s, against 48–60
+  with the default 2 — above the 2-stream ceiling and level with TCP/BBR. The fix is in the agent
+  (`MachineConfig::max_uploads` 2 → 8, or opening the next upload while the previous one waits
+  for its acknowledgement); the flow-control windows of quic.rs (1 MiB a stream, 4 MiB a
+  connection, ~800 Mbit/s at 40 ms) are not the bound. TCP with Cubic at 2 % loss is bound by its
+  response to loss (Mathis et al.: ≈ MSS/RTT × 1.22/√p, ~2.5 Mbit/s a connection; two
+  connections gave ~4 Mbit/s); with BBR, which like quinn's BBR does not treat random loss as
+  congestion, TCP keeps the link's pace.
+- **Simulated devices: 200 sustained of the 1,000 asked for, against a SHA-256 limit of
+  ~6,000.** Hashing is not the bound. 200 devices are 400 Mbit/s of QUIC into one server, with the
+  load generator's 200 QUIC senders on the same 2 cores, and the quinn ceiling on this machine
+  is ~1 Gbit/s for sender and receiver together with no storage at all: the per-packet cost of
+  QUIC at both ends, then the server's per-chunk blocking-pool hand-offs and fsyncs above, use up
+  the 2 cores. At 500 devices receipts fell seconds behind and the segment backlog grew.
+  1,000 devices (2 Gbit/s) is beyond what QUIC in user space moves on 2 cores shared with its own
+  load generator; the server side alone would need the write-path fix above and more cores.
+- **Receipt latency at 100 devices: p99 34 ms (p50 3 ms) against the 20 ms goal.** With the same
+  100 devices sending tiny segments (16 kbit/s) p99 was 6.9 ms, so the uploads' work delays the
+  receipts: an entry's own durable write (fsync of the chain log, the index) waits behind the
+  blob fsyncs on the same ext4 file system (data=ordered: a journal commit first writes the other
+  files' dirty data) and behind the upload chunks on tokio's 2 workers. Keeping receipts ahead
+  needs the entry path to stop sharing journal commits with bulk blob writes (blobs on another
+  file system, or group commit of entries): the storage rewrite's business.
+EOF
 }
