@@ -251,7 +251,6 @@ main() {
       bench_capture "${size%x*}" "${size#*x}"
     done
   fi
-  bench_net
   cat >>"$BOUNDS" <<'EOF'
 CPU: x264 dominates both processes, then testsrc2 drawing the picture and the AAC encoder. Both
 sides run the same FFmpeg libraries with the same settings, so the ratio measures the agent's own
@@ -284,6 +283,7 @@ the agent dropped frames with x264's defaults (99 and 119 in two 12 s recordings
 the memory settings (193 and 229, same hour: the lookahead now runs on the capture thread, so a
 starved capture thread falls behind sooner). The goal is stated at 720p.
 EOF
+  bench_net
   write_doc
 }
 

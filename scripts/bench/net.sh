@@ -502,7 +502,8 @@ EOF
 
 What bounds each network figure (profiles with `perf record -g` from Debian's linux-perf on
 2026-11-28, this machine, load average 2–14 from other builds; the figures quoted are from the
-runs of that day):
+runs of that day). Ratios moved between runs by up to a third with the machine's load; the
+medians of three pairs are steadier:
 
 - **Loopback: the quinn ceiling (~1 Gbit/s) is below curl → nginx (1.2–2.2 Gbit/s)**, so no
   QUIC upload can meet the "≥ 1.0× curl/nginx" goal here. Kernel TCP on loopback moves 64 KiB
@@ -525,7 +526,8 @@ runs of that day):
   server/src/quic.rs's upload path, which is being rewritten with the storage code, so it is
   described here, not made or measured. nginx does none of this: no fsync, no hash; its 201 means "in the
   page cache".
-- **Lossy link: fieldseal at 0.65–0.8 of the ceiling, 0.7× TCP with BBR, 16× TCP with Cubic.**
+- **Lossy link: fieldseal at 0.6–0.8 of the ceiling, 0.6–0.8× TCP with BBR, 13–17× TCP with
+  Cubic.**
   Each segment's upload spends two round trips with its stream idle (UploadQuery → UploadOffset
   before the first byte; the server's fsync and UploadAck after the last), and the agent runs two
   uploads at a time. A 1 MiB segment takes ~85 ms to send at 100 Mbit/s, so 80 ms idle per
@@ -538,15 +540,16 @@ runs of that day):
   response to loss (Mathis et al.: ≈ MSS/RTT × 1.22/√p, ~2.5 Mbit/s a connection; two
   connections gave ~4 Mbit/s); with BBR, which like quinn's BBR does not treat random loss as
   congestion, TCP keeps the link's pace.
-- **Simulated devices: 200 sustained of the 1,000 asked for, against a SHA-256 limit of
-  ~6,000.** Hashing is not the bound. 200 devices are 400 Mbit/s of QUIC into one server, with the
+- **Simulated devices: 200 sustained of the 1,000 asked for (in two runs; 500 failed both
+  times, and 300 failed in a shorter trial), against a SHA-256 limit of ~6,000.** Hashing is not the bound. 200 devices are 400 Mbit/s of QUIC into one server, with the
   load generator's 200 QUIC senders on the same 2 cores, and the quinn ceiling on this machine
   is ~1 Gbit/s for sender and receiver together with no storage at all: the per-packet cost of
   QUIC at both ends, then the server's per-chunk blocking-pool hand-offs and fsyncs above, use up
   the 2 cores. At 500 devices receipts fell seconds behind and the segment backlog grew.
   1,000 devices (2 Gbit/s) is beyond what QUIC in user space moves on 2 cores shared with its own
   load generator; the server side alone would need the write-path fix above and more cores.
-- **Receipt latency at 100 devices: p99 34 ms (p50 3 ms) against the 20 ms goal.** With the same
+- **Receipt latency at 100 devices: p99 34–54 ms (p50 2–3 ms) in two runs, against the 20 ms
+  goal.** With the same
   100 devices sending tiny segments (16 kbit/s) p99 was 6.9 ms, so the uploads' work delays the
   receipts: an entry's own durable write (fsync of the chain log, the index) waits behind the
   blob fsyncs on the same ext4 file system (data=ordered: a journal commit first writes the other
