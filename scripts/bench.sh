@@ -16,11 +16,16 @@
 #   BENCH_SECONDS=20      length of each real-time recording
 #   BENCH_SIZES="1280x720 1920x1080"
 #   BENCH_OUT=docs/PERFORMANCE.md
-#   BENCH_ONLY="capture archive"   which groups to run (default: all); the others' rows are left out
+#   BENCH_ONLY="archive net capture"   which groups to run (default: all of them); each group's
+#                         variables are listed in its file under scripts/bench/
+#   BENCH_SKIP_CAPTURE=1  the same as leaving capture out of BENCH_ONLY
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ONLY=${BENCH_ONLY:-"capture archive"}
+ONLY=${BENCH_ONLY:-"archive net capture"}
+if [ -n "${BENCH_SKIP_CAPTURE:-}" ]; then ONLY=${ONLY//capture/}; fi
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
+# shellcheck source=bench/net.sh
+. scripts/bench/net.sh
 
 REPS=${BENCH_REPS:-3}
 SECS=${BENCH_SECONDS:-20}
@@ -248,6 +253,9 @@ EOF
 main() {
   if wants archive; then
     bench_archive
+  fi
+  if wants net; then
+    bench_net
   fi
   if wants capture; then
     bench_capture_all

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages fieldseal needs to build and test, if missing.
+# Install the Debian packages fieldseal needs to build and test, if missing;
+# with the argument `bench`, also those the benchmarks need.
 # Idempotent and quiet when everything is present. Run as root (CI and the
 # development machines are root); otherwise it uses sudo when available.
 set -euo pipefail
@@ -17,6 +18,16 @@ PACKAGES=(
   # tests/independent/fieldseal_verify.py, run by `cargo test -p fieldseal-tests`.
   python3
 )
+
+# `scripts/install-deps.sh bench`: also what only `make bench` needs (not `make test`).
+if [ "${1:-}" = bench ]; then
+  PACKAGES+=(
+    # The network benchmarks' baseline: HTTPS PUT with curl to Debian's nginx (dav module).
+    nginx curl
+    # The lossy-link benchmark runs both protocols through network namespaces (ip netns).
+    iproute2
+  )
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
