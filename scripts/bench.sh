@@ -16,13 +16,17 @@
 #   BENCH_SECONDS=20      length of each real-time recording
 #   BENCH_SIZES="1280x720 1920x1080"
 #   BENCH_OUT=docs/PERFORMANCE.md
+#   BENCH_ONLY=capture,compute   which groups of rows to run (all by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench/compute.sh
+. scripts/bench/compute.sh
 
 REPS=${BENCH_REPS:-3}
 SECS=${BENCH_SECONDS:-20}
 SIZES=${BENCH_SIZES:-"1280x720 1920x1080"}
 OUT=${BENCH_OUT:-docs/PERFORMANCE.md}
+ONLY=${BENCH_ONLY:-capture,compute}
 FPS=30
 
 # The agent's encoder settings (agent/src/capture/encode.rs and the config.rs defaults), given to
@@ -30,7 +34,8 @@ FPS=30
 # the two cannot drift apart. `check_same_x264` also compares the option strings x264 writes into
 # both streams and fails the benchmark if they differ.
 GOP=$((4 * FPS))
-X264_MEMORY=$(sed -n 's/.*X264_MEMORY_PARAMS: &str = "\([^"]*\)".*/\1/p' agent/src/capture/encode.rs)
+# (the string may sit on the line after the name, where rustfmt puts a long one)
+X264_MEMORY=$(awk '/X264_MEMORY_PARAMS: &str/ { f = 1 } f && /"/ { match($0, /"[^"]*"/); print substr($0, RSTART + 1, RLENGTH - 2); exit }' agent/src/capture/encode.rs)
 [ -n "$X264_MEMORY" ] || { echo "bench: X264_MEMORY_PARAMS not found in encode.rs" >&2; exit 1; }
 X264_PARAMS="keyint=$GOP:min-keyint=$GOP:scenecut=0:$X264_MEMORY"
 
@@ -210,6 +215,7 @@ ours ÷ baseline of the medians.
 | --- | --- | --- | --- | --- | --- |
 EOF
     cat "$ROWS"
+    [ ! -f "$WORK/micro.md" ] || cat "$WORK/micro.md"
     echo
     echo "## Commands"
     echo
@@ -239,9 +245,19 @@ EOF
   log "wrote $OUT"
 }
 
+# wants GROUP : whether BENCH_ONLY selects the group of rows.
+wants() { [[ ",$ONLY," == *",$1,"* ]]; }
+
 main() {
   log "building the agent (release)"
   cargo build -q --release -p fieldseal-agent
+  if wants compute; then
+    bench_compute
+  fi
+  if ! wants capture; then
+    write_doc
+    return
+  fi
   for size in $SIZES; do
     bench_capture "${size%x*}" "${size#*x}"
   done

@@ -1,6 +1,7 @@
 //! `fieldseal-agent`: the edge recorder. Thin: parses the command line, sets
 //! up logging and calls the library.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -164,6 +165,24 @@ enum Cmd {
     Reindex {
         #[command(flatten)]
         data: DataArg,
+    },
+    /// Benchmarks: print the SHA-256 of each file as `sha256sum` does, with the spool's hashing.
+    #[command(hide = true)]
+    HashFiles {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Benchmarks: fill an initialised, empty data folder with a sample chain of SEGMENTS
+    /// segments (stand-in media of MEDIA_BYTES each), to measure start-up against spool size.
+    #[command(hide = true)]
+    FillSpool {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        segments: u32,
+        #[arg(long, default_value_t = 1024)]
+        media_bytes: usize,
     },
 }
 
@@ -359,6 +378,26 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let idx = index::Index::open(&data.data)?;
             let n = idx.rebuild(&data.data)?;
             println!("index rebuilt from chain.log: {n} entries");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::HashFiles { files } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for f in files {
+                let (hash, _) =
+                    spool::hash_file(&f).with_context(|| format!("hashing {}", f.display()))?;
+                writeln!(out, "{}  {}", hex::encode(hash), f.display())?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::FillSpool {
+            data,
+            segments,
+            media_bytes,
+        } => {
+            let key = keyfile::load(&data.data)?;
+            let n = spool::fill_sample(&data.data, &key, segments, media_bytes)?;
+            println!("{n} entries written");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -561,6 +561,46 @@ pub fn hash_file(path: &Path) -> io::Result<(Hash32, u64)> {
     }
 }
 
+/// Fill an empty spool in `dir` with a sample day of `segments` segments of `media_len` stand-in
+/// bytes each (proto's `sample` chain, signed by `signer`), for measuring how start-up grows
+/// with the spool: the chain log and media files are what the agent itself leaves, but they are
+/// written in one go and fsynced once, not once per entry. Returns the number of entries.
+///
+/// # Errors
+/// [`SpoolError::Io`]; a spool that already holds a chain log is refused.
+pub fn fill_sample(
+    dir: &Path,
+    signer: &impl Signer,
+    segments: u32,
+    media_len: usize,
+) -> Result<u64, SpoolError> {
+    let log_path = dir.join("chain.log");
+    if fs::metadata(&log_path).is_ok_and(|m| m.len() > 0) {
+        return Err(io_err(&log_path)(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the spool already holds entries; fill an empty one",
+        )));
+    }
+    let media_dir = dir.join("media");
+    fs::create_dir_all(&media_dir).map_err(io_err(&media_dir))?;
+    let sample = fieldseal_proto::sample::build(signer, &[segments], media_len);
+    let mut log = Vec::new();
+    for e in &sample.entries {
+        chainlog::put_record(&mut log, &e.to_bytes());
+    }
+    for (seq, bytes) in &sample.media {
+        let path = media_dir.join(media_name(*seq));
+        fs::write(&path, bytes).map_err(io_err(&path))?;
+    }
+    let mut f = File::create(&log_path).map_err(io_err(&log_path))?;
+    f.write_all(&log)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(&log_path))?;
+    sync_dir(&media_dir).map_err(io_err(&media_dir))?;
+    sync_dir(dir).map_err(io_err(dir))?;
+    Ok(sample.entries.len() as u64)
+}
+
 /// Verify the chain and media in `dir` (read-only: works beside a running agent).
 ///
 /// # Errors

@@ -44,7 +44,8 @@ const MAX_INTERLEAVE_QUEUE: usize = 90;
 ///
 /// Fewer frames inside the encoder also means less video lost with them at a sudden power
 /// loss: they are gone before any segment is written.
-pub(crate) const X264_MEMORY_PARAMS: &str = "threads=2:rc-lookahead=5:sync-lookahead=0";
+pub(crate) const X264_MEMORY_PARAMS: &str =
+    "threads=2:sliced-threads=1:b-pyramid=none:bframes=2:rc-lookahead=2:sync-lookahead=0";
 
 /// Opens libx264 with a fixed GOP of one segment and no scene-cut keyframes.
 pub(crate) fn open_video_encoder(cfg: &CaptureConfig) -> Result<encoder::Video, CaptureError> {

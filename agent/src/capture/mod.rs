@@ -80,6 +80,9 @@ mod mux;
 mod outbox;
 mod source;
 mod synthetic;
+// The second: one `prctl` that keeps x264's buffers off huge pages (see thp.rs).
+#[allow(unsafe_code)]
+mod thp;
 
 pub use self::ffmpeg::FfmpegCapture;
 pub use self::synthetic::SyntheticCapture;
