@@ -1,7 +1,6 @@
 //! `fieldseal-agent`: the edge recorder. Thin: parses the command line, sets
 //! up logging and calls the library.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -165,13 +164,6 @@ enum Cmd {
     Reindex {
         #[command(flatten)]
         data: DataArg,
-    },
-    /// Benchmarks: print the SHA-256 of each file as `sha256sum` does, with the spool's hashing.
-    #[command(hide = true)]
-    HashFiles {
-        /// The files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
     },
     /// Benchmarks: fill an initialised, empty data folder with a sample chain of SEGMENTS
     /// segments (stand-in media of MEDIA_BYTES each), to measure start-up against spool size.
@@ -378,16 +370,6 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let idx = index::Index::open(&data.data)?;
             let n = idx.rebuild(&data.data)?;
             println!("index rebuilt from chain.log: {n} entries");
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::HashFiles { files } => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for f in files {
-                let (hash, _) =
-                    spool::hash_file(&f).with_context(|| format!("hashing {}", f.display()))?;
-                writeln!(out, "{}  {}", hex::encode(hash), f.display())?;
-            }
-            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::FillSpool {

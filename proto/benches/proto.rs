@@ -15,8 +15,8 @@ use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::frame::Frame;
 use fieldseal_proto::identity::Hash32;
 use fieldseal_proto::merkle::{
-    consistency_proof_from, inclusion_proof_from, leaf_hash, verify_consistency,
-    verify_inclusion, Frontier, MerkleError,
+    consistency_proof_from, inclusion_proof_from, leaf_hash, verify_consistency, verify_inclusion,
+    Frontier, MerkleError,
 };
 use fieldseal_proto::msg::{EntryBytes, Message, SubmitEntry};
 use fieldseal_proto::sample;

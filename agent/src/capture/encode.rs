@@ -143,6 +143,26 @@ fn is_again(e: &FfError) -> bool {
     matches!(e, FfError::Other { errno } if *errno == ffmpeg_next::util::error::EAGAIN)
 }
 
+/// Which queue [`Pipeline::interleave`] writes from next, given the DTS at the front of the video
+/// and audio queues and their lengths: `Some(true)` video, `Some(false)` audio, `None` wait for
+/// more packets. One queue empty means wait for the other stream, unless told to empty both
+/// (`all`) or the non-empty one is past [`MAX_INTERLEAVE_QUEUE`]. (It once answered "audio" for
+/// queued video and no audio, and the caller spun at 100 % CPU when audio frames were being
+/// dropped under load.)
+fn next_stream(
+    video_dts: Option<i64>,
+    audio_dts: Option<i64>,
+    (video_len, audio_len): (usize, usize),
+    all: bool,
+) -> Option<bool> {
+    match (video_dts, audio_dts) {
+        (Some(v), Some(a)) => Some(v <= a),
+        (Some(_), None) if all || video_len > MAX_INTERLEAVE_QUEUE => Some(true),
+        (None, Some(_)) if all || audio_len > MAX_INTERLEAVE_QUEUE => Some(false),
+        _ => None,
+    }
+}
+
 impl Pipeline {
     pub(crate) fn new(
         cfg: CaptureConfig,
@@ -221,6 +241,9 @@ impl Pipeline {
                 self.capture_times
                     .push_back((PTS_BASE + pts * self.frame_ticks, frame.captured_at));
                 self.venc.send_frame(&f).ctx("encoding video")?;
+                // x264 has copied the picture; the frame goes back to its pool on drop.
+                drop(f);
+                self.shared.raw_video_queued.fetch_sub(1, Ordering::Relaxed);
                 self.vn += 1;
                 self.drain_video()?;
                 if !self.feeds.has_audio {
@@ -318,11 +341,14 @@ impl Pipeline {
     /// Writes queued packets in DTS order; with `all`, empties both queues.
     fn interleave(&mut self, all: bool) -> Result<(), CaptureError> {
         loop {
-            let video_first = match (self.vq.front(), self.aq.front()) {
-                (Some(v), Some((a, _))) => v.dts().unwrap_or(0) <= a.dts().unwrap_or(0),
-                (Some(_), None) => all || self.vq.len() > MAX_INTERLEAVE_QUEUE,
-                (None, Some(_)) if all || self.aq.len() > MAX_INTERLEAVE_QUEUE => false,
-                _ => return Ok(()),
+            let next = next_stream(
+                self.vq.front().map(|v| v.dts().unwrap_or(0)),
+                self.aq.front().map(|(a, _)| a.dts().unwrap_or(0)),
+                (self.vq.len(), self.aq.len()),
+                all,
+            );
+            let Some(video_first) = next else {
+                return Ok(());
             };
             if video_first {
                 if let Some(p) = self.vq.pop_front() {
@@ -412,4 +438,26 @@ impl Pipeline {
 
 fn tb90() -> Rational {
     Rational::new(1, i32::try_from(TIMEBASE_HZ).unwrap_or(90_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaving_writes_in_dts_order_and_waits_for_the_missing_stream() {
+        assert_eq!(next_stream(Some(10), Some(20), (1, 1), false), Some(true));
+        assert_eq!(next_stream(Some(20), Some(10), (1, 1), false), Some(false));
+        assert_eq!(next_stream(Some(10), Some(10), (1, 1), false), Some(true));
+        // Video queued, no audio yet: wait (this used to pick the empty audio queue and spin).
+        assert_eq!(next_stream(Some(10), None, (1, 0), false), None);
+        assert_eq!(next_stream(None, Some(10), (0, 1), false), None);
+        assert_eq!(next_stream(None, None, (0, 0), true), None);
+        // Flushing, or a stream silent for too long: write what is there.
+        assert_eq!(next_stream(Some(10), None, (1, 0), true), Some(true));
+        assert_eq!(next_stream(None, Some(10), (0, 1), true), Some(false));
+        let past = MAX_INTERLEAVE_QUEUE + 1;
+        assert_eq!(next_stream(Some(10), None, (past, 0), false), Some(true));
+        assert_eq!(next_stream(None, Some(10), (0, past), false), Some(false));
+    }
 }
