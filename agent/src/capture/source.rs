@@ -28,10 +28,9 @@ use super::{CaptureConfig, CaptureError, CaptureStats, FfCtx, Pacing, Shared, So
 pub(crate) const AAC_FRAME: usize = 1024;
 
 /// Raw frames buffered between feeds and encoders, video and audio together: at 30 fps and
-/// 48 kHz (~47 AAC frames a second) that is ~0.3 s of media, about 10 video frames (~1.4 MB each
-/// at 720p), enough for encoder hiccups. FFmpeg's frame pools keep as many video frames as were
-/// ever queued at once, so each slot filled by a stall stays in the agent's peak memory; a longer
-/// queue would trade memory for fewer drops on a starved CPU (docs/PERFORMANCE.md).
+/// 48 kHz (~47 AAC frames a second) that is ~0.3 s of media, enough for encoder hiccups. Video
+/// in it is further bounded by [`RAW_VIDEO_BUDGET_BYTES`], since FFmpeg's frame pools keep as
+/// many video frames as were ever queued at once.
 const FRAME_CHANNEL_CAPACITY: usize = 24;
 
 /// Bytes of raw video a live or paced feed may have queued for the encoder; past it a frame is
