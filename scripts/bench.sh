@@ -289,6 +289,13 @@ agent drops frames and does not encode them, which also lowers its CPU time; the
 show whether the baseline kept up. With the machine's load at 7–12 from other work (2026-11-28),
 neither kept real time at 1080p, and ffmpeg took 21–45 s for 8 s of video.
 
+The budget is what 1080p's memory goal costs in drops: 3 frames there (0.1 s), so a stall of
+the capture thread longer than that drops frames where ffmpeg, which may lag and catch up, does
+not (in a run at 07:50 UTC on 2026-11-28 ffmpeg kept real time in the first 1080p pair, 20.25 s, and the
+agent dropped 8 frames; at a load of 6–7 on the 2 cores both fell behind in the others). Each
+frame more would add 3.1 MB to the peak, and 2 more would pass 150 MB. A quiet machine, where
+the goal of 0 drops applies, was not available on the day of these figures.
+
 EOF
 }
 
