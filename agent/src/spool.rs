@@ -666,3 +666,22 @@ pub fn verify_dir(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filled_spool_verifies_and_a_second_fill_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+        // Agent started, recording started, 5 segments, recording stopped.
+        assert_eq!(fill_sample(dir.path(), &key, 5, 100).unwrap(), 8);
+        let report = verify_dir(dir.path(), &key.verifying_key(), None).unwrap();
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        assert_eq!(report.media_verified, 5);
+        let log = fs::read(dir.path().join("chain.log")).unwrap();
+        assert!(fill_sample(dir.path(), &key, 1, 100).is_err());
+        assert_eq!(fs::read(dir.path().join("chain.log")).unwrap(), log);
+    }
+}
