@@ -543,9 +543,10 @@ fn scan_log(path: &Path) -> Result<(ChainHead, Option<i64>, usize, usize), Spool
 }
 
 /// Bytes read at a time by [`hash_file`]: small enough that the block is still in the CPU's L2
-/// cache when SHA-256 reads it back after `read` copied it in (1 MiB blocks went out to L3 and
-/// were zeroed anew for every file, ~10 % slower over 1 MiB segment files than
-/// `openssl dgst`, which reads 8 KiB at a time), large enough that system calls cost little.
+/// cache when SHA-256 reads it back after `read` copied it in, and cheap to zero for every file
+/// (1 MiB blocks left L2, and zeroing them and faulting their pages in was ~3 % of the time in
+/// `perf` over 1 MiB segment files; `openssl dgst` reads 8 KiB at a time), large enough that
+/// system calls cost little. docs/PERFORMANCE.md has the throughput against openssl.
 const HASH_READ_BLOCK: usize = 64 * 1024;
 
 /// SHA-256 and length of a file, read in [`HASH_READ_BLOCK`]s.
