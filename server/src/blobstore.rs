@@ -196,8 +196,11 @@ impl FolderStore {
             sync_dir(&self.blobs)?;
         }
         fs::rename(from, &to)?;
-        sync_dir(dir)?;
-        sync_dir(from.parent().expect("has parent"))
+        // The blob's folder only: a rename is one journal transaction, so
+        // this makes it durable. Should the old name come back after a power
+        // cut anyway, it is a stray temp or partial file, which start-up and
+        // the next upload query clean away.
+        sync_dir(dir)
     }
 }
 

@@ -734,6 +734,25 @@ impl Db {
         Ok(out)
     }
 
+    /// Every (device, seq) whose media the index says is not held.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn missing_all(&self) -> Result<Vec<(DeviceId, u64)>, DbError> {
+        let mut out = Vec::new();
+        for kv in self.missing.iter() {
+            let (k, _) = kv?;
+            if k.len() == 16 {
+                let device = DeviceId(k[..8].try_into().expect("8 bytes"));
+                out.push((
+                    device,
+                    u64::from_be_bytes(k[8..].try_into().expect("8 bytes")),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Segment seqs of a device whose media the server lacks, oldest first,
     /// at most `max`.
     ///

@@ -111,6 +111,7 @@ impl Shared {
         let receipt_key = admin::load_receipt_key(dir)?;
         let (ingest, ingest_rx) = tokio::sync::mpsc::channel(quic::INGEST_QUEUE);
         reindex::roll_forward(dir, &db, &blobs, &receipt_key)?;
+        reindex::reconcile_media(&db, &blobs)?;
         Ok(Shared {
             dir: dir.to_path_buf(),
             storage: Storage::new(dir),

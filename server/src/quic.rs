@@ -724,6 +724,41 @@ fn refusal(shared: &Shared, device: DeviceId, bytes: &[u8], d: Decision) -> Mess
     }
 }
 
+/// Make a complete upload a blob: check that the file on disk is what
+/// arrived (the hash of the received bytes says nothing about a write that
+/// failed or tore), hand it to the blob store (fsync, rename, fsync folder)
+/// and note that the media is held. False if the disk does not hold the
+/// bytes: the partial file is then discarded and nothing acknowledged.
+fn commit_upload(
+    shared: &Shared,
+    device: DeviceId,
+    seq: u64,
+    media_hash: fieldseal_proto::identity::Hash32,
+    media_len: u64,
+) -> anyhow::Result<bool> {
+    let on_disk = shared.storage.hash_partial(device, seq)?;
+    if on_disk != (media_hash, media_len) {
+        shared.storage.discard_partial(device, seq)?;
+        tracing::error!(
+            %device,
+            seq,
+            held = on_disk.1,
+            media_len,
+            "ALARM the partial file is not what arrived (disk full or failing); discarded"
+        );
+        return Ok(false);
+    }
+    shared
+        .storage
+        .commit_partial(device, seq, &media_hash, shared.blobs.as_ref())?;
+    crate::fault::point("blob-after-rename");
+    // Not flushed: that the media is held follows from the blob, which is
+    // durable; a start-up after a crash notes held blobs again
+    // (`reindex::reconcile_media`), and so does the next upload query.
+    shared.db.put_media_unflushed(device, seq)?;
+    Ok(true)
+}
+
 /// Append received bytes to a partial upload and to its running hash.
 async fn write_part(
     file: &mut tokio::fs::File,
@@ -920,9 +955,9 @@ async fn upload(
     };
     // tokio's File writes in the background: a failed write (ENOSPC) is
     // reported by the next operation, and `sync_data` alone can miss it
-    // (tokio#6325). `flush` waits for the write and returns its error.
+    // (tokio#6325). `flush` waits for the write and returns its error. The
+    // fsync comes with the commit below.
     file.flush().await?;
-    file.sync_data().await?;
     drop(file);
     if ended_early || overrun {
         send_msg(
@@ -953,19 +988,13 @@ async fn upload(
         send.finish()?;
         return Ok(());
     }
-    // The hash above is of the bytes received. What is acknowledged is what
-    // the disk holds: hash the file again (from the page cache, ~1 ms for a
-    // 2 MB segment), so that no failed or torn write is ever acknowledged.
-    let on_disk = shared.storage.hash_partial(device, seq)?;
-    if on_disk != (media_hash, media_len) {
-        shared.storage.discard_partial(device, seq)?;
-        tracing::error!(
-            %device,
-            seq,
-            held = on_disk.1,
-            media_len,
-            "ALARM the partial file is not what arrived (disk full or failing); discarded"
-        );
+    // Hashing the file again, fsync, rename and the index are blocking work:
+    // off the async workers, which carry every other connection.
+    let s = shared.clone();
+    let stored =
+        tokio::task::spawn_blocking(move || commit_upload(&s, device, seq, media_hash, media_len))
+            .await??;
+    if !stored {
         send_msg(
             &mut send,
             &failed(
@@ -978,11 +1007,6 @@ async fn upload(
         send.finish()?;
         return Ok(());
     }
-    shared
-        .storage
-        .commit_partial(device, seq, &media_hash, shared.blobs.as_ref())?;
-    crate::fault::point("blob-after-rename");
-    shared.db.put_media(device, seq)?;
     tracing::debug!(%device, seq, media_len, "segment stored");
     send_msg(
         &mut send,

@@ -309,6 +309,30 @@ pub fn reindex(
     })
 }
 
+/// At start: note as held the media whose blob is in the store although the
+/// index does not say so (`put_media` is not flushed: the blob is the
+/// durable fact). Returns how many were noted.
+///
+/// # Errors
+/// sled errors, blob store errors.
+pub fn reconcile_media(db: &Db, blobs: &dyn BlobStore) -> anyhow::Result<u64> {
+    let mut n = 0;
+    for (device, seq) in db.missing_all()? {
+        let Some((hash, _)) = db.entry(device, seq)?.and_then(|a| a.media) else {
+            continue;
+        };
+        if blobs.stat(&hash)?.is_some() {
+            db.put_media_unflushed(device, seq)?;
+            n += 1;
+        }
+    }
+    if n > 0 {
+        db.flush()?;
+        tracing::info!(segments = n, "noted held media the index had not flushed");
+    }
+    Ok(n)
+}
+
 /// At start: index the entries an acceptance left in the log but not in the
 /// index (a crash between the two). Returns how many, per device.
 ///
