@@ -240,6 +240,8 @@ EOF
     echo
     cat "$BOUNDS"
     echo
+    capacity_section
+    echo
     echo "## Raw runs"
     echo
     cat "$RUNS"

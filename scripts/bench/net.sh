@@ -405,6 +405,7 @@ bench_net_devices() {
   net_stop "$NET_SERVER_PID"
   local best p50 p99 line
   best=$(awk '/ok=1/ { sub("devices=", "", $1); n = $1 } END { print n + 0 }' "$WORK/devices.out")
+  NET_DEVICES_SUSTAINED=$best # for the capacity section (scripts/bench/archive.sh)
   line=$(grep '^devices=100 ' "$WORK/devices.out" || true)
   p50=$(sed -n 's/.* p50_ms=\([^ ]*\).*/\1/p' <<<"$line")
   p99=$(sed -n 's/.* p99_ms=\([^ ]*\).*/\1/p' <<<"$line")
