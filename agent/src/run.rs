@@ -298,7 +298,16 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Sign an event, after a clock-adjusted event if the wall clock jumped
+    /// since the last check: an entry must never carry a jumped wall time
+    /// ahead of the event that explains it (the fault suite caught entries
+    /// signed between a jump and the loop's next clock check).
     fn event(&mut self, e: Event) -> anyhow::Result<()> {
+        self.check_clock()?;
+        self.sign_event(e)
+    }
+
+    fn sign_event(&mut self, e: Event) -> anyhow::Result<()> {
         let name = e.name();
         let entry = self.spool.append_event(self.signer, self.clock, e)?;
         self.index.add(&entry, self.spool.log_len())?;
@@ -310,6 +319,7 @@ impl Writer<'_> {
     }
 
     fn segment(&mut self, plan: SegmentPlan) -> anyhow::Result<()> {
+        self.check_clock()?;
         let len = plan.segment.bytes.len() as u64;
         let used = self.spool.used_bytes();
         if used + len > self.limit_bytes {
@@ -392,7 +402,7 @@ impl Writer<'_> {
         let mono = i64::try_from(self.clock.mono_us()).unwrap_or(i64::MAX);
         if let Some((event, offset)) = clock_jump(self.clock_offset_us, wall, mono) {
             self.clock_offset_us = offset;
-            self.event(event)?;
+            self.sign_event(event)?;
         }
         Ok(())
     }

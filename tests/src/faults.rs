@@ -136,8 +136,14 @@ impl Scenario {
 impl Drop for Scenario {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            // target/debug/deps/NAME-HASH → NAME, the test target to rerun.
+            let target = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .and_then(|s| s.rsplit_once('-').map(|(n, _)| n.to_string()))
+                .unwrap_or_else(|| "faults".into());
             eprintln!(
-                "scenario {} FAILED with seed {}: replay with FIELDSEAL_SEED={} cargo test -p fieldseal-tests --test faults -- {}",
+                "scenario {} FAILED with seed {}: replay with FIELDSEAL_SEED={} cargo test -p fieldseal-tests --test {target} -- {}",
                 self.name, self.seed, self.seed, self.name
             );
         }

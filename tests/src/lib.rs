@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod faults;
+pub mod procs;
 pub mod relay;
 
 use std::path::Path;

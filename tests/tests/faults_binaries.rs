@@ -1,0 +1,119 @@
+//! Fault scenarios that need the real agent binary in a process of its own:
+//! a jumping wall clock (libfaketime), a full disk (a small tmpfs), bit rot.
+//! The server runs in this process (its index is then at hand for the
+//! invariant check). Seeded like tests/faults.rs; `FIELDSEAL_SEED=N` replays.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use fieldseal_proto::entry::Event;
+use fieldseal_proto::identity::DeviceId;
+use fieldseal_tests::faults::{self, iterations, AgentView, Scenario, ServerView, Verdict};
+use fieldseal_tests::procs::{self, ok, Agent};
+use fieldseal_tests::Harness;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// The device key of an agent data folder.
+fn agent_key(dir: &Path) -> VerifyingKey {
+    let k: SigningKey = fieldseal_agent::keyfile::load(dir).expect("device key");
+    k.verifying_key()
+}
+
+fn check_agent(h: &Harness, a: &Agent, durable: &faults::Durable, panics: u64) -> Verdict {
+    let key = agent_key(&a.dir);
+    let agent = AgentView::from_dir(&a.dir).unwrap();
+    let mut all = durable.clone();
+    agent.add_to(&mut all);
+    let server = ServerView::read(h.path(), &h.server.shared.db, DeviceId::from_key(&key)).unwrap();
+    faults::check(&key, &all, &agent, &server, panics)
+}
+
+fn block<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+fn events(a: &Agent) -> Vec<&'static str> {
+    AgentView::from_dir(&a.dir)
+        .unwrap()
+        .entries
+        .values()
+        .filter_map(|e| e.entry.event().map(Event::name))
+        .collect()
+}
+
+/// The agent's wall clock jumps back and forward by hours while it records
+/// (libfaketime with an offset file it re-reads): each jump is a signed
+/// clock-adjusted event, the chain verifies, and it all syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_jumps_are_signed_and_the_chain_syncs() {
+    let Some(lib) = procs::libfaketime() else {
+        eprintln!("SKIPPED: libfaketime is not installed (Debian package faketime; scripts/install-deps.sh installs it)");
+        return;
+    };
+    let sc = Scenario::new("clock_jumps_are_signed_and_the_chain_syncs");
+    let panics = faults::panics();
+    let h = Harness::start().await.unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let mut a = block(|| Agent::init(&t.path().join("agent")));
+    let token = h.token("clock", 3600).unwrap();
+    block(|| a.enroll(&h.server_addr(), &token, &h.path().join("ca.crt")));
+    let offset_file = t.path().join("faketime");
+    std::fs::write(&offset_file, "+0").unwrap();
+    a.env = vec![
+        ("LD_PRELOAD".into(), lib.to_string_lossy().into_owned()),
+        (
+            "FAKETIME_TIMESTAMP_FILE".into(),
+            offset_file.to_string_lossy().into_owned(),
+        ),
+        // Re-read the offset file at most once a second.
+        ("FAKETIME_CACHE_DURATION".into(), "1".into()),
+        // Only the wall clock jumps; the monotonic clock runs on, as on a
+        // device whose clock is set.
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ];
+    let jumps = iterations("FIELDSEAL_CLOCK_JUMPS", 3);
+    let mut r = sc.rng(4);
+    let secs = 3 * jumps + 4;
+    let child = a
+        .command(&["record", "--duration", &secs.to_string()])
+        .spawn()
+        .unwrap();
+    let mut offsets = Vec::new();
+    let mut current = 0i64;
+    for _ in 0..jumps {
+        // At least 3 s apart: the offset file is re-read every second and
+        // the agent compares its clocks on every tick.
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let mut hours = 0;
+        while hours == 0 || hours == current {
+            hours = i64::try_from(r.next_u64() % 13).unwrap() - 6; // −6 … +6 h
+        }
+        std::fs::write(&offset_file, format!("{hours:+}h")).unwrap();
+        offsets.push(hours);
+        current = hours;
+    }
+    eprintln!("offsets (h): {offsets:?}");
+    let out = block(|| procs::wait_limited(child, 2 * MINUTE, "record"));
+    ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!faults::log_panicked(&log), "{log}");
+    a.env.clear();
+    let adjusted = events(&a)
+        .iter()
+        .filter(|e| **e == "clock-adjusted")
+        .count();
+    assert_eq!(
+        adjusted,
+        offsets.len(),
+        "one signed clock-adjusted event per jump: {:?}",
+        events(&a)
+    );
+    ok(&block(|| a.run(&["verify", "--json"], MINUTE)));
+    ok(&block(|| a.run(&["sync", "--until-drained"], 2 * MINUTE)));
+    let v = check_agent(&h, &a, &faults::Durable::default(), panics);
+    sc.record(&v, jumps, &[]);
+    v.assert_ok();
+    h.server.shutdown().await;
+}
