@@ -163,3 +163,78 @@ pub fn libfaketime() -> Option<PathBuf> {
     .map(PathBuf::from)
     .find(|p| p.exists())
 }
+
+/// A tmpfs of a given size mounted on a folder (we run as root; where
+/// mounting is not permitted, [`Tmpfs::mount`] says why and the scenario is
+/// skipped loudly). Unmounted on drop.
+#[derive(Debug)]
+pub struct Tmpfs {
+    /// The mount point.
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mount a tmpfs of `bytes` on `path` (created if missing).
+    ///
+    /// # Errors
+    /// Why it could not be mounted (not root, no permission in this
+    /// container, no `mount`).
+    pub fn mount(path: &Path, bytes: u64) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Grow or shrink it to `bytes` (never below what is used).
+    ///
+    /// # Errors
+    /// The remount failed.
+    pub fn resize(&self, bytes: u64) -> Result<(), String> {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={bytes}")])
+            .arg(&self.path)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    /// Bytes in use.
+    ///
+    /// # Panics
+    /// If `df` fails.
+    pub fn used(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["-B1", "--output=used"])
+            .arg(&self.path)
+            .output()
+            .expect("df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df output")
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a process of the test may still hold a file open.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}

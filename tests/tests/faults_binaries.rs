@@ -117,3 +117,72 @@ async fn clock_jumps_are_signed_and_the_chain_syncs() {
     v.assert_ok();
     h.server.shutdown().await;
 }
+
+/// The agent's disk fills up (a small tmpfs under its data folder, well
+/// below its configured limit, so the kernel's ENOSPC comes first): the
+/// agent stops without panicking, everything it had made durable stays
+/// intact, and once there is room again it recovers, verifies and syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_disk_full_loses_nothing_durable() {
+    let sc = Scenario::new("agent_disk_full_loses_nothing_durable");
+    let panics = faults::panics();
+    let t = tempfile::tempdir().unwrap();
+    let mnt = t.path().join("agent");
+    let mut r = sc.rng(5);
+    // 1–2 MiB: room for the key, config and index, and a few dozen segments.
+    let size = (1 << 20) + r.next_u64() % (1 << 20);
+    let fs = match procs::Tmpfs::mount(&mnt, size) {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("SKIPPED agent_disk_full_loses_nothing_durable: cannot mount a tmpfs: {why}");
+            return;
+        }
+    };
+    let h = Harness::start().await.unwrap();
+    let a = block(|| Agent::init(&mnt));
+    eprintln!("tmpfs of {size} bytes, {} used after init", fs.used());
+    // Not enrolled while the disk fills: nothing can leave the device.
+    let out = block(|| a.run(&["record", "--fast", "--duration", "600"], 3 * MINUTE));
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!(
+        "record on a full disk: {:?}\n{}",
+        out.status,
+        log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+    assert!(!faults::log_panicked(&log), "the agent panicked:\n{log}");
+    assert!(
+        fs.used() + 64 * 1024 > size,
+        "the disk did fill up ({} of {size})",
+        fs.used()
+    );
+    let before = AgentView::from_dir(&a.dir).unwrap();
+    let durable = before.durable();
+    assert!(
+        durable.media.len() >= 3,
+        "some segments were recorded first"
+    );
+    // Room again: the agent recovers, verifies and syncs everything.
+    fs.resize(64 << 20).unwrap();
+    ok(&block(|| {
+        a.run(&["record", "--fast", "--duration", "1"], MINUTE)
+    }));
+    let after = events(&a);
+    eprintln!("events: {after:?}");
+    ok(&block(|| a.run(&["verify", "--json"], MINUTE)));
+    let token = h.token("disk-full", 3600).unwrap();
+    block(|| a.enroll(&h.server_addr(), &token, &h.path().join("ca.crt")));
+    ok(&block(|| a.run(&["sync", "--until-drained"], 2 * MINUTE)));
+    let v = check_agent(&h, &a, &durable, panics);
+    sc.record(
+        &v,
+        1,
+        &[("durable_segments_at_full", durable.media.len().to_string())],
+    );
+    v.assert_ok();
+    assert_eq!(
+        v.acknowledged,
+        AgentView::from_dir(&a.dir).unwrap().entries.len() as u64
+    );
+    h.server.shutdown().await;
+    drop(fs);
+}
