@@ -312,6 +312,8 @@ pub struct ServerView {
     pub report: Option<Report>,
     /// Whether `archive::verify` found nothing wrong, and its text.
     pub verify_ok: bool,
+    /// Problems with the stored receipts.
+    pub receipt_problems: Vec<String>,
     /// `archive::verify`'s text for humans (shown on failure).
     pub verify_text: String,
     /// Entry hash by seq, from the server's chain log.
@@ -350,6 +352,15 @@ impl ServerView {
         Ok(ServerView {
             report: out.devices.first().cloned(),
             verify_ok: out.ok,
+            receipt_problems: out
+                .receipts
+                .iter()
+                .flat_map(|c| {
+                    c.problems
+                        .iter()
+                        .map(|p| format!("receipt of seq {}: {}", p.seq, p.detail))
+                })
+                .collect(),
             verify_text: out.human(),
             entries,
             blobs_root: dir.to_path_buf(),
@@ -428,8 +439,20 @@ pub fn check(
         ..Verdict::default()
     };
     // 1. Acknowledged ⇒ archived and verifies.
+    // The server's own verification, except media it has not received yet
+    // (still on the agent: part 2 checks that) and never acknowledged.
     if !server.verify_ok {
-        v.problem(format!("server verify:\n{}", server.verify_text));
+        let mut bad: Vec<String> = server.receipt_problems.clone();
+        for f in server.report.iter().flat_map(|r| &r.findings) {
+            let pending = f.kind == FindingKind::MissingMedia
+                && f.seq.is_some_and(|s| !agent.media_acked.contains(&s));
+            if !pending {
+                bad.push(format!("{:?} at {:?}: {}", f.kind, f.seq, f.detail));
+            }
+        }
+        if !bad.is_empty() {
+            v.problem(format!("server verify: {bad:?}\n{}", server.verify_text));
+        }
     }
     for (seq, r) in &agent.receipts {
         if server.entries.get(seq) != Some(&r.entry_hash) {

@@ -251,3 +251,174 @@ async fn address_change_mid_upload_migrates() {
     v.assert_ok();
     h.server.shutdown().await;
 }
+
+/// The server's disk fills up in the middle of uploads (its data folder on
+/// a small tmpfs): nothing is acknowledged that is not durable, the server
+/// stays up, and once there is room the backlog drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: on a full disk the server acknowledges media it did not store (server/src/quic.rs upload: \
+            tokio::fs::File::write_all hands bytes to a background write whose ENOSPC is swallowed; \
+            sync_data() does not report it (tokio#6005, tokio#6325); the hash is taken over the received \
+            bytes, not the file, so a truncated blob is committed and UploadAck sent). Fails in about 3 of 8 runs."]
+async fn server_disk_full_acknowledges_nothing_it_lacks() {
+    let sc = Scenario::new("server_disk_full_acknowledges_nothing_it_lacks");
+    let panics = faults::panics();
+    let t = tempfile::tempdir().unwrap();
+    let mnt = t.path().join("server");
+    let fs = match fieldseal_tests::procs::Tmpfs::mount(&mnt, 256 << 20) {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("SKIPPED server_disk_full_acknowledges_nothing_it_lacks: cannot mount a tmpfs: {why}");
+            return;
+        }
+    };
+    let h = Harness::start_in(&mnt).await.unwrap();
+    let k = key(92);
+    let e = h.enroll(&k).await.unwrap();
+    let media_dir = tempfile::tempdir().unwrap();
+    let (store, chain) = store_with_chain(&k, &[4, 4], 300_000, media_dir.path()).unwrap();
+    let mut r = sc.rng(6);
+    // Room for the entries and 0–3 segments.
+    let room = 64 * 1024 + r.next_u64() % 900_000;
+    let used = fs.used();
+    fs.resize(used + room).unwrap();
+    eprintln!("server tmpfs: {used} used + {room} free");
+    let cfg = Harness::sync_config(&h.server_addr(), &k, &e);
+    let (task, progress) = sync_through(store.clone(), cfg.clone()).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let stalled = progress.snapshot();
+    task.abort();
+    eprintln!("disk full: {stalled:?}, {} used", fs.used());
+    assert!(
+        stalled.uploads_acked < chain.media.len() as u64,
+        "the disk did fill before everything was acknowledged"
+    );
+    let v = verdict(&h, &k, &store, panics);
+    v.assert_ok();
+    // Room again: everything drains, on the same running server.
+    fs.resize(256 << 20).unwrap();
+    let (task, _) = sync_through(store.clone(), cfg).await;
+    let stats = tokio::time::timeout(LIMIT, task)
+        .await
+        .expect("drained in time")
+        .unwrap()
+        .unwrap();
+    eprintln!("after: {stats:?}");
+    assert_drained(&chain, &store);
+    let v = verdict(&h, &k, &store, panics);
+    sc.record(
+        &v,
+        1,
+        &[("acked_while_full", stalled.uploads_acked.to_string())],
+    );
+    v.assert_ok();
+    h.server.shutdown().await;
+    drop(fs);
+}
+
+/// Bit rot on the server: a flipped bit in a stored blob is named by scrub
+/// (blob and segment), the segment is asked for again and re-sent by the
+/// agent; a flipped bit in the stored chain log is named by verify. The
+/// invariant checker must see the rotted chain log (it can fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_bit_rot_is_named_and_repaired() {
+    let sc = Scenario::new("server_bit_rot_is_named_and_repaired");
+    let panics = faults::panics();
+    let h = Harness::start().await.unwrap();
+    let k = key(93);
+    let e = h.enroll(&k).await.unwrap();
+    let media_dir = tempfile::tempdir().unwrap();
+    let (store, chain) = store_with_chain(&k, &[3, 2], 70_001, media_dir.path()).unwrap();
+    let cfg = Harness::sync_config(&h.server_addr(), &k, &e);
+    let (task, _) = sync_through(store.clone(), cfg.clone()).await;
+    tokio::time::timeout(LIMIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    verdict(&h, &k, &store, panics).assert_ok();
+
+    // A flipped bit in a seeded blob.
+    let mut r = sc.rng(7);
+    let segs: Vec<u64> = chain.media.keys().copied().collect();
+    let seq = segs[usize::try_from(r.next_u64() % segs.len() as u64).unwrap()];
+    let hash = chain.entries[usize::try_from(seq).unwrap()]
+        .entry
+        .segment()
+        .unwrap()
+        .media_sha256;
+    let blob = faults::server_blob_path(h.path(), &hash);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let bit = r.next_u64() % (bytes.len() as u64 * 8);
+    bytes[usize::try_from(bit / 8).unwrap()] ^= 1 << (bit % 8);
+    std::fs::write(&blob, &bytes).unwrap();
+    eprintln!("flipped bit {bit} of the blob of seq {seq}");
+    let v = verdict(&h, &k, &store, panics);
+    assert!(
+        !v.lost.is_empty(),
+        "the checker sees the acknowledged media rotted: {v:?}"
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let out = fieldseal_server::archive::scrub(
+        h.path(),
+        &h.server.shared.db,
+        fieldseal_server::now_us(),
+        &stop,
+    )
+    .unwrap();
+    eprintln!("{}", out.human());
+    assert!(!out.ok);
+    assert_eq!(out.damaged.len(), 1, "{}", out.human());
+    assert_eq!(out.damaged[0].sha256, hex::encode(hash));
+    assert!(
+        out.damaged[0].refs.iter().any(|b| b.seq == seq),
+        "scrub names seq {seq}"
+    );
+    // The agent still holds the bytes: the next sync sends them again.
+    let (task, _) = sync_through(store.clone(), cfg).await;
+    tokio::time::timeout(LIMIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let v = verdict(&h, &k, &store, panics);
+    v.assert_ok();
+
+    // A flipped bit in the stored chain log: verify names the seq.
+    let device = DeviceId::from_key(&k.verifying_key());
+    let log = faults::server_chain_log(h.path(), device);
+    let mut bytes = std::fs::read(&log).unwrap();
+    // Inside the signature of a seeded record (the last 64 bytes before each
+    // record's end are its signature; flipping any of them keeps the framing).
+    let target = usize::try_from(r.next_u64() % chain.entries.len() as u64).unwrap();
+    let mut end = 0;
+    let mut rec = Vec::new();
+    for en in &chain.entries {
+        let mut one = Vec::new();
+        fieldseal_proto::chainlog::put_record(
+            &mut one,
+            &fieldseal_proto::codec::Encode::to_bytes(en),
+        );
+        end += one.len();
+        rec.push(end);
+    }
+    let at = rec[target] - 10;
+    bytes[at] ^= 0x10;
+    std::fs::write(&log, &bytes).unwrap();
+    let server = ServerView::read(h.path(), &h.server.shared.db, device).unwrap();
+    eprintln!("{}", server.verify_text);
+    assert!(!server.verify_ok, "verify sees the rotted chain log");
+    let report = server.report.as_ref().unwrap();
+    assert!(
+        report.findings.iter().any(|f| f.seq == Some(target as u64)),
+        "verify names seq {target}: {:?}",
+        report.findings
+    );
+    let v = verdict(&h, &k, &store, panics);
+    assert!(
+        !v.problems.is_empty() || !v.lost.is_empty(),
+        "the invariant check fails on a rotted archive"
+    );
+    sc.record(&v, 2, &[("rotted_seq", seq.to_string())]);
+    h.server.shutdown().await;
+}
