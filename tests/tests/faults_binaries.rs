@@ -186,3 +186,108 @@ async fn agent_disk_full_loses_nothing_durable() {
     h.server.shutdown().await;
     drop(fs);
 }
+
+/// SIGKILL of the agent at seeded random moments while it records and syncs
+/// to the server (and, every few kills, at one of its named crash points):
+/// everything durable before each kill survives, every restart signs the gap,
+/// and at the end the chain verifies and everything is on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_kills_while_recording_and_syncing_lose_nothing() {
+    const POINTS: [&str; 4] = [
+        "segment-half-written",
+        "segment-before-rename",
+        "segment-after-rename",
+        "entry-before-fsync",
+    ];
+    let sc = Scenario::new("agent_kills_while_recording_and_syncing_lose_nothing");
+    let panics = faults::panics();
+    let kills = iterations("FIELDSEAL_AGENT_KILLS", 6);
+    let h = Harness::start().await.unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let mut a = block(|| Agent::init(&t.path().join("agent")));
+    let token = h.token("kills", 3600).unwrap();
+    block(|| a.enroll(&h.server_addr(), &token, &h.path().join("ca.crt")));
+    let mut r = sc.rng(10);
+    let mut durable = faults::Durable::default();
+    let mut peak_kb = 0u64;
+    let (mut random_kills, mut point_kills) = (0u64, 0u64);
+    for i in 0..kills {
+        let point =
+            (r.next_u64() % 4 == 0).then(|| POINTS[usize::try_from(r.next_u64() % 4).unwrap()]);
+        a.env.clear();
+        if let Some(p) = point {
+            // The first or second time through: a crash of a running recorder.
+            a.env.push((
+                "FIELDSEAL_CRASH_AT".into(),
+                format!("{p}:{}", 1 + r.next_u64() % 2),
+            ));
+        }
+        let mut child = a
+            .command(&["record", "--fast", "--duration", "600"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let wait = Duration::from_millis(300 + r.next_u64() % 2500);
+        let deadline = std::time::Instant::now() + wait;
+        let mut exited = None;
+        while std::time::Instant::now() < deadline {
+            if let Some(s) = child.try_wait().unwrap() {
+                exited = Some(s);
+                break;
+            }
+            if let Some(kb) = faults::peak_rss_kb(pid) {
+                peak_kb = peak_kb.max(kb);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // What is durable now must survive the kill.
+        AgentView::from_dir(&a.dir).unwrap().add_to(&mut durable);
+        match exited {
+            Some(s) => {
+                assert!(point.is_some(), "kill {i}: the agent exited by itself: {s}");
+                point_kills += 1;
+            }
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                random_kills += 1;
+            }
+        }
+        let _ = child.wait();
+        let log = std::fs::read_to_string(t.path().join("agent.log")).unwrap_or_default();
+        assert!(
+            !faults::log_panicked(&log),
+            "kill {i}: the agent panicked:\n{log}"
+        );
+        let now = AgentView::from_dir(&a.dir).unwrap();
+        for (seq, hash) in &durable.entries {
+            assert_eq!(
+                now.entries.get(seq).map(|e| e.hash()),
+                Some(*hash),
+                "kill {i}: entry {seq} survived unchanged"
+            );
+        }
+    }
+    a.env.clear();
+    ok(&block(|| {
+        a.run(&["record", "--fast", "--duration", "1"], MINUTE)
+    }));
+    let ev = events(&a);
+    let recovered = ev.iter().filter(|e| **e == "power-loss-recovered").count() as u64;
+    eprintln!("{random_kills} random kills, {point_kills} at crash points; {recovered} power-loss-recovered events; peak RSS {} MiB", peak_kb / 1024);
+    ok(&block(|| a.run(&["verify", "--json"], MINUTE)));
+    ok(&block(|| a.run(&["sync", "--until-drained"], 3 * MINUTE)));
+    let mut v = check_agent(&h, &a, &durable, panics);
+    faults::check_rss(&mut v, "agent", Some(peak_kb), 400);
+    sc.record(
+        &v,
+        kills,
+        &[
+            ("random_kills", random_kills.to_string()),
+            ("point_kills", point_kills.to_string()),
+            ("agent_peak_rss_mib", (peak_kb / 1024).to_string()),
+        ],
+    );
+    v.assert_ok();
+    h.server.shutdown().await;
+}
