@@ -390,6 +390,11 @@ impl Spool {
             .write_all(&meta)
             .and_then(|()| meta_file.sync())
             .map_err(io_err(&meta_path))?;
+        // The metadata's name must be durable before the media can be: a
+        // salvaged segment without it has no timing, and its gap cannot be
+        // explained (found by the power-loss twin, which drops names whose
+        // folder was not fsynced, as POSIX allows).
+        self.fs.sync_dir(&partial).map_err(io_err(&partial))?;
         // Hash while writing, in chunks, so the bytes are read once.
         let mut hasher = Sha256Stream::new();
         let mut f = self.fs.create(&part_path).map_err(io_err(&part_path))?;
