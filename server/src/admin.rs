@@ -98,7 +98,7 @@ pub fn init(
     for sub in ["devices", "blobs", "partial"] {
         fs::create_dir_all(dir.join(sub))?;
     }
-    let db = Db::open(&dir.join("index"))?;
+    let db = Db::open(dir)?;
     let (password, generated) = match admin_password {
         Some(p) if !p.is_empty() => (p, None),
         _ => {

@@ -11,8 +11,8 @@
 //! control socket) or the command itself (see `control.rs`).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,37 +22,13 @@ use fieldseal_proto::chain::{verify_chain, Finding, FindingKind, MediaObservatio
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::Decode;
 use fieldseal_proto::entry::SignedEntry;
-use fieldseal_proto::identity::{DeviceId, Hash32, Sha256Stream};
+use fieldseal_proto::identity::{DeviceId, Hash32};
 use fieldseal_proto::leaf::{CustodyAction, Leaf};
 use fieldseal_proto::receipt::Receipt;
 use serde::Serialize;
 
+use crate::blobstore::{rehash, BlobStore};
 use crate::db::Db;
-use crate::storage::{sync_dir, Storage};
-
-/// Read size when hashing blobs: large sequential reads keep a disk busy
-/// with few syscalls, and 1 MiB per scrub or verify is memory nobody misses.
-pub const READ_CHUNK: usize = 1024 * 1024;
-
-/// SHA-256 and length of a file, streamed.
-///
-/// # Errors
-/// I/O errors.
-pub fn hash_file(path: &Path) -> io::Result<(Hash32, u64)> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256Stream::new();
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut len = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((h.finish(), len))
-}
 
 /// "3 h", "2 d": how long ago, for humans.
 fn ago(us: i64) -> String {
@@ -121,6 +97,7 @@ impl VerifyOutcome {
 pub fn verify(
     dir: &Path,
     db: &Db,
+    blobs: &dyn BlobStore,
     device: Option<DeviceId>,
     now_us: i64,
     stop: &AtomicBool,
@@ -132,30 +109,39 @@ pub fn verify(
             .ok_or_else(|| anyhow::anyhow!("no device {id}"))?],
         None => db.devices()?,
     };
-    let storage = Storage::new(dir);
     let mut out = VerifyOutcome {
         ok: true,
         devices: Vec::new(),
         receipts: Vec::new(),
     };
-    // Blobs are content-addressed: segments with the same bytes share one.
-    let mut hashed: BTreeMap<Hash32, io::Result<(Hash32, u64)>> = BTreeMap::new();
+    let mut devices = Vec::new();
     for rec in records {
         let id: DeviceId = rec
             .id
             .parse()
             .map_err(|_| anyhow::anyhow!("corrupt device id {}", rec.id))?;
         let key = VerifyingKey::from_bytes(&crate::admin::device_key(&rec)?)?;
-        let (report, receipts) = verify_device(
-            dir,
-            db,
-            &storage,
-            id,
-            (&key, &receipt_key),
-            now_us,
-            &mut hashed,
-            stop,
-        )?;
+        devices.push((id, key));
+    }
+    // Hashing the blobs is nearly all of the work: do it first, on every
+    // core. Blobs are content-addressed: segments with the same bytes share one.
+    let mut wanted = Vec::new();
+    for (id, _) in &devices {
+        let (bytes, _, _) = indexed_chain_log(dir, db, *id)?;
+        let (log, _) = chainlog::split_lossy(&bytes);
+        for rec in &log.records {
+            if let Some(seg) = SignedEntry::from_bytes(rec)
+                .ok()
+                .and_then(|e| e.entry.segment().map(|s| s.media_sha256))
+            {
+                wanted.push(seg);
+            }
+        }
+    }
+    let hashed = hash_blobs(blobs, wanted, stop)?;
+    for (id, key) in devices {
+        let (report, receipts) =
+            verify_device(dir, db, blobs, id, (&key, &receipt_key), now_us, &hashed)?;
         out.ok &= report.ok && receipts.problems.is_empty();
         out.devices.push(report);
         out.receipts.push(receipts);
@@ -167,32 +153,76 @@ fn chain_log_path(dir: &Path, id: DeviceId) -> PathBuf {
     dir.join("devices").join(id.to_string()).join("chain.log")
 }
 
-#[allow(clippy::too_many_arguments)] // one device's share of `verify`'s state
-fn verify_device(
+/// The blobs' actual hashes and lengths, or why they could not be read.
+type Hashed = BTreeMap<Hash32, Result<(Hash32, u64), (io::ErrorKind, String)>>;
+
+/// Re-hash each distinct blob of `wanted` once, on as many threads as there
+/// are cores: SHA-256 runs at about the speed a disk reads, so one thread
+/// per core keeps both busy.
+fn hash_blobs(
+    blobs: &dyn BlobStore,
+    mut wanted: Vec<Hash32>,
+    stop: &AtomicBool,
+) -> anyhow::Result<Hashed> {
+    wanted.sort_unstable();
+    wanted.dedup();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(wanted.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out = std::sync::Mutex::new(Hashed::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= wanted.len() || stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let r = rehash(blobs, &wanted[i]).map_err(|e| (e.kind(), e.to_string()));
+                out.lock().expect("lock").insert(wanted[i], r);
+            });
+        }
+    });
+    if stop.load(Ordering::Relaxed) {
+        anyhow::bail!("verify interrupted: the server is shutting down");
+    }
+    Ok(out.into_inner().expect("lock"))
+}
+
+/// A device's chain.log up to the length the index knows, with its head.
+/// Bytes past the indexed length are an acceptance that crashed before it
+/// was indexed: never receipted, and rolled forward or cut off at the next
+/// start.
+fn indexed_chain_log(
     dir: &Path,
     db: &Db,
-    storage: &Storage,
     id: DeviceId,
-    (key, receipt_key): (&VerifyingKey, &VerifyingKey),
-    now_us: i64,
-    hashed: &mut BTreeMap<Hash32, io::Result<(Hash32, u64)>>,
-    stop: &AtomicBool,
-) -> anyhow::Result<(Report, ReceiptCheck)> {
+) -> anyhow::Result<(Vec<u8>, fieldseal_proto::entry::ChainHead, u64)> {
     let path = chain_log_path(dir, id);
-    let bytes = match fs::read(&path) {
+    let mut bytes = match fs::read(&path) {
         Ok(b) => b,
         // Enrolled, never sent an entry.
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => anyhow::bail!("{}: {e}", path.display()),
     };
     let (head, log_len) = db.head_and_log_len(id)?;
-    // Bytes past the indexed length are an acceptance that crashed before it
-    // was indexed: never receipted, and cut off by the next acceptance.
-    let bytes = match usize::try_from(log_len) {
-        Ok(n) if n < bytes.len() => &bytes[..n],
-        _ => &bytes[..],
-    };
-    let (log, damage) = chainlog::split_lossy(bytes);
+    if let Ok(n) = usize::try_from(log_len) {
+        bytes.truncate(n);
+    }
+    Ok((bytes, head, log_len))
+}
+
+fn verify_device(
+    dir: &Path,
+    db: &Db,
+    blobs: &dyn BlobStore,
+    id: DeviceId,
+    (key, receipt_key): (&VerifyingKey, &VerifyingKey),
+    now_us: i64,
+    hashed: &Hashed,
+) -> anyhow::Result<(Report, ReceiptCheck)> {
+    let (bytes, head, _) = indexed_chain_log(dir, db, id)?;
+    let (log, damage) = chainlog::split_lossy(&bytes);
     let receipt_time = |seq: u64| {
         db.entry(id, seq)
             .ok()
@@ -210,32 +240,22 @@ fn verify_device(
         let Some(seg) = e.entry.segment() else {
             continue;
         };
-        if stop.load(Ordering::Relaxed) {
-            anyhow::bail!("verify interrupted: the server is shutting down");
-        }
-        let blob = storage.blob_path(&seg.media_sha256);
         let seen = hashed
-            .entry(seg.media_sha256)
-            .or_insert_with(|| hash_file(&blob));
+            .get(&seg.media_sha256)
+            .cloned()
+            .unwrap_or_else(|| Err((io::ErrorKind::Other, "not hashed".into())));
         let obs = match seen {
-            Ok((sha256, len)) => MediaObservation::Present {
-                sha256: *sha256,
-                len: *len,
-            },
-            Err(err) => {
+            Ok((sha256, len)) => MediaObservation::Present { sha256, len },
+            Err((kind, err)) => {
                 // Missing media: the bytes have not arrived (or were moved
                 // aside by scrub), as opposed to media-mismatch: bytes wrong.
                 let mut note = match receipt_time(e.seq()) {
                     Some(t) => format!("promised {} ago", ago(now_us - t)),
                     None => "never arrived".to_string(),
                 };
-                if dir
-                    .join("damaged")
-                    .join(hex::encode(seg.media_sha256))
-                    .exists()
-                {
+                if blobs.was_quarantined(&seg.media_sha256).unwrap_or(false) {
                     note.push_str("; a damaged copy was moved aside by scrub, asked again");
-                } else if err.kind() != io::ErrorKind::NotFound {
+                } else if kind != io::ErrorKind::NotFound {
                     note.push_str(&format!("; {err}"));
                 }
                 MediaObservation::Absent { note: Some(note) }
@@ -404,14 +424,20 @@ impl ScrubOutcome {
     }
 }
 
-/// Re-hash every blob. A blob whose SHA-256 differs from its name is moved
-/// to `DIR/damaged/<name>` (not repaired, not deleted), noted in
-/// `DIR/damaged.log`, and the media of every segment that refers to it is
-/// forgotten in the index, so that the device is asked to send it again.
+/// Re-hash every blob. A blob whose SHA-256 differs from its name is
+/// quarantined (moved to `DIR/damaged/<name>`: not repaired, not deleted),
+/// noted in `DIR/damaged.log`, and the media of every segment that refers to
+/// it is forgotten in the index, so that the device is asked to send it again.
 ///
 /// # Errors
-/// The blob folder or the index cannot be read.
-pub fn scrub(dir: &Path, db: &Db, now_us: i64, stop: &AtomicBool) -> anyhow::Result<ScrubOutcome> {
+/// The blob store or the index cannot be read.
+pub fn scrub(
+    dir: &Path,
+    db: &Db,
+    blobs: &dyn BlobStore,
+    now_us: i64,
+    stop: &AtomicBool,
+) -> anyhow::Result<ScrubOutcome> {
     let mut out = ScrubOutcome {
         ok: true,
         complete: false,
@@ -419,111 +445,78 @@ pub fn scrub(dir: &Path, db: &Db, now_us: i64, stop: &AtomicBool) -> anyhow::Res
         bytes: 0,
         damaged: Vec::new(),
     };
-    let blobs = dir.join("blobs");
     let mut refs = None;
-    let mut subdirs: Vec<_> = match fs::read_dir(&blobs) {
-        Ok(rd) => rd.collect::<Result<_, _>>()?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => anyhow::bail!("{}: {e}", blobs.display()),
-    };
-    subdirs.sort_by_key(fs::DirEntry::file_name);
-    for sub in subdirs {
-        if !sub.file_type()?.is_dir() {
-            continue;
+    for want in blobs.list()? {
+        if stop.load(Ordering::Relaxed) {
+            out.ok = out.damaged.is_empty();
+            return Ok(out);
         }
-        let mut files: Vec<_> = fs::read_dir(sub.path())?.collect::<Result<_, _>>()?;
-        files.sort_by_key(fs::DirEntry::file_name);
-        for f in files {
-            if stop.load(Ordering::Relaxed) {
-                out.ok = out.damaged.is_empty();
-                return Ok(out);
-            }
-            let name = f.file_name().to_string_lossy().into_owned();
-            let Some(want) = hex::decode(&name)
-                .ok()
-                .and_then(|v| <Hash32>::try_from(v).ok())
-            else {
-                continue; // not a blob (a stray temp file): not ours to judge
-            };
-            out.blobs += 1;
-            let found = match hash_file(&f.path()) {
-                Ok((h, len)) => {
-                    out.bytes += len;
-                    if h == want {
-                        continue;
-                    }
-                    hex::encode(h)
+        let name = hex::encode(want);
+        out.blobs += 1;
+        let found = match rehash(blobs, &want) {
+            Ok((h, len)) => {
+                out.bytes += len;
+                if h == want {
+                    continue;
                 }
-                Err(e) => format!("unreadable: {e}"),
-            };
-            tracing::error!(blob = %name, %found, "ALARM scrub: damaged blob");
-            let refs = match &refs {
-                Some(r) => r,
-                None => refs.insert(db.media_refs()?),
-            };
-            let who: Vec<(DeviceId, u64)> = refs.get(&want).cloned().unwrap_or_default();
-            let moved_to = quarantine(dir, &f.path(), &name, now_us);
-            let mut log_leaves = Vec::new();
-            for (device, seq) in &who {
-                db.forget_media(*device, *seq)?;
-                // Tamper-evident: the archive cannot later pretend the
-                // bytes were always fine.
-                let leaf = Leaf::Custody {
-                    time_us: now_us,
-                    action: CustodyAction::Repair,
-                    actor: "scrub".into(),
-                    device: *device,
-                    first_seq: *seq,
-                    last_seq: *seq,
-                    case: None,
-                    detail: Some(format!("damaged blob {name}")),
-                };
-                leaf.validate()?;
-                log_leaves.push(db.log_append(leaf.hash())?);
+                hex::encode(h)
             }
-            let d = DamagedBlob {
-                sha256: name,
-                found,
-                refs: who
-                    .iter()
-                    .map(|(device, seq)| BlobRef {
-                        device: device.to_string(),
-                        seq: *seq,
-                    })
-                    .collect(),
-                moved_to: moved_to.map(|p| p.display().to_string()),
-                log_leaves,
+            // Gone since the listing: not damage (a concurrent quarantine).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => format!("unreadable: {e}"),
+        };
+        tracing::error!(blob = %name, %found, "ALARM scrub: damaged blob");
+        let refs = match &refs {
+            Some(r) => r,
+            None => refs.insert(db.media_refs()?),
+        };
+        let who: Vec<(DeviceId, u64)> = refs.get(&want).cloned().unwrap_or_default();
+        // It must leave the store: ingest takes a held blob as proof that it
+        // holds the bytes, and would refuse the resend.
+        let moved_to = match blobs.quarantine(&want) {
+            Ok(to) => Some(to),
+            Err(e) => {
+                tracing::error!(blob = %name, "could not move damaged blob aside: {e}");
+                None
+            }
+        };
+        let mut log_leaves = Vec::new();
+        for (device, seq) in &who {
+            db.forget_media(*device, *seq)?;
+            // Tamper-evident: the archive cannot later pretend the bytes
+            // were always fine.
+            let leaf = Leaf::Custody {
+                time_us: now_us,
+                action: CustodyAction::Repair,
+                actor: "scrub".into(),
+                device: *device,
+                first_seq: *seq,
+                last_seq: *seq,
+                case: None,
+                detail: Some(format!("damaged blob {name}")),
             };
-            note_damage(dir, now_us, &d)?;
-            out.damaged.push(d);
+            leaf.validate()?;
+            log_leaves.push(db.log_append(&leaf)?);
         }
+        let d = DamagedBlob {
+            sha256: name,
+            found,
+            refs: who
+                .iter()
+                .map(|(device, seq)| BlobRef {
+                    device: device.to_string(),
+                    seq: *seq,
+                })
+                .collect(),
+            moved_to,
+            log_leaves,
+        };
+        note_damage(dir, now_us, &d)?;
+        out.damaged.push(d);
     }
     out.ok = out.damaged.is_empty();
     out.complete = true;
     Ok(out)
-}
-
-/// Move a damaged blob aside. It must leave `blobs/`: ingest takes an
-/// existing blob as proof that it holds the bytes, and would refuse the
-/// resend. Returns where it went, `None` if it could not be moved.
-fn quarantine(dir: &Path, path: &Path, name: &str, now_us: i64) -> Option<PathBuf> {
-    let qdir = dir.join("damaged");
-    let mut to = qdir.join(name);
-    if to.exists() {
-        // The same blob damaged again after a resend: keep both copies.
-        to = qdir.join(format!("{name}.{now_us}"));
-    }
-    let res = fs::create_dir_all(&qdir)
-        .and_then(|()| fs::rename(path, &to))
-        .and_then(|()| sync_dir(&qdir))
-        .and_then(|()| sync_dir(path.parent().expect("has parent")));
-    match res {
-        Ok(()) => Some(to),
-        Err(e) => {
-            tracing::error!(path = %path.display(), "could not move damaged blob aside: {e}");
-            None
-        }
-    }
 }
 
 fn note_damage(dir: &Path, now_us: i64, d: &DamagedBlob) -> io::Result<()> {

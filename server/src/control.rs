@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
+use crate::blobstore::{BlobStore, FolderStore};
 use crate::config::Config;
 use crate::db::{Db, DeviceRecord};
 use crate::{admin, archive, now_us, tlog, Shared};
@@ -108,6 +109,7 @@ pub fn socket_path(dir: &Path) -> PathBuf {
 pub fn apply(
     dir: &Path,
     db: &Db,
+    blobs: &dyn BlobStore,
     cfg: &Config,
     req: Request,
     stop: &AtomicBool,
@@ -130,12 +132,12 @@ pub fn apply(
         )?)),
         Request::Verify { device, json } => {
             let device = device.as_deref().map(device_id).transpose()?;
-            let v = archive::verify(dir, db, device, now_us(), stop)?;
+            let v = archive::verify(dir, db, blobs, device, now_us(), stop)?;
             let text = if json { pretty(&v) } else { v.human() };
             Ok(output(v.ok, text))
         }
         Request::Scrub { json } => {
-            let v = archive::scrub(dir, db, now_us(), stop)?;
+            let v = archive::scrub(dir, db, blobs, now_us(), stop)?;
             if !v.complete {
                 anyhow::bail!(
                     "scrub interrupted after {} blob(s): the server is shutting down",
@@ -198,7 +200,15 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                     Ok(req) => {
                         let s = shared.clone();
                         tokio::task::spawn_blocking(move || {
-                            apply(&s.dir, &s.db, &s.cfg, req, &s.stopping, |d| s.revoked(d))
+                            apply(
+                                &s.dir,
+                                &s.db,
+                                s.blobs.as_ref(),
+                                &s.cfg,
+                                req,
+                                &s.stopping,
+                                |d| s.revoked(d),
+                            )
                         })
                         .await
                         .unwrap_or_else(|e| Response::Error {
@@ -236,8 +246,19 @@ pub fn request(dir: &Path, req: Request) -> anyhow::Result<Response> {
         }
         Err(_) => {
             let cfg = Config::load(dir).unwrap_or_default();
-            let db = Db::open_waiting(&dir.join("index"), std::time::Duration::from_secs(3))?;
-            Ok(apply(dir, &db, &cfg, req, &AtomicBool::new(false), |_| {}))
+            // The index first: holding its lock means no server runs here, so
+            // opening the blob store may clean up temp files.
+            let db = Db::open_waiting(dir, std::time::Duration::from_secs(3))?;
+            let blobs = FolderStore::open(dir)?;
+            Ok(apply(
+                dir,
+                &db,
+                &blobs,
+                &cfg,
+                req,
+                &AtomicBool::new(false),
+                |_| {},
+            ))
         }
     }
 }

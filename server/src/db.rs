@@ -2,18 +2,25 @@
 //! accepted entries with their receipts, which seqs have media, and the
 //! transparency log's stored nodes.
 //!
-//! The files under the data folder (chain logs, blobs) are the source of
-//! truth; this index makes them quick to query. One process owns it (see
-//! `control.rs`).
+//! The files under the data folder (chain logs, blobs, `leaves.log`) are
+//! the source of truth; this index makes them quick to query, and everything
+//! in it that derives from evidence (heads, entries, receipts, media held,
+//! the log's tree) can be rebuilt from them (`reindex.rs`). Devices, tokens
+//! and users are not derived from evidence and are kept. One process owns
+//! it (see `control.rs`).
 
 use std::path::Path;
+use std::sync::Arc;
 
+use fieldseal_proto::codec::Encode;
 use fieldseal_proto::entry::ChainHead;
 use fieldseal_proto::identity::{DeviceId, Hash32};
+use fieldseal_proto::leaf::Leaf;
 use fieldseal_proto::merkle::{self, Frontier, MerkleError, StoredNode};
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::AcceptedEntry;
+use crate::leaflog::LeafLog;
 
 /// Index errors.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +34,21 @@ pub enum DbError {
     /// The transparency log failed.
     #[error("log: {0}")]
     Merkle(#[from] MerkleError),
+    /// The leaf log (`leaves.log`) failed.
+    #[error("leaves.log: {0}")]
+    Leaves(#[from] std::io::Error),
+    /// The index's log has leaves that `leaves.log` lacks: the file lost
+    /// durable data, or belongs to another archive.
+    #[error(
+        "the index's transparency log has {indexed} leaves but leaves.log only {held}: \
+         leaves.log lost leaves; examine it before anything else"
+    )]
+    LeavesLost {
+        /// Leaves in the index.
+        indexed: u64,
+        /// Leaves in the file.
+        held: u64,
+    },
 }
 
 impl From<serde_json::Error> for DbError {
@@ -90,10 +112,12 @@ pub struct Db {
     entries: sled::Tree,
     media: sled::Tree,
     log: sled::Tree,
+    /// The log's leaves, durable before the tree nodes here.
+    leaves: Arc<LeafLog>,
     /// Appends to the log read, extend and write the frontier: one at a time
     /// in this process (ingest, and custody leaves from scrub), whatever lock
     /// the caller holds. sled's own lock keeps other processes out.
-    log_append: std::sync::Arc<std::sync::Mutex<()>>,
+    log_append: Arc<std::sync::Mutex<()>>,
 }
 
 fn seq_key(device: DeviceId, seq: u64) -> [u8; 16] {
@@ -125,10 +149,10 @@ impl Db {
     ///
     /// # Errors
     /// As [`Db::open`], once `wait` has passed.
-    pub fn open_waiting(path: &Path, wait: std::time::Duration) -> Result<Db, DbError> {
+    pub fn open_waiting(dir: &Path, wait: std::time::Duration) -> Result<Db, DbError> {
         let deadline = std::time::Instant::now() + wait;
         loop {
-            match Db::open(path) {
+            match Db::open(dir) {
                 Err(DbError::Sled(sled::Error::Io(e))) if std::time::Instant::now() < deadline => {
                     tracing::debug!(error = %e, "index busy; retrying");
                     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -138,13 +162,18 @@ impl Db {
         }
     }
 
-    /// Open (or create) the index in `path`.
+    /// Open (or create) the index `DIR/index` and the leaf log
+    /// `DIR/leaves.log` of the data folder `dir`. Leaves that reached the
+    /// file but not the index (a crash in between) are added to the index's
+    /// tree.
     ///
     /// # Errors
-    /// sled errors, including "locked by another process".
-    pub fn open(path: &Path) -> Result<Db, DbError> {
-        let db = sled::open(path)?;
-        Ok(Db {
+    /// sled errors, including "locked by another process"; a damaged
+    /// `leaves.log`; an index with leaves the file lacks.
+    pub fn open(dir: &Path) -> Result<Db, DbError> {
+        let db = sled::open(dir.join("index"))?;
+        let (leaves, _) = LeafLog::open(dir)?;
+        let db = Db {
             devices: db.open_tree("devices")?,
             tokens: db.open_tree("tokens")?,
             users: db.open_tree("users")?,
@@ -152,9 +181,82 @@ impl Db {
             entries: db.open_tree("entries")?,
             media: db.open_tree("media")?,
             log: db.open_tree("log")?,
-            log_append: std::sync::Arc::default(),
+            leaves: Arc::new(leaves),
+            log_append: Arc::default(),
             db,
-        })
+        };
+        {
+            let _one_at_a_time = db.log_lock();
+            db.catch_up_log()?;
+        }
+        db.flush()?;
+        Ok(db)
+    }
+
+    fn log_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.log_append
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Add to the tree the leaves that `leaves.log` holds beyond it. Called
+    /// with the log lock held.
+    fn catch_up_log(&self) -> Result<(), DbError> {
+        let indexed = self.log_size()?;
+        let held = self.leaves.count();
+        if indexed > held {
+            return Err(DbError::LeavesLost { indexed, held });
+        }
+        if indexed < held {
+            tracing::warn!(
+                indexed,
+                held,
+                "adding leaves that reached leaves.log but not the index"
+            );
+            let mut f = self.frontier()?;
+            let mut batch = sled::Batch::default();
+            for leaf in self.leaves.read_from(indexed)? {
+                for n in f.append(merkle::leaf_hash(&leaf))? {
+                    batch.insert(node_key(n.level, n.index).as_slice(), n.hash.as_slice());
+                }
+            }
+            batch.insert(LOG_SIZE, f.size().to_be_bytes().as_slice());
+            self.log.apply_batch(batch)?;
+        }
+        Ok(())
+    }
+
+    /// The leaf data of every leaf from `from` on, from `leaves.log`.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn leaves_from(&self, from: u64) -> Result<Vec<Vec<u8>>, DbError> {
+        Ok(self.leaves.read_from(from)?)
+    }
+
+    /// Forget everything that derives from evidence (heads, entries,
+    /// receipts, media held, the log's tree), for `reindex` to rebuild it.
+    /// Devices, tokens and users stay.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn clear_derived(&self) -> Result<(), DbError> {
+        let _one_at_a_time = self.log_lock();
+        for t in [&self.heads, &self.entries, &self.media, &self.log] {
+            t.clear()?;
+        }
+        self.flush()
+    }
+
+    /// Rebuild the log's tree from `leaves.log` (after [`Db::clear_derived`]).
+    ///
+    /// # Errors
+    /// sled errors, a damaged leaf log.
+    pub fn rebuild_log(&self) -> Result<u64, DbError> {
+        let _one_at_a_time = self.log_lock();
+        self.catch_up_log()?;
+        self.flush()?;
+        self.log_size()
     }
 
     /// Make everything written so far durable.
@@ -341,18 +443,25 @@ impl Db {
         }))
     }
 
-    /// Append one leaf to the transparency log; returns its index.
+    /// Append one leaf to the transparency log: to `leaves.log`, durably,
+    /// then its nodes to the index. Returns its index.
     ///
     /// # Errors
-    /// sled errors, a corrupt log.
-    pub fn log_append(&self, leaf_hash: Hash32) -> Result<u64, DbError> {
-        let _one_at_a_time = self
-            .log_append
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// I/O errors of the leaf log; sled errors, a corrupt log.
+    pub fn log_append(&self, leaf: &Leaf) -> Result<u64, DbError> {
+        let _one_at_a_time = self.log_lock();
+        // An earlier append may have reached the file but failed in sled.
+        self.catch_up_log()?;
         let mut f = self.frontier()?;
-        let index = f.size();
-        let nodes: Vec<StoredNode> = f.append(leaf_hash)?;
+        let index = self.leaves.append(&leaf.to_bytes())?;
+        if index != f.size() {
+            return Err(DbError::Corrupt(format!(
+                "leaf appended at {index}, the tree has {} leaves",
+                f.size()
+            )));
+        }
+        crate::fault::point("leaf-after-file");
+        let nodes: Vec<StoredNode> = f.append(leaf.hash())?;
         let mut batch = sled::Batch::default();
         for n in nodes {
             batch.insert(node_key(n.level, n.index).as_slice(), n.hash.as_slice());
@@ -455,6 +564,23 @@ impl Db {
         head: ChainHead,
         log_len: u64,
     ) -> Result<(), DbError> {
+        self.put_accepted_unflushed(device, seq, a, head, log_len)?;
+        self.flush()
+    }
+
+    /// [`Db::put_accepted`] without the flush, for `reindex`, which indexes
+    /// many entries and flushes once.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn put_accepted_unflushed(
+        &self,
+        device: DeviceId,
+        seq: u64,
+        a: &AcceptedEntry,
+        head: ChainHead,
+        log_len: u64,
+    ) -> Result<(), DbError> {
         let s = StoredEntry {
             entry_hash: hex::encode(a.entry_hash),
             media: a.media.map(|(h, l)| (hex::encode(h), l)),
@@ -467,7 +593,7 @@ impl Db {
         h.extend_from_slice(&head.last_hash);
         h.extend_from_slice(&log_len.to_be_bytes());
         self.heads.insert(device.0, h)?;
-        self.flush()
+        Ok(())
     }
 
     /// Does the server hold the verified media of this entry?
@@ -483,8 +609,17 @@ impl Db {
     /// # Errors
     /// sled errors.
     pub fn put_media(&self, device: DeviceId, seq: u64) -> Result<(), DbError> {
-        self.media.insert(seq_key(device, seq), &[])?;
+        self.put_media_unflushed(device, seq)?;
         self.flush()
+    }
+
+    /// [`Db::put_media`] without the flush, for `reindex`.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn put_media_unflushed(&self, device: DeviceId, seq: u64) -> Result<(), DbError> {
+        self.media.insert(seq_key(device, seq), &[])?;
+        Ok(())
     }
 
     /// Forget that the server holds the media of an entry (a scrub found

@@ -17,12 +17,16 @@
 
 pub mod admin;
 pub mod archive;
+pub mod blobstore;
 pub mod config;
 pub mod control;
 pub mod db;
+pub mod fault;
 pub mod ingest;
+pub mod leaflog;
 pub mod pki;
 pub mod quic;
+pub mod reindex;
 pub mod storage;
 pub mod tlog;
 
@@ -36,6 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::SigningKey;
 use fieldseal_proto::identity::DeviceId;
 
+use crate::blobstore::{BlobStore, FolderStore};
 use crate::config::Config;
 use crate::db::{Db, DeviceRecord};
 use crate::pki::{Allowed, Ca};
@@ -58,6 +63,8 @@ pub struct Shared {
     pub db: Db,
     /// Files.
     pub storage: Storage,
+    /// Verified segment bytes.
+    pub blobs: Arc<dyn BlobStore>,
     /// Configuration.
     pub cfg: Config,
     /// Receipt-signing key.
@@ -80,17 +87,21 @@ pub struct Shared {
 
 impl Shared {
     fn load(dir: &Path, cfg: Config) -> anyhow::Result<Shared> {
-        let db = Db::open_waiting(&dir.join("index"), Duration::from_secs(10))?;
+        let db = Db::open_waiting(dir, Duration::from_secs(10))?;
         let allowed = Allowed::default();
         for d in db.devices()? {
             if d.revoked_us.is_none() {
                 allowed.insert(admin::device_key(&d)?);
             }
         }
+        let blobs = FolderStore::open(dir)?;
+        let receipt_key = admin::load_receipt_key(dir)?;
+        reindex::roll_forward(dir, &db, &blobs, &receipt_key)?;
         Ok(Shared {
             dir: dir.to_path_buf(),
             storage: Storage::new(dir),
-            receipt_key: admin::load_receipt_key(dir)?,
+            blobs: Arc::new(blobs),
+            receipt_key,
             ca: Ca::load(dir)?,
             db,
             cfg,
@@ -171,7 +182,7 @@ async fn scrub_loop(shared: Arc<Shared>, every: Duration) {
         tokio::time::sleep(every).await;
         let s = shared.clone();
         let res = tokio::task::spawn_blocking(move || {
-            archive::scrub(&s.dir, &s.db, now_us(), &s.stopping)
+            archive::scrub(&s.dir, &s.db, s.blobs.as_ref(), now_us(), &s.stopping)
         })
         .await;
         match res {

@@ -67,6 +67,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild the index from the files (chain logs, leaves.log, blobs):
+    /// chain heads, entries, receipts, media held and the log's tree. Devices,
+    /// tokens and users are kept. The server must not be running. Exit 0
+    /// rebuilt, 1 rebuilt but the files disagree somewhere (printed), 2 failed.
+    Reindex {
+        #[arg(long)]
+        data: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The transparency log: checkpoints and proofs.
     Log {
         #[command(subcommand)]
@@ -233,6 +244,23 @@ async fn main() -> anyhow::Result<()> {
             archive_command(data, Request::Verify { device, json }).await
         }
         Cmd::Scrub { data, json } => archive_command(data, Request::Scrub { json }).await,
+        Cmd::Reindex { data, json } => {
+            let code = match fieldseal_server::reindex::reindex_offline(&data) {
+                Ok(o) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&o)?);
+                    } else {
+                        print!("{}", o.human());
+                    }
+                    i32::from(!o.ok())
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    2
+                }
+            };
+            std::process::exit(code)
+        }
         Cmd::Log { cmd } => {
             let (data, req) = match cmd {
                 LogCmd::Checkpoint { data } => (data, Request::LogCheckpoint),

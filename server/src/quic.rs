@@ -368,7 +368,11 @@ async fn control_loop(
                 anyhow::bail!("unexpected message");
             }
         };
+        let receipt = matches!(reply, Message::EntryReceipt(_));
         send_msg(send, &reply).await?;
+        if receipt {
+            crate::fault::point("entry-after-ack");
+        }
     }
 }
 
@@ -429,7 +433,8 @@ pub fn submit_blocking(shared: &Shared, key: ed25519_dalek::VerifyingKey, bytes:
                     entry_hash: hash,
                     server_time_us,
                 };
-                let index = shared.db.log_append(leaf.hash())?;
+                crate::fault::point("entry-after-chainlog");
+                let index = shared.db.log_append(&leaf)?;
                 let receipt = Receipt::sign(
                     device,
                     seq,
@@ -450,6 +455,7 @@ pub fn submit_blocking(shared: &Shared, key: ed25519_dalek::VerifyingKey, bytes:
                     fieldseal_proto::entry::ChainHead::after(&entry),
                     log_len,
                 )?;
+                crate::fault::point("entry-after-index");
                 Ok(receipt)
             })();
             match res {
@@ -561,7 +567,7 @@ async fn upload(
         // A blob is renamed into place only once verified, so if it exists
         // the server holds these bytes: a crash between the rename and the
         // index update, or the same bytes already uploaded (content addressing).
-        if !complete && hash == q.media_hash && shared.storage.blob_path(&hash).exists() {
+        if !complete && hash == q.media_hash && shared.blobs.stat(&hash)?.is_some() {
             shared.db.put_media(device, seq)?;
             complete = true;
         }
@@ -573,7 +579,9 @@ async fn upload(
             // verified (crash, broken stream, overrun): verify them now.
             let (_, hasher) = shared.storage.open_partial(device, seq, held)?;
             if hasher.finish() == hash {
-                shared.storage.commit_partial(device, seq, &hash)?;
+                shared
+                    .storage
+                    .commit_partial(device, seq, &hash, shared.blobs.as_ref())?;
                 shared.db.put_media(device, seq)?;
                 complete = true;
             } else {
@@ -694,7 +702,10 @@ async fn upload(
         send.finish()?;
         return Ok(());
     }
-    shared.storage.commit_partial(device, seq, &media_hash)?;
+    shared
+        .storage
+        .commit_partial(device, seq, &media_hash, shared.blobs.as_ref())?;
+    crate::fault::point("blob-after-rename");
     shared.db.put_media(device, seq)?;
     tracing::debug!(%device, seq, media_len, "segment stored");
     send_msg(
@@ -703,5 +714,6 @@ async fn upload(
     )
     .await?;
     send.finish()?;
+    crate::fault::point("blob-after-ack");
     Ok(())
 }

@@ -1,14 +1,16 @@
 //! Durable files under the data folder: per-device chain logs, evidence of
-//! equivocation, content-addressed blobs and partial uploads.
+//! equivocation and partial uploads. The whole layout:
 //!
 //! ```text
 //! DIR/devices/<device_id>/chain.log          accepted signed entries (FORMAT.md §9 records)
 //! DIR/devices/<device_id>/equivocations.log  refused conflicting entries (same record format)
-//! DIR/blobs/<aa>/<sha256hex>                 verified segment bytes
+//! DIR/leaves.log                             every leaf of the transparency log (leaflog.rs)
+//! DIR/blobs/<aa>/<sha256hex>                 verified segment bytes (blobstore.rs)
 //! DIR/partial/<device_id>-<seq>              bytes of an upload in progress
 //! DIR/damaged/<sha256hex>                    blobs scrub found damaged, kept as found
 //! DIR/damaged.log                            what scrub found, one JSON object per line
 //! DIR/checkpoints.log                        signed log checkpoints (tlog.rs)
+//! DIR/index/                                 the sled index (db.rs), rebuildable
 //! ```
 //!
 //! Every write that an acknowledgement depends on is fsynced (file, and the
@@ -115,12 +117,6 @@ impl Storage {
         Ok(indexed_len + rec.len() as u64)
     }
 
-    /// Where the blob with this hash lives.
-    pub fn blob_path(&self, hash: &Hash32) -> PathBuf {
-        let hex = hex::encode(hash);
-        self.root.join("blobs").join(&hex[..2]).join(hex)
-    }
-
     /// Where the partial upload of (device, seq) lives.
     pub fn partial_path(&self, device: DeviceId, seq: u64) -> PathBuf {
         self.root.join("partial").join(format!("{device}-{seq}"))
@@ -184,21 +180,19 @@ impl Storage {
         Ok((f, hasher))
     }
 
-    /// Move a complete, verified partial file into the blob store: fsync
-    /// the file, rename, fsync both folders.
+    /// Hand a complete, verified partial file over to the blob store.
     ///
     /// # Errors
-    /// I/O errors.
-    pub fn commit_partial(&self, device: DeviceId, seq: u64, hash: &Hash32) -> io::Result<()> {
-        let from = self.partial_path(device, seq);
-        File::open(&from)?.sync_all()?;
-        let to = self.blob_path(hash);
-        let dir = to.parent().expect("has parent");
-        fs::create_dir_all(dir)?;
-        fs::rename(&from, &to)?;
-        sync_dir(dir)?;
-        sync_dir(from.parent().expect("has parent"))?;
-        Ok(())
+    /// I/O errors (the partial file is then still there).
+    pub fn commit_partial(
+        &self,
+        device: DeviceId,
+        seq: u64,
+        hash: &Hash32,
+        blobs: &dyn crate::blobstore::BlobStore,
+    ) -> io::Result<()> {
+        crate::fault::point("blob-before-rename");
+        blobs.adopt(hash, &self.partial_path(device, seq))
     }
 
     /// Drop a partial file whose bytes turned out wrong.
@@ -255,8 +249,9 @@ mod tests {
         h.update(b"world");
         let hash = h.finish();
         assert_eq!(hash, fieldseal_proto::identity::sha256(b"hello world"));
-        s.commit_partial(dev, 5, &hash).unwrap();
-        assert_eq!(fs::read(s.blob_path(&hash)).unwrap(), b"hello world");
+        let blobs = crate::blobstore::FolderStore::open(dir.path()).unwrap();
+        s.commit_partial(dev, 5, &hash, &blobs).unwrap();
+        assert_eq!(fs::read(blobs.path(&hash)).unwrap(), b"hello world");
         assert_eq!(s.partial_len(dev, 5).unwrap(), 0);
     }
 }

@@ -87,7 +87,7 @@ fn ingest(r: &Running, f: &Fixture, range: std::ops::Range<usize>) {
             file.write_all(bytes).unwrap();
             drop(file);
             s.storage
-                .commit_partial(dev, e.seq(), &sha256(bytes))
+                .commit_partial(dev, e.seq(), &sha256(bytes), s.blobs.as_ref())
                 .unwrap();
             s.db.put_media(dev, e.seq()).unwrap();
         }
@@ -208,7 +208,7 @@ async fn verify_reports_a_forged_receipt() {
     ingest(&r, &f, 0..3);
     r.shutdown().await;
     // Replace the stored receipt of seq 1 by one signed with another key.
-    let db = Db::open(&f.dir.join("index")).unwrap();
+    let db = Db::open(&f.dir).unwrap();
     let dev = f.device();
     let mut a = db.entry(dev, 1).unwrap().unwrap();
     let old = Receipt::from_bytes(&a.receipt).unwrap();
@@ -286,10 +286,16 @@ async fn scrub_finds_a_flipped_bit_moves_it_aside_and_asks_for_the_bytes_again()
     r.shutdown().await;
 
     // A scrub told to stop (the server shuts down) stops before any blob.
-    let db = Db::open(&f.dir.join("index")).unwrap();
-    let stopped =
-        fieldseal_server::archive::scrub(&f.dir, &db, 0, &std::sync::atomic::AtomicBool::new(true))
-            .unwrap();
+    let db = Db::open(&f.dir).unwrap();
+    let blobs = fieldseal_server::blobstore::FolderStore::open(&f.dir).unwrap();
+    let stopped = fieldseal_server::archive::scrub(
+        &f.dir,
+        &db,
+        &blobs,
+        0,
+        &std::sync::atomic::AtomicBool::new(true),
+    )
+    .unwrap();
     assert!(!stopped.complete);
     assert_eq!(stopped.blobs, 0);
     drop(db);
@@ -465,4 +471,214 @@ async fn background_scrub_runs_at_the_configured_interval() {
         vec![seq]
     );
     r.shutdown().await;
+}
+
+/// Submit entries `range` without their media (promised, not yet sent).
+fn submit_only(r: &Running, f: &Fixture, range: std::ops::Range<usize>) {
+    for e in &f.chain.entries[range] {
+        match quic::submit_blocking(&r.shared, f.key.verifying_key(), &e.to_bytes()) {
+            Message::EntryReceipt(_) => {}
+            m => panic!("not accepted: {m:?}"),
+        }
+    }
+}
+
+/// "promised 3 s ago" changes with the clock: not a difference of the index.
+fn without_ages(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("promised ") {
+        out.push_str(&rest[..i + "promised ".len()]);
+        rest = &rest[i + "promised ".len()..];
+        let end = rest.find(" ago").expect("ago");
+        out.push('…');
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What the index says about every entry of the device: receipts byte for
+/// byte, media missing, head, log size and root.
+type IndexState = (Vec<Option<Vec<u8>>>, Vec<u64>, String, u64, String);
+
+fn index_state(dir: &Path, f: &Fixture) -> IndexState {
+    let db = Db::open(dir).unwrap();
+    let dev = f.device();
+    let receipts = (0..f.chain.entries.len() as u64 + 1)
+        .map(|s| db.entry(dev, s).unwrap().map(|a| a.receipt))
+        .collect();
+    let missing = db.missing_media(dev, 1000).unwrap();
+    let (head, len) = db.head_and_log_len(dev).unwrap();
+    let (size, root) = db.log_head().unwrap();
+    (
+        receipts,
+        missing,
+        format!("{head:?} {len}"),
+        size,
+        hex::encode(root),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reindex_gives_the_same_report_receipts_and_log_root() {
+    let (f, r) = fixture().await;
+    let n = f.chain.entries.len();
+    // Media for the first entries, only promises for the last two, and a
+    // repair leaf from a scrub that finds a flipped bit.
+    ingest(&r, &f, 0..n - 2);
+    submit_only(&r, &f, n - 2..n);
+    flip_bit(&f.blob(f.segment_seqs()[0]));
+    let (code, _, _) = cli(&["scrub"], &f.dir);
+    assert_eq!(code, 1);
+    let (code, _, err) = cli(&["reindex"], &f.dir);
+    assert_eq!(code, 2, "refused while the server runs");
+    assert!(err.contains("stop it first"), "{err}");
+    r.shutdown().await;
+
+    let (code, before, _) = cli(&["verify", "--json"], &f.dir);
+    assert_eq!(code, 1, "missing media is a finding: {before}");
+    let state = index_state(&f.dir, &f);
+    assert!(state.3 > n as u64, "the log holds the repair leaf too");
+    let promised = f
+        .segment_seqs()
+        .iter()
+        .filter(|s| **s >= n as u64 - 2)
+        .count();
+    assert_eq!(state.1.len(), promised + 1, "promised, and one moved aside");
+
+    let (code, out, err) = cli(&["reindex", "--json"], &f.dir);
+    assert_eq!(code, 0, "{out}{err}");
+    let o = json(&out);
+    assert_eq!(o["log_size"], state.3);
+    assert_eq!(o["log_root"], state.4);
+    assert_eq!(o["devices"][0]["entries"], n as u64);
+    let (code, after, _) = cli(&["verify", "--json"], &f.dir);
+    assert_eq!(code, 1);
+    assert_eq!(without_ages(&after), without_ages(&before));
+    assert_eq!(index_state(&f.dir, &f), state);
+
+    // The index is gone for good but for devices (a bad disk, a botched
+    // upgrade): reindex on a fresh index with the device put back.
+    let keep = Db::open(&f.dir).unwrap().devices().unwrap();
+    std::fs::remove_dir_all(f.dir.join("index")).unwrap();
+    {
+        let db = Db::open(&f.dir).unwrap();
+        assert_eq!(
+            db.log_size().unwrap(),
+            state.3,
+            "the log comes back from leaves.log"
+        );
+        for d in &keep {
+            db.put_device(d).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let (code, out, err) = cli(&["reindex"], &f.dir);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, again, _) = cli(&["verify", "--json"], &f.dir);
+    assert_eq!(without_ages(&again), without_ages(&before));
+    assert_eq!(index_state(&f.dir, &f), state);
+
+    // Files that disagree are named: a chain.log record that is not the
+    // entry the log accepted.
+    let log = f
+        .dir
+        .join("devices")
+        .join(f.device().to_string())
+        .join("chain.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&log, &bytes).unwrap();
+    let (code, out, _) = cli(&["reindex"], &f.dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("PROBLEM chain.log record of seq 0"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_log_and_index_is_rolled_forward_not_accepted_twice() {
+    let (f, r) = fixture().await;
+    let n = f.chain.entries.len();
+    ingest(&r, &f, 0..n - 1);
+    // The last acceptance crashes after its leaf is durable, before the
+    // index: chain.log and leaves.log have it, the index does not.
+    let dev = f.device();
+    let last = &f.chain.entries[n - 1];
+    let (_, log_len) = r.shared.db.head_and_log_len(dev).unwrap();
+    r.shared
+        .storage
+        .append_entry(dev, &last.to_bytes(), log_len)
+        .unwrap();
+    let leaf = Leaf::Entry {
+        device: dev,
+        seq: last.seq(),
+        entry_hash: last.hash(),
+        server_time_us: 1_700_000_000_000_000,
+    };
+    let index = r.shared.db.log_append(&leaf).unwrap();
+    assert!(r.shared.db.entry(dev, last.seq()).unwrap().is_none());
+    r.shutdown().await;
+
+    let r = server(&f.dir).await;
+    let a = r
+        .shared
+        .db
+        .entry(dev, last.seq())
+        .unwrap()
+        .expect("rolled forward");
+    let receipt = Receipt::from_bytes(&a.receipt).unwrap();
+    assert_eq!(receipt.log_index, index);
+    assert_eq!(receipt.server_time_us, 1_700_000_000_000_000);
+    // The device, which never got the receipt, sends the entry again: it
+    // gets that receipt, and the log no second leaf.
+    let size = r.shared.db.log_size().unwrap();
+    match quic::submit_blocking(&r.shared, f.key.verifying_key(), &last.to_bytes()) {
+        Message::EntryReceipt(got) => assert_eq!(got.to_bytes(), a.receipt),
+        m => panic!("{m:?}"),
+    }
+    assert_eq!(r.shared.db.log_size().unwrap(), size);
+    r.shutdown().await;
+    let (_, out, _) = cli(&["verify", "--json"], &f.dir);
+    let v = json(&out);
+    assert_eq!(v["receipts"][0]["problems"], serde_json::json!([]));
+    assert_eq!(v["receipts"][0]["checked"], n as u64);
+}
+
+#[test]
+fn leaves_that_reached_the_file_but_not_the_index_are_added_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let leaves: Vec<Leaf> = (0..5u64)
+        .map(|i| Leaf::Entry {
+            device: DeviceId([3; 8]),
+            seq: i,
+            entry_hash: sha256(&i.to_be_bytes()),
+            server_time_us: 1,
+        })
+        .collect();
+    {
+        let db = Db::open(tmp.path()).unwrap();
+        for l in &leaves[..3] {
+            db.log_append(l).unwrap();
+        }
+    }
+    // Two more reach leaves.log only (a crash before the index took them).
+    let mut bytes = std::fs::read(tmp.path().join("leaves.log")).unwrap();
+    for l in &leaves[3..] {
+        fieldseal_proto::chainlog::put_record(&mut bytes, &l.to_bytes());
+    }
+    std::fs::write(tmp.path().join("leaves.log"), &bytes).unwrap();
+    let db = Db::open(tmp.path()).unwrap();
+    let hashes: Vec<_> = leaves.iter().map(Leaf::hash).collect();
+    assert_eq!(
+        db.log_head().unwrap(),
+        (5, fieldseal_proto::merkle::root(&hashes))
+    );
+    drop(db);
+    // A leaves.log that lost leaves the index has is refused, not "fixed".
+    std::fs::write(tmp.path().join("leaves.log"), &bytes[..bytes.len() / 2]).unwrap();
+    let err = Db::open(tmp.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("lost leaves") || err.contains("damaged"),
+        "{err}"
+    );
 }
