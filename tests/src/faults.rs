@@ -318,8 +318,8 @@ pub struct ServerView {
     pub verify_text: String,
     /// Entry hash by seq, from the server's chain log.
     pub entries: BTreeMap<u64, Hash32>,
-    /// The server's data folder (for blobs).
-    blobs_root: std::path::PathBuf,
+    /// The server's blob store.
+    blobs: std::sync::Arc<dyn fieldseal_server::blobstore::BlobStore>,
 }
 
 impl ServerView {
@@ -331,12 +331,14 @@ impl ServerView {
     pub fn read(
         dir: &Path,
         db: &fieldseal_server::db::Db,
+        blobs: std::sync::Arc<dyn fieldseal_server::blobstore::BlobStore>,
         device: DeviceId,
     ) -> anyhow::Result<Self> {
         let stop = AtomicBool::new(false);
         let out = fieldseal_server::archive::verify(
             dir,
             db,
+            blobs.as_ref(),
             Some(device),
             fieldseal_server::now_us(),
             &stop,
@@ -363,13 +365,14 @@ impl ServerView {
                 .collect(),
             verify_text: out.human(),
             entries,
-            blobs_root: dir.to_path_buf(),
+            blobs,
         })
     }
 
     /// Does the server hold a blob with these bytes?
     pub fn has_blob(&self, hash: &Hash32) -> bool {
-        std::fs::read(server_blob_path(&self.blobs_root, hash)).is_ok_and(|b| sha256(&b) == *hash)
+        fieldseal_server::blobstore::rehash(self.blobs.as_ref(), hash)
+            .is_ok_and(|(h, _)| h == *hash)
     }
 }
 

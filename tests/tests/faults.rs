@@ -21,7 +21,13 @@ fn verdict(h: &Harness, k: &ed25519_dalek::SigningKey, store: &MemStore, panics:
     let agent = AgentView::from_mem(store);
     let durable = agent.durable();
     let device = DeviceId::from_key(&k.verifying_key());
-    let server = ServerView::read(h.path(), &h.server.shared.db, device).unwrap();
+    let server = ServerView::read(
+        h.path(),
+        &h.server.shared.db,
+        h.server.shared.blobs.clone(),
+        device,
+    )
+    .unwrap();
     let mut v = faults::check(&k.verifying_key(), &durable, &agent, &server, panics);
     faults::check_rss(
         &mut v,
@@ -362,6 +368,7 @@ async fn server_bit_rot_is_named_and_repaired() {
     let out = fieldseal_server::archive::scrub(
         h.path(),
         &h.server.shared.db,
+        h.server.shared.blobs.as_ref(),
         fieldseal_server::now_us(),
         &stop,
     )
@@ -405,7 +412,13 @@ async fn server_bit_rot_is_named_and_repaired() {
     let at = rec[target] - 10;
     bytes[at] ^= 0x10;
     std::fs::write(&log, &bytes).unwrap();
-    let server = ServerView::read(h.path(), &h.server.shared.db, device).unwrap();
+    let server = ServerView::read(
+        h.path(),
+        &h.server.shared.db,
+        h.server.shared.blobs.clone(),
+        device,
+    )
+    .unwrap();
     eprintln!("{}", server.verify_text);
     assert!(!server.verify_ok, "verify sees the rotted chain log");
     let report = server.report.as_ref().unwrap();

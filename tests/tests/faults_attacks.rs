@@ -25,6 +25,7 @@ fn check(
     let server = ServerView::read(
         h.path(),
         &h.server.shared.db,
+        h.server.shared.blobs.clone(),
         DeviceId::from_key(&k.verifying_key()),
     )
     .unwrap();

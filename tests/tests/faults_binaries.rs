@@ -26,7 +26,13 @@ fn check_agent(h: &Harness, a: &Agent, durable: &faults::Durable, panics: u64) -
     let agent = AgentView::from_dir(&a.dir).unwrap();
     let mut all = durable.clone();
     agent.add_to(&mut all);
-    let server = ServerView::read(h.path(), &h.server.shared.db, DeviceId::from_key(&key)).unwrap();
+    let server = ServerView::read(
+        h.path(),
+        &h.server.shared.db,
+        h.server.shared.blobs.clone(),
+        DeviceId::from_key(&key),
+    )
+    .unwrap();
     faults::check(&key, &all, &agent, &server, panics)
 }
 
