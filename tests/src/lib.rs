@@ -6,6 +6,7 @@
 //! delays, reorders, duplicates or cuts datagrams.
 #![forbid(unsafe_code)]
 
+pub mod blobfaults;
 pub mod faults;
 pub mod procs;
 pub mod relay;
