@@ -16,8 +16,11 @@
 #   BENCH_SECONDS=20      length of each real-time recording
 #   BENCH_SIZES="1280x720 1920x1080"
 #   BENCH_OUT=docs/PERFORMANCE.md
+#   BENCH_ONLY="capture archive"   which groups to run (default: all); the others' rows are left out
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ONLY=${BENCH_ONLY:-"capture archive"}
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
 
 REPS=${BENCH_REPS:-3}
 SECS=${BENCH_SECONDS:-20}
@@ -239,7 +242,20 @@ EOF
   log "wrote $OUT"
 }
 
+# shellcheck source=scripts/bench/archive.sh
+. scripts/bench/archive.sh
+
 main() {
+  if wants archive; then
+    bench_archive
+  fi
+  if wants capture; then
+    bench_capture_all
+  fi
+  write_doc
+}
+
+bench_capture_all() {
   log "building the agent (release)"
   cargo build -q --release -p fieldseal-agent
   for size in $SIZES; do
@@ -277,7 +293,6 @@ the agent dropped frames with x264's defaults (99 and 119 in two 12 s recordings
 the memory settings (193 and 229, same hour: the lookahead now runs on the capture thread, so a
 starved capture thread falls behind sooner). The goal is stated at 720p.
 EOF
-  write_doc
 }
 
 main "$@"

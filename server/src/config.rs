@@ -23,6 +23,10 @@ pub struct Config {
     /// Seconds between two background scrubs of every blob while `run`
     /// runs; 0 turns it off.
     pub scrub_interval_secs: u64,
+    /// Seconds between two checks whether the transparency log grew; if it
+    /// did, a checkpoint is signed (and once more at a clean shutdown). 0
+    /// turns both off.
+    pub checkpoint_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -34,6 +38,10 @@ impl Default for Config {
             enroll_token_ttl_secs: 24 * 3600,
             log_origin: None,
             scrub_interval_secs: 24 * 3600,
+            // Five minutes: a verifier or witness waits at most that long
+            // for a new entry's leaf to be under a signed checkpoint, and an
+            // idle log signs nothing.
+            checkpoint_interval_secs: 300,
         }
     }
 }
@@ -81,12 +89,19 @@ enroll_token_ttl_secs = {}
 # name; damaged ones are moved to damaged/ and asked of the device again).
 # One day by default; 0 turns it off. `fieldseal-server scrub` runs one now.
 scrub_interval_secs = {}
+
+# Seconds between two checkpoints of the transparency log (signed and
+# appended to checkpoints.log only if the log grew since the latest one;
+# also once at a clean shutdown). Five minutes by default; 0 turns both off.
+# `fieldseal-server log checkpoint` signs one now.
+checkpoint_interval_secs = {}
 "#,
             self.quic_listen,
             self.http_listen,
             names,
             self.enroll_token_ttl_secs,
-            self.scrub_interval_secs
+            self.scrub_interval_secs,
+            self.checkpoint_interval_secs
         )
     }
 }
@@ -99,6 +114,7 @@ mod tests {
     fn commented_file_parses_back() {
         let c = Config {
             server_names: vec!["ingest.example".into()],
+            checkpoint_interval_secs: 7,
             ..Config::default()
         };
         assert_eq!(toml::from_str::<Config>(&c.commented()).unwrap(), c);

@@ -10,9 +10,15 @@
 //! and gives proofs on the command line (`tlog.rs`). Admin commands reach the
 //! running server over a Unix control socket.
 //!
+//! The files are the source of truth and the index a cache of them:
+//! `reindex.rs` rebuilds it, and rolls forward at start what a crash left
+//! between the transparency log and the index. Segment bytes are behind the
+//! `BlobStore` trait (`blobstore.rs`).
+//!
+//! It signs a checkpoint every `checkpoint_interval_secs` when the log grew.
+//!
 //! What it does **not** do yet: the HTTP API and web UI, cases, compliance,
-//! checkpoints and proofs served to clients, index rebuild, export (later
-//! issues).
+//! checkpoints and proofs served to clients, export (later issues).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -172,6 +178,11 @@ impl Running {
         while Arc::strong_count(&self.shared) > 1 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The last entries accepted get under a signed checkpoint before the
+        // server goes away.
+        if self.shared.cfg.checkpoint_interval_secs > 0 {
+            checkpoint_if_grown(self.shared.clone()).await;
+        }
     }
 }
 
@@ -199,6 +210,37 @@ async fn scrub_loop(shared: Arc<Shared>, every: Duration) {
     }
 }
 
+/// Sign a checkpoint if the log grew since the latest one (`tlog.rs`).
+async fn checkpoint_if_grown(shared: Arc<Shared>) {
+    let res = tokio::task::spawn_blocking(move || {
+        tlog::checkpoint_if_grown(
+            &shared.dir,
+            &shared.db,
+            &shared.cfg,
+            &shared.receipt_key,
+            now_us(),
+        )
+    })
+    .await;
+    match res {
+        Ok(Ok(Some(note))) => {
+            let size = note.lines().nth(1).unwrap_or("?").to_owned();
+            tracing::info!(size, "checkpoint signed");
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::error!("ALARM checkpoint not signed: {e:#}"),
+        Err(e) => tracing::error!("checkpoint task: {e}"),
+    }
+}
+
+/// Every `every`, sign a checkpoint if the log grew.
+async fn checkpoint_loop(shared: Arc<Shared>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        checkpoint_if_grown(shared.clone()).await;
+    }
+}
+
 /// Start the server on `dir` in the current tokio runtime.
 ///
 /// # Errors
@@ -221,6 +263,10 @@ pub async fn start(dir: &Path, opts: RunOptions) -> anyhow::Result<Running> {
     if shared.cfg.scrub_interval_secs > 0 {
         let every = Duration::from_secs(shared.cfg.scrub_interval_secs);
         tasks.push(tokio::spawn(scrub_loop(shared.clone(), every)));
+    }
+    if shared.cfg.checkpoint_interval_secs > 0 {
+        let every = Duration::from_secs(shared.cfg.checkpoint_interval_secs);
+        tasks.push(tokio::spawn(checkpoint_loop(shared.clone(), every)));
     }
     tracing::info!(%quic_addr, dir = %dir.display(), "fieldseal server running");
     Ok(Running {

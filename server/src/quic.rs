@@ -653,6 +653,7 @@ async fn upload(
             left -= take as u64;
             since_sync += take as u64;
             if since_sync >= PARTIAL_SYNC_EVERY {
+                file.flush().await?;
                 file.sync_data().await?;
                 since_sync = 0;
             }
@@ -666,11 +667,16 @@ async fn upload(
             Ok(None) => break left > 0,
             Err(e) => {
                 // Connection lost: keep what arrived, durably, for a resume.
+                file.flush().await?;
                 file.sync_data().await?;
                 return Err(e.into());
             }
         }
     };
+    // tokio's File writes in the background: a failed write (ENOSPC) is
+    // reported by the next operation, and `sync_data` alone can miss it
+    // (tokio#6325). `flush` waits for the write and returns its error.
+    file.flush().await?;
     file.sync_data().await?;
     drop(file);
     if ended_early || overrun {
@@ -696,6 +702,31 @@ async fn upload(
                 seq,
                 UploadFailCode::HashMismatch,
                 "bytes do not match media_hash",
+            ),
+        )
+        .await?;
+        send.finish()?;
+        return Ok(());
+    }
+    // The hash above is of the bytes received. What is acknowledged is what
+    // the disk holds: hash the file again (from the page cache, ~1 ms for a
+    // 2 MB segment), so that no failed or torn write is ever acknowledged.
+    let on_disk = shared.storage.hash_partial(device, seq)?;
+    if on_disk != (media_hash, media_len) {
+        shared.storage.discard_partial(device, seq)?;
+        tracing::error!(
+            %device,
+            seq,
+            held = on_disk.1,
+            media_len,
+            "ALARM the partial file is not what arrived (disk full or failing); discarded"
+        );
+        send_msg(
+            &mut send,
+            &failed(
+                seq,
+                UploadFailCode::Internal,
+                "the server could not store the bytes (disk full?); retry later",
             ),
         )
         .await?;

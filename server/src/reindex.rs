@@ -190,7 +190,7 @@ fn index_device(
             media,
             receipt: receipt.to_bytes(),
         };
-        db.put_accepted_unflushed(id, seq, &accepted, head, offset)?;
+        db.put_entry_unflushed(id, seq, &accepted)?;
         out.entries += 1;
         if let Some((hash, _)) = media {
             if blobs.stat(&hash)?.is_some() {
@@ -198,6 +198,9 @@ fn index_device(
                 out.media_held += 1;
             }
         }
+    }
+    if out.entries > 0 {
+        db.put_head_unflushed(id, head, offset)?;
     }
     out.unindexed_tail = (bytes.len() as u64).saturating_sub(offset);
     if let Some(e) = damage {

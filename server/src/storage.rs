@@ -180,6 +180,14 @@ impl Storage {
         Ok((f, hasher))
     }
 
+    /// SHA-256 and length of a partial upload as it is on disk.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn hash_partial(&self, device: DeviceId, seq: u64) -> io::Result<(Hash32, u64)> {
+        crate::blobstore::hash_reader(&mut File::open(self.partial_path(device, seq))?)
+    }
+
     /// Hand a complete, verified partial file over to the blob store.
     ///
     /// # Errors

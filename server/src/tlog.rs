@@ -11,8 +11,9 @@
 //! text and its signatures).
 
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use ed25519_dalek::SigningKey;
 use fieldseal_proto::checkpoint::Checkpoint;
@@ -40,11 +41,14 @@ pub fn origin(cfg: &Config) -> String {
 /// # Errors
 /// I/O errors other than "no file yet".
 pub fn checkpoints(dir: &Path) -> io::Result<Vec<String>> {
-    let text = match std::fs::read_to_string(dir.join("checkpoints.log")) {
-        Ok(t) => t,
+    let bytes = match std::fs::read(dir.join("checkpoints.log")) {
+        Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    // A torn last note (an append a crash cut short) is not part of the log.
+    let text = std::str::from_utf8(&bytes[..whole_len(&bytes)])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     // Pieces between empty lines alternate: note text, signature lines.
     let pieces: Vec<&str> = text.split("\n\n").filter(|p| !p.is_empty()).collect();
     Ok(pieces
@@ -52,6 +56,26 @@ pub fn checkpoints(dir: &Path) -> io::Result<Vec<String>> {
         .filter(|c| c.len() == 2)
         .map(|c| format!("{}\n\n{}\n", c[0], c[1].trim_end_matches('\n')))
         .collect())
+}
+
+/// The length of the whole notes at the start of `checkpoints.log`: up to
+/// the end of the last note followed by its empty line. Each note holds
+/// one empty line and is followed by one, so that is the end of every
+/// second `\n\n`.
+fn whole_len(b: &[u8]) -> usize {
+    let (mut seps, mut end, mut i) = (0u64, 0, 0);
+    while i + 1 < b.len() {
+        if b[i] == b'\n' && b[i + 1] == b'\n' {
+            seps += 1;
+            i += 2;
+            if seps % 2 == 0 {
+                end = i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    end
 }
 
 /// The latest checkpoint, verified with the server's key.
@@ -67,11 +91,18 @@ pub fn latest(dir: &Path, cfg: &Config, key: &SigningKey) -> anyhow::Result<(Che
     Ok((cp, note))
 }
 
+/// One checkpoint signer at a time in this process (the timer, the control
+/// socket, the shutdown hook): each reads the latest stored checkpoint and
+/// appends after it, so two at once could store a smaller tree after a
+/// larger one.
+static SIGNING: Mutex<()> = Mutex::new(());
+
 /// Sign a checkpoint of the log as it is now and append it to
 /// `checkpoints.log` (fsynced). Returns the note.
 ///
 /// # Errors
-/// Index or I/O errors; an origin that is not a valid note name.
+/// Index or I/O errors; an origin that is not a valid note name; a log that
+/// does not extend the latest stored checkpoint (see [`checkpoint_if_grown`]).
 pub fn checkpoint(
     dir: &Path,
     db: &Db,
@@ -79,7 +110,72 @@ pub fn checkpoint(
     key: &SigningKey,
     now_us: i64,
 ) -> anyhow::Result<String> {
-    let (size, root) = db.log_head()?;
+    let _one = SIGNING.lock().unwrap_or_else(PoisonError::into_inner);
+    let head = db.log_head()?;
+    sign_and_store(dir, db, cfg, key, head, now_us)
+}
+
+/// Sign a checkpoint, as [`checkpoint`], only if the log has grown since the
+/// latest stored checkpoint (or, without one, if it is not empty): `None`
+/// when that one already covers every leaf (no identical repeats from the
+/// timer).
+///
+/// # Errors
+/// As [`checkpoint`].
+pub fn checkpoint_if_grown(
+    dir: &Path,
+    db: &Db,
+    cfg: &Config,
+    key: &SigningKey,
+    now_us: i64,
+) -> anyhow::Result<Option<String>> {
+    let _one = SIGNING.lock().unwrap_or_else(PoisonError::into_inner);
+    let head = db.log_head()?;
+    let unchanged = match latest_signed(dir, cfg, key)? {
+        Some(prev) => prev.size == head.0 && prev.root == head.1,
+        // Without a checkpoint yet, only the empty log has not grown.
+        None => head.0 == 0,
+    };
+    if unchanged {
+        return Ok(None);
+    }
+    sign_and_store(dir, db, cfg, key, head, now_us).map(Some)
+}
+
+/// The latest stored checkpoint if it verifies with the current origin and
+/// key; `None` if there is none, or if it was signed under another origin
+/// (`log_origin` changed), which this server can no longer extend anyway.
+fn latest_signed(dir: &Path, cfg: &Config, key: &SigningKey) -> io::Result<Option<Checkpoint>> {
+    Ok(checkpoints(dir)?
+        .pop()
+        .and_then(|n| Checkpoint::verify(&n, &origin(cfg), &key.verifying_key()).ok()))
+}
+
+fn sign_and_store(
+    dir: &Path,
+    db: &Db,
+    cfg: &Config,
+    key: &SigningKey,
+    (size, root): (u64, fieldseal_proto::identity::Hash32),
+    now_us: i64,
+) -> anyhow::Result<String> {
+    // A signed checkpoint is a promise that the log will only grow from it:
+    // refuse to sign a tree that does not extend the latest one (leaves lost
+    // in a crash) rather than publish a fork.
+    if let Some(prev) = latest_signed(dir, cfg, key)? {
+        let extends = prev.size <= size && db.log_root_at(prev.size).is_ok_and(|r| r == prev.root);
+        if !extends {
+            anyhow::bail!(
+                "the log (size {size}) does not extend the latest checkpoint (size {}): \
+                 not signing",
+                prev.size
+            );
+        }
+    }
+    // The leaves are durable in leaves.log before their nodes reach the
+    // index (which rebuilds its tree from that file at open); flushing the
+    // nodes as well keeps a restart after this checkpoint from having to.
+    db.flush()?;
     let origin = origin(cfg);
     let cp = Checkpoint {
         origin: origin.clone(),
@@ -90,8 +186,22 @@ pub fn checkpoint(
     let note = cp.sign(&origin, key)?;
     let mut f = OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(dir.join("checkpoints.log"))?;
+    // A note torn by a crash mid-append never verified for anyone: cut it
+    // off, or the next note would be glued to it and both be lost.
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    let whole = whole_len(&bytes);
+    if whole < bytes.len() {
+        tracing::warn!(
+            bytes = bytes.len() - whole,
+            "cutting a torn note off the end of checkpoints.log"
+        );
+        f.set_len(u64::try_from(whole).expect("fits"))?;
+        f.sync_data()?;
+    }
     f.write_all(format!("{note}\n").as_bytes())?;
     f.sync_data()?;
     Ok(note)
@@ -218,6 +328,42 @@ pub fn consistency(
 mod tests {
     use super::*;
     use fieldseal_proto::checkpoint::sign_note;
+
+    #[test]
+    fn a_torn_last_note_is_ignored_and_cut_off_by_the_next_append() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        crate::admin::init(dir, &[], Some("pw".into())).unwrap();
+        let cfg = Config::load(dir).unwrap();
+        let key = crate::admin::load_receipt_key(dir).unwrap();
+        let db = Db::open(dir).unwrap();
+        let first = checkpoint(dir, &db, &cfg, &key, 1_000_000).unwrap();
+        let second = checkpoint(dir, &db, &cfg, &key, 2_000_000).unwrap();
+        let path = dir.join("checkpoints.log");
+        let whole = std::fs::read(&path).unwrap();
+        let first_len = first.len() + 1;
+        assert_eq!(whole.len(), first_len + second.len() + 1);
+        // Every cut inside the second note, even inside the em dash of its
+        // signature line, leaves the first alone readable.
+        for cut in first_len..whole.len() {
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            assert_eq!(
+                checkpoints(dir).unwrap(),
+                vec![first.clone()],
+                "cut at {cut}"
+            );
+        }
+        let third = checkpoint(dir, &db, &cfg, &key, 3_000_000).unwrap();
+        assert_eq!(
+            checkpoints(dir).unwrap(),
+            vec![first.clone(), third.clone()]
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{first}\n{third}\n")
+        );
+        Checkpoint::verify(&third, &origin(&cfg), &key.verifying_key()).unwrap();
+    }
 
     #[test]
     fn checkpoints_log_reads_back_notes_with_cosignatures() {
