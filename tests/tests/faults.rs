@@ -516,3 +516,104 @@ async fn blob_store_faults_are_reported_never_taken_for_success() {
     v.assert_ok();
     h.server.shutdown().await;
 }
+
+/// A device records on (entries arrive one after another) for
+/// `FIELDSEAL_NET_SECONDS` while its link changes every few seconds between
+/// seeded profiles: lossy, slow, jittery, corrupting, partitioned either
+/// way, flapping, rebinding its address. At the end the link heals and
+/// everything must arrive. The soak runs it for an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_impaired_link_loses_nothing() {
+    let sc = Scenario::new("long_impaired_link_loses_nothing");
+    let panics = faults::panics();
+    let secs = iterations("FIELDSEAL_NET_SECONDS", 15);
+    let h = Harness::start().await.unwrap();
+    let k = key(99);
+    let e = h.enroll(&k).await.unwrap();
+    let media_dir = tempfile::tempdir().unwrap();
+    // About two entries a second: recordings of 8 segments (plus start/stop).
+    let recordings = vec![8u32; usize::try_from(secs / 5 + 1).unwrap()];
+    let chain = fieldseal_proto::sample::build(&k, &recordings, 8_192);
+    let store = Arc::new(MemStore::new(media_dir.path()));
+    let relay = Relay::start(h.server.quic_addr, sc.seed()).await.unwrap();
+    let cfg = Harness::sync_config(&relay.addr.to_string(), &k, &e);
+    let progress = Arc::new(Progress::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(sync::run_sync(
+        store.clone(),
+        cfg,
+        progress.clone(),
+        stop_rx,
+    ));
+    let mut r = sc.rng(14);
+    let t0 = Instant::now();
+    let mut pushed = 0usize;
+    let mut next_change = Instant::now();
+    let mut changes = 0u64;
+    while t0.elapsed() < Duration::from_secs(secs) {
+        if pushed < chain.entries.len() {
+            let en = &chain.entries[pushed];
+            store
+                .push(en, chain.media.get(&en.seq()).map(Vec::as_slice))
+                .unwrap();
+            pushed += 1;
+        }
+        if Instant::now() >= next_change {
+            changes += 1;
+            relay.cut(false);
+            relay.cut_one_way(false, false);
+            let (loss, delay, jitter, reorder, dup, corrupt) = profile(&mut r);
+            relay.set(loss, delay, reorder, dup);
+            relay.set_corruption_jitter(corrupt, jitter);
+            match r.next_u64() % 8 {
+                0 => relay.cut(true),
+                1 => relay.cut_one_way(true, false),
+                2 => relay.cut_one_way(false, true),
+                3 => {
+                    relay.rebind().await.unwrap();
+                }
+                _ => {}
+            }
+            next_change = Instant::now() + Duration::from_millis(1000 + r.next_u64() % 4000);
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let impaired = t0.elapsed();
+    // The link heals; the rest of the chain arrives at once.
+    relay.cut(false);
+    relay.cut_one_way(false, false);
+    relay.set(0, 0, 0, 0);
+    relay.set_corruption_jitter(0, 0);
+    for en in &chain.entries[pushed..] {
+        store
+            .push(en, chain.media.get(&en.seq()).map(Vec::as_slice))
+            .unwrap();
+    }
+    let t1 = Instant::now();
+    while store.receipts().len() < chain.entries.len() || store.acked().len() < chain.media.len() {
+        assert!(
+            t1.elapsed() < LIMIT,
+            "drained after the link healed: {:?}",
+            progress.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_tx.send_replace(true);
+    let stats = tokio::time::timeout(LIMIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    eprintln!(
+        "{impaired:?} impaired, {changes} link changes, {} entries: {stats:?}",
+        chain.entries.len()
+    );
+    let v = verdict(&h, &k, &store, panics);
+    sc.record(
+        &v,
+        changes,
+        &[("impaired_seconds", format!("{:.0}", impaired.as_secs_f64()))],
+    );
+    v.assert_ok();
+    h.server.shutdown().await;
+}
