@@ -43,8 +43,21 @@ use fieldseal_server::control::{self, Request, Response};
 use fieldseal_tests::{Harness, SplitMix};
 use serde_json::Value;
 
-/// SIGKILLs in the random scenario (the issue asks for at least 10).
-const KILLS: usize = 12;
+/// SIGKILLs in the random scenario: the issue asks for at least 10 in
+/// `make test`; `make soak` sets `FIELDSEAL_SERVER_KILLS` (≥ 100).
+fn kills() -> usize {
+    std::env::var("FIELDSEAL_SERVER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
+/// Recordings of 10 segments per device: enough entries that the devices
+/// are still recording at the last kill (about 60 entries are fed per
+/// round); sample chains tell at most 256 recordings apart.
+fn recordings(kills: usize) -> usize {
+    (kills * 3 / 2).clamp(20, 250)
+}
 /// Simulated devices syncing at once.
 const DEVICES: u8 = 4;
 /// The checkpoints' origin for a server initialised without names.
@@ -520,7 +533,7 @@ struct Scenario {
 }
 
 impl Scenario {
-    fn new(seed: u64, key_base: u8) -> Scenario {
+    fn new(seed: u64, key_base: u8, recordings: usize) -> Scenario {
         fieldseal_tests::init_tracing();
         let t0 = Instant::now();
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -550,7 +563,8 @@ impl Scenario {
                     ))
                     .unwrap();
                 // Lengths differ per device, so no two devices share a blob.
-                let chain = sample::build(&key, &[10; 20], 8 * 1024 + usize::from(i) * 100);
+                let chain =
+                    sample::build(&key, &vec![10; recordings], 8 * 1024 + usize::from(i) * 100);
                 let media = tempfile::tempdir().unwrap();
                 let store = Arc::new(MemStore::new(media.path()));
                 Device {
@@ -715,9 +729,10 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let seed = seed();
     eprintln!("server_crash seed {seed} (FIELDSEAL_SEED={seed} replays the kill schedule)");
     let mut rng = SplitMix(seed);
-    let mut sc = Scenario::new(seed, 40);
+    let kills = kills();
+    let mut sc = Scenario::new(seed, 40, recordings(kills));
     let t0 = Instant::now();
-    for round in 0..KILLS {
+    for round in 0..kills {
         sc.go();
         let live = Duration::from_millis(200 + rng.next_u64() % 1300);
         if rng.chance(500) {
@@ -744,7 +759,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         sc.check(false);
         eprintln!("  restart and check: {:?}", t.elapsed());
     }
-    eprintln!("{KILLS} kills in {:?}", t0.elapsed());
+    eprintln!("{kills} kills in {:?}", t0.elapsed());
     let last = sc.drain_and_stop();
 
     // The index rebuilt from the files alone gives the same verification
@@ -769,7 +784,7 @@ fn crash_at_every_named_point_loses_nothing_acknowledged() {
     let seed = seed();
     eprintln!("server_crash seed {seed} (FIELDSEAL_SEED={seed} replays the crash schedule)");
     let mut rng = SplitMix(seed);
-    let mut sc = Scenario::new(seed, 60);
+    let mut sc = Scenario::new(seed, 60, 20);
     let t0 = Instant::now();
     for point in fieldseal_server::fault::POINTS {
         // Not always the first pass, so that some work precedes the crash.
