@@ -31,7 +31,7 @@ use crate::config::AgentConfig;
 use crate::control::{self, Request, Response};
 use crate::index::Index;
 use crate::recorder::{Action, Command, Recorder, SegmentPlan};
-use crate::spool::{SegmentDraft, Spool};
+use crate::spool::{SegmentDraft, Spool, SpoolError};
 
 /// How a run is set up.
 #[derive(Debug, Clone, Default)]
@@ -353,8 +353,26 @@ impl Writer<'_> {
             activity: plan.activity,
         };
         let entry =
-            self.spool
-                .append_segment(self.signer, self.clock, draft, &plan.segment.bytes)?;
+            match self
+                .spool
+                .append_segment(self.signer, self.clock, draft, &plan.segment.bytes)
+            {
+                Ok(e) => e,
+                // The disk filled before the configured limit: the same
+                // signed stop as at the limit, if the chain log still takes
+                // the event (else the error ends the run and the next start
+                // signs the gap). The torn segment stays in .partial/ and is
+                // salvaged, signed as recovered, at the next start.
+                Err(SpoolError::Io { path, source })
+                    if source.kind() == std::io::ErrorKind::StorageFull =>
+                {
+                    tracing::error!(path = %path.display(), "the disk is full: recording stops");
+                    let used = self.spool.used_bytes();
+                    let actions = self.recorder.storage_full(used, used);
+                    return self.execute(actions);
+                }
+                Err(e) => return Err(e.into()),
+            };
         self.index.add(&entry, self.spool.log_len())?;
         self.store.refresh()?;
         self.summary.entries += 1;

@@ -161,6 +161,15 @@ async fn agent_disk_full_loses_nothing_durable() {
         "the disk did fill up ({} of {size})",
         fs.used()
     );
+    let signed_full = events(&a).contains(&"storage-full");
+    eprintln!(
+        "the full disk {}",
+        if signed_full {
+            "was signed as storage-full"
+        } else {
+            "ended the run with an error (the chain log could not take the event either)"
+        }
+    );
     let before = AgentView::from_dir(&a.dir).unwrap();
     let durable = before.durable();
     assert!(
