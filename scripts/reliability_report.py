@@ -142,10 +142,15 @@ p("5. **Agent spool: appending again after an I/O error.** After a failed chain-
   "that might have reached the disk. Fixed: the spool refuses appends after such an error until it is "
   "opened again (`SpoolError::Poisoned`); the agent already exits on it.")
 p()
-p("Known and not fixed (see the helper's report):")
+p("6. **Agent: a real full disk ended the run with an I/O error** instead of the signed storage-full stop "
+  "that the configured limit gives. Fixed: ENOSPC while writing a segment is handled like the limit "
+  "(agent/src/run.rs); the torn segment is salvaged, signed as recovered, at the next start.")
 p()
-p("- On a real full disk the agent exits with an I/O error instead of signing `storage-full`; the next start "
-  "signs `power-loss-recovered`, so the gap is explained and nothing durable is lost, but the reason is less "
-  "precise than the configured-limit path gives.")
+p("Known and not fixed:")
+p()
 p("- A server whose disk is full makes the agent reconnect and re-send the same segment many times a second "
-  "(about 70 connections and 30 MB sent for 2.4 MB of media in 6 s): the backoff restarts at each `Welcome`.")
+  "(about 70 connections and 30 MB sent for 2.4 MB of media in 6 s with the tests' 100 ms backoff): the "
+  "backoff restarts at each `Welcome`, so a server that accepts connections but cannot store is retried "
+  "at the base rate.")
+p("- Network time is real time: the relay moves real QUIC datagrams, so an hour of impaired traffic takes an "
+  "hour (`FIELDSEAL_NET_SECONDS`).")
