@@ -191,7 +191,10 @@ async fn agent_disk_full_loses_nothing_durable() {
     sc.record(
         &v,
         1,
-        &[("durable_segments_at_full", durable.media.len().to_string())],
+        &[
+            ("durable_segments_at_full", durable.media.len().to_string()),
+            ("storage_full_signed", signed_full.to_string()),
+        ],
     );
     v.assert_ok();
     assert_eq!(
