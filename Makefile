@@ -34,6 +34,7 @@ demo: deps
 	@./scripts/demo.sh "$(DEMO_DIR)"
 
 bench: deps
+	@./scripts/install-deps.sh bench
 	@./scripts/bench.sh
 
 soak: deps

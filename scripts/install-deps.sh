@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages fieldseal needs to build and test, if missing.
+# Install the Debian packages fieldseal needs to build and test, if missing;
+# with the argument `bench`, also those the benchmarks need.
 # Idempotent and quiet when everything is present. Run as root (CI and the
 # development machines are root); otherwise it uses sudo when available.
 set -euo pipefail
@@ -19,6 +20,16 @@ PACKAGES=(
   # libfaketime: the fault suite makes the agent's wall clock jump by hours.
   faketime
 )
+
+# `scripts/install-deps.sh bench`: also what only `make bench` needs (not `make test`).
+if [ "${1:-}" = bench ]; then
+  PACKAGES+=(
+    # The network benchmarks' baseline: HTTPS PUT with curl to Debian's nginx (dav module).
+    nginx curl
+    # The lossy-link benchmark runs both protocols through network namespaces (ip netns).
+    iproute2
+  )
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -54,6 +54,30 @@ pub struct Index {
     db: sled::Db,
 }
 
+/// Entries written to sled in one batch while catching up with the chain log. One batch per
+/// entry cost ~150 µs an entry, 13–15 s for 100,000 (docs/PERFORMANCE.md, the first start
+/// after filling a spool); a batch holds ~100 KB of keys and values.
+const CATCH_UP_BATCH: usize = 4096;
+
+/// Adds an entry at chain-log length `log_len` after it, and the head it makes, to `batch`
+/// (a later head in the same batch replaces an earlier one).
+fn put(batch: &mut sled::Batch, e: &SignedEntry, log_len: u64) {
+    let (kind, media_len) = match &e.entry.body {
+        Body::Segment(s) => (1u8, s.media_len),
+        Body::Event(_) => (2u8, 0),
+    };
+    let mut key = vec![b'e'];
+    key.extend_from_slice(&e.seq().to_be_bytes());
+    let mut val = vec![kind];
+    val.extend_from_slice(&media_len.to_be_bytes());
+    val.extend_from_slice(&e.entry.wall_us.to_be_bytes());
+    let mut head = (e.seq() + 1).to_be_bytes().to_vec();
+    head.extend_from_slice(&e.hash());
+    head.extend_from_slice(&log_len.to_be_bytes());
+    batch.insert(key, val);
+    batch.insert(b"head".as_slice(), head);
+}
+
 impl Index {
     /// Open (or create) the index in `dir/index`.
     ///
@@ -72,21 +96,8 @@ impl Index {
     /// # Errors
     /// sled errors.
     pub fn add(&self, e: &SignedEntry, log_len: u64) -> Result<(), IndexError> {
-        let (kind, media_len) = match &e.entry.body {
-            Body::Segment(s) => (1u8, s.media_len),
-            Body::Event(_) => (2u8, 0),
-        };
-        let mut key = vec![b'e'];
-        key.extend_from_slice(&e.seq().to_be_bytes());
-        let mut val = vec![kind];
-        val.extend_from_slice(&media_len.to_be_bytes());
-        val.extend_from_slice(&e.entry.wall_us.to_be_bytes());
-        let mut head = (e.seq() + 1).to_be_bytes().to_vec();
-        head.extend_from_slice(&e.hash());
-        head.extend_from_slice(&log_len.to_be_bytes());
         let mut batch = sled::Batch::default();
-        batch.insert(key, val);
-        batch.insert(b"head".as_slice(), head);
+        put(&mut batch, e, log_len);
         self.db.apply_batch(batch)?;
         Ok(())
     }
@@ -118,13 +129,25 @@ impl Index {
         }
         let mut pos = covered as u64;
         let mut added = 0;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
         for rec in log.records {
             pos += rec.len() as u64 + 2;
             let e = SignedEntry::from_bytes(rec).map_err(|err| {
                 IndexError::Damaged(usize::try_from(pos).unwrap_or(0), err.to_string())
             })?;
-            self.add(&e, pos)?;
+            // Each batch is atomic and moves the head with its entries, so an interrupted
+            // catch-up resumes after the last batch applied.
+            put(&mut batch, &e, pos);
+            in_batch += 1;
             added += 1;
+            if in_batch == CATCH_UP_BATCH {
+                self.db.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
+            }
+        }
+        if in_batch > 0 {
+            self.db.apply_batch(batch)?;
         }
         self.db.flush()?;
         Ok(added)
@@ -160,5 +183,33 @@ impl Index {
             }
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catch_up_indexes_every_entry_in_batches_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[6u8; 32]);
+        // More than one batch, and a partial last one.
+        let segments = u32::try_from(CATCH_UP_BATCH).unwrap() + 10;
+        let n = crate::spool::fill_sample(dir.path(), &key, segments, 16).unwrap();
+        let log_len = std::fs::metadata(dir.path().join("chain.log"))
+            .unwrap()
+            .len();
+        let idx = Index::open(dir.path()).unwrap();
+        assert_eq!(idx.catch_up(dir.path()).unwrap(), n);
+        let s = idx.summary().unwrap();
+        assert_eq!(s.next_seq, n);
+        assert_eq!(s.log_len, log_len);
+        assert_eq!(s.segments, u64::from(segments));
+        assert_eq!(s.events, n - u64::from(segments));
+        // Up to date: nothing more to add; a rebuild adds everything again.
+        assert_eq!(idx.catch_up(dir.path()).unwrap(), 0);
+        assert_eq!(idx.rebuild(dir.path()).unwrap(), n);
+        assert_eq!(idx.summary().unwrap(), s);
     }
 }

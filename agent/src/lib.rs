@@ -7,8 +7,9 @@
 //! local [`control`] socket for commands; the [`sync`] client sends entries
 //! hash-first and segments after them over QUIC. It never depends on the server crate.
 //!
-//! `unsafe` is denied crate-wide; the one exception is `capture::mux`, which needs two FFmpeg
-//! calls that ffmpeg-next does not wrap (see its module docs).
+//! `unsafe` is denied crate-wide; the exceptions are `capture::mux`, which needs two FFmpeg
+//! calls that ffmpeg-next does not wrap, and `capture::thp`, one `prctl` that keeps x264's
+//! frames off transparent huge pages (see their module docs).
 #![deny(unsafe_code)]
 
 pub mod capture;

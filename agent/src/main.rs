@@ -165,6 +165,17 @@ enum Cmd {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Benchmarks: fill an initialised, empty data folder with a sample chain of SEGMENTS
+    /// segments (stand-in media of MEDIA_BYTES each), to measure start-up against spool size.
+    #[command(hide = true)]
+    FillSpool {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        segments: u32,
+        #[arg(long, default_value_t = 1024)]
+        media_bytes: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -359,6 +370,16 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let idx = index::Index::open(&data.data)?;
             let n = idx.rebuild(&data.data)?;
             println!("index rebuilt from chain.log: {n} entries");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::FillSpool {
+            data,
+            segments,
+            media_bytes,
+        } => {
+            let key = keyfile::load(&data.data)?;
+            let n = spool::fill_sample(&data.data, &key, segments, media_bytes)?;
+            println!("{n} entries written");
             Ok(ExitCode::SUCCESS)
         }
     }

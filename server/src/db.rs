@@ -492,26 +492,39 @@ impl Db {
     /// # Errors
     /// I/O errors of the leaf log; sled errors, a corrupt log.
     pub fn log_append(&self, leaf: &Leaf) -> Result<u64, DbError> {
+        self.log_append_many(std::slice::from_ref(leaf))
+    }
+
+    /// Append leaves in order, with one fsync of `leaves.log` (group
+    /// commit). Returns the index of the first.
+    ///
+    /// # Errors
+    /// As [`Db::log_append`].
+    pub fn log_append_many(&self, leaves: &[Leaf]) -> Result<u64, DbError> {
         let _one_at_a_time = self.log_lock();
         // An earlier append may have reached the file but failed in sled.
         self.catch_up_log(true)?;
         let mut f = self.frontier()?;
-        let index = self.leaves.append(&leaf.to_bytes())?;
-        if index != f.size() {
+        let data: Vec<Vec<u8>> = leaves.iter().map(Encode::to_bytes).collect();
+        let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let first = self.leaves.append_many(&refs)?;
+        if first != f.size() {
             return Err(DbError::Corrupt(format!(
-                "leaf appended at {index}, the tree has {} leaves",
+                "leaf appended at {first}, the tree has {} leaves",
                 f.size()
             )));
         }
         crate::fault::point("leaf-after-file");
-        let nodes: Vec<StoredNode> = f.append(leaf.hash())?;
         let mut batch = sled::Batch::default();
-        for n in nodes {
-            batch.insert(node_key(n.level, n.index).as_slice(), n.hash.as_slice());
+        for leaf in leaves {
+            let nodes: Vec<StoredNode> = f.append(leaf.hash())?;
+            for n in nodes {
+                batch.insert(node_key(n.level, n.index).as_slice(), n.hash.as_slice());
+            }
         }
         batch.insert(LOG_SIZE, f.size().to_be_bytes().as_slice());
         self.log.apply_batch(batch)?;
-        Ok(index)
+        Ok(first)
     }
 
     /// Number of leaves in the log.

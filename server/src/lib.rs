@@ -81,9 +81,16 @@ pub struct Shared {
     pub allowed: Allowed,
     /// Live sync connections per device, to close them on revocation.
     live: Mutex<HashMap<DeviceId, Vec<quinn::Connection>>>,
-    /// Serialises ingest per device (two connections of one device) and the
-    /// log append (one frontier for everybody).
-    ingest_lock: tokio::sync::Mutex<()>,
+    /// Entries on their way to the committer (`quic::committer`).
+    ingest: tokio::sync::mpsc::Sender<quic::Pending>,
+    /// Its other end, until `start` hands it to the committer task.
+    ingest_rx: Mutex<Option<tokio::sync::mpsc::Receiver<quic::Pending>>>,
+    /// One group commit at a time (heads and the log frontier are
+    /// read-modify-write), whoever commits: the committer or a test.
+    commit_lock: Mutex<()>,
+    /// Set when a group commit failed after its leaves became durable:
+    /// ingest refuses everything until a restart rolls forward.
+    ingest_poisoned: std::sync::OnceLock<String>,
     /// Uploads in progress, by (device, seq): one writer per partial file.
     uploading: Mutex<HashSet<(DeviceId, u64)>>,
     /// Set when shutting down: long blocking work (a scrub) stops at the
@@ -102,6 +109,7 @@ impl Shared {
         }
         let blobs = FolderStore::open(dir)?;
         let receipt_key = admin::load_receipt_key(dir)?;
+        let (ingest, ingest_rx) = tokio::sync::mpsc::channel(quic::INGEST_QUEUE);
         reindex::roll_forward(dir, &db, &blobs, &receipt_key)?;
         Ok(Shared {
             dir: dir.to_path_buf(),
@@ -113,7 +121,10 @@ impl Shared {
             cfg,
             allowed,
             live: Mutex::default(),
-            ingest_lock: tokio::sync::Mutex::new(()),
+            ingest,
+            ingest_rx: Mutex::new(Some(ingest_rx)),
+            commit_lock: Mutex::new(()),
+            ingest_poisoned: std::sync::OnceLock::new(),
             uploading: Mutex::default(),
             stopping: AtomicBool::new(false),
         })
@@ -256,7 +267,14 @@ pub async fn start(dir: &Path, opts: RunOptions) -> anyhow::Result<Running> {
     let listener = tokio::net::UnixListener::bind(&sock)?;
     // Whoever can connect can enrol and revoke devices: owner only.
     std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let committer_rx = shared
+        .ingest_rx
+        .lock()
+        .expect("lock")
+        .take()
+        .expect("started once");
     let mut tasks = vec![
+        tokio::spawn(quic::committer(shared.clone(), committer_rx)),
         tokio::spawn(quic::accept_loop(endpoint.clone(), shared.clone())),
         tokio::spawn(control::serve(listener, shared.clone())),
     ];

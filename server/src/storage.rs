@@ -87,6 +87,20 @@ impl Storage {
         entry: &[u8],
         indexed_len: u64,
     ) -> io::Result<u64> {
+        self.append_entries(device, &[entry], indexed_len)
+    }
+
+    /// [`Storage::append_entry`] for several entries of one device, in
+    /// order, with one write and one fsync (group commit).
+    ///
+    /// # Errors
+    /// As [`Storage::append_entry`].
+    pub fn append_entries(
+        &self,
+        device: DeviceId,
+        entries: &[&[u8]],
+        indexed_len: u64,
+    ) -> io::Result<u64> {
         let dir = self.device_dir(device)?;
         let path = dir.join("chain.log");
         let new = !path.exists();
@@ -107,8 +121,10 @@ impl Storage {
             f.set_len(indexed_len)?;
         }
         io::Seek::seek(&mut f, io::SeekFrom::Start(indexed_len))?;
-        let mut rec = Vec::with_capacity(entry.len() + 2);
-        put_record(&mut rec, entry);
+        let mut rec = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
+        for e in entries {
+            put_record(&mut rec, e);
+        }
         f.write_all(&rec)?;
         f.sync_data()?;
         if new {

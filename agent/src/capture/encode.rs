@@ -27,24 +27,32 @@ const IDLE_TICK: Duration = Duration::from_millis(50);
 const MAX_INTERLEAVE_QUEUE: usize = 90;
 
 /// x264 settings that bound the encoder's memory, the largest part of the agent's: x264 keeps
-/// every frame it holds with padding, half-pel and quarter-size planes, rounded up to 2 MiB huge
-/// pages, about 4 MB a frame at 720p. Measured at 720p30 (docs/PERFORMANCE.md; `make bench`
-/// applies the same settings to its ffmpeg baseline):
+/// every frame it holds with padding, and the frames it references with three half-pel planes
+/// besides: ~11 MB a reference frame and ~6 MB an input frame (with its quarter-size lookahead
+/// planes) at 1920x1080, about half that at 720p. Each value is the number of frames held, and
+/// `make bench` gives its ffmpeg baseline the same settings (docs/PERFORMANCE.md). Peak RSS of
+/// the ffmpeg CLI at 1920x1080@30, veryfast, fixed 4 s GOP (2026-11-28, machine loaded):
 ///
-/// - `threads=2`: two frame threads, one per core of a 2-core body-camera SoC, instead
-///   of x264's automatic 1.5 × cores (3 there); each frame thread holds a frame in flight, −11 MB
-///   (ffmpeg CLI, 181 → 170 MB). Two kept 1080p30 veryfast in real time on the 2-core bench
-///   machine when it was otherwise quiet, not when it was busy (neither did x264's defaults).
-/// - `rc-lookahead=5`: veryfast's 10 frames of rate-control lookahead halved, −19 MB (ffmpeg
-///   CLI, 170 → 151 MB). With a fixed 4 s GOP and no scene cuts the lookahead only shapes bit
-///   allocation (mb-tree) inside the GOP; 5 frames is between superfast (0) and veryfast (10).
-/// - `sync-lookahead=0`: no separate lookahead thread with its own queue of frames ahead of the
-///   encoder; the lookahead runs on the capture thread instead, same work, −11 MB (agent,
-///   145 → 134 MB). A capture thread starved of CPU then falls behind sooner.
+/// - `threads=2:rc-lookahead=5:sync-lookahead=0` (the settings before these): 236 MB. Two
+///   frame threads, one per core of a 2-core body-camera SoC (x264's own default is 3 there);
+///   5 frames of rate-control lookahead instead of veryfast's 10; no separate lookahead thread
+///   with its own queue of frames (it runs on the capture thread instead).
+/// - `b-pyramid=none`: 212 MB (−24). With B-frames used as references x264 keeps 4 reference
+///   frames whatever `ref` says (the H.264 level's decoded-picture buffer for a pyramid); without,
+///   2. Costs a few % of compression at the same bit rate.
+/// - `sliced-threads=1`: 192 MB (−20). The two threads encode two halves of the same frame
+///   instead of two frames, so one frame is in flight, not one per thread. Also lowers latency;
+///   each frame carries two slices (a little bit rate).
+/// - `bframes=2:rc-lookahead=2`: 172 MB (−20). Input frames wait in the lookahead for B-frame
+///   decisions and mb-tree; 2 instead of 3 and 5. With a fixed GOP and no scene cuts the lookahead
+///   only shapes bit allocation inside the GOP.
 ///
-/// Fewer frames inside the encoder also means less video lost with them at a sudden power
-/// loss: they are gone before any segment is written.
-pub(crate) const X264_MEMORY_PARAMS: &str = "threads=2:rc-lookahead=5:sync-lookahead=0";
+/// The agent peaked at 235–242 MB at 1080p before, 167–170 MB with these and huge pages off
+/// (thp.rs), 145 MB with the raw-video budget of source.rs; 720p went from 137 to ~110 MB. CPU
+/// went down too (less lookahead work). Fewer frames inside the encoder also means less video
+/// lost with them at a sudden power loss: they are gone before any segment is written.
+pub(crate) const X264_MEMORY_PARAMS: &str =
+    "threads=2:sliced-threads=1:b-pyramid=none:bframes=2:rc-lookahead=2:sync-lookahead=0";
 
 /// Opens libx264 with a fixed GOP of one segment and no scene-cut keyframes.
 pub(crate) fn open_video_encoder(cfg: &CaptureConfig) -> Result<encoder::Video, CaptureError> {
@@ -142,6 +150,26 @@ fn is_again(e: &FfError) -> bool {
     matches!(e, FfError::Other { errno } if *errno == ffmpeg_next::util::error::EAGAIN)
 }
 
+/// Which queue [`Pipeline::interleave`] writes from next, given the DTS at the front of the video
+/// and audio queues and their lengths: `Some(true)` video, `Some(false)` audio, `None` wait for
+/// more packets. One queue empty means wait for the other stream, unless told to empty both
+/// (`all`) or the non-empty one is past [`MAX_INTERLEAVE_QUEUE`]. (It once answered "audio" for
+/// queued video and no audio, and the caller spun at 100 % CPU when audio frames were being
+/// dropped under load.)
+fn next_stream(
+    video_dts: Option<i64>,
+    audio_dts: Option<i64>,
+    (video_len, audio_len): (usize, usize),
+    all: bool,
+) -> Option<bool> {
+    match (video_dts, audio_dts) {
+        (Some(v), Some(a)) => Some(v <= a),
+        (Some(_), None) if all || video_len > MAX_INTERLEAVE_QUEUE => Some(true),
+        (None, Some(_)) if all || audio_len > MAX_INTERLEAVE_QUEUE => Some(false),
+        _ => None,
+    }
+}
+
 impl Pipeline {
     pub(crate) fn new(
         cfg: CaptureConfig,
@@ -220,6 +248,9 @@ impl Pipeline {
                 self.capture_times
                     .push_back((PTS_BASE + pts * self.frame_ticks, frame.captured_at));
                 self.venc.send_frame(&f).ctx("encoding video")?;
+                // x264 has copied the picture; the frame goes back to its pool on drop.
+                drop(f);
+                self.shared.raw_video_queued.fetch_sub(1, Ordering::Relaxed);
                 self.vn += 1;
                 self.drain_video()?;
                 if !self.feeds.has_audio {
@@ -317,11 +348,14 @@ impl Pipeline {
     /// Writes queued packets in DTS order; with `all`, empties both queues.
     fn interleave(&mut self, all: bool) -> Result<(), CaptureError> {
         loop {
-            let video_first = match (self.vq.front(), self.aq.front()) {
-                (Some(v), Some((a, _))) => v.dts().unwrap_or(0) <= a.dts().unwrap_or(0),
-                (Some(_), None) => all || self.vq.len() > MAX_INTERLEAVE_QUEUE,
-                (None, Some(_)) if all || self.aq.len() > MAX_INTERLEAVE_QUEUE => false,
-                _ => return Ok(()),
+            let next = next_stream(
+                self.vq.front().map(|v| v.dts().unwrap_or(0)),
+                self.aq.front().map(|(a, _)| a.dts().unwrap_or(0)),
+                (self.vq.len(), self.aq.len()),
+                all,
+            );
+            let Some(video_first) = next else {
+                return Ok(());
             };
             if video_first {
                 if let Some(p) = self.vq.pop_front() {
@@ -411,4 +445,26 @@ impl Pipeline {
 
 fn tb90() -> Rational {
     Rational::new(1, i32::try_from(TIMEBASE_HZ).unwrap_or(90_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaving_writes_in_dts_order_and_waits_for_the_missing_stream() {
+        assert_eq!(next_stream(Some(10), Some(20), (1, 1), false), Some(true));
+        assert_eq!(next_stream(Some(20), Some(10), (1, 1), false), Some(false));
+        assert_eq!(next_stream(Some(10), Some(10), (1, 1), false), Some(true));
+        // Video queued, no audio yet: wait (this used to pick the empty audio queue and spin).
+        assert_eq!(next_stream(Some(10), None, (1, 0), false), None);
+        assert_eq!(next_stream(None, Some(10), (0, 1), false), None);
+        assert_eq!(next_stream(None, None, (0, 0), true), None);
+        // Flushing, or a stream silent for too long: write what is there.
+        assert_eq!(next_stream(Some(10), None, (1, 0), true), Some(true));
+        assert_eq!(next_stream(None, Some(10), (0, 1), true), Some(false));
+        let past = MAX_INTERLEAVE_QUEUE + 1;
+        assert_eq!(next_stream(Some(10), None, (past, 0), false), Some(true));
+        assert_eq!(next_stream(None, Some(10), (0, past), false), Some(false));
+    }
 }

@@ -37,6 +37,10 @@ impl FfmpegCapture {
 fn init_ffmpeg() -> Result<(), CaptureError> {
     static INIT: OnceLock<Result<(), ffmpeg_next::Error>> = OnceLock::new();
     (*INIT.get_or_init(|| {
+        // Before any encoder allocates its frames (thp.rs says why).
+        if let Err(e) = super::thp::disable_transparent_huge_pages() {
+            tracing::warn!(error = %e, "cannot turn off transparent huge pages; x264 uses more memory");
+        }
         ffmpeg_next::init()?;
         // Quiet by default: FFmpeg's own log goes to stderr, bypassing tracing.
         ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);

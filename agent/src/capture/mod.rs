@@ -66,7 +66,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -80,6 +80,9 @@ mod mux;
 mod outbox;
 mod source;
 mod synthetic;
+// The second: one `prctl` that keeps x264's buffers off huge pages (see thp.rs).
+#[allow(unsafe_code)]
+mod thp;
 
 pub use self::ffmpeg::FfmpegCapture;
 pub use self::synthetic::SyntheticCapture;
@@ -514,6 +517,8 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     pub(crate) muted: AtomicBool,
     pub(crate) stats: Arc<CaptureStats>,
+    /// Raw video frames a feed has sent that the encoder has not taken yet (source.rs bounds it).
+    pub(crate) raw_video_queued: AtomicUsize,
 }
 
 impl Shared {

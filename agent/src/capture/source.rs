@@ -11,6 +11,7 @@
 //! camera that is not read drops frames anyway, and the count tells.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -27,11 +28,28 @@ use super::{CaptureConfig, CaptureError, CaptureStats, FfCtx, Pacing, Shared, So
 pub(crate) const AAC_FRAME: usize = 1024;
 
 /// Raw frames buffered between feeds and encoders, video and audio together: at 30 fps and
-/// 48 kHz (~47 AAC frames a second) that is ~0.3 s of media, about 10 video frames (~1.4 MB each
-/// at 720p), enough for encoder hiccups. FFmpeg's frame pools keep as many video frames as were
-/// ever queued at once, so each slot filled by a stall stays in the agent's peak memory; a longer
-/// queue would trade memory for fewer drops on a starved CPU (docs/PERFORMANCE.md).
+/// 48 kHz (~47 AAC frames a second) that is ~0.3 s of media, enough for encoder hiccups. Video
+/// in it is further bounded by [`RAW_VIDEO_BUDGET_BYTES`], since FFmpeg's frame pools keep as
+/// many video frames as were ever queued at once.
 const FRAME_CHANNEL_CAPACITY: usize = 24;
+
+/// Bytes of raw video a live or paced feed may have queued for the encoder; past it a frame is
+/// dropped (and counted) as when the channel is full. Each queued frame stays in FFmpeg's frame
+/// pool for good, so this is what a stall adds to the peak: 12 MB is 8 frames at 1280x720
+/// (~0.27 s) and 3 at 1920x1080 (0.1 s), where the channel alone let ~10 frames (31 MB at
+/// 1080p) pile up when the encoder was starved (docs/PERFORMANCE.md). Never fewer than
+/// [`MIN_RAW_VIDEO_FRAMES`].
+const RAW_VIDEO_BUDGET_BYTES: usize = 12_000_000;
+
+/// Raw video frames always allowed in the queue, whatever their size: the frame being handed
+/// over and one behind it.
+const MIN_RAW_VIDEO_FRAMES: usize = 2;
+
+/// Raw video frames the queue may hold at this picture size (yuv420p: 1.5 bytes a pixel).
+fn raw_video_budget(width: u32, height: u32) -> usize {
+    let frame = (width as usize * height as usize * 3 / 2).max(1);
+    (RAW_VIDEO_BUDGET_BYTES / frame).max(MIN_RAW_VIDEO_FRAMES)
+}
 
 /// What a feed hands the capture thread.
 pub(crate) enum Raw {
@@ -95,7 +113,7 @@ pub(crate) fn start_feeds(
                 .unwrap_or_else(|| format!("sine=frequency=1000:sample_rate={}", cfg.sample_rate));
             let vgraph = source_graph(&format!("{vspec},{}", fmt.video_chain()), true)?;
             let agraph = source_graph(&format!("{aspec},{}", fmt.audio_chain()), false)?;
-            let out = FeedOut::new(tx, shared, !paced);
+            let out = FeedOut::new(tx, shared, !paced, &fmt);
             let feed = LavfiFeed {
                 vgraph,
                 agraph,
@@ -120,7 +138,7 @@ pub(crate) fn start_feeds(
                 )));
             }
             has_audio = feed.audio.is_some();
-            let out = FeedOut::new(tx, shared, !paced);
+            let out = FeedOut::new(tx, shared, !paced, &fmt);
             threads.push(spawn("capture-file", shared, move || feed.run(out))?);
         }
         SourceSpec::V4l2 { device, alsa } => {
@@ -145,10 +163,10 @@ pub(crate) fn start_feeds(
             };
             has_audio = afeed.is_some();
             // Live devices: never block the device reader.
-            let out = FeedOut::new(tx.clone(), shared, false);
+            let out = FeedOut::new(tx.clone(), shared, false, &fmt);
             threads.push(spawn("capture-v4l2", shared, move || vfeed.run(out))?);
             if let Some(afeed) = afeed {
-                let out = FeedOut::new(tx, shared, false);
+                let out = FeedOut::new(tx, shared, false, &fmt);
                 threads.push(spawn("capture-alsa", shared, move || afeed.run(out))?);
             }
         }
@@ -174,9 +192,7 @@ fn spawn(
             let result = f();
             if let Err(e) = &result {
                 tracing::error!(error = %e, "capture feed failed; stopping the capture");
-                shared
-                    .stop
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                shared.stop.store(true, Ordering::Relaxed);
             }
             result
         })
@@ -274,6 +290,8 @@ struct FeedOut {
     tx: SyncSender<RawFrame>,
     shared: Arc<Shared>,
     block: bool,
+    /// Raw video frames that may be queued when not blocking.
+    video_budget: usize,
     /// Video frames dropped since the last one sent.
     skipped_frames: u64,
     /// Audio samples dropped since the last frame sent.
@@ -281,11 +299,12 @@ struct FeedOut {
 }
 
 impl FeedOut {
-    fn new(tx: SyncSender<RawFrame>, shared: &Arc<Shared>, block: bool) -> Self {
+    fn new(tx: SyncSender<RawFrame>, shared: &Arc<Shared>, block: bool, fmt: &Formats) -> Self {
         FeedOut {
             tx,
             shared: Arc::clone(shared),
             block,
+            video_budget: raw_video_budget(fmt.width, fmt.height),
             skipped_frames: 0,
             skipped_samples: 0,
         }
@@ -313,10 +332,23 @@ impl FeedOut {
                 self.skipped_samples
             },
         };
+        // Counted before sending: the capture thread subtracts as soon as it has encoded it.
+        let queued = &self.shared.raw_video_queued;
         if self.block {
+            if is_video {
+                queued.fetch_add(1, Ordering::Relaxed);
+            }
             return self.tx.send(frame).is_ok();
         }
-        match self.tx.try_send(frame) {
+        let sent = if is_video && queued.fetch_add(1, Ordering::Relaxed) >= self.video_budget {
+            Err(TrySendError::Full(frame))
+        } else {
+            self.tx.try_send(frame)
+        };
+        if is_video && sent.is_err() {
+            queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        match sent {
             Ok(()) => {
                 if is_video {
                     self.skipped_frames = 0;
@@ -734,6 +766,14 @@ fn open_alsa(name: &str, cfg: &CaptureConfig) -> Result<format::context::Input, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_raw_video_budget_scales_with_the_picture() {
+        assert_eq!(raw_video_budget(1280, 720), 8);
+        assert_eq!(raw_video_budget(1920, 1080), 3);
+        assert_eq!(raw_video_budget(3840, 2160), MIN_RAW_VIDEO_FRAMES);
+        assert!(raw_video_budget(320, 240) > 50);
+    }
 
     #[test]
     fn camera_and_microphone_devices_are_found() {

@@ -550,7 +550,8 @@ async fn upload_inner<S: SyncStore + ?Sized>(
         .await
         .map_err(|e| e.to_string())?;
     let mut left = media.len - offset;
-    let mut buf = vec![0u8; 64 * 1024];
+    // Each read of tokio's File is a trip to the blocking pool: 256 KiB per trip.
+    let mut buf = vec![0u8; 256 * 1024];
     while left > 0 {
         let want = usize::try_from(left.min(buf.len() as u64)).expect("bounded by buf.len()");
         let n = file

@@ -1,0 +1,202 @@
+# Compute benchmarks of scripts/bench.sh (sourced by it; uses its helpers `measure`, `median`,
+# `calc`, `row`, `cmd`, `met`, `log`, and its variables WORK, REPS, AGENT, ROWS, RUNS, BOUNDS).
+#
+#   bench_sha256    SHA-256 over segment-sized files: the agent's hash_file vs `openssl dgst -sha256`
+#   bench_micro     criterion micro-benchmarks of proto (codec, signing, verification, Merkle)
+#   bench_startup   agent start-up against the number of entries in its spool
+#
+# Environment:
+#   BENCH_HASH_MB=1024            total size of the files hashed (MiB), in 1 MiB files
+#   BENCH_STARTUP="1000 10000 100000"   spool sizes (segments) for the start-up rows
+#   BENCH_CRITERION="--warm-up-time 1 --measurement-time 2"
+
+HASH_MB=${BENCH_HASH_MB:-1024}
+HASHER=target/release/examples/hash_files
+STARTUP_SIZES=${BENCH_STARTUP:-"1000 10000 100000"}
+CRITERION_ARGS=${BENCH_CRITERION:-"--warm-up-time 1 --measurement-time 2"}
+
+# now_ns : a monotonic-enough wall clock in nanoseconds.
+now_ns() { date +%s%N; }
+
+# elapsed CMD... : runs CMD (output to $WORK/elapsed.out) and prints its wall time in seconds.
+elapsed() {
+  local t0 t1
+  t0=$(now_ns)
+  "$@" >"$WORK/elapsed.out" 2>&1 || {
+    log "$* failed:"
+    tail -20 "$WORK/elapsed.out" >&2
+    return 1
+  }
+  t1=$(now_ns)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", (b - a) / 1e9 }'
+}
+
+# bench_sha256 : SHA-256 throughput of the agent's hash_file (the spool's salvage and local
+# verification; the offline verifier has the same loop) over segment-sized files, against
+# `openssl dgst -sha256` over the same files. Both read from the page cache (a warm-up pass
+# reads every file first), so the figure is hashing and reading, not the disk.
+bench_sha256() {
+  local dir=$WORK/segments i
+  local -a files=() ours=() base=() ratio=()
+  mkdir -p "$dir"
+  # Segments are ~1 MB (4 s at 2 Mbit/s); their content does not change SHA-256's speed, and
+  # random bytes stand in for compressed video.
+  log "sha256: writing $HASH_MB files of 1 MiB"
+  head -c $((HASH_MB << 20)) /dev/urandom | split -b 1M -a 6 -d - "$dir/seg-"
+  files=("$dir"/seg-*)
+  local bytes=$((HASH_MB << 20))
+  cat "${files[@]}" >/dev/null
+  # Same digests, or the comparison means nothing.
+  "$HASHER" "${files[@]}" | awk '{ print $1 }' >"$WORK/sha-ours.txt"
+  openssl dgst -sha256 "${files[@]}" | sed 's/.*= //' >"$WORK/sha-base.txt"
+  cmp -s "$WORK/sha-ours.txt" "$WORK/sha-base.txt" || {
+    log "sha256: the agent and openssl disagree on a digest"
+    exit 1
+  }
+  run_ours() { ours+=("$(elapsed "$HASHER" "${files[@]}")"); }
+  run_base() { base+=("$(elapsed openssl dgst -sha256 "${files[@]}")"); }
+  for ((i = 1; i <= REPS; i++)); do
+    if ((i % 2)); then run_ours; run_base; else run_base; run_ours; fi
+    # Throughput ratio = baseline time / our time.
+    ratio+=("$(awk -v o="${ours[-1]}" -v b="${base[-1]}" 'BEGIN { printf "%.3f\n", b / o }')")
+    log "  sha256 $i/$REPS: agent ${ours[-1]} s, openssl ${base[-1]} s"
+  done
+  local om bm r
+  om=$(median "${ours[@]}")
+  bm=$(median "${base[@]}")
+  r=$(median "${ratio[@]}")
+  local mbps_o mbps_b
+  mbps_o=$(awk -v t="$om" -v n="$bytes" 'BEGIN { printf "%.0f\n", n / t / 1e6 }')
+  mbps_b=$(awk -v t="$bm" -v n="$bytes" 'BEGIN { printf "%.0f\n", n / t / 1e6 }')
+  row "SHA-256 over $HASH_MB segment files of 1 MiB, page cache warm (MB/s)" "$mbps_o" "$mbps_b" \
+    "$(printf '%.2f' "$r")×" "≥ 0.9×: $(met "$r" '>=' 0.9)" "Ahash vs Bhash"
+  cmd "Ahash" "target/release/examples/hash_files FILES  # agent/examples/hash_files.rs: spool::hash_file, 64 KiB reads into proto's Sha256Stream (sha2, SHA-NI)"
+  cmd "Bhash" "openssl dgst -sha256 FILES"
+  echo "- SHA-256, $HASH_MB MiB in 1 MiB files, in run order of pairs: agent s ${ours[*]}; openssl s ${base[*]}; ratios ${ratio[*]}" >>"$RUNS"
+  rm -rf "$dir"
+}
+
+# bench_micro : proto's criterion benchmarks, briefly, as a table of time per operation.
+bench_micro() {
+  log "criterion: cargo bench -p fieldseal-proto --bench proto"
+  # shellcheck disable=SC2086 # CRITERION_ARGS is a list of flags.
+  cargo bench -q -p fieldseal-proto --bench proto -- $CRITERION_ARGS --output-format bencher \
+    >"$WORK/criterion.out" 2>"$WORK/criterion.err" || {
+    log "criterion failed:"
+    tail -20 "$WORK/criterion.err" >&2
+    return 1
+  }
+  # bencher lines: "test GROUP/NAME ... bench:   12,345 ns/iter (+/- 67)". A benchmark over n
+  # entries ("(n entries)" in its name) is also shown per entry.
+  {
+    echo
+    echo "### Micro-benchmarks (criterion, \`cargo bench -p fieldseal-proto --bench proto -- $CRITERION_ARGS\`)"
+    echo
+    echo "| operation | time per operation | operations per second |"
+    echo "| --- | --- | --- |"
+    sed -n 's/^test \(.*\) \.\.\. bench: *\([0-9,]*\) ns\/iter.*/\1\t\2/p' "$WORK/criterion.out" |
+      tr -d ',' | awk -F'\t' '
+        function show(ns) {
+          if (ns >= 1e6) return sprintf("%.2f ms", ns / 1e6)
+          if (ns >= 1e3) return sprintf("%.2f µs", ns / 1e3)
+          return sprintf("%.0f ns", ns)
+        }
+        {
+          name = $1; ns = $2; n = 1
+          if (match(name, /\(([0-9]+) entries\)/)) n = substr(name, RSTART + 1, RLENGTH - 10) + 0
+          per = ns / n
+          extra = n > 1 ? sprintf(" (%s per entry)", show(per)) : ""
+          printf "| %s | %s%s | %.0f |\n", name, show(ns), extra, 1e9 / per
+        }'
+  } >"$WORK/micro.md"
+  grep -q '^| [a-z]' "$WORK/micro.md" || {
+    log "criterion: no results parsed"
+    return 1
+  }
+}
+
+# startup_ready DATA : seconds from launching `fieldseal-agent run` until it answers `status`
+# (the control socket is bound first; the answer comes once the spool, index and capture are up).
+# The agent is stopped with SIGTERM afterwards and waited for.
+startup_ready() {
+  local data=$1 t0 t1 pid
+  t0=$(now_ns)
+  "$AGENT" run --data "$data" >"$WORK/run.out" 2>&1 &
+  pid=$!
+  while [ ! -S "$data/control.sock" ]; do
+    kill -0 "$pid" 2>/dev/null || { log "agent run exited:"; tail "$WORK/run.out" >&2; return 1; }
+    sleep 0.005
+  done
+  "$AGENT" status --data "$data" --json >"$WORK/status.out"
+  t1=$(now_ns)
+  grep -q '"running": true' "$WORK/status.out" || { log "status did not come from the running agent"; return 1; }
+  kill -TERM "$pid"
+  wait "$pid" || true
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", (b - a) / 1e9 }'
+}
+
+# bench_startup : `status` (agent not running) and `run` until ready, against the number of
+# entries in the spool. No baseline tool does this; the rows show how it grows with size.
+bench_startup() {
+  local n data i first prev_n="" prev_warm=""
+  for n in $STARTUP_SIZES; do
+    data=$WORK/spool-$n
+    rm -rf "$data"
+    "$AGENT" init --data "$data" >/dev/null
+    log "start-up: filling a spool with $n segments"
+    "$AGENT" fill-spool --data "$data" --segments "$n" >/dev/null
+    local entries
+    entries=$((n + 3))
+    # The first status after filling builds the sled index from chain.log.
+    first=$(elapsed "$AGENT" status --data "$data")
+    local -a warm=() ready=()
+    for ((i = 1; i <= REPS; i++)); do
+      warm+=("$(elapsed "$AGENT" status --data "$data")")
+      ready+=("$(startup_ready "$data")")
+    done
+    local wm rm_
+    wm=$(median "${warm[@]}")
+    rm_=$(median "${ready[@]}")
+    local growth="—"
+    if [ -n "$prev_n" ]; then
+      growth="$(calc "$wm / $prev_warm")× for $(calc "$n / $prev_n")× entries"
+    fi
+    row "Start-up, $entries entries: \`status\`, index built from the log (s)" "$(printf '%.3f' "$first")" "—" "—" "report" "Sstatus"
+    row "Start-up, $entries entries: \`status\`, index up to date (s)" "$(printf '%.3f' "$wm")" "—" "$growth" "report" "Sstatus"
+    row "Start-up, $entries entries: \`run\` until it answers (s)" "$(printf '%.3f' "$rm_")" "—" "—" "report" "Srun"
+    echo "- start-up, $entries entries: status (index built) s $first; status s ${warm[*]}; run until ready s ${ready[*]}" >>"$RUNS"
+    prev_n=$n
+    prev_warm=$wm
+    rm -rf "$data"
+  done
+  cmd "Sstatus" "fieldseal-agent status --data D  # D filled by the hidden command fieldseal-agent fill-spool --data D --segments N (proto's sample chain, 1 KiB stand-in media per segment)"
+  cmd "Srun" "fieldseal-agent run --data D & ... fieldseal-agent status --data D --json  # from launching run until status is answered by it"
+}
+
+# bench_compute : every compute row.
+bench_compute() {
+  cargo build -q --release -p fieldseal-agent --bins --example hash_files
+  bench_sha256
+  bench_startup
+  bench_micro
+  cat >>"$BOUNDS" <<'EOF'
+SHA-256: both sides hash with the CPU's SHA extensions (sha2 picks its `x86` SHA-NI backend at
+run time; `perf` shows `sha2::sha256::x86::digest_blocks` taking the time), so what differs is
+around it. The agent's `hash_file` used to read 1 MiB blocks into a buffer allocated and zeroed
+anew for every file, and the block left the L2 cache between `read` copying it in and SHA-256
+reading it back; it reads 64 KiB blocks now. The figure was first taken with a hidden
+`fieldseal-agent` subcommand: 0.9× of openssl, ~17 % of its time in the dynamic loader resolving
+the symbols of FFmpeg's ~200 libraries, a start-up cost the running agent pays once. The
+benchmark binary (agent/examples/hash_files.rs) uses no FFmpeg code and does not load it.
+
+Start-up: up to ~10,000 entries a fixed ~0.1–0.2 s dominates (the dynamic loader resolving
+FFmpeg's libraries, opening sled, for `run` starting the camera); past it the cost is linear,
+~6 µs an entry at 100,000: `Spool::open` and the index's catch-up read the whole chain log
+(~400 bytes an entry), and the status summary scans every index entry. The first start after
+the log grew without the index (here: the filled spool; in the field: `reindex`, or a lost
+index) adds writing every entry to sled, in batches of 4,096 entries (`CATCH_UP_BATCH` in
+agent/src/index.rs; one batch per entry cost ~150 µs an entry, 13–15 s at 100,000). Media files are not read at start, only listed (for the
+spool's size), so their size does not matter; the filled spools hold 1 KiB stand-ins.
+
+EOF
+}
