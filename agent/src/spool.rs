@@ -28,7 +28,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,6 +43,7 @@ use fieldseal_proto::identity::{Hash32, Sha256Stream, Signer};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
+use crate::fsutil::sync_dir;
 use crate::spoolfs::{write_atomic, SpoolFile, SpoolFs, StdFs};
 
 /// Errors of the spool.
