@@ -2,11 +2,13 @@
 #   make demo   install what is missing, build, and run the main job end to end
 #   make test   install what is missing, check format and lints, run every test
 #   make bench  install what is missing, measure the agent against plain tools, write docs/PERFORMANCE.md
+#   make soak   the long fault-injection run (hours); writes docs/RELIABILITY.md (SOAK_SCALE=0.1 for a short one)
+#   make fuzz-short  every fuzz target for FUZZ_SECONDS (default 30) from fuzz/seeds
 
 CARGO ?= cargo
 DEMO_DIR ?= demo-data
 
-.PHONY: all deps build test lint fmt-check proto-check demo bench soak clean
+.PHONY: all deps build test lint fmt-check proto-check demo bench soak fuzz-short clean
 
 all: build
 
@@ -34,6 +36,12 @@ demo: deps
 bench: deps
 	@./scripts/install-deps.sh bench
 	@./scripts/bench.sh
+
+soak: deps
+	@./scripts/soak.sh
+
+fuzz-short: deps
+	@./scripts/fuzz-short.sh
 
 clean:
 	$(CARGO) clean

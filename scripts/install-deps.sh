@@ -17,6 +17,8 @@ PACKAGES=(
   time
   # tests/independent/fieldseal_verify.py, run by `cargo test -p fieldseal-tests`.
   python3
+  # libfaketime: the fault suite makes the agent's wall clock jump by hours.
+  faketime
 )
 
 # `scripts/install-deps.sh bench`: also what only `make bench` needs (not `make test`).

@@ -23,5 +23,6 @@ pub mod keyfile;
 pub mod recorder;
 pub mod run;
 pub mod spool;
+pub mod spoolfs;
 pub mod sync;
 pub mod syncstore;

@@ -31,7 +31,7 @@ use crate::config::AgentConfig;
 use crate::control::{self, Request, Response};
 use crate::index::Index;
 use crate::recorder::{Action, Command, Recorder, SegmentPlan};
-use crate::spool::{SegmentDraft, Spool};
+use crate::spool::{SegmentDraft, Spool, SpoolError};
 
 /// How a run is set up.
 #[derive(Debug, Clone, Default)]
@@ -298,7 +298,16 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Sign an event, after a clock-adjusted event if the wall clock jumped
+    /// since the last check: an entry must never carry a jumped wall time
+    /// ahead of the event that explains it (the fault suite caught entries
+    /// signed between a jump and the loop's next clock check).
     fn event(&mut self, e: Event) -> anyhow::Result<()> {
+        self.check_clock()?;
+        self.sign_event(e)
+    }
+
+    fn sign_event(&mut self, e: Event) -> anyhow::Result<()> {
         let name = e.name();
         let entry = self.spool.append_event(self.signer, self.clock, e)?;
         self.index.add(&entry, self.spool.log_len())?;
@@ -310,6 +319,7 @@ impl Writer<'_> {
     }
 
     fn segment(&mut self, plan: SegmentPlan) -> anyhow::Result<()> {
+        self.check_clock()?;
         let len = plan.segment.bytes.len() as u64;
         let used = self.spool.used_bytes();
         if used + len > self.limit_bytes {
@@ -343,8 +353,26 @@ impl Writer<'_> {
             activity: plan.activity,
         };
         let entry =
-            self.spool
-                .append_segment(self.signer, self.clock, draft, &plan.segment.bytes)?;
+            match self
+                .spool
+                .append_segment(self.signer, self.clock, draft, &plan.segment.bytes)
+            {
+                Ok(e) => e,
+                // The disk filled before the configured limit: the same
+                // signed stop as at the limit, if the chain log still takes
+                // the event (else the error ends the run and the next start
+                // signs the gap). The torn segment stays in .partial/ and is
+                // salvaged, signed as recovered, at the next start.
+                Err(SpoolError::Io { path, source })
+                    if source.kind() == std::io::ErrorKind::StorageFull =>
+                {
+                    tracing::error!(path = %path.display(), "the disk is full: recording stops");
+                    let used = self.spool.used_bytes();
+                    let actions = self.recorder.storage_full(used, used);
+                    return self.execute(actions);
+                }
+                Err(e) => return Err(e.into()),
+            };
         self.index.add(&entry, self.spool.log_len())?;
         self.store.refresh()?;
         self.summary.entries += 1;
@@ -392,7 +420,7 @@ impl Writer<'_> {
         let mono = i64::try_from(self.clock.mono_us()).unwrap_or(i64::MAX);
         if let Some((event, offset)) = clock_jump(self.clock_offset_us, wall, mono) {
             self.clock_offset_us = offset;
-            self.event(event)?;
+            self.sign_event(event)?;
         }
         Ok(())
     }

@@ -16,11 +16,21 @@
 //! found and signed with the RECOVERED flag) or a renamed file with no entry
 //! (signed at the next start, also RECOVERED), followed by a signed
 //! power-loss-recovered event that states the gap.
+//!
+//! Every file operation goes through [`SpoolFs`] ([`crate::spoolfs`]): the
+//! real filesystem, or an in-memory twin that simulates power loss. After an
+//! I/O error while appending, the spool refuses further appends until it is
+//! opened again: what reached the file is unknown (a failed fsync may have
+//! dropped it, a failed write may have left part of a record), and only the
+//! scan of a fresh open tells (a retried fsync would report success for
+//! bytes that are gone, and a second append of the same seq would put two
+//! entries with one seq in the log).
 
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use fieldseal_proto::chain::{verify_chain, MediaObservation, Report, VerifyOptions};
 use fieldseal_proto::chainlog;
@@ -33,7 +43,8 @@ use fieldseal_proto::identity::{Hash32, Sha256Stream, Signer};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::fsutil::{sync_dir, write_atomic};
+use crate::fsutil::sync_dir;
+use crate::spoolfs::{write_atomic, SpoolFile, SpoolFs, StdFs};
 
 /// Errors of the spool.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +70,9 @@ pub enum SpoolError {
     /// An entry could not be built.
     #[error(transparent)]
     Entry(#[from] EntryError),
+    /// An earlier append failed with an I/O error: open the spool again.
+    #[error("the spool stopped after an I/O error; it must be opened again")]
+    Poisoned,
     /// The storage limit would be exceeded.
     #[error("storage full: {used} of {limit} bytes in use")]
     Full {
@@ -144,8 +158,11 @@ pub struct OpenReport {
 /// The spool of one device.
 #[derive(Debug)]
 pub struct Spool {
+    fs: Arc<dyn SpoolFs>,
     dir: PathBuf,
-    log: File,
+    log: Box<dyn SpoolFile>,
+    /// Set by an I/O error while appending (see the module doc).
+    poisoned: bool,
     head: ChainHead,
     last_wall_us: Option<i64>,
     boot: u32,
@@ -206,44 +223,66 @@ impl Spool {
         signer: &dyn Signer,
         clock: &dyn Clock,
     ) -> Result<(Spool, OpenReport), SpoolError> {
+        Spool::open_with(Arc::new(StdFs), dir, signer, clock)
+    }
+
+    /// [`Spool::open`] over the file operations `fs` (the fault suite's
+    /// in-memory twin, [`crate::spoolfs::MemFs`]).
+    ///
+    /// # Errors
+    /// As [`Spool::open`].
+    pub fn open_with(
+        fs: Arc<dyn SpoolFs>,
+        dir: &Path,
+        signer: &dyn Signer,
+        clock: &dyn Clock,
+    ) -> Result<(Spool, OpenReport), SpoolError> {
         let mut report = OpenReport::default();
         let media_dir = dir.join("media");
         let partial = media_dir.join(".partial");
-        fs::create_dir_all(&partial).map_err(io_err(&partial))?;
+        fs.create_dir_all(&partial).map_err(io_err(&partial))?;
 
         let log_path = dir.join("chain.log");
-        let (head, last_wall_us, complete_len, torn) = scan_log(&log_path)?;
-        let log = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err(&log_path))?;
+        let (head, last_wall_us, complete_len, torn) = scan_log(fs.as_ref(), &log_path)?;
+        let mut log = fs.open_append(&log_path).map_err(io_err(&log_path))?;
         if torn > 0 {
             // A record torn by power loss was never durable, so never "recorded":
             // cutting it off loses nothing that was acknowledged to anyone.
             log.set_len(complete_len as u64)
                 .map_err(io_err(&log_path))?;
-            log.sync_all().map_err(io_err(&log_path))?;
+            log.sync().map_err(io_err(&log_path))?;
             report.torn_log_bytes = torn;
         }
 
         let boot_path = dir.join("boot");
-        let boot = match fs::read_to_string(&boot_path) {
-            Ok(s) => s.trim().parse::<u32>().unwrap_or(0) + 1,
+        let boot = match fs.read(&boot_path) {
+            Ok(s) => {
+                String::from_utf8_lossy(&s)
+                    .trim()
+                    .parse::<u32>()
+                    .unwrap_or(0)
+                    + 1
+            }
             Err(_) => 1,
         };
-        write_atomic(&boot_path, format!("{boot}\n").as_bytes()).map_err(io_err(&boot_path))?;
+        write_atomic(fs.as_ref(), &boot_path, format!("{boot}\n").as_bytes())
+            .map_err(io_err(&boot_path))?;
 
         let running = dir.join("running");
-        report.crashed = running.exists();
-        write_atomic(&running, format!("{}\n", std::process::id()).as_bytes())
-            .map_err(io_err(&running))?;
+        report.crashed = fs.exists(&running);
+        write_atomic(
+            fs.as_ref(),
+            &running,
+            format!("{}\n", std::process::id()).as_bytes(),
+        )
+        .map_err(io_err(&running))?;
 
-        let released = read_released(dir)?;
+        let released = read_released(fs.as_ref(), dir)?;
         let mut spool = Spool {
+            fs,
             dir: dir.to_path_buf(),
             log,
+            poisoned: false,
             head,
             last_wall_us,
             boot,
@@ -275,8 +314,8 @@ impl Spool {
     /// I/O errors removing the marker.
     pub fn close(self) -> Result<(), SpoolError> {
         let running = self.dir.join("running");
-        fs::remove_file(&running).map_err(io_err(&running))?;
-        sync_dir(&self.dir).map_err(io_err(&self.dir))
+        self.fs.remove_file(&running).map_err(io_err(&running))?;
+        self.fs.sync_dir(&self.dir).map_err(io_err(&self.dir))
     }
 
     fn entry_clock(&self, clock: &dyn Clock) -> EntryClock {
@@ -307,14 +346,20 @@ impl Spool {
         c: EntryClock,
         body: Body,
     ) -> Result<SignedEntry, SpoolError> {
+        if self.poisoned {
+            return Err(SpoolError::Poisoned);
+        }
         let mut head = self.head;
         let entry = head.append(signer, c, None, body)?;
         let mut rec = Vec::with_capacity(entry.encoded_len() + 2);
         chainlog::put_record(&mut rec, &entry.to_bytes());
         let path = self.dir.join("chain.log");
+        // Poisoned until both succeed: an error leaves the log's tail unknown.
+        self.poisoned = true;
         self.log.write_all(&rec).map_err(io_err(&path))?;
         crate::fault::point("entry-before-fsync");
-        self.log.sync_data().map_err(io_err(&path))?;
+        self.log.sync().map_err(io_err(&path))?;
+        self.poisoned = false;
         self.head = head;
         self.last_wall_us = Some(c.wall_us);
         self.log_bytes += rec.len() as u64;
@@ -333,19 +378,27 @@ impl Spool {
         draft: SegmentDraft,
         bytes: &[u8],
     ) -> Result<SignedEntry, SpoolError> {
+        if self.poisoned {
+            return Err(SpoolError::Poisoned);
+        }
         let seq = self.head.next_seq;
         let partial = self.dir.join("media/.partial");
         let meta_path = partial.join(format!("{seq:012}.json"));
         let part_path = partial.join(media_name(seq));
         let meta = serde_json::to_vec(&draft).expect("draft serialises");
-        let mut meta_file = File::create(&meta_path).map_err(io_err(&meta_path))?;
+        let mut meta_file = self.fs.create(&meta_path).map_err(io_err(&meta_path))?;
         meta_file
             .write_all(&meta)
-            .and_then(|()| meta_file.sync_all())
+            .and_then(|()| meta_file.sync())
             .map_err(io_err(&meta_path))?;
+        // The metadata's name must be durable before the media can be: a
+        // salvaged segment without it has no timing, and its gap cannot be
+        // explained (found by the power-loss twin, which drops names whose
+        // folder was not fsynced, as POSIX allows).
+        self.fs.sync_dir(&partial).map_err(io_err(&partial))?;
         // Hash while writing, in chunks, so the bytes are read once.
         let mut hasher = Sha256Stream::new();
-        let mut f = File::create(&part_path).map_err(io_err(&part_path))?;
+        let mut f = self.fs.create(&part_path).map_err(io_err(&part_path))?;
         let half = bytes.len() / 2;
         let mut written = 0;
         for chunk in bytes.chunks(1 << 16) {
@@ -357,14 +410,16 @@ impl Spool {
                 crate::fault::point("segment-half-written");
             }
         }
-        f.sync_all().map_err(io_err(&part_path))?;
+        f.sync().map_err(io_err(&part_path))?;
         drop(f);
         let sha = hasher.finish();
         crate::fault::point("segment-before-rename");
         let final_path = self.media_path(seq);
-        fs::rename(&part_path, &final_path).map_err(io_err(&final_path))?;
+        self.fs
+            .rename(&part_path, &final_path)
+            .map_err(io_err(&final_path))?;
         let media_dir = self.dir.join("media");
-        sync_dir(&media_dir).map_err(io_err(&media_dir))?;
+        self.fs.sync_dir(&media_dir).map_err(io_err(&media_dir))?;
         crate::fault::point("segment-after-rename");
         self.media_bytes += bytes.len() as u64;
         let c = self.entry_clock(clock);
@@ -374,16 +429,19 @@ impl Spool {
             Body::Segment(draft.into_body(sha, bytes.len() as u64)),
         )?;
         // The entry is durable: the metadata has served its purpose.
-        let _ = fs::remove_file(&meta_path);
+        let _ = self.fs.remove_file(&meta_path);
         Ok(entry)
     }
 
     fn has_leftovers(&self) -> Result<bool, SpoolError> {
         let partial = self.dir.join("media/.partial");
-        let any_partial = fs::read_dir(&partial)
+        let any_partial = self
+            .fs
+            .list(&partial)
             .map_err(io_err(&partial))?
-            .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".ts")));
-        Ok(any_partial || self.media_path(self.head.next_seq).exists())
+            .iter()
+            .any(|e| e.name.ends_with(".ts"));
+        Ok(any_partial || self.fs.exists(&self.media_path(self.head.next_seq)))
     }
 
     /// Sign what a crash left: a media file renamed but not signed, and a torn
@@ -393,45 +451,47 @@ impl Spool {
         let partial = self.dir.join("media/.partial");
         // Leftover files, in the order they were meant to be signed.
         let mut names: Vec<(u64, PathBuf)> = Vec::new();
-        for e in fs::read_dir(&partial).map_err(io_err(&partial))? {
-            let e = e.map_err(io_err(&partial))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(stem) = name.strip_suffix(".ts") {
+        for e in self.fs.list(&partial).map_err(io_err(&partial))? {
+            if let Some(stem) = e.name.strip_suffix(".ts") {
                 if let Ok(seq) = stem.parse::<u64>() {
-                    names.push((seq, e.path()));
+                    names.push((seq, partial.join(&e.name)));
                 }
             }
         }
         let orphan = self.media_path(self.head.next_seq);
-        if orphan.exists() {
+        if self.fs.exists(&orphan) {
             names.push((self.head.next_seq, orphan));
         }
         names.sort();
         for (intended, path) in names {
             let meta_path = partial.join(format!("{intended:012}.json"));
-            let draft: Option<SegmentDraft> = fs::read(&meta_path)
+            let draft: Option<SegmentDraft> = self
+                .fs
+                .read(&meta_path)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
-            let (sha, len) = hash_file(&path).map_err(io_err(&path))?;
+            let (sha, len) = self.fs.hash(&path).map_err(io_err(&path))?;
             if len == 0 {
                 // Nothing was written: there is nothing to sign.
-                let _ = fs::remove_file(&path);
-                let _ = fs::remove_file(&meta_path);
+                let _ = self.fs.remove_file(&path);
+                let _ = self.fs.remove_file(&meta_path);
                 continue;
             }
             let seq = self.head.next_seq;
             let final_path = self.media_path(seq);
             if path != final_path {
-                fs::rename(&path, &final_path).map_err(io_err(&final_path))?;
+                self.fs
+                    .rename(&path, &final_path)
+                    .map_err(io_err(&final_path))?;
                 let media_dir = self.dir.join("media");
-                sync_dir(&media_dir).map_err(io_err(&media_dir))?;
+                self.fs.sync_dir(&media_dir).map_err(io_err(&media_dir))?;
             }
             let mut draft = draft.unwrap_or_else(|| unknown_draft(clock));
             draft.flags |= segment_flags::RECOVERED;
             self.media_bytes += len;
             let c = self.entry_clock(clock);
             self.append_body(signer, c, Body::Segment(draft.into_body(sha, len)))?;
-            let _ = fs::remove_file(&meta_path);
+            let _ = self.fs.remove_file(&meta_path);
             out.push(seq);
         }
         Ok(out)
@@ -440,10 +500,9 @@ impl Spool {
     fn count_media_bytes(&self) -> Result<u64, SpoolError> {
         let media = self.dir.join("media");
         let mut total = 0;
-        for e in fs::read_dir(&media).map_err(io_err(&media))? {
-            let e = e.map_err(io_err(&media))?;
-            if e.file_type().is_ok_and(|t| t.is_file()) {
-                total += e.metadata().map(|m| m.len()).unwrap_or(0);
+        for e in self.fs.list(&media).map_err(io_err(&media))? {
+            if e.is_file {
+                total += e.len;
             }
         }
         Ok(total)
@@ -457,17 +516,13 @@ impl Spool {
     /// I/O errors.
     pub fn release_media(&mut self, seq: u64) -> Result<(), SpoolError> {
         let path = self.dir.join("released.log");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let mut f = self.fs.open_append(&path).map_err(io_err(&path))?;
         f.write_all(format!("{seq}\n").as_bytes())
-            .and_then(|()| f.sync_data())
+            .and_then(|()| f.sync())
             .map_err(io_err(&path))?;
         let media = self.media_path(seq);
-        let len = fs::metadata(&media).map(|m| m.len()).unwrap_or(0);
-        match fs::remove_file(&media) {
+        let len = self.fs.len(&media).unwrap_or(0);
+        match self.fs.remove_file(&media) {
             Ok(()) => self.media_bytes = self.media_bytes.saturating_sub(len),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&media)(e)),
@@ -501,10 +556,13 @@ fn unknown_draft(clock: &dyn Clock) -> SegmentDraft {
     }
 }
 
-fn read_released(dir: &Path) -> Result<BTreeSet<u64>, SpoolError> {
+fn read_released(fs: &dyn SpoolFs, dir: &Path) -> Result<BTreeSet<u64>, SpoolError> {
     let path = dir.join("released.log");
-    match fs::read_to_string(&path) {
-        Ok(t) => Ok(t.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+    match fs.read(&path) {
+        Ok(t) => Ok(String::from_utf8_lossy(&t)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeSet::new()),
         Err(e) => Err(io_err(&path)(e)),
     }
@@ -512,8 +570,11 @@ fn read_released(dir: &Path) -> Result<BTreeSet<u64>, SpoolError> {
 
 /// Read a chain log: its head, the last entry's wall clock, the length of its
 /// whole records and of a torn tail.
-fn scan_log(path: &Path) -> Result<(ChainHead, Option<i64>, usize, usize), SpoolError> {
-    let bytes = match fs::read(path) {
+fn scan_log(
+    fs: &dyn SpoolFs,
+    path: &Path,
+) -> Result<(ChainHead, Option<i64>, usize, usize), SpoolError> {
+    let bytes = match fs.read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(io_err(path)(e)),
@@ -624,7 +685,7 @@ pub fn verify_dir(
         Err(e) => return Err(io_err(&log_path)(e)),
     };
     let (log, damage) = chainlog::split_lossy(&bytes);
-    let released = read_released(dir)?;
+    let released = read_released(&StdFs, dir)?;
     let mut media = std::collections::BTreeMap::new();
     for rec in &log.records {
         let Ok(e) = SignedEntry::from_bytes(rec) else {

@@ -2,15 +2,9 @@
 //! and what decodes re-encodes to the same bytes.
 #![no_main]
 
-use fieldseal_proto::codec::{Decode, Encode};
-use fieldseal_proto::enroll::{EnrollRequest, EnrollResponse};
+#[path = "../checks.rs"]
+mod checks;
+
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(r) = EnrollRequest::from_bytes(data) {
-        assert_eq!(r.to_bytes(), data);
-    }
-    if let Ok(r) = EnrollResponse::from_bytes(data) {
-        assert_eq!(r.to_bytes(), data);
-    }
-});
+fuzz_target!(|data: &[u8]| checks::enroll(data));

@@ -6,6 +6,9 @@
 //! delays, reorders, duplicates or cuts datagrams.
 #![forbid(unsafe_code)]
 
+pub mod blobfaults;
+pub mod faults;
+pub mod procs;
 pub mod relay;
 
 use std::path::Path;
@@ -44,8 +47,20 @@ impl Harness {
     /// # Errors
     /// Any failure to set up.
     pub async fn start() -> anyhow::Result<Harness> {
+        Harness::start_with(tempfile::tempdir()?).await
+    }
+
+    /// As [`Harness::start`], with the data folder in `parent` (a small
+    /// filesystem, for disk-full scenarios).
+    ///
+    /// # Errors
+    /// Any failure to set up.
+    pub async fn start_in(parent: &Path) -> anyhow::Result<Harness> {
+        Harness::start_with(tempfile::tempdir_in(parent)?).await
+    }
+
+    async fn start_with(dir: tempfile::TempDir) -> anyhow::Result<Harness> {
         init_tracing();
-        let dir = tempfile::tempdir()?;
         admin::init(dir.path(), &[], Some("test-password".into()))?;
         let server = fieldseal_server::start(
             dir.path(),

@@ -1,7 +1,9 @@
 //! A UDP relay with fault knobs, standing in for netem (which the test
-//! kernel lacks): loss, delay, reordering, duplication and a cut
-//! (partition). One relay serves one client address at a time; the server
-//! sees every datagram coming from the relay's upstream socket.
+//! kernel lacks): loss, delay, jitter, reordering, duplication, corruption,
+//! cuts (partitions) in either direction, and an address change of the
+//! client as the server sees it ([`Relay::rebind`], a NAT rebinding). One
+//! relay serves one client address at a time; the server sees every
+//! datagram coming from the relay's current upstream socket.
 //!
 //! Randomness comes from a seeded SplitMix64, so a failing run can be
 //! replayed with the same seed (timing still varies).
@@ -67,12 +69,40 @@ pub struct Knobs {
     pub duplicate_permille: AtomicU32,
     /// Drop everything in both directions while set.
     pub cut: AtomicBool,
+    /// Drop everything client → server while set (a one-way partition).
+    pub cut_up: AtomicBool,
+    /// Drop everything server → client while set.
+    pub cut_down: AtomicBool,
+    /// Flip one to three random bytes of a datagram with this probability,
+    /// per mille (a link that corrupts what its checksum missed).
+    pub corrupt_permille: AtomicU32,
+    /// Delay each datagram by up to this many extra milliseconds at random
+    /// while keeping the order (a datagram waits for the one before it).
+    pub jitter_ms: AtomicU32,
+    /// Datagrams corrupted.
+    pub corrupted: AtomicU64,
     /// Datagram bytes forwarded client → server.
     pub up_bytes: AtomicU64,
     /// Datagram bytes forwarded server → client.
     pub down_bytes: AtomicU64,
     /// Datagrams dropped.
     pub dropped: AtomicU64,
+}
+
+/// The state the relay's tasks share.
+#[derive(Debug)]
+struct Inner {
+    knobs: Arc<Knobs>,
+    front: Arc<UdpSocket>,
+    /// The socket toward the server; replaced by [`Relay::rebind`].
+    back: Mutex<Arc<UdpSocket>>,
+    server: SocketAddr,
+    client: Mutex<Option<SocketAddr>>,
+    rng: Mutex<SplitMix>,
+    up_q: mpsc::UnboundedSender<Delayed>,
+    down_q: mpsc::UnboundedSender<Delayed>,
+    /// Tasks reading the upstream sockets (one per rebinding).
+    down_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// A running relay.
@@ -82,12 +112,16 @@ pub struct Relay {
     pub addr: SocketAddr,
     /// The knobs.
     pub knobs: Arc<Knobs>,
+    inner: Arc<Inner>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();
+        for t in self.inner.down_tasks.lock().expect("lock").drain(..) {
+            t.abort();
+        }
     }
 }
 
@@ -102,57 +136,45 @@ impl Relay {
         back.connect(server).await?;
         let addr = front.local_addr()?;
         let knobs = Arc::new(Knobs::default());
-        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
-        let rng = Arc::new(Mutex::new(SplitMix(seed)));
         let (up_q, up_rx) = mpsc::unbounded_channel();
         let (down_q, down_rx) = mpsc::unbounded_channel();
-        let up = {
-            let (front, back, knobs, client, rng) = (
-                front.clone(),
-                back.clone(),
-                knobs.clone(),
-                client.clone(),
-                rng.clone(),
-            );
-            async move {
-                let mut buf = vec![0u8; 65536];
-                while let Ok((n, from)) = front.recv_from(&mut buf).await {
-                    *client.lock().expect("lock") = Some(from);
-                    knobs.up_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                    forward(&knobs, &rng, buf[..n].to_vec(), &up_q, back.clone(), None);
-                }
-            }
-        };
-        let down = {
-            let (front, back, knobs, client, rng) = (
-                front.clone(),
-                back.clone(),
-                knobs.clone(),
-                client.clone(),
-                rng.clone(),
-            );
-            async move {
-                let mut buf = vec![0u8; 65536];
-                while let Ok(n) = back.recv(&mut buf).await {
-                    let to = *client.lock().expect("lock");
-                    if let Some(to) = to {
-                        knobs.down_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                        forward(
-                            &knobs,
-                            &rng,
-                            buf[..n].to_vec(),
-                            &down_q,
-                            front.clone(),
-                            Some(to),
-                        );
-                    }
-                }
-            }
-        };
-        let task = tokio::spawn(async move {
-            tokio::join!(up, down, pace(up_rx), pace(down_rx));
+        let inner = Arc::new(Inner {
+            knobs: knobs.clone(),
+            front: front.clone(),
+            back: Mutex::new(back.clone()),
+            server,
+            client: Mutex::new(None),
+            rng: Mutex::new(SplitMix(seed)),
+            up_q,
+            down_q,
+            down_tasks: Mutex::default(),
         });
-        Ok(Relay { addr, knobs, task })
+        let up = {
+            let inner = inner.clone();
+            async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok((n, from)) = inner.front.recv_from(&mut buf).await {
+                    *inner.client.lock().expect("lock") = Some(from);
+                    inner.knobs.up_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    let back = inner.back.lock().expect("lock").clone();
+                    forward(&inner, true, buf[..n].to_vec(), back, None);
+                }
+            }
+        };
+        inner
+            .down_tasks
+            .lock()
+            .expect("lock")
+            .push(tokio::spawn(down_loop(inner.clone(), back)));
+        let task = tokio::spawn(async move {
+            tokio::join!(up, pace(up_rx), pace(down_rx));
+        });
+        Ok(Relay {
+            addr,
+            knobs,
+            inner,
+            task,
+        })
     }
 
     /// Set loss (per mille), delay and reorder spread (ms), duplication (per mille).
@@ -167,9 +189,77 @@ impl Relay {
             .store(duplicate_permille, Ordering::Relaxed);
     }
 
+    /// Corruption (per mille of datagrams) and order-keeping jitter (ms).
+    pub fn set_corruption_jitter(&self, corrupt_permille: u32, jitter_ms: u32) {
+        self.knobs
+            .corrupt_permille
+            .store(corrupt_permille, Ordering::Relaxed);
+        self.knobs.jitter_ms.store(jitter_ms, Ordering::Relaxed);
+    }
+
     /// Partition on or off.
     pub fn cut(&self, on: bool) {
         self.knobs.cut.store(on, Ordering::Relaxed);
+    }
+
+    /// One-way partitions: `up` drops client → server, `down` server → client.
+    pub fn cut_one_way(&self, up: bool, down: bool) {
+        self.knobs.cut_up.store(up, Ordering::Relaxed);
+        self.knobs.cut_down.store(down, Ordering::Relaxed);
+    }
+
+    /// The client's address as the server sees it (the upstream socket).
+    ///
+    /// # Panics
+    /// If the socket has no local address (it is bound).
+    pub fn upstream_addr(&self) -> SocketAddr {
+        self.inner
+            .back
+            .lock()
+            .expect("lock")
+            .local_addr()
+            .expect("bound")
+    }
+
+    /// Change the client's address as the server sees it, like a NAT that
+    /// rebinds: datagrams toward the server leave from a new port from now
+    /// on. Replies to the old port are still forwarded (the old mapping
+    /// lingers, as in a real NAT) until the relay is dropped.
+    ///
+    /// # Errors
+    /// Binding the new socket.
+    pub async fn rebind(&self) -> std::io::Result<SocketAddr> {
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        back.connect(self.inner.server).await?;
+        let addr = back.local_addr()?;
+        *self.inner.back.lock().expect("lock") = back.clone();
+        self.inner
+            .down_tasks
+            .lock()
+            .expect("lock")
+            .push(tokio::spawn(down_loop(self.inner.clone(), back)));
+        Ok(addr)
+    }
+}
+
+/// Forward what the server sends to `back` toward the client.
+async fn down_loop(inner: Arc<Inner>, back: Arc<UdpSocket>) {
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = back.recv(&mut buf).await {
+        let to = *inner.client.lock().expect("lock");
+        if let Some(to) = to {
+            inner
+                .knobs
+                .down_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
+            forward(
+                &inner,
+                false,
+                buf[..n].to_vec(),
+                inner.front.clone(),
+                Some(to),
+            );
+        }
     }
 }
 
@@ -179,6 +269,7 @@ type Delayed = (Instant, Vec<u8>, Arc<UdpSocket>, Option<SocketAddr>);
 /// Send delayed datagrams in FIFO order. A constant delay must not reorder
 /// packets (one timer task per packet would: timers that fire in the same
 /// millisecond wake in any order, and QUIC takes reordering for loss).
+/// Jitter delays a datagram and, by the FIFO, every one behind it.
 async fn pace(mut rx: mpsc::UnboundedReceiver<Delayed>) {
     while let Some((at, data, sock, to)) = rx.recv().await {
         tokio::time::sleep_until(at).await;
@@ -194,15 +285,15 @@ async fn send(sock: &UdpSocket, data: &[u8], to: Option<SocketAddr>) {
 }
 
 fn forward(
-    knobs: &Knobs,
-    rng: &Mutex<SplitMix>,
-    data: Vec<u8>,
-    queue: &mpsc::UnboundedSender<Delayed>,
+    inner: &Inner,
+    up: bool,
+    mut data: Vec<u8>,
     sock: Arc<UdpSocket>,
     to: Option<SocketAddr>,
 ) {
-    let (drop, dup, extra) = {
-        let mut r = rng.lock().expect("lock");
+    let knobs = &inner.knobs;
+    let (drop, dup, extra, jitter, corrupt) = {
+        let mut r = inner.rng.lock().expect("lock");
         let drop = r.chance(knobs.loss_permille.load(Ordering::Relaxed));
         let dup = r.chance(knobs.duplicate_permille.load(Ordering::Relaxed));
         let spread = u64::from(knobs.reorder_ms.load(Ordering::Relaxed));
@@ -211,14 +302,36 @@ fn forward(
         } else {
             0
         };
-        (drop, dup, extra)
+        let j = u64::from(knobs.jitter_ms.load(Ordering::Relaxed));
+        let jitter = if j > 0 { r.next_u64() % (j + 1) } else { 0 };
+        let mut corrupt = Vec::new();
+        if r.chance(knobs.corrupt_permille.load(Ordering::Relaxed)) && !data.is_empty() {
+            for _ in 0..=(r.next_u64() % 3) {
+                let at = usize::try_from(r.next_u64() % data.len() as u64).unwrap_or(0);
+                let mask = u8::try_from(r.next_u64() % 255 + 1).unwrap_or(1);
+                corrupt.push((at, mask));
+            }
+        }
+        (drop, dup, extra, jitter, corrupt)
     };
-    if drop || knobs.cut.load(Ordering::Relaxed) {
+    let one_way = if up {
+        knobs.cut_up.load(Ordering::Relaxed)
+    } else {
+        knobs.cut_down.load(Ordering::Relaxed)
+    };
+    if drop || one_way || knobs.cut.load(Ordering::Relaxed) {
         knobs.dropped.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let at =
-        Instant::now() + Duration::from_millis(u64::from(knobs.delay_ms.load(Ordering::Relaxed)));
+    if !corrupt.is_empty() {
+        for (at, mask) in corrupt {
+            data[at] ^= mask;
+        }
+        knobs.corrupted.fetch_add(1, Ordering::Relaxed);
+    }
+    let queue = if up { &inner.up_q } else { &inner.down_q };
+    let at = Instant::now()
+        + Duration::from_millis(u64::from(knobs.delay_ms.load(Ordering::Relaxed)) + jitter);
     let copies = if dup { 2 } else { 1 };
     for _ in 0..copies {
         if extra == 0 {

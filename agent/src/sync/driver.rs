@@ -87,7 +87,10 @@ impl<S: SyncStore + ?Sized> StoreView for View<'_, S> {
         self.0.has_receipt(seq)
     }
     fn media_pending(&self, seq: u64) -> bool {
-        !self.0.is_acked(seq) && matches!(self.0.media(seq), Ok(Some(_)))
+        !self.0.is_acked(seq) && self.media_held(seq)
+    }
+    fn media_held(&self, seq: u64) -> bool {
+        matches!(self.0.media(seq), Ok(Some(_)))
     }
 }
 

@@ -124,6 +124,12 @@ pub trait StoreView {
     fn has_receipt(&self, seq: u64) -> bool;
     /// Does the store hold media for `seq` that the server has not acknowledged?
     fn media_pending(&self, seq: u64) -> bool;
+    /// Does the store still hold media for `seq`, acknowledged or not? The
+    /// server asks again for media it acknowledged when its copy rotted
+    /// (scrub): a store that still has the bytes sends them again.
+    fn media_held(&self, seq: u64) -> bool {
+        self.media_pending(seq)
+    }
 }
 
 impl Machine {
@@ -187,7 +193,7 @@ impl Machine {
         self.upload_queue.clear();
         self.upload_not_before.clear();
         for &seq in w.resend_media.as_slice() {
-            if store.media_pending(seq) && !self.failed_uploads.contains(&seq) {
+            if store.media_held(seq) && !self.failed_uploads.contains(&seq) {
                 self.upload_queue.insert(seq);
             }
         }
@@ -339,6 +345,7 @@ mod tests {
         head: Option<u64>,
         receipts: BTreeSet<u64>,
         media: BTreeSet<u64>,
+        acked: BTreeSet<u64>,
     }
     impl StoreView for View {
         fn head(&self) -> Option<u64> {
@@ -348,6 +355,9 @@ mod tests {
             self.receipts.contains(&s)
         }
         fn media_pending(&self, s: u64) -> bool {
+            self.media.contains(&s) && !self.acked.contains(&s)
+        }
+        fn media_held(&self, s: u64) -> bool {
             self.media.contains(&s)
         }
     }
@@ -426,6 +436,7 @@ mod tests {
             head: Some(5),
             receipts: [0, 1].into(),
             media: [4].into(),
+            ..View::default()
         };
         m.handle_connected();
         m.handle_welcome(&welcome(4, vec![4, 9]), &v);
@@ -436,6 +447,30 @@ mod tests {
         );
         assert_eq!(m.poll_upload(now), Some(4), "resend_media the agent holds");
         assert_eq!(m.poll_upload(now), None, "9 is not held");
+    }
+
+    #[test]
+    fn acknowledged_media_the_server_asks_for_again_is_resent() {
+        // The server's scrub found its copy of 3 damaged and asks again.
+        let now = Instant::now();
+        let mut m = Machine::new(MachineConfig::default(), now);
+        let v = View {
+            head: Some(4),
+            receipts: [0, 1, 2, 3, 4].into(),
+            media: [3, 4].into(),
+            acked: [3, 4].into(),
+        };
+        m.handle_connected();
+        m.handle_welcome(&welcome(5, vec![3]), &v);
+        assert_eq!(
+            m.poll_upload(now),
+            Some(3),
+            "held and asked for: sent again"
+        );
+        assert_eq!(m.poll_upload(now), None, "4 was not asked for");
+        assert!(!m.is_drained(&v));
+        m.handle_upload_done(3, UploadOutcome::Acked, now);
+        assert!(m.is_drained(&v));
     }
 
     #[test]
@@ -469,6 +504,7 @@ mod tests {
             head: Some(1),
             receipts: [0, 1].into(),
             media: [1].into(),
+            ..View::default()
         };
         m.handle_connected();
         m.handle_welcome(&welcome(2, vec![]), &v);

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The long form of the fault-injection suite (issue 6), and docs/RELIABILITY.md.
+#
+#   scripts/soak.sh            the full soak: ≥ 500 agent kills, ≥ 100 server kills,
+#                              1 h of impaired network traffic, 5 min of fuzzing per target
+#   SOAK_SCALE=0.1 scripts/soak.sh   a reduced run (every count × 0.1); the report says so
+#
+# Every scenario is seeded and prints its seed; each appends one JSON line of
+# figures to $FIELDSEAL_FAULT_LOG, from which the report is written. A failing
+# scenario does not stop the soak: its failure is in the report, with its seed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+SCALE="${SOAK_SCALE:-1}"
+scaled() { python3 -c "import math,sys; print(max(1, math.ceil($1 * float(sys.argv[1]))))" "$SCALE"; }
+
+export FIELDSEAL_AGENT_KILLS="${FIELDSEAL_AGENT_KILLS:-$(scaled 500)}"
+export FIELDSEAL_SERVER_KILLS="${FIELDSEAL_SERVER_KILLS:-$(scaled 100)}"
+export FIELDSEAL_NET_SECONDS="${FIELDSEAL_NET_SECONDS:-$(scaled 3600)}"
+export FIELDSEAL_NET_PROFILES="${FIELDSEAL_NET_PROFILES:-$(scaled 60)}"
+export FIELDSEAL_PARTITIONS="${FIELDSEAL_PARTITIONS:-$(scaled 100)}"
+export FIELDSEAL_REBINDS="${FIELDSEAL_REBINDS:-$(scaled 20)}"
+export FIELDSEAL_CLOCK_JUMPS="${FIELDSEAL_CLOCK_JUMPS:-$(scaled 40)}"
+export FIELDSEAL_FLOOD="${FIELDSEAL_FLOOD:-$(scaled 3000)}"
+export FIELDSEAL_BAD_FRAMES="${FIELDSEAL_BAD_FRAMES:-$(scaled 600)}"
+export FIELDSEAL_SPOOL_STEPS="${FIELDSEAL_SPOOL_STEPS:-$(scaled 40)}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-$(scaled 300)}"
+
+OUT="${SOAK_OUT:-target/soak}"
+mkdir -p "$OUT"
+export FIELDSEAL_FAULT_LOG="$PWD/$OUT/figures.jsonl"
+: > "$FIELDSEAL_FAULT_LOG"
+STATUS="$OUT/status.txt"
+: > "$STATUS"
+START=$(date -u +%FT%TZ)
+
+cargo build --workspace --all-targets || exit 1
+
+run() { # name, then the cargo test arguments
+  local name=$1; shift
+  local t0=$SECONDS
+  echo "soak: $name"
+  if cargo test -p fieldseal-tests "$@" -- --include-ignored --test-threads=1 --nocapture > "$OUT/$name.log" 2>&1; then
+    echo "$name ok $((SECONDS - t0))" >> "$STATUS"
+  else
+    echo "$name FAILED $((SECONDS - t0))" >> "$STATUS"
+    grep -h "FAILED with seed\|panicked at" "$OUT/$name.log" | head -5 | sed 's/^/  /' >> "$STATUS"
+  fi
+}
+
+run network --test faults
+run attacks --test faults_attacks
+run spool --test faults_spool
+run binaries --test faults_binaries
+run server_crash --test server_crash
+run fuzz_corpus --test fuzz_corpus
+
+# Each fuzz target for a while, starting from the stored seeds; what it adds
+# stays in fuzz/corpus (ignored by git) for the next run.
+fuzz_status=ok
+if command -v cargo-fuzz >/dev/null; then
+  for t in frame receipt entry chainlog checkpoint proof leaf enroll; do
+    mkdir -p "fuzz/corpus/$t"
+    if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "corpus/$t" seeds/"$t" -- \
+          -max_total_time="$FUZZ_SECONDS" -max_len=65536 > "../$OUT/fuzz-$t.log" 2>&1); then
+      fuzz_status=FAILED
+      echo "fuzz-$t FAILED (see $OUT/fuzz-$t.log and fuzz/artifacts/$t)" >> "$STATUS"
+    else
+      runs=$(grep -ho "Done [0-9]* runs" "$OUT/fuzz-$t.log" | tail -1)
+      echo "fuzz-$t ok ${runs:-?}" >> "$STATUS"
+    fi
+  done
+else
+  echo "fuzz SKIPPED (cargo-fuzz is not installed: cargo install cargo-fuzz --locked)" >> "$STATUS"
+fi
+
+python3 scripts/reliability_report.py "$FIELDSEAL_FAULT_LOG" "$STATUS" "$SCALE" "$START" > docs/RELIABILITY.md
+echo "soak: wrote docs/RELIABILITY.md"
+cat "$STATUS"
+! grep -q FAILED "$STATUS"
