@@ -724,29 +724,36 @@ fn refusal(shared: &Shared, device: DeviceId, bytes: &[u8], d: Decision) -> Mess
     }
 }
 
-/// Make a complete upload a blob: check that the file on disk is what
-/// arrived (the hash of the received bytes says nothing about a write that
-/// failed or tore), hand it to the blob store (fsync, rename, fsync folder)
-/// and note that the media is held. False if the disk does not hold the
-/// bytes: the partial file is then discarded and nothing acknowledged.
+/// How a complete upload ended.
+enum Stored {
+    /// A blob now, its media noted as held.
+    Yes,
+    /// The file holds fewer bytes than arrived: a write failed behind
+    /// tokio's back (a full disk). Discarded; the device should retry.
+    Short(u64),
+    /// The bytes are not those the entry signed. Discarded.
+    Mismatch,
+}
+
+/// Make a complete upload a blob: hash the file as it is on disk — what is
+/// acknowledged is what the disk holds, not what passed through memory —
+/// hand it to the blob store (fsync, rename, fsync folder) and note that the
+/// media is held. Blocking: run it off the async workers.
 fn commit_upload(
     shared: &Shared,
     device: DeviceId,
     seq: u64,
     media_hash: fieldseal_proto::identity::Hash32,
     media_len: u64,
-) -> anyhow::Result<bool> {
-    let on_disk = shared.storage.hash_partial(device, seq)?;
-    if on_disk != (media_hash, media_len) {
+) -> anyhow::Result<Stored> {
+    let (hash, len) = shared.storage.hash_partial(device, seq)?;
+    if len != media_len {
         shared.storage.discard_partial(device, seq)?;
-        tracing::error!(
-            %device,
-            seq,
-            held = on_disk.1,
-            media_len,
-            "ALARM the partial file is not what arrived (disk full or failing); discarded"
-        );
-        return Ok(false);
+        return Ok(Stored::Short(len));
+    }
+    if hash != media_hash {
+        shared.storage.discard_partial(device, seq)?;
+        return Ok(Stored::Mismatch);
     }
     shared
         .storage
@@ -756,18 +763,44 @@ fn commit_upload(
     // durable; a start-up after a crash notes held blobs again
     // (`reindex::reconcile_media`), and so does the next upload query.
     shared.db.put_media_unflushed(device, seq)?;
-    Ok(true)
+    Ok(Stored::Yes)
 }
 
-/// Append received bytes to a partial upload and to its running hash.
-async fn write_part(
-    file: &mut tokio::fs::File,
-    hasher: &mut fieldseal_proto::identity::Sha256Stream,
-    bytes: &[u8],
-) -> std::io::Result<()> {
+/// Flush tokio's background write and fsync a partial upload.
+async fn sync_part(file: &mut tokio::fs::File) -> std::io::Result<()> {
+    file.flush().await?;
+    file.sync_data().await
+}
+
+/// The server could not store an upload's bytes (a full or failing disk):
+/// answer `Internal`, so that the device retries this segment after its
+/// upload delay, instead of dropping the stream, which made the device
+/// reconnect at once and send the same bytes again many times a second.
+/// What reached the partial file stays, for a resume.
+async fn disk_failed(
+    send: &mut SendStream,
+    device: DeviceId,
+    seq: u64,
+    e: String,
+) -> anyhow::Result<()> {
+    tracing::error!(%device, seq, "ALARM cannot store an upload: {e}");
+    send_msg(
+        send,
+        &failed(
+            seq,
+            UploadFailCode::Internal,
+            "the server could not store the bytes (disk full?); retry later",
+        ),
+    )
+    .await?;
+    send.finish()?;
+    Ok(())
+}
+
+/// Append received bytes to a partial upload.
+async fn write_part(file: &mut tokio::fs::File, bytes: &[u8]) -> std::io::Result<()> {
     if !bytes.is_empty() {
         file.write_all(bytes).await?;
-        hasher.update(bytes);
     }
     Ok(())
 }
@@ -909,7 +942,12 @@ async fn upload(
     let (media_hash, media_len) = accepted
         .and_then(|a| a.media)
         .expect("checked by handle_upload_begin");
-    let (file, mut hasher) = shared.storage.open_partial(device, seq, held)?;
+    // The hash of the held prefix that open_partial computes is not needed:
+    // the whole file is hashed as stored once complete (commit_upload).
+    let (file, _) = match shared.storage.open_partial(device, seq, held) {
+        Ok(x) => x,
+        Err(e) => return disk_failed(&mut send, device, seq, format!("{e:#}")).await,
+    };
     // Writes and fsyncs run on tokio's blocking pool, off the async workers.
     let mut file = tokio::fs::File::from_std(file);
     let mut buf = reader.take_rest();
@@ -921,12 +959,15 @@ async fn upload(
     let ended_early = loop {
         if !buf.is_empty() && (buf.len() >= WRITE_BATCH || buf.len() as u64 >= left) {
             let take = usize::try_from((buf.len() as u64).min(left)).expect("bounded by len");
-            write_part(&mut file, &mut hasher, &buf[..take]).await?;
+            if let Err(e) = write_part(&mut file, &buf[..take]).await {
+                return disk_failed(&mut send, device, seq, format!("{e:#}")).await;
+            }
             left -= take as u64;
             since_sync += take as u64;
             if since_sync >= PARTIAL_SYNC_EVERY {
-                file.flush().await?;
-                file.sync_data().await?;
+                if let Err(e) = sync_part(&mut file).await {
+                    return disk_failed(&mut send, device, seq, format!("{e:#}")).await;
+                }
                 since_sync = 0;
             }
             if take < buf.len() {
@@ -940,13 +981,15 @@ async fn upload(
             Ok(None) => {
                 // The stream ended with less than a batch gathered (and
                 // less than was announced, or it would have been written).
-                write_part(&mut file, &mut hasher, &buf).await?;
+                if let Err(e) = write_part(&mut file, &buf).await {
+                    return disk_failed(&mut send, device, seq, format!("{e:#}")).await;
+                }
                 left -= buf.len() as u64;
                 break left > 0;
             }
             Err(e) => {
                 // Connection lost: keep what arrived, durably, for a resume.
-                write_part(&mut file, &mut hasher, &buf).await?;
+                write_part(&mut file, &buf).await?;
                 file.flush().await?;
                 file.sync_data().await?;
                 return Err(e.into());
@@ -957,7 +1000,9 @@ async fn upload(
     // reported by the next operation, and `sync_data` alone can miss it
     // (tokio#6325). `flush` waits for the write and returns its error. The
     // fsync comes with the commit below.
-    file.flush().await?;
+    if let Err(e) = file.flush().await {
+        return disk_failed(&mut send, device, seq, format!("{e:#}")).await;
+    }
     drop(file);
     if ended_early || overrun {
         send_msg(
@@ -973,39 +1018,37 @@ async fn upload(
         return Ok(());
     }
     debug_assert_eq!(left, 0);
-    if hasher.finish() != media_hash {
-        shared.storage.discard_partial(device, seq)?;
-        tracing::warn!(%device, seq, "upload bytes do not hash to the signed media hash");
-        send_msg(
-            &mut send,
-            &failed(
-                seq,
-                UploadFailCode::HashMismatch,
-                "bytes do not match media_hash",
-            ),
-        )
-        .await?;
-        send.finish()?;
-        return Ok(());
-    }
-    // Hashing the file again, fsync, rename and the index are blocking work:
-    // off the async workers, which carry every other connection.
+    // Hashing, fsync, rename and the index are blocking work: off the async
+    // workers, which carry every other connection.
     let s = shared.clone();
-    let stored =
-        tokio::task::spawn_blocking(move || commit_upload(&s, device, seq, media_hash, media_len))
-            .await??;
-    if !stored {
-        send_msg(
-            &mut send,
-            &failed(
-                seq,
-                UploadFailCode::Internal,
-                "the server could not store the bytes (disk full?); retry later",
-            ),
-        )
-        .await?;
-        send.finish()?;
-        return Ok(());
+    let stored = match tokio::task::spawn_blocking(move || {
+        commit_upload(&s, device, seq, media_hash, media_len)
+    })
+    .await?
+    {
+        Ok(stored) => stored,
+        Err(e) => return disk_failed(&mut send, device, seq, format!("{e:#}")).await,
+    };
+    match stored {
+        Stored::Yes => {}
+        Stored::Short(held) => {
+            let why = format!("the partial file holds {held} of {media_len} bytes");
+            return disk_failed(&mut send, device, seq, why).await;
+        }
+        Stored::Mismatch => {
+            tracing::warn!(%device, seq, "upload bytes do not hash to the signed media hash");
+            send_msg(
+                &mut send,
+                &failed(
+                    seq,
+                    UploadFailCode::HashMismatch,
+                    "bytes do not match media_hash",
+                ),
+            )
+            .await?;
+            send.finish()?;
+            return Ok(());
+        }
     }
     tracing::debug!(%device, seq, media_len, "segment stored");
     send_msg(

@@ -110,6 +110,8 @@ pub struct Machine {
     upload_queue: BTreeSet<u64>,
     uploading: BTreeSet<u64>,
     upload_not_before: HashMap<u64, Instant>,
+    /// Failed attempts per segment, for its retry delay (reset on success).
+    upload_failures: HashMap<u64, u32>,
     /// Lowest seq without a receipt, as far as the machine knows.
     receipted_below: u64,
     /// Segments whose bytes the server refused as not matching the entry.
@@ -144,6 +146,7 @@ impl Machine {
             upload_queue: BTreeSet::new(),
             uploading: BTreeSet::new(),
             upload_not_before: HashMap::new(),
+            upload_failures: HashMap::new(),
             receipted_below: 0,
             failed_uploads: BTreeSet::new(),
         }
@@ -293,6 +296,7 @@ impl Machine {
             UploadOutcome::Acked => {
                 self.upload_queue.remove(&seq);
                 self.upload_not_before.remove(&seq);
+                self.upload_failures.remove(&seq);
                 Action::Continue
             }
             UploadOutcome::Failed(UploadFailCode::EntryMismatch | UploadFailCode::HashMismatch) => {
@@ -304,8 +308,17 @@ impl Machine {
                 Action::Continue
             }
             UploadOutcome::Failed(_) => {
-                self.upload_not_before
-                    .insert(seq, now + self.cfg.upload_retry);
+                // The delay doubles with each failure of this segment (a
+                // server whose disk is full says so for a while), up to the
+                // reconnection backoff's cap.
+                let n = self.upload_failures.entry(seq).or_insert(0);
+                let delay = self
+                    .cfg
+                    .upload_retry
+                    .saturating_mul(1 << (*n).min(8))
+                    .min(self.cfg.backoff_max);
+                *n += 1;
+                self.upload_not_before.insert(seq, now + delay);
                 Action::Continue
             }
             UploadOutcome::Broken => Action::Reconnect,
@@ -517,6 +530,12 @@ mod tests {
             Some(now + MachineConfig::default().upload_retry)
         );
         assert_eq!(m.poll_upload(later), Some(1));
+        // A second failure of the same segment waits twice as long.
+        m.handle_upload_done(1, UploadOutcome::Failed(UploadFailCode::Internal), later);
+        assert_eq!(
+            m.poll_timeout(),
+            Some(later + 2 * MachineConfig::default().upload_retry)
+        );
         assert_eq!(
             m.handle_rejected(7, RejectCode::OutOfOrder, ""),
             Action::Reconnect
