@@ -527,7 +527,13 @@ medians of three pairs are steadier:
   and index update run on the blocking pool (they ran on the async workers, stalling every other
   connection); the index's "media held" flag is not flushed per segment (the durable blob is the
   fact; start-up reconciles). What remains per segment is two fsyncs, one extra read of the bytes
-  and a round trip before and after the data (below), on 2 cores that also run the sender.
+  and a round trip before and after the data (below), on 2 cores that also run the sender. The
+  fsyncs are not the bound: with `eatmydata` (fsync a no-op) 256 × 1 MiB took the same time
+  (3.4–4.4 s against 3.8–4.4 s, 2026-11-28, load 3–4). A profile of that run shows no single
+  hotspot on the server: context switches 11 % (`finish_task_switch`), `memmove` 8 %, SHA-256 7 %,
+  and ext4 allocating and looking up inodes for the partial and blob files (~9 %); the sender
+  spends as much on AES-GCM, SHA-256 and copies. Fewer hand-offs per segment (one blocking task
+  for the whole upload rather than tokio's File) and reusing partial files are the next steps.
 - **Lossy link.** Each segment's upload spends two round trips with its stream idle
   (UploadQuery → UploadOffset before the first byte; the server's fsync and UploadAck after the
   last). With the agent's former 2 uploads at a time that cost about half the link (48–60
