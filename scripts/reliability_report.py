@@ -45,7 +45,9 @@ if m:
 impaired = sum(float(r.get("impaired_seconds", 0) or 0) for r in rows)
 acked = sum(r["acknowledged"] for r in rows)
 lost = sum(r["lost"] for r in rows)
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+# The commit the soak ran on (soak.sh notes it at the start), else the current one.
+commit = os.environ.get("SOAK_COMMIT") or subprocess.run(
+    ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 reduced = float(scale) < 1
 
 p = print
@@ -53,7 +55,8 @@ p("# Reliability: what the fault-injection suite measured")
 p()
 p("Written by `make soak` (scripts/soak.sh, scripts/reliability_report.py); do not edit by hand.")
 p(f"Run started {start} on commit `{commit}`, scale {scale}" + (
-    " — **a reduced run**: every count below is the full soak's × the scale; "
+    " — **a reduced run**: counts not set explicitly by their `FIELDSEAL_*` variable are the "
+    "full soak's × the scale (the totals' last column says which reached the full soak's goal); "
     "the full soak (`make soak`, scale 1) has not been run for this report." if reduced else "."))
 p()
 p("The promise under test (issue 6): every entry acknowledged by the server is archived and verifies; "

@@ -33,6 +33,8 @@ export FIELDSEAL_FAULT_LOG="$PWD/$OUT/figures.jsonl"
 STATUS="$OUT/status.txt"
 : > "$STATUS"
 START=$(date -u +%FT%TZ)
+SOAK_COMMIT=$(git rev-parse --short HEAD)
+export SOAK_COMMIT
 
 cargo build --workspace --all-targets || exit 1
 
