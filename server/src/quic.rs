@@ -883,8 +883,7 @@ async fn upload(
         if !complete && held == len {
             // Every byte arrived before, but the upload ended before they were
             // verified (crash, broken stream, overrun): verify them now.
-            let (_, hasher) = shared.storage.open_partial(device, seq, held)?;
-            if hasher.finish() == hash {
+            if shared.storage.hash_partial(device, seq)? == (hash, len) {
                 shared
                     .storage
                     .commit_partial(device, seq, &hash, shared.blobs.as_ref())?;
@@ -942,9 +941,8 @@ async fn upload(
     let (media_hash, media_len) = accepted
         .and_then(|a| a.media)
         .expect("checked by handle_upload_begin");
-    // The hash of the held prefix that open_partial computes is not needed:
-    // the whole file is hashed as stored once complete (commit_upload).
-    let (file, _) = match shared.storage.open_partial(device, seq, held) {
+    // The whole file is hashed as stored once complete (commit_upload).
+    let file = match shared.storage.open_partial(device, seq, held) {
         Ok(x) => x,
         Err(e) => return disk_failed(&mut send, device, seq, format!("{e:#}")).await,
     };

@@ -153,39 +153,16 @@ impl Storage {
     }
 
     /// Open the partial file for appending at `offset` (its current length,
-    /// which the caller checked). Returns the file and the hash state over its
-    /// first `offset` bytes, re-read from disk: the server trusts only what
-    /// it holds.
+    /// which the caller checked). What it holds is hashed once the upload is
+    /// complete ([`Storage::hash_partial`]): the server trusts only what is on
+    /// disk.
     ///
     /// # Errors
-    /// I/O errors.
-    pub fn open_partial(
-        &self,
-        device: DeviceId,
-        seq: u64,
-        offset: u64,
-    ) -> io::Result<(File, fieldseal_proto::identity::Sha256Stream)> {
+    /// I/O errors; the file's length is not `offset`.
+    pub fn open_partial(&self, device: DeviceId, seq: u64, offset: u64) -> io::Result<File> {
         let path = self.partial_path(device, seq);
         let dir = path.parent().expect("has parent").to_path_buf();
         fs::create_dir_all(&dir)?;
-        let mut hasher = fieldseal_proto::identity::Sha256Stream::new();
-        if offset > 0 {
-            let mut f = File::open(&path)?;
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut left = offset;
-            while left > 0 {
-                let want = usize::try_from(left.min(buf.len() as u64)).expect("bounded");
-                let n = io::Read::read(&mut f, &mut buf[..want])?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "partial shrank",
-                    ));
-                }
-                hasher.update(&buf[..n]);
-                left -= n as u64;
-            }
-        }
         let f = OpenOptions::new().create(true).append(true).open(&path)?;
         if f.metadata()?.len() != offset {
             return Err(io::Error::other("partial length changed"));
@@ -193,7 +170,7 @@ impl Storage {
         if offset == 0 {
             sync_dir(&dir)?;
         }
-        Ok((f, hasher))
+        Ok(f)
     }
 
     /// SHA-256 and length of a partial upload as it is on disk.
@@ -264,14 +241,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Storage::new(dir.path());
         let dev = DeviceId([2; 8]);
-        let (mut f, _) = s.open_partial(dev, 5, 0).unwrap();
+        let mut f = s.open_partial(dev, 5, 0).unwrap();
         f.write_all(b"hello ").unwrap();
         drop(f);
         assert_eq!(s.partial_len(dev, 5).unwrap(), 6);
-        let (mut f, mut h) = s.open_partial(dev, 5, 6).unwrap();
+        assert!(s.open_partial(dev, 5, 4).is_err(), "not the held length");
+        let mut f = s.open_partial(dev, 5, 6).unwrap();
         f.write_all(b"world").unwrap();
-        h.update(b"world");
-        let hash = h.finish();
+        drop(f);
+        let (hash, _) = s.hash_partial(dev, 5).unwrap();
         assert_eq!(hash, fieldseal_proto::identity::sha256(b"hello world"));
         let blobs = crate::blobstore::FolderStore::open(dir.path()).unwrap();
         s.commit_partial(dev, 5, &hash, &blobs).unwrap();

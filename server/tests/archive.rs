@@ -83,7 +83,7 @@ fn ingest(r: &Running, f: &Fixture, range: std::ops::Range<usize>) {
             m => panic!("not accepted: {m:?}"),
         }
         if let Some(bytes) = f.chain.media.get(&e.seq()) {
-            let (mut file, _) = s.storage.open_partial(dev, e.seq(), 0).unwrap();
+            let mut file = s.storage.open_partial(dev, e.seq(), 0).unwrap();
             file.write_all(bytes).unwrap();
             drop(file);
             s.storage
@@ -94,6 +94,20 @@ fn ingest(r: &Running, f: &Fixture, range: std::ops::Range<usize>) {
     }
 }
 
+/// Enrol a device by putting its record in the running server's index.
+fn register(r: &Running, key: &SigningKey, name: &str) {
+    r.shared
+        .db
+        .put_device(&DeviceRecord {
+            id: DeviceId::from_key(&key.verifying_key()).to_string(),
+            name: name.into(),
+            public_key: hex::encode(key.verifying_key().to_bytes()),
+            enrolled_us: 0,
+            revoked_us: None,
+        })
+        .unwrap();
+}
+
 /// An initialised folder with one enrolled device and a running server.
 async fn fixture() -> (Fixture, Running) {
     let tmp = tempfile::tempdir().unwrap();
@@ -102,16 +116,7 @@ async fn fixture() -> (Fixture, Running) {
     let key = SigningKey::from_bytes(&[7; 32]);
     let chain = sample::build(&key, &[3, 2], 3000);
     let r = server(&dir).await;
-    r.shared
-        .db
-        .put_device(&DeviceRecord {
-            id: DeviceId::from_key(&key.verifying_key()).to_string(),
-            name: "cam1".into(),
-            public_key: hex::encode(key.verifying_key().to_bytes()),
-            enrolled_us: 0,
-            revoked_us: None,
-        })
-        .unwrap();
+    register(&r, &key, "cam1");
     let f = Fixture {
         _tmp: tmp,
         dir,
@@ -438,16 +443,7 @@ async fn background_scrub_runs_at_the_configured_interval() {
     std::fs::write(dir.join("config.toml"), cfg).unwrap();
     let key = SigningKey::from_bytes(&[7; 32]);
     let r = server(&dir).await;
-    r.shared
-        .db
-        .put_device(&DeviceRecord {
-            id: DeviceId::from_key(&key.verifying_key()).to_string(),
-            name: "cam1".into(),
-            public_key: hex::encode(key.verifying_key().to_bytes()),
-            enrolled_us: 0,
-            revoked_us: None,
-        })
-        .unwrap();
+    register(&r, &key, "cam1");
     let f = Fixture {
         _tmp: tmp,
         dir,
@@ -690,16 +686,7 @@ async fn a_group_commit_answers_each_entry_as_one_at_a_time_would() {
     let (f, r) = fixture().await;
     let other_key = SigningKey::from_bytes(&[8; 32]);
     let other = sample::build(&other_key, &[2], 2000);
-    r.shared
-        .db
-        .put_device(&DeviceRecord {
-            id: DeviceId::from_key(&other_key.verifying_key()).to_string(),
-            name: "cam2".into(),
-            public_key: hex::encode(other_key.verifying_key().to_bytes()),
-            enrolled_us: 0,
-            revoked_us: None,
-        })
-        .unwrap();
+    register(&r, &other_key, "cam2");
     // The same device signing another seq 2 (a different first segment).
     let forked = sample::build(&f.key, &[3, 2], 3001);
     assert_ne!(forked.entries[2].hash(), f.chain.entries[2].hash());
