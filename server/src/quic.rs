@@ -85,7 +85,49 @@ pub fn endpoint(shared: &Shared, addr: SocketAddr) -> anyhow::Result<quinn::Endp
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     sc.transport_config(Arc::new(transport_config()));
-    Ok(quinn::Endpoint::server(sc, addr)?)
+    server_endpoint(sc, addr)
+}
+
+/// Receive buffer asked of the kernel for the server's UDP socket.
+///
+/// Linux's default (`net.core.rmem_default`, 208 KiB) holds about 140 full
+/// datagrams; an upload burst on loopback overflowed it and the kernel
+/// dropped 7–15 % of the packets (quinn's path statistics, 2026-11-28), each
+/// one resent and counted as congestion. The kernel caps the request at
+/// `net.core.rmem_max` (and doubles it for its own bookkeeping); start-up
+/// logs what was granted when it is less than asked.
+pub const RECV_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+/// Bind a QUIC server endpoint on `addr` with `sc` and a receive buffer of
+/// [`RECV_BUFFER_BYTES`].
+///
+/// # Errors
+/// The address is in use or not local.
+pub fn server_endpoint(
+    sc: quinn::ServerConfig,
+    addr: SocketAddr,
+) -> anyhow::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let sock = socket2::SockRef::from(&socket);
+    if let Err(e) = sock.set_recv_buffer_size(RECV_BUFFER_BYTES) {
+        tracing::warn!("could not enlarge the UDP receive buffer: {e}");
+    }
+    match sock.recv_buffer_size() {
+        // Linux reports twice what it grants to the payload.
+        Ok(got) if got < RECV_BUFFER_BYTES => tracing::info!(
+            "UDP receive buffer is {got} bytes ({RECV_BUFFER_BYTES} asked); \
+             raise net.core.rmem_max for bursts of many devices"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("UDP receive buffer size unknown: {e}"),
+    }
+    let rt = quinn::default_runtime().ok_or_else(|| anyhow::anyhow!("no async runtime"))?;
+    Ok(quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(sc),
+        socket,
+        rt,
+    )?)
 }
 
 pub(crate) async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {

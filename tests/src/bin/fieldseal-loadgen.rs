@@ -482,11 +482,17 @@ async fn ceiling(args: &Args) -> anyhow::Result<()> {
         r??;
     }
     let secs = t0.elapsed().as_secs_f64();
+    let path = conn.stats().path;
     conn.close(0u32.into(), b"done");
     endpoint.wait_idle().await;
     println!("bytes={total}");
     println!("seconds={secs:.3}");
     println!("mbit_s={:.1}", total as f64 * 8.0 / secs / 1e6);
+    // Packets the path lost (on loopback: receive-buffer overflows).
+    println!(
+        "lost_packets={} of {}",
+        path.lost_packets, path.sent_packets
+    );
     Ok(())
 }
 
@@ -499,7 +505,7 @@ async fn sink(args: &Args) -> anyhow::Result<()> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     sc.transport_config(Arc::new(fieldseal_server::quic::transport_config()));
-    let endpoint = quinn::Endpoint::server(sc, listen)?;
+    let endpoint = fieldseal_server::quic::server_endpoint(sc, listen)?;
     println!("listening={}", endpoint.local_addr()?);
     while let Some(incoming) = endpoint.accept().await {
         tokio::spawn(async move {
