@@ -59,6 +59,18 @@ BOUNDS=$WORK/bounds.md
 : >"$RUNS"
 : >"$BOUNDS"
 
+# discard DIR : set a finished run's files aside; they are deleted when the bench ends.
+# This machine's ext4 has no journal, and without one ext4 will not reuse an inode freed in the
+# last 5 s (300 s while its inode table block is dirty): every file created soon after a large
+# `rm -rf` first steps over each of those inodes (`recently_deleted`, 12 % of the server's time at
+# 400 simulated devices on 2026-11-28). A server does not delete its archive between uploads, so
+# neither do the runs measured here.
+mkdir -p "$WORK/discarded"
+discard() {
+  [ -e "$1" ] || return 0
+  mv "$1" "$(mktemp -d "$WORK/discarded/XXXXXX")/"
+}
+
 log() { echo "bench: $*" >&2; }
 
 # measure NAME CMD... : runs CMD under GNU time, keeps its output in $WORK/NAME.{out,time};

@@ -243,7 +243,7 @@ net_ours() {
     return 1
   }
   NET_SECONDS=$(sed -n 's/^seconds=//p' "$WORK/$tag.out")
-  rm -rf "$WORK/srv-$tag"
+  discard "$WORK/srv-$tag"
 }
 
 # net_base MEDIA TAG [CC] : upload MEDIA with curl to a fresh nginx; on the lossy link, with TCP
@@ -281,7 +281,7 @@ net_base() {
   got=$(cat "$WORK/nginx-$tag/www/up"/* | sha256sum)
   [ "$sent" = "$got" ] || { log "nginx holds other bytes than were sent ($tag)"; return 1; }
   NET_SECONDS=$(awk "BEGIN { printf \"%.3f\", $t1 - $t0 }")
-  rm -rf "$WORK/nginx-$tag"
+  discard "$WORK/nginx-$tag"
 }
 
 # net_ceiling MEDIA TAG : the same bytes over one quinn connection to a sink.
@@ -304,7 +304,7 @@ net_ceiling() {
   }
   net_stop "$sink"
   NET_SECONDS=$(sed -n 's/^seconds=//p' "$WORK/$tag.out")
-  rm -rf "$WORK/srv-$tag"
+  discard "$WORK/srv-$tag"
 }
 
 # bench_net_upload PLACE MIB GOAL : the backlog rows, on loopback or over the lossy link.
@@ -379,7 +379,7 @@ bench_net_upload() {
       "congestion control seen by \`ss\` on curl's sockets: $(cat "$WORK"/lossy-base-*.cc | tr '\n' ' ')/ $(cat "$WORK"/lossy-bbr-*.cc | tr '\n' ' ')"
     [ "$place" = lossy ] && echo "  - link: $NET_LINK_PROBE"
   } >>"$RUNS"
-  rm -rf "$media"
+  discard "$media"
 }
 
 # bench_net_devices : simulated devices against one server, stepped up until one fails.
