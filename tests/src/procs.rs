@@ -23,6 +23,51 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A UDP port on 127.0.0.1 that is free now and that the kernel will not
+/// hand to anyone else's `bind(…:0)` later: one below Linux's ephemeral
+/// range (`net.ipv4.ip_local_port_range`, 32768–60999 by default).
+///
+/// For a server that is killed and restarted on the same address while
+/// clients keep dialling it: a port picked by `bind(…:0)` is an ephemeral
+/// one, and while the server is down another test's client socket may be
+/// given it, so the restart fails with "address in use".
+///
+/// # Panics
+/// If no port in 20000–32767 is free after many tries.
+pub fn stable_udp_port() -> u16 {
+    use std::net::{TcpListener, UdpSocket};
+    let low = ephemeral_low().unwrap_or(32768).clamp(20001, 65535);
+    // Spread tests that start at once over the range: the clock's
+    // nanoseconds and the process id, stepped by a prime.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut x = u64::from(nanos) ^ (u64::from(std::process::id()) << 20);
+    let span = u64::from(low - 20000);
+    for _ in 0..1000 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let port = 20000 + u16::try_from((x >> 33) % span).expect("below the range");
+        let free = UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free UDP port below the ephemeral range");
+}
+
+/// The first port of the kernel's ephemeral range.
+fn ephemeral_low() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// An agent data folder driven through `fieldseal-agent`.
 #[derive(Debug, Clone)]
 pub struct Agent {

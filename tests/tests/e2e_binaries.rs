@@ -4,7 +4,6 @@
 //! revoked device. Needs the workspace binaries built (`cargo test --workspace`
 //! and `make test` build them first).
 
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -42,14 +41,6 @@ fn ok(out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Server {
     dir: PathBuf,
     addr: String,
@@ -67,7 +58,7 @@ impl Server {
             )));
         Server {
             dir: dir.to_path_buf(),
-            addr: format!("127.0.0.1:{}", free_udp_port()),
+            addr: format!("127.0.0.1:{}", fieldseal_tests::procs::stable_udp_port()),
             child: None,
         }
     }

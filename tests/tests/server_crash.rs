@@ -24,7 +24,6 @@
 //! binary built (`cargo build -p fieldseal-server`; `make test` builds it).
 
 use std::collections::BTreeSet;
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,7 +39,7 @@ use fieldseal_proto::leaf::Leaf;
 use fieldseal_proto::merkle::{verify_consistency, verify_inclusion};
 use fieldseal_proto::sample::{self, SampleChain};
 use fieldseal_server::control::{self, Request, Response};
-use fieldseal_tests::{Harness, SplitMix};
+use fieldseal_tests::{procs, Harness, SplitMix};
 use serde_json::Value;
 
 /// SIGKILLs in the random scenario: the issue asks for at least 10 in
@@ -114,11 +113,9 @@ impl Server {
             "config.toml has no checkpoint interval"
         );
         std::fs::write(dir.join("config.toml"), cfg).unwrap();
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // Restarted on the same address while clients dial it: a port no
+        // other socket of the machine is given in the meantime.
+        let port = procs::stable_udp_port();
         Server {
             dir: dir.to_path_buf(),
             addr: format!("127.0.0.1:{port}"),
