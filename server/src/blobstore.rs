@@ -102,6 +102,30 @@ pub fn hash_reader(r: &mut dyn Read) -> io::Result<(Hash32, u64)> {
     copy_hashing(r, |_| Ok(()))
 }
 
+/// The SHA-256 state after the first `limit` bytes of `r` (fewer if it
+/// ends first), and how many bytes that was: to go on hashing what is
+/// appended after them.
+///
+/// # Errors
+/// I/O errors.
+pub fn hash_prefix(r: &mut dyn Read, limit: u64) -> io::Result<(Sha256Stream, u64)> {
+    let mut h = Sha256Stream::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut len = 0u64;
+    while len < limit {
+        let want = usize::try_from((limit - len).min(READ_CHUNK as u64)).expect("≤ READ_CHUNK");
+        let n = match r.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((h, len))
+}
+
 /// Read `r` to its end in [`READ_CHUNK`]s, handing each chunk to `sink`;
 /// returns the SHA-256 and length of what was read.
 fn copy_hashing(

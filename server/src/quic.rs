@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
+use bytes::Bytes;
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::enroll::{
     EnrollRequest, EnrollResponse, EnrollStatus, ALPN_ENROLL, ALPN_SYNC, MAX_ENROLL_REQUEST,
@@ -24,6 +24,7 @@ use fieldseal_proto::receipt::Receipt;
 use quinn::{RecvStream, SendStream, VarInt};
 
 use crate::ingest::{AcceptedEntry, Decision, Ingest};
+use crate::storage::PartWriter;
 use crate::{admin, now_us, pki, Shared};
 
 /// Application close code: the device was revoked.
@@ -777,18 +778,18 @@ enum Stored {
     Mismatch,
 }
 
-/// Make a complete upload a blob: hash the file as it is on disk — what is
-/// acknowledged is what the disk holds, not what passed through memory —
-/// hand it to the blob store (fsync, rename, fsync folder) and note that the
-/// media is held. Blocking: run it off the async workers.
+/// Make a complete upload a blob: check the hash and length of what the
+/// partial file holds (`held`, from its [`crate::storage::PartWriter`])
+/// against the signed entry's, hand the file to the blob store (fsync,
+/// rename, fsync folder) and note that the media is held. Blocking: run it
+/// off the async workers.
 fn commit_upload(
     shared: &Shared,
     device: DeviceId,
     seq: u64,
-    media_hash: fieldseal_proto::identity::Hash32,
-    media_len: u64,
+    (media_hash, media_len): (fieldseal_proto::identity::Hash32, u64),
+    (hash, len): (fieldseal_proto::identity::Hash32, u64),
 ) -> anyhow::Result<Stored> {
-    let (hash, len) = shared.storage.hash_partial(device, seq)?;
     if len != media_len {
         shared.storage.discard_partial(device, seq)?;
         return Ok(Stored::Short(len));
@@ -806,12 +807,6 @@ fn commit_upload(
     // (`reindex::reconcile_media`), and so does the next upload query.
     shared.db.put_media_unflushed(device, seq)?;
     Ok(Stored::Yes)
-}
-
-/// Flush tokio's background write and fsync a partial upload.
-async fn sync_part(file: &mut tokio::fs::File) -> std::io::Result<()> {
-    file.flush().await?;
-    file.sync_data().await
 }
 
 /// The server could not store an upload's bytes (a full or failing disk):
@@ -839,12 +834,31 @@ async fn disk_failed(
     Ok(())
 }
 
-/// Append received bytes to a partial upload.
-async fn write_part(file: &mut tokio::fs::File, bytes: &[u8]) -> std::io::Result<()> {
-    if !bytes.is_empty() {
-        file.write_all(bytes).await?;
-    }
-    Ok(())
+/// Write the first `take` bytes of `chunks` to a partial upload on the
+/// blocking pool, and fsync it every [`PARTIAL_SYNC_EVERY`] bytes (or now,
+/// with `sync`). Gives the writer back unless the disk failed.
+async fn write_batch(
+    mut writer: PartWriter,
+    chunks: Vec<Bytes>,
+    take: u64,
+    sync: bool,
+) -> Result<std::io::Result<PartWriter>, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        let mut rest = take;
+        for c in &chunks {
+            if rest == 0 {
+                break;
+            }
+            let n = usize::try_from(rest).map_or(c.len(), |r| r.min(c.len()));
+            writer.write(&c[..n])?;
+            rest -= n as u64;
+        }
+        if sync || writer.unsynced() >= PARTIAL_SYNC_EVERY {
+            writer.sync()?;
+        }
+        Ok(writer)
+    })
+    .await
 }
 
 fn failed(seq: u64, code: UploadFailCode, detail: &str) -> Message {
@@ -983,68 +997,64 @@ async fn upload(
     let (media_hash, media_len) = accepted
         .and_then(|a| a.media)
         .expect("checked by handle_upload_begin");
-    // The whole file is hashed as stored once complete (commit_upload).
-    let file = match shared.storage.open_partial(device, seq, held) {
-        Ok(x) => x,
+    // Opening reads back and hashes what the partial file already holds:
+    // blocking work, as are the writes below.
+    let s = shared.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || s.storage.part_writer(device, seq, held)).await?;
+    let mut writer = match opened {
+        Ok(w) => w,
         Err(e) => return disk_failed(&mut send, device, seq, format!("{e:#}")).await,
     };
-    // Writes and fsyncs run on tokio's blocking pool, off the async workers.
-    let mut file = tokio::fs::File::from_std(file);
-    let mut buf = reader.take_rest();
+    // The stream's data is kept as quinn hands it over (no copy) until a
+    // batch is gathered, then written and hashed in one blocking task.
+    let mut batch: Vec<Bytes> = Vec::new();
+    let first = reader.take_rest();
+    let mut gathered = first.len();
+    if !first.is_empty() {
+        batch.push(Bytes::from(first));
+    }
     let mut recv = reader.recv;
     let mut left = raw_len;
-    let mut since_sync = 0u64;
-    let mut overrun = false;
-    let mut chunk = vec![0u8; 64 * 1024];
-    let ended_early = loop {
-        if !buf.is_empty() && (buf.len() >= WRITE_BATCH || buf.len() as u64 >= left) {
-            let take = usize::try_from((buf.len() as u64).min(left)).expect("bounded by len");
-            if let Err(e) = write_part(&mut file, &buf[..take]).await {
-                return disk_failed(&mut send, device, seq, format!("{e:#}")).await;
-            }
-            left -= take as u64;
-            since_sync += take as u64;
-            if since_sync >= PARTIAL_SYNC_EVERY {
-                if let Err(e) = sync_part(&mut file).await {
-                    return disk_failed(&mut send, device, seq, format!("{e:#}")).await;
+    let length_differs = loop {
+        let full = gathered > 0 && (gathered >= WRITE_BATCH || gathered as u64 >= left);
+        // `None`: a batch to write; `Some(None)`: the stream ended;
+        // `Some(Some(e))`: the connection was lost.
+        let end = if full {
+            None
+        } else {
+            match recv.read_chunk(WRITE_BATCH, true).await {
+                Ok(Some(c)) => {
+                    gathered += c.bytes.len();
+                    batch.push(c.bytes);
+                    continue;
                 }
-                since_sync = 0;
+                Ok(None) => Some(None),
+                Err(e) => Some(Some(e)),
             }
-            if take < buf.len() {
-                overrun = true;
-                break false;
-            }
-            buf.clear();
+        };
+        let take = (gathered as u64).min(left);
+        let overrun = gathered as u64 > left;
+        let lost = matches!(end, Some(Some(_)));
+        let chunks = std::mem::take(&mut batch);
+        gathered = 0;
+        if take > 0 || lost {
+            // On a lost connection what arrived is fsynced, for a resume.
+            writer = match write_batch(writer, chunks, take, lost).await? {
+                Ok(w) => w,
+                Err(e) if lost => return Err(e.into()),
+                Err(e) => return disk_failed(&mut send, device, seq, format!("{e:#}")).await,
+            };
         }
-        match recv.read(&mut chunk).await {
-            Ok(Some(n)) => buf.extend_from_slice(&chunk[..n]),
-            Ok(None) => {
-                // The stream ended with less than a batch gathered (and
-                // less than was announced, or it would have been written).
-                if let Err(e) = write_part(&mut file, &buf).await {
-                    return disk_failed(&mut send, device, seq, format!("{e:#}")).await;
-                }
-                left -= buf.len() as u64;
-                break left > 0;
-            }
-            Err(e) => {
-                // Connection lost: keep what arrived, durably, for a resume.
-                write_part(&mut file, &buf).await?;
-                file.flush().await?;
-                file.sync_data().await?;
-                return Err(e.into());
-            }
+        left -= take;
+        match end {
+            _ if overrun => break true,
+            None => {}
+            Some(None) => break left > 0,
+            Some(Some(e)) => return Err(e.into()),
         }
     };
-    // tokio's File writes in the background: a failed write (ENOSPC) is
-    // reported by the next operation, and `sync_data` alone can miss it
-    // (tokio#6325). `flush` waits for the write and returns its error. The
-    // fsync comes with the commit below.
-    if let Err(e) = file.flush().await {
-        return disk_failed(&mut send, device, seq, format!("{e:#}")).await;
-    }
-    drop(file);
-    if ended_early || overrun {
+    if length_differs {
         send_msg(
             &mut send,
             &failed(
@@ -1061,8 +1071,9 @@ async fn upload(
     // Hashing, fsync, rename and the index are blocking work: off the async
     // workers, which carry every other connection.
     let s = shared.clone();
+    let held = writer.finish();
     let stored = match tokio::task::spawn_blocking(move || {
-        commit_upload(&s, device, seq, media_hash, media_len)
+        commit_upload(&s, device, seq, (media_hash, media_len), held)
     })
     .await?
     {

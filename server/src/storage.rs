@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use fieldseal_proto::chainlog::put_record;
-use fieldseal_proto::identity::{DeviceId, Hash32};
+use fieldseal_proto::identity::{DeviceId, Hash32, Sha256Stream};
 
 /// The file layout of one data folder.
 #[derive(Debug, Clone)]
@@ -153,9 +153,9 @@ impl Storage {
     }
 
     /// Open the partial file for appending at `offset` (its current length,
-    /// which the caller checked). What it holds is hashed once the upload is
-    /// complete ([`Storage::hash_partial`]): the server trusts only what is on
-    /// disk.
+    /// which the caller checked). Uploads go through [`Storage::part_writer`],
+    /// which hashes what the file holds; a file left complete by an earlier
+    /// upload is checked with [`Storage::hash_partial`].
     ///
     /// # Errors
     /// I/O errors; the file's length is not `offset`.
@@ -171,6 +171,31 @@ impl Storage {
             sync_dir(&dir)?;
         }
         Ok(f)
+    }
+
+    /// Open the partial upload of (device, seq) for appending at `offset`,
+    /// with the SHA-256 of the `offset` bytes it holds read back from disk,
+    /// so that the hash of the whole file is known when the last byte is
+    /// written ([`PartWriter::finish`]) without reading it all again.
+    ///
+    /// # Errors
+    /// As [`Storage::open_partial`]; the file is shorter than `offset`.
+    pub fn part_writer(&self, device: DeviceId, seq: u64, offset: u64) -> io::Result<PartWriter> {
+        let file = self.open_partial(device, seq, offset)?;
+        let (held, len) = if offset == 0 {
+            (Sha256Stream::new(), 0)
+        } else {
+            crate::blobstore::hash_prefix(&mut File::open(self.partial_path(device, seq))?, offset)?
+        };
+        if len != offset {
+            return Err(io::Error::other("partial file shorter than its length"));
+        }
+        Ok(PartWriter {
+            file,
+            hash: held,
+            len,
+            unsynced: 0,
+        })
     }
 
     /// SHA-256 and length of a partial upload as it is on disk.
@@ -205,6 +230,62 @@ impl Storage {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+}
+
+/// A partial upload being appended to ([`Storage::part_writer`]): every
+/// byte is hashed as it is handed to the file, so the SHA-256 of the whole
+/// file is ready with the last write.
+///
+/// What it reports is what the file holds: each write is checked whole
+/// (`write_all` on a `std::fs::File`, whose errors — ENOSPC, EIO — come back
+/// from the call itself, unlike a buffered async file), the held prefix was
+/// read back from disk, and the caller fsyncs before it acknowledges.
+#[derive(Debug)]
+pub struct PartWriter {
+    file: File,
+    hash: Sha256Stream,
+    len: u64,
+    unsynced: u64,
+}
+
+impl PartWriter {
+    /// Append `bytes`.
+    ///
+    /// # Errors
+    /// I/O errors; what was written before stays, for a resume.
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.hash.update(bytes);
+        self.len += bytes.len() as u64;
+        self.unsynced += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes held so far (prefix included).
+    pub fn held(&self) -> u64 {
+        self.len
+    }
+
+    /// Bytes written since the last [`PartWriter::sync`].
+    pub fn unsynced(&self) -> u64 {
+        self.unsynced
+    }
+
+    /// fsync what was written, so that a resume after a crash starts from it.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.unsynced = 0;
+        Ok(())
+    }
+
+    /// The SHA-256 and length of everything the file holds. Not synced:
+    /// the blob store fsyncs when it adopts the file.
+    pub fn finish(self) -> (Hash32, u64) {
+        (self.hash.finish(), self.len)
     }
 }
 
@@ -251,6 +332,18 @@ mod tests {
         drop(f);
         let (hash, _) = s.hash_partial(dev, 5).unwrap();
         assert_eq!(hash, fieldseal_proto::identity::sha256(b"hello world"));
+        // A writer resuming at the held length hashes the prefix from disk.
+        let mut w = s.part_writer(dev, 5, 11).unwrap();
+        assert!(s.part_writer(dev, 5, 12).is_err(), "not the held length");
+        w.write(b"!").unwrap();
+        assert_eq!(w.held(), 12);
+        let (h2, n2) = w.finish();
+        assert_eq!((h2, n2), s.hash_partial(dev, 5).unwrap());
+        assert_eq!(h2, fieldseal_proto::identity::sha256(b"hello world!"));
+        s.discard_partial(dev, 5).unwrap();
+        let mut f = s.open_partial(dev, 5, 0).unwrap();
+        f.write_all(b"hello world").unwrap();
+        drop(f);
         let blobs = crate::blobstore::FolderStore::open(dir.path()).unwrap();
         s.commit_partial(dev, 5, &hash, &blobs).unwrap();
         assert_eq!(fs::read(blobs.path(&hash)).unwrap(), b"hello world");
