@@ -145,7 +145,7 @@ How the server's cost grows:
 - per entry: constant — signature check (~50 µs), one Merkle append (about two tree nodes
   written), a receipt signature (~26 µs), and a share of one group commit (three fsyncs for all
   the entries queued meanwhile, up to 256);
-- per segment: linear in its bytes (SHA-256 twice, as received and as stored, and one write),
+- per segment: linear in its bytes (one write, with SHA-256 of the same bytes as they are written),
   plus one fsync of the file and one of its folder;
 - per connection: O(missing media) for the resend list, not O(chain);
 - with archive size: proofs are O(log n); verify, scrub and reindex are linear (in bytes for the

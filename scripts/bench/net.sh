@@ -348,6 +348,8 @@ bench_net_upload() {
   om=$(calc "$bytes * 8 / $os / 1000000")
   bm=$(calc "$bytes * 8 / $bs / 1000000")
   cm=$(calc "$bytes * 8 / $cs / 1000000")
+  # The devices row sets its count against this: no QUIC server here can carry more.
+  [ "$place" = loopback ] && NET_LOOP_CEIL_MBIT=$cm
   local what label
   if [ "$place" = lossy ]; then
     what="Upload of a $mib MiB backlog, $(calc "$NET_LOSS * 100") % loss each way, $((2 * NET_DELAY_MS)) ms round trip (Mbit/s)"
@@ -412,6 +414,13 @@ bench_net_devices() {
   row "Simulated devices sustained (2 Mbit/s each, own QUIC connection; receipt p99 < 1 s, no growing backlog)" \
     "$best" "$(printf '%.0f' "$limit") (SHA-256 limit)" "$(calc "$best / $limit")" \
     "≥ 1000: $(met "$best" '>=' 1000)" "NdevA vs NdevB"
+  if [ -n "${NET_LOOP_CEIL_MBIT:-}" ]; then
+    local cdev
+    cdev=$(calc "$NET_LOOP_CEIL_MBIT / 2")
+    row "… the same against the quinn ceiling of this run: its loopback Mbit/s ÷ 2 Mbit/s (devices)" \
+      "$best" "$(printf '%.0f' "$cdev") (ceiling, no storage)" "$(calc "$best / $cdev")" "report" \
+      "NdevA vs NloopC"
+  fi
   row "Hash-first receipt latency at 100 devices, p50 / p99 (ms)" "${p50:-—} / ${p99:-—}" "—" "—" \
     "p99 ≤ 20 ms: $(met "${p99:-1e9}" '<=' 20)" "NdevA"
   cmd "NdevA" "fieldseal-loadgen devices --server H:P --server-data SRV --work /dev/shm/D --counts $NET_DEVICE_COUNTS --seconds $NET_DEVICE_SECONDS --rate-bps 2000000 --segment-secs 4  # against fieldseal-server run --data SRV --quic H:P on this machine"
@@ -506,34 +515,41 @@ What bounds each network figure (profiles with `perf record -g` from Debian's li
 runs of that day). Ratios moved between runs by up to a third with the machine's load; the
 medians of three pairs are steadier:
 
-- **Loopback: the quinn ceiling (~1 Gbit/s) is below curl → nginx (1.2–2.2 Gbit/s)**, so no
+- **Loopback: the quinn ceiling (1.9–2.7 Gbit/s) is below curl → nginx (3.7 Gbit/s)**, so no
   QUIC upload can meet the "≥ 1.0× curl/nginx" goal here. Kernel TCP on loopback moves 64 KiB
   segments (MTU 65536, no per-packet work in user space); quinn sends datagrams of at most 1452
   bytes (its MTU discovery's upper bound), ~740,000 per GiB, and each one is built, encrypted,
   header-protected, tracked for acknowledgement and received in user space. The profile of both
   ends is flat: AES-GCM 6–8 %, `memmove` 6 %, `poll_transmit`/`process_payload` and the rest of
-  quinn-proto's per-packet bookkeeping, and 20–25 % thread wake-ups and context switches. On a
-  real network path (MTU 1500) TCP loses this loopback advantage. Raising quinn's
-  `MtuDiscoveryConfig::upper_bound` would lift the loopback figure only; it is left alone.
-- **Loopback: fieldseal at about half the ceiling** is what the server does with the bytes: per
-  segment it writes them, hashes them once as stored (SHA-256 of the file read back from the page
-  cache: what is acknowledged is what the disk holds), fsyncs the file and its folder, renames the
-  blob into place, and only then acknowledges; the entry before it costs a share of a group
-  commit. nginx does none of this: no fsync, no hash; its 201 means "in the page cache". Changed
-  on 2026-11-28 after the first profiles (figures of those profiles in brackets): stream data is
-  gathered into 512 KiB writes (was one `tokio::fs` write per QUIC read, 29 KB on average, each a
-  hand-off to the blocking pool: the server's 22 % in `finish_task_switch`); the partial file is
-  fsynced once when complete (was every MiB, and once more by the rename); the hash, fsync, rename
-  and index update run on the blocking pool (they ran on the async workers, stalling every other
-  connection); the index's "media held" flag is not flushed per segment (the durable blob is the
-  fact; start-up reconciles). What remains per segment is two fsyncs, one extra read of the bytes
-  and a round trip before and after the data (below), on 2 cores that also run the sender. The
-  fsyncs are not the bound: with `eatmydata` (fsync a no-op) 256 × 1 MiB took the same time
-  (3.4–4.4 s against 3.8–4.4 s, 2026-11-28, load 3–4). A profile of that run shows no single
-  hotspot on the server: context switches 11 % (`finish_task_switch`), `memmove` 8 %, SHA-256 7 %,
-  and ext4 allocating and looking up inodes for the partial and blob files (~9 %); the sender
-  spends as much on AES-GCM, SHA-256 and copies. Fewer hand-offs per segment (one blocking task
-  for the whole upload rather than tokio's File) and reusing partial files are the next steps.
+  quinn-proto's per-packet bookkeeping, and 20–25 % thread wake-ups and context switches.
+  Larger datagrams were tried (2026-11-28): with MTU discovery's upper bound at 9000 or 65527
+  and the endpoints' `max_udp_payload_size` to match, discovery reached ~8,700 bytes and then a
+  burst of large datagrams was lost on loopback, black-hole detection fell back to 1200 bytes,
+  and neither the ceiling nor the upload got faster; on a real path (MTU 1500) there is nothing
+  to gain. Left at quinn's defaults.
+- **Loopback: the UDP receive buffer.** With Linux's default (208 KiB, ~140 datagrams) the
+  kernel dropped 7–15 % of the upload's packets on loopback (quinn's path statistics: 13,921 of
+  203,278 lost in one ceiling run), each resent and counted as congestion. The server now asks
+  for 8 MiB (`quic::RECV_BUFFER_BYTES`; the kernel caps it at `net.core.rmem_max`, 4 MiB here,
+  and doubles it): 0 packets lost, the 256 MiB upload went from 2.1–2.5 s to 1.7–1.9 s, and the
+  simulated devices sustained went from 200 to 400. `fieldseal-loadgen ceiling` prints the lost
+  packets of its run.
+- **Loopback: fieldseal at about half the ceiling.** Both ends are busy: in a 256 MiB upload
+  (1.8–2.3 s) the server used 2.0–2.5 CPU-seconds, two thirds of it in the kernel (fsync
+  write-out through virtio, page-cache writes, UDP receive, futex wake-ups), and the sender
+  1.3 CPU-seconds, on 2 cores: the machine is saturated. Per segment the server writes the
+  bytes, hashes them, fsyncs the file and its folder, renames the blob into place, and only then
+  acknowledges; the entry before it costs a share of a group commit. nginx does none of this: no
+  fsync, no hash; its 201 means "in the page cache". Changes on 2026-11-28, with what each
+  did: stream data gathered into 512 KiB writes (was one `tokio::fs` write per 29 KB QUIC read:
+  the server's 22 % in `finish_task_switch`); the partial file fsynced once when complete (was
+  every MiB); hashing, fsync, rename and index update on the blocking pool (they stalled the
+  async workers); the "media held" flag not flushed per segment; stream data kept in quinn's own
+  buffers and hashed as it is written (`storage::PartWriter`: `memmove` from 8.7 % to 2.7 % of
+  the server's samples, wall time unchanged). The fsyncs are not the bound by themselves: with
+  `eatmydata` (fsync a no-op) 256 × 1 MiB took the same time. Files freed by `rm -rf` shortly
+  before cost ext4 without a journal (this machine's) a scan on every create
+  (`recently_deleted`, 5–12 % of the server); the bench no longer deletes between runs.
 - **Lossy link.** Each segment's upload spends two round trips with its stream idle
   (UploadQuery → UploadOffset before the first byte; the server's fsync and UploadAck after the
   last). With the agent's former 2 uploads at a time that cost about half the link (48–60
@@ -543,20 +559,22 @@ medians of three pairs are steadier:
   not the bound. TCP with Cubic at 2 % loss is bound by its response to loss (Mathis et al.:
   ≈ MSS/RTT × 1.22/√p, ~2.5 Mbit/s a connection; two connections gave ~4 Mbit/s); with BBR, which
   like quinn's BBR does not treat random loss as congestion, TCP keeps the link's pace.
-- **Simulated devices: 200 sustained (300 failed), against a SHA-256 limit of ~6,000.** Hashing
-  is not the bound. 200 devices are 400 Mbit/s of QUIC into one server, with the load
-  generator's 200 QUIC senders on the same 2 cores, and the quinn ceiling on this machine is
-  1–2 Gbit/s for sender and receiver together on one connection with no storage; hundreds of
-  connections add per-connection timers, acknowledgements and wake-ups. At 300 devices receipts
-  fell seconds behind and the segment backlog grew. 1,000 devices (2 Gbit/s) is beyond what QUIC
-  in user space moves on 2 cores shared with its own load generator; a server of this kind needs
-  more cores for that, not a different design (the entry path is group-committed and the upload
-  path is per-byte work).
+- **Simulated devices: 400 sustained (500 failed) on 2026-11-28, against a SHA-256 limit of
+  ~6,000.** Hashing is not the bound. 1,000 devices are 2 Gbit/s of QUIC into one server, and
+  the quinn ceiling of this machine, one connection with no storage, no hashing and no
+  signatures, is about that (the row "against the quinn ceiling" above divides it by 2 Mbit/s),
+  with sender and receiver sharing the 2 cores. At 450 devices `top` showed the load generator
+  at 106 % of a core (its 450 QUIC senders: `sendmsg` 17 %, writing each 1 MB segment to
+  /dev/shm 8 %, AES-GCM 4 %) and the server at 77 %: the machine is full before the server is.
+  At 500 devices receipts fell seconds behind and the segment backlog grew. Meeting 1,000 needs
+  the load generator on other cores than the server; the server's own cost per device is in
+  "What one server holds" below.
 - **Receipt latency at 100 devices.** Before group commit p99 was 34–54 ms: every entry cost three
   fsyncs under one lock, queued behind the others and behind blob fsyncs on the same ext4 file
   system (data=ordered: a journal commit first writes the other files' dirty data). With group
   commit (up to 256 entries per three fsyncs) it measured 19 ms and 43 ms in two runs on
-  2026-11-28 (p50 4–5 ms): the remaining tail is the journal commit shared with bulk blob writes
+  2026-11-28 (p50 4–5 ms), and with the larger UDP receive buffer 11.5 ms at 200 devices and
+  14.8 ms at 300 (16 s windows, load 1.8): the remaining tail is the journal commit shared with bulk blob writes
   and the 2 cores shared with 100 senders; with tiny segments p99 was 6.9 ms. Blobs on another
   file system than the chain logs would take the blob fsyncs out of the receipts' way.
 EOF
