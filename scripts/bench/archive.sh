@@ -130,6 +130,11 @@ EOF
   else
     echo "- Live ingest: not measured in this run (\`BENCH_ONLY\` left out \`net\`)."
   fi
+  if [ -n "${NET_SERVER_CORES_PER_100:-}" ]; then
+    echo "- **Server CPU**: $NET_SERVER_CORES_PER_100 cores per 100 cameras at 2 Mbit/s (QUIC, write, SHA-256, fsync, entries and"
+    echo "  receipts; measured at the largest count sustained): one core of this machine ingests about"
+    echo "  $(calc "100 / $NET_SERVER_CORES_PER_100") cameras, if the load generator ran elsewhere."
+  fi
   if [ -n "$v" ]; then
     echo "- **Verification**: $v MB/s from the page cache, so a full re-check (verify or scrub) of a"
     echo "  10 TB archive (some 11,000 camera-hours) takes $(calc "10000000 / $v / 3600") h of CPU; from disk it is bounded"

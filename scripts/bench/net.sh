@@ -399,7 +399,7 @@ bench_net_devices() {
   "$NET_LOADGEN" devices --server "$NET_SERVER_ADDR" --server-data "$WORK/srv-devices" \
     --work "/dev/shm/fieldseal-bench-$$" --counts "$NET_DEVICE_COUNTS" \
     --seconds "$NET_DEVICE_SECONDS" --rate-bps 2000000 --segment-secs 4 \
-    >"$WORK/devices.out" 2>"$WORK/devices.err" || {
+    --server-pid "$NET_SERVER_PID" >"$WORK/devices.out" 2>"$WORK/devices.err" || {
     log "devices failed:"
     tail -20 "$WORK/devices.err" >&2
   }
@@ -421,9 +421,19 @@ bench_net_devices() {
       "$best" "$(printf '%.0f' "$cdev") (ceiling, no storage)" "$(calc "$best / $cdev")" "report" \
       "NdevA vs NloopC"
   fi
+  # CPU of each side at the largest count sustained, in cores over its window.
+  local bline sc lc
+  bline=$(grep "^devices=$best " "$WORK/devices.out" || true)
+  sc=$(sed -n 's/.* server_cores=\([0-9.]*\).*/\1/p' <<<"$bline")
+  lc=$(sed -n 's/.* loadgen_cores=\([0-9.]*\).*/\1/p' <<<"$bline")
+  if [ -n "$sc" ] && [ -n "$lc" ] && [ "$best" -gt 0 ]; then
+    NET_SERVER_CORES_PER_100=$(calc "$sc * 100 / $best") # for the capacity section
+    row "CPU at $best devices: server / load generator (cores; server per 100 devices)" \
+      "$sc / $lc; $NET_SERVER_CORES_PER_100 per 100" "—" "—" "report" "NdevA"
+  fi
   row "Hash-first receipt latency at 100 devices, p50 / p99 (ms)" "${p50:-—} / ${p99:-—}" "—" "—" \
     "p99 ≤ 20 ms: $(met "${p99:-1e9}" '<=' 20)" "NdevA"
-  cmd "NdevA" "fieldseal-loadgen devices --server H:P --server-data SRV --work /dev/shm/D --counts $NET_DEVICE_COUNTS --seconds $NET_DEVICE_SECONDS --rate-bps 2000000 --segment-secs 4  # against fieldseal-server run --data SRV --quic H:P on this machine"
+  cmd "NdevA" "fieldseal-loadgen devices --server H:P --server-data SRV --work /dev/shm/D --counts $NET_DEVICE_COUNTS --seconds $NET_DEVICE_SECONDS --rate-bps 2000000 --segment-secs 4 --server-pid PID  # against fieldseal-server run --data SRV --quic H:P on this machine"
   cmd "NdevB" "openssl speed -evp sha256 -bytes 16384 -seconds 3  # bytes/s × 8 ÷ 2 Mbit/s"
   {
     echo "- simulated devices (one line per step; load average when the window opened):"
@@ -559,16 +569,21 @@ medians of three pairs are steadier:
   not the bound. TCP with Cubic at 2 % loss is bound by its response to loss (Mathis et al.:
   ≈ MSS/RTT × 1.22/√p, ~2.5 Mbit/s a connection; two connections gave ~4 Mbit/s); with BBR, which
   like quinn's BBR does not treat random loss as congestion, TCP keeps the link's pace.
-- **Simulated devices: 400 sustained (500 failed) on 2026-11-28, against a SHA-256 limit of
-  ~6,000.** Hashing is not the bound. 1,000 devices are 2 Gbit/s of QUIC into one server, and
-  the quinn ceiling of this machine, one connection with no storage, no hashing and no
-  signatures, is about that (the row "against the quinn ceiling" above divides it by 2 Mbit/s),
-  with sender and receiver sharing the 2 cores. At 450 devices `top` showed the load generator
-  at 106 % of a core (its 450 QUIC senders: `sendmsg` 17 %, writing each 1 MB segment to
-  /dev/shm 8 %, AES-GCM 4 %) and the server at 77 %: the machine is full before the server is.
-  At 500 devices receipts fell seconds behind and the segment backlog grew. Meeting 1,000 needs
-  the load generator on other cores than the server; the server's own cost per device is in
-  "What one server holds" below.
+- **Simulated devices: 300–400 sustained (400–500 failed) in runs of 2026-11-28, against a
+  SHA-256 limit of ~6,000.** Hashing is not the bound; CPU is. The devices row now reads each
+  side's CPU over its window (`--server-pid`): at 100 / 200 / 300 devices the server used 0.25 /
+  0.53 / 0.84 cores and the load generator 0.16 / 0.34 / 0.55, so the server costs about 0.27
+  cores per 100 devices (2 Mbit/s each: ~8 ns of CPU per byte ingested, all in) and the load
+  generator about 0.18. 1,000 devices would need ~2.7 cores for the server alone and ~4.5 with
+  the load generator, on a machine of 2; past ~350 both sides run out together, the backlog
+  grows and the step fails. A profile of the server at 300 devices is flat: thread wake-ups
+  and context switches 11 % (`finish_task_switch`: 300 connections, each a few packets at a
+  time), SHA-256 6 %, the virtio doorbell of each fsync's write-out 4 %, network softirq 4 %,
+  `memmove` 3 %, AES-GCM 2 %, the rest spread over quinn, ext4 and malloc. The quinn ceiling
+  itself (one connection, nothing stored) is about 2 Gbit/s here, the 1,000 devices' rate (the
+  row "against the quinn ceiling" divides it by 2 Mbit/s). One server of this size holds the
+  cameras in "What one server holds" below; more need more cores, not another design (entries
+  are group-committed, uploads are per-byte work).
 - **Receipt latency at 100 devices.** Before group commit p99 was 34–54 ms: every entry cost three
   fsyncs under one lock, queued behind the others and behind blob fsyncs on the same ext4 file
   system (data=ordered: a journal commit first writes the other files' dirty data). With group

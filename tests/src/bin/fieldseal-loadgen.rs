@@ -18,9 +18,12 @@
 //!     the other end of `ceiling`: reads each stream and discards it.
 //! devices --server HOST:PORT --server-data DIR --work DIR --counts 10,50,...
 //!         [--seconds 24] [--warmup 8] [--rate-bps 2000000] [--segment-secs 4]
+//!         [--server-pid PID]
 //!     simulated devices, each on its own QUIC connection, each signing a
 //!     segment entry every segment-secs and uploading rate-bps of media;
 //!     steps up the count until receipts' p99 reaches 1 s or the backlog grows.
+//!     Each step's line gives the CPU (in cores) the load generator and, with
+//!     --server-pid, the server used over its window.
 //! ```
 //!
 //! Results go to standard output as `key=value` lines that the script reads.
@@ -632,6 +635,14 @@ async fn devices(args: &Args) -> anyhow::Result<()> {
     let warmup: f64 = args.num("warmup", 8.0)?;
     let rate_bps: u64 = args.num("rate-bps", 2_000_000)?;
     let segment_secs: u32 = args.num("segment-secs", 4)?;
+    // The server's process, to report the CPU it used in each window.
+    let server_pid: Option<u32> = match args.get("server-pid") {
+        Ok(p) => Some(
+            p.parse()
+                .map_err(|_| anyhow!("--server-pid: a process id"))?,
+        ),
+        Err(_) => None,
+    };
     let seg_len = usize::try_from(rate_bps * u64::from(segment_secs) / 8)? - 32;
     let media = Arc::new(Media::new(seg_len));
     let latencies: Arc<Latencies> = Arc::default();
@@ -706,6 +717,10 @@ async fn devices(args: &Args) -> anyhow::Result<()> {
         latencies.micros.lock().expect("lock").clear();
         latencies.open.store(true, Ordering::Relaxed);
         let load0 = loadavg();
+        let cpu0 = (
+            cpu_seconds("self"),
+            server_pid.and_then(|p| cpu_seconds(&p.to_string())),
+        );
         let start = pending(&all);
         let mut worst = start;
         let t0 = Instant::now();
@@ -717,6 +732,14 @@ async fn devices(args: &Args) -> anyhow::Result<()> {
             samples.push(p.1);
         }
         latencies.open.store(false, Ordering::Relaxed);
+        let window = t0.elapsed().as_secs_f64();
+        // CPU used over the window, in cores (1.0 = one core busy throughout).
+        let cores = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.2}", (b - a) / window),
+            _ => "-".to_string(),
+        };
+        let loadgen_cores = cores(cpu0.0, cpu_seconds("self"));
+        let server_cores = cores(cpu0.1, server_pid.and_then(|p| cpu_seconds(&p.to_string())));
         let end = pending(&all);
         let _ = stop_tx.send(true);
         let mut lat = std::mem::take(&mut *latencies.micros.lock().expect("lock"));
@@ -733,7 +756,8 @@ async fn devices(args: &Args) -> anyhow::Result<()> {
         println!(
             "devices={count} receipts={} p50_ms={p50:.1} p99_ms={p99:.1} max_ms={:.1} \
              unreceipted_start={} unreceipted_end={} unacked_start={} unacked_end={} \
-             unacked_max={} loadavg={load0} ok={}",
+             unacked_max={} loadavg={load0} loadgen_cores={loadgen_cores} \
+             server_cores={server_cores} ok={}",
             lat.len(),
             lat.last().map_or(f64::NAN, |v| *v as f64 / 1000.0),
             start.0,
@@ -758,6 +782,19 @@ async fn devices(args: &Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// User plus system CPU seconds of process `pid` ("self" for this one), all
+/// its threads, from /proc/PID/stat; `None` if it cannot be read.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line (11 and 12 of `rest`),
+    // in clock ticks: USER_HZ, 100 on Linux whatever the kernel's HZ.
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 fn loadavg() -> String {
