@@ -7,7 +7,7 @@
 #   BENCH_NET_LOSSY_MIB=32      backlog over the lossy link (TCP at 2 % loss is slow: see below)
 #   BENCH_NET_LOSS=0.02         loss per direction on the lossy link
 #   BENCH_NET_DELAY_MS=20       one-way delay on the lossy link (round trip twice that)
-#   BENCH_DEVICE_COUNTS=10,50,100,200,500,1000,2000
+#   BENCH_DEVICE_COUNTS=10,50,100,200,300,400,500,600,800,1000,2000
 #   BENCH_DEVICE_SECONDS=24     measured window per device count (after an 8 s warm-up)
 #   BENCH_NET_ROWS="loopback lossy devices"   which network rows to run
 
@@ -17,7 +17,7 @@ NET_MIB=${BENCH_NET_MIB:-1024}
 NET_LOSSY_MIB=${BENCH_NET_LOSSY_MIB:-32}
 NET_LOSS=${BENCH_NET_LOSS:-0.02}
 NET_DELAY_MS=${BENCH_NET_DELAY_MS:-20}
-NET_DEVICE_COUNTS=${BENCH_DEVICE_COUNTS:-10,50,100,200,500,1000,2000}
+NET_DEVICE_COUNTS=${BENCH_DEVICE_COUNTS:-10,50,100,200,300,400,500,600,800,1000,2000}
 NET_DEVICE_SECONDS=${BENCH_DEVICE_SECONDS:-24}
 NET_ROWS=${BENCH_NET_ROWS:-"loopback lossy devices"}
 # Names of the namespaces and TUN devices of the lossy link (removed at exit).
