@@ -132,8 +132,9 @@ EOF
   fi
   if [ -n "${NET_SERVER_CORES_PER_100:-}" ]; then
     echo "- **Server CPU**: $NET_SERVER_CORES_PER_100 cores per 100 cameras at 2 Mbit/s (QUIC, write, SHA-256, fsync, entries and"
-    echo "  receipts; measured at the largest count sustained): one core of this machine ingests about"
-    echo "  $(calc "100 / $NET_SERVER_CORES_PER_100") cameras, if the load generator ran elsewhere."
+    echo "  receipts; the server process's own CPU at the largest count sustained): by that, one core of"
+    echo "  this machine ingests about $(calc "100 / $NET_SERVER_CORES_PER_100") cameras; the kernel's write-out and network work come on"
+    echo "  top (see the bounds above), so plan for fewer."
   fi
   if [ -n "$v" ]; then
     echo "- **Verification**: $v MB/s from the page cache, so a full re-check (verify or scrub) of a"

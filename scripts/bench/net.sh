@@ -525,8 +525,9 @@ What bounds each network figure (profiles with `perf record -g` from Debian's li
 runs of that day). Ratios moved between runs by up to a third with the machine's load; the
 medians of three pairs are steadier:
 
-- **Loopback: the quinn ceiling (1.9–2.7 Gbit/s) is below curl → nginx (3.7 Gbit/s)**, so no
-  QUIC upload can meet the "≥ 1.0× curl/nginx" goal here. Kernel TCP on loopback moves 64 KiB
+- **Loopback: the quinn ceiling (1.9–2.7 Gbit/s) is at or below curl → nginx (1.5–3.8 Gbit/s
+  from pair to pair; nginx moves most with the machine's load)**, so no QUIC upload can meet
+  the "≥ 1.0× curl/nginx" goal here with any margin. Kernel TCP on loopback moves 64 KiB
   segments (MTU 65536, no per-packet work in user space); quinn sends datagrams of at most 1452
   bytes (its MTU discovery's upper bound), ~740,000 per GiB, and each one is built, encrypted,
   header-protected, tracked for acknowledgement and received in user space. The profile of both
@@ -569,21 +570,29 @@ medians of three pairs are steadier:
   not the bound. TCP with Cubic at 2 % loss is bound by its response to loss (Mathis et al.:
   ≈ MSS/RTT × 1.22/√p, ~2.5 Mbit/s a connection; two connections gave ~4 Mbit/s); with BBR, which
   like quinn's BBR does not treat random loss as congestion, TCP keeps the link's pace.
-- **Simulated devices: 300–400 sustained (400–500 failed) in runs of 2026-11-28, against a
-  SHA-256 limit of ~6,000.** Hashing is not the bound; CPU is. The devices row now reads each
-  side's CPU over its window (`--server-pid`): at 100 / 200 / 300 devices the server used 0.25 /
-  0.53 / 0.84 cores and the load generator 0.16 / 0.34 / 0.55, so the server costs about 0.27
-  cores per 100 devices (2 Mbit/s each: ~8 ns of CPU per byte ingested, all in) and the load
-  generator about 0.18. 1,000 devices would need ~2.7 cores for the server alone and ~4.5 with
-  the load generator, on a machine of 2; past ~350 both sides run out together, the backlog
-  grows and the step fails. A profile of the server at 300 devices is flat: thread wake-ups
-  and context switches 11 % (`finish_task_switch`: 300 connections, each a few packets at a
+- **Simulated devices: 300–500 sustained (400–600 failed) in runs of 2026-11-28, against a
+  SHA-256 limit of ~6,000.** Hashing is not the bound; the machine's 2 cores are. The devices
+  row reads each side's CPU over its window (`--server-pid`): in the `make bench` run of 10:42
+  UTC the server used 0.26 / 0.54 / 0.83 / 0.98 cores at 100 / 200 / 300 / 500 devices and the
+  load generator 0.17 / 0.36 / 0.55 / 0.65, so the server costs about 0.2–0.27 cores per 100
+  devices (2 Mbit/s each: ~8 ns of CPU per byte ingested, all in) and the load generator about
+  0.15. The kernel's own share comes on top and is in neither figure: the write-out of fsynced
+  blobs runs in kernel threads, and loopback's receive work is charged to whichever process
+  happens to run. At 400–600 devices the two processes together use 1.6–1.8 cores with a load
+  average of 5–6, receipts fall seconds behind and the segment backlog grows, and whether 400 or
+  500 passes depends on the run. 1,000 devices would need ~2–2.7 cores for the server alone,
+  more than the machine has. Per thread the server is spread out (`top -H` at 500 devices: two
+  async workers at ~24 % each, the rest on the blocking pool's writes and fsyncs; no single
+  thread saturated). A profile of the server at 300 devices is flat: thread wake-ups and
+  context switches 11 % (`finish_task_switch`: hundreds of connections, each a few packets at a
   time), SHA-256 6 %, the virtio doorbell of each fsync's write-out 4 %, network softirq 4 %,
   `memmove` 3 %, AES-GCM 2 %, the rest spread over quinn, ext4 and malloc. The quinn ceiling
-  itself (one connection, nothing stored) is about 2 Gbit/s here, the 1,000 devices' rate (the
-  row "against the quinn ceiling" divides it by 2 Mbit/s). One server of this size holds the
-  cameras in "What one server holds" below; more need more cores, not another design (entries
-  are group-committed, uploads are per-byte work).
+  itself (one connection, nothing stored) is 2–2.4 Gbit/s here, the 1,000 devices' rate (the
+  row "against the quinn ceiling" divides it by 2 Mbit/s). Asking peers to acknowledge every
+  10th packet instead of every 2nd (QUIC's ACK-frequency extension) saved ~10 % of both sides'
+  CPU at 300 devices but slowed the lossy link (122 against 130 Mbit/s), so it was left out.
+  One server of this size holds the cameras in "What one server holds" below; more need more
+  cores, not another design (entries are group-committed, uploads are per-byte work).
 - **Receipt latency at 100 devices.** Before group commit p99 was 34–54 ms: every entry cost three
   fsyncs under one lock, queued behind the others and behind blob fsyncs on the same ext4 file
   system (data=ordered: a journal commit first writes the other files' dirty data). With group
