@@ -109,6 +109,26 @@ pub fn hash_reader(r: &mut dyn Read) -> io::Result<(Hash32, u64)> {
 /// # Errors
 /// I/O errors.
 pub fn hash_prefix(r: &mut dyn Read, limit: u64) -> io::Result<(Sha256Stream, u64)> {
+    read_hashing(r, limit, |_| Ok(()))
+}
+
+/// Read `r` to its end in [`READ_CHUNK`]s, handing each chunk to `sink`;
+/// returns the SHA-256 and length of what was read.
+fn copy_hashing(
+    r: &mut dyn Read,
+    sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<(Hash32, u64)> {
+    let (h, len) = read_hashing(r, u64::MAX, sink)?;
+    Ok((h.finish(), len))
+}
+
+/// Read at most `limit` bytes of `r` in [`READ_CHUNK`]s, hashing each chunk
+/// and handing it to `sink`.
+fn read_hashing(
+    r: &mut dyn Read,
+    limit: u64,
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<(Sha256Stream, u64)> {
     let mut h = Sha256Stream::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut len = 0u64;
@@ -121,32 +141,10 @@ pub fn hash_prefix(r: &mut dyn Read, limit: u64) -> io::Result<(Sha256Stream, u6
             Err(e) => return Err(e),
         };
         h.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok((h, len))
-}
-
-/// Read `r` to its end in [`READ_CHUNK`]s, handing each chunk to `sink`;
-/// returns the SHA-256 and length of what was read.
-fn copy_hashing(
-    r: &mut dyn Read,
-    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
-) -> io::Result<(Hash32, u64)> {
-    let mut h = Sha256Stream::new();
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut len = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
         sink(&buf[..n])?;
         len += n as u64;
     }
-    Ok((h.finish(), len))
+    Ok((h, len))
 }
 
 /// Re-hash a held blob: its actual SHA-256 and length.
