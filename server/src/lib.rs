@@ -24,6 +24,8 @@
 pub mod admin;
 pub mod archive;
 pub mod blobstore;
+pub mod catalogue;
+pub mod compliance;
 pub mod config;
 pub mod control;
 pub mod db;
