@@ -36,6 +36,7 @@ pub mod pki;
 pub mod quic;
 pub mod reindex;
 pub mod storage;
+pub mod timeline;
 pub mod tlog;
 
 use std::collections::{HashMap, HashSet};

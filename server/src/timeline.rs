@@ -1,0 +1,333 @@
+//! A device's chain as a timeline in the server's time: its segments as
+//! [`Span`]s, the signed reasons for the stretches between them, and its
+//! identity-shown marks — what [`crate::compliance`] and the review pages
+//! need. Pure: the caller reads the chain, the receipts and what the archive
+//! holds, and passes them in.
+//!
+//! **Time.** Entries carry the device's wall clock; receipts carry the
+//! server's. A device clock can be off, so every time here is the device's
+//! wall time plus its measured skew: within one *clock epoch* (one boot, up
+//! to a signed clock adjustment) the skew is the smallest `receipt time −
+//! entry time` seen, i.e. the offset at the entry that reached the server
+//! fastest (hash-first sync sends each entry as soon as it is signed). An
+//! epoch with no receipt borrows the skew of the nearest one before it, or 0.
+//!
+//! **Segments.** A segment's first frame is at its entry's wall time minus
+//! the monotonic time since `start_mono_us` (same boot); it lasts
+//! `end_pts − start_pts` at 90 kHz. It *continues* the previous segment of
+//! its recording when it is the next part and its `start_pts` is that
+//! segment's `end_pts` (within the chain verifier's tolerance).
+
+use fieldseal_proto::chain::VerifyOptions;
+use fieldseal_proto::entry::{Event, SignedEntry, PTS_HZ};
+use fieldseal_proto::identity::DeviceId;
+
+use crate::compliance::{IdentityMark, Reason, Span};
+
+/// One entry of a device's chain with what the server knows of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Known<'a> {
+    /// The entry.
+    pub entry: &'a SignedEntry,
+    /// Server time of its receipt, if accepted.
+    pub receipt_us: Option<i64>,
+    /// The entry verified (signature, link).
+    pub verified: bool,
+    /// For a segment: when the server held its verified bytes.
+    pub media_us: Option<i64>,
+}
+
+/// A device's timeline.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    /// Its segments.
+    pub spans: Vec<Span>,
+    /// Signed reasons for stretches without media.
+    pub reasons: Vec<Reason>,
+    /// Identity shown.
+    pub identity: Vec<IdentityMark>,
+    /// The skew applied from each epoch's first seq on: (seq, µs to add to
+    /// device time).
+    pub skew: Vec<(u64, i64)>,
+}
+
+/// Which kinds of event explain a stretch without media, and how strongly
+/// (the chain verifier's order: power loss over stop over full storage).
+fn gap_reason(e: &Event) -> Option<(u8, String)> {
+    match e {
+        Event::PowerLossRecovered { .. } => Some((3, "power-loss".into())),
+        Event::RecordingStopped { reason, .. } => Some((2, reason.as_str().into())),
+        Event::StorageFull { .. } => Some((1, "storage-full".into())),
+        _ => None,
+    }
+}
+
+/// Clock epochs: the index of each epoch's first entry.
+fn epochs(chain: &[Known<'_>]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    for (i, k) in chain.iter().enumerate() {
+        let e = &k.entry.entry;
+        let new = match i.checked_sub(1).map(|j| &chain[j].entry.entry) {
+            None => true,
+            Some(p) => p.boot != e.boot || matches!(e.event(), Some(Event::ClockAdjusted { .. })),
+        };
+        if new {
+            starts.push(i);
+        }
+    }
+    starts
+}
+
+fn skews(chain: &[Known<'_>], starts: &[usize]) -> Vec<i64> {
+    let mut out: Vec<i64> = Vec::with_capacity(starts.len());
+    for (n, &s) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(chain.len());
+        let measured = chain[s..end]
+            .iter()
+            .filter_map(|k| {
+                k.receipt_us
+                    .map(|r| r.saturating_sub(k.entry.entry.wall_us))
+            })
+            .min();
+        out.push(measured.unwrap_or_else(|| out.last().copied().unwrap_or(0)));
+    }
+    out
+}
+
+/// µs of `pts` ticks at 90 kHz.
+fn pts_us(ticks: i64) -> i64 {
+    i64::try_from(i128::from(ticks) * 1_000_000 / i128::from(PTS_HZ)).unwrap_or(i64::MAX)
+}
+
+/// Build the timeline of one device's chain (`chain` in seq order, with no
+/// hole: the caller cuts at the first missing entry). `officer_at(t)` names
+/// the officer carrying the device at server time `t`.
+pub fn device_timeline(
+    device: DeviceId,
+    chain: &[Known<'_>],
+    officer_at: impl Fn(i64) -> Option<String>,
+) -> Timeline {
+    let starts = epochs(chain);
+    let skew_of = skews(chain, &starts);
+    let tolerance = VerifyOptions::default().pts_tolerance;
+    let mut t = Timeline {
+        skew: starts
+            .iter()
+            .zip(&skew_of)
+            .map(|(&i, &s)| (chain[i].entry.seq(), s))
+            .collect(),
+        ..Timeline::default()
+    };
+    let mut epoch = 0;
+    // The previous segment (index into t.spans, its part and end_pts), and
+    // the best reason seen since.
+    let mut prev: Option<(usize, u32, i64)> = None;
+    let mut reason: Option<(u8, String, u64, i64)> = None;
+    for (i, k) in chain.iter().enumerate() {
+        while epoch + 1 < starts.len() && starts[epoch + 1] <= i {
+            epoch += 1;
+        }
+        let e = &k.entry.entry;
+        let at = e.wall_us.saturating_add(skew_of[epoch]);
+        if let Some(ev) = e.event() {
+            if let Event::IdentityShown { .. } = ev {
+                t.identity.push(IdentityMark {
+                    device,
+                    seq: e.seq,
+                    at_us: at,
+                });
+            }
+            if let Some((rank, text)) = gap_reason(ev) {
+                if reason.as_ref().is_none_or(|r| rank > r.0) {
+                    reason = Some((rank, text, e.seq, at));
+                }
+            }
+            continue;
+        }
+        let Some(s) = e.segment() else { continue };
+        let since_start =
+            i64::try_from(e.mono_us.saturating_sub(s.start_mono_us)).unwrap_or(i64::MAX);
+        let start = at.saturating_sub(since_start);
+        let end = start.saturating_add(pts_us(s.end_pts.saturating_sub(s.start_pts)));
+        let continues = prev.and_then(|(j, part, end_pts)| {
+            let p = &t.spans[j];
+            (p.recording == s.recording
+                && part.checked_add(1) == Some(s.part)
+                && (i128::from(s.start_pts) - i128::from(end_pts)).abs() <= i128::from(tolerance))
+            .then_some(p.seq)
+        });
+        if continues.is_none() {
+            if let (Some((j, ..)), Some((_, text, seq, _))) = (prev, reason.take()) {
+                t.reasons.push(Reason {
+                    device,
+                    seq,
+                    from_us: t.spans[j].end_us,
+                    to_us: start,
+                    reason: text,
+                });
+            }
+        }
+        reason = None;
+        t.spans.push(Span {
+            device,
+            seq: e.seq,
+            recording: s.recording,
+            start_us: start,
+            end_us: end,
+            continues,
+            verified: k.verified && k.media_us.is_some(),
+            received_us: k.media_us,
+            officer: officer_at(start),
+        });
+        prev = Some((t.spans.len() - 1, s.part, s.end_pts));
+    }
+    // A reason after the last segment explains everything from there on.
+    if let (Some((j, ..)), Some((_, text, seq, _))) = (prev, reason) {
+        t.reasons.push(Reason {
+            device,
+            seq,
+            from_us: t.spans[j].end_us,
+            to_us: i64::MAX,
+            reason: text,
+        });
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use fieldseal_proto::sample;
+
+    fn known(chain: &sample::SampleChain, skew: i64) -> Vec<Known<'_>> {
+        chain
+            .entries
+            .iter()
+            .map(|e| Known {
+                entry: e,
+                // Each receipt 200 ms after the entry, device clock `skew` behind.
+                receipt_us: Some(e.entry.wall_us + skew + 200_000),
+                verified: true,
+                media_us: e.entry.segment().map(|_| e.entry.wall_us + skew + 900_000),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn segments_become_spans_in_server_time_with_their_reasons() {
+        let key = SigningKey::from_bytes(&[0x42; 32]);
+        let chain = sample::build(&key, &[3, 2], 100);
+        let device = chain.entries[0].entry.device;
+        let k = known(&chain, 5_000_000);
+        let t = device_timeline(device, &k, |_| Some("CJ-001".into()));
+        assert_eq!(t.spans.len(), 5);
+        assert_eq!(t.skew.len(), 1);
+        // The smallest receipt delay is taken as the skew: 5 s + 200 ms.
+        assert_eq!(t.skew[0].1, 5_200_000);
+        let first = &chain.entries[2].entry; // agent started, recording started, segment
+        let seg = first.segment().unwrap();
+        let want_start = first.wall_us - (first.mono_us - seg.start_mono_us) as i64 + 5_200_000;
+        assert_eq!(t.spans[0].start_us, want_start);
+        assert_eq!(t.spans[0].end_us - t.spans[0].start_us, 4_000_000);
+        // Within a recording each segment continues the one before.
+        assert_eq!(t.spans[0].continues, None);
+        assert_eq!(t.spans[1].continues, Some(t.spans[0].seq));
+        assert_eq!(t.spans[2].continues, Some(t.spans[1].seq));
+        assert_eq!(t.spans[1].start_us, t.spans[0].end_us);
+        // The second recording starts afresh; the user stop explains the
+        // stretch between, and the last stop everything after.
+        assert_eq!(t.spans[3].continues, None);
+        assert_eq!(t.reasons.len(), 2);
+        assert_eq!(t.reasons[0].reason, "user-stop");
+        assert_eq!(
+            (t.reasons[0].from_us, t.reasons[0].to_us),
+            (t.spans[2].end_us, t.spans[3].start_us)
+        );
+        assert_eq!(t.reasons[1].to_us, i64::MAX);
+        assert!(t
+            .spans
+            .iter()
+            .all(|s| s.verified && s.officer.as_deref() == Some("CJ-001")));
+    }
+
+    #[test]
+    fn missing_bytes_are_not_verified_and_without_receipts_there_is_no_skew() {
+        let key = SigningKey::from_bytes(&[0x42; 32]);
+        let chain = sample::build(&key, &[2], 100);
+        let device = chain.entries[0].entry.device;
+        let mut k = known(&chain, 0);
+        k[2].media_us = None;
+        let t = device_timeline(device, &k, |_| None);
+        assert!(!t.spans[0].verified && t.spans[0].received_us.is_none());
+        assert!(t.spans[1].verified);
+        assert_eq!(t.spans[0].officer, None);
+        // Without any receipt the skew is 0.
+        for x in &mut k {
+            x.receipt_us = None;
+        }
+        let t = device_timeline(device, &k, |_| None);
+        assert_eq!(t.skew, vec![(0, 0)]);
+    }
+
+    #[test]
+    fn a_clock_adjustment_starts_an_epoch_with_its_own_skew() {
+        use fieldseal_proto::entry::{Body, ChainHead, Clock};
+        let key = SigningKey::from_bytes(&[0x42; 32]);
+        let mut head = ChainHead::GENESIS;
+        let w0 = 1_782_896_400_000_000i64;
+        let mut push = |wall: i64, mono: u64, ev: Event| {
+            head.append(
+                &key,
+                Clock {
+                    wall_us: wall,
+                    mono_us: mono,
+                    boot: 1,
+                },
+                None,
+                Body::Event(ev),
+            )
+            .unwrap()
+        };
+        let entries = [
+            push(
+                w0,
+                1_000_000,
+                Event::AgentStarted {
+                    software: "t".into(),
+                },
+            ),
+            // Someone sets the clock an hour forward.
+            push(
+                w0 + 3_600_000_000 + 2_000_000,
+                3_000_000,
+                Event::ClockAdjusted {
+                    old_wall_us: w0 + 2_000_000,
+                    new_wall_us: w0 + 3_600_000_000 + 2_000_000,
+                },
+            ),
+            push(
+                w0 + 3_600_000_000 + 4_000_000,
+                5_000_000,
+                Event::IdentityShown { officer: None },
+            ),
+        ];
+        let device = entries[0].entry.device;
+        let k: Vec<Known<'_>> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Known {
+                entry: e,
+                // The server's clock is right: entry i reached it at w0 + (2i+1) s + 100 ms.
+                receipt_us: Some(w0 + (2 * i as i64) * 1_000_000 + 100_000),
+                verified: true,
+                media_us: None,
+            })
+            .collect();
+        let t = device_timeline(device, &k, |_| None);
+        assert_eq!(t.skew, vec![(0, 100_000), (1, -3_600_000_000 + 100_000)]);
+        // The identity mark lands at the server's time, not an hour ahead.
+        assert_eq!(t.identity.len(), 1);
+        assert_eq!(t.identity[0].at_us, w0 + 4_100_000);
+    }
+}
