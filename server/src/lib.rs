@@ -24,6 +24,7 @@
 pub mod admin;
 pub mod archive;
 pub mod blobstore;
+pub mod cases;
 pub mod catalogue;
 pub mod compliance;
 pub mod config;
