@@ -401,7 +401,7 @@ impl Case {
 }
 
 /// Who carried `device` at `t_us`, from custody records.
-pub fn officer_at<'a>(custody: &'a [Custody], device: DeviceId, t_us: i64) -> Option<&'a str> {
+pub fn officer_at(custody: &[Custody], device: DeviceId, t_us: i64) -> Option<&str> {
     custody
         .iter()
         .filter(|c| c.device == device && c.from_us <= t_us && c.to_us.is_none_or(|e| t_us < e))
