@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod archive;
+pub mod auth;
 pub mod blobstore;
 pub mod cases;
 pub mod catalogue;
