@@ -12,7 +12,19 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 /// What Article 27 asks of an activity's record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Requirement {
     /// 全过程无间断音像记录: one unbroken run of media covers it from start to end.
@@ -40,7 +52,7 @@ impl Requirement {
 }
 
 /// One activity type of the catalogue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivityType {
     /// Stable id, as devices tag recordings with it (`--activity seizure`):
@@ -58,7 +70,7 @@ pub struct ActivityType {
 }
 
 /// The catalogue: every activity type an enforcement body records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Catalogue {
     /// The enforcement body that publishes it.

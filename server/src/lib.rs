@@ -32,6 +32,7 @@ pub mod config;
 pub mod control;
 pub mod db;
 pub mod fault;
+pub mod http;
 pub mod ingest;
 pub mod leaflog;
 pub mod pki;

@@ -1,0 +1,118 @@
+//! The HTTP API (axum): JSON for custodians, supervisors, officers and
+//! admins, built by one [`app`] so that tests drive it with
+//! `tower::ServiceExt::oneshot`, with its OpenAPI 3.1 document derived from
+//! the same list of routes (`utoipa-axum`), so the two cannot drift apart.
+//!
+//! What is here: health, Prometheus metrics, the published catalogue (no
+//! login: Art. 27 says publish it), login and logout. Every handler finds
+//! the caller's session through [`auth::Authed`] and refuses by role there.
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::catalogue::Catalogue;
+use crate::Shared;
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Debug)]
+pub struct AppState {
+    /// The server's shared state (index, files, keys).
+    pub shared: Arc<Shared>,
+    /// The published catalogue.
+    pub catalogue: Catalogue,
+    /// Logged-in sessions.
+    pub sessions: crate::auth::Sessions,
+    /// Failed-login throttle.
+    pub throttle: crate::auth::Throttle,
+    /// Counters for `/metrics`.
+    pub metrics: metrics::Metrics,
+}
+
+impl AppState {
+    /// State over a running server's shared state.
+    pub fn new(shared: Arc<Shared>, catalogue: Catalogue) -> AppState {
+        AppState {
+            shared,
+            catalogue,
+            sessions: crate::auth::Sessions::default(),
+            throttle: crate::auth::Throttle::default(),
+            metrics: metrics::Metrics::default(),
+        }
+    }
+}
+
+/// The largest request body any endpoint takes: JSON records are small;
+/// attachments come as blobs of their own.
+pub const MAX_BODY: usize = 256 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "fieldseal server API",
+        description = "Cases, the Article 27 catalogue and compliance, users and the access log of a fieldseal evidence server."
+    ),
+    tags((name = "public", description = "No login needed"), (name = "session", description = "Logging in and out"))
+)]
+struct ApiDoc;
+
+/// The router and its OpenAPI document.
+pub fn router_and_doc(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(catalogue))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .with_state(state)
+        .split_for_parts();
+    (router, doc)
+}
+
+/// The whole API: routes, `/api/openapi.json`, the body limit.
+pub fn app(state: Arc<AppState>) -> axum::Router {
+    let (router, doc) = router_and_doc(state);
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// Liveness: the process answers and its index opens.
+#[utoipa::path(get, path = "/healthz", tag = "public", responses((status = 200, description = "ok")))]
+async fn healthz(State(s): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
+    s.shared.db.log_size().map_err(ApiError::internal)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "ok\n",
+    ))
+}
+
+/// The recording catalogue (Art. 27 ¶2), published without login.
+#[utoipa::path(get, path = "/api/catalogue", tag = "public",
+    responses((status = 200, description = "the catalogue", body = Catalogue)))]
+async fn catalogue(State(s): State<Arc<AppState>>) -> Json<Catalogue> {
+    Json(s.catalogue.clone())
+}
