@@ -3,9 +3,7 @@
 //! control socket (`control.rs`) calls them inside the running server, the
 //! CLI calls them directly when no server runs.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::Path;
 
 use argon2::password_hash::{PasswordHasher, SaltString};
@@ -17,31 +15,10 @@ use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::datadir::DataDir;
 use crate::db::{Db, DeviceRecord, TokenRecord, UserRecord};
+use crate::fsutil::{create_durable, sync_dir, Access};
 use crate::pki::{self, Ca};
-
-/// Files `init` creates; it refuses to run if any exists.
-const KEY_FILES: &[&str] = &[
-    "ca.key",
-    "ca.crt",
-    "server.key",
-    "server.crt",
-    "receipt.key",
-];
-
-/// Write a file readable only by its owner (mode 0600), fsynced.
-///
-/// # Errors
-/// I/O errors; "already exists" if it does.
-pub fn write_secret(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
-}
 
 /// What `init` reports.
 #[derive(Debug)]
@@ -63,11 +40,12 @@ pub fn init(
     extra_names: &[String],
     admin_password: Option<String>,
 ) -> anyhow::Result<InitReport> {
-    for f in KEY_FILES {
-        if dir.join(f).exists() {
+    let data = DataDir::new(dir);
+    for f in data.key_files() {
+        if f.exists() {
             anyhow::bail!(
                 "{} already exists: refusing to overwrite the keys of an existing data folder",
-                dir.join(f).display()
+                f.display()
             );
         }
     }
@@ -75,28 +53,41 @@ pub fn init(
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     names.extend(extra_names.iter().cloned());
     let g = pki::generate(&names)?;
-    fs::write(dir.join("ca.crt"), &g.ca_cert_pem)?;
-    write_secret(&dir.join("ca.key"), g.ca_key_pem.as_bytes())?;
-    fs::write(dir.join("server.crt"), &g.server_cert_pem)?;
-    write_secret(&dir.join("server.key"), g.server_key_pem.as_bytes())?;
-    let receipt = SigningKey::generate(&mut OsRng);
-    write_secret(
-        &dir.join("receipt.key"),
-        format!("{}\n", hex::encode(receipt.to_bytes())).as_bytes(),
+    create_durable(&data.ca_cert(), g.ca_cert_pem.as_bytes(), Access::Public)?;
+    create_durable(&data.ca_key(), g.ca_key_pem.as_bytes(), Access::OwnerOnly)?;
+    create_durable(
+        &data.server_cert(),
+        g.server_cert_pem.as_bytes(),
+        Access::Public,
     )?;
-    fs::write(
-        dir.join("receipt.pub"),
-        format!("{}\n", hex::encode(receipt.verifying_key().to_bytes())),
+    create_durable(
+        &data.server_key(),
+        g.server_key_pem.as_bytes(),
+        Access::OwnerOnly,
+    )?;
+    let receipt = SigningKey::generate(&mut OsRng);
+    create_durable(
+        &data.receipt_key(),
+        format!("{}\n", hex::encode(receipt.to_bytes())).as_bytes(),
+        Access::OwnerOnly,
+    )?;
+    // receipt.pub is derived from receipt.key: an earlier init that crashed
+    // may have left it, and it is written again.
+    let _ = fs::remove_file(data.receipt_pub());
+    create_durable(
+        &data.receipt_pub(),
+        format!("{}\n", hex::encode(receipt.verifying_key().to_bytes())).as_bytes(),
+        Access::Public,
     )?;
     let cfg = Config {
         server_names: extra_names.to_vec(),
         ..Config::default()
     };
-    if !dir.join("config.toml").exists() {
-        fs::write(dir.join("config.toml"), cfg.commented())?;
+    if !data.config().exists() {
+        create_durable(&data.config(), cfg.commented().as_bytes(), Access::Public)?;
     }
-    for sub in ["devices", "blobs", "partial"] {
-        fs::create_dir_all(dir.join(sub))?;
+    for sub in data.init_folders() {
+        fs::create_dir_all(sub)?;
     }
     let db = Db::open(dir)?;
     let (password, generated) = match admin_password {
@@ -119,7 +110,7 @@ pub fn init(
         password_hash: hash,
     })?;
     db.flush()?;
-    crate::storage::sync_dir(dir)?;
+    sync_dir(dir)?;
     Ok(InitReport {
         generated_password: generated,
         receipt_key: hex::encode(receipt.verifying_key().to_bytes()),
@@ -131,7 +122,7 @@ pub fn init(
 /// # Errors
 /// I/O or format errors.
 pub fn load_receipt_key(dir: &Path) -> anyhow::Result<SigningKey> {
-    let text = fs::read_to_string(dir.join("receipt.key"))?;
+    let text = fs::read_to_string(DataDir::new(dir).receipt_key())?;
     let b: [u8; 32] = hex::decode(text.trim())?
         .try_into()
         .map_err(|_| anyhow::anyhow!("receipt.key is not 32 bytes"))?;

@@ -11,9 +11,9 @@
 //! control socket) or the command itself (see `control.rs`).
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ed25519_dalek::VerifyingKey;
@@ -28,7 +28,9 @@ use fieldseal_proto::receipt::Receipt;
 use serde::Serialize;
 
 use crate::blobstore::{rehash, BlobStore};
+use crate::datadir::DataDir;
 use crate::db::Db;
+use crate::fsutil::append_durable;
 
 /// "3 h", "2 d": how long ago, for humans.
 fn ago(us: i64) -> String {
@@ -149,10 +151,6 @@ pub fn verify(
     Ok(out)
 }
 
-fn chain_log_path(dir: &Path, id: DeviceId) -> PathBuf {
-    dir.join("devices").join(id.to_string()).join("chain.log")
-}
-
 /// The blobs' actual hashes and lengths, or why they could not be read.
 type Hashed = BTreeMap<Hash32, Result<(Hash32, u64), (io::ErrorKind, String)>>;
 
@@ -203,7 +201,7 @@ fn indexed_chain_log(
     db: &Db,
     id: DeviceId,
 ) -> anyhow::Result<(Vec<u8>, fieldseal_proto::entry::ChainHead, u64)> {
-    let path = chain_log_path(dir, id);
+    let path = DataDir::new(dir).chain_log(id);
     let mut bytes = match fs::read(&path) {
         Ok(b) => b,
         // Enrolled, never sent an entry.
@@ -527,10 +525,5 @@ pub fn scrub(
 fn note_damage(dir: &Path, now_us: i64, d: &DamagedBlob) -> io::Result<()> {
     let mut line = serde_json::json!({ "time_us": now_us, "blob": d }).to_string();
     line.push('\n');
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("damaged.log"))?;
-    f.write_all(line.as_bytes())?;
-    f.sync_data()
+    append_durable(&DataDir::new(dir).damaged_log(), line.as_bytes())
 }

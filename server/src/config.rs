@@ -52,7 +52,7 @@ impl Config {
     /// # Errors
     /// I/O errors, TOML errors.
     pub fn load(dir: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(dir.join("config.toml"))?;
+        let text = std::fs::read_to_string(crate::datadir::DataDir::new(dir).config())?;
         Ok(toml::from_str(&text)?)
     }
 

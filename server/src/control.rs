@@ -100,7 +100,7 @@ pub enum Response {
 
 /// The socket path of a data folder.
 pub fn socket_path(dir: &Path) -> PathBuf {
-    dir.join("control.sock")
+    crate::datadir::DataDir::new(dir).control_socket()
 }
 
 /// Apply a request to an index. `stop` interrupts a scrub or verify (the

@@ -180,7 +180,7 @@ impl Db {
     /// `leaves.log`; an index with leaves the file lacks.
     pub fn open(dir: &Path) -> Result<Db, DbError> {
         let db = sled::Config::new()
-            .path(dir.join("index"))
+            .path(crate::datadir::DataDir::new(dir).index())
             .cache_capacity(INDEX_CACHE_BYTES)
             .open()?;
         let (leaves, _) = LeafLog::open(dir)?;

@@ -35,6 +35,7 @@ use fieldseal_proto::receipt::Receipt;
 use serde::Serialize;
 
 use crate::blobstore::BlobStore;
+use crate::datadir::DataDir;
 use crate::db::Db;
 use crate::ingest::AcceptedEntry;
 
@@ -79,26 +80,13 @@ fn entry_leaves(db: &Db) -> anyhow::Result<EntryLeaves> {
 
 /// Device folders under `DIR/devices`, sorted.
 fn device_ids(dir: &Path) -> anyhow::Result<Vec<DeviceId>> {
-    let root = dir.join("devices");
-    let rd = match fs::read_dir(&root) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => anyhow::bail!("{}: {e}", root.display()),
-    };
-    let mut out = Vec::new();
-    for d in rd {
-        let name = d?.file_name();
-        match name.to_str().and_then(|n| n.parse::<DeviceId>().ok()) {
-            Some(id) => out.push(id),
-            None => tracing::warn!(name = ?name, "not a device folder; ignored"),
-        }
-    }
-    out.sort_unstable_by_key(|d| d.0);
-    Ok(out)
+    let dir = DataDir::new(dir);
+    dir.device_ids()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.devices().display()))
 }
 
 fn chain_log(dir: &Path, id: DeviceId) -> anyhow::Result<Vec<u8>> {
-    let path = dir.join("devices").join(id.to_string()).join("chain.log");
+    let path = DataDir::new(dir).chain_log(id);
     match fs::read(&path) {
         Ok(b) => Ok(b),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
@@ -384,7 +372,7 @@ pub fn reindex_offline(dir: &Path) -> anyhow::Result<ReindexOutcome> {
             dir.display()
         );
     }
-    if !dir.join("config.toml").exists() {
+    if !DataDir::new(dir).config().exists() {
         anyhow::bail!("{} is not a data folder (no config.toml)", dir.display());
     }
     let db = Db::open_waiting(dir, std::time::Duration::from_secs(3))?;

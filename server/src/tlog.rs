@@ -24,6 +24,7 @@ use fieldseal_proto::receipt::Receipt;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::datadir::DataDir;
 use crate::db::Db;
 
 /// The log's origin, also its key name: `log_origin` from config.toml, else
@@ -41,7 +42,7 @@ pub fn origin(cfg: &Config) -> String {
 /// # Errors
 /// I/O errors other than "no file yet".
 pub fn checkpoints(dir: &Path) -> io::Result<Vec<String>> {
-    let bytes = match std::fs::read(dir.join("checkpoints.log")) {
+    let bytes = match std::fs::read(DataDir::new(dir).checkpoints_log()) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -188,7 +189,7 @@ fn sign_and_store(
         .create(true)
         .read(true)
         .append(true)
-        .open(dir.join("checkpoints.log"))?;
+        .open(DataDir::new(dir).checkpoints_log())?;
     // A note torn by a crash mid-append never verified for anyone: cut it
     // off, or the next note would be glued to it and both be lost.
     let mut bytes = Vec::new();
@@ -339,7 +340,7 @@ mod tests {
         let db = Db::open(dir).unwrap();
         let first = checkpoint(dir, &db, &cfg, &key, 1_000_000).unwrap();
         let second = checkpoint(dir, &db, &cfg, &key, 2_000_000).unwrap();
-        let path = dir.join("checkpoints.log");
+        let path = DataDir::new(dir).checkpoints_log();
         let whole = std::fs::read(&path).unwrap();
         let first_len = first.len() + 1;
         assert_eq!(whole.len(), first_len + second.len() + 1);
@@ -383,7 +384,7 @@ mod tests {
         let two = format!("{two}{}", cosig.lines().last().unwrap());
         let two = format!("{two}\n");
         std::fs::write(
-            tmp.path().join("checkpoints.log"),
+            DataDir::new(tmp.path()).checkpoints_log(),
             format!("{one}\n{two}\n"),
         )
         .unwrap();

@@ -16,6 +16,7 @@ use fieldseal_proto::merkle::{verify_consistency, verify_inclusion};
 use fieldseal_proto::msg::Message;
 use fieldseal_proto::receipt::Receipt;
 use fieldseal_proto::sample::{self, SampleChain};
+use fieldseal_server::datadir::DataDir;
 use fieldseal_server::db::{Db, DeviceRecord};
 use fieldseal_server::{quic, start, RunOptions, Running};
 use serde_json::Value;
@@ -52,9 +53,7 @@ impl Fixture {
     }
 
     fn blob(&self, seq: u64) -> PathBuf {
-        let h = sha256(&self.chain.media[&seq]);
-        let hex = hex::encode(h);
-        self.dir.join("blobs").join(&hex[..2]).join(hex)
+        DataDir::new(&self.dir).blob(&sha256(&self.chain.media[&seq]))
     }
 
     fn segment_seqs(&self) -> Vec<u64> {
