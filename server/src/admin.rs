@@ -4,7 +4,7 @@
 //! CLI calls them directly when no server runs.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -16,9 +16,47 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::db::{Db, DeviceRecord, TokenRecord, UserRecord};
+use crate::db::{Db, DbError, DeviceRecord, TokenRecord, UserRecord};
 use crate::fsutil::{create_durable, sync_dir, Access};
 use crate::pki::{self, Ca};
+
+/// Why `init` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// A key file exists: `init` never overwrites an existing data folder.
+    #[error("{} already exists: refusing to overwrite the keys of an existing data folder", .0.display())]
+    KeysExist(PathBuf),
+    /// Writing a file or folder failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Generating the CA or the server certificate failed.
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    /// The index could not be created.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Hashing the admin password failed.
+    #[error("argon2: {0}")]
+    Password(String),
+}
+
+/// Why the receipt-signing key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// `receipt.key` could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `receipt.key` does not hold 32 bytes in hex.
+    #[error("{} is not 32 bytes in hex", .0.display())]
+    Format(PathBuf),
+}
 
 /// What `init` reports.
 #[derive(Debug)]
@@ -39,15 +77,10 @@ pub fn init(
     dir: &Path,
     extra_names: &[String],
     admin_password: Option<String>,
-) -> anyhow::Result<InitReport> {
+) -> Result<InitReport, InitError> {
     let data = DataDir::new(dir);
-    for f in data.key_files() {
-        if f.exists() {
-            anyhow::bail!(
-                "{} already exists: refusing to overwrite the keys of an existing data folder",
-                f.display()
-            );
-        }
+    if let Some(f) = data.key_files().into_iter().find(|f| f.exists()) {
+        return Err(InitError::KeysExist(f));
     }
     fs::create_dir_all(dir)?;
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
@@ -102,7 +135,7 @@ pub fn init(
     let salt = SaltString::generate(&mut OsRng);
     let hash = argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+        .map_err(|e| InitError::Password(e.to_string()))?
         .to_string();
     db.put_user(&UserRecord {
         name: "admin".into(),
@@ -120,12 +153,17 @@ pub fn init(
 /// Load the receipt-signing key.
 ///
 /// # Errors
-/// I/O or format errors.
-pub fn load_receipt_key(dir: &Path) -> anyhow::Result<SigningKey> {
-    let text = fs::read_to_string(DataDir::new(dir).receipt_key())?;
-    let b: [u8; 32] = hex::decode(text.trim())?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("receipt.key is not 32 bytes"))?;
+/// The file cannot be read or does not hold 32 bytes in hex.
+pub fn load_receipt_key(dir: &Path) -> Result<SigningKey, KeyError> {
+    let path = DataDir::new(dir).receipt_key();
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(source) => return Err(KeyError::Read { path, source }),
+    };
+    let b: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or(KeyError::Format(path))?;
     Ok(SigningKey::from_bytes(&b))
 }
 
@@ -144,7 +182,7 @@ pub struct NewToken {
 ///
 /// # Errors
 /// Index errors.
-pub fn device_add(db: &Db, name: &str, ttl_secs: u64, now_us: i64) -> anyhow::Result<NewToken> {
+pub fn device_add(db: &Db, name: &str, ttl_secs: u64, now_us: i64) -> Result<NewToken, DbError> {
     let mut b = [0u8; 32];
     OsRng.fill_bytes(&mut b);
     let token = hex::encode(b);
@@ -170,7 +208,7 @@ pub fn device_add(db: &Db, name: &str, ttl_secs: u64, now_us: i64) -> anyhow::Re
 ///
 /// # Errors
 /// Index errors.
-pub fn device_revoke(db: &Db, id: DeviceId, now_us: i64) -> anyhow::Result<Option<DeviceRecord>> {
+pub fn device_revoke(db: &Db, id: DeviceId, now_us: i64) -> Result<Option<DeviceRecord>, DbError> {
     let Some(mut d) = db.device(id)? else {
         return Ok(None);
     };
@@ -180,16 +218,6 @@ pub fn device_revoke(db: &Db, id: DeviceId, now_us: i64) -> anyhow::Result<Optio
         db.flush()?;
     }
     Ok(Some(d))
-}
-
-/// The Ed25519 key of a device record.
-///
-/// # Errors
-/// A corrupt record.
-pub fn device_key(d: &DeviceRecord) -> anyhow::Result<[u8; 32]> {
-    hex::decode(&d.public_key)?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("device key is not 32 bytes"))
 }
 
 fn refused(status: EnrollStatus, detail: &str) -> EnrollResponse {
@@ -241,9 +269,9 @@ pub fn enroll(
         }
         Some(t) => {
             let dev = DeviceRecord {
-                id: id.to_string(),
+                id,
                 name: t.name.clone(),
-                public_key: hex::encode(req.public_key),
+                key: vk,
                 enrolled_us: now_us,
                 revoked_us: None,
             };

@@ -24,6 +24,7 @@
 pub mod admin;
 pub mod archive;
 pub mod blobstore;
+pub mod chainindex;
 pub mod config;
 pub mod control;
 pub mod datadir;
@@ -106,7 +107,7 @@ impl Shared {
         let allowed = Allowed::default();
         for d in db.devices()? {
             if d.revoked_us.is_none() {
-                allowed.insert(admin::device_key(&d)?);
+                allowed.insert(d.key.to_bytes());
             }
         }
         let blobs = FolderStore::open(dir)?;
@@ -135,21 +136,19 @@ impl Shared {
 
     /// A device was revoked: refuse its handshakes and close its connections.
     pub fn revoked(&self, d: &DeviceRecord) {
-        if let Ok(k) = admin::device_key(d) {
-            self.allowed.remove(&k);
+        self.allowed.remove(&d.key.to_bytes());
+        // A panic elsewhere while holding the map leaves it whole (each
+        // change is one insert or remove): revocation must still close.
+        let conns = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&d.id)
+            .unwrap_or_default();
+        for c in conns {
+            c.close(quic::CLOSE_REVOKED, b"device revoked");
         }
-        if let Ok(id) = d.id.parse::<DeviceId>() {
-            let conns = self
-                .live
-                .lock()
-                .expect("lock")
-                .remove(&id)
-                .unwrap_or_default();
-            for c in conns {
-                c.close(quic::CLOSE_REVOKED, b"device revoked");
-            }
-            tracing::warn!(device = %id, "device revoked; connections closed");
-        }
+        tracing::warn!(device = %d.id, "device revoked; connections closed");
     }
 }
 

@@ -16,6 +16,7 @@ use fieldseal_proto::merkle::{verify_consistency, verify_inclusion};
 use fieldseal_proto::msg::Message;
 use fieldseal_proto::receipt::Receipt;
 use fieldseal_proto::sample::{self, SampleChain};
+use fieldseal_server::chainindex::ChainIndex;
 use fieldseal_server::datadir::DataDir;
 use fieldseal_server::db::{Db, DeviceRecord};
 use fieldseal_server::{quic, start, RunOptions, Running};
@@ -98,9 +99,9 @@ fn register(r: &Running, key: &SigningKey, name: &str) {
     r.shared
         .db
         .put_device(&DeviceRecord {
-            id: DeviceId::from_key(&key.verifying_key()).to_string(),
+            id: DeviceId::from_key(&key.verifying_key()),
             name: name.into(),
-            public_key: hex::encode(key.verifying_key().to_bytes()),
+            key: key.verifying_key(),
             enrolled_us: 0,
             revoked_us: None,
         })

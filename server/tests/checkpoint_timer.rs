@@ -45,9 +45,9 @@ fn enrol(r: &Running, key: &SigningKey) {
     r.shared
         .db
         .put_device(&DeviceRecord {
-            id: DeviceId::from_key(&key.verifying_key()).to_string(),
+            id: DeviceId::from_key(&key.verifying_key()),
             name: "cam1".into(),
-            public_key: hex::encode(key.verifying_key().to_bytes()),
+            key: key.verifying_key(),
             enrolled_us: 0,
             revoked_us: None,
         })

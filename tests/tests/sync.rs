@@ -10,6 +10,7 @@ use fieldseal_proto::enroll::EnrollStatus;
 use fieldseal_proto::identity::DeviceId;
 use fieldseal_proto::msg::RejectCode;
 use fieldseal_proto::sample::SampleChain;
+use fieldseal_server::chainindex::ChainIndex;
 use fieldseal_server::control::{self, Request, Response};
 use fieldseal_server::datadir::DataDir;
 use fieldseal_server::pki::Ca;
