@@ -17,6 +17,37 @@ use crate::blobstore::{hash_prefix, hash_reader, BlobStore};
 use crate::datadir::DataDir;
 use crate::fsutil::{append_durable, create_dir_durable, sync_dir};
 
+/// Why a chain log or partial upload could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The file system failed (a full disk, EIO): nothing is acknowledged.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A chain log is shorter than the index says: durable data was lost.
+    /// Nothing is written to it.
+    #[error("{} is {len} bytes, the index says {indexed}: damaged", path.display())]
+    LogShorterThanIndex {
+        /// The chain log.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+        /// The length the index knows.
+        indexed: u64,
+    },
+    /// A partial upload does not hold the bytes the caller counted on (a
+    /// second writer, or a file changed underneath).
+    #[error("{}: holds {held} bytes, not {expected}", path.display())]
+    PartialLength {
+        /// The partial file.
+        path: PathBuf,
+        /// What it holds.
+        held: u64,
+        /// What the caller expected.
+        expected: u64,
+    },
+}
+
 /// The chain logs and partial uploads of one data folder.
 #[derive(Debug, Clone)]
 pub struct Storage {
@@ -42,11 +73,11 @@ impl Storage {
     ///
     /// # Errors
     /// I/O errors.
-    pub fn append_equivocation(&self, device: DeviceId, entry: &[u8]) -> io::Result<()> {
+    pub fn append_equivocation(&self, device: DeviceId, entry: &[u8]) -> Result<(), StorageError> {
         self.device_dir(device)?;
         let mut rec = Vec::with_capacity(entry.len() + 2);
         put_record(&mut rec, entry);
-        append_durable(&self.dir.equivocations_log(device), &rec)
+        Ok(append_durable(&self.dir.equivocations_log(device), &rec)?)
     }
 
     /// Append an accepted signed entry to the device's chain log, durably.
@@ -62,7 +93,7 @@ impl Storage {
         device: DeviceId,
         entry: &[u8],
         indexed_len: u64,
-    ) -> io::Result<u64> {
+    ) -> Result<u64, StorageError> {
         self.append_entries(device, &[entry], indexed_len)
     }
 
@@ -76,7 +107,7 @@ impl Storage {
         device: DeviceId,
         entries: &[&[u8]],
         indexed_len: u64,
-    ) -> io::Result<u64> {
+    ) -> Result<u64, StorageError> {
         let dir = self.device_dir(device)?;
         let path = self.dir.chain_log(device);
         let new = !path.exists();
@@ -87,10 +118,11 @@ impl Storage {
             .open(&path)?;
         let len = f.metadata()?.len();
         if len < indexed_len {
-            return Err(io::Error::other(format!(
-                "{} is {len} bytes, the index says {indexed_len}: damaged",
-                path.display()
-            )));
+            return Err(StorageError::LogShorterThanIndex {
+                path,
+                len,
+                indexed: indexed_len,
+            });
         }
         if len > indexed_len {
             tracing::warn!(%device, len, indexed_len, "cutting an unindexed tail off the chain log");
@@ -135,13 +167,23 @@ impl Storage {
     ///
     /// # Errors
     /// I/O errors; the file's length is not `offset`.
-    pub fn open_partial(&self, device: DeviceId, seq: u64, offset: u64) -> io::Result<File> {
+    pub fn open_partial(
+        &self,
+        device: DeviceId,
+        seq: u64,
+        offset: u64,
+    ) -> Result<File, StorageError> {
         let path = self.partial_path(device, seq);
         let dir = self.dir.partials();
         fs::create_dir_all(&dir)?;
         let f = OpenOptions::new().create(true).append(true).open(&path)?;
-        if f.metadata()?.len() != offset {
-            return Err(io::Error::other("partial length changed"));
+        let held = f.metadata()?.len();
+        if held != offset {
+            return Err(StorageError::PartialLength {
+                path,
+                held,
+                expected: offset,
+            });
         }
         if offset == 0 {
             sync_dir(&dir)?;
@@ -156,7 +198,12 @@ impl Storage {
     ///
     /// # Errors
     /// As [`Storage::open_partial`]; the file is shorter than `offset`.
-    pub fn part_writer(&self, device: DeviceId, seq: u64, offset: u64) -> io::Result<PartWriter> {
+    pub fn part_writer(
+        &self,
+        device: DeviceId,
+        seq: u64,
+        offset: u64,
+    ) -> Result<PartWriter, StorageError> {
         let file = self.open_partial(device, seq, offset)?;
         let (held, len) = if offset == 0 {
             (Sha256Stream::new(), 0)
@@ -164,7 +211,11 @@ impl Storage {
             hash_prefix(&mut File::open(self.partial_path(device, seq))?, offset)?
         };
         if len != offset {
-            return Err(io::Error::other("partial file shorter than its length"));
+            return Err(StorageError::PartialLength {
+                path: self.partial_path(device, seq),
+                held: len,
+                expected: offset,
+            });
         }
         Ok(PartWriter {
             file,
@@ -286,7 +337,10 @@ mod tests {
         let path = DataDir::new(dir.path()).chain_log(dev);
         assert_eq!(fs::read(&path).unwrap(), want);
         assert_eq!(n2, want.len() as u64);
-        assert!(s.append_entry(dev, b"x", n2 + 10).is_err());
+        assert!(matches!(
+            s.append_entry(dev, b"x", n2 + 10),
+            Err(StorageError::LogShorterThanIndex { .. })
+        ));
     }
 
     #[test]
@@ -298,7 +352,17 @@ mod tests {
         f.write_all(b"hello ").unwrap();
         drop(f);
         assert_eq!(s.partial_len(dev, 5).unwrap(), 6);
-        assert!(s.open_partial(dev, 5, 4).is_err(), "not the held length");
+        assert!(
+            matches!(
+                s.open_partial(dev, 5, 4),
+                Err(StorageError::PartialLength {
+                    held: 6,
+                    expected: 4,
+                    ..
+                })
+            ),
+            "not the held length"
+        );
         let mut f = s.open_partial(dev, 5, 6).unwrap();
         f.write_all(b"world").unwrap();
         drop(f);
