@@ -12,8 +12,24 @@
 //!
 //! The files are the source of truth and the index a cache of them:
 //! `reindex.rs` rebuilds it, and rolls forward at start what a crash left
-//! between the transparency log and the index. Segment bytes are behind the
-//! `BlobStore` trait (`blobstore.rs`).
+//! between the transparency log and the index.
+//!
+//! Where things are:
+//! - `datadir.rs`: the data folder's layout, the only place that knows a
+//!   path; `fsutil.rs`: durable writes (fsync of file and folder);
+//! - `storage.rs`: chain logs, equivocation evidence, partial uploads;
+//!   `blobstore.rs`: verified segment bytes behind the `BlobStore` trait
+//!   (folder, in-memory twin); `leaflog.rs`: `leaves.log`;
+//! - `chainindex/`: the `ChainIndex` trait (heads, accepted entries, media
+//!   held) with its in-memory twin and conformance checks; `db/`: the sled
+//!   index that implements it, plus devices, tokens, users and the log's tree;
+//! - `ingest.rs` and `quic.rs`: the entry checks and the QUIC driver;
+//!   `pki.rs`: CA and TLS; `admin.rs`: init, devices, enrolment;
+//! - `archive.rs`, `tlog.rs`, `reindex.rs`: verify and scrub, checkpoints
+//!   and proofs, rebuilding the index; `control.rs`: the admin socket.
+//!
+//! Errors are `thiserror` enums per concern; `start` and `run` return
+//! `anyhow` at the edge, as the QUIC driver does.
 //!
 //! It signs a checkpoint every `checkpoint_interval_secs` when the log grew.
 //!

@@ -106,7 +106,7 @@ impl Harness {
             key,
             &self.server_addr(),
             &token,
-            Some(self.path().join("ca.crt")),
+            Some(fieldseal_server::datadir::DataDir::new(self.path()).ca_cert()),
         )
         .await?)
     }
