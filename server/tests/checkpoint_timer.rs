@@ -15,6 +15,7 @@ use fieldseal_proto::merkle::{verify_consistency, verify_inclusion};
 use fieldseal_proto::msg::Message;
 use fieldseal_proto::receipt::Receipt;
 use fieldseal_proto::sample;
+use fieldseal_server::chainindex::ChainIndex;
 use fieldseal_server::db::DeviceRecord;
 use fieldseal_server::{quic, tlog, RunOptions, Running};
 

@@ -3,8 +3,10 @@
 
 use fieldseal_proto::entry::ChainHead;
 use fieldseal_proto::identity::{DeviceId, Hash32};
+use fieldseal_proto::leaf::Leaf;
+use fieldseal_proto::merkle::{self, MerkleError};
 
-use super::ChainIndex;
+use super::{ChainIndex, IndexError};
 use crate::ingest::AcceptedEntry;
 
 const A: DeviceId = DeviceId([1; 8]);
@@ -175,6 +177,78 @@ pub fn concurrent_writers(ix: &dyn ChainIndex) {
     }
 }
 
+fn leaf(seq: u64) -> Leaf {
+    Leaf::Entry {
+        device: A,
+        seq,
+        entry_hash: [u8::try_from(seq % 251).expect("below 251"); 32],
+        server_time_us: 1_000 + i64::try_from(seq).expect("small"),
+    }
+}
+
+/// Leaves get consecutive indexes; roots, inclusion and consistency proofs
+/// check against the RFC 9162 tree of the same leaves, at every size.
+pub fn log_appends_and_proofs(ix: &dyn ChainIndex) {
+    assert_eq!(ix.log_size().unwrap(), 0);
+    assert_eq!(ix.log_head().unwrap(), (0, merkle::empty_root()));
+    let leaves: Vec<Leaf> = (0..11).map(leaf).collect();
+    assert_eq!(ix.log_append(&leaves[0]).unwrap(), 0);
+    assert_eq!(ix.log_append_many(&leaves[1..4]).unwrap(), 1);
+    assert_eq!(ix.log_append_many(&[]).unwrap(), 4, "empty append");
+    assert_eq!(ix.log_append_many(&leaves[4..]).unwrap(), 4);
+    assert_eq!(ix.log_size().unwrap(), 11);
+    let hashes: Vec<Hash32> = leaves.iter().map(Leaf::hash).collect();
+    assert_eq!(ix.log_head().unwrap(), (11, merkle::root(&hashes)));
+    assert_eq!(ix.log_root().unwrap(), merkle::root(&hashes));
+    for size in 1..=11u64 {
+        let n = usize::try_from(size).expect("small");
+        let root = ix.log_root_at(size).unwrap();
+        assert_eq!(root, merkle::root(&hashes[..n]), "root at {size}");
+        for i in 0..size {
+            let ui = usize::try_from(i).expect("small");
+            assert_eq!(ix.log_node(0, i).unwrap(), hashes[ui]);
+            let p = ix.log_inclusion(i, size).unwrap();
+            merkle::verify_inclusion(&hashes[ui], i, size, &p, &root)
+                .unwrap_or_else(|e| panic!("inclusion of {i} in {size}: {e}"));
+        }
+        for old in 1..=size {
+            let p = ix.log_consistency(old, size).unwrap();
+            let old_root = ix.log_root_at(old).unwrap();
+            merkle::verify_consistency(old, size, &old_root, &root, &p)
+                .unwrap_or_else(|e| panic!("consistency {old} -> {size}: {e}"));
+        }
+    }
+    assert!(matches!(
+        ix.log_node(0, 11),
+        Err(IndexError::Log(MerkleError::NodeUnavailable { .. }))
+    ));
+    assert!(ix.log_root_at(12).is_err(), "a root beyond the log");
+    assert!(ix.log_inclusion(11, 11).is_err(), "index beyond size");
+}
+
+/// Appends from several threads get distinct, consecutive indexes.
+pub fn log_concurrent_appends(ix: &dyn ChainIndex) {
+    let firsts = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|t| {
+        for i in 0..4u64 {
+            let firsts = &firsts;
+            t.spawn(move || {
+                for k in 0..10 {
+                    let l = [leaf(i * 100 + k), leaf(i * 100 + k + 50)];
+                    let first = ix.log_append_many(&l).unwrap();
+                    firsts.lock().unwrap().push(first);
+                }
+            });
+        }
+    });
+    let mut firsts = firsts.into_inner().unwrap();
+    firsts.sort_unstable();
+    assert_eq!(firsts, (0..40).map(|k| k * 2).collect::<Vec<u64>>());
+    assert_eq!(ix.log_size().unwrap(), 80);
+    let (size, root) = ix.log_head().unwrap();
+    assert_eq!((size, root), (80, ix.log_root_at(80).unwrap()));
+}
+
 /// Every check, each on a fresh index from `make`.
 pub fn run_all(make: &dyn Fn() -> Box<dyn ChainIndex>) {
     heads(make().as_ref());
@@ -184,6 +258,8 @@ pub fn run_all(make: &dyn Fn() -> Box<dyn ChainIndex>) {
     missing_order_and_bound(make().as_ref());
     media_refs_groups_by_hash(make().as_ref());
     concurrent_writers(make().as_ref());
+    log_appends_and_proofs(make().as_ref());
+    log_concurrent_appends(make().as_ref());
 }
 
 #[cfg(test)]
@@ -217,5 +293,10 @@ mod tests {
         ix.crash(0);
         assert!(!ix.has_media(A, 1).unwrap());
         assert_eq!(ix.missing_media(A, 5).unwrap(), vec![1]);
+        // Log leaves are durable on return: a crash keeps every one.
+        ix.log_append_many(&[leaf(0), leaf(1)]).unwrap();
+        let head = ix.log_head().unwrap();
+        ix.crash(0);
+        assert_eq!(ix.log_head().unwrap(), head);
     }
 }

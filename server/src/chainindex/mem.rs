@@ -1,13 +1,16 @@
 //! [`MemIndex`]: the in-memory twin of the sled index's chain part, with
 //! sled's durability model: writes are seen at once, made durable by a
 //! flush, and a simulated crash ([`MemIndex::crash`]) keeps a prefix of the
-//! unflushed ones.
+//! unflushed ones. Log leaves are durable on return, as `leaves.log` is,
+//! and a crash keeps them all.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use fieldseal_proto::entry::ChainHead;
-use fieldseal_proto::identity::DeviceId;
+use fieldseal_proto::identity::{DeviceId, Hash32};
+use fieldseal_proto::leaf::Leaf;
+use fieldseal_proto::merkle::{Frontier, MerkleError};
 
 use super::{ChainIndex, IndexError, MediaRefs};
 use crate::ingest::AcceptedEntry;
@@ -26,6 +29,15 @@ struct Inner {
     /// Writes since the last flush, in order; `live` is `durable` with them.
     unflushed: Vec<Op>,
     live: State,
+    log: Log,
+}
+
+/// The transparency log: its tree's nodes and right edge. The leaf data is
+/// not kept: nothing in the trait reads it back.
+#[derive(Debug, Default)]
+struct Log {
+    nodes: BTreeMap<(u8, u64), Hash32>,
+    frontier: Frontier,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -188,5 +200,33 @@ impl ChainIndex for MemIndex {
         g.unflushed.clear();
         g.durable = g.live.clone();
         Ok(())
+    }
+
+    fn log_append_many(&self, leaves: &[Leaf]) -> Result<u64, IndexError> {
+        let mut g = self.lock();
+        // Extend a copy: a leaf the tree refuses (a full tree) leaves the
+        // log as it was, as the sled index's failed append does.
+        let mut f = g.log.frontier.clone();
+        let first = f.size();
+        let mut nodes = Vec::new();
+        for leaf in leaves {
+            nodes.extend(f.append(leaf.hash())?);
+        }
+        for n in nodes {
+            g.log.nodes.insert((n.level, n.index), n.hash);
+        }
+        g.log.frontier = f;
+        Ok(first)
+    }
+
+    fn log_size(&self) -> Result<u64, IndexError> {
+        Ok(self.lock().log.frontier.size())
+    }
+
+    fn log_node(&self, level: u8, index: u64) -> Result<Hash32, IndexError> {
+        match self.lock().log.nodes.get(&(level, index)) {
+            Some(h) => Ok(*h),
+            None => Err(MerkleError::NodeUnavailable { level, index }.into()),
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! What the server indexes about each device's chain: the head it holds,
-//! the accepted entries with their receipts, and whose media is held.
+//! the accepted entries with their receipts, whose media is held, and the
+//! transparency log those entries are leaves of.
 //!
 //! [`ChainIndex`] is that part of the index, and no more, so that ingest can
 //! be driven without sled: [`crate::db::Db`] implements it over sled trees,
@@ -16,21 +17,25 @@
 //!   names media is missing until its media is marked held, and again once
 //!   it is forgotten;
 //! - an index record that does not decode is [`IndexError::Corrupt`], never
-//!   taken for "absent".
+//!   taken for "absent";
+//! - the transparency log is the exception to "unflushed": leaves appended
+//!   are durable when [`ChainIndex::log_append_many`] returns (the sled
+//!   index writes them to `leaves.log` and fsyncs it first, and catches its
+//!   tree up from that file at open), so a crash never loses a leaf that a
+//!   receipt may name; the log only grows, and leaf `i` keeps its index.
 //!
-//! What it does not hold: devices, tokens and users (`db/devices.rs`), and
-//! the transparency log's tree. The log stays on [`crate::db::Db`]: its
-//! source of truth is the file `leaves.log`, which is appended and fsynced
-//! before the tree's nodes reach the index and which the index catches up
-//! from at open; a twin of it would have to model that file's durability
-//! and its refusal after a failed fsync, not an index's. It belongs behind a
-//! trait of its own, over the leaf log and the nodes together.
+//! What it does not hold: devices, tokens and users (`db/devices.rs`).
+//! Rebuilding the log's tree from `leaves.log` (`reindex`) and the leaf
+//! log's refusal of appends after a failed fsync stay with the sled index:
+//! they are about that file, not about what the state machines ask.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use fieldseal_proto::entry::ChainHead;
 use fieldseal_proto::identity::{DeviceId, Hash32};
+use fieldseal_proto::leaf::Leaf;
+use fieldseal_proto::merkle::{self, Frontier, MerkleError};
 
 use crate::ingest::AcceptedEntry;
 
@@ -49,6 +54,10 @@ pub enum IndexError {
     /// A stored record did not decode.
     #[error("index record: {0}")]
     Corrupt(String),
+    /// The transparency log refused: a node it does not hold (a size or
+    /// index beyond the log), sizes out of order, a full tree.
+    #[error("log: {0}")]
+    Log(#[from] MerkleError),
 }
 
 /// Who refers to each blob: the (device, seq) of every accepted segment
@@ -181,4 +190,80 @@ pub trait ChainIndex: Send + Sync + fmt::Debug {
     /// # Errors
     /// The store failed; what was written may then be lost in a crash.
     fn flush(&self) -> Result<(), IndexError>;
+
+    /// Append leaves to the transparency log, in order, durably (see the
+    /// module doc), with one sync for all of them (group commit). Returns
+    /// the index of the first. Appends from several threads are serialised.
+    ///
+    /// # Errors
+    /// The store failed. The leaves may then be durable without their tree:
+    /// the caller must not append again before the index is reopened (the
+    /// server refuses ingest until a restart rolls forward).
+    fn log_append_many(&self, leaves: &[Leaf]) -> Result<u64, IndexError>;
+
+    /// [`ChainIndex::log_append_many`] of one leaf. Returns its index.
+    ///
+    /// # Errors
+    /// As [`ChainIndex::log_append_many`].
+    fn log_append(&self, leaf: &Leaf) -> Result<u64, IndexError> {
+        self.log_append_many(std::slice::from_ref(leaf))
+    }
+
+    /// Number of leaves in the log.
+    ///
+    /// # Errors
+    /// The store failed; the stored size does not decode.
+    fn log_size(&self) -> Result<u64, IndexError>;
+
+    /// The hash of the full subtree at `(level, index)` (level 0: the leaf
+    /// hash of leaf `index`).
+    ///
+    /// # Errors
+    /// The store failed; [`MerkleError::NodeUnavailable`] for a node not
+    /// (yet) in the log.
+    fn log_node(&self, level: u8, index: u64) -> Result<Hash32, IndexError>;
+
+    /// Size and root of the log, read together (one consistent tree head).
+    ///
+    /// # Errors
+    /// As [`ChainIndex::log_node`].
+    fn log_head(&self) -> Result<(u64, Hash32), IndexError> {
+        // Size first: nodes never change once stored, so a leaf appended
+        // meanwhile cannot make this frontier inconsistent.
+        let size = self.log_size()?;
+        let f = Frontier::from_source(&|l, i| self.log_node(l, i), size)?;
+        Ok((f.size(), f.root()))
+    }
+
+    /// The root of the whole log.
+    ///
+    /// # Errors
+    /// As [`ChainIndex::log_node`].
+    fn log_root(&self) -> Result<Hash32, IndexError> {
+        Ok(self.log_head()?.1)
+    }
+
+    /// The root of the first `size` leaves.
+    ///
+    /// # Errors
+    /// As [`ChainIndex::log_node`]; a size beyond the log.
+    fn log_root_at(&self, size: u64) -> Result<Hash32, IndexError> {
+        merkle::root_from(&|l, i| self.log_node(l, i), size)
+    }
+
+    /// Inclusion proof of leaf `index` in the tree of the first `size` leaves.
+    ///
+    /// # Errors
+    /// As [`ChainIndex::log_node`]; `index >= size`; a size beyond the log.
+    fn log_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash32>, IndexError> {
+        merkle::inclusion_proof_from(&|l, i| self.log_node(l, i), index, size)
+    }
+
+    /// Consistency proof from the first `old` leaves to the first `new`.
+    ///
+    /// # Errors
+    /// As [`ChainIndex::log_node`]; `old > new`; a size beyond the log.
+    fn log_consistency(&self, old: u64, new: u64) -> Result<Vec<Hash32>, IndexError> {
+        merkle::consistency_proof_from(&|l, i| self.log_node(l, i), old, new)
+    }
 }

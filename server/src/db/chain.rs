@@ -6,6 +6,7 @@
 
 use fieldseal_proto::entry::ChainHead;
 use fieldseal_proto::identity::{DeviceId, Hash32};
+use fieldseal_proto::leaf::Leaf;
 use serde::{Deserialize, Serialize};
 
 use super::{Db, DbError};
@@ -200,5 +201,28 @@ impl ChainIndex for Db {
     fn flush(&self) -> Result<(), IndexError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    fn log_append_many(&self, leaves: &[Leaf]) -> Result<u64, IndexError> {
+        self.append_leaves(leaves).map_err(index_error)
+    }
+
+    fn log_size(&self) -> Result<u64, IndexError> {
+        self.stored_size().map_err(index_error)
+    }
+
+    fn log_node(&self, level: u8, index: u64) -> Result<Hash32, IndexError> {
+        self.stored_node(level, index).map_err(index_error)
+    }
+}
+
+/// A [`DbError`] of the log's part as the trait reports it: what a caller
+/// branches on keeps its variant, the rest is the backend's failure.
+fn index_error(e: DbError) -> IndexError {
+    match e {
+        DbError::Chain(e) => e,
+        DbError::Merkle(e) => IndexError::Log(e),
+        DbError::Corrupt(s) => IndexError::Corrupt(s),
+        other => IndexError::Backend(Box::new(other)),
     }
 }

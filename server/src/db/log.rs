@@ -33,7 +33,7 @@ impl Db {
     /// that is a crash's leftover, not a rebuild). Called with the log lock
     /// held.
     pub(super) fn catch_up_log(&self, warn: bool) -> Result<(), DbError> {
-        let indexed = self.log_size()?;
+        let indexed = self.stored_size()?;
         let held = self.leaves.count();
         if indexed > held {
             return Err(DbError::LeavesLost { indexed, held });
@@ -81,24 +81,16 @@ impl Db {
         let _one_at_a_time = self.log_lock();
         self.catch_up_log(false)?;
         self.flush()?;
-        self.log_size()
+        self.stored_size()
     }
 
-    /// Append one leaf to the transparency log: to `leaves.log`, durably,
-    /// then its nodes to the index. Returns its index.
+    /// Append leaves in order: to `leaves.log` with one fsync (group
+    /// commit), then their nodes to the index. Returns the index of the
+    /// first: [`crate::chainindex::ChainIndex::log_append_many`] for sled.
     ///
     /// # Errors
     /// I/O errors of the leaf log; sled errors, a corrupt log.
-    pub fn log_append(&self, leaf: &Leaf) -> Result<u64, DbError> {
-        self.log_append_many(std::slice::from_ref(leaf))
-    }
-
-    /// Append leaves in order, with one fsync of `leaves.log` (group
-    /// commit). Returns the index of the first.
-    ///
-    /// # Errors
-    /// As [`Db::log_append`].
-    pub fn log_append_many(&self, leaves: &[Leaf]) -> Result<u64, DbError> {
+    pub(super) fn append_leaves(&self, leaves: &[Leaf]) -> Result<u64, DbError> {
         let _one_at_a_time = self.log_lock();
         // An earlier append may have reached the file but failed in sled.
         self.catch_up_log(true)?;
@@ -125,11 +117,11 @@ impl Db {
         Ok(first)
     }
 
-    /// Number of leaves in the log.
+    /// Number of leaves in the index's tree.
     ///
     /// # Errors
-    /// sled errors.
-    pub fn log_size(&self) -> Result<u64, DbError> {
+    /// sled errors; a size that does not decode.
+    pub(super) fn stored_size(&self) -> Result<u64, DbError> {
         Ok(match self.log.get(LOG_SIZE)? {
             Some(v) => u64::from_be_bytes(
                 v.as_ref()
@@ -144,7 +136,7 @@ impl Db {
     ///
     /// # Errors
     /// sled errors; [`MerkleError::NodeUnavailable`] for a node not stored.
-    pub fn log_node(&self, level: u8, index: u64) -> Result<Hash32, DbError> {
+    pub(super) fn stored_node(&self, level: u8, index: u64) -> Result<Hash32, DbError> {
         match self.log.get(node_key(level, index))? {
             Some(v) => v
                 .as_ref()
@@ -157,48 +149,7 @@ impl Db {
     fn frontier(&self) -> Result<Frontier, DbError> {
         // Size first: nodes never change once stored, so a leaf appended
         // meanwhile cannot make this frontier inconsistent.
-        let size = self.log_size()?;
-        Frontier::from_source(&|l, i| self.log_node(l, i), size)
-    }
-
-    /// Size and root of the log, read together (one consistent tree head).
-    ///
-    /// # Errors
-    /// sled errors, a corrupt log.
-    pub fn log_head(&self) -> Result<(u64, Hash32), DbError> {
-        let f = self.frontier()?;
-        Ok((f.size(), f.root()))
-    }
-
-    /// The root of the first `size` leaves.
-    ///
-    /// # Errors
-    /// sled errors; a size beyond the log ([`MerkleError::NodeUnavailable`]).
-    pub fn log_root_at(&self, size: u64) -> Result<Hash32, DbError> {
-        merkle::root_from(&|l, i| self.log_node(l, i), size)
-    }
-
-    /// Inclusion proof of leaf `index` in the tree of the first `size` leaves.
-    ///
-    /// # Errors
-    /// sled errors; `index >= size`; a size beyond the log.
-    pub fn log_inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash32>, DbError> {
-        merkle::inclusion_proof_from(&|l, i| self.log_node(l, i), index, size)
-    }
-
-    /// Consistency proof from the first `old` leaves to the first `new`.
-    ///
-    /// # Errors
-    /// sled errors; `old > new`; a size beyond the log.
-    pub fn log_consistency(&self, old: u64, new: u64) -> Result<Vec<Hash32>, DbError> {
-        merkle::consistency_proof_from(&|l, i| self.log_node(l, i), old, new)
-    }
-
-    /// The root of the log.
-    ///
-    /// # Errors
-    /// sled errors, a corrupt log.
-    pub fn log_root(&self) -> Result<Hash32, DbError> {
-        Ok(self.frontier()?.root())
+        let size = self.stored_size()?;
+        Frontier::from_source(&|l, i| self.stored_node(l, i), size)
     }
 }
