@@ -21,8 +21,9 @@
 //!   `blobstore.rs`: verified segment bytes behind the `BlobStore` trait
 //!   (folder, in-memory twin); `leaflog.rs`: `leaves.log`;
 //! - `chainindex/`: the `ChainIndex` trait (heads, accepted entries, media
-//!   held) with its in-memory twin and conformance checks; `db/`: the sled
-//!   index that implements it, plus devices, tokens, users and the log's tree;
+//!   held, the transparency log's appends and proofs) with its in-memory
+//!   twin and conformance checks; `db/`: the sled index that implements it,
+//!   plus devices, tokens and users;
 //! - `ingest.rs` and `quic.rs`: the entry checks and the QUIC driver;
 //!   `pki.rs`: CA and TLS; `admin.rs`: init, devices, enrolment;
 //! - `archive.rs`, `tlog.rs`, `reindex.rs`: verify and scrub, checkpoints

@@ -299,4 +299,48 @@ mod tests {
         ix.crash(0);
         assert_eq!(ix.log_head().unwrap(), head);
     }
+
+    /// A group commit writes its entries, then the head, then flushes (as
+    /// the committer and `reindex` do). A crash after any prefix of those
+    /// writes must leave a head no further than the entries it covers, and
+    /// the flushed groups whole.
+    #[test]
+    fn group_commit_crash_at_every_write_keeps_the_head_behind_its_entries() {
+        let groups: [u64; 4] = [1, 3, 2, 4];
+        for crash_group in 0..groups.len() {
+            for keep in 0..=usize::try_from(groups[crash_group]).unwrap() + 1 {
+                let ix = MemIndex::new();
+                let mut next = 0u64;
+                for (g, n) in groups.iter().enumerate() {
+                    for seq in next..next + n {
+                        ix.put_entry_unflushed(A, seq, &accepted(seq, Some([1; 32])))
+                            .unwrap();
+                    }
+                    next += n;
+                    let head = ChainHead {
+                        next_seq: next,
+                        last_hash: accepted(next - 1, None).entry_hash,
+                    };
+                    ix.put_head_unflushed(A, head, next * 10).unwrap();
+                    if g == crash_group {
+                        ix.crash(keep);
+                        break;
+                    }
+                    ix.flush().unwrap();
+                }
+                let (head, len) = ix.head_and_log_len(A).unwrap();
+                assert_eq!(len, head.next_seq * 10, "head and log length torn");
+                for seq in 0..head.next_seq {
+                    assert!(
+                        ix.entry(A, seq).unwrap().is_some(),
+                        "group {crash_group}, keep {keep}: head {} without entry {seq}",
+                        head.next_seq
+                    );
+                }
+                let flushed: u64 = groups[..crash_group].iter().sum();
+                assert!(head.next_seq >= flushed, "a flushed group was lost");
+                assert_eq!(ix.unflushed(), 0);
+            }
+        }
+    }
 }
