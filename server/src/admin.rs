@@ -290,6 +290,12 @@ pub fn enroll(
             ca_cert: ca.cert_der.clone(),
         },
         Ok(Err((status, detail))) => refused(status, detail),
+        // A concurrent enrolment of the same key won the transaction: the
+        // answer the check above gives when it comes first.
+        Err(DbError::AlreadyEnrolled) => refused(
+            EnrollStatus::AlreadyEnrolled,
+            "this key is already enrolled",
+        ),
         Err(e) => refused(EnrollStatus::Internal, &e.to_string()),
     }
 }

@@ -230,6 +230,43 @@ mod tests {
         assert_eq!(serde_json::to_string(&d).unwrap(), revoked);
     }
 
+    /// Two enrolments of one key: the one that loses the transaction gets
+    /// a typed `AlreadyEnrolled`, and its token stays unused.
+    #[test]
+    fn enrolling_an_enrolled_key_is_refused_and_uses_no_token() {
+        let d = tempfile::tempdir().unwrap();
+        let db = Db::open(d.path()).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key();
+        let dev = DeviceRecord {
+            id: DeviceId::from_key(&key),
+            name: "cam".into(),
+            key,
+            enrolled_us: 1,
+            revoked_us: None,
+        };
+        db.put_device(&dev).unwrap();
+        let tok = TokenRecord {
+            name: "cam".into(),
+            expires_us: 10,
+            used_by: None,
+        };
+        let th = [3; 32];
+        db.put_token(&th, &tok).unwrap();
+        let res = db.enroll(&th, |t| -> Result<_, ()> {
+            let t = t.expect("token stored");
+            Ok((
+                TokenRecord {
+                    used_by: Some(dev.id.to_string()),
+                    ..t
+                },
+                dev.clone(),
+            ))
+        });
+        assert!(matches!(res, Err(DbError::AlreadyEnrolled)), "{res:?}");
+        assert_eq!(db.token(&th).unwrap(), Some(tok));
+        assert_eq!(db.devices().unwrap(), vec![dev]);
+    }
+
     #[test]
     fn device_record_refuses_bad_ids_and_keys() {
         let key = hex::encode([7u8; 32]);
