@@ -270,7 +270,7 @@ impl BlobStore for FolderStore {
             ));
         }
         let damaged = self.dir.damaged();
-        fs::create_dir_all(&damaged)?;
+        create_dir_durable(&damaged)?;
         let first = self.dir.damaged_blob(hash);
         let mut to = first.clone();
         let mut n = 1;

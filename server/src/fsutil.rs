@@ -20,8 +20,8 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Create `dir` (and its parents) if it is missing, and make its name
-/// durable in its parent. A folder that exists is left alone.
+/// Create `dir` (and its missing parents), and make each new name durable
+/// in its parent, outermost first. A folder that exists is left alone.
 ///
 /// # Errors
 /// I/O errors.
@@ -29,11 +29,15 @@ pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .collect();
     fs::create_dir_all(dir)?;
-    match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => sync_dir(p),
-        _ => Ok(()),
+    for d in missing.iter().rev() {
+        sync_folder_of(d)?;
     }
+    Ok(())
 }
 
 /// Who may read a file written by [`create_durable`].
@@ -112,7 +116,8 @@ mod tests {
     #[test]
     fn append_creates_then_appends() {
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("sub/log");
+        let p = d.path().join("a/b/log");
+        create_dir_durable(p.parent().unwrap()).unwrap();
         create_dir_durable(p.parent().unwrap()).unwrap();
         append_durable(&p, b"one ").unwrap();
         append_durable(&p, b"two").unwrap();

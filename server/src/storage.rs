@@ -175,7 +175,7 @@ impl Storage {
     ) -> Result<File, StorageError> {
         let path = self.partial_path(device, seq);
         let dir = self.dir.partials();
-        fs::create_dir_all(&dir)?;
+        create_dir_durable(&dir)?;
         let f = OpenOptions::new().create(true).append(true).open(&path)?;
         let held = f.metadata()?.len();
         if held != offset {
