@@ -10,6 +10,7 @@ pub mod blobfaults;
 pub mod faults;
 pub mod procs;
 pub mod relay;
+pub mod sim;
 
 use std::path::Path;
 use std::sync::Arc;
