@@ -30,6 +30,7 @@ use fieldseal_proto::identity::DeviceId;
 use fieldseal_proto::leaf::Leaf;
 use fieldseal_proto::msg::Message;
 use fieldseal_proto::sample;
+use fieldseal_server::chainindex::ChainIndex;
 
 use crate::SplitMix;
 use agent::{Agent, Out};
@@ -482,12 +483,30 @@ impl Pair {
             .ok()
             .and_then(|k| self.server.leaves.get(k));
         match leaf {
-            Some(Leaf::Entry {
-                device,
-                seq,
-                entry_hash,
-                ..
-            }) if *device == r.device_id && *seq == r.seq && *entry_hash == r.entry_hash => Ok(()),
+            Some(
+                l @ Leaf::Entry {
+                    device,
+                    seq,
+                    entry_hash,
+                    ..
+                },
+            ) if *device == r.device_id && *seq == r.seq && *entry_hash == r.entry_hash => {
+                // And the index proves that leaf is in the log.
+                let ix = &self.server.index;
+                let size = ix.log_size().map_err(|e| e.to_string())?;
+                let proof = ix
+                    .log_inclusion(r.log_index, size)
+                    .map_err(|e| e.to_string())?;
+                let root = ix.log_root().map_err(|e| e.to_string())?;
+                fieldseal_proto::merkle::verify_inclusion(
+                    &l.hash(),
+                    r.log_index,
+                    size,
+                    &proof,
+                    &root,
+                )
+                .map_err(|e| self.fail(format!("receipt {}: leaf not in the log: {e}", r.seq)))
+            }
             other => Err(self.fail(format!("receipt for {} names leaf {other:?}", r.seq))),
         }
     }

@@ -19,6 +19,7 @@ use fieldseal_proto::msg::{
 };
 use fieldseal_proto::receipt::Receipt;
 use fieldseal_server::blobstore::{BlobStore, MemStore};
+use fieldseal_server::chainindex::{ChainIndex, MemIndex};
 use fieldseal_server::ingest::{AcceptedEntry, Decision, Ingest};
 
 use super::wire::{Body, Stream};
@@ -52,14 +53,14 @@ pub struct Server {
     /// Enrolled devices and whether each is revoked.
     pub devices: BTreeMap<DeviceId, (VerifyingKey, bool)>,
     // --- durable: the index, chain logs, the log, blobs, synced partials ---
-    heads: BTreeMap<DeviceId, ChainHead>,
-    entries: BTreeMap<(DeviceId, u64), AcceptedEntry>,
-    media: BTreeSet<(DeviceId, u64)>,
+    /// The index (heads, accepted entries, media held, the log's tree): the
+    /// server's in-memory twin of the sled index, flushed once per group.
+    pub index: MemIndex,
     /// Accepted entries per device, as the chain log holds them.
     pub chain_logs: BTreeMap<DeviceId, Vec<Vec<u8>>>,
     /// Refused conflicting entries, kept as evidence.
     pub equivocations: BTreeMap<DeviceId, Vec<Vec<u8>>>,
-    /// The transparency log's leaves.
+    /// The transparency log's leaves, as `leaves.log` holds them.
     pub leaves: Vec<Leaf>,
     /// Verified segment bytes.
     pub blobs: MemStore,
@@ -90,9 +91,7 @@ impl Server {
         Server {
             receipt_key,
             devices: BTreeMap::new(),
-            heads: BTreeMap::new(),
-            entries: BTreeMap::new(),
-            media: BTreeSet::new(),
+            index: MemIndex::new(),
             chain_logs: BTreeMap::new(),
             equivocations: BTreeMap::new(),
             leaves: Vec::new(),
@@ -138,6 +137,9 @@ impl Server {
         self.streams.clear();
         self.uploading.clear();
         self.queue.clear();
+        // Index writes not flushed are lost (a group is flushed before it
+        // is answered, so none should be pending between steps).
+        self.index.crash(0);
         for p in self.partials.values_mut() {
             p.bytes.truncate(p.durable);
         }
@@ -230,66 +232,61 @@ impl Server {
     }
 
     fn welcome(&self, device: DeviceId) -> Message {
-        let head = self
-            .heads
-            .get(&device)
-            .copied()
-            .unwrap_or(ChainHead::GENESIS);
-        let missing: Vec<u64> = self
-            .entries
-            .range((device, 0)..=(device, u64::MAX))
-            .filter(|(k, a)| a.media.is_some() && !self.media.contains(k))
-            .map(|((_, s), _)| *s)
-            .take(MAX_RESEND_MEDIA)
-            .collect();
+        let head = self.head(device);
+        let missing = self
+            .index
+            .missing_media(device, MAX_RESEND_MEDIA)
+            .expect("the memory index does not fail");
         Message::Welcome(Welcome {
             protocol_version: PROTOCOL_VERSION,
             server_time_us: 0,
             next_seq_expected: head.next_seq,
-            resend_media: SeqList::new(missing).expect("bounded by take"),
+            resend_media: SeqList::new(missing).expect("bounded by MAX_RESEND_MEDIA"),
         })
     }
 
-    /// Commit every queued entry as one group and answer each.
+    /// Commit every queued entry as one group and answer each: chain logs,
+    /// then the leaves, then the index written and flushed once.
     pub fn commit(&mut self, now_us: i64) -> Vec<Reply> {
         let queue = std::mem::take(&mut self.queue);
         let mut heads: BTreeMap<DeviceId, ChainHead> = BTreeMap::new();
         let mut replies = Vec::new();
         for (conn, device, bytes) in queue {
-            let head = *heads.entry(device).or_insert_with(|| {
-                self.heads
-                    .get(&device)
-                    .copied()
-                    .unwrap_or(ChainHead::GENESIS)
-            });
+            let head = *heads.entry(device).or_insert_with(|| self.head(device));
             let key = self.devices[&device].0;
-            let entries = &self.entries;
-            let d = Ingest::new(key, head)
-                .handle_entry(&bytes, |seq| entries.get(&(device, seq)).cloned());
+            let index = &self.index;
+            let d = Ingest::new(key, head).handle_entry(&bytes, |seq| {
+                index
+                    .entry(device, seq)
+                    .expect("the memory index does not fail")
+            });
             let m = match d {
                 Decision::Accept { entry } => {
                     let seq = entry.seq();
                     let hash = entry.hash();
-                    let log_index = self.leaves.len() as u64;
-                    self.leaves.push(Leaf::Entry {
+                    let leaf = Leaf::Entry {
                         device,
                         seq,
                         entry_hash: hash,
                         server_time_us: now_us,
-                    });
+                    };
+                    let log_index = self.index.log_append_many(&[leaf.clone()]).expect("memory");
+                    self.leaves.push(leaf);
                     let r = Receipt::sign(device, seq, hash, now_us, log_index, &self.receipt_key);
-                    self.chain_logs.entry(device).or_default().push(bytes);
-                    self.entries.insert(
-                        (device, seq),
-                        AcceptedEntry {
-                            entry_hash: hash,
-                            media: entry.entry.segment().map(|s| (s.media_sha256, s.media_len)),
-                            receipt: r.to_bytes(),
-                        },
-                    );
+                    let log = self.chain_logs.entry(device).or_default();
+                    log.push(bytes);
+                    let log_len = log.len() as u64;
+                    let accepted = AcceptedEntry {
+                        entry_hash: hash,
+                        media: entry.entry.segment().map(|s| (s.media_sha256, s.media_len)),
+                        receipt: r.to_bytes(),
+                    };
                     let next = ChainHead::after(&entry);
+                    self.index
+                        .put_entry_unflushed(device, seq, &accepted)
+                        .and_then(|()| self.index.put_head_unflushed(device, next, log_len))
+                        .expect("memory");
                     heads.insert(device, next);
-                    self.heads.insert(device, next);
                     Message::EntryReceipt(r)
                 }
                 Decision::Duplicate { receipt } => Message::EntryReceipt(
@@ -313,6 +310,7 @@ impl Server {
                 replies.push((conn, Stream::Control, Body::Msg(m)));
             }
         }
+        self.index.flush().expect("memory");
         replies
     }
 
@@ -328,12 +326,12 @@ impl Server {
                     return reply(failed(seq, UploadFailCode::Internal, why));
                 }
                 self.streams.insert(key, Up::Begin { seq });
-                let accepted = self.entries.get(&(device, seq)).cloned();
-                let mut complete = self.media.contains(&(device, seq));
+                let accepted = self.accepted(device, seq);
+                let mut complete = self.has_media(device, seq);
                 if let Some((hash, len)) = accepted.as_ref().and_then(|a| a.media) {
                     let blob = self.blobs.stat(&hash).ok().flatten().is_some();
                     if !complete && hash == q.media_hash && blob {
-                        self.media.insert((device, seq));
+                        self.index.put_media(device, seq).expect("memory");
                         complete = true;
                     }
                     let held = self.partial_len(device, seq);
@@ -360,7 +358,7 @@ impl Server {
                 }
             }
             (Up::Begin { seq }, Body::Msg(Message::UploadBegin(b))) => {
-                let accepted = self.entries.get(&(device, seq)).cloned();
+                let accepted = self.accepted(device, seq);
                 let held = self.partial_len(device, seq);
                 if b.seq != seq {
                     return self.end(
@@ -416,8 +414,9 @@ impl Server {
                         ),
                     );
                 }
-                let (hash, len) = self.entries[&(device, seq)]
-                    .media
+                let (hash, len) = self
+                    .accepted(device, seq)
+                    .and_then(|a| a.media)
                     .expect("checked at begin");
                 let answer = if self.verify_partial(device, seq, hash, len) {
                     Body::Msg(Message::UploadAck(UploadAck {
@@ -472,21 +471,28 @@ impl Server {
         self.blobs
             .put(&hash, &mut p.bytes.as_slice())
             .expect("verified bytes are stored");
-        self.media.insert((device, seq));
+        self.index.put_media(device, seq).expect("memory");
         true
+    }
+
+    fn accepted(&self, device: DeviceId, seq: u64) -> Option<AcceptedEntry> {
+        self.index
+            .entry(device, seq)
+            .expect("the memory index does not fail")
+    }
+
+    fn has_media(&self, device: DeviceId, seq: u64) -> bool {
+        self.index.has_media(device, seq).expect("memory")
     }
 
     /// What the server holds of `device`: its chain head.
     pub fn head(&self, device: DeviceId) -> ChainHead {
-        self.heads
-            .get(&device)
-            .copied()
-            .unwrap_or(ChainHead::GENESIS)
+        self.index.head(device).expect("memory")
     }
 
     /// Does the server hold the verified media of `(device, seq)`?
     pub fn holds_media(&self, device: DeviceId, seq: u64, hash: &Hash32) -> bool {
-        self.media.contains(&(device, seq))
+        self.has_media(device, seq)
             && fieldseal_server::blobstore::rehash(&self.blobs, hash).is_ok_and(|(h, _)| h == *hash)
     }
 }
