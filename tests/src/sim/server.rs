@@ -270,7 +270,10 @@ impl Server {
                         entry_hash: hash,
                         server_time_us: now_us,
                     };
-                    let log_index = self.index.log_append_many(&[leaf.clone()]).expect("memory");
+                    let log_index = self
+                        .index
+                        .log_append_many(std::slice::from_ref(&leaf))
+                        .expect("memory");
                     self.leaves.push(leaf);
                     let r = Receipt::sign(device, seq, hash, now_us, log_index, &self.receipt_key);
                     let log = self.chain_logs.entry(device).or_default();
