@@ -24,6 +24,9 @@ export FIELDSEAL_CLOCK_JUMPS="${FIELDSEAL_CLOCK_JUMPS:-$(scaled 40)}"
 export FIELDSEAL_FLOOD="${FIELDSEAL_FLOOD:-$(scaled 3000)}"
 export FIELDSEAL_BAD_FRAMES="${FIELDSEAL_BAD_FRAMES:-$(scaled 600)}"
 export FIELDSEAL_SPOOL_STEPS="${FIELDSEAL_SPOOL_STEPS:-$(scaled 40)}"
+# The simulated pair (tests/sim.rs): seeded steps of the real sync machine
+# against the real ingest decisions; `make test` runs 120,000.
+export FIELDSEAL_SIM_STEPS="${FIELDSEAL_SIM_STEPS:-$(scaled 20000000)}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-$(scaled 300)}"
 
 OUT="${SOAK_OUT:-target/soak}"
@@ -56,6 +59,7 @@ run spool --test faults_spool
 run binaries --test faults_binaries
 run server_crash --test server_crash
 run fuzz_corpus --test fuzz_corpus
+run sim --test sim
 
 # Each fuzz target for a while, starting from the stored seeds; what it adds
 # stays in fuzz/corpus (ignored by git) for the next run.

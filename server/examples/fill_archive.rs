@@ -20,6 +20,7 @@ use fieldseal_proto::identity::DeviceId;
 use fieldseal_proto::leaf::Leaf;
 use fieldseal_proto::sample;
 use fieldseal_server::blobstore::FolderStore;
+use fieldseal_server::datadir::DataDir;
 use fieldseal_server::db::{Db, DeviceRecord};
 
 fn main() -> anyhow::Result<()> {
@@ -47,20 +48,20 @@ fn main() -> anyhow::Result<()> {
             let key = SigningKey::from_bytes(&seed);
             let id = DeviceId::from_key(&key.verifying_key());
             db.put_device(&DeviceRecord {
-                id: id.to_string(),
+                id,
                 name: format!("bench-{d}"),
-                public_key: hex::encode(key.verifying_key().to_bytes()),
+                key: key.verifying_key(),
                 enrolled_us: 0,
                 revoked_us: None,
             })?;
             let chain = sample::build(&key, &vec![per_rec; recs], media);
-            let ddir = dir.join("devices").join(id.to_string());
-            std::fs::create_dir_all(&ddir)?;
+            let layout = DataDir::new(&dir);
+            std::fs::create_dir_all(layout.device(id))?;
             let mut log = Vec::new();
             for e in &chain.entries {
                 put_record(&mut log, &e.to_bytes());
             }
-            std::fs::write(ddir.join("chain.log"), log)?;
+            std::fs::write(layout.chain_log(id), log)?;
             for (seq, bytes) in &chain.media {
                 let h = chain.entries[usize::try_from(*seq)?]
                     .entry
@@ -76,7 +77,8 @@ fn main() -> anyhow::Result<()> {
         db.flush()?;
     }
     // Leaves interleaved across devices, as live ingest would write them.
-    let mut leaves = std::io::BufWriter::new(std::fs::File::create(dir.join("leaves.log"))?);
+    let mut leaves =
+        std::io::BufWriter::new(std::fs::File::create(DataDir::new(&dir).leaves_log())?);
     let longest = chains.iter().map(|c| c.1.len()).max().unwrap_or(0);
     let mut n = 0u64;
     for i in 0..longest {

@@ -3,10 +3,8 @@
 //! control socket (`control.rs`) calls them inside the running server, the
 //! CLI calls them directly when no server runs.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::fs;
+use std::path::{Path, PathBuf};
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -17,30 +15,47 @@ use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::db::{Db, DeviceRecord, TokenRecord, UserRecord};
+use crate::datadir::DataDir;
+use crate::db::{Db, DbError, DeviceRecord, TokenRecord, UserRecord};
+use crate::fsutil::{create_durable, sync_dir, Access};
 use crate::pki::{self, Ca};
 
-/// Files `init` creates; it refuses to run if any exists.
-const KEY_FILES: &[&str] = &[
-    "ca.key",
-    "ca.crt",
-    "server.key",
-    "server.crt",
-    "receipt.key",
-];
+/// Why `init` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// A key file exists: `init` never overwrites an existing data folder.
+    #[error("{} already exists: refusing to overwrite the keys of an existing data folder", .0.display())]
+    KeysExist(PathBuf),
+    /// Writing a file or folder failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Generating the CA or the server certificate failed.
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    /// The index could not be created.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Hashing the admin password failed.
+    #[error("argon2: {0}")]
+    Password(String),
+}
 
-/// Write a file readable only by its owner (mode 0600), fsynced.
-///
-/// # Errors
-/// I/O errors; "already exists" if it does.
-pub fn write_secret(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
+/// Why the receipt-signing key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// `receipt.key` could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `receipt.key` does not hold 32 bytes in hex.
+    #[error("{} is not 32 bytes in hex", .0.display())]
+    Format(PathBuf),
 }
 
 /// What `init` reports.
@@ -62,41 +77,50 @@ pub fn init(
     dir: &Path,
     extra_names: &[String],
     admin_password: Option<String>,
-) -> anyhow::Result<InitReport> {
-    for f in KEY_FILES {
-        if dir.join(f).exists() {
-            anyhow::bail!(
-                "{} already exists: refusing to overwrite the keys of an existing data folder",
-                dir.join(f).display()
-            );
-        }
+) -> Result<InitReport, InitError> {
+    let data = DataDir::new(dir);
+    if let Some(f) = data.key_files().into_iter().find(|f| f.exists()) {
+        return Err(InitError::KeysExist(f));
     }
     fs::create_dir_all(dir)?;
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     names.extend(extra_names.iter().cloned());
     let g = pki::generate(&names)?;
-    fs::write(dir.join("ca.crt"), &g.ca_cert_pem)?;
-    write_secret(&dir.join("ca.key"), g.ca_key_pem.as_bytes())?;
-    fs::write(dir.join("server.crt"), &g.server_cert_pem)?;
-    write_secret(&dir.join("server.key"), g.server_key_pem.as_bytes())?;
-    let receipt = SigningKey::generate(&mut OsRng);
-    write_secret(
-        &dir.join("receipt.key"),
-        format!("{}\n", hex::encode(receipt.to_bytes())).as_bytes(),
+    create_durable(&data.ca_cert(), g.ca_cert_pem.as_bytes(), Access::Public)?;
+    create_durable(&data.ca_key(), g.ca_key_pem.as_bytes(), Access::OwnerOnly)?;
+    create_durable(
+        &data.server_cert(),
+        g.server_cert_pem.as_bytes(),
+        Access::Public,
     )?;
-    fs::write(
-        dir.join("receipt.pub"),
-        format!("{}\n", hex::encode(receipt.verifying_key().to_bytes())),
+    create_durable(
+        &data.server_key(),
+        g.server_key_pem.as_bytes(),
+        Access::OwnerOnly,
+    )?;
+    let receipt = SigningKey::generate(&mut OsRng);
+    create_durable(
+        &data.receipt_key(),
+        format!("{}\n", hex::encode(receipt.to_bytes())).as_bytes(),
+        Access::OwnerOnly,
+    )?;
+    // receipt.pub is derived from receipt.key: an earlier init that crashed
+    // may have left it, and it is written again.
+    let _ = fs::remove_file(data.receipt_pub());
+    create_durable(
+        &data.receipt_pub(),
+        format!("{}\n", hex::encode(receipt.verifying_key().to_bytes())).as_bytes(),
+        Access::Public,
     )?;
     let cfg = Config {
         server_names: extra_names.to_vec(),
         ..Config::default()
     };
-    if !dir.join("config.toml").exists() {
-        fs::write(dir.join("config.toml"), cfg.commented())?;
+    if !data.config().exists() {
+        create_durable(&data.config(), cfg.commented().as_bytes(), Access::Public)?;
     }
-    for sub in ["devices", "blobs", "partial"] {
-        fs::create_dir_all(dir.join(sub))?;
+    for sub in data.init_folders() {
+        fs::create_dir_all(sub)?;
     }
     let db = Db::open(dir)?;
     let (password, generated) = match admin_password {
@@ -111,7 +135,7 @@ pub fn init(
     let salt = SaltString::generate(&mut OsRng);
     let hash = argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+        .map_err(|e| InitError::Password(e.to_string()))?
         .to_string();
     db.put_user(&UserRecord {
         name: "admin".into(),
@@ -119,7 +143,7 @@ pub fn init(
         password_hash: hash,
     })?;
     db.flush()?;
-    crate::storage::sync_dir(dir)?;
+    sync_dir(dir)?;
     Ok(InitReport {
         generated_password: generated,
         receipt_key: hex::encode(receipt.verifying_key().to_bytes()),
@@ -129,12 +153,17 @@ pub fn init(
 /// Load the receipt-signing key.
 ///
 /// # Errors
-/// I/O or format errors.
-pub fn load_receipt_key(dir: &Path) -> anyhow::Result<SigningKey> {
-    let text = fs::read_to_string(dir.join("receipt.key"))?;
-    let b: [u8; 32] = hex::decode(text.trim())?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("receipt.key is not 32 bytes"))?;
+/// The file cannot be read or does not hold 32 bytes in hex.
+pub fn load_receipt_key(dir: &Path) -> Result<SigningKey, KeyError> {
+    let path = DataDir::new(dir).receipt_key();
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(source) => return Err(KeyError::Read { path, source }),
+    };
+    let b: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or(KeyError::Format(path))?;
     Ok(SigningKey::from_bytes(&b))
 }
 
@@ -153,7 +182,7 @@ pub struct NewToken {
 ///
 /// # Errors
 /// Index errors.
-pub fn device_add(db: &Db, name: &str, ttl_secs: u64, now_us: i64) -> anyhow::Result<NewToken> {
+pub fn device_add(db: &Db, name: &str, ttl_secs: u64, now_us: i64) -> Result<NewToken, DbError> {
     let mut b = [0u8; 32];
     OsRng.fill_bytes(&mut b);
     let token = hex::encode(b);
@@ -179,7 +208,7 @@ pub fn device_add(db: &Db, name: &str, ttl_secs: u64, now_us: i64) -> anyhow::Re
 ///
 /// # Errors
 /// Index errors.
-pub fn device_revoke(db: &Db, id: DeviceId, now_us: i64) -> anyhow::Result<Option<DeviceRecord>> {
+pub fn device_revoke(db: &Db, id: DeviceId, now_us: i64) -> Result<Option<DeviceRecord>, DbError> {
     let Some(mut d) = db.device(id)? else {
         return Ok(None);
     };
@@ -189,16 +218,6 @@ pub fn device_revoke(db: &Db, id: DeviceId, now_us: i64) -> anyhow::Result<Optio
         db.flush()?;
     }
     Ok(Some(d))
-}
-
-/// The Ed25519 key of a device record.
-///
-/// # Errors
-/// A corrupt record.
-pub fn device_key(d: &DeviceRecord) -> anyhow::Result<[u8; 32]> {
-    hex::decode(&d.public_key)?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("device key is not 32 bytes"))
 }
 
 fn refused(status: EnrollStatus, detail: &str) -> EnrollResponse {
@@ -250,9 +269,9 @@ pub fn enroll(
         }
         Some(t) => {
             let dev = DeviceRecord {
-                id: id.to_string(),
+                id,
                 name: t.name.clone(),
-                public_key: hex::encode(req.public_key),
+                key: vk,
                 enrolled_us: now_us,
                 revoked_us: None,
             };
@@ -271,6 +290,12 @@ pub fn enroll(
             ca_cert: ca.cert_der.clone(),
         },
         Ok(Err((status, detail))) => refused(status, detail),
+        // A concurrent enrolment of the same key won the transaction: the
+        // answer the check above gives when it comes first.
+        Err(DbError::AlreadyEnrolled) => refused(
+            EnrollStatus::AlreadyEnrolled,
+            "this key is already enrolled",
+        ),
         Err(e) => refused(EnrollStatus::Internal, &e.to_string()),
     }
 }

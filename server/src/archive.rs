@@ -11,9 +11,9 @@
 //! control socket) or the command itself (see `control.rs`).
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ed25519_dalek::VerifyingKey;
@@ -27,8 +27,54 @@ use fieldseal_proto::leaf::{CustodyAction, Leaf};
 use fieldseal_proto::receipt::Receipt;
 use serde::Serialize;
 
+use crate::admin::KeyError;
 use crate::blobstore::{rehash, BlobStore};
-use crate::db::Db;
+use crate::chainindex::{ChainIndex, IndexError};
+use crate::datadir::DataDir;
+use crate::db::{Db, DbError};
+use crate::fsutil::append_durable;
+
+/// Why a verify or a scrub could not run to the end. Findings about the
+/// evidence are not errors: they are in the outcome.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    /// The device asked for is not enrolled.
+    #[error("no device {0}")]
+    NoDevice(DeviceId),
+    /// Stopped before the end: the server is shutting down.
+    #[error("verify interrupted: the server is shutting down")]
+    Interrupted,
+    /// The receipt key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A device's chain log could not be read.
+    #[error("{}: {source}", path.display())]
+    ChainLog {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The blob store could not be listed.
+    #[error("blob store: {0}")]
+    Blobs(#[source] io::Error),
+    /// A finding could not be noted in `damaged.log`.
+    #[error("damaged.log: {0}")]
+    DamagedLog(#[source] io::Error),
+    /// A custody leaf was refused.
+    #[error(transparent)]
+    Leaf(#[from] fieldseal_proto::leaf::LeafError),
+    /// The index failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<IndexError> for ArchiveError {
+    fn from(e: IndexError) -> Self {
+        ArchiveError::Db(e.into())
+    }
+}
 
 /// "3 h", "2 d": how long ago, for humans.
 fn ago(us: i64) -> String {
@@ -101,12 +147,10 @@ pub fn verify(
     device: Option<DeviceId>,
     now_us: i64,
     stop: &AtomicBool,
-) -> anyhow::Result<VerifyOutcome> {
+) -> Result<VerifyOutcome, ArchiveError> {
     let receipt_key = crate::admin::load_receipt_key(dir)?.verifying_key();
     let records = match device {
-        Some(id) => vec![db
-            .device(id)?
-            .ok_or_else(|| anyhow::anyhow!("no device {id}"))?],
+        Some(id) => vec![db.device(id)?.ok_or(ArchiveError::NoDevice(id))?],
         None => db.devices()?,
     };
     let mut out = VerifyOutcome {
@@ -114,15 +158,8 @@ pub fn verify(
         devices: Vec::new(),
         receipts: Vec::new(),
     };
-    let mut devices = Vec::new();
-    for rec in records {
-        let id: DeviceId = rec
-            .id
-            .parse()
-            .map_err(|_| anyhow::anyhow!("corrupt device id {}", rec.id))?;
-        let key = VerifyingKey::from_bytes(&crate::admin::device_key(&rec)?)?;
-        devices.push((id, key));
-    }
+    let devices: Vec<(DeviceId, VerifyingKey)> =
+        records.into_iter().map(|rec| (rec.id, rec.key)).collect();
     // Hashing the blobs is nearly all of the work: do it first, on every
     // core. Blobs are content-addressed: segments with the same bytes share one.
     let mut wanted = Vec::new();
@@ -149,10 +186,6 @@ pub fn verify(
     Ok(out)
 }
 
-fn chain_log_path(dir: &Path, id: DeviceId) -> PathBuf {
-    dir.join("devices").join(id.to_string()).join("chain.log")
-}
-
 /// The blobs' actual hashes and lengths, or why they could not be read.
 type Hashed = BTreeMap<Hash32, Result<(Hash32, u64), (io::ErrorKind, String)>>;
 
@@ -163,7 +196,7 @@ fn hash_blobs(
     blobs: &dyn BlobStore,
     mut wanted: Vec<Hash32>,
     stop: &AtomicBool,
-) -> anyhow::Result<Hashed> {
+) -> Result<Hashed, ArchiveError> {
     wanted.sort_unstable();
     wanted.dedup();
     // FIELDSEAL_VERIFY_THREADS caps it (the benchmark's one-core figure,
@@ -189,7 +222,7 @@ fn hash_blobs(
         }
     });
     if stop.load(Ordering::Relaxed) {
-        anyhow::bail!("verify interrupted: the server is shutting down");
+        return Err(ArchiveError::Interrupted);
     }
     Ok(out.into_inner().expect("lock"))
 }
@@ -202,13 +235,13 @@ fn indexed_chain_log(
     dir: &Path,
     db: &Db,
     id: DeviceId,
-) -> anyhow::Result<(Vec<u8>, fieldseal_proto::entry::ChainHead, u64)> {
-    let path = chain_log_path(dir, id);
+) -> Result<(Vec<u8>, fieldseal_proto::entry::ChainHead, u64), ArchiveError> {
+    let path = DataDir::new(dir).chain_log(id);
     let mut bytes = match fs::read(&path) {
         Ok(b) => b,
         // Enrolled, never sent an entry.
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => anyhow::bail!("{}: {e}", path.display()),
+        Err(source) => return Err(ArchiveError::ChainLog { path, source }),
     };
     let (head, log_len) = db.head_and_log_len(id)?;
     if let Ok(n) = usize::try_from(log_len) {
@@ -225,7 +258,7 @@ fn verify_device(
     (key, receipt_key): (&VerifyingKey, &VerifyingKey),
     now_us: i64,
     hashed: &Hashed,
-) -> anyhow::Result<(Report, ReceiptCheck)> {
+) -> Result<(Report, ReceiptCheck), ArchiveError> {
     let (bytes, head, _) = indexed_chain_log(dir, db, id)?;
     let (log, damage) = chainlog::split_lossy(&bytes);
     let receipt_time = |seq: u64| {
@@ -442,7 +475,7 @@ pub fn scrub(
     blobs: &dyn BlobStore,
     now_us: i64,
     stop: &AtomicBool,
-) -> anyhow::Result<ScrubOutcome> {
+) -> Result<ScrubOutcome, ArchiveError> {
     let mut out = ScrubOutcome {
         ok: true,
         complete: false,
@@ -451,7 +484,7 @@ pub fn scrub(
         damaged: Vec::new(),
     };
     let mut refs = None;
-    for want in blobs.list()? {
+    for want in blobs.list().map_err(ArchiveError::Blobs)? {
         if stop.load(Ordering::Relaxed) {
             out.ok = out.damaged.is_empty();
             return Ok(out);
@@ -516,7 +549,7 @@ pub fn scrub(
             moved_to,
             log_leaves,
         };
-        note_damage(dir, now_us, &d)?;
+        note_damage(dir, now_us, &d).map_err(ArchiveError::DamagedLog)?;
         out.damaged.push(d);
     }
     out.ok = out.damaged.is_empty();
@@ -527,10 +560,5 @@ pub fn scrub(
 fn note_damage(dir: &Path, now_us: i64, d: &DamagedBlob) -> io::Result<()> {
     let mut line = serde_json::json!({ "time_us": now_us, "blob": d }).to_string();
     line.push('\n');
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("damaged.log"))?;
-    f.write_all(line.as_bytes())?;
-    f.sync_data()
+    append_durable(&DataDir::new(dir).damaged_log(), line.as_bytes())
 }

@@ -8,7 +8,7 @@
 //! under a `damaged/` prefix followed by a delete, `list` a LIST. Nothing in
 //! the trait renames in place or appends: objects are written once, whole.
 //!
-//! Two implementations: [`FolderStore`] (the data folder, see `storage.rs`
+//! Two implementations: [`FolderStore`] (the data folder, see `datadir.rs`
 //! for the layout) and [`MemStore`] (the in-memory twin for tests). The
 //! [`conformance`] checks run against both, and against any later one.
 //!
@@ -29,7 +29,8 @@ use std::sync::Mutex;
 
 use fieldseal_proto::identity::{Hash32, Sha256Stream};
 
-use crate::storage::sync_dir;
+use crate::datadir::DataDir;
+use crate::fsutil::{create_dir_durable, sync_dir};
 
 /// Read size when copying or hashing blobs: large sequential reads keep a
 /// disk busy with few syscalls, and 1 MiB per reader is memory nobody misses.
@@ -166,20 +167,15 @@ fn mismatch(want: &Hash32, got: &Hash32) -> io::Error {
     )
 }
 
-/// Blobs in the data folder:
-///
-/// ```text
-/// DIR/blobs/<aa>/<sha256hex>   held blobs (aa: the first two hex digits)
-/// DIR/blobs/tmp/<name>.<n>     a put in progress (deleted at start-up)
-/// DIR/damaged/<sha256hex>[.n]  quarantined blobs, kept as found
-/// ```
+/// Blobs in the data folder: held under `DIR/blobs/<aa>/<sha256hex>`, puts
+/// in progress under `DIR/blobs/tmp/`, quarantined ones under `DIR/damaged/`
+/// (the paths come from [`DataDir`]).
 ///
 /// Writes go temp file → fsync → rename → fsync folder, so a crash leaves a
 /// blob absent or whole, and a stray temp file is never taken for a blob.
 #[derive(Debug)]
 pub struct FolderStore {
-    blobs: PathBuf,
-    damaged: PathBuf,
+    dir: DataDir,
     /// Tells concurrent puts' temp files apart.
     next_tmp: std::sync::atomic::AtomicU64,
 }
@@ -192,11 +188,10 @@ impl FolderStore {
     /// The temp folder cannot be cleaned.
     pub fn open(dir: &Path) -> io::Result<FolderStore> {
         let s = FolderStore {
-            blobs: dir.join("blobs"),
-            damaged: dir.join("damaged"),
+            dir: DataDir::new(dir),
             next_tmp: std::sync::atomic::AtomicU64::new(0),
         };
-        match fs::remove_dir_all(s.blobs.join("tmp")) {
+        match fs::remove_dir_all(s.dir.blob_tmp()) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
@@ -205,18 +200,14 @@ impl FolderStore {
 
     /// Where the blob with this name lives (for tests and the demo).
     pub fn path(&self, hash: &Hash32) -> PathBuf {
-        let hex = hex::encode(hash);
-        self.blobs.join(&hex[..2]).join(hex)
+        self.dir.blob(hash)
     }
 
     /// Rename a complete, fsynced file into place and make that durable.
     fn install(&self, hash: &Hash32, from: &Path) -> io::Result<()> {
         let to = self.path(hash);
         let dir = to.parent().expect("has parent");
-        if !dir.exists() {
-            fs::create_dir_all(dir)?;
-            sync_dir(&self.blobs)?;
-        }
+        create_dir_durable(dir)?;
         fs::rename(from, &to)?;
         // The blob's folder only: a rename is one journal transaction, so
         // this makes it durable. Should the old name come back after a power
@@ -240,7 +231,7 @@ impl BlobStore for FolderStore {
     }
 
     fn put(&self, hash: &Hash32, src: &mut dyn Read) -> io::Result<u64> {
-        let tmp_dir = self.blobs.join("tmp");
+        let tmp_dir = self.dir.blob_tmp();
         fs::create_dir_all(&tmp_dir)?;
         let n = self
             .next_tmp
@@ -278,28 +269,29 @@ impl BlobStore for FolderStore {
                 format!("blob {} is not held", hex::encode(hash)),
             ));
         }
-        fs::create_dir_all(&self.damaged)?;
-        let name = hex::encode(hash);
-        let mut to = self.damaged.join(&name);
+        let damaged = self.dir.damaged();
+        create_dir_durable(&damaged)?;
+        let first = self.dir.damaged_blob(hash);
+        let mut to = first.clone();
         let mut n = 1;
         // The same blob damaged again after a resend: keep every copy.
         while to.exists() {
-            to = self.damaged.join(format!("{name}.{n}"));
+            to = first.with_extension(n.to_string());
             n += 1;
         }
         fs::rename(&from, &to)?;
-        sync_dir(&self.damaged)?;
+        sync_dir(&damaged)?;
         sync_dir(from.parent().expect("has parent"))?;
         Ok(to.display().to_string())
     }
 
     fn was_quarantined(&self, hash: &Hash32) -> io::Result<bool> {
-        Ok(self.damaged.join(hex::encode(hash)).exists())
+        Ok(self.dir.damaged_blob(hash).exists())
     }
 
     fn list(&self) -> io::Result<Vec<Hash32>> {
         let mut out = Vec::new();
-        let subdirs = match fs::read_dir(&self.blobs) {
+        let subdirs = match fs::read_dir(self.dir.blobs()) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
             Err(e) => return Err(e),
@@ -587,12 +579,13 @@ mod tests {
         let h = fieldseal_proto::identity::sha256(b"x");
         s.put(&h, &mut &b"x"[..]).unwrap();
         // A put that crashed before its rename, and a stray file.
-        fs::create_dir_all(d.path().join("blobs/tmp")).unwrap();
-        fs::write(d.path().join("blobs/tmp/abc.1.0"), b"half").unwrap();
+        let tmp = DataDir::new(d.path()).blob_tmp();
+        fs::create_dir_all(&tmp).unwrap();
+        fs::write(tmp.join("abc.1.0"), b"half").unwrap();
         fs::write(s.path(&h).with_file_name("not-a-blob"), b"?").unwrap();
         assert_eq!(s.list().unwrap(), vec![h]);
         let s = FolderStore::open(d.path()).unwrap();
-        assert!(!d.path().join("blobs/tmp").exists());
+        assert!(!tmp.exists());
         assert_eq!(s.list().unwrap(), vec![h]);
     }
 

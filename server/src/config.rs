@@ -1,9 +1,31 @@
 //! The server's configuration file, `DIR/config.toml`.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+/// Why `config.toml` could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`Config`].
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: toml::de::Error,
+    },
+}
 
 /// `config.toml`. Every field has a default, so an empty file is valid.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -50,10 +72,14 @@ impl Config {
     /// Read `DIR/config.toml`.
     ///
     /// # Errors
-    /// I/O errors, TOML errors.
-    pub fn load(dir: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(dir.join("config.toml"))?;
-        Ok(toml::from_str(&text)?)
+    /// The file cannot be read or is not valid.
+    pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+        let path = crate::datadir::DataDir::new(dir).config();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })
     }
 
     /// The commented file `init` writes.

@@ -12,10 +12,47 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
+use crate::admin::KeyError;
+use crate::archive::ArchiveError;
 use crate::blobstore::{BlobStore, FolderStore};
 use crate::config::Config;
-use crate::db::{Db, DeviceRecord};
+use crate::db::{Db, DbError, DeviceRecord};
+use crate::tlog::TlogError;
 use crate::{admin, archive, now_us, tlog, Shared};
+
+/// Why an admin request failed: sent back as [`Response::Error`] with its
+/// text, or returned by [`request`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// Not a device id (16 lowercase hex digits).
+    #[error("not a device id: {0}")]
+    BadDeviceId(String),
+    /// No such device.
+    #[error("no device {0}")]
+    NoDevice(DeviceId),
+    /// A scrub stopped early: the server is shutting down.
+    #[error("scrub interrupted after {0} blob(s): the server is shutting down")]
+    ScrubInterrupted(u64),
+    /// Verify or scrub failed.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// Checkpoint or proof failed.
+    #[error(transparent)]
+    Tlog(#[from] TlogError),
+    /// The receipt key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The index failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Talking to the socket, or opening the blob store, failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A request or response did not parse.
+    #[error("control socket: {0}")]
+    Json(#[from] serde_json::Error),
+}
 
 /// Pretty JSON with a final newline, as commands print it.
 fn pretty(v: &impl Serialize) -> String {
@@ -100,7 +137,7 @@ pub enum Response {
 
 /// The socket path of a data folder.
 pub fn socket_path(dir: &Path) -> PathBuf {
-    dir.join("control.sock")
+    crate::datadir::DataDir::new(dir).control_socket()
 }
 
 /// Apply a request to an index. `stop` interrupts a scrub or verify (the
@@ -115,15 +152,15 @@ pub fn apply(
     stop: &AtomicBool,
     on_revoke: impl FnOnce(&DeviceRecord),
 ) -> Response {
-    let device_id = |id: &str| -> anyhow::Result<DeviceId> {
+    let device_id = |id: &str| -> Result<DeviceId, ControlError> {
         id.parse()
-            .map_err(|_| anyhow::anyhow!("not a device id: {id}"))
+            .map_err(|_| ControlError::BadDeviceId(id.to_owned()))
     };
     let output = |ok: bool, text: String| Response::Output {
         code: u8::from(!ok),
         text,
     };
-    let res: anyhow::Result<Response> = (|| match req {
+    let res: Result<Response, ControlError> = (|| match req {
         Request::DeviceAdd { name, ttl_secs } => Ok(Response::Token(admin::device_add(
             db,
             &name,
@@ -139,10 +176,7 @@ pub fn apply(
         Request::Scrub { json } => {
             let v = archive::scrub(dir, db, blobs, now_us(), stop)?;
             if !v.complete {
-                anyhow::bail!(
-                    "scrub interrupted after {} blob(s): the server is shutting down",
-                    v.blobs
-                );
+                return Err(ControlError::ScrubInterrupted(v.blobs));
             }
             let text = if json { pretty(&v) } else { v.human() };
             Ok(output(v.ok, text))
@@ -176,7 +210,7 @@ pub fn apply(
                     on_revoke(&d);
                     Ok(Response::Device(d))
                 }
-                None => anyhow::bail!("no device {id}"),
+                None => Err(ControlError::NoDevice(id)),
             }
         }
     })();
@@ -233,8 +267,9 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
 /// is one, else on the index opened directly.
 ///
 /// # Errors
-/// I/O errors talking to the socket; index errors.
-pub fn request(dir: &Path, req: Request) -> anyhow::Result<Response> {
+/// I/O errors talking to the socket, an answer that does not parse; index
+/// errors.
+pub fn request(dir: &Path, req: Request) -> Result<Response, ControlError> {
     match UnixStream::connect(socket_path(dir)) {
         Ok(mut s) => {
             let mut line = serde_json::to_string(&req)?;

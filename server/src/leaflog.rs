@@ -22,7 +22,8 @@ use std::sync::Mutex;
 
 use fieldseal_proto::chainlog;
 
-use crate::storage::sync_dir;
+use crate::datadir::DataDir;
+use crate::fsutil::sync_dir;
 
 /// The append-only file of log leaves.
 #[derive(Debug)]
@@ -59,7 +60,7 @@ impl LeafLog {
     /// I/O errors; a damaged record before the end (the log is then not
     /// opened: a human has to look, nothing is cut).
     pub fn open(dir: &Path) -> io::Result<(LeafLog, Opened)> {
-        let path = dir.join("leaves.log");
+        let path = DataDir::new(dir).leaves_log();
         let new = !path.exists();
         let file = OpenOptions::new()
             .read(true)
@@ -193,7 +194,7 @@ mod tests {
         assert_eq!(log.append(b"two").unwrap(), 1);
         drop(log);
         // A crash in the middle of the third append.
-        let p = d.path().join("leaves.log");
+        let p = DataDir::new(d.path()).leaves_log();
         let mut bytes = std::fs::read(&p).unwrap();
         bytes.extend_from_slice(&[0, 5, b't', b'h']);
         std::fs::write(&p, &bytes).unwrap();
@@ -213,7 +214,7 @@ mod tests {
         log.append(b"one").unwrap();
         log.append(b"two").unwrap();
         drop(log);
-        let p = d.path().join("leaves.log");
+        let p = DataDir::new(d.path()).leaves_log();
         let mut bytes = std::fs::read(&p).unwrap();
         bytes[0] = 0; // a zero length: damage, not a torn tail
         bytes[1] = 0;

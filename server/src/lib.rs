@@ -12,8 +12,25 @@
 //!
 //! The files are the source of truth and the index a cache of them:
 //! `reindex.rs` rebuilds it, and rolls forward at start what a crash left
-//! between the transparency log and the index. Segment bytes are behind the
-//! `BlobStore` trait (`blobstore.rs`).
+//! between the transparency log and the index.
+//!
+//! Where things are:
+//! - `datadir.rs`: the data folder's layout, the only place that knows a
+//!   path; `fsutil.rs`: durable writes (fsync of file and folder);
+//! - `storage.rs`: chain logs, equivocation evidence, partial uploads;
+//!   `blobstore.rs`: verified segment bytes behind the `BlobStore` trait
+//!   (folder, in-memory twin); `leaflog.rs`: `leaves.log`;
+//! - `chainindex/`: the `ChainIndex` trait (heads, accepted entries, media
+//!   held, the transparency log's appends and proofs) with its in-memory
+//!   twin and conformance checks; `db/`: the sled index that implements it,
+//!   plus devices, tokens and users;
+//! - `ingest.rs` and `quic.rs`: the entry checks and the QUIC driver;
+//!   `pki.rs`: CA and TLS; `admin.rs`: init, devices, enrolment;
+//! - `archive.rs`, `tlog.rs`, `reindex.rs`: verify and scrub, checkpoints
+//!   and proofs, rebuilding the index; `control.rs`: the admin socket.
+//!
+//! Errors are `thiserror` enums per concern; `start` and `run` return
+//! `anyhow` at the edge, as the QUIC driver does.
 //!
 //! It signs a checkpoint every `checkpoint_interval_secs` when the log grew.
 //!
@@ -27,11 +44,14 @@ pub mod auth;
 pub mod blobstore;
 pub mod cases;
 pub mod catalogue;
+pub mod chainindex;
 pub mod compliance;
 pub mod config;
 pub mod control;
+pub mod datadir;
 pub mod db;
 pub mod fault;
+pub mod fsutil;
 pub mod http;
 pub mod ingest;
 pub mod leaflog;
@@ -110,7 +130,7 @@ impl Shared {
         let allowed = Allowed::default();
         for d in db.devices()? {
             if d.revoked_us.is_none() {
-                allowed.insert(admin::device_key(&d)?);
+                allowed.insert(d.key.to_bytes());
             }
         }
         let blobs = FolderStore::open(dir)?;
@@ -139,21 +159,19 @@ impl Shared {
 
     /// A device was revoked: refuse its handshakes and close its connections.
     pub fn revoked(&self, d: &DeviceRecord) {
-        if let Ok(k) = admin::device_key(d) {
-            self.allowed.remove(&k);
+        self.allowed.remove(&d.key.to_bytes());
+        // A panic elsewhere while holding the map leaves it whole (each
+        // change is one insert or remove): revocation must still close.
+        let conns = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&d.id)
+            .unwrap_or_default();
+        for c in conns {
+            c.close(quic::CLOSE_REVOKED, b"device revoked");
         }
-        if let Ok(id) = d.id.parse::<DeviceId>() {
-            let conns = self
-                .live
-                .lock()
-                .expect("lock")
-                .remove(&id)
-                .unwrap_or_default();
-            for c in conns {
-                c.close(quic::CLOSE_REVOKED, b"device revoked");
-            }
-            tracing::warn!(device = %id, "device revoked; connections closed");
-        }
+        tracing::warn!(device = %d.id, "device revoked; connections closed");
     }
 }
 

@@ -23,6 +23,8 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName as TlsDn, SignatureScheme};
 
+use crate::datadir::DataDir;
+
 /// Subject common name of the CA. The issued certificates name it as issuer,
 /// so it must never change for a data folder.
 const CA_NAME: &str = "fieldseal device CA";
@@ -150,10 +152,11 @@ impl Ca {
     /// # Errors
     /// I/O or PEM errors.
     pub fn load(dir: &Path) -> Result<Ca, PkiError> {
-        let key_pem = std::fs::read_to_string(dir.join("ca.key"))?;
+        let dir = DataDir::new(dir);
+        let key_pem = std::fs::read_to_string(dir.ca_key())?;
         let key = KeyPair::from_pem(&key_pem)?;
         let cert = ca_params()?.self_signed(&key)?;
-        let cert_der = read_cert(&dir.join("ca.crt"))?.to_vec();
+        let cert_der = read_cert(&dir.ca_cert())?.to_vec();
         Ok(Ca {
             key,
             cert,
@@ -307,7 +310,8 @@ impl ClientCertVerifier for DeviceVerifier {
 /// # Errors
 /// When the certificates or keys are unusable.
 pub fn server_tls(dir: &Path, allowed: Allowed) -> Result<rustls::ServerConfig, PkiError> {
-    let ca = read_cert(&dir.join("ca.crt"))?;
+    let dir = DataDir::new(dir);
+    let ca = read_cert(&dir.ca_cert())?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca)?;
     let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
@@ -315,8 +319,8 @@ pub fn server_tls(dir: &Path, allowed: Allowed) -> Result<rustls::ServerConfig, 
         .build()
         .map_err(|e| PkiError::Verifier(e.to_string()))?;
     let verifier = Arc::new(DeviceVerifier { inner, allowed });
-    let cert = read_cert(&dir.join("server.crt"))?;
-    let key = read_key(&dir.join("server.key"))?;
+    let cert = read_cert(&dir.server_cert())?;
+    let key = read_key(&dir.server_key())?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)

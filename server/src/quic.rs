@@ -23,6 +23,7 @@ use fieldseal_proto::msg::{
 use fieldseal_proto::receipt::Receipt;
 use quinn::{RecvStream, SendStream, VarInt};
 
+use crate::chainindex::ChainIndex;
 use crate::ingest::{AcceptedEntry, Decision, Ingest};
 use crate::storage::PartWriter;
 use crate::{admin, now_us, pki, Shared};
@@ -224,7 +225,7 @@ async fn enroll(conn: quinn::Connection, shared: Arc<Shared>) -> anyhow::Result<
             .await?;
             if let EnrollResponse::Ok { device_id, .. } = &resp {
                 if let Ok(Some(d)) = shared.db.device(*device_id) {
-                    shared.allowed.insert(admin::device_key(&d)?);
+                    shared.allowed.insert(d.key.to_bytes());
                 }
                 tracing::info!(device = %device_id, "device enrolled");
             }

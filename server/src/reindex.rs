@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use fieldseal_proto::chainlog;
@@ -34,9 +34,59 @@ use fieldseal_proto::leaf::Leaf;
 use fieldseal_proto::receipt::Receipt;
 use serde::Serialize;
 
+use crate::admin::KeyError;
 use crate::blobstore::BlobStore;
-use crate::db::Db;
+use crate::chainindex::{ChainIndex, IndexError};
+use crate::datadir::DataDir;
+use crate::db::{Db, DbError};
 use crate::ingest::AcceptedEntry;
+
+/// Why the index could not be rebuilt or rolled forward. Files that
+/// disagree with each other are not errors: they are the outcome's problems.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReindexError {
+    /// A leaf of `leaves.log` does not decode: the log cannot be trusted.
+    #[error("leaves.log: leaf {index} does not decode: {detail}")]
+    BadLeaf {
+        /// Leaf index.
+        index: u64,
+        /// Why.
+        detail: String,
+    },
+    /// A file or folder of the data folder could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The blob store failed.
+    #[error("blob store: {0}")]
+    Blobs(#[source] io::Error),
+    /// `reindex_offline` on a folder a server is running on.
+    #[error(
+        "a server is running on {}: stop it first (reindex rebuilds the index it uses)",
+        .0.display()
+    )]
+    ServerRunning(PathBuf),
+    /// `reindex_offline` on a folder that is not a data folder.
+    #[error("{} is not a data folder (no config.toml)", .0.display())]
+    NotADataFolder(PathBuf),
+    /// The receipt key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The index failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<IndexError> for ReindexError {
+    fn from(e: IndexError) -> Self {
+        ReindexError::Db(e.into())
+    }
+}
 
 /// Where an entry's leaf is and what it says.
 #[derive(Debug, Clone, Copy)]
@@ -52,11 +102,13 @@ struct EntryLeaf {
 /// was sent.
 type EntryLeaves = HashMap<(DeviceId, u64), EntryLeaf>;
 
-fn entry_leaves(db: &Db) -> anyhow::Result<EntryLeaves> {
+fn entry_leaves(db: &Db) -> Result<EntryLeaves, ReindexError> {
     let mut out = HashMap::new();
     for (i, data) in db.leaves_from(0)?.into_iter().enumerate() {
-        let leaf = Leaf::from_bytes(&data)
-            .map_err(|e| anyhow::anyhow!("leaves.log: leaf {i} does not decode: {e}"))?;
+        let leaf = Leaf::from_bytes(&data).map_err(|e| ReindexError::BadLeaf {
+            index: i as u64,
+            detail: e.to_string(),
+        })?;
         if let Leaf::Entry {
             device,
             seq,
@@ -78,31 +130,20 @@ fn entry_leaves(db: &Db) -> anyhow::Result<EntryLeaves> {
 }
 
 /// Device folders under `DIR/devices`, sorted.
-fn device_ids(dir: &Path) -> anyhow::Result<Vec<DeviceId>> {
-    let root = dir.join("devices");
-    let rd = match fs::read_dir(&root) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => anyhow::bail!("{}: {e}", root.display()),
-    };
-    let mut out = Vec::new();
-    for d in rd {
-        let name = d?.file_name();
-        match name.to_str().and_then(|n| n.parse::<DeviceId>().ok()) {
-            Some(id) => out.push(id),
-            None => tracing::warn!(name = ?name, "not a device folder; ignored"),
-        }
-    }
-    out.sort_unstable_by_key(|d| d.0);
-    Ok(out)
+fn device_ids(dir: &Path) -> Result<Vec<DeviceId>, ReindexError> {
+    let dir = DataDir::new(dir);
+    dir.device_ids().map_err(|source| ReindexError::Read {
+        path: dir.devices(),
+        source,
+    })
 }
 
-fn chain_log(dir: &Path, id: DeviceId) -> anyhow::Result<Vec<u8>> {
-    let path = dir.join("devices").join(id.to_string()).join("chain.log");
+fn chain_log(dir: &Path, id: DeviceId) -> Result<Vec<u8>, ReindexError> {
+    let path = DataDir::new(dir).chain_log(id);
     match fs::read(&path) {
         Ok(b) => Ok(b),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => anyhow::bail!("{}: {e}", path.display()),
+        Err(source) => Err(ReindexError::Read { path, source }),
     }
 }
 
@@ -131,7 +172,7 @@ fn index_device(
     id: DeviceId,
     bytes: &[u8],
     (mut head, log_len): (ChainHead, u64),
-) -> anyhow::Result<DeviceOutcome> {
+) -> Result<DeviceOutcome, ReindexError> {
     let mut out = DeviceOutcome {
         device: id.to_string(),
         ..DeviceOutcome::default()
@@ -193,7 +234,7 @@ fn index_device(
         db.put_entry_unflushed(id, seq, &accepted)?;
         out.entries += 1;
         if let Some((hash, _)) = media {
-            if blobs.stat(&hash)?.is_some() {
+            if blobs.stat(&hash).map_err(ReindexError::Blobs)?.is_some() {
                 db.put_media_unflushed(id, seq)?;
                 out.media_held += 1;
             }
@@ -262,7 +303,7 @@ pub fn reindex(
     db: &Db,
     blobs: &dyn BlobStore,
     key: &SigningKey,
-) -> anyhow::Result<ReindexOutcome> {
+) -> Result<ReindexOutcome, ReindexError> {
     db.clear_derived()?;
     let log_size = db.rebuild_log()?;
     let leaves = entry_leaves(db)?;
@@ -315,13 +356,13 @@ pub fn reindex(
 ///
 /// # Errors
 /// sled errors, blob store errors.
-pub fn reconcile_media(db: &Db, blobs: &dyn BlobStore) -> anyhow::Result<u64> {
+pub fn reconcile_media(db: &Db, blobs: &dyn BlobStore) -> Result<u64, ReindexError> {
     let mut n = 0;
     for (device, seq) in db.missing_all()? {
         let Some((hash, _)) = db.entry(device, seq)?.and_then(|a| a.media) else {
             continue;
         };
-        if blobs.stat(&hash)?.is_some() {
+        if blobs.stat(&hash).map_err(ReindexError::Blobs)?.is_some() {
             db.put_media_unflushed(device, seq)?;
             n += 1;
         }
@@ -343,7 +384,7 @@ pub fn roll_forward(
     db: &Db,
     blobs: &dyn BlobStore,
     key: &SigningKey,
-) -> anyhow::Result<Vec<DeviceOutcome>> {
+) -> Result<Vec<DeviceOutcome>, ReindexError> {
     let mut tails = Vec::new();
     for id in device_ids(dir)? {
         let bytes = chain_log(dir, id)?;
@@ -377,18 +418,16 @@ pub fn roll_forward(
 ///
 /// # Errors
 /// A server is running here; as [`reindex`].
-pub fn reindex_offline(dir: &Path) -> anyhow::Result<ReindexOutcome> {
-    if std::os::unix::net::UnixStream::connect(crate::control::socket_path(dir)).is_ok() {
-        anyhow::bail!(
-            "a server is running on {}: stop it first (reindex rebuilds the index it uses)",
-            dir.display()
-        );
+pub fn reindex_offline(dir: &Path) -> Result<ReindexOutcome, ReindexError> {
+    let data = DataDir::new(dir);
+    if std::os::unix::net::UnixStream::connect(data.control_socket()).is_ok() {
+        return Err(ReindexError::ServerRunning(dir.to_path_buf()));
     }
-    if !dir.join("config.toml").exists() {
-        anyhow::bail!("{} is not a data folder (no config.toml)", dir.display());
+    if !data.config().exists() {
+        return Err(ReindexError::NotADataFolder(dir.to_path_buf()));
     }
     let db = Db::open_waiting(dir, std::time::Duration::from_secs(3))?;
-    let blobs = crate::blobstore::FolderStore::open(dir)?;
+    let blobs = crate::blobstore::FolderStore::open(dir).map_err(ReindexError::Blobs)?;
     let key = crate::admin::load_receipt_key(dir)?;
     reindex(dir, &db, &blobs, &key)
 }

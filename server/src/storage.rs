@@ -1,17 +1,7 @@
 //! Durable files under the data folder: per-device chain logs, evidence of
-//! equivocation and partial uploads. The whole layout:
-//!
-//! ```text
-//! DIR/devices/<device_id>/chain.log          accepted signed entries (FORMAT.md §9 records)
-//! DIR/devices/<device_id>/equivocations.log  refused conflicting entries (same record format)
-//! DIR/leaves.log                             every leaf of the transparency log (leaflog.rs)
-//! DIR/blobs/<aa>/<sha256hex>                 verified segment bytes (blobstore.rs)
-//! DIR/partial/<device_id>-<seq>              bytes of an upload in progress
-//! DIR/damaged/<sha256hex>                    blobs scrub found damaged, kept as found
-//! DIR/damaged.log                            what scrub found, one JSON object per line
-//! DIR/checkpoints.log                        signed log checkpoints (tlog.rs)
-//! DIR/index/                                 the sled index (db.rs), rebuildable
-//! ```
+//! equivocation and partial uploads. Where they live is [`DataDir`]'s
+//! business (its doc has the whole layout); the blobs themselves are the
+//! blob store's (`blobstore.rs`), which this module hands finished uploads to.
 //!
 //! Every write that an acknowledgement depends on is fsynced (file, and the
 //! folder after a create or rename) before the acknowledgement is sent.
@@ -23,34 +13,59 @@ use std::path::{Path, PathBuf};
 use fieldseal_proto::chainlog::put_record;
 use fieldseal_proto::identity::{DeviceId, Hash32, Sha256Stream};
 
-/// The file layout of one data folder.
-#[derive(Debug, Clone)]
-pub struct Storage {
-    root: PathBuf,
+use crate::blobstore::{hash_prefix, hash_reader, BlobStore};
+use crate::datadir::DataDir;
+use crate::fsutil::{append_durable, create_dir_durable, sync_dir};
+
+/// Why a chain log or partial upload could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The file system failed (a full disk, EIO): nothing is acknowledged.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A chain log is shorter than the index says: durable data was lost.
+    /// Nothing is written to it.
+    #[error("{} is {len} bytes, the index says {indexed}: damaged", path.display())]
+    LogShorterThanIndex {
+        /// The chain log.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+        /// The length the index knows.
+        indexed: u64,
+    },
+    /// A partial upload does not hold the bytes the caller counted on (a
+    /// second writer, or a file changed underneath).
+    #[error("{}: holds {held} bytes, not {expected}", path.display())]
+    PartialLength {
+        /// The partial file.
+        path: PathBuf,
+        /// What it holds.
+        held: u64,
+        /// What the caller expected.
+        expected: u64,
+    },
 }
 
-/// fsync a folder, so that a create or rename in it survives a power loss.
-///
-/// # Errors
-/// I/O errors.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+/// The chain logs and partial uploads of one data folder.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    dir: DataDir,
 }
 
 impl Storage {
     /// The layout under `root`.
     pub fn new(root: &Path) -> Self {
         Storage {
-            root: root.to_path_buf(),
+            dir: DataDir::new(root),
         }
     }
 
+    /// The device's folder, created (durably) if it is new.
     fn device_dir(&self, device: DeviceId) -> io::Result<PathBuf> {
-        let d = self.root.join("devices").join(device.to_string());
-        if !d.exists() {
-            fs::create_dir_all(&d)?;
-            sync_dir(d.parent().expect("has parent"))?;
-        }
+        let d = self.dir.device(device);
+        create_dir_durable(&d)?;
         Ok(d)
     }
 
@@ -58,19 +73,11 @@ impl Storage {
     ///
     /// # Errors
     /// I/O errors.
-    pub fn append_equivocation(&self, device: DeviceId, entry: &[u8]) -> io::Result<()> {
-        let dir = self.device_dir(device)?;
-        let path = dir.join("equivocations.log");
-        let new = !path.exists();
-        let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
+    pub fn append_equivocation(&self, device: DeviceId, entry: &[u8]) -> Result<(), StorageError> {
+        self.device_dir(device)?;
         let mut rec = Vec::with_capacity(entry.len() + 2);
         put_record(&mut rec, entry);
-        f.write_all(&rec)?;
-        f.sync_data()?;
-        if new {
-            sync_dir(&dir)?;
-        }
-        Ok(())
+        Ok(append_durable(&self.dir.equivocations_log(device), &rec)?)
     }
 
     /// Append an accepted signed entry to the device's chain log, durably.
@@ -86,7 +93,7 @@ impl Storage {
         device: DeviceId,
         entry: &[u8],
         indexed_len: u64,
-    ) -> io::Result<u64> {
+    ) -> Result<u64, StorageError> {
         self.append_entries(device, &[entry], indexed_len)
     }
 
@@ -100,9 +107,9 @@ impl Storage {
         device: DeviceId,
         entries: &[&[u8]],
         indexed_len: u64,
-    ) -> io::Result<u64> {
+    ) -> Result<u64, StorageError> {
         let dir = self.device_dir(device)?;
-        let path = dir.join("chain.log");
+        let path = self.dir.chain_log(device);
         let new = !path.exists();
         let mut f = OpenOptions::new()
             .create(true)
@@ -111,10 +118,11 @@ impl Storage {
             .open(&path)?;
         let len = f.metadata()?.len();
         if len < indexed_len {
-            return Err(io::Error::other(format!(
-                "{} is {len} bytes, the index says {indexed_len}: damaged",
-                path.display()
-            )));
+            return Err(StorageError::LogShorterThanIndex {
+                path,
+                len,
+                indexed: indexed_len,
+            });
         }
         if len > indexed_len {
             tracing::warn!(%device, len, indexed_len, "cutting an unindexed tail off the chain log");
@@ -135,7 +143,7 @@ impl Storage {
 
     /// Where the partial upload of (device, seq) lives.
     pub fn partial_path(&self, device: DeviceId, seq: u64) -> PathBuf {
-        self.root.join("partial").join(format!("{device}-{seq}"))
+        self.dir.partial(device, seq)
     }
 
     /// The durable length of a partial upload (0 when there is none). Bytes
@@ -159,13 +167,23 @@ impl Storage {
     ///
     /// # Errors
     /// I/O errors; the file's length is not `offset`.
-    pub fn open_partial(&self, device: DeviceId, seq: u64, offset: u64) -> io::Result<File> {
+    pub fn open_partial(
+        &self,
+        device: DeviceId,
+        seq: u64,
+        offset: u64,
+    ) -> Result<File, StorageError> {
         let path = self.partial_path(device, seq);
-        let dir = path.parent().expect("has parent").to_path_buf();
-        fs::create_dir_all(&dir)?;
+        let dir = self.dir.partials();
+        create_dir_durable(&dir)?;
         let f = OpenOptions::new().create(true).append(true).open(&path)?;
-        if f.metadata()?.len() != offset {
-            return Err(io::Error::other("partial length changed"));
+        let held = f.metadata()?.len();
+        if held != offset {
+            return Err(StorageError::PartialLength {
+                path,
+                held,
+                expected: offset,
+            });
         }
         if offset == 0 {
             sync_dir(&dir)?;
@@ -180,15 +198,24 @@ impl Storage {
     ///
     /// # Errors
     /// As [`Storage::open_partial`]; the file is shorter than `offset`.
-    pub fn part_writer(&self, device: DeviceId, seq: u64, offset: u64) -> io::Result<PartWriter> {
+    pub fn part_writer(
+        &self,
+        device: DeviceId,
+        seq: u64,
+        offset: u64,
+    ) -> Result<PartWriter, StorageError> {
         let file = self.open_partial(device, seq, offset)?;
         let (held, len) = if offset == 0 {
             (Sha256Stream::new(), 0)
         } else {
-            crate::blobstore::hash_prefix(&mut File::open(self.partial_path(device, seq))?, offset)?
+            hash_prefix(&mut File::open(self.partial_path(device, seq))?, offset)?
         };
         if len != offset {
-            return Err(io::Error::other("partial file shorter than its length"));
+            return Err(StorageError::PartialLength {
+                path: self.partial_path(device, seq),
+                held: len,
+                expected: offset,
+            });
         }
         Ok(PartWriter {
             file,
@@ -203,7 +230,7 @@ impl Storage {
     /// # Errors
     /// I/O errors.
     pub fn hash_partial(&self, device: DeviceId, seq: u64) -> io::Result<(Hash32, u64)> {
-        crate::blobstore::hash_reader(&mut File::open(self.partial_path(device, seq))?)
+        hash_reader(&mut File::open(self.partial_path(device, seq))?)
     }
 
     /// Hand a complete, verified partial file over to the blob store.
@@ -215,7 +242,7 @@ impl Storage {
         device: DeviceId,
         seq: u64,
         hash: &Hash32,
-        blobs: &dyn crate::blobstore::BlobStore,
+        blobs: &dyn BlobStore,
     ) -> io::Result<()> {
         crate::fault::point("blob-before-rename");
         blobs.adopt(hash, &self.partial_path(device, seq))
@@ -307,14 +334,13 @@ mod tests {
         let mut want = Vec::new();
         put_record(&mut want, b"first");
         put_record(&mut want, b"second");
-        let path = dir
-            .path()
-            .join("devices")
-            .join(dev.to_string())
-            .join("chain.log");
+        let path = DataDir::new(dir.path()).chain_log(dev);
         assert_eq!(fs::read(&path).unwrap(), want);
         assert_eq!(n2, want.len() as u64);
-        assert!(s.append_entry(dev, b"x", n2 + 10).is_err());
+        assert!(matches!(
+            s.append_entry(dev, b"x", n2 + 10),
+            Err(StorageError::LogShorterThanIndex { .. })
+        ));
     }
 
     #[test]
@@ -326,7 +352,17 @@ mod tests {
         f.write_all(b"hello ").unwrap();
         drop(f);
         assert_eq!(s.partial_len(dev, 5).unwrap(), 6);
-        assert!(s.open_partial(dev, 5, 4).is_err(), "not the held length");
+        assert!(
+            matches!(
+                s.open_partial(dev, 5, 4),
+                Err(StorageError::PartialLength {
+                    held: 6,
+                    expected: 4,
+                    ..
+                })
+            ),
+            "not the held length"
+        );
         let mut f = s.open_partial(dev, 5, 6).unwrap();
         f.write_all(b"world").unwrap();
         drop(f);
@@ -346,7 +382,10 @@ mod tests {
         drop(f);
         let blobs = crate::blobstore::FolderStore::open(dir.path()).unwrap();
         s.commit_partial(dev, 5, &hash, &blobs).unwrap();
-        assert_eq!(fs::read(blobs.path(&hash)).unwrap(), b"hello world");
+        assert_eq!(
+            fs::read(DataDir::new(dir.path()).blob(&hash)).unwrap(),
+            b"hello world"
+        );
         assert_eq!(s.partial_len(dev, 5).unwrap(), 0);
     }
 }

@@ -16,15 +16,85 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use ed25519_dalek::SigningKey;
-use fieldseal_proto::checkpoint::Checkpoint;
-use fieldseal_proto::codec::Decode;
+use fieldseal_proto::checkpoint::{Checkpoint, CheckpointError};
+use fieldseal_proto::codec::{Decode, DecodeError};
 use fieldseal_proto::identity::DeviceId;
 use fieldseal_proto::leaf::Leaf;
 use fieldseal_proto::receipt::Receipt;
 use serde::Serialize;
 
+use crate::chainindex::{ChainIndex, IndexError};
 use crate::config::Config;
-use crate::db::Db;
+use crate::datadir::DataDir;
+use crate::db::{Db, DbError};
+
+/// Why a checkpoint could not be signed or a proof made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlogError {
+    /// No checkpoint is stored yet.
+    #[error("no checkpoint yet: run `log checkpoint` first")]
+    NoCheckpoint,
+    /// The latest stored checkpoint does not verify with this server's
+    /// origin and key.
+    #[error("latest checkpoint does not verify: {0}")]
+    LatestUnverified(#[source] CheckpointError),
+    /// Signing would fork the log: it does not extend the latest checkpoint.
+    #[error(
+        "the log (size {size}) does not extend the latest checkpoint (size {latest}): \
+         not signing"
+    )]
+    DoesNotExtend {
+        /// The log's size now.
+        size: u64,
+        /// The latest checkpoint's size.
+        latest: u64,
+    },
+    /// The note could not be made (an origin that is not a valid note name).
+    #[error(transparent)]
+    Note(#[from] CheckpointError),
+    /// The entry to prove is not accepted.
+    #[error("no accepted entry {seq} of device {device}")]
+    NoEntry {
+        /// Device.
+        device: DeviceId,
+        /// Seq.
+        seq: u64,
+    },
+    /// The stored receipt of the entry does not decode.
+    #[error("stored receipt: {0}")]
+    Receipt(#[from] DecodeError),
+    /// The leaf is newer than the latest checkpoint.
+    #[error(
+        "leaf {index} is not in the latest checkpoint (size {size}): run `log checkpoint` first"
+    )]
+    NotCovered {
+        /// Leaf index.
+        index: u64,
+        /// The checkpoint's size.
+        size: u64,
+    },
+    /// A consistency proof from beyond the latest checkpoint.
+    #[error("size {from} is beyond the latest checkpoint (size {size})")]
+    Beyond {
+        /// The size asked for.
+        from: u64,
+        /// The checkpoint's size.
+        size: u64,
+    },
+    /// The index failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// `checkpoints.log` could not be read or written.
+    #[error("checkpoints.log: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<IndexError> for TlogError {
+    fn from(e: IndexError) -> Self {
+        TlogError::Db(e.into())
+    }
+}
 
 /// The log's origin, also its key name: `log_origin` from config.toml, else
 /// `fieldseal/<first server name>` (`fieldseal/localhost` without one).
@@ -41,7 +111,7 @@ pub fn origin(cfg: &Config) -> String {
 /// # Errors
 /// I/O errors other than "no file yet".
 pub fn checkpoints(dir: &Path) -> io::Result<Vec<String>> {
-    let bytes = match std::fs::read(dir.join("checkpoints.log")) {
+    let bytes = match std::fs::read(DataDir::new(dir).checkpoints_log()) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -82,12 +152,14 @@ fn whole_len(b: &[u8]) -> usize {
 ///
 /// # Errors
 /// None stored yet; the latest does not verify.
-pub fn latest(dir: &Path, cfg: &Config, key: &SigningKey) -> anyhow::Result<(Checkpoint, String)> {
-    let note = checkpoints(dir)?
-        .pop()
-        .ok_or_else(|| anyhow::anyhow!("no checkpoint yet: run `log checkpoint` first"))?;
+pub fn latest(
+    dir: &Path,
+    cfg: &Config,
+    key: &SigningKey,
+) -> Result<(Checkpoint, String), TlogError> {
+    let note = checkpoints(dir)?.pop().ok_or(TlogError::NoCheckpoint)?;
     let cp = Checkpoint::verify(&note, &origin(cfg), &key.verifying_key())
-        .map_err(|e| anyhow::anyhow!("latest checkpoint does not verify: {e}"))?;
+        .map_err(TlogError::LatestUnverified)?;
     Ok((cp, note))
 }
 
@@ -109,7 +181,7 @@ pub fn checkpoint(
     cfg: &Config,
     key: &SigningKey,
     now_us: i64,
-) -> anyhow::Result<String> {
+) -> Result<String, TlogError> {
     let _one = SIGNING.lock().unwrap_or_else(PoisonError::into_inner);
     let head = db.log_head()?;
     sign_and_store(dir, db, cfg, key, head, now_us)
@@ -128,7 +200,7 @@ pub fn checkpoint_if_grown(
     cfg: &Config,
     key: &SigningKey,
     now_us: i64,
-) -> anyhow::Result<Option<String>> {
+) -> Result<Option<String>, TlogError> {
     let _one = SIGNING.lock().unwrap_or_else(PoisonError::into_inner);
     let head = db.log_head()?;
     let unchanged = match latest_signed(dir, cfg, key)? {
@@ -158,18 +230,17 @@ fn sign_and_store(
     key: &SigningKey,
     (size, root): (u64, fieldseal_proto::identity::Hash32),
     now_us: i64,
-) -> anyhow::Result<String> {
+) -> Result<String, TlogError> {
     // A signed checkpoint is a promise that the log will only grow from it:
     // refuse to sign a tree that does not extend the latest one (leaves lost
     // in a crash) rather than publish a fork.
     if let Some(prev) = latest_signed(dir, cfg, key)? {
         let extends = prev.size <= size && db.log_root_at(prev.size).is_ok_and(|r| r == prev.root);
         if !extends {
-            anyhow::bail!(
-                "the log (size {size}) does not extend the latest checkpoint (size {}): \
-                 not signing",
-                prev.size
-            );
+            return Err(TlogError::DoesNotExtend {
+                size,
+                latest: prev.size,
+            });
         }
     }
     // The leaves are durable in leaves.log before their nodes reach the
@@ -188,7 +259,7 @@ fn sign_and_store(
         .create(true)
         .read(true)
         .append(true)
-        .open(dir.join("checkpoints.log"))?;
+        .open(DataDir::new(dir).checkpoints_log())?;
     // A note torn by a crash mid-append never verified for anyone: cut it
     // off, or the next note would be glued to it and both be lost.
     let mut bytes = Vec::new();
@@ -244,18 +315,17 @@ pub fn prove(
     key: &SigningKey,
     device: DeviceId,
     seq: u64,
-) -> anyhow::Result<InclusionOut> {
+) -> Result<InclusionOut, TlogError> {
     let a = db
         .entry(device, seq)?
-        .ok_or_else(|| anyhow::anyhow!("no accepted entry {seq} of device {device}"))?;
+        .ok_or(TlogError::NoEntry { device, seq })?;
     let r = Receipt::from_bytes(&a.receipt)?;
     let (cp, note) = latest(dir, cfg, key)?;
     if r.log_index >= cp.size {
-        anyhow::bail!(
-            "leaf {} is not in the latest checkpoint (size {}): run `log checkpoint` first",
-            r.log_index,
-            cp.size
-        );
+        return Err(TlogError::NotCovered {
+            index: r.log_index,
+            size: cp.size,
+        });
     }
     let leaf = Leaf::Entry {
         device,
@@ -305,13 +375,13 @@ pub fn consistency(
     cfg: &Config,
     key: &SigningKey,
     from: u64,
-) -> anyhow::Result<ConsistencyOut> {
+) -> Result<ConsistencyOut, TlogError> {
     let (cp, note) = latest(dir, cfg, key)?;
     if from > cp.size {
-        anyhow::bail!(
-            "size {from} is beyond the latest checkpoint (size {})",
-            cp.size
-        );
+        return Err(TlogError::Beyond {
+            from,
+            size: cp.size,
+        });
     }
     let proof = db.log_consistency(from, cp.size)?;
     Ok(ConsistencyOut {
@@ -339,7 +409,7 @@ mod tests {
         let db = Db::open(dir).unwrap();
         let first = checkpoint(dir, &db, &cfg, &key, 1_000_000).unwrap();
         let second = checkpoint(dir, &db, &cfg, &key, 2_000_000).unwrap();
-        let path = dir.join("checkpoints.log");
+        let path = DataDir::new(dir).checkpoints_log();
         let whole = std::fs::read(&path).unwrap();
         let first_len = first.len() + 1;
         assert_eq!(whole.len(), first_len + second.len() + 1);
@@ -383,7 +453,7 @@ mod tests {
         let two = format!("{two}{}", cosig.lines().last().unwrap());
         let two = format!("{two}\n");
         std::fs::write(
-            tmp.path().join("checkpoints.log"),
+            DataDir::new(tmp.path()).checkpoints_log(),
             format!("{one}\n{two}\n"),
         )
         .unwrap();

@@ -16,6 +16,8 @@ use fieldseal_proto::merkle::{verify_consistency, verify_inclusion};
 use fieldseal_proto::msg::Message;
 use fieldseal_proto::receipt::Receipt;
 use fieldseal_proto::sample::{self, SampleChain};
+use fieldseal_server::chainindex::ChainIndex;
+use fieldseal_server::datadir::DataDir;
 use fieldseal_server::db::{Db, DeviceRecord};
 use fieldseal_server::{quic, start, RunOptions, Running};
 use serde_json::Value;
@@ -52,9 +54,7 @@ impl Fixture {
     }
 
     fn blob(&self, seq: u64) -> PathBuf {
-        let h = sha256(&self.chain.media[&seq]);
-        let hex = hex::encode(h);
-        self.dir.join("blobs").join(&hex[..2]).join(hex)
+        DataDir::new(&self.dir).blob(&sha256(&self.chain.media[&seq]))
     }
 
     fn segment_seqs(&self) -> Vec<u64> {
@@ -99,9 +99,9 @@ fn register(r: &Running, key: &SigningKey, name: &str) {
     r.shared
         .db
         .put_device(&DeviceRecord {
-            id: DeviceId::from_key(&key.verifying_key()).to_string(),
+            id: DeviceId::from_key(&key.verifying_key()),
             name: name.into(),
-            public_key: hex::encode(key.verifying_key().to_bytes()),
+            key: key.verifying_key(),
             enrolled_us: 0,
             revoked_us: None,
         })
@@ -188,11 +188,7 @@ async fn verify_clean_archive_then_damage_missing_bytes_and_a_cut_tail() {
 
     // Cutting the last record off chain.log is only visible against the
     // index's head: truncated-chain.
-    let log = f
-        .dir
-        .join("devices")
-        .join(f.device().to_string())
-        .join("chain.log");
+    let log = DataDir::new(&f.dir).chain_log(f.device());
     let bytes = std::fs::read(&log).unwrap();
     let last = f.chain.entries[n - 1].to_bytes().len() + 2;
     std::fs::write(&log, &bytes[..bytes.len() - last]).unwrap();
@@ -266,7 +262,7 @@ async fn scrub_finds_a_flipped_bit_moves_it_aside_and_asks_for_the_bytes_again()
     let n = f.chain.entries.len() as u64;
     assert_eq!(d["log_leaves"], serde_json::json!([n]));
     assert_eq!(r.shared.db.log_size().unwrap(), n + 1);
-    let noted = std::fs::read_to_string(f.dir.join("damaged.log")).unwrap();
+    let noted = std::fs::read_to_string(DataDir::new(&f.dir).damaged_log()).unwrap();
     let noted = json(noted.lines().next().unwrap());
     let leaf = Leaf::Custody {
         time_us: noted["time_us"].as_i64().unwrap(),
@@ -279,13 +275,15 @@ async fn scrub_finds_a_flipped_bit_moves_it_aside_and_asks_for_the_bytes_again()
         detail: Some(format!("damaged blob {}", d["sha256"].as_str().unwrap())),
     };
     assert_eq!(r.shared.db.log_node(0, n).unwrap(), leaf.hash());
-    let kept = f.dir.join("damaged").join(d["sha256"].as_str().unwrap());
+    let kept = DataDir::new(&f.dir)
+        .damaged()
+        .join(d["sha256"].as_str().unwrap());
     assert_ne!(
         std::fs::read(kept).unwrap(),
         f.chain.media[&seq],
         "kept as found"
     );
-    assert!(std::fs::read_to_string(f.dir.join("damaged.log"))
+    assert!(std::fs::read_to_string(DataDir::new(&f.dir).damaged_log())
         .unwrap()
         .contains(&format!("\"seq\":{seq}")));
     r.shutdown().await;
@@ -437,10 +435,10 @@ async fn background_scrub_runs_at_the_configured_interval() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("srv");
     fieldseal_server::admin::init(&dir, &[], Some("pw".into())).unwrap();
-    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let cfg = std::fs::read_to_string(DataDir::new(&dir).config()).unwrap();
     let cfg = cfg.replace("scrub_interval_secs = 86400", "scrub_interval_secs = 1");
     assert!(cfg.contains("scrub_interval_secs = 1\n"));
-    std::fs::write(dir.join("config.toml"), cfg).unwrap();
+    std::fs::write(DataDir::new(&dir).config(), cfg).unwrap();
     let key = SigningKey::from_bytes(&[7; 32]);
     let r = server(&dir).await;
     register(&r, &key, "cam1");
@@ -559,7 +557,7 @@ async fn reindex_gives_the_same_report_receipts_and_log_root() {
     // The index is gone for good but for devices (a bad disk, a botched
     // upgrade): reindex on a fresh index with the device put back.
     let keep = Db::open(&f.dir).unwrap().devices().unwrap();
-    std::fs::remove_dir_all(f.dir.join("index")).unwrap();
+    std::fs::remove_dir_all(DataDir::new(&f.dir).index()).unwrap();
     {
         let db = Db::open(&f.dir).unwrap();
         assert_eq!(
@@ -580,11 +578,7 @@ async fn reindex_gives_the_same_report_receipts_and_log_root() {
 
     // Files that disagree are named: a chain.log record that is not the
     // entry the log accepted.
-    let log = f
-        .dir
-        .join("devices")
-        .join(f.device().to_string())
-        .join("chain.log");
+    let log = DataDir::new(&f.dir).chain_log(f.device());
     let mut bytes = std::fs::read(&log).unwrap();
     bytes[40] ^= 1;
     std::fs::write(&log, &bytes).unwrap();
@@ -660,11 +654,11 @@ fn leaves_that_reached_the_file_but_not_the_index_are_added_at_open() {
         }
     }
     // Two more reach leaves.log only (a crash before the index took them).
-    let mut bytes = std::fs::read(tmp.path().join("leaves.log")).unwrap();
+    let mut bytes = std::fs::read(DataDir::new(tmp.path()).leaves_log()).unwrap();
     for l in &leaves[3..] {
         fieldseal_proto::chainlog::put_record(&mut bytes, &l.to_bytes());
     }
-    std::fs::write(tmp.path().join("leaves.log"), &bytes).unwrap();
+    std::fs::write(DataDir::new(tmp.path()).leaves_log(), &bytes).unwrap();
     let db = Db::open(tmp.path()).unwrap();
     let hashes: Vec<_> = leaves.iter().map(Leaf::hash).collect();
     assert_eq!(
@@ -673,7 +667,11 @@ fn leaves_that_reached_the_file_but_not_the_index_are_added_at_open() {
     );
     drop(db);
     // A leaves.log that lost leaves the index has is refused, not "fixed".
-    std::fs::write(tmp.path().join("leaves.log"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(
+        DataDir::new(tmp.path()).leaves_log(),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
     let err = Db::open(tmp.path()).unwrap_err().to_string();
     assert!(
         err.contains("lost leaves") || err.contains("damaged"),

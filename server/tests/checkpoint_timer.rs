@@ -15,19 +15,21 @@ use fieldseal_proto::merkle::{verify_consistency, verify_inclusion};
 use fieldseal_proto::msg::Message;
 use fieldseal_proto::receipt::Receipt;
 use fieldseal_proto::sample;
+use fieldseal_server::chainindex::ChainIndex;
+use fieldseal_server::datadir::DataDir;
 use fieldseal_server::db::DeviceRecord;
 use fieldseal_server::{quic, tlog, RunOptions, Running};
 
 const ORIGIN: &str = "fieldseal/localhost";
 
 fn set_interval(dir: &Path, secs: u64) {
-    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let cfg = std::fs::read_to_string(DataDir::new(dir).config()).unwrap();
     let cfg = cfg.replace(
         "checkpoint_interval_secs = 300\n",
         &format!("checkpoint_interval_secs = {secs}\n"),
     );
     assert!(cfg.contains(&format!("checkpoint_interval_secs = {secs}\n")));
-    std::fs::write(dir.join("config.toml"), cfg).unwrap();
+    std::fs::write(DataDir::new(dir).config(), cfg).unwrap();
 }
 
 async fn server(dir: &Path) -> Running {
@@ -45,9 +47,9 @@ fn enrol(r: &Running, key: &SigningKey) {
     r.shared
         .db
         .put_device(&DeviceRecord {
-            id: DeviceId::from_key(&key.verifying_key()).to_string(),
+            id: DeviceId::from_key(&key.verifying_key()),
             name: "cam1".into(),
-            public_key: hex::encode(key.verifying_key().to_bytes()),
+            key: key.verifying_key(),
             enrolled_us: 0,
             revoked_us: None,
         })
@@ -200,11 +202,11 @@ async fn interval_zero_signs_nothing_and_a_clean_shutdown_of_an_unchanged_log_ad
 }
 
 fn set_interval_from(dir: &Path, from: u64, to: u64) {
-    let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let cfg = std::fs::read_to_string(DataDir::new(dir).config()).unwrap();
     let old = format!("checkpoint_interval_secs = {from}\n");
     assert!(cfg.contains(&old));
     let cfg = cfg.replace(&old, &format!("checkpoint_interval_secs = {to}\n"));
-    std::fs::write(dir.join("config.toml"), cfg).unwrap();
+    std::fs::write(DataDir::new(dir).config(), cfg).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -240,10 +242,10 @@ async fn a_log_that_lost_leaves_is_not_signed_again() {
     }
     .sign(ORIGIN, &r.shared.receipt_key)
     .unwrap();
-    let mut text = std::fs::read_to_string(dir.join("checkpoints.log")).unwrap();
+    let mut text = std::fs::read_to_string(DataDir::new(&dir).checkpoints_log()).unwrap();
     text.push_str(&forged);
     text.push('\n');
-    std::fs::write(dir.join("checkpoints.log"), text).unwrap();
+    std::fs::write(DataDir::new(&dir).checkpoints_log(), text).unwrap();
     let err = sign(&r).unwrap_err().to_string();
     assert!(err.contains("does not extend"), "{err}");
     let err = tlog::checkpoint_if_grown(

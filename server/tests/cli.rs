@@ -48,7 +48,7 @@ fn init_admin_run_and_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let sock = dir.join("control.sock");
+    let sock = fieldseal_server::datadir::DataDir::new(&dir).control_socket();
     let t0 = Instant::now();
     while !sock.exists() {
         assert!(t0.elapsed() < Duration::from_secs(20), "server started");

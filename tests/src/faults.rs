@@ -376,18 +376,14 @@ impl ServerView {
     }
 }
 
-/// Where the server keeps a device's chain log (docs/SERVER.md layout; the
-/// one place the tests depend on it besides [`server_blob_path`]).
+/// Where the server keeps a device's chain log (its `DataDir` knows).
 pub fn server_chain_log(dir: &Path, device: DeviceId) -> std::path::PathBuf {
-    dir.join("devices")
-        .join(device.to_string())
-        .join("chain.log")
+    fieldseal_server::datadir::DataDir::new(dir).chain_log(device)
 }
 
-/// Where the server keeps a blob.
+/// Where the server keeps a blob (its `DataDir` knows).
 pub fn server_blob_path(dir: &Path, hash: &Hash32) -> std::path::PathBuf {
-    let h = hex::encode(hash);
-    dir.join("blobs").join(&h[..2]).join(h)
+    fieldseal_server::datadir::DataDir::new(dir).blob(hash)
 }
 
 /// The outcome of the invariant check.

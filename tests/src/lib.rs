@@ -10,6 +10,7 @@ pub mod blobfaults;
 pub mod faults;
 pub mod procs;
 pub mod relay;
+pub mod sim;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -106,7 +107,7 @@ impl Harness {
             key,
             &self.server_addr(),
             &token,
-            Some(self.path().join("ca.crt")),
+            Some(fieldseal_server::datadir::DataDir::new(self.path()).ca_cert()),
         )
         .await?)
     }

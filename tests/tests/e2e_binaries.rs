@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::Decode;
 use fieldseal_proto::entry::SignedEntry;
-use fieldseal_proto::identity::sha256;
+use fieldseal_proto::identity::{sha256, DeviceId};
+use fieldseal_server::datadir::DataDir;
 
 fn bin(name: &str) -> PathBuf {
     // target/debug/deps/e2e_binaries-… → target/debug/NAME
@@ -77,7 +78,9 @@ impl Server {
         // left by a killed server refuses); fail at once if the server exits.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if std::os::unix::net::UnixStream::connect(self.dir.join("control.sock")).is_ok() {
+            if std::os::unix::net::UnixStream::connect(DataDir::new(&self.dir).control_socket())
+                .is_ok()
+            {
                 break;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -165,14 +168,14 @@ fn status(dir: &Path) -> serde_json::Value {
 fn assert_server_holds_everything(server: &Path, device_dir: &Path) {
     let id = ok(agent(&["status", "--json"], device_dir));
     let id: serde_json::Value = serde_json::from_str(&id).unwrap();
-    let id = id["device"].as_str().unwrap().to_string();
-    let theirs = std::fs::read(server.join("devices").join(&id).join("chain.log")).unwrap();
+    let id: DeviceId = id["device"].as_str().unwrap().parse().unwrap();
+    let server = DataDir::new(server);
+    let theirs = std::fs::read(server.chain_log(id)).unwrap();
     let ours = std::fs::read(device_dir.join("chain.log")).unwrap();
     assert_eq!(theirs, ours, "the server's copy of the chain differs");
     for e in entries(&device_dir.join("chain.log")) {
         if let Some(s) = e.entry.segment() {
-            let h = hex::encode(s.media_sha256);
-            let blob = server.join("blobs").join(&h[..2]).join(&h);
+            let blob = server.blob(&s.media_sha256);
             let bytes = std::fs::read(&blob)
                 .unwrap_or_else(|err| panic!("seq {}: no blob {}: {err}", e.seq(), blob.display()));
             assert_eq!(sha256(&bytes), s.media_sha256, "seq {}", e.seq());
@@ -199,7 +202,7 @@ fn record_sync_outage_and_catch_up() {
     ok(agent(&["init"], &dev));
     small_camera(&dev);
     let token = server.token("cam-1");
-    let ca = server.dir.join("ca.crt");
+    let ca = DataDir::new(&server.dir).ca_cert();
     ok(agent(
         &[
             "enroll",

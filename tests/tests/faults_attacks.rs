@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use fieldseal_agent::sync::{self, tls, Progress};
 use fieldseal_proto::identity::DeviceId;
+use fieldseal_server::chainindex::ChainIndex;
 use fieldseal_server::pki::Ca;
 use fieldseal_tests::faults::{self, iterations, AgentView, Scenario, ServerView};
 use fieldseal_tests::{key, store_with_chain, Harness};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use fieldseal_proto::entry::Event;
 use fieldseal_proto::identity::DeviceId;
+use fieldseal_server::datadir::DataDir;
 use fieldseal_tests::faults::{self, iterations, AgentView, Scenario, ServerView, Verdict};
 use fieldseal_tests::procs::{self, ok, Agent};
 use fieldseal_tests::Harness;
@@ -64,7 +65,7 @@ async fn clock_jumps_are_signed_and_the_chain_syncs() {
     let t = tempfile::tempdir().unwrap();
     let mut a = block(|| Agent::init(&t.path().join("agent")));
     let token = h.token("clock", 3600).unwrap();
-    block(|| a.enroll(&h.server_addr(), &token, &h.path().join("ca.crt")));
+    block(|| a.enroll(&h.server_addr(), &token, &DataDir::new(h.path()).ca_cert()));
     let offset_file = t.path().join("faketime");
     std::fs::write(&offset_file, "+0").unwrap();
     a.env = vec![
@@ -185,7 +186,7 @@ async fn agent_disk_full_loses_nothing_durable() {
     eprintln!("events: {after:?}");
     ok(&block(|| a.run(&["verify", "--json"], MINUTE)));
     let token = h.token("disk-full", 3600).unwrap();
-    block(|| a.enroll(&h.server_addr(), &token, &h.path().join("ca.crt")));
+    block(|| a.enroll(&h.server_addr(), &token, &DataDir::new(h.path()).ca_cert()));
     ok(&block(|| a.run(&["sync", "--until-drained"], 2 * MINUTE)));
     let v = check_agent(&h, &a, &durable, panics);
     sc.record(
@@ -224,7 +225,7 @@ async fn agent_kills_while_recording_and_syncing_lose_nothing() {
     let t = tempfile::tempdir().unwrap();
     let mut a = block(|| Agent::init(&t.path().join("agent")));
     let token = h.token("kills", 3600).unwrap();
-    block(|| a.enroll(&h.server_addr(), &token, &h.path().join("ca.crt")));
+    block(|| a.enroll(&h.server_addr(), &token, &DataDir::new(h.path()).ca_cert()));
     let mut r = sc.rng(10);
     let mut durable = faults::Durable::default();
     let mut peak_kb = 0u64;

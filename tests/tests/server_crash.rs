@@ -39,6 +39,7 @@ use fieldseal_proto::leaf::Leaf;
 use fieldseal_proto::merkle::{verify_consistency, verify_inclusion};
 use fieldseal_proto::sample::{self, SampleChain};
 use fieldseal_server::control::{self, Request, Response};
+use fieldseal_server::datadir::DataDir;
 use fieldseal_tests::{procs, Harness, SplitMix};
 use serde_json::Value;
 
@@ -105,14 +106,15 @@ impl Server {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        let cfg = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+        let config = DataDir::new(dir).config();
+        let cfg = std::fs::read_to_string(&config).unwrap();
         let line = format!("checkpoint_interval_secs = {checkpoint_secs}\n");
         let cfg = cfg.replace("checkpoint_interval_secs = 300\n", &line);
         assert!(
             cfg.contains(&line),
             "config.toml has no checkpoint interval"
         );
-        std::fs::write(dir.join("config.toml"), cfg).unwrap();
+        std::fs::write(&config, cfg).unwrap();
         // Restarted on the same address while clients dial it: a port no
         // other socket of the machine is given in the meantime.
         let port = procs::stable_udp_port();
@@ -147,7 +149,8 @@ impl Server {
         // Ready when its control socket accepts a connection (a stale socket
         // left by a killed server refuses); fail at once if the server exits.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(self.dir.join("control.sock")).is_err() {
+        let sock = DataDir::new(&self.dir).control_socket();
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("the server exited at start: {status}\n{}", self.stderr());
             }
@@ -282,13 +285,6 @@ impl Device {
     }
 }
 
-/// `DIR/blobs/<aa>/<sha256>` (docs/SERVER.md), read without opening the
-/// server's blob store, which would clean up the running server's temp files.
-fn blob_path(dir: &Path, hash: &Hash32) -> PathBuf {
-    let hex = hex::encode(hash);
-    dir.join("blobs").join(&hex[..2]).join(hex)
-}
-
 fn hash_hex(v: &Value) -> Hash32 {
     hex::decode(v.as_str().expect("hex string"))
         .unwrap()
@@ -304,7 +300,7 @@ fn hashes(v: &Value) -> Vec<Hash32> {
 /// reader: each note (text, empty line, signature lines) is followed by one
 /// empty line, and nothing else may be in the file (no torn note).
 fn notes(dir: &Path) -> Vec<String> {
-    let read = || match std::fs::read_to_string(dir.join("checkpoints.log")) {
+    let read = || match std::fs::read_to_string(DataDir::new(dir).checkpoints_log()) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => panic!("{e}"),
@@ -443,7 +439,9 @@ fn check(
                 .entry
                 .segment()
                 .unwrap();
-            let path = blob_path(&server.dir, &seg.media_sha256);
+            // The path alone, not the server's blob store, whose opening
+            // would clean up the running server's temp files.
+            let path = DataDir::new(&server.dir).blob(&seg.media_sha256);
             let bytes = std::fs::read(&path).unwrap_or_else(|e| {
                 panic!("device {id} seq {seq}: acknowledged blob missing: {e}")
             });
@@ -556,7 +554,7 @@ impl Scenario {
                         &key,
                         &server.addr,
                         &token,
-                        Some(server.dir.join("ca.crt")),
+                        Some(DataDir::new(&server.dir).ca_cert()),
                     ))
                     .unwrap();
                 // Lengths differ per device, so no two devices share a blob.

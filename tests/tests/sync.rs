@@ -10,7 +10,9 @@ use fieldseal_proto::enroll::EnrollStatus;
 use fieldseal_proto::identity::DeviceId;
 use fieldseal_proto::msg::RejectCode;
 use fieldseal_proto::sample::SampleChain;
+use fieldseal_server::chainindex::ChainIndex;
 use fieldseal_server::control::{self, Request, Response};
+use fieldseal_server::datadir::DataDir;
 use fieldseal_server::pki::Ca;
 use fieldseal_tests::{key, store_with_chain, Harness, Relay};
 
@@ -39,13 +41,7 @@ fn assert_archived(
     receipt_key: &ed25519_dalek::VerifyingKey,
 ) {
     let device = chain.entries[0].entry.device;
-    let log = std::fs::read(
-        h.path()
-            .join("devices")
-            .join(device.to_string())
-            .join("chain.log"),
-    )
-    .unwrap();
+    let log = std::fs::read(DataDir::new(h.path()).chain_log(device)).unwrap();
     let mut expected = Vec::new();
     for e in &chain.entries {
         chainlog::put_record(&mut expected, &e.to_bytes());
@@ -151,12 +147,7 @@ async fn cut_in_the_middle_of_a_large_upload_resumes() {
 }
 
 fn nothing_stored(h: &Harness, device: DeviceId) {
-    assert!(!h
-        .path()
-        .join("devices")
-        .join(device.to_string())
-        .join("chain.log")
-        .exists());
+    assert!(!DataDir::new(h.path()).chain_log(device).exists());
     assert_eq!(h.server.shared.db.head(device).unwrap().next_seq, 0);
 }
 

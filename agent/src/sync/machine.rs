@@ -275,10 +275,13 @@ impl Machine {
         Some(seq)
     }
 
-    /// When a delayed upload may start.
+    /// When a delayed upload may start. `None` while every upload slot is
+    /// taken: the end of an upload wakes the driver anyway, and a deadline
+    /// already passed would make it spin until then.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.conn {
             Conn::Down { retry_at } => Some(retry_at),
+            _ if self.uploading.len() >= self.cfg.max_uploads => None,
             _ => self
                 .upload_queue
                 .iter()
@@ -536,6 +539,29 @@ mod tests {
             m.poll_timeout(),
             Some(later + 2 * MachineConfig::default().upload_retry)
         );
+        // With every slot taken, a due retry is no reason to wake up.
+        let mut one = Machine::new(
+            MachineConfig {
+                max_uploads: 1,
+                ..MachineConfig::default()
+            },
+            now,
+        );
+        let v2 = View {
+            head: Some(2),
+            receipts: [0, 1, 2].into(),
+            media: [1, 2].into(),
+            ..View::default()
+        };
+        one.handle_connected();
+        one.handle_welcome(&welcome(3, vec![]), &v2);
+        assert_eq!(one.poll_upload(now), Some(1));
+        one.handle_upload_done(1, UploadOutcome::Failed(UploadFailCode::Internal), now);
+        assert_eq!(one.poll_upload(now), Some(2));
+        assert_eq!(one.poll_upload(later), None, "the only slot is taken");
+        assert_eq!(one.poll_timeout(), None, "no deadline to spin on");
+        one.handle_upload_done(2, UploadOutcome::Acked, later);
+        assert_eq!(one.poll_upload(later), Some(1));
         assert_eq!(
             m.handle_rejected(7, RejectCode::OutOfOrder, ""),
             Action::Reconnect

@@ -10,6 +10,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::{ApiError, AppState};
+use crate::chainindex::ChainIndex;
 
 /// Counters of the HTTP side.
 #[derive(Debug, Default)]

@@ -24,6 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::catalogue::Catalogue;
+use crate::chainindex::ChainIndex;
 use crate::Shared;
 
 pub use error::ApiError;

@@ -1,0 +1,284 @@
+//! Devices, enrolment tokens and users in the index: not derived from
+//! evidence, so `reindex` keeps them. Each is one JSON record in its own
+//! sled tree (`devices` by the 8 id bytes, `tokens` by the SHA-256 of the
+//! token, `users` by name); the JSON is part of the archive format, and
+//! [`DeviceRecord`] keeps today's shape (hex strings) whatever its Rust types.
+
+use ed25519_dalek::VerifyingKey;
+use fieldseal_proto::identity::{DeviceId, Hash32};
+use serde::{Deserialize, Serialize};
+
+use super::{Db, DbError};
+
+/// An enrolled (or pending, or revoked) device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// Device id (JSON: 16 hex digits).
+    #[serde(with = "hex_device_id")]
+    pub id: DeviceId,
+    /// Name given by the administrator.
+    pub name: String,
+    /// Ed25519 public key: the chain key, which its certificate certifies
+    /// (JSON: `public_key`, 64 hex digits).
+    #[serde(rename = "public_key", with = "hex_key")]
+    pub key: VerifyingKey,
+    /// When it enrolled, µs since the epoch.
+    pub enrolled_us: i64,
+    /// When it was revoked, if it was.
+    pub revoked_us: Option<i64>,
+}
+
+/// An enrolment token, stored under the SHA-256 of the token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The device name it enrols.
+    pub name: String,
+    /// Until when it may be used, µs since the epoch.
+    pub expires_us: i64,
+    /// The device id it enrolled, once used.
+    pub used_by: Option<String>,
+}
+
+/// A user of the server (the web UI and API come later).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Login name.
+    pub name: String,
+    /// Role: admin, custodian, supervisor, officer.
+    pub role: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+}
+
+/// A device id as its 16 hex digits (`DeviceId`'s `Display` and `FromStr`).
+mod hex_device_id {
+    use fieldseal_proto::identity::DeviceId;
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(id: &DeviceId, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(id)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DeviceId, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(D::Error::custom)
+    }
+}
+
+/// An Ed25519 public key as 64 hex digits.
+mod hex_key {
+    use ed25519_dalek::VerifyingKey;
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(k: &VerifyingKey, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(k.as_bytes()))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VerifyingKey, D::Error> {
+        let s = String::deserialize(d)?;
+        let b: [u8; 32] = hex::decode(&s)
+            .map_err(D::Error::custom)?
+            .try_into()
+            .map_err(|_| D::Error::custom("a device key is 32 bytes"))?;
+        VerifyingKey::from_bytes(&b).map_err(D::Error::custom)
+    }
+}
+
+impl Db {
+    /// A device by id.
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn device(&self, id: DeviceId) -> Result<Option<DeviceRecord>, DbError> {
+        match self.devices.get(id.0)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Store a device.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn put_device(&self, d: &DeviceRecord) -> Result<(), DbError> {
+        self.devices.insert(d.id.0, serde_json::to_vec(d)?)?;
+        Ok(())
+    }
+
+    /// Every device.
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn devices(&self) -> Result<Vec<DeviceRecord>, DbError> {
+        self.devices
+            .iter()
+            .map(|kv| Ok(serde_json::from_slice(&kv?.1)?))
+            .collect()
+    }
+
+    /// A token by the SHA-256 of its text.
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn token(&self, token_hash: &Hash32) -> Result<Option<TokenRecord>, DbError> {
+        match self.tokens.get(token_hash)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Store a token.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn put_token(&self, token_hash: &Hash32, t: &TokenRecord) -> Result<(), DbError> {
+        self.tokens.insert(token_hash, serde_json::to_vec(t)?)?;
+        Ok(())
+    }
+
+    /// Use a token and enrol a device in one transaction, so that two
+    /// concurrent enrolments cannot both use one token. Returns the token as
+    /// it was before; the caller checks it and the closure decides.
+    ///
+    /// # Errors
+    /// sled errors, or the error `check` returns (nothing is changed then).
+    pub fn enroll<E>(
+        &self,
+        token_hash: &Hash32,
+        check: impl Fn(Option<TokenRecord>) -> Result<(TokenRecord, DeviceRecord), E>,
+    ) -> Result<Result<DeviceRecord, E>, DbError> {
+        use sled::Transactional;
+        let res = (&self.tokens, &self.devices).transaction(|(tokens, devices)| {
+            let current = match tokens.get(token_hash)? {
+                Some(v) => Some(serde_json::from_slice::<TokenRecord>(&v).map_err(|e| {
+                    sled::transaction::ConflictableTransactionError::Abort(e.to_string())
+                })?),
+                None => None,
+            };
+            match check(current) {
+                Err(e) => Ok(Err(e)),
+                Ok((tok, dev)) => {
+                    let id = dev.id;
+                    if devices.get(id.0)?.is_some() {
+                        return Ok(Ok(None));
+                    }
+                    let tj = serde_json::to_vec(&tok).expect("serialisable");
+                    let dj = serde_json::to_vec(&dev).expect("serialisable");
+                    tokens.insert(token_hash.as_slice(), tj)?;
+                    devices.insert(id.0.as_slice(), dj)?;
+                    Ok(Ok(Some(dev)))
+                }
+            }
+        });
+        match res {
+            Ok(Ok(Some(dev))) => {
+                self.flush()?;
+                Ok(Ok(dev))
+            }
+            Ok(Ok(None)) => Err(DbError::AlreadyEnrolled),
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(sled::transaction::TransactionError::Abort(e)) => Err(DbError::Corrupt(e)),
+            Err(sled::transaction::TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// A user by name.
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn user(&self, name: &str) -> Result<Option<UserRecord>, DbError> {
+        match self.users.get(name)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Store a user.
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn put_user(&self, u: &UserRecord) -> Result<(), DbError> {
+        self.users
+            .insert(u.name.as_bytes(), serde_json::to_vec(u)?)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record exactly as the code before typed records wrote it (hex
+    /// strings, field `public_key`): existing indexes must keep opening, and
+    /// what is written back is byte for byte the same.
+    #[test]
+    fn device_record_json_is_unchanged() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let id = DeviceId::from_key(&key);
+        let old = format!(
+            r#"{{"id":"{id}","name":"cam 1","public_key":"{}","enrolled_us":5,"revoked_us":null}}"#,
+            hex::encode(key.as_bytes())
+        );
+        let d: DeviceRecord = serde_json::from_str(&old).unwrap();
+        assert_eq!(d.id, id);
+        assert_eq!(d.key, key);
+        assert_eq!(d.name, "cam 1");
+        assert_eq!(serde_json::to_string(&d).unwrap(), old);
+        let revoked = old.replace("null", "9");
+        let d: DeviceRecord = serde_json::from_str(&revoked).unwrap();
+        assert_eq!(d.revoked_us, Some(9));
+        assert_eq!(serde_json::to_string(&d).unwrap(), revoked);
+    }
+
+    /// Two enrolments of one key: the one that loses the transaction gets
+    /// a typed `AlreadyEnrolled`, and its token stays unused.
+    #[test]
+    fn enrolling_an_enrolled_key_is_refused_and_uses_no_token() {
+        let d = tempfile::tempdir().unwrap();
+        let db = Db::open(d.path()).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key();
+        let dev = DeviceRecord {
+            id: DeviceId::from_key(&key),
+            name: "cam".into(),
+            key,
+            enrolled_us: 1,
+            revoked_us: None,
+        };
+        db.put_device(&dev).unwrap();
+        let tok = TokenRecord {
+            name: "cam".into(),
+            expires_us: 10,
+            used_by: None,
+        };
+        let th = [3; 32];
+        db.put_token(&th, &tok).unwrap();
+        let res = db.enroll(&th, |t| -> Result<_, ()> {
+            let t = t.expect("token stored");
+            Ok((
+                TokenRecord {
+                    used_by: Some(dev.id.to_string()),
+                    ..t
+                },
+                dev.clone(),
+            ))
+        });
+        assert!(matches!(res, Err(DbError::AlreadyEnrolled)), "{res:?}");
+        assert_eq!(db.token(&th).unwrap(), Some(tok));
+        assert_eq!(db.devices().unwrap(), vec![dev]);
+    }
+
+    #[test]
+    fn device_record_refuses_bad_ids_and_keys() {
+        let key = hex::encode([7u8; 32]);
+        let rec = |id: &str, k: &str| {
+            format!(
+                r#"{{"id":"{id}","name":"n","public_key":"{k}","enrolled_us":0,"revoked_us":null}}"#
+            )
+        };
+        let ok = DeviceId::from_key(&VerifyingKey::from_bytes(&[0; 32]).unwrap()).to_string();
+        assert!(serde_json::from_str::<DeviceRecord>(&rec("xyz", &key)).is_err());
+        assert!(serde_json::from_str::<DeviceRecord>(&rec(&ok.to_uppercase(), &key)).is_err());
+        assert!(serde_json::from_str::<DeviceRecord>(&rec(&ok, "abcd")).is_err());
+        assert!(serde_json::from_str::<DeviceRecord>(&rec(&ok, &"zz".repeat(32))).is_err());
+    }
+}
