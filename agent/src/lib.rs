@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 pub mod capture;
+pub mod chainlog;
 pub mod clock;
 pub mod config;
 pub mod control;

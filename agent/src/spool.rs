@@ -242,7 +242,7 @@ impl Spool {
         let partial = media_dir.join(".partial");
         fs.create_dir_all(&partial).map_err(io_err(&partial))?;
 
-        let log_path = dir.join("chain.log");
+        let log_path = crate::chainlog::path(dir);
         let (head, last_wall_us, complete_len, torn) = scan_log(fs.as_ref(), &log_path)?;
         let mut log = fs.open_append(&log_path).map_err(io_err(&log_path))?;
         if torn > 0 {
@@ -351,9 +351,9 @@ impl Spool {
         }
         let mut head = self.head;
         let entry = head.append(signer, c, None, body)?;
-        let mut rec = Vec::with_capacity(entry.encoded_len() + 2);
+        let mut rec = Vec::with_capacity(entry.encoded_len() + chainlog::RECORD_HEADER);
         chainlog::put_record(&mut rec, &entry.to_bytes());
-        let path = self.dir.join("chain.log");
+        let path = crate::chainlog::path(&self.dir);
         // Poisoned until both succeed: an error leaves the log's tail unknown.
         self.poisoned = true;
         self.log.write_all(&rec).map_err(io_err(&path))?;
@@ -574,32 +574,28 @@ fn scan_log(
     fs: &dyn SpoolFs,
     path: &Path,
 ) -> Result<(ChainHead, Option<i64>, usize, usize), SpoolError> {
-    let bytes = match fs.read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io_err(path)(e)),
-    };
-    let (log, err) = chainlog::split_lossy(&bytes);
-    if let Some(e) = err {
+    let log = crate::chainlog::read_from(fs, path, 0).map_err(io_err(path))?;
+    let complete_len = usize::try_from(log.end()).unwrap_or(usize::MAX);
+    if let Some(e) = log.damage() {
         return Err(SpoolError::Damaged {
             path: path.to_path_buf(),
-            offset: log.complete_len,
+            offset: complete_len,
             detail: e.to_string(),
         });
     }
-    let last = match log.records.last() {
-        None => return Ok((ChainHead::GENESIS, None, log.complete_len, log.torn_tail)),
-        Some(r) => SignedEntry::from_bytes(r).map_err(|e| SpoolError::Damaged {
+    let last = match log.last() {
+        None => return Ok((ChainHead::GENESIS, None, complete_len, log.torn_tail())),
+        Some(r) => SignedEntry::from_bytes(r.bytes).map_err(|e| SpoolError::Damaged {
             path: path.to_path_buf(),
-            offset: log.complete_len - r.len() - 2,
+            offset: usize::try_from(r.offset).unwrap_or(usize::MAX),
             detail: format!("last entry does not decode: {e}"),
         })?,
     };
     Ok((
         ChainHead::after(&last),
         Some(last.entry.wall_us),
-        log.complete_len,
-        log.torn_tail,
+        complete_len,
+        log.torn_tail(),
     ))
 }
 
@@ -642,7 +638,7 @@ pub fn fill_sample(
     segments: u32,
     media_len: usize,
 ) -> Result<u64, SpoolError> {
-    let log_path = dir.join("chain.log");
+    let log_path = crate::chainlog::path(dir);
     if fs::metadata(&log_path).is_ok_and(|m| m.len() > 0) {
         return Err(io_err(&log_path)(io::Error::new(
             io::ErrorKind::AlreadyExists,
@@ -678,17 +674,12 @@ pub fn verify_dir(
     key: &ed25519_dalek::VerifyingKey,
     expected_head: Option<(u64, Hash32)>,
 ) -> Result<Report, SpoolError> {
-    let log_path = dir.join("chain.log");
-    let bytes = match fs::read(&log_path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io_err(&log_path)(e)),
-    };
-    let (log, damage) = chainlog::split_lossy(&bytes);
+    let log_path = crate::chainlog::path(dir);
+    let log = crate::chainlog::read_from(&StdFs, &log_path, 0).map_err(io_err(&log_path))?;
     let released = read_released(&StdFs, dir)?;
     let mut media = std::collections::BTreeMap::new();
-    for rec in &log.records {
-        let Ok(e) = SignedEntry::from_bytes(rec) else {
+    for rec in log.records() {
+        let Ok(e) = SignedEntry::from_bytes(rec.bytes) else {
             continue;
         };
         if e.entry.segment().is_none() {
@@ -714,14 +705,14 @@ pub fn verify_dir(
         expected_head,
         ..Default::default()
     };
-    let mut report = verify_chain(key, log.records.iter().copied(), &opts);
-    if let Some(e) = damage {
+    let mut report = verify_chain(key, log.records().map(|r| r.bytes), &opts);
+    if let Some(e) = log.damage() {
         report.findings.insert(
             0,
             fieldseal_proto::chain::Finding {
                 seq: None,
                 kind: fieldseal_proto::chain::FindingKind::Malformed,
-                detail: format!("chain.log is damaged at byte {}: {e}", log.complete_len),
+                detail: format!("chain.log is damaged at byte {}: {e}", log.end()),
             },
         );
         report.ok = false;

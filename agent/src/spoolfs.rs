@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -74,6 +74,27 @@ pub trait SpoolFs: std::fmt::Debug + Send + Sync {
     /// # Errors
     /// The OS error (`NotFound` when missing).
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The contents of `path` from byte `offset` to its end (empty when
+    /// `offset` is at or past the end): the new tail of an append-only file.
+    ///
+    /// # Errors
+    /// The OS error (`NotFound` when missing).
+    fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>> {
+        let mut b = self.read(path)?;
+        let at = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
+        Ok(b.split_off(at))
+    }
+    /// Exactly `len` bytes of `path` from byte `offset`.
+    ///
+    /// # Errors
+    /// The OS error; `UnexpectedEof` if the file ends before.
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let tail = self.read_from(path, offset)?;
+        match tail.get(..len) {
+            Some(b) => Ok(b.to_vec()),
+            None => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+        }
+    }
     /// Rename `from` to `to`, replacing `to`.
     ///
     /// # Errors
@@ -167,6 +188,22 @@ impl SpoolFs for StdFs {
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
+    }
+    // Seek rather than read the whole file: the sync store reads the new
+    // tail of a chain log that grows all day.
+    fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>> {
+        let mut f = File::open(path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut b = Vec::new();
+        f.read_to_end(&mut b)?;
+        Ok(b)
+    }
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut f = File::open(path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut b = vec![0u8; len];
+        f.read_exact(&mut b)?;
+        Ok(b)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         fs::rename(from, to)

@@ -20,7 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use fieldseal_proto::chainlog::put_record;
+use fieldseal_proto::chainlog::{put_record, RECORD_HEADER};
 use fieldseal_proto::identity::{DeviceId, Hash32, Sha256Stream};
 
 /// The file layout of one data folder.
@@ -63,7 +63,7 @@ impl Storage {
         let path = dir.join("equivocations.log");
         let new = !path.exists();
         let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
-        let mut rec = Vec::with_capacity(entry.len() + 2);
+        let mut rec = Vec::with_capacity(entry.len() + RECORD_HEADER);
         put_record(&mut rec, entry);
         f.write_all(&rec)?;
         f.sync_data()?;
@@ -121,7 +121,7 @@ impl Storage {
             f.set_len(indexed_len)?;
         }
         io::Seek::seek(&mut f, io::SeekFrom::Start(indexed_len))?;
-        let mut rec = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
+        let mut rec = Vec::with_capacity(entries.iter().map(|e| e.len() + RECORD_HEADER).sum());
         for e in entries {
             put_record(&mut rec, e);
         }
