@@ -340,14 +340,9 @@ impl Writer<'_> {
             start_mono_us: self.clock.mono_of(s.start_mono),
             video_frames: s.video_frames,
             audio_samples: s.audio_samples,
-            video: s.codec.video.to_string(),
-            width: u16::try_from(s.codec.width).unwrap_or(u16::MAX),
-            height: u16::try_from(s.codec.height).unwrap_or(u16::MAX),
-            fps_num: s.codec.fps_num,
-            fps_den: s.codec.fps_den,
-            audio: s.codec.audio.to_string(),
-            sample_rate: s.codec.sample_rate,
-            channels: u8::try_from(s.codec.channels).unwrap_or(u8::MAX),
+            // The entry's own type, converted with checks when the capture
+            // started (CaptureConfig::codec_params): nothing to clamp here.
+            codec: s.codec.clone(),
             flags: plan.flags,
             case: plan.case,
             activity: plan.activity,

@@ -91,7 +91,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
 }
 
 /// A segment entry without the media hash and length, which the spool fills in
-/// while writing the bytes.
+/// while writing the bytes. Kept as JSON in `.partial/N.json` while the
+/// segment is written; the codec fields are flattened into it, so the file
+/// reads as it did when they were separate fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)] // The fields of SegmentBody.
 pub struct SegmentDraft {
@@ -102,14 +104,8 @@ pub struct SegmentDraft {
     pub start_mono_us: u64,
     pub video_frames: u32,
     pub audio_samples: u64,
-    pub video: String,
-    pub width: u16,
-    pub height: u16,
-    pub fps_num: u32,
-    pub fps_den: u32,
-    pub audio: String,
-    pub sample_rate: u32,
-    pub channels: u8,
+    #[serde(flatten)]
+    pub codec: CodecParams,
     pub flags: u8,
     pub case: Option<String>,
     pub activity: Option<String>,
@@ -127,16 +123,7 @@ impl SegmentDraft {
             start_mono_us: self.start_mono_us,
             video_frames: self.video_frames,
             audio_samples: self.audio_samples,
-            codec: CodecParams {
-                video: self.video,
-                width: self.width,
-                height: self.height,
-                fps_num: self.fps_num,
-                fps_den: self.fps_den,
-                audio: self.audio,
-                sample_rate: self.sample_rate,
-                channels: self.channels,
-            },
+            codec: self.codec,
             flags: self.flags,
             case: self.case,
             activity: self.activity,
@@ -542,14 +529,16 @@ fn unknown_draft(clock: &dyn Clock) -> SegmentDraft {
         start_mono_us: clock.mono_us(),
         video_frames: 0,
         audio_samples: 0,
-        video: String::new(),
-        width: 0,
-        height: 0,
-        fps_num: 0,
-        fps_den: 1,
-        audio: String::new(),
-        sample_rate: 0,
-        channels: 0,
+        codec: CodecParams {
+            video: String::new(),
+            width: 0,
+            height: 0,
+            fps_num: 0,
+            fps_den: 1,
+            audio: String::new(),
+            sample_rate: 0,
+            channels: 0,
+        },
         flags: segment_flags::RECOVERED,
         case: None,
         activity: None,
@@ -736,5 +725,25 @@ mod tests {
         let log = fs::read(dir.path().join("chain.log")).unwrap();
         assert!(fill_sample(dir.path(), &key, 1, 100).is_err());
         assert_eq!(fs::read(dir.path().join("chain.log")).unwrap(), log);
+    }
+
+    #[test]
+    fn a_draft_keeps_the_flat_json_of_partial_metadata_files() {
+        // As a `.partial/N.json` written before the codec fields became one
+        // type: a salvage after an upgrade must still read it.
+        let flat = r#"{"recording":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16],"part":3,
+            "start_pts":90000,"end_pts":450000,"start_mono_us":7,"video_frames":120,
+            "audio_samples":192000,"video":"h264","width":1280,"height":720,"fps_num":30,
+            "fps_den":1,"audio":"aac","sample_rate":48000,"channels":1,"flags":2,
+            "case":"CJ-1","activity":null}"#;
+        let d: SegmentDraft = serde_json::from_str(flat).unwrap();
+        assert_eq!((d.codec.width, d.codec.channels), (1280, 1));
+        assert_eq!(d.codec.audio, "aac");
+        let back: serde_json::Value = serde_json::to_value(&d).unwrap();
+        let want: serde_json::Value = serde_json::from_str(flat).unwrap();
+        assert_eq!(back, want);
+        // A width the entry cannot hold is refused, not clamped.
+        let wide = flat.replace(r#""width":1280"#, r#""width":70000"#);
+        assert!(serde_json::from_str::<SegmentDraft>(&wide).is_err());
     }
 }

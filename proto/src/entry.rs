@@ -25,7 +25,7 @@
 //! layout, with the bodies and test vectors, is in `docs/FORMAT.md`.
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::codec::{put, Decode, DecodeError, Encode, Reader};
@@ -122,8 +122,11 @@ impl Position {
     }
 }
 
-/// The codec parameters of a segment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The codec parameters of a segment: the one shape of them on both sides
+/// (the agent's capture produces it, its spool keeps it in a segment's
+/// metadata file, the entry signs it). A producer working in wider integers
+/// converts with checks and refuses what does not fit, never clamps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodecParams {
     /// Video codec name, e.g. `h264`.
     pub video: String,
