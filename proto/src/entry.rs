@@ -49,6 +49,7 @@ pub const PTS_HZ: i64 = 90_000;
 
 /// Errors from building or verifying one entry.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum EntryError {
     /// A text field is longer than the format allows or contains control characters.
     #[error("{what} is invalid: at most {max} bytes of text without control characters")]
