@@ -774,7 +774,10 @@ fn spawn_control(
                         rrx.recv()
                             .unwrap_or_else(|_| Response::err("the agent stopped"))
                     }
-                    Err(e) => Response::err(e),
+                    // The OS error alone, as before the typed error: the
+                    // client already knows it is talking to the socket.
+                    Err(control::ControlError::Io(e)) => Response::err(e.to_string()),
+                    Err(e) => Response::err(e.to_string()),
                 };
                 let _ = control::write_response(&stream, &resp);
             }
