@@ -21,6 +21,7 @@ pub mod fault;
 pub mod fsutil;
 pub mod index;
 pub mod keyfile;
+pub mod policy;
 pub mod recorder;
 pub mod run;
 pub mod spool;
