@@ -157,5 +157,8 @@ mod tests {
         assert!(files.contains_key(&dir.join(PUB_FILE)));
         assert!(matches!(create_with(&fs, dir), Err(KeyError::Exists(_))));
         assert_eq!(fs.files()[&dir.join(KEY_FILE)], want.as_bytes());
+        // The refused attempt's secret is not left behind in a temp file.
+        let names: Vec<_> = fs.files().into_keys().collect();
+        assert_eq!(names, vec![dir.join(KEY_FILE), dir.join(PUB_FILE)]);
     }
 }

@@ -45,8 +45,8 @@ use crate::policy::Policy;
 use crate::recorder::{Command, CommandError, Recorder};
 use crate::spool::{Spool, SpoolError};
 
-/// Why a run stopped with an error. The texts are those of the underlying
-/// errors: the binary adds the context.
+/// Why a run stopped with an error. Each variant shows the underlying
+/// error's text, as the run's messages read before the errors were typed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The settings file.

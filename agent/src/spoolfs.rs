@@ -194,7 +194,8 @@ pub fn write_atomic(fs: &dyn SpoolFs, path: &Path, bytes: &[u8]) -> io::Result<(
 ///
 /// # Errors
 /// Any OS error; `AlreadyExists` without `replace` when `path` exists. On
-/// error `path` is unchanged (the temp file may remain).
+/// error `path` is unchanged (the temp file may remain, except after a
+/// refusal to replace).
 pub fn write_atomic_with(
     fs: &dyn SpoolFs,
     path: &Path,
@@ -224,8 +225,12 @@ pub fn write_atomic_with(
     if how.replace {
         fs.rename(&tmp, path)?;
     } else {
-        fs.link(&tmp, path)?;
-        fs.remove_file(&tmp)?;
+        let linked = fs.link(&tmp, path);
+        // The temp name goes whether or not the link was made: after a
+        // refusal it would hold a secret that nothing uses.
+        let removed = fs.remove_file(&tmp);
+        linked?;
+        removed?;
     }
     fs.sync_dir(dir)
 }

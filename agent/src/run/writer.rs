@@ -3,14 +3,14 @@
 //! [`Policy`] decides from the readings it gathers (spool use, battery, the
 //! clocks), and answers control requests.
 
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use fieldseal_proto::entry::{Event, StopReason};
 use fieldseal_proto::identity::Signer;
 use rand_core::RngCore;
-use std::sync::mpsc::SyncSender;
-use std::sync::Arc;
 
 use super::battery::battery_percent;
 use super::session::{Input, Session};
