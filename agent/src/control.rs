@@ -115,6 +115,9 @@ pub enum ControlError {
     /// The answer was not understood.
     #[error("control socket: bad answer: {0}")]
     BadAnswer(String),
+    /// The request was not understood (the agent answers with this).
+    #[error("bad request: {0}")]
+    BadRequest(#[source] serde_json::Error),
 }
 
 /// Send one request to the agent running in `dir`.
@@ -181,13 +184,12 @@ pub fn bind(dir: &Path) -> std::io::Result<UnixListener> {
 /// Read one request from a connection.
 ///
 /// # Errors
-/// I/O errors or a request that does not parse (answered by the caller).
-pub fn read_request(stream: &UnixStream) -> Result<Request, String> {
+/// [`ControlError::Io`], or [`ControlError::BadRequest`] for a request that
+/// does not parse (answered by the caller).
+pub fn read_request(stream: &UnixStream) -> Result<Request, ControlError> {
     let mut line = String::new();
-    BufReader::new(std::io::Read::take(stream, MAX_REQUEST))
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    serde_json::from_str(&line).map_err(|e| format!("bad request: {e}"))
+    BufReader::new(std::io::Read::take(stream, MAX_REQUEST)).read_line(&mut line)?;
+    serde_json::from_str(&line).map_err(ControlError::BadRequest)
 }
 
 /// Write the answer to a connection.

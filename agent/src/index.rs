@@ -10,9 +10,11 @@
 
 use std::path::Path;
 
-use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::Decode;
 use fieldseal_proto::entry::{Body, SignedEntry};
+
+use crate::chainlog;
+use crate::spoolfs::{SpoolFs, StdFs};
 
 /// Errors of the index.
 #[derive(Debug, thiserror::Error)]
@@ -108,32 +110,41 @@ impl Index {
     /// # Errors
     /// I/O, sled, or a damaged chain log.
     pub fn catch_up(&self, dir: &Path) -> Result<u64, IndexError> {
-        let bytes = match std::fs::read(dir.join("chain.log")) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        self.catch_up_with(&StdFs, dir)
+    }
+
+    /// [`Index::catch_up`] reading the chain log through `fs` (the fault
+    /// suite's in-memory twin, [`crate::spoolfs::MemFs`]).
+    ///
+    /// # Errors
+    /// As [`Index::catch_up`].
+    pub fn catch_up_with(&self, fs: &dyn SpoolFs, dir: &Path) -> Result<u64, IndexError> {
+        let path = chainlog::path(dir);
+        let len = match fs.len(&path) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e.into()),
         };
-        let covered = usize::try_from(self.summary()?.log_len).unwrap_or(usize::MAX);
-        if covered > bytes.len() {
+        let covered = self.summary()?.log_len;
+        if covered > len {
             // The log is shorter than the index thinks (a torn tail was cut):
             // the index is stale, start over.
             self.db.clear()?;
-            return self.catch_up(dir);
+            return self.catch_up_with(fs, dir);
         }
-        let (log, err) = chainlog::split_lossy(&bytes[covered..]);
-        if let Some(e) = err {
+        let log = chainlog::read_from(fs, &path, covered)?;
+        if let Some(e) = log.damage() {
             return Err(IndexError::Damaged(
-                covered + log.complete_len,
+                usize::try_from(log.end()).unwrap_or(usize::MAX),
                 e.to_string(),
             ));
         }
-        let mut pos = covered as u64;
         let mut added = 0;
         let mut batch = sled::Batch::default();
         let mut in_batch = 0;
-        for rec in log.records {
-            pos += rec.len() as u64 + 2;
-            let e = SignedEntry::from_bytes(rec).map_err(|err| {
+        for rec in log.records() {
+            let pos = rec.end();
+            let e = SignedEntry::from_bytes(rec.bytes).map_err(|err| {
                 IndexError::Damaged(usize::try_from(pos).unwrap_or(0), err.to_string())
             })?;
             // Each batch is atomic and moves the head with its entries, so an interrupted
@@ -211,5 +222,40 @@ mod tests {
         assert_eq!(idx.catch_up(dir.path()).unwrap(), 0);
         assert_eq!(idx.rebuild(dir.path()).unwrap(), n);
         assert_eq!(idx.summary().unwrap(), s);
+    }
+
+    #[test]
+    fn catch_up_over_the_power_loss_twin_reads_the_log_that_survived() {
+        use crate::spoolfs::{Fault, MemFs};
+        use fieldseal_proto::entry::Event;
+        use std::sync::Arc;
+
+        let key = ed25519_dalek::SigningKey::from_bytes(&[6u8; 32]);
+        let clock = crate::clock::SystemClock::new();
+        let fs = MemFs::new(3);
+        let dir = Path::new("/spool");
+        let event = || Event::IdentityShown { officer: None };
+        let (mut spool, _) =
+            crate::spool::Spool::open_with(Arc::new(fs.clone()), dir, &key, &clock).unwrap();
+        for _ in 0..3 {
+            spool.append_event(&key, &clock, event()).unwrap();
+        }
+        let sled_dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(sled_dir.path()).unwrap();
+        assert_eq!(idx.catch_up_with(&fs, dir).unwrap(), 3);
+        // The next append is written but the power goes before its fsync,
+        // and part of it survives: the spool cuts the torn record off and
+        // signs the power loss, which is all the index has to add.
+        fs.inject(fs.ops() + 2, Fault::Crash);
+        assert!(spool.append_event(&key, &clock, event()).is_err());
+        fs.power_loss(true);
+        drop(spool);
+        let (spool, report) =
+            crate::spool::Spool::open_with(Arc::new(fs.clone()), dir, &key, &clock).unwrap();
+        assert!(report.crashed);
+        assert_eq!(idx.catch_up_with(&fs, dir).unwrap(), 1);
+        let s = idx.summary().unwrap();
+        assert_eq!(s.next_seq, spool.head().next_seq);
+        assert_eq!(s.log_len, spool.log_len());
     }
 }

@@ -4,13 +4,14 @@
 //! The same key signs the chain and, once enrolled, is the TLS client key.
 //! [`Signer`] is the seam where a hardware key (secure element, TPM) will fit.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use ed25519_dalek::SigningKey;
 use fieldseal_proto::identity::Signer;
+
+use crate::spoolfs::{write_atomic, write_atomic_with, AtomicWrite, SpoolFs, StdFs};
 
 /// File name of the secret key in the data folder.
 pub const KEY_FILE: &str = "device.key";
@@ -53,30 +54,36 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
 /// # Errors
 /// [`KeyError::Exists`] if a key is there already, [`KeyError::Io`] on a write failure.
 pub fn create(dir: &Path) -> Result<SigningKey, KeyError> {
+    create_with(&StdFs, dir)
+}
+
+/// [`create`] through the file operations `fs` (the power-loss twin in tests).
+///
+/// # Errors
+/// As [`create`].
+pub fn create_with(fs: &dyn SpoolFs, dir: &Path) -> Result<SigningKey, KeyError> {
     let path = dir.join(KEY_FILE);
     let key = SigningKey::generate(&mut rand_core::OsRng);
-    let mut f = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-    {
-        Ok(f) => f,
+    // Mode 0600 from the first byte, and never over a key already there.
+    match write_atomic_with(
+        fs,
+        &path,
+        format!("{}\n", hex::encode(key.to_bytes())).as_bytes(),
+        AtomicWrite::NEW_SECRET,
+    ) {
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(KeyError::Exists(path.display().to_string()))
         }
         Err(e) => return Err(io(&path)(e)),
-    };
-    f.write_all(format!("{}\n", hex::encode(key.to_bytes())).as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io(&path))?;
+    }
     let pub_path = dir.join(PUB_FILE);
-    fs::write(
+    write_atomic(
+        fs,
         &pub_path,
-        format!("{}\n", hex::encode(key.verifying_key().as_bytes())),
+        format!("{}\n", hex::encode(key.verifying_key().as_bytes())).as_bytes(),
     )
     .map_err(io(&pub_path))?;
-    crate::fsutil::sync_dir(dir).map_err(io(dir))?;
     Ok(key)
 }
 
@@ -134,5 +141,24 @@ mod tests {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&p, "not a key\n").unwrap();
         assert!(matches!(load(dir.path()), Err(KeyError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_created_key_survives_power_loss_and_is_never_replaced() {
+        use crate::spoolfs::MemFs;
+        let fs = MemFs::new(2);
+        let dir = Path::new("/data");
+        fs.create_dir_all(dir).unwrap();
+        let k = create_with(&fs, dir).unwrap();
+        fs.power_loss(false);
+        let files = fs.files();
+        let want = format!("{}\n", hex::encode(k.to_bytes()));
+        assert_eq!(files[&dir.join(KEY_FILE)], want.as_bytes());
+        assert!(files.contains_key(&dir.join(PUB_FILE)));
+        assert!(matches!(create_with(&fs, dir), Err(KeyError::Exists(_))));
+        assert_eq!(fs.files()[&dir.join(KEY_FILE)], want.as_bytes());
+        // The refused attempt's secret is not left behind in a temp file.
+        let names: Vec<_> = fs.files().into_keys().collect();
+        assert_eq!(names, vec![dir.join(KEY_FILE), dir.join(PUB_FILE)]);
     }
 }

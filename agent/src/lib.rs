@@ -7,12 +7,21 @@
 //! local [`control`] socket for commands; the [`sync`] client sends entries
 //! hash-first and segments after them over QUIC. It never depends on the server crate.
 //!
+//! On disk, every file operation of the spool and its readers goes through
+//! [`spoolfs`] (the real filesystem, or an in-memory twin that simulates power
+//! loss), whose `write_atomic` is the one durable whole-file write (spool
+//! markers, enrolment files, key files); [`chainlog`] is the one reader of
+//! `chain.log`, shared by the [`spool`], the sled [`index`] and the sync
+//! client's [`syncstore`]. The run loop's storage, battery and clock decisions
+//! are a pure function of readings in [`policy`].
+//!
 //! `unsafe` is denied crate-wide; the exceptions are `capture::mux`, which needs two FFmpeg
 //! calls that ffmpeg-next does not wrap, and `capture::thp`, one `prctl` that keeps x264's
 //! frames off transparent huge pages (see their module docs).
 #![deny(unsafe_code)]
 
 pub mod capture;
+pub mod chainlog;
 pub mod clock;
 pub mod config;
 pub mod control;
@@ -20,6 +29,7 @@ pub mod fault;
 pub mod fsutil;
 pub mod index;
 pub mod keyfile;
+pub mod policy;
 pub mod recorder;
 pub mod run;
 pub mod spool;

@@ -460,7 +460,7 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::CodecParams;
+    use fieldseal_proto::entry::CodecParams;
     use std::time::Instant;
 
     fn seg(index: u64, is_final: bool) -> CapturedSegment {
@@ -473,12 +473,12 @@ mod tests {
             audio_samples: 0,
             keyframe_start: true,
             codec: CodecParams {
-                video: "h264",
+                video: "h264".into(),
                 width: 2,
                 height: 2,
                 fps_num: 30,
                 fps_den: 1,
-                audio: "aac",
+                audio: "aac".into(),
                 sample_rate: 48_000,
                 channels: 1,
             },

@@ -91,7 +91,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
 }
 
 /// A segment entry without the media hash and length, which the spool fills in
-/// while writing the bytes.
+/// while writing the bytes. Kept as JSON in `.partial/N.json` while the
+/// segment is written; the codec fields are flattened into it, so the file
+/// reads as it did when they were separate fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)] // The fields of SegmentBody.
 pub struct SegmentDraft {
@@ -102,14 +104,8 @@ pub struct SegmentDraft {
     pub start_mono_us: u64,
     pub video_frames: u32,
     pub audio_samples: u64,
-    pub video: String,
-    pub width: u16,
-    pub height: u16,
-    pub fps_num: u32,
-    pub fps_den: u32,
-    pub audio: String,
-    pub sample_rate: u32,
-    pub channels: u8,
+    #[serde(flatten)]
+    pub codec: CodecParams,
     pub flags: u8,
     pub case: Option<String>,
     pub activity: Option<String>,
@@ -127,16 +123,7 @@ impl SegmentDraft {
             start_mono_us: self.start_mono_us,
             video_frames: self.video_frames,
             audio_samples: self.audio_samples,
-            codec: CodecParams {
-                video: self.video,
-                width: self.width,
-                height: self.height,
-                fps_num: self.fps_num,
-                fps_den: self.fps_den,
-                audio: self.audio,
-                sample_rate: self.sample_rate,
-                channels: self.channels,
-            },
+            codec: self.codec,
             flags: self.flags,
             case: self.case,
             activity: self.activity,
@@ -242,7 +229,7 @@ impl Spool {
         let partial = media_dir.join(".partial");
         fs.create_dir_all(&partial).map_err(io_err(&partial))?;
 
-        let log_path = dir.join("chain.log");
+        let log_path = crate::chainlog::path(dir);
         let (head, last_wall_us, complete_len, torn) = scan_log(fs.as_ref(), &log_path)?;
         let mut log = fs.open_append(&log_path).map_err(io_err(&log_path))?;
         if torn > 0 {
@@ -351,9 +338,9 @@ impl Spool {
         }
         let mut head = self.head;
         let entry = head.append(signer, c, None, body)?;
-        let mut rec = Vec::with_capacity(entry.encoded_len() + 2);
+        let mut rec = Vec::with_capacity(entry.encoded_len() + chainlog::RECORD_HEADER);
         chainlog::put_record(&mut rec, &entry.to_bytes());
-        let path = self.dir.join("chain.log");
+        let path = crate::chainlog::path(&self.dir);
         // Poisoned until both succeed: an error leaves the log's tail unknown.
         self.poisoned = true;
         self.log.write_all(&rec).map_err(io_err(&path))?;
@@ -542,14 +529,16 @@ fn unknown_draft(clock: &dyn Clock) -> SegmentDraft {
         start_mono_us: clock.mono_us(),
         video_frames: 0,
         audio_samples: 0,
-        video: String::new(),
-        width: 0,
-        height: 0,
-        fps_num: 0,
-        fps_den: 1,
-        audio: String::new(),
-        sample_rate: 0,
-        channels: 0,
+        codec: CodecParams {
+            video: String::new(),
+            width: 0,
+            height: 0,
+            fps_num: 0,
+            fps_den: 1,
+            audio: String::new(),
+            sample_rate: 0,
+            channels: 0,
+        },
         flags: segment_flags::RECOVERED,
         case: None,
         activity: None,
@@ -574,32 +563,28 @@ fn scan_log(
     fs: &dyn SpoolFs,
     path: &Path,
 ) -> Result<(ChainHead, Option<i64>, usize, usize), SpoolError> {
-    let bytes = match fs.read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io_err(path)(e)),
-    };
-    let (log, err) = chainlog::split_lossy(&bytes);
-    if let Some(e) = err {
+    let log = crate::chainlog::read_from(fs, path, 0).map_err(io_err(path))?;
+    let complete_len = usize::try_from(log.end()).unwrap_or(usize::MAX);
+    if let Some(e) = log.damage() {
         return Err(SpoolError::Damaged {
             path: path.to_path_buf(),
-            offset: log.complete_len,
+            offset: complete_len,
             detail: e.to_string(),
         });
     }
-    let last = match log.records.last() {
-        None => return Ok((ChainHead::GENESIS, None, log.complete_len, log.torn_tail)),
-        Some(r) => SignedEntry::from_bytes(r).map_err(|e| SpoolError::Damaged {
+    let last = match log.last() {
+        None => return Ok((ChainHead::GENESIS, None, complete_len, log.torn_tail())),
+        Some(r) => SignedEntry::from_bytes(r.bytes).map_err(|e| SpoolError::Damaged {
             path: path.to_path_buf(),
-            offset: log.complete_len - r.len() - 2,
+            offset: usize::try_from(r.offset).unwrap_or(usize::MAX),
             detail: format!("last entry does not decode: {e}"),
         })?,
     };
     Ok((
         ChainHead::after(&last),
         Some(last.entry.wall_us),
-        log.complete_len,
-        log.torn_tail,
+        complete_len,
+        log.torn_tail(),
     ))
 }
 
@@ -642,7 +627,7 @@ pub fn fill_sample(
     segments: u32,
     media_len: usize,
 ) -> Result<u64, SpoolError> {
-    let log_path = dir.join("chain.log");
+    let log_path = crate::chainlog::path(dir);
     if fs::metadata(&log_path).is_ok_and(|m| m.len() > 0) {
         return Err(io_err(&log_path)(io::Error::new(
             io::ErrorKind::AlreadyExists,
@@ -678,17 +663,12 @@ pub fn verify_dir(
     key: &ed25519_dalek::VerifyingKey,
     expected_head: Option<(u64, Hash32)>,
 ) -> Result<Report, SpoolError> {
-    let log_path = dir.join("chain.log");
-    let bytes = match fs::read(&log_path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io_err(&log_path)(e)),
-    };
-    let (log, damage) = chainlog::split_lossy(&bytes);
+    let log_path = crate::chainlog::path(dir);
+    let log = crate::chainlog::read_from(&StdFs, &log_path, 0).map_err(io_err(&log_path))?;
     let released = read_released(&StdFs, dir)?;
     let mut media = std::collections::BTreeMap::new();
-    for rec in &log.records {
-        let Ok(e) = SignedEntry::from_bytes(rec) else {
+    for rec in log.records() {
+        let Ok(e) = SignedEntry::from_bytes(rec.bytes) else {
             continue;
         };
         if e.entry.segment().is_none() {
@@ -714,14 +694,14 @@ pub fn verify_dir(
         expected_head,
         ..Default::default()
     };
-    let mut report = verify_chain(key, log.records.iter().copied(), &opts);
-    if let Some(e) = damage {
+    let mut report = verify_chain(key, log.records().map(|r| r.bytes), &opts);
+    if let Some(e) = log.damage() {
         report.findings.insert(
             0,
             fieldseal_proto::chain::Finding {
                 seq: None,
                 kind: fieldseal_proto::chain::FindingKind::Malformed,
-                detail: format!("chain.log is damaged at byte {}: {e}", log.complete_len),
+                detail: format!("chain.log is damaged at byte {}: {e}", log.end()),
             },
         );
         report.ok = false;
@@ -745,5 +725,25 @@ mod tests {
         let log = fs::read(dir.path().join("chain.log")).unwrap();
         assert!(fill_sample(dir.path(), &key, 1, 100).is_err());
         assert_eq!(fs::read(dir.path().join("chain.log")).unwrap(), log);
+    }
+
+    #[test]
+    fn a_draft_keeps_the_flat_json_of_partial_metadata_files() {
+        // As a `.partial/N.json` written before the codec fields became one
+        // type: a salvage after an upgrade must still read it.
+        let flat = r#"{"recording":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16],"part":3,
+            "start_pts":90000,"end_pts":450000,"start_mono_us":7,"video_frames":120,
+            "audio_samples":192000,"video":"h264","width":1280,"height":720,"fps_num":30,
+            "fps_den":1,"audio":"aac","sample_rate":48000,"channels":1,"flags":2,
+            "case":"CJ-1","activity":null}"#;
+        let d: SegmentDraft = serde_json::from_str(flat).unwrap();
+        assert_eq!((d.codec.width, d.codec.channels), (1280, 1));
+        assert_eq!(d.codec.audio, "aac");
+        let back: serde_json::Value = serde_json::to_value(&d).unwrap();
+        let want: serde_json::Value = serde_json::from_str(flat).unwrap();
+        assert_eq!(back, want);
+        // A width the entry cannot hold is refused, not clamped.
+        let wide = flat.replace(r#""width":1280"#, r#""width":70000"#);
+        assert!(serde_json::from_str::<SegmentDraft>(&wide).is_err());
     }
 }

@@ -16,7 +16,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -64,6 +65,15 @@ pub trait SpoolFs: std::fmt::Debug + Send + Sync {
     /// # Errors
     /// The OS error.
     fn create(&self, path: &Path) -> io::Result<Box<dyn SpoolFile>>;
+    /// [`SpoolFs::create`] readable by the owner alone (mode 0600), for
+    /// secrets: the mode is set when the file is made, before any byte is in
+    /// it. (The twin does not model modes.)
+    ///
+    /// # Errors
+    /// The OS error.
+    fn create_private(&self, path: &Path) -> io::Result<Box<dyn SpoolFile>> {
+        self.create(path)
+    }
     /// Open `path` for appending, creating it if missing.
     ///
     /// # Errors
@@ -74,11 +84,38 @@ pub trait SpoolFs: std::fmt::Debug + Send + Sync {
     /// # Errors
     /// The OS error (`NotFound` when missing).
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The contents of `path` from byte `offset` to its end (empty when
+    /// `offset` is at or past the end): the new tail of an append-only file.
+    ///
+    /// # Errors
+    /// The OS error (`NotFound` when missing).
+    fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>> {
+        let mut b = self.read(path)?;
+        let at = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
+        Ok(b.split_off(at))
+    }
+    /// Exactly `len` bytes of `path` from byte `offset`.
+    ///
+    /// # Errors
+    /// The OS error; `UnexpectedEof` if the file ends before.
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let tail = self.read_from(path, offset)?;
+        match tail.get(..len) {
+            Some(b) => Ok(b.to_vec()),
+            None => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+        }
+    }
     /// Rename `from` to `to`, replacing `to`.
     ///
     /// # Errors
     /// The OS error.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Give the file `from` a second name `to`, which must not exist
+    /// (link(2)): an atomic create-if-absent of a whole file.
+    ///
+    /// # Errors
+    /// The OS error; `AlreadyExists` if `to` exists.
+    fn link(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// fsync a folder: creates, renames and removes in it become durable.
     ///
     /// # Errors
@@ -113,21 +150,88 @@ pub trait SpoolFs: std::fmt::Debug + Send + Sync {
     }
 }
 
+/// How [`write_atomic_with`] treats the file it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtomicWrite {
+    /// Replace a file already at the path (else refuse with `AlreadyExists`
+    /// and leave it untouched).
+    pub replace: bool,
+    /// Readable by the owner alone (mode 0600) from its first byte: secrets.
+    pub private: bool,
+}
+
+impl AtomicWrite {
+    /// Replace what is there; ordinary permissions.
+    pub const REPLACE: AtomicWrite = AtomicWrite {
+        replace: true,
+        private: false,
+    };
+    /// A secret that must never overwrite one already there (a device key:
+    /// replacing it would orphan the chain it signed).
+    pub const NEW_SECRET: AtomicWrite = AtomicWrite {
+        replace: false,
+        private: true,
+    };
+}
+
 /// Write `bytes` to `path` durably: temp file → fsync → rename → fsync folder.
+/// The one durable whole-file write of the agent (spool markers, enrolment
+/// files, key files); see [`write_atomic_with`].
 ///
 /// # Errors
 /// Any OS error; on error `path` is unchanged (the temp file may remain).
 pub fn write_atomic(fs: &dyn SpoolFs, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(fs, path, bytes, AtomicWrite::REPLACE)
+}
+
+/// [`write_atomic`] with a choice of `how`. Without `replace`, the temp file
+/// is linked to `path` rather than renamed over it, so that an existing file
+/// is refused atomically, not after a racy check.
+///
+/// The folder's fsync is what makes the new name durable: without it a power
+/// loss may bring back the old file, or none (the twin, [`MemFs`], models
+/// this).
+///
+/// # Errors
+/// Any OS error; `AlreadyExists` without `replace` when `path` exists. On
+/// error `path` is unchanged (the temp file may remain, except after a
+/// refusal to replace).
+pub fn write_atomic_with(
+    fs: &dyn SpoolFs,
+    path: &Path,
+    bytes: &[u8],
+    how: AtomicWrite,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
     ));
-    let mut f = fs.create(&tmp)?;
+    let mut f = if how.private {
+        // A temp file left by an interrupted write keeps the mode it was
+        // made with; creating it anew guarantees 0600.
+        match fs.remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        fs.create_private(&tmp)?
+    } else {
+        fs.create(&tmp)?
+    };
     f.write_all(bytes)?;
     f.sync()?;
     drop(f);
-    fs.rename(&tmp, path)?;
+    if how.replace {
+        fs.rename(&tmp, path)?;
+    } else {
+        let linked = fs.link(&tmp, path);
+        // The temp name goes whether or not the link was made: after a
+        // refusal it would hold a secret that nothing uses.
+        let removed = fs.remove_file(&tmp);
+        linked?;
+        removed?;
+    }
     fs.sync_dir(dir)
 }
 
@@ -157,6 +261,15 @@ impl SpoolFs for StdFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn SpoolFile>> {
         Ok(Box::new(StdFile(File::create(path)?)))
     }
+    fn create_private(&self, path: &Path) -> io::Result<Box<dyn SpoolFile>> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(Box::new(StdFile(f)))
+    }
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn SpoolFile>> {
         let f = OpenOptions::new()
             .create(true)
@@ -168,8 +281,27 @@ impl SpoolFs for StdFs {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
     }
+    // Seek rather than read the whole file: the sync store reads the new
+    // tail of a chain log that grows all day.
+    fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>> {
+        let mut f = File::open(path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut b = Vec::new();
+        f.read_to_end(&mut b)?;
+        Ok(b)
+    }
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut f = File::open(path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut b = vec![0u8; len];
+        f.read_exact(&mut b)?;
+        Ok(b)
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         fs::rename(from, to)
+    }
+    fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::hard_link(from, to)
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         crate::fsutil::sync_dir(dir)
@@ -473,6 +605,20 @@ impl SpoolFs for MemFs {
         s.op()?;
         Self::check_parent(&s, to)?;
         let ino = s.names.remove(from).ok_or_else(|| enoent(from))?;
+        s.names.insert(to.to_path_buf(), ino);
+        Ok(())
+    }
+    fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut s = self.state.lock().expect("lock");
+        s.op()?;
+        Self::check_parent(&s, to)?;
+        if s.names.contains_key(to) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{}: exists", to.display()),
+            ));
+        }
+        let ino = *s.names.get(from).ok_or_else(|| enoent(from))?;
         s.names.insert(to.to_path_buf(), ino);
         Ok(())
     }

@@ -12,10 +12,9 @@
 //! tail (see [`head_from_receipts`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::{Decode, Encode};
@@ -25,6 +24,7 @@ use fieldseal_proto::receipt::Receipt;
 use tokio::sync::watch;
 
 use crate::spool::media_name;
+use crate::spoolfs::{SpoolFs, StdFs};
 use crate::sync::store::{MediaRef, SyncStore};
 
 #[derive(Debug, Default)]
@@ -42,23 +42,31 @@ struct Inner {
 /// [`SyncStore`] over an agent data folder.
 #[derive(Debug)]
 pub struct FsSyncStore {
+    fs: Arc<dyn SpoolFs>,
     dir: PathBuf,
     inner: Mutex<Inner>,
     head: watch::Sender<Option<u64>>,
 }
 
-fn read_or_empty(path: &Path) -> io::Result<Vec<u8>> {
-    match fs::read(path) {
+fn read_or_empty(fs: &dyn SpoolFs, path: &Path) -> io::Result<Vec<u8>> {
+    match fs.read(path) {
         Ok(b) => Ok(b),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
     }
 }
 
-fn append_durable(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+/// Append `bytes` to `path` and fsync; the first append also fsyncs the
+/// folder, or a power loss could take the new file's name with it.
+fn append_durable(fs: &dyn SpoolFs, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let new = !fs.exists(path);
+    let mut f = fs.open_append(path)?;
     f.write_all(bytes)?;
-    f.sync_data()
+    f.sync()?;
+    if new {
+        fs.sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
 }
 
 /// The chain head the receipts in `dir` prove: the highest seq with a receipt
@@ -68,14 +76,14 @@ fn append_durable(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// # Errors
 /// I/O errors reading `receipts.log`.
 pub fn head_from_receipts(dir: &Path) -> io::Result<Option<(u64, Hash32)>> {
-    Ok(read_receipts(dir)?
+    Ok(read_receipts(&StdFs, dir)?
         .into_iter()
         .next_back()
         .map(|(seq, r)| (seq, r.entry_hash)))
 }
 
-fn read_receipts(dir: &Path) -> io::Result<BTreeMap<u64, Receipt>> {
-    let bytes = read_or_empty(&dir.join("receipts.log"))?;
+fn read_receipts(fs: &dyn SpoolFs, dir: &Path) -> io::Result<BTreeMap<u64, Receipt>> {
+    let bytes = read_or_empty(fs, &dir.join("receipts.log"))?;
     let (log, _damage) = chainlog::split_lossy(&bytes);
     Ok(log
         .records
@@ -91,11 +99,21 @@ impl FsSyncStore {
     /// # Errors
     /// I/O errors.
     pub fn open(dir: &Path) -> io::Result<Self> {
+        FsSyncStore::open_with(Arc::new(StdFs), dir)
+    }
+
+    /// [`FsSyncStore::open`] over the file operations `fs` (the fault
+    /// suite's in-memory twin, [`crate::spoolfs::MemFs`]).
+    ///
+    /// # Errors
+    /// As [`FsSyncStore::open`].
+    pub fn open_with(fs: Arc<dyn SpoolFs>, dir: &Path) -> io::Result<Self> {
         let mut inner = Inner {
-            receipts: read_receipts(dir)?,
+            receipts: read_receipts(fs.as_ref(), dir)?,
             ..Inner::default()
         };
-        let acks = String::from_utf8_lossy(&read_or_empty(&dir.join("acks.log"))?).into_owned();
+        let acks = String::from_utf8_lossy(&read_or_empty(fs.as_ref(), &dir.join("acks.log"))?)
+            .into_owned();
         for line in acks.lines() {
             let mut it = line.split_whitespace();
             if let (Some(Ok(seq)), wall) = (it.next().map(str::parse::<u64>), it.next()) {
@@ -106,6 +124,7 @@ impl FsSyncStore {
         }
         let (head, _) = watch::channel(None);
         let store = FsSyncStore {
+            fs,
             dir: dir.to_path_buf(),
             inner: Mutex::new(inner),
             head,
@@ -121,20 +140,15 @@ impl FsSyncStore {
     /// I/O errors reading the chain log.
     pub fn refresh(&self) -> io::Result<()> {
         let mut inner = self.inner.lock().expect("sync store lock");
-        let mut f = match File::open(self.dir.join("chain.log")) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        f.seek(SeekFrom::Start(inner.scanned))?;
-        let mut tail = Vec::new();
-        f.read_to_end(&mut tail)?;
-        let (log, _) = chainlog::split_lossy(&tail);
-        let mut pos = inner.scanned;
-        for rec in log.records {
-            if let Ok(e) = SignedEntry::from_bytes(rec) {
+        let log = crate::chainlog::read_from(
+            self.fs.as_ref(),
+            &crate::chainlog::path(&self.dir),
+            inner.scanned,
+        )?;
+        for rec in log.records() {
+            if let Ok(e) = SignedEntry::from_bytes(rec.bytes) {
                 if e.seq() == inner.offsets.len() as u64 {
-                    inner.offsets.push(pos);
+                    inner.offsets.push(rec.offset);
                     if let Some(s) = e.entry.segment() {
                         inner
                             .segments
@@ -142,8 +156,8 @@ impl FsSyncStore {
                     }
                 }
             }
-            pos += rec.len() as u64 + 2;
         }
+        let pos = log.end();
         inner.scanned = pos;
         let head = (inner.offsets.len() as u64).checked_sub(1);
         drop(inner);
@@ -191,13 +205,8 @@ impl SyncStore for FsSyncStore {
                 None => return Ok(None),
             }
         };
-        let mut f = File::open(self.dir.join("chain.log"))?;
-        f.seek(SeekFrom::Start(offset))?;
-        let mut len = [0u8; 2];
-        f.read_exact(&mut len)?;
-        let mut rec = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        f.read_exact(&mut rec)?;
-        Ok(Some(rec))
+        crate::chainlog::read_record(self.fs.as_ref(), &crate::chainlog::path(&self.dir), offset)
+            .map(Some)
     }
 
     fn media(&self, seq: u64) -> io::Result<Option<MediaRef>> {
@@ -206,7 +215,10 @@ impl SyncStore for FsSyncStore {
             return Ok(None);
         };
         let path = self.dir.join("media").join(media_name(seq));
-        Ok(path.exists().then_some(MediaRef { path, len, sha256 }))
+        Ok(self
+            .fs
+            .exists(&path)
+            .then_some(MediaRef { path, len, sha256 }))
     }
 
     fn save_receipt(&self, r: &Receipt) -> io::Result<()> {
@@ -216,7 +228,7 @@ impl SyncStore for FsSyncStore {
         if inner.receipts.contains_key(&r.seq) {
             return Ok(());
         }
-        append_durable(&self.dir.join("receipts.log"), &rec)?;
+        append_durable(self.fs.as_ref(), &self.dir.join("receipts.log"), &rec)?;
         inner.receipts.insert(r.seq, r.clone());
         Ok(())
     }
@@ -228,6 +240,7 @@ impl SyncStore for FsSyncStore {
         }
         let now = crate::clock::Clock::wall_us(&crate::clock::SystemClock::new());
         append_durable(
+            self.fs.as_ref(),
             &self.dir.join("acks.log"),
             format!("{seq} {now}\n").as_bytes(),
         )?;
@@ -261,6 +274,7 @@ mod tests {
     use super::*;
     use fieldseal_proto::codec::Encode;
     use fieldseal_proto::sample;
+    use std::fs;
 
     /// Lay a sample chain out as an agent data folder.
     fn folder(chain: &sample::SampleChain) -> tempfile::TempDir {
@@ -303,7 +317,7 @@ mod tests {
         for e in &more.entries[chain.entries.len()..] {
             chainlog::put_record(&mut log, &e.to_bytes());
         }
-        append_durable(&t.path().join("chain.log"), &log).unwrap();
+        append_durable(&StdFs, &t.path().join("chain.log"), &log).unwrap();
         store.refresh().unwrap();
         assert_eq!(store.head(), Some(more.entries.len() as u64 - 1));
         assert_eq!(*rx.borrow(), store.head());
@@ -314,5 +328,39 @@ mod tests {
         let (no_receipt, not_acked) = store.backlog();
         assert_eq!(no_receipt, more.entries.len() as u64);
         assert_eq!(not_acked, 3);
+    }
+
+    #[test]
+    fn over_the_power_loss_twin_entries_are_read_and_receipts_survive() {
+        use crate::spoolfs::MemFs;
+        use fieldseal_proto::entry::Event;
+
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let clock = crate::clock::SystemClock::new();
+        let fs = MemFs::new(7);
+        let dir = Path::new("/spool");
+        let (mut spool, _) =
+            crate::spool::Spool::open_with(Arc::new(fs.clone()), dir, &key, &clock).unwrap();
+        let mut sent = Vec::new();
+        for _ in 0..3 {
+            let e = spool
+                .append_event(&key, &clock, Event::IdentityShown { officer: None })
+                .unwrap();
+            sent.push(e);
+        }
+        let store = FsSyncStore::open_with(Arc::new(fs.clone()), dir).unwrap();
+        assert_eq!(store.head(), Some(2));
+        for e in &sent {
+            assert_eq!(store.entry(e.seq()).unwrap(), Some(e.to_bytes()));
+        }
+        let server = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let r = Receipt::sign(sent[0].entry.device, 0, sent[0].hash(), 1, 0, &server);
+        store.save_receipt(&r).unwrap();
+        // A receipt saved is kept: the new receipts.log's name survives the
+        // power loss too (it would not without the folder's fsync).
+        fs.power_loss(false);
+        let again = FsSyncStore::open_with(Arc::new(fs.clone()), dir).unwrap();
+        assert!(again.has_receipt(0));
+        assert_eq!(again.head(), Some(2));
     }
 }

@@ -15,6 +15,32 @@
 use crate::codec::{DecodeError, Reader};
 use crate::entry::MAX_SIGNED_ENTRY;
 
+/// Bytes of a record's header (the big-endian `u16` length before the entry).
+/// Every reader and writer of a chain log, on the agent and the server,
+/// steps over records with this constant rather than its value, so that the
+/// framing has one owner.
+pub const RECORD_HEADER: usize = 2;
+
+/// The length a record's header announces, checked as [`split_lossy`] checks
+/// it: for a reader that fetches one record at a known offset (header first,
+/// then exactly that many bytes) instead of splitting a whole file.
+///
+/// # Errors
+/// [`DecodeError::InvalidValue`] for a length of 0, [`DecodeError::TooLong`]
+/// above [`MAX_SIGNED_ENTRY`]: no record starts here.
+pub fn record_len(header: [u8; RECORD_HEADER]) -> Result<usize, DecodeError> {
+    let len = usize::from(u16::from_be_bytes(header));
+    if len == 0 {
+        // No signed entry is empty: this is damage, not a record.
+        return Err(DecodeError::InvalidValue {
+            what: "chain log record length",
+            value: 0,
+        });
+    }
+    crate::codec::check_len("chain log record", len, MAX_SIGNED_ENTRY)?;
+    Ok(len)
+}
+
 /// Append one record to `out`.
 ///
 /// # Panics
@@ -67,17 +93,7 @@ pub fn split_lossy(bytes: &[u8]) -> (ChainLog<'_>, Option<DecodeError>) {
         let mut attempt = r.clone();
         let rec = attempt
             .u16()
-            .map(usize::from)
-            .and_then(|len| {
-                if len == 0 {
-                    // No signed entry is empty: this is damage, not a record.
-                    return Err(DecodeError::InvalidValue {
-                        what: "chain log record length",
-                        value: 0,
-                    });
-                }
-                crate::codec::check_len("chain log record", len, MAX_SIGNED_ENTRY).map(|()| len)
-            })
+            .and_then(|len| record_len(len.to_be_bytes()))
             .and_then(|len| attempt.take(len));
         match rec {
             Ok(rec) => {

@@ -53,6 +53,7 @@ const ED25519_BLOB_LEN: usize = 4 + 64;
 
 /// Why a note or a checkpoint was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CheckpointError {
     /// The note is longer than [`MAX_NOTE_LEN`]; nothing else was looked at.
     #[error("note of {len} bytes exceeds the maximum {max}")]

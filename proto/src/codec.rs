@@ -12,6 +12,7 @@ use thiserror::Error;
 
 /// Why a decoder refused its input.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// More bytes are needed; the bytes seen so far may still become valid.
     #[error("incomplete: {needed} more byte(s) needed")]

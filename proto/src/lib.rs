@@ -11,6 +11,15 @@
 //! A check in `make test` keeps tokio, quinn and sled out of its dependency tree.
 //!
 //! The byte layouts are specified in `docs/FORMAT.md` at the repository root.
+//!
+//! Layout: [`entry`] (the entry header, signing and the chain head, with the
+//! bodies in `entry::segment` and `entry::event`), [`chain`] (the chain
+//! verifier and its report), [`chainlog`] (records laid end to end in a file;
+//! it owns the record-header size), [`codec`] (`Encode`/`Decode` over a
+//! `Reader`), [`identity`] (device ids, hashes, the `Signer` seam), [`msg`]
+//! and [`frame`] (wire messages and their framing), [`enroll`], [`receipt`],
+//! [`leaf`], [`merkle`] and [`checkpoint`] (the transparency log), [`sample`]
+//! (sample chains for tests and benchmarks).
 #![forbid(unsafe_code)]
 
 pub mod chain;

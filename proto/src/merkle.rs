@@ -51,6 +51,7 @@ pub const MAX_PROOF_HASHES: usize = 64;
 
 /// Why a Merkle computation or a proof check failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum MerkleError {
     /// A leaf index that is not inside the tree.
     #[error("leaf index {index} is outside a tree of size {size}")]

@@ -52,6 +52,7 @@ const RECEIPT_BODY_LEN: usize = 1 + 8 + 8 + 32 + 8 + 8;
 
 /// Why a receipt failed verification.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ReceiptError {
     /// The signature does not verify under the server key over these fields.
     #[error("receipt signature does not verify")]

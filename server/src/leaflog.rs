@@ -138,7 +138,12 @@ impl LeafLog {
                  restart the server"
             )));
         }
-        let mut rec = Vec::with_capacity(leaves.iter().map(|l| l.len() + 2).sum());
+        let mut rec = Vec::with_capacity(
+            leaves
+                .iter()
+                .map(|l| l.len() + chainlog::RECORD_HEADER)
+                .sum(),
+        );
         for l in leaves {
             chainlog::put_record(&mut rec, l);
         }

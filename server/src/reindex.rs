@@ -212,7 +212,7 @@ fn index_device(
             }
         };
         if let Some(r) = record {
-            offset += 2 + r.len() as u64;
+            offset += (chainlog::RECORD_HEADER + r.len()) as u64;
         }
         let receipt = Receipt::sign(
             id,

@@ -10,7 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use fieldseal_proto::chainlog::put_record;
+use fieldseal_proto::chainlog::{put_record, RECORD_HEADER};
 use fieldseal_proto::identity::{DeviceId, Hash32, Sha256Stream};
 
 use crate::blobstore::{hash_prefix, hash_reader, BlobStore};
@@ -75,7 +75,7 @@ impl Storage {
     /// I/O errors.
     pub fn append_equivocation(&self, device: DeviceId, entry: &[u8]) -> Result<(), StorageError> {
         self.device_dir(device)?;
-        let mut rec = Vec::with_capacity(entry.len() + 2);
+        let mut rec = Vec::with_capacity(entry.len() + RECORD_HEADER);
         put_record(&mut rec, entry);
         Ok(append_durable(&self.dir.equivocations_log(device), &rec)?)
     }
@@ -129,7 +129,7 @@ impl Storage {
             f.set_len(indexed_len)?;
         }
         io::Seek::seek(&mut f, io::SeekFrom::Start(indexed_len))?;
-        let mut rec = Vec::with_capacity(entries.iter().map(|e| e.len() + 2).sum());
+        let mut rec = Vec::with_capacity(entries.iter().map(|e| e.len() + RECORD_HEADER).sum());
         for e in entries {
             put_record(&mut rec, e);
         }

@@ -272,7 +272,7 @@ fn record_sync_outage_and_catch_up() {
         .success());
     let bytes = std::fs::read(cut.join("chain.log")).unwrap();
     let log = chainlog::split(&bytes).unwrap();
-    let last = log.records.last().unwrap().len() + 2;
+    let last = log.records.last().unwrap().len() + chainlog::RECORD_HEADER;
     std::fs::write(cut.join("chain.log"), &bytes[..bytes.len() - last]).unwrap();
     let out = agent(&["verify", "--json"], &cut);
     assert_eq!(out.status.code(), Some(1));

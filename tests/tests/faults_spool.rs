@@ -17,7 +17,7 @@ use fieldseal_agent::spoolfs::{Fault, MemFs, SpoolFs};
 use fieldseal_proto::chain::{verify_chain, MediaObservation, VerifyOptions};
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::{Decode, Encode};
-use fieldseal_proto::entry::{Event, SignedEntry};
+use fieldseal_proto::entry::{CodecParams, Event, SignedEntry};
 use fieldseal_proto::identity::{sha256, Hash32};
 use fieldseal_tests::faults::{iterations, Scenario};
 use fieldseal_tests::{key, SplitMix};
@@ -53,14 +53,16 @@ fn draft(recording: [u8; 16], part: u32, start_mono_us: u64) -> SegmentDraft {
         start_mono_us,
         video_frames: 30,
         audio_samples: 48_000,
-        video: "h264".into(),
-        width: 320,
-        height: 240,
-        fps_num: 30,
-        fps_den: 1,
-        audio: "aac".into(),
-        sample_rate: 48_000,
-        channels: 1,
+        codec: CodecParams {
+            video: "h264".into(),
+            width: 320,
+            height: 240,
+            fps_num: 30,
+            fps_den: 1,
+            audio: "aac".into(),
+            sample_rate: 48_000,
+            channels: 1,
+        },
         flags: 0,
         case: None,
         activity: None,

@@ -465,6 +465,12 @@ async fn enrolment_with_bad_tokens_fails_clearly_and_changes_nothing() {
         format!("{}\n", hex::encode([71u8; 32])),
     )
     .unwrap();
+    // As `init` leaves it: enroll_cmd loads the key with keyfile's 0600 check.
+    std::fs::set_permissions(
+        data.path().join("device.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let token = h.token("cam", 60).unwrap();
     let en = sync::enroll_cmd(data.path(), &addr, &token, ca.clone())
         .await

@@ -16,8 +16,8 @@ use super::outbox::Outbox;
 use super::source::{Feeds, Raw, RawFrame, AAC_FRAME};
 use super::{
     CaptureConfig, CaptureError, CaptureStats, CapturedSegment, FfCtx, Shared, WorkerEnd, PTS_BASE,
-    TIMEBASE_HZ,
 };
+use fieldseal_proto::entry::{CodecParams, PTS_HZ};
 
 /// How long the capture thread waits for a frame before retrying the backlog.
 const IDLE_TICK: Duration = Duration::from_millis(50);
@@ -116,6 +116,8 @@ struct SegAcc {
 /// Everything the capture thread owns.
 pub(crate) struct Pipeline {
     cfg: CaptureConfig,
+    /// What every segment's entry records, converted once, with checks.
+    codec: CodecParams,
     shared: Arc<Shared>,
     feeds: Feeds,
     venc: encoder::Video,
@@ -179,10 +181,12 @@ impl Pipeline {
         aenc: encoder::Audio,
         mux: TsMuxer,
         outbox: Outbox,
-    ) -> Self {
-        let frame_ticks = TIMEBASE_HZ / i64::from(cfg.fps);
-        Pipeline {
+    ) -> Result<Self, CaptureError> {
+        let frame_ticks = PTS_HZ / i64::from(cfg.fps);
+        let codec = cfg.codec_params()?;
+        Ok(Pipeline {
             cfg,
+            codec,
             shared,
             feeds,
             venc,
@@ -197,7 +201,7 @@ impl Pipeline {
             seg: SegAcc::default(),
             index: 0,
             frame_ticks,
-        }
+        })
     }
 
     /// Runs until every feed has ended (end of source, limit, or stop), then flushes and emits
@@ -415,7 +419,7 @@ impl Pipeline {
             video_frames: seg.video_frames,
             audio_samples: seg.audio_samples,
             keyframe_start: seg.keyframe_start,
-            codec: self.cfg.codec_params(),
+            codec: self.codec.clone(),
             start_mono: seg.start_mono.unwrap_or_else(Instant::now),
             is_final,
         };
@@ -444,7 +448,7 @@ impl Pipeline {
 }
 
 fn tb90() -> Rational {
-    Rational::new(1, i32::try_from(TIMEBASE_HZ).unwrap_or(90_000))
+    Rational::new(1, i32::try_from(PTS_HZ).unwrap_or(90_000))
 }
 
 #[cfg(test)]

@@ -65,7 +65,13 @@ impl Capture for FfmpegCapture {
             cfg.max_backlog_segments,
             Arc::clone(&shared.stats),
         );
-        let pipeline = Pipeline::new(cfg, Arc::clone(&shared), feeds, venc, aenc, mux, outbox);
+        let pipeline = Pipeline::new(cfg, Arc::clone(&shared), feeds, venc, aenc, mux, outbox)
+            .inspect_err(|_| {
+                // The feeds already run: make them end.
+                shared
+                    .stop
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            })?;
         let worker = std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || pipeline.run())

@@ -72,6 +72,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+// Every timestamp of this module is in proto's 90 kHz timebase (MPEG-TS's
+// clock), the one the chain entries record: one constant, one owner.
+use fieldseal_proto::entry::{CodecParams, PTS_HZ};
+
 mod encode;
 mod ffmpeg;
 // The only module with `unsafe`: flushing the muxer at a cut needs FFI (see mux.rs).
@@ -87,13 +91,10 @@ mod thp;
 pub use self::ffmpeg::FfmpegCapture;
 pub use self::synthetic::SyntheticCapture;
 
-/// The 90 kHz MPEG timebase every timestamp of this module is expressed in.
-pub const TIMEBASE_HZ: i64 = 90_000;
-
 /// First video presentation timestamp of a recording (1 s at 90 kHz). Starting above zero keeps
 /// the DTS of the first frames (two frames earlier with B-frames) and the AAC priming packet
 /// (1024 samples earlier) positive, which MPEG-TS requires.
-pub const PTS_BASE: i64 = TIMEBASE_HZ;
+pub const PTS_BASE: i64 = PTS_HZ;
 
 /// Where the pictures and sound come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,7 +299,7 @@ impl CaptureConfig {
             return bad("width and height must be even and non-zero");
         }
         // A whole number of 90 kHz ticks per frame keeps every PTS exact (25, 30, 50, 60, …).
-        if self.fps == 0 || self.fps > 240 || TIMEBASE_HZ % i64::from(self.fps) != 0 {
+        if self.fps == 0 || self.fps > 240 || PTS_HZ % i64::from(self.fps) != 0 {
             return bad("fps must be in 1..=240 and divide 90000");
         }
         if self.segment_secs == 0 || self.segment_secs > 60 {
@@ -316,42 +317,33 @@ impl CaptureConfig {
         if self.max_backlog_segments == 0 {
             return bad("max_backlog_segments must be at least 1");
         }
+        // A value the chain entry cannot hold stops the capture here, before
+        // any segment exists: it is never clamped into signed evidence.
+        self.codec_params()?;
         Ok(())
     }
 
-    pub(crate) fn codec_params(&self) -> CodecParams {
-        CodecParams {
-            video: "h264",
-            width: self.width,
-            height: self.height,
+    /// The codec parameters every segment of this capture carries, in the
+    /// chain entry's own type, converted from the configuration's wider
+    /// integers with checks.
+    ///
+    /// # Errors
+    /// [`CaptureError::InvalidConfig`] naming the field whose value the entry
+    /// cannot hold (width or height above 65535, channels above 255).
+    pub fn codec_params(&self) -> Result<CodecParams, CaptureError> {
+        let bad = CaptureError::InvalidConfig;
+        Ok(CodecParams {
+            video: "h264".into(),
+            width: u16::try_from(self.width).map_err(|_| bad("width must be at most 65535"))?,
+            height: u16::try_from(self.height).map_err(|_| bad("height must be at most 65535"))?,
             fps_num: self.fps,
             fps_den: 1,
-            audio: "aac",
+            audio: "aac".into(),
             sample_rate: self.sample_rate,
-            channels: self.channels,
-        }
+            channels: u8::try_from(self.channels)
+                .map_err(|_| bad("channels must be at most 255"))?,
+        })
     }
-}
-
-/// Codec parameters of a segment, as the chain entry records them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodecParams {
-    /// Video codec name (`"h264"`).
-    pub video: &'static str,
-    /// Picture width.
-    pub width: u32,
-    /// Picture height.
-    pub height: u32,
-    /// Frame rate numerator.
-    pub fps_num: u32,
-    /// Frame rate denominator.
-    pub fps_den: u32,
-    /// Audio codec name (`"aac"`).
-    pub audio: &'static str,
-    /// Audio sample rate (Hz).
-    pub sample_rate: u32,
-    /// Audio channels.
-    pub channels: u16,
 }
 
 /// One finished MPEG-TS segment: a byte range of the recording's single transport stream.
@@ -372,7 +364,7 @@ pub struct CapturedSegment {
     pub audio_samples: u64,
     /// Whether the segment starts with a video keyframe (always true from the ffmpeg capture).
     pub keyframe_start: bool,
-    /// Codec parameters.
+    /// Codec parameters, as the segment's chain entry records them.
     pub codec: CodecParams,
     /// Monotonic clock when the segment's first frame was captured.
     pub start_mono: Instant,
@@ -695,5 +687,45 @@ mod tests {
             ..CaptureConfig::default()
         };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn a_value_the_entry_cannot_hold_is_refused_not_clamped() {
+        let ok = CaptureConfig::default().codec_params().unwrap();
+        assert_eq!((ok.width, ok.height, ok.channels), (1280, 720, 1));
+        // Even and otherwise valid, but wider than the entry's u16.
+        let wide = CaptureConfig {
+            width: 70_000,
+            ..CaptureConfig::default()
+        };
+        assert!(matches!(
+            wide.codec_params(),
+            Err(CaptureError::InvalidConfig(w)) if w.contains("width")
+        ));
+        assert!(matches!(
+            wide.validate(),
+            Err(CaptureError::InvalidConfig(w)) if w.contains("width")
+        ));
+        let tall = CaptureConfig {
+            height: 65_538,
+            ..CaptureConfig::default()
+        };
+        assert!(tall.codec_params().is_err());
+        let loud = CaptureConfig {
+            channels: 256,
+            ..CaptureConfig::default()
+        };
+        assert!(matches!(
+            loud.codec_params(),
+            Err(CaptureError::InvalidConfig(w)) if w.contains("channels")
+        ));
+        // The capture refuses to start: no segment, so nothing is signed.
+        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        let mut synthetic = SyntheticCapture::new(Some(1));
+        synthetic.config = wide;
+        assert!(matches!(
+            synthetic.start(tx),
+            Err(CaptureError::InvalidConfig(_))
+        ));
     }
 }

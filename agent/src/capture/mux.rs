@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use ffmpeg_next::{codec, encoder, format, Dictionary, Packet, Rational};
 
-use super::{CaptureError, FfCtx, TIMEBASE_HZ};
+use super::{CaptureError, FfCtx};
+use fieldseal_proto::entry::PTS_HZ;
 
 /// The in-memory end of the muxer's AVIO: bytes accumulate until [`TsMuxer::cut`] takes them.
 #[derive(Debug, Clone, Default)]
@@ -61,7 +62,7 @@ impl TsMuxer {
         let io = format::context::StreamIo::from_write(sink.clone()).ctx("allocating AVIO")?;
         let mut octx =
             format::output_to_stream(io, None, Some("mpegts")).ctx("creating mpegts muxer")?;
-        let tb = Rational::new(1, i32::try_from(TIMEBASE_HZ).unwrap_or(90_000));
+        let tb = Rational::new(1, i32::try_from(PTS_HZ).unwrap_or(90_000));
         {
             let mut ost = octx
                 .add_stream(encoder::find(codec::Id::H264))

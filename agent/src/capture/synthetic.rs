@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use super::outbox::Outbox;
 use super::{
     Capture, CaptureConfig, CaptureError, CaptureHandle, CaptureStats, CapturedSegment, Pacing,
-    Shared, WorkerEnd, PTS_BASE, TIMEBASE_HZ,
+    Shared, WorkerEnd, PTS_BASE,
 };
+use fieldseal_proto::entry::{CodecParams, PTS_HZ};
 
 /// Emits `segments` fake segments (or until stopped when `None`) whose metadata follows the same
 /// rules as the real capture: contiguous indexes, `end_pts` of one = `start_pts` of the next,
@@ -57,13 +58,14 @@ impl SyntheticCapture {
 impl Capture for SyntheticCapture {
     fn start(&self, segments: SyncSender<CapturedSegment>) -> Result<CaptureHandle, CaptureError> {
         self.config.validate()?;
+        let codec = self.config.codec_params()?;
         let shared = Arc::new(Shared::default());
         let me = self.clone();
         let thread_shared = Arc::clone(&shared);
         let worker = std::thread::Builder::new()
             .name("capture-synthetic".into())
             .spawn(move || WorkerEnd {
-                undelivered: me.run(&thread_shared, segments),
+                undelivered: me.run(&thread_shared, segments, &codec),
                 error: None,
             })
             .map_err(|_| CaptureError::Panicked)?;
@@ -72,12 +74,17 @@ impl Capture for SyntheticCapture {
 }
 
 impl SyntheticCapture {
-    fn run(&self, shared: &Shared, tx: SyncSender<CapturedSegment>) -> Vec<CapturedSegment> {
+    fn run(
+        &self,
+        shared: &Shared,
+        tx: SyncSender<CapturedSegment>,
+        codec: &CodecParams,
+    ) -> Vec<CapturedSegment> {
         let cfg = &self.config;
         let stats = &shared.stats;
         let mut outbox = Outbox::new(tx, cfg.max_backlog_segments, Arc::clone(stats));
         let frames = cfg.gop();
-        let frame_ticks = TIMEBASE_HZ / i64::from(cfg.fps);
+        let frame_ticks = PTS_HZ / i64::from(cfg.fps);
         let samples = u64::from(cfg.segment_secs) * u64::from(cfg.sample_rate);
         let t0 = Instant::now();
         let mut index = 0u64;
@@ -103,7 +110,7 @@ impl SyntheticCapture {
                 video_frames: frames,
                 audio_samples: samples,
                 keyframe_start: true,
-                codec: cfg.codec_params(),
+                codec: codec.clone(),
                 start_mono,
                 is_final: last,
             });

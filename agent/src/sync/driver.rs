@@ -131,6 +131,41 @@ enum End {
     Reconnect(String),
 }
 
+/// Why a stream of a connection broke. None of these ends the sync run: the
+/// upload is retried, or the connection is made again (see `End::Reconnect`).
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    /// The connection failed while a stream was being opened.
+    #[error("open stream: {0}")]
+    Open(#[from] quinn::ConnectionError),
+    /// Reading the stream failed.
+    #[error("read: {0}")]
+    Read(#[from] quinn::ReadError),
+    /// Writing the stream failed.
+    #[error("write: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// The stream was closed under us.
+    #[error("finish: {0}")]
+    Closed(#[from] quinn::ClosedStream),
+    /// The peer sent bytes that are not a frame.
+    #[error("frame: {0}")]
+    Frame(#[from] fieldseal_proto::codec::DecodeError),
+    /// The media file or the store failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server answered out of turn.
+    #[error("expected {expected}, got {got}")]
+    Unexpected {
+        /// What the protocol calls for here.
+        expected: &'static str,
+        /// What came, for the log.
+        got: String,
+    },
+    /// The media file is shorter than its signed entry says.
+    #[error("media file shorter than its signed length")]
+    ShortMedia,
+}
+
 /// QUIC close codes and TLS alerts that mean "this device may not sync":
 /// retrying will not help until an administrator acts.
 fn is_refusal(e: &quinn::ConnectionError) -> bool {
@@ -255,22 +290,17 @@ impl FrameReader {
         }
     }
 
-    async fn next(&mut self) -> Result<Option<Message>, String> {
+    async fn next(&mut self) -> Result<Option<Message>, StreamError> {
         loop {
             if !self.pending.is_empty() {
                 let n = self.buf.push(&self.pending);
                 self.pending.drain(..n);
             }
-            if let Some(m) = self.buf.next_message().map_err(|e| e.to_string())? {
+            if let Some(m) = self.buf.next_message()? {
                 return Ok(Some(m));
             }
             let mut chunk = vec![0u8; 16 * 1024];
-            match self
-                .recv
-                .read(&mut chunk)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            match self.recv.read(&mut chunk).await? {
                 None => return Ok(None),
                 Some(n) => self.pending.extend_from_slice(&chunk[..n]),
             }
@@ -278,10 +308,8 @@ impl FrameReader {
     }
 }
 
-async fn send_msg(send: &mut SendStream, m: &Message) -> Result<(), String> {
-    send.write_all(&m.to_bytes())
-        .await
-        .map_err(|e| e.to_string())
+async fn send_msg(send: &mut SendStream, m: &Message) -> Result<(), StreamError> {
+    Ok(send.write_all(&m.to_bytes()).await?)
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
@@ -309,7 +337,7 @@ async fn connection<S: SyncStore>(
         chain_head_seq: store.head(),
     });
     if let Err(e) = send_msg(&mut csend, &hello).await {
-        return Ok(End::Reconnect(e));
+        return Ok(End::Reconnect(e.to_string()));
     }
     machine.handle_connected();
     let mut reader = FrameReader::new(crecv);
@@ -323,7 +351,7 @@ async fn connection<S: SyncStore>(
             )))
         }
         Ok(other) => return Ok(End::Reconnect(format!("expected Welcome, got {other:?}"))),
-        Err(e) => return Ok(End::Reconnect(e)),
+        Err(e) => return Ok(End::Reconnect(e.to_string())),
     };
     machine.handle_welcome(&welcome, &view);
     progress.connections.fetch_add(1, Ordering::Relaxed);
@@ -339,7 +367,7 @@ async fn connection<S: SyncStore>(
     );
 
     // Control-stream answers arrive through a reader task.
-    let (mtx, mut mrx) = mpsc::channel::<Result<Option<Message>, String>>(64);
+    let (mtx, mut mrx) = mpsc::channel::<Result<Option<Message>, StreamError>>(64);
     let reader_task = tokio::spawn(async move {
         loop {
             let m = reader.next().await;
@@ -367,7 +395,7 @@ async fn connection<S: SyncStore>(
             let entry = EntryBytes::new(bytes).map_err(|e| SyncError::Config(e.to_string()))?;
             if let Err(e) = send_msg(&mut csend, &Message::SubmitEntry(SubmitEntry { entry })).await
             {
-                return Ok(End::Reconnect(e));
+                return Ok(End::Reconnect(e.to_string()));
             }
             sent.push_back((seq, hash));
             progress.entries_submitted.fetch_add(1, Ordering::Relaxed);
@@ -414,7 +442,7 @@ async fn connection<S: SyncStore>(
                 }
                 Some(Ok(Some(Message::Ping { nonce }))) => {
                     if let Err(e) = send_msg(&mut csend, &Message::Pong { nonce }).await {
-                        return Ok(End::Reconnect(e));
+                        return Ok(End::Reconnect(e.to_string()));
                     }
                     Action::Continue
                 }
@@ -426,7 +454,7 @@ async fn connection<S: SyncStore>(
                     return Ok(End::Reconnect(format!("unexpected {:?}", other.message_type())));
                 }
                 Some(Ok(None)) | None => return Ok(End::Reconnect("control stream ended".into())),
-                Some(Err(e)) => return Ok(End::Reconnect(e)),
+                Some(Err(e)) => return Ok(End::Reconnect(e.to_string())),
             },
             u = urx.recv() => match u {
                 Some((seq, outcome)) => {
@@ -516,8 +544,8 @@ async fn upload_inner<S: SyncStore + ?Sized>(
     seq: u64,
     media: &MediaRef,
     progress: &Progress,
-) -> Result<UploadOutcome, String> {
-    let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+) -> Result<UploadOutcome, StreamError> {
+    let (mut send, recv) = conn.open_bi().await?;
     let _ = send.set_priority(0);
     let mut reader = FrameReader::new(recv);
     let q = UploadQuery {
@@ -529,11 +557,16 @@ async fn upload_inner<S: SyncStore + ?Sized>(
     let offset = match reader.next().await? {
         Some(Message::UploadOffset(o)) if o.seq == seq && o.offset <= media.len => o.offset,
         Some(Message::UploadFailed(f)) => return Ok(UploadOutcome::Failed(f.code)),
-        other => return Err(format!("expected UploadOffset, got {other:?}")),
+        other => {
+            return Err(StreamError::Unexpected {
+                expected: "UploadOffset",
+                got: format!("{other:?}"),
+            })
+        }
     };
     if offset == media.len {
         let _ = send.finish();
-        store.media_acked(seq).map_err(|e| e.to_string())?;
+        store.media_acked(seq)?;
         return Ok(UploadOutcome::Acked);
     }
     let begin = UploadBegin {
@@ -543,37 +576,33 @@ async fn upload_inner<S: SyncStore + ?Sized>(
         len: media.len,
     };
     send_msg(&mut send, &Message::UploadBegin(begin)).await?;
-    let mut file = tokio::fs::File::open(&media.path)
-        .await
-        .map_err(|e| e.to_string())?;
-    file.seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut file = tokio::fs::File::open(&media.path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
     let mut left = media.len - offset;
     // Each read of tokio's File is a trip to the blocking pool: 256 KiB per trip.
     let mut buf = vec![0u8; 256 * 1024];
     while left > 0 {
         let want = usize::try_from(left.min(buf.len() as u64)).expect("bounded by buf.len()");
-        let n = file
-            .read(&mut buf[..want])
-            .await
-            .map_err(|e| e.to_string())?;
+        let n = file.read(&mut buf[..want]).await?;
         if n == 0 {
-            return Err("media file shorter than its signed length".into());
+            return Err(StreamError::ShortMedia);
         }
-        send.write_all(&buf[..n]).await.map_err(|e| e.to_string())?;
+        send.write_all(&buf[..n]).await?;
         progress
             .media_bytes_sent
             .fetch_add(n as u64, Ordering::Relaxed);
         left -= n as u64;
     }
-    send.finish().map_err(|e| e.to_string())?;
+    send.finish()?;
     match reader.next().await? {
         Some(Message::UploadAck(a)) if a.seq == seq && a.media_hash == media.sha256 => {
-            store.media_acked(seq).map_err(|e| e.to_string())?;
+            store.media_acked(seq)?;
             Ok(UploadOutcome::Acked)
         }
         Some(Message::UploadFailed(f)) => Ok(UploadOutcome::Failed(f.code)),
-        other => Err(format!("expected UploadAck, got {other:?}")),
+        other => Err(StreamError::Unexpected {
+            expected: "UploadAck",
+            got: format!("{other:?}"),
+        }),
     }
 }

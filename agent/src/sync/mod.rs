@@ -14,7 +14,6 @@ pub mod store;
 pub mod tls;
 
 use std::fs;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +26,8 @@ use fieldseal_proto::enroll::{
 };
 use fieldseal_proto::identity::DeviceId;
 use rustls::pki_types::CertificateDer;
+
+use crate::spoolfs::{write_atomic, SpoolFs, StdFs};
 
 pub use driver::{run_sync, sync_until_drained, Progress, Stats};
 pub use machine::MachineConfig;
@@ -64,6 +65,9 @@ pub enum SyncError {
     /// Bad contents of a file in the data folder.
     #[error("data folder: {0}")]
     Config(String),
+    /// The device key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] crate::keyfile::KeyError),
 }
 
 impl From<rustls::Error> for SyncError {
@@ -219,25 +223,43 @@ pub fn read_pem_cert(path: &Path) -> Result<CertificateDer<'static>, SyncError> 
     first.ok_or_else(|| SyncError::Config(format!("{}: no certificate", path.display())))
 }
 
-/// Read the device key: `DIR/device.key`, the 32-byte secret seed in hex on one line.
+/// Read the device key of data folder `dir` ([`crate::keyfile::load`]: a key
+/// that other users can read is refused).
 ///
 /// # Errors
-/// I/O errors, bad contents.
+/// [`SyncError::Key`]: missing, malformed or too open.
 pub fn read_device_key(dir: &Path) -> Result<SigningKey, SyncError> {
-    let text = fs::read_to_string(dir.join("device.key"))?;
-    let seed: [u8; 32] = hex::decode(text.trim())
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| SyncError::Config("device.key: expected 64 hex digits".into()))?;
-    Ok(SigningKey::from_bytes(&seed))
+    Ok(crate::keyfile::load(dir)?)
 }
 
-fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
+/// Keep what enrolment returned in data folder `dir`: `client.crt`, `ca.crt`,
+/// `receipt.pub` and `server.txt`, each with [`write_atomic`] (its folder
+/// fsync makes the new names durable, as DESIGN.md's write order demands).
+///
+/// # Errors
+/// The OS error of a write; the files before it are kept.
+pub fn save_enrollment(
+    fs: &dyn SpoolFs,
+    dir: &Path,
+    server: &str,
+    e: &Enrollment,
+) -> std::io::Result<()> {
+    write_atomic(
+        fs,
+        &dir.join("client.crt"),
+        cert_pem(&e.client_cert).as_bytes(),
+    )?;
+    write_atomic(fs, &dir.join("ca.crt"), cert_pem(&e.ca_cert).as_bytes())?;
+    write_atomic(
+        fs,
+        &dir.join("receipt.pub"),
+        format!("{}\n", hex::encode(e.receipt_key.to_bytes())).as_bytes(),
+    )?;
+    write_atomic(
+        fs,
+        &dir.join("server.txt"),
+        format!("{server}\n").as_bytes(),
+    )
 }
 
 /// `fieldseal-agent enroll --data DIR --server HOST:PORT --token T [--ca FILE]`:
@@ -245,7 +267,7 @@ fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// `DIR/server.txt` and `DIR/receipt.pub` (the server's receipt key, hex).
 ///
 /// # Errors
-/// As [`enroll`]; I/O errors writing the files.
+/// As [`enroll`]; [`SyncError::Key`] for the key file; I/O errors writing the files.
 pub async fn enroll_cmd(
     data_dir: &Path,
     server: &str,
@@ -254,20 +276,7 @@ pub async fn enroll_cmd(
 ) -> Result<Enrollment, SyncError> {
     let key = read_device_key(data_dir)?;
     let e = enroll(&key, server, token, ca).await?;
-    write_durable(
-        &data_dir.join("client.crt"),
-        cert_pem(&e.client_cert).as_bytes(),
-    )?;
-    write_durable(&data_dir.join("ca.crt"), cert_pem(&e.ca_cert).as_bytes())?;
-    write_durable(
-        &data_dir.join("receipt.pub"),
-        format!("{}\n", hex::encode(e.receipt_key.to_bytes())).as_bytes(),
-    )?;
-    write_durable(
-        &data_dir.join("server.txt"),
-        format!("{server}\n").as_bytes(),
-    )?;
-    fs::File::open(data_dir)?.sync_all()?;
+    save_enrollment(&StdFs, data_dir, server, &e)?;
     Ok(e)
 }
 
@@ -328,5 +337,34 @@ impl SyncConfig {
             machine: MachineConfig::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spoolfs::MemFs;
+
+    #[test]
+    fn enrolment_files_survive_power_loss() {
+        let fs = MemFs::new(4);
+        let dir = Path::new("/data");
+        fs.create_dir_all(dir).unwrap();
+        let server = SigningKey::from_bytes(&[8; 32]);
+        let e = Enrollment {
+            device_id: DeviceId::from_key(&SigningKey::from_bytes(&[7; 32]).verifying_key()),
+            client_cert: vec![1, 2, 3],
+            ca_cert: vec![4, 5, 6],
+            receipt_key: server.verifying_key(),
+        };
+        save_enrollment(&fs, dir, "example.invalid:4433", &e).unwrap();
+        // Renames whose folder was not fsynced are lost with the power
+        // (the twin models POSIX): each file must still be there.
+        fs.power_loss(false);
+        let files = fs.files();
+        for name in ["client.crt", "ca.crt", "receipt.pub", "server.txt"] {
+            assert!(files.contains_key(&dir.join(name)), "{name} lost");
+        }
+        assert_eq!(files[&dir.join("ca.crt")], cert_pem(&e.ca_cert).as_bytes());
     }
 }
