@@ -5,7 +5,9 @@
 //! - `chain.rs`: per-device chain heads, accepted entries with their
 //!   receipts, which seqs have media ([`crate::chainindex::ChainIndex`]);
 //! - `log.rs`: the transparency log's stored tree nodes, built from
-//!   `leaves.log`.
+//!   `leaves.log`;
+//! - `cases.rs`: cases, officers and device custody (entered by people:
+//!   kept by `reindex`).
 //!
 //! The files under the data folder (chain logs, blobs, `leaves.log`) are
 //! the source of truth; this index makes them quick to query, and everything
@@ -25,6 +27,7 @@ use crate::chainindex::{ChainIndex, IndexError};
 use crate::datadir::DataDir;
 use crate::leaflog::LeafLog;
 
+mod cases;
 mod chain;
 mod devices;
 mod log;
@@ -80,6 +83,9 @@ pub struct Db {
     devices: sled::Tree,
     tokens: sled::Tree,
     users: sled::Tree,
+    cases: sled::Tree,
+    officers: sled::Tree,
+    custody: sled::Tree,
     heads: sled::Tree,
     entries: sled::Tree,
     media: sled::Tree,
@@ -138,6 +144,9 @@ impl Db {
             devices: db.open_tree("devices")?,
             tokens: db.open_tree("tokens")?,
             users: db.open_tree("users")?,
+            cases: db.open_tree("cases")?,
+            officers: db.open_tree("officers")?,
+            custody: db.open_tree("custody")?,
             heads: db.open_tree("heads")?,
             entries: db.open_tree("entries")?,
             media: db.open_tree("media")?,
