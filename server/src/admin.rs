@@ -141,6 +141,8 @@ pub fn init(
         name: "admin".into(),
         role: "admin".into(),
         password_hash: hash,
+        disabled: false,
+        officer: None,
     })?;
     db.flush()?;
     sync_dir(dir)?;

@@ -48,6 +48,14 @@ pub struct UserRecord {
     pub role: String,
     /// argon2 PHC string.
     pub password_hash: String,
+    /// A disabled user cannot log in (users are never deleted: the access
+    /// log names them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// For an officer: their enforcement-certificate number, which decides
+    /// what "own recordings and cases" means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub officer: Option<String>,
 }
 
 /// A device id as its 16 hex digits (`DeviceId`'s `Display` and `FromStr`).

@@ -135,9 +135,14 @@ pub async fn login(
     let user = s.shared.db.user(&l.user).map_err(ApiError::internal)?;
     // Verify against a fixed hash when the user is unknown, so that the
     // answer takes as long and says as little either way.
-    let (stored, role) = match &user {
-        Some(u) => (u.password_hash.clone(), Some(u.role.clone())),
-        None => (dummy_hash().to_owned(), None),
+    // A disabled user is refused like an unknown one, after the same work.
+    let (stored, role, officer) = match &user {
+        Some(u) if !u.disabled => (
+            u.password_hash.clone(),
+            Some(u.role.clone()),
+            u.officer.clone(),
+        ),
+        _ => (dummy_hash().to_owned(), None, None),
     };
     let password = l.password.clone();
     let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&stored, &password))
@@ -165,7 +170,7 @@ pub async fn login(
         Session {
             user: l.user.clone(),
             role,
-            officer: None,
+            officer,
             expires_us,
         },
         &mut rand_core::OsRng,

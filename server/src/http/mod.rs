@@ -4,10 +4,12 @@
 //! the same list of routes (`utoipa-axum`), so the two cannot drift apart.
 //!
 //! What is here: health, Prometheus metrics, the published catalogue (no
-//! login: Art. 27 says publish it), login and logout. Every handler finds
+//! login: Art. 27 says publish it), login and logout, officers, device
+//! custody and cases with their stages, legal review and activities. Every handler finds
 //! the caller's session through [`auth::Authed`] and refuses by role there.
 
 pub mod auth;
+pub mod cases;
 pub mod error;
 pub mod metrics;
 #[cfg(test)]
@@ -67,7 +69,11 @@ pub const MAX_BODY: usize = 256 * 1024;
         title = "fieldseal server API",
         description = "Cases, the Article 27 catalogue and compliance, users and the access log of a fieldseal evidence server."
     ),
-    tags((name = "public", description = "No login needed"), (name = "session", description = "Logging in and out"))
+    tags(
+        (name = "public", description = "No login needed"),
+        (name = "session", description = "Logging in and out"),
+        (name = "cases", description = "Officers, device custody, cases, stages, reviews and activities")
+    )
 )]
 struct ApiDoc;
 
@@ -80,6 +86,13 @@ pub fn router_and_doc(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::O
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
+        .routes(routes!(cases::list_officers, cases::put_officer))
+        .routes(routes!(cases::put_custody))
+        .routes(routes!(cases::list_cases, cases::create_case))
+        .routes(routes!(cases::get_case))
+        .routes(routes!(cases::add_stage))
+        .routes(routes!(cases::set_review))
+        .routes(routes!(cases::add_activity))
         .with_state(state)
         .split_for_parts();
     (router, doc)

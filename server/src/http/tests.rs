@@ -241,3 +241,267 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     assert!(n >= 6, "{n} operations documented");
     assert!(doc["paths"]["/api/catalogue"]["get"].is_object());
 }
+
+/// A user of `role` (an officer carries certificate `CJ-001`), logged in.
+async fn user(s: &Arc<AppState>, name: &str, role: &str) -> String {
+    let hash = crate::auth::hash_password(PASSWORD).unwrap();
+    s.shared
+        .db
+        .put_user(&crate::db::UserRecord {
+            name: name.into(),
+            role: role.into(),
+            password_hash: hash,
+            disabled: false,
+            officer: (role == "officer").then(|| "CJ-001".into()),
+        })
+        .unwrap();
+    let (st, _, body) = call(
+        s,
+        post_json(
+            "/api/login",
+            &format!(r#"{{"user":"{name}","password":"{PASSWORD}"}}"#),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    json(&body)["token"].as_str().unwrap().to_owned()
+}
+
+fn with(token: &str, method: &str, uri: &str, body: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+const OFFICER_1: &str = r#"{"certificate":"CJ-001","name":"王五","valid_from":"2026-01-01","valid_until":"2027-12-31"}"#;
+const OFFICER_2: &str = r#"{"certificate":"CJ-002","name":"赵六","valid_from":"2026-01-01","valid_until":"2027-12-31"}"#;
+const CASE: &str =
+    r#"{"number":"CJ-2026-0001","body":"昌吉州市场监督管理局","officers":["CJ-001"],"major":true}"#;
+const OTHER_CASE: &str =
+    r#"{"number":"CJ-2026-0002","body":"昌吉州市场监督管理局","officers":["CJ-002"]}"#;
+
+#[tokio::test]
+async fn a_case_is_opened_recorded_in_stages_and_guarded_by_art_28() {
+    let (_d, s) = state();
+    let admin = login(&s).await;
+    let custodian = user(&s, "cus", "custodian").await;
+    let supervisor = user(&s, "sup", "supervisor").await;
+    for o in [OFFICER_1, OFFICER_2] {
+        assert_eq!(
+            call(&s, with(&admin, "POST", "/api/officers", o)).await.0,
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        call(&s, with(&custodian, "POST", "/api/cases", CASE))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let (st, _, body) = call(&s, with(&custodian, "POST", "/api/cases", CASE)).await;
+    assert_eq!(
+        (st, json(&body)["error"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+    let activity = r#"{"id":"a1","kind":"seizure","place":"昌吉市","start_us":1000,"end_us":2000,"officers":["CJ-001"]}"#;
+    let uri = "/api/cases/CJ-2026-0001";
+    assert_eq!(
+        call(
+            &s,
+            with(&custodian, "POST", &format!("{uri}/activities"), activity)
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    let start = r#"{"kind":"start","at_us":500,"text":"立案"}"#;
+    assert_eq!(
+        call(
+            &s,
+            with(&custodian, "POST", &format!("{uri}/stages"), start)
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    // A major decision before the legal review: refused, nothing stored.
+    let decision = r#"{"kind":"decision","at_us":9000,"text":"决定查封"}"#;
+    let (st, _, body) = call(
+        &s,
+        with(&custodian, "POST", &format!("{uri}/stages"), decision),
+    )
+    .await;
+    assert_eq!(
+        (st, json(&body)["error"].as_str()),
+        (StatusCode::CONFLICT, Some("review-required")),
+        "{body}"
+    );
+    let review = r#"{"at_us":8000,"reviewer":"法制科","opinion":"合法、适当","approved":true}"#;
+    assert_eq!(
+        call(
+            &s,
+            with(&supervisor, "POST", &format!("{uri}/review"), review)
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        call(
+            &s,
+            with(&custodian, "POST", &format!("{uri}/stages"), decision)
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    let (st, _, body) = call(&s, with(&supervisor, "GET", uri, "")).await;
+    assert_eq!(st, StatusCode::OK);
+    let c = json(&body);
+    assert_eq!(c["stages"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        c["stages"][1]["by"], "cus",
+        "the stage names who entered it"
+    );
+    assert_eq!(c["activities"][0]["kind"], "seizure");
+    // Bad input names the field and changes nothing.
+    let bad = r#"{"id":"a2","kind":"picnic","start_us":1,"end_us":2,"officers":["CJ-001"]}"#;
+    let (st, _, body) = call(
+        &s,
+        with(&custodian, "POST", &format!("{uri}/activities"), bad),
+    )
+    .await;
+    assert_eq!(
+        (st, json(&body)["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("kind"))
+    );
+    let (_, _, body) = call(&s, with(&supervisor, "GET", uri, "")).await;
+    assert_eq!(json(&body)["activities"].as_array().unwrap().len(), 1);
+    for path in ["/api/cases/..%2Fetc", "/api/cases/a.b", "/api/cases/%00"] {
+        let (st, _, body) = call(&s, with(&custodian, "GET", path, "")).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(json(&body)["field"], "number");
+    }
+}
+
+#[tokio::test]
+async fn every_role_sees_and_does_only_what_it_may() {
+    let (_d, s) = state();
+    let admin = login(&s).await;
+    for o in [OFFICER_1, OFFICER_2] {
+        call(&s, with(&admin, "POST", "/api/officers", o)).await;
+    }
+    call(&s, with(&admin, "POST", "/api/cases", CASE)).await;
+    call(&s, with(&admin, "POST", "/api/cases", OTHER_CASE)).await;
+    let officer = user(&s, "off", "officer").await;
+    let custodian = user(&s, "cus", "custodian").await;
+    let supervisor = user(&s, "sup", "supervisor").await;
+    // (token, method, uri, body, expected status)
+    let cases: Vec<(&str, &str, &str, &str, StatusCode)> = vec![
+        ("", "GET", "/api/cases", "", StatusCode::UNAUTHORIZED),
+        (
+            "expired-or-forged",
+            "GET",
+            "/api/cases",
+            "",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (&officer, "GET", "/api/officers", "", StatusCode::FORBIDDEN),
+        (
+            &officer,
+            "POST",
+            "/api/officers",
+            OFFICER_1,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &custodian,
+            "POST",
+            "/api/officers",
+            OFFICER_1,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &supervisor,
+            "POST",
+            "/api/cases",
+            OTHER_CASE,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &officer,
+            "POST",
+            "/api/cases",
+            OTHER_CASE,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &officer,
+            "GET",
+            "/api/cases/CJ-2026-0001",
+            "",
+            StatusCode::OK,
+        ),
+        // Another officer's case does not exist as far as this officer knows.
+        (
+            &officer,
+            "GET",
+            "/api/cases/CJ-2026-0002",
+            "",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            &officer,
+            "POST",
+            "/api/cases/CJ-2026-0002/review",
+            r#"{"at_us":1,"reviewer":"x","opinion":"y","approved":true}"#,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &supervisor,
+            "GET",
+            "/api/cases/CJ-2026-0002",
+            "",
+            StatusCode::OK,
+        ),
+        (&custodian, "GET", "/api/officers", "", StatusCode::OK),
+    ];
+    for (token, method, uri, body, want) in cases {
+        let req = if token.is_empty() {
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap()
+        } else {
+            with(token, method, uri, body)
+        };
+        let (st, _, text) = call(&s, req).await;
+        assert_eq!(st, want, "{method} {uri}: {text}");
+        if !st.is_success() {
+            assert!(
+                !text.contains("CJ-2026-0002\",\"body") && !text.contains("赵六"),
+                "no record in a refusal: {text}"
+            );
+            json(&text);
+        }
+    }
+    let (_, _, body) = call(&s, with(&officer, "GET", "/api/cases", "")).await;
+    let listed: Vec<String> = json(&body)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["number"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        listed,
+        vec!["CJ-2026-0001"],
+        "an officer lists only their own cases"
+    );
+    let (_, _, m) = call(&s, get("/metrics")).await;
+    assert!(!m.contains("fieldseal_http_denials_total 0\n"), "{m}");
+}
