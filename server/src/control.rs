@@ -28,6 +28,9 @@ pub enum ControlError {
     /// Not a device id (16 lowercase hex digits).
     #[error("not a device id: {0}")]
     BadDeviceId(String),
+    /// A user change was refused.
+    #[error(transparent)]
+    User(#[from] crate::users::UserError),
     /// No such device.
     #[error("no device {0}")]
     NoDevice(DeviceId),
@@ -106,6 +109,30 @@ pub enum Request {
         /// The earlier size.
         from: u64,
     },
+    /// Add a user.
+    UserAdd {
+        /// Login name.
+        name: String,
+        /// Role.
+        role: String,
+        /// An officer's certificate number.
+        officer: Option<String>,
+        /// The password (the socket is the owner's alone).
+        password: String,
+    },
+    /// List users.
+    UserList,
+    /// Change a user; every session of theirs ends.
+    UserChange {
+        /// Login name.
+        name: String,
+        /// Disable (true) or enable (false).
+        disabled: Option<bool>,
+        /// A new password.
+        password: Option<String>,
+        /// A new role.
+        role: Option<String>,
+    },
 }
 
 /// A response on the control socket.
@@ -121,6 +148,13 @@ pub enum Response {
     },
     /// A device (after revocation).
     Device(DeviceRecord),
+    /// Users.
+    Users {
+        /// The users.
+        users: Vec<crate::users::UserInfo>,
+    },
+    /// A user (after a change).
+    User(crate::users::UserInfo),
     /// What a command prints, and its exit status (0 ok, 1 findings).
     Output {
         /// Exit status.
@@ -141,7 +175,8 @@ pub fn socket_path(dir: &Path) -> PathBuf {
 }
 
 /// Apply a request to an index. `stop` interrupts a scrub or verify (the
-/// server shuts down); `on_revoke` lets the running server drop the device from its
+/// server shuts down); `on_user_change` lets it end a changed user's sessions;
+/// `on_revoke` lets the running server drop the device from its
 /// allow-list and close its connections.
 pub fn apply(
     dir: &Path,
@@ -151,6 +186,7 @@ pub fn apply(
     req: Request,
     stop: &AtomicBool,
     on_revoke: impl FnOnce(&DeviceRecord),
+    on_user_change: impl FnOnce(&str),
 ) -> Response {
     let device_id = |id: &str| -> Result<DeviceId, ControlError> {
         id.parse()
@@ -200,6 +236,32 @@ pub fn apply(
                 pretty(&tlog::consistency(dir, db, cfg, &key, from)?),
             ))
         }
+        Request::UserAdd {
+            name,
+            role,
+            officer,
+            password,
+        } => Ok(Response::User(crate::users::add(
+            db,
+            &name,
+            &role,
+            officer.as_deref(),
+            &password,
+        )?)),
+        Request::UserList => Ok(Response::Users {
+            users: crate::users::list(db)?,
+        }),
+        Request::UserChange {
+            name,
+            disabled,
+            password,
+            role,
+        } => {
+            let u =
+                crate::users::change(db, &name, disabled, password.as_deref(), role.as_deref())?;
+            on_user_change(&u.name);
+            Ok(Response::User(u))
+        }
         Request::DeviceList => Ok(Response::Devices {
             devices: db.devices()?,
         }),
@@ -242,6 +304,14 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                                 req,
                                 &s.stopping,
                                 |d| s.revoked(d),
+                                |user| {
+                                    let n = s.sessions.revoke_user(user);
+                                    tracing::info!(
+                                        user,
+                                        sessions = n,
+                                        "user changed; sessions ended"
+                                    );
+                                },
                             )
                         })
                         .await
@@ -292,6 +362,8 @@ pub fn request(dir: &Path, req: Request) -> Result<Response, ControlError> {
                 &cfg,
                 req,
                 &AtomicBool::new(false),
+                |_| {},
+                // No server runs: no session to end.
                 |_| {},
             ))
         }

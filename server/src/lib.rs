@@ -61,6 +61,7 @@ pub mod reindex;
 pub mod storage;
 pub mod timeline;
 pub mod tlog;
+pub mod users;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -119,6 +120,9 @@ pub struct Shared {
     ingest_poisoned: std::sync::OnceLock<String>,
     /// Uploads in progress, by (device, seq): one writer per partial file.
     uploading: Mutex<HashSet<(DeviceId, u64)>>,
+    /// Logged-in sessions of the HTTP API (kept here so that a user changed
+    /// through the control socket loses them at once).
+    pub sessions: auth::Sessions,
     /// Set when shutting down: long blocking work (a scrub) stops at the
     /// next blob instead of holding the runtime's shutdown for hours.
     pub stopping: AtomicBool,
@@ -153,6 +157,7 @@ impl Shared {
             commit_lock: Mutex::new(()),
             ingest_poisoned: std::sync::OnceLock::new(),
             uploading: Mutex::default(),
+            sessions: auth::Sessions::default(),
             stopping: AtomicBool::new(false),
         })
     }

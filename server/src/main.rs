@@ -46,6 +46,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DeviceCmd,
     },
+    /// Manage the people who log in: officers, custodians, supervisors, admins.
+    /// Passwords are read from FIELDSEAL_USER_PASSWORD, else from one line of
+    /// standard input.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
     /// Verify stored chains: signatures, links, media, receipts' head and
     /// stored receipts. Exit 0 all ok, 1 findings, 2 unreadable.
     Verify {
@@ -136,6 +143,68 @@ enum DeviceCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum UserCmd {
+    /// Add a user.
+    Add {
+        #[arg(long)]
+        data: PathBuf,
+        /// Login name.
+        #[arg(long)]
+        name: String,
+        /// officer, custodian, supervisor or admin.
+        #[arg(long)]
+        role: String,
+        /// For an officer: the enforcement-certificate number of a known officer.
+        #[arg(long)]
+        officer: Option<String>,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Disable a user: no more logins, every session ends. Users are never deleted.
+    Disable {
+        #[arg(long)]
+        data: PathBuf,
+        /// Login name.
+        name: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        #[arg(long)]
+        data: PathBuf,
+        /// Login name.
+        name: String,
+    },
+    /// Set a new password; every session of the user ends.
+    Passwd {
+        #[arg(long)]
+        data: PathBuf,
+        /// Login name.
+        name: String,
+    },
+}
+
+/// A password from FIELDSEAL_USER_PASSWORD or one line of standard input.
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("FIELDSEAL_USER_PASSWORD") {
+        return Ok(p);
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("password (10 characters or more): ");
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let p = line.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(
+        !p.is_empty(),
+        "no password given (FIELDSEAL_USER_PASSWORD or standard input)"
+    );
+    Ok(p)
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -163,6 +232,22 @@ fn print(resp: Response) -> anyhow::Result<()> {
             }
         }
         Response::Device(d) => println!("{} revoked", d.id),
+        Response::Users { users } => {
+            for u in users {
+                let state = if u.disabled { "disabled" } else { "active" };
+                println!(
+                    "{:24}  {:10}  {:8}  {}",
+                    u.name,
+                    u.role,
+                    state,
+                    u.officer.unwrap_or_default()
+                );
+            }
+        }
+        Response::User(u) => {
+            let state = if u.disabled { "disabled" } else { "active" };
+            println!("{}  {}  {}", u.name, u.role, state);
+        }
         Response::Output { text, .. } => print!("{text}"),
         Response::Error { message } => anyhow::bail!(message),
     }
@@ -236,6 +321,60 @@ async fn main() -> anyhow::Result<()> {
                 } => (data, Request::DeviceAdd { name, ttl_secs }),
                 DeviceCmd::List { data } => (data, Request::DeviceList),
                 DeviceCmd::Revoke { data, id } => (data, Request::DeviceRevoke { id }),
+            };
+            let resp = tokio::task::spawn_blocking(move || control::request(&data, req)).await??;
+            print(resp)?;
+        }
+        Cmd::User { cmd } => {
+            let (data, req) = match cmd {
+                UserCmd::Add {
+                    data,
+                    name,
+                    role,
+                    officer,
+                } => {
+                    let password = read_password()?;
+                    (
+                        data,
+                        Request::UserAdd {
+                            name,
+                            role,
+                            officer,
+                            password,
+                        },
+                    )
+                }
+                UserCmd::List { data } => (data, Request::UserList),
+                UserCmd::Disable { data, name } => (
+                    data,
+                    Request::UserChange {
+                        name,
+                        disabled: Some(true),
+                        password: None,
+                        role: None,
+                    },
+                ),
+                UserCmd::Enable { data, name } => (
+                    data,
+                    Request::UserChange {
+                        name,
+                        disabled: Some(false),
+                        password: None,
+                        role: None,
+                    },
+                ),
+                UserCmd::Passwd { data, name } => {
+                    let password = Some(read_password()?);
+                    (
+                        data,
+                        Request::UserChange {
+                            name,
+                            disabled: None,
+                            password,
+                            role: None,
+                        },
+                    )
+                }
             };
             let resp = tokio::task::spawn_blocking(move || control::request(&data, req)).await??;
             print(resp)?;

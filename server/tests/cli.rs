@@ -82,3 +82,71 @@ fn init_admin_run_and_sigterm() {
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     assert!(!sock.exists(), "control socket removed");
 }
+
+#[test]
+fn users_are_managed_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    stdout(&server(&["init"], &dir));
+    let user = |args: &[&str], password: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fieldseal-server"));
+        c.arg("user")
+            .args(args)
+            .arg("--data")
+            .arg(&dir)
+            .env("RUST_LOG", "warn");
+        match password {
+            Some(p) => c.env("FIELDSEAL_USER_PASSWORD", p),
+            None => c.env_remove("FIELDSEAL_USER_PASSWORD"),
+        };
+        c.stdin(Stdio::null()).output().expect("runs")
+    };
+    let out = stdout(&user(
+        &["add", "--name", "ann", "--role", "custodian"],
+        Some("a long password"),
+    ));
+    assert!(out.contains("ann  custodian  active"), "{out}");
+    // Refusals say why and change nothing.
+    for (args, pw, why) in [
+        (
+            vec!["add", "--name", "ann", "--role", "custodian"],
+            Some("a long password"),
+            "exists",
+        ),
+        (
+            vec!["add", "--name", "bob", "--role", "root"],
+            Some("a long password"),
+            "unknown role",
+        ),
+        (
+            vec!["add", "--name", "bob", "--role", "custodian"],
+            Some("short"),
+            "10 to 1024",
+        ),
+        (
+            vec!["add", "--name", "bob", "--role", "officer"],
+            Some("a long password"),
+            "--officer",
+        ),
+        (
+            vec!["add", "--name", "bob", "--role", "custodian"],
+            None,
+            "no password",
+        ),
+        (vec!["disable", "zed"], None, "no user zed"),
+    ] {
+        let o = user(&args, pw);
+        assert!(!o.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    let out = stdout(&user(&["disable", "ann"], None));
+    assert!(out.contains("disabled"), "{out}");
+    stdout(&user(&["passwd", "ann"], Some("another long one")));
+    let list = stdout(&user(&["list"], None));
+    assert!(
+        list.contains("ann") && list.contains("disabled") && list.contains("admin"),
+        "{list}"
+    );
+    assert!(!list.contains("bob"), "{list}");
+}

@@ -201,6 +201,18 @@ impl Db {
         }
     }
 
+    /// Every user, by name.
+    ///
+    /// # Errors
+    /// sled errors; a damaged record.
+    pub fn users(&self) -> Result<Vec<UserRecord>, DbError> {
+        self.users
+            .iter()
+            .values()
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect()
+    }
+
     /// Store a user.
     ///
     /// # Errors

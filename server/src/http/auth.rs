@@ -66,7 +66,8 @@ impl FromRequestParts<Arc<AppState>> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, ApiError> {
-        let session = token_of(&parts.headers).and_then(|t| s.sessions.get(&t, crate::now_us()));
+        let session =
+            token_of(&parts.headers).and_then(|t| s.shared.sessions.get(&t, crate::now_us()));
         match session {
             Some(sess) => Ok(Authed(sess)),
             None => {
@@ -166,7 +167,7 @@ pub async fn login(
     s.throttle.succeeded(&keys);
     s.metrics.logins_ok.fetch_add(1, Ordering::Relaxed);
     let expires_us = now + SESSION_US;
-    let token = s.sessions.start(
+    let token = s.shared.sessions.start(
         Session {
             user: l.user.clone(),
             role,
@@ -211,7 +212,7 @@ pub async fn logout(
     _who: Authed,
 ) -> impl IntoResponse {
     if let Some(t) = token_of(&headers) {
-        s.sessions.revoke(&t);
+        s.shared.sessions.revoke(&t);
     }
     let expire = format!("{COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0");
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, expire)])

@@ -71,7 +71,7 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Result<impl IntoResponse
         "fieldseal_sessions",
         "gauge",
         "Live sessions.",
-        s.sessions.count(now) as u64,
+        s.shared.sessions.count(now) as u64,
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

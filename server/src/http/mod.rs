@@ -38,8 +38,6 @@ pub struct AppState {
     pub shared: Arc<Shared>,
     /// The published catalogue.
     pub catalogue: Catalogue,
-    /// Logged-in sessions.
-    pub sessions: crate::auth::Sessions,
     /// Failed-login throttle.
     pub throttle: crate::auth::Throttle,
     /// Counters for `/metrics`.
@@ -52,7 +50,6 @@ impl AppState {
         AppState {
             shared,
             catalogue,
-            sessions: crate::auth::Sessions::default(),
             throttle: crate::auth::Throttle::default(),
             metrics: metrics::Metrics::default(),
         }
