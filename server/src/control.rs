@@ -174,9 +174,18 @@ pub fn socket_path(dir: &Path) -> PathBuf {
     crate::datadir::DataDir::new(dir).control_socket()
 }
 
+/// What a request changed that a running server must act on.
+#[derive(Debug, Clone, Copy)]
+pub enum Changed<'a> {
+    /// A device was revoked: refuse its handshakes, close its connections.
+    Revoked(&'a DeviceRecord),
+    /// A user was changed: end their sessions.
+    User(&'a str),
+}
+
 /// Apply a request to an index. `stop` interrupts a scrub or verify (the
-/// server shuts down); `on_user_change` lets it end a changed user's sessions;
-/// `on_revoke` lets the running server drop the device from its
+/// server shuts down); `changed` lets the running server act on a change: drop
+/// a revoked device from its
 /// allow-list and close its connections.
 pub fn apply(
     dir: &Path,
@@ -185,8 +194,7 @@ pub fn apply(
     cfg: &Config,
     req: Request,
     stop: &AtomicBool,
-    on_revoke: impl FnOnce(&DeviceRecord),
-    on_user_change: impl FnOnce(&str),
+    changed: impl FnOnce(Changed<'_>),
 ) -> Response {
     let device_id = |id: &str| -> Result<DeviceId, ControlError> {
         id.parse()
@@ -259,7 +267,7 @@ pub fn apply(
         } => {
             let u =
                 crate::users::change(db, &name, disabled, password.as_deref(), role.as_deref())?;
-            on_user_change(&u.name);
+            changed(Changed::User(&u.name));
             Ok(Response::User(u))
         }
         Request::DeviceList => Ok(Response::Devices {
@@ -269,7 +277,7 @@ pub fn apply(
             let id = device_id(&id)?;
             match admin::device_revoke(db, id, now_us())? {
                 Some(d) => {
-                    on_revoke(&d);
+                    changed(Changed::Revoked(&d));
                     Ok(Response::Device(d))
                 }
                 None => Err(ControlError::NoDevice(id)),
@@ -303,14 +311,16 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                                 &s.cfg,
                                 req,
                                 &s.stopping,
-                                |d| s.revoked(d),
-                                |user| {
-                                    let n = s.sessions.revoke_user(user);
-                                    tracing::info!(
-                                        user,
-                                        sessions = n,
-                                        "user changed; sessions ended"
-                                    );
+                                |c| match c {
+                                    Changed::Revoked(d) => s.revoked(d),
+                                    Changed::User(user) => {
+                                        let n = s.sessions.revoke_user(user);
+                                        tracing::info!(
+                                            user,
+                                            sessions = n,
+                                            "user changed; sessions ended"
+                                        );
+                                    }
                                 },
                             )
                         })
@@ -362,8 +372,7 @@ pub fn request(dir: &Path, req: Request) -> Result<Response, ControlError> {
                 &cfg,
                 req,
                 &AtomicBool::new(false),
-                |_| {},
-                // No server runs: no session to end.
+                // No server runs: no connection to close, no session to end.
                 |_| {},
             ))
         }
