@@ -1,0 +1,3 @@
+//! The server's ingest checks (see `entry.rs`).
+mod entry;
+pub use entry::*;
