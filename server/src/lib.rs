@@ -137,12 +137,9 @@ impl Shared {
             self.allowed.remove(&k);
         }
         if let Ok(id) = d.id.parse::<DeviceId>() {
-            let conns = self
-                .live
-                .lock()
-                .expect("lock")
-                .remove(&id)
-                .unwrap_or_default();
+            // Taken over even if a panic poisoned the lock: a revocation
+            // must close the device's connections.
+            let conns = quic::registry::take(&self.live, id);
             for c in conns {
                 c.close(quic::CLOSE_REVOKED, b"device revoked");
             }
