@@ -17,6 +17,11 @@
 //!
 //! It signs a checkpoint every `checkpoint_interval_secs` when the log grew.
 //!
+//! Ingest decisions (one entry, a group commit, an upload's resume point)
+//! are sans-IO state machines in `ingest/`, carried out by its blocking
+//! executor; the QUIC driver (`quic/`) only moves bytes between them and
+//! the network.
+//!
 //! What it does **not** do yet: the HTTP API and web UI, cases, compliance,
 //! checkpoints and proofs served to clients, export (later issues).
 #![forbid(unsafe_code)]

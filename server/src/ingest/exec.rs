@@ -257,9 +257,7 @@ pub(crate) fn settle_query(
             UploadPlan::Refuse(code, detail) => return Ok(Err((code, detail))),
         }
     }
-    Err(UploadError::Io(std::io::Error::other(
-        "upload query did not settle",
-    )))
+    Err(UploadError::Unsettled(seq))
 }
 
 /// Make a complete upload a blob if [`check_complete`] says so: the hash and
@@ -291,4 +289,65 @@ pub(crate) fn commit_upload(
     // (`reindex::reconcile_media`), and so does the next upload query.
     shared.db.put_media_unflushed(device, seq)?;
     Ok(Completion::Store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::Accepted;
+    use ed25519_dalek::SigningKey;
+    use fieldseal_proto::sample;
+
+    fn plan() -> CommitPlan {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let c = sample::build(&key, &[2], 100);
+        let e = c.entries[1].clone();
+        CommitPlan {
+            accepted: vec![Accepted {
+                device: e.entry.device,
+                record: Vec::new(),
+                entry: e,
+            }],
+            answers: vec![
+                Answer::Accepted(0),
+                Answer::Echo(0),
+                Answer::Stored(vec![1, 2, 3]),
+                Answer::Internal("index".into()),
+            ],
+            ..CommitPlan::default()
+        }
+    }
+
+    fn rejected(m: &Message) -> (u64, RejectCode) {
+        match m {
+            Message::EntryRejected(r) => (r.seq, r.code),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_answers_every_acceptance_internal() {
+        let out = answer(&plan(), Err("disk"));
+        let got: Vec<_> = out.iter().map(rejected).collect();
+        assert_eq!(
+            got,
+            [
+                (1, RejectCode::Internal),
+                (0, RejectCode::Internal),
+                (0, RejectCode::Internal),
+                (0, RejectCode::Internal),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_echo_gets_the_receipt_of_the_entry_it_repeats() {
+        let p = plan();
+        let receipts = p.receipts(7, 99, &SigningKey::from_bytes(&[9; 32]));
+        let out = answer(&p, Ok(&receipts));
+        assert_eq!(out[0], Message::EntryReceipt(receipts[0].clone()));
+        assert_eq!(out[1], out[0]);
+        // A stored receipt that does not decode is an internal error.
+        assert_eq!(rejected(&out[2]), (0, RejectCode::Internal));
+    }
 }

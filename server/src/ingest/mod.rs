@@ -93,4 +93,7 @@ pub enum UploadError {
     /// A partial file or the blob store failed.
     #[error("upload store: {0}")]
     Io(#[from] std::io::Error),
+    /// The upload plan kept asking for repairs: a bug, not a reason to spin.
+    #[error("upload query of seq {0} did not settle")]
+    Unsettled(u64),
 }
