@@ -58,7 +58,13 @@ pub(super) async fn serve(
         return refuse(&mut send, seq, r).await;
     };
     let accepted = shared.db.entry(device, seq)?;
-    let offset = match ingest::settle_query(shared, device, &q, accepted.as_ref())? {
+    // A repair may hash a whole partial file: blocking work, off the async
+    // workers, which carry every other connection.
+    let (s, query, a) = (shared.clone(), q.clone(), accepted.clone());
+    let settled =
+        tokio::task::spawn_blocking(move || ingest::settle_query(&s, device, &query, a.as_ref()))
+            .await??;
+    let offset = match settled {
         Ok(o) => o,
         Err(r) => return refuse(&mut send, seq, r).await,
     };
