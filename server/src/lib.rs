@@ -34,6 +34,11 @@
 //!
 //! It signs a checkpoint every `checkpoint_interval_secs` when the log grew.
 //!
+//! Ingest decisions (one entry, a group commit, an upload's resume point)
+//! are sans-IO state machines in `ingest/`, carried out by its blocking
+//! executor; the QUIC driver (`quic/`) only moves bytes between them and
+//! the network.
+//!
 //! What it does **not** do yet: the HTTP API and web UI, cases, compliance,
 //! checkpoints and proofs served to clients, export (later issues).
 #![forbid(unsafe_code)]
@@ -154,15 +159,9 @@ impl Shared {
     /// A device was revoked: refuse its handshakes and close its connections.
     pub fn revoked(&self, d: &DeviceRecord) {
         self.allowed.remove(&d.key.to_bytes());
-        // A panic elsewhere while holding the map leaves it whole (each
-        // change is one insert or remove): revocation must still close.
-        let conns = self
-            .live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&d.id)
-            .unwrap_or_default();
-        for c in conns {
+        // Taken over even if a panic poisoned the lock: a revocation must
+        // close the device's connections.
+        for c in quic::registry::take(&self.live, d.id) {
             c.close(quic::CLOSE_REVOKED, b"device revoked");
         }
         tracing::warn!(device = %d.id, "device revoked; connections closed");
