@@ -24,15 +24,21 @@
 //!   held, the transparency log's appends and proofs) with its in-memory
 //!   twin and conformance checks; `db/`: the sled index that implements it,
 //!   plus devices, tokens and users;
-//! - `ingest.rs` and `quic.rs`: the entry checks and the QUIC driver;
+//! - `ingest/` and `quic/`: the ingest state machines with their executor,
+//!   and the QUIC driver that only moves bytes;
 //!   `pki.rs`: CA and TLS; `admin.rs`: init, devices, enrolment;
 //! - `archive.rs`, `tlog.rs`, `reindex.rs`: verify and scrub, checkpoints
 //!   and proofs, rebuilding the index; `control.rs`: the admin socket.
 //!
-//! Errors are `thiserror` enums per concern; `start` and `run` return
-//! `anyhow` at the edge, as the QUIC driver does.
+//! Errors are `thiserror` enums per concern (`StartError` for starting);
+//! `anyhow` is for `main.rs` alone.
 //!
 //! It signs a checkpoint every `checkpoint_interval_secs` when the log grew.
+//!
+//! Ingest decisions (one entry, a group commit, an upload's resume point)
+//! are sans-IO state machines in `ingest/`, carried out by its blocking
+//! executor; the QUIC driver (`quic/`) only moves bytes between them and
+//! the network.
 //!
 //! What it does **not** do yet: the HTTP API and web UI, cases, compliance,
 //! checkpoints and proofs served to clients, export (later issues).
@@ -129,7 +135,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn load(dir: &Path, cfg: Config) -> anyhow::Result<Shared> {
+    fn load(dir: &Path, cfg: Config) -> Result<Shared, StartError> {
         let db = Db::open_waiting(dir, Duration::from_secs(10))?;
         let allowed = Allowed::default();
         for d in db.devices()? {
@@ -137,7 +143,10 @@ impl Shared {
                 allowed.insert(d.key.to_bytes());
             }
         }
-        let blobs = FolderStore::open(dir)?;
+        let blobs = FolderStore::open(dir).map_err(|source| StartError::Io {
+            what: "the blob store",
+            source,
+        })?;
         let receipt_key = admin::load_receipt_key(dir)?;
         let (ingest, ingest_rx) = tokio::sync::mpsc::channel(quic::INGEST_QUEUE);
         reindex::roll_forward(dir, &db, &blobs, &receipt_key)?;
@@ -165,15 +174,9 @@ impl Shared {
     /// A device was revoked: refuse its handshakes and close its connections.
     pub fn revoked(&self, d: &DeviceRecord) {
         self.allowed.remove(&d.key.to_bytes());
-        // A panic elsewhere while holding the map leaves it whole (each
-        // change is one insert or remove): revocation must still close.
-        let conns = self
-            .live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&d.id)
-            .unwrap_or_default();
-        for c in conns {
+        // Taken over even if a panic poisoned the lock: a revocation must
+        // close the device's connections.
+        for c in quic::registry::take(&self.live, d.id) {
             c.close(quic::CLOSE_REVOKED, b"device revoked");
         }
         tracing::warn!(device = %d.id, "device revoked; connections closed");
@@ -282,27 +285,66 @@ async fn checkpoint_loop(shared: Arc<Shared>, every: Duration) {
     }
 }
 
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// `config.toml` is missing or wrong.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The index could not be opened (or another server holds it).
+    #[error(transparent)]
+    Index(#[from] db::DbError),
+    /// The receipt key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] admin::KeyError),
+    /// The CA could not be loaded.
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    /// Rolling the index forward after a crash failed.
+    #[error(transparent)]
+    Reindex(#[from] reindex::ReindexError),
+    /// The QUIC endpoint could not be set up (the address is in use?).
+    #[error(transparent)]
+    Endpoint(#[from] quic::EndpointError),
+    /// A file or socket of the data folder failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being set up.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `start` was called twice on one state.
+    #[error("the server was already started")]
+    AlreadyStarted,
+}
+
 /// Start the server on `dir` in the current tokio runtime.
 ///
 /// # Errors
 /// Missing or bad keys, config or index; the address is in use.
-pub async fn start(dir: &Path, opts: RunOptions) -> anyhow::Result<Running> {
+pub async fn start(dir: &Path, opts: RunOptions) -> Result<Running, StartError> {
     let cfg = Config::load(dir)?;
     let shared = Arc::new(Shared::load(dir, cfg)?);
     let addr = opts.quic.unwrap_or(shared.cfg.quic_listen);
     let endpoint = quic::endpoint(&shared, addr)?;
-    let quic_addr = endpoint.local_addr()?;
+    let io = |what| move |source| StartError::Io { what, source };
+    let quic_addr = endpoint.local_addr().map_err(io("the QUIC socket"))?;
     let sock = control::socket_path(dir);
     let _ = std::fs::remove_file(&sock);
-    let listener = tokio::net::UnixListener::bind(&sock)?;
+    let listener = tokio::net::UnixListener::bind(&sock).map_err(io("the control socket"))?;
     // Whoever can connect can enrol and revoke devices: owner only.
-    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(io("the control socket"))?;
+    // Taken once, at start; a panic cannot have poisoned it before.
     let committer_rx = shared
         .ingest_rx
         .lock()
-        .expect("lock")
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take()
-        .expect("started once");
+        .ok_or(StartError::AlreadyStarted)?;
     let mut tasks = vec![
         tokio::spawn(quic::committer(shared.clone(), committer_rx)),
         tokio::spawn(quic::accept_loop(endpoint.clone(), shared.clone())),
@@ -333,7 +375,7 @@ pub async fn run(
     dir: &Path,
     opts: RunOptions,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     let running = start(dir, opts).await?;
     shutdown.await;
     tracing::info!("shutting down");

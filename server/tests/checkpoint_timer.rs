@@ -106,7 +106,9 @@ fn assert_included(rc: &Receipt, cp: &Checkpoint, r: &Running) {
         .expect("the leaf is in the checkpoint's tree");
 }
 
-#[tokio::test(flavor = "multi_thread")]
+// Virtual time: the waits of seconds below pass at once, and the timer
+// fires when the runtime is idle, as it would after that long.
+#[tokio::test(start_paused = true)]
 async fn timer_signs_a_checkpoint_only_when_the_log_grew() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("srv");
@@ -164,7 +166,9 @@ async fn timer_signs_a_checkpoint_only_when_the_log_grew() {
     assert!(last.log_index < cp.size);
 }
 
-#[tokio::test(flavor = "multi_thread")]
+// Virtual time: the waits of seconds below pass at once, and the timer
+// fires when the runtime is idle, as it would after that long.
+#[tokio::test(start_paused = true)]
 async fn interval_zero_signs_nothing_and_a_clean_shutdown_of_an_unchanged_log_adds_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("srv");

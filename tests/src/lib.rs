@@ -124,6 +124,49 @@ impl Harness {
     }
 }
 
+/// An enrolled device of a [`Harness`] with a signed sample chain in an
+/// in-memory store: what most sync scenarios start from.
+#[derive(Debug)]
+pub struct Device {
+    /// Its key.
+    pub key: SigningKey,
+    /// Its enrolment (client certificate, CA, receipt key).
+    pub enrollment: Enrollment,
+    /// The store holding its chain and media.
+    pub store: Arc<MemStore>,
+    /// The chain.
+    pub chain: SampleChain,
+    /// The folder of its media files (deleted on drop).
+    pub media_dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// Enrol a device keyed by `seed` with a fresh token and give it a
+    /// sample chain (`recordings` segments per recording, `media_len` bytes
+    /// each).
+    ///
+    /// # Errors
+    /// Enrolment or I/O errors.
+    pub async fn device(
+        &self,
+        seed: u8,
+        recordings: &[u32],
+        media_len: usize,
+    ) -> anyhow::Result<Device> {
+        let key = key(seed);
+        let enrollment = self.enroll(&key).await?;
+        let media_dir = tempfile::tempdir()?;
+        let (store, chain) = store_with_chain(&key, recordings, media_len, media_dir.path())?;
+        Ok(Device {
+            key,
+            enrollment,
+            store,
+            chain,
+            media_dir,
+        })
+    }
+}
+
 /// A device key from a one-byte seed.
 pub fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])

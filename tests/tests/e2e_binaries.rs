@@ -13,33 +13,10 @@ use fieldseal_proto::codec::Decode;
 use fieldseal_proto::entry::SignedEntry;
 use fieldseal_proto::identity::{sha256, DeviceId};
 use fieldseal_server::datadir::DataDir;
-
-fn bin(name: &str) -> PathBuf {
-    // target/debug/deps/e2e_binaries-… → target/debug/NAME
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --workspace` (make test does)",
-        path.display()
-    );
-    path
-}
+use fieldseal_tests::procs::{self, bin};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.env("RUST_LOG", "warn").output().expect("spawn")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 struct Server {
@@ -50,16 +27,13 @@ struct Server {
 
 impl Server {
     fn init(dir: &Path) -> Server {
-        ok(run(Command::new(bin("fieldseal-server"))
+        procs::ok(&run(Command::new(bin("fieldseal-server"))
             .args(["init", "--data"])
             .arg(dir)
-            .env(
-                "FIELDSEAL_ADMIN_PASSWORD",
-                "correct horse battery staple",
-            )));
+            .env("FIELDSEAL_ADMIN_PASSWORD", "correct horse battery staple")));
         Server {
             dir: dir.to_path_buf(),
-            addr: format!("127.0.0.1:{}", fieldseal_tests::procs::stable_udp_port()),
+            addr: format!("127.0.0.1:{}", procs::stable_udp_port()),
             child: None,
         }
     }
@@ -106,7 +80,7 @@ impl Server {
     }
 
     fn token(&self, name: &str) -> String {
-        let out = ok(self.admin(&["device", "add", "--name", name]));
+        let out = procs::ok(&self.admin(&["device", "add", "--name", name]));
         out.lines()
             .find_map(|l| l.strip_prefix("token:").map(|t| t.trim().to_string()))
             .unwrap_or_else(|| panic!("no token in {out}"))
@@ -160,13 +134,13 @@ fn entries(path: &Path) -> Vec<SignedEntry> {
 }
 
 fn status(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&ok(agent(&["status", "--json"], dir))).unwrap()
+    serde_json::from_str(&procs::ok(&agent(&["status", "--json"], dir))).unwrap()
 }
 
 /// The server holds every entry (its chain log is the agent's, byte for byte)
 /// and every segment's bytes (a blob whose SHA-256 is the signed hash).
 fn assert_server_holds_everything(server: &Path, device_dir: &Path) {
-    let id = ok(agent(&["status", "--json"], device_dir));
+    let id = procs::ok(&agent(&["status", "--json"], device_dir));
     let id: serde_json::Value = serde_json::from_str(&id).unwrap();
     let id: DeviceId = id["device"].as_str().unwrap().parse().unwrap();
     let server = DataDir::new(server);
@@ -199,11 +173,11 @@ fn record_sync_outage_and_catch_up() {
     let mut server = Server::init(&t.path().join("server"));
     server.start();
     let dev = t.path().join("device");
-    ok(agent(&["init"], &dev));
+    procs::ok(&agent(&["init"], &dev));
     small_camera(&dev);
     let token = server.token("cam-1");
     let ca = DataDir::new(&server.dir).ca_cert();
-    ok(agent(
+    procs::ok(&agent(
         &[
             "enroll",
             "--server",
@@ -231,11 +205,11 @@ fn record_sync_outage_and_catch_up() {
     assert!(!again.status.success(), "a used token was accepted twice");
 
     // Record with the server up: everything arrives while recording.
-    ok(agent(
+    procs::ok(&agent(
         &["record", "--fast", "--duration", "5", "--case", "CJ-1"],
         &dev,
     ));
-    ok(agent(&["sync", "--until-drained"], &dev));
+    procs::ok(&agent(&["sync", "--until-drained"], &dev));
     let s = status(&dev);
     assert_eq!(s["entries_without_receipt"], 0, "{s}");
     assert_eq!(s["segments_not_acknowledged"], 0, "{s}");
@@ -243,7 +217,7 @@ fn record_sync_outage_and_catch_up() {
 
     // Outage: the server dies; the device records on regardless.
     server.kill();
-    ok(agent(&["record", "--fast", "--duration", "4"], &dev));
+    procs::ok(&agent(&["record", "--fast", "--duration", "4"], &dev));
     let s = status(&dev);
     assert!(s["entries_without_receipt"].as_u64().unwrap() > 0, "{s}");
     assert!(s["segments_not_acknowledged"].as_u64().unwrap() > 0, "{s}");
@@ -255,7 +229,7 @@ fn record_sync_outage_and_catch_up() {
 
     // The server comes back: the backlog drains.
     server.start();
-    ok(agent(&["sync", "--until-drained"], &dev));
+    procs::ok(&agent(&["sync", "--until-drained"], &dev));
     let s = status(&dev);
     assert_eq!(s["entries_without_receipt"], 0, "{s}");
     assert_eq!(s["segments_not_acknowledged"], 0, "{s}");
@@ -288,8 +262,8 @@ fn record_sync_outage_and_catch_up() {
 
     // A revoked device records, but the server no longer takes its uploads.
     let id = status(&dev)["device"].as_str().unwrap().to_string();
-    ok(server.admin(&["device", "revoke", &id]));
-    ok(agent(&["record", "--fast", "--duration", "2"], &dev));
+    procs::ok(&server.admin(&["device", "revoke", &id]));
+    procs::ok(&agent(&["record", "--fast", "--duration", "2"], &dev));
     let out = agent(&["sync", "--until-drained"], &dev);
     assert!(!out.status.success(), "a revoked device synced");
     assert!(status(&dev)["entries_without_receipt"].as_u64().unwrap() > 0);

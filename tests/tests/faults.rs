@@ -11,7 +11,7 @@ use fieldseal_agent::sync::{self, MemStore, Progress, SyncConfig};
 use fieldseal_proto::identity::DeviceId;
 use fieldseal_proto::sample::SampleChain;
 use fieldseal_tests::faults::{self, iterations, AgentView, Scenario, ServerView, Verdict};
-use fieldseal_tests::{key, store_with_chain, Harness, Relay, SplitMix};
+use fieldseal_tests::{key, store_with_chain, Device, Harness, Relay, SplitMix};
 
 /// A generous bound for one sync under faults (the faults heal within seconds).
 const LIMIT: Duration = Duration::from_secs(120);
@@ -146,10 +146,13 @@ async fn partitions_and_flapping_lose_nothing() {
     let sc = Scenario::new("partitions_and_flapping_lose_nothing");
     let panics = faults::panics();
     let h = Harness::start().await.unwrap();
-    let k = key(90);
-    let e = h.enroll(&k).await.unwrap();
-    let media_dir = tempfile::tempdir().unwrap();
-    let (store, chain) = store_with_chain(&k, &[4, 3, 3], 400_000, media_dir.path()).unwrap();
+    let Device {
+        key: k,
+        enrollment: e,
+        store,
+        chain,
+        media_dir: _media_dir,
+    } = h.device(90, &[4, 3, 3], 400_000).await.unwrap();
     let relay = Relay::start(h.server.quic_addr, sc.seed()).await.unwrap();
     relay.set(20, 20, 0, 0);
     let cfg = Harness::sync_config(&relay.addr.to_string(), &k, &e);
@@ -211,10 +214,13 @@ async fn address_change_mid_upload_migrates() {
     let sc = Scenario::new("address_change_mid_upload_migrates");
     let panics = faults::panics();
     let h = Harness::start().await.unwrap();
-    let k = key(91);
-    let e = h.enroll(&k).await.unwrap();
-    let media_dir = tempfile::tempdir().unwrap();
-    let (store, chain) = store_with_chain(&k, &[2], LEN, media_dir.path()).unwrap();
+    let Device {
+        key: k,
+        enrollment: e,
+        store,
+        chain,
+        media_dir: _media_dir,
+    } = h.device(91, &[2], LEN).await.unwrap();
     let relay = Relay::start(h.server.quic_addr, sc.seed()).await.unwrap();
     relay.set(0, 5, 0, 0);
     let cfg = Harness::sync_config(&relay.addr.to_string(), &k, &e);
@@ -277,10 +283,13 @@ async fn server_disk_full_acknowledges_nothing_it_lacks() {
         }
     };
     let h = Harness::start_in(&mnt).await.unwrap();
-    let k = key(92);
-    let e = h.enroll(&k).await.unwrap();
-    let media_dir = tempfile::tempdir().unwrap();
-    let (store, chain) = store_with_chain(&k, &[4, 4], 300_000, media_dir.path()).unwrap();
+    let Device {
+        key: k,
+        enrollment: e,
+        store,
+        chain,
+        media_dir: _media_dir,
+    } = h.device(92, &[4, 4], 300_000).await.unwrap();
     let mut r = sc.rng(6);
     // Room for the entries and 0–3 segments.
     let room = 64 * 1024 + r.next_u64() % 900_000;
@@ -329,10 +338,13 @@ async fn server_bit_rot_is_named_and_repaired() {
     let sc = Scenario::new("server_bit_rot_is_named_and_repaired");
     let panics = faults::panics();
     let h = Harness::start().await.unwrap();
-    let k = key(93);
-    let e = h.enroll(&k).await.unwrap();
-    let media_dir = tempfile::tempdir().unwrap();
-    let (store, chain) = store_with_chain(&k, &[3, 2], 70_001, media_dir.path()).unwrap();
+    let Device {
+        key: k,
+        enrollment: e,
+        store,
+        chain,
+        media_dir: _media_dir,
+    } = h.device(93, &[3, 2], 70_001).await.unwrap();
     let cfg = Harness::sync_config(&h.server_addr(), &k, &e);
     let (task, _) = sync_through(store.clone(), cfg.clone()).await;
     tokio::time::timeout(LIMIT, task)
@@ -448,10 +460,13 @@ async fn blob_store_faults_are_reported_never_taken_for_success() {
     conformance::run_all(&|| Box::new(FaultyBlobs::new(Arc::new(MemBlobs::new()))));
 
     let h = Harness::start().await.unwrap();
-    let k = key(98);
-    let e = h.enroll(&k).await.unwrap();
-    let media_dir = tempfile::tempdir().unwrap();
-    let (store, chain) = store_with_chain(&k, &[3, 2], 40_003, media_dir.path()).unwrap();
+    let Device {
+        key: k,
+        enrollment: e,
+        store,
+        chain,
+        media_dir: _media_dir,
+    } = h.device(98, &[3, 2], 40_003).await.unwrap();
     let cfg = Harness::sync_config(&h.server_addr(), &k, &e);
     let (task, _) = sync_through(store.clone(), cfg).await;
     tokio::time::timeout(LIMIT, task)

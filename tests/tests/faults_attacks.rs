@@ -11,7 +11,7 @@ use fieldseal_proto::identity::DeviceId;
 use fieldseal_server::chainindex::ChainIndex;
 use fieldseal_server::pki::Ca;
 use fieldseal_tests::faults::{self, iterations, AgentView, Scenario, ServerView};
-use fieldseal_tests::{key, store_with_chain, Harness};
+use fieldseal_tests::{key, Device, Harness};
 use rustls::pki_types::CertificateDer;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -70,10 +70,13 @@ async fn handshake_flood_does_not_stop_an_enrolled_device() {
     let panics = faults::panics();
     let n = iterations("FIELDSEAL_FLOOD", 150);
     let h = Harness::start().await.unwrap();
-    let k = key(94);
-    let e = h.enroll(&k).await.unwrap();
-    let media_dir = tempfile::tempdir().unwrap();
-    let (store, chain) = store_with_chain(&k, &[3, 3], 150_000, media_dir.path()).unwrap();
+    let Device {
+        key: k,
+        enrollment: e,
+        store,
+        chain,
+        media_dir: _media_dir,
+    } = h.device(94, &[3, 3], 150_000).await.unwrap();
 
     // Strangers: a foreign CA's certificate for a fresh key, or none at all.
     let other = tempfile::tempdir().unwrap();
@@ -186,10 +189,13 @@ async fn malformed_and_oversized_frames_are_refused() {
     let panics = faults::panics();
     let n = iterations("FIELDSEAL_BAD_FRAMES", 24);
     let h = Harness::start().await.unwrap();
-    let k = key(96);
-    let e = h.enroll(&k).await.unwrap();
-    let media_dir = tempfile::tempdir().unwrap();
-    let (store, chain) = store_with_chain(&k, &[2], 50_000, media_dir.path()).unwrap();
+    let Device {
+        key: k,
+        enrollment: e,
+        store,
+        chain,
+        media_dir: _media_dir,
+    } = h.device(96, &[2], 50_000).await.unwrap();
     let cfg = tls::sync_client_with(
         &k,
         CertificateDer::from(e.client_cert.clone()),

@@ -14,7 +14,7 @@ use fieldseal_server::chainindex::ChainIndex;
 use fieldseal_server::control::{self, Request, Response};
 use fieldseal_server::datadir::DataDir;
 use fieldseal_server::pki::Ca;
-use fieldseal_tests::{key, store_with_chain, Harness, Relay};
+use fieldseal_tests::{key, store_with_chain, Device, Harness, Relay};
 
 const LIMIT: Duration = Duration::from_secs(45);
 
@@ -77,10 +77,13 @@ fn assert_archived(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lossy_delayed_reordered_link_delivers_everything_verified() {
     let h = Harness::start().await.unwrap();
-    let k = key(11);
-    let e = h.enroll(&k).await.unwrap();
-    let media_dir = tempfile::tempdir().unwrap();
-    let (store, chain) = store_with_chain(&k, &[3, 2], 100_000, media_dir.path()).unwrap();
+    let Device {
+        key: k,
+        enrollment: e,
+        store,
+        chain,
+        media_dir: _media_dir,
+    } = h.device(11, &[3, 2], 100_000).await.unwrap();
     let relay = Relay::start(h.server.quic_addr, 7).await.unwrap();
     // 10 % loss each way, 50 ms one way, some reordering and duplication.
     relay.set(100, 50, 10, 10);
@@ -104,10 +107,13 @@ async fn lossy_delayed_reordered_link_delivers_everything_verified() {
 async fn cut_in_the_middle_of_a_large_upload_resumes() {
     const LEN: usize = 16 * 1024 * 1024;
     let h = Harness::start().await.unwrap();
-    let k = key(12);
-    let e = h.enroll(&k).await.unwrap();
-    let media_dir = tempfile::tempdir().unwrap();
-    let (store, chain) = store_with_chain(&k, &[1], LEN, media_dir.path()).unwrap();
+    let Device {
+        key: k,
+        enrollment: e,
+        store,
+        chain,
+        media_dir: _media_dir,
+    } = h.device(12, &[1], LEN).await.unwrap();
     let relay = Relay::start(h.server.quic_addr, 8).await.unwrap();
     relay.set(0, 10, 0, 0);
     let cfg = Harness::sync_config(&relay.addr.to_string(), &k, &e);
@@ -331,10 +337,13 @@ async fn entries_of_another_device_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_and_tampered_uploads_store_nothing_new() {
     let h = Harness::start().await.unwrap();
-    let k = key(50);
-    let e = h.enroll(&k).await.unwrap();
-    let media_dir = tempfile::tempdir().unwrap();
-    let (store, chain) = store_with_chain(&k, &[2], 50_000, media_dir.path()).unwrap();
+    let Device {
+        key: k,
+        enrollment: e,
+        store,
+        chain,
+        media_dir: _media_dir,
+    } = h.device(50, &[2], 50_000).await.unwrap();
     let cfg = Harness::sync_config(&h.server_addr(), &k, &e);
     drained(store.clone(), cfg.clone()).await.0.unwrap();
     assert_archived(&h, &chain, &store, &e.receipt_key);

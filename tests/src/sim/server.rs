@@ -8,21 +8,44 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::entry::ChainHead;
 use fieldseal_proto::identity::{sha256, DeviceId, Hash32};
 use fieldseal_proto::leaf::Leaf;
 use fieldseal_proto::msg::Message;
 use fieldseal_proto::msg::{
-    Detail, EntryRejected, RejectCode, SeqList, UploadAck, UploadFailCode, UploadFailed,
-    UploadOffset, Welcome, MAX_RESEND_MEDIA, PROTOCOL_VERSION,
+    Detail, SeqList, UploadAck, UploadFailCode, UploadFailed, UploadOffset, UploadQuery, Welcome,
+    MAX_RESEND_MEDIA, PROTOCOL_VERSION,
 };
-use fieldseal_proto::receipt::Receipt;
 use fieldseal_server::blobstore::{BlobStore, MemStore};
 use fieldseal_server::chainindex::{ChainIndex, MemIndex};
-use fieldseal_server::ingest::{AcceptedEntry, Decision, Ingest};
+use fieldseal_server::ingest::{
+    self, AcceptedEntry, Completion, IngestBatch, SegmentStore, UploadPlan,
+};
 
 use super::wire::{Body, Stream};
+
+/// What the store holds of a segment, for [`ingest::plan_query`].
+struct View<'a> {
+    index: &'a MemIndex,
+    blobs: &'a MemStore,
+    partials: &'a BTreeMap<(DeviceId, u64), Partial>,
+}
+
+impl SegmentStore for View<'_> {
+    type Error = String;
+    fn media_held(&self, device: DeviceId, seq: u64) -> Result<bool, String> {
+        self.index.has_media(device, seq).map_err(|e| e.to_string())
+    }
+    fn blob_exists(&self, hash: &Hash32) -> Result<bool, String> {
+        Ok(self.blobs.stat(hash).map_err(|e| e.to_string())?.is_some())
+    }
+    fn partial_len(&self, device: DeviceId, seq: u64) -> Result<u64, String> {
+        Ok(self
+            .partials
+            .get(&(device, seq))
+            .map_or(0, |p| p.bytes.len() as u64))
+    }
+}
 
 /// A reply: connection, stream, what.
 pub type Reply = (u64, Stream, Body);
@@ -245,76 +268,84 @@ impl Server {
         })
     }
 
-    /// Commit every queued entry as one group and answer each: chain logs,
-    /// then the leaves, then the index written and flushed once.
+    /// Commit every queued entry as one group with [`IngestBatch`] and
+    /// answer each: chain logs, then the leaves, then the index written and
+    /// flushed once, as the executor does.
     pub fn commit(&mut self, now_us: i64) -> Vec<Reply> {
         let queue = std::mem::take(&mut self.queue);
-        let mut heads: BTreeMap<DeviceId, ChainHead> = BTreeMap::new();
-        let mut replies = Vec::new();
-        for (conn, device, bytes) in queue {
-            let head = *heads.entry(device).or_insert_with(|| self.head(device));
-            let key = self.devices[&device].0;
-            let index = &self.index;
-            let d = Ingest::new(key, head).handle_entry(&bytes, |seq| {
-                index
-                    .entry(device, seq)
-                    .expect("the memory index does not fail")
-            });
-            let m = match d {
-                Decision::Accept { entry } => {
-                    let seq = entry.seq();
-                    let hash = entry.hash();
-                    let leaf = Leaf::Entry {
-                        device,
-                        seq,
-                        entry_hash: hash,
-                        server_time_us: now_us,
-                    };
-                    let log_index = self
-                        .index
-                        .log_append_many(std::slice::from_ref(&leaf))
-                        .expect("memory");
-                    self.leaves.push(leaf);
-                    let r = Receipt::sign(device, seq, hash, now_us, log_index, &self.receipt_key);
-                    let log = self.chain_logs.entry(device).or_default();
-                    log.push(bytes);
-                    let log_len = log.len() as u64;
-                    let accepted = AcceptedEntry {
-                        entry_hash: hash,
-                        media: entry.entry.segment().map(|s| (s.media_sha256, s.media_len)),
-                        receipt: r.to_bytes(),
-                    };
-                    let next = ChainHead::after(&entry);
-                    self.index
-                        .put_entry_unflushed(device, seq, &accepted)
-                        .and_then(|()| self.index.put_head_unflushed(device, next, log_len))
-                        .expect("memory");
-                    heads.insert(device, next);
-                    Message::EntryReceipt(r)
-                }
-                Decision::Duplicate { receipt } => Message::EntryReceipt(
-                    Receipt::from_bytes(&receipt).expect("stored receipts decode"),
-                ),
-                Decision::Equivocation { seq, .. } => {
-                    self.equivocations.entry(device).or_default().push(bytes);
-                    Message::EntryRejected(EntryRejected {
-                        seq,
-                        code: RejectCode::Equivocation,
-                        detail: Detail::lossy("differs from the accepted entry"),
-                    })
-                }
-                Decision::Reject { seq, code, detail } => Message::EntryRejected(EntryRejected {
-                    seq,
-                    code,
-                    detail: Detail::lossy(&detail),
-                }),
-            };
-            if self.conns.contains_key(&conn) {
-                replies.push((conn, Stream::Control, Body::Msg(m)));
-            }
+        let mut batch = IngestBatch::new();
+        for (_, device, bytes) in &queue {
+            let key = self.devices[device].0;
+            batch.handle_entry(&self.index, key, bytes);
+        }
+        let plan = batch.finish();
+        for d in &plan.devices {
+            let log = self.chain_logs.entry(d.device).or_default();
+            log.extend(plan.records(d).into_iter().map(<[u8]>::to_vec));
+        }
+        for (device, bytes) in &plan.equivocations {
+            self.equivocations
+                .entry(*device)
+                .or_default()
+                .push(bytes.clone());
+        }
+        let leaves = plan.leaves(now_us);
+        let first = self.index.log_append_many(&leaves).expect("memory");
+        self.leaves.extend(leaves);
+        let receipts = plan.receipts(first, now_us, &self.receipt_key);
+        for (k, r) in receipts.iter().enumerate() {
+            let a = &plan.accepted[k];
+            self.index
+                .put_entry_unflushed(a.device, a.entry.seq(), &plan.index_record(k, r))
+                .expect("memory");
+        }
+        for d in &plan.devices {
+            let len = self.chain_logs[&d.device].len() as u64;
+            self.index
+                .put_head_unflushed(d.device, d.head, len)
+                .expect("memory");
         }
         self.index.flush().expect("memory");
-        replies
+        let messages = ingest::answers(&plan, Ok(&receipts));
+        queue
+            .iter()
+            .zip(messages)
+            .filter(|((conn, _, _), _)| self.conns.contains_key(conn))
+            .map(|((conn, _, _), m)| (*conn, Stream::Control, Body::Msg(m)))
+            .collect()
+    }
+
+    /// Answer an `UploadQuery` as the executor does: carry out the plan's
+    /// repair steps until it resumes or refuses.
+    fn answer_query(
+        &mut self,
+        device: DeviceId,
+        q: &UploadQuery,
+    ) -> Result<u64, (UploadFailCode, String)> {
+        let accepted = self.accepted(device, q.seq);
+        for _ in 0..4 {
+            let view = View {
+                index: &self.index,
+                blobs: &self.blobs,
+                partials: &self.partials,
+            };
+            let plan = ingest::plan_query(device, q, accepted.as_ref(), &view).expect("memory");
+            match plan {
+                UploadPlan::MarkHeld => self.index.put_media(device, q.seq).expect("memory"),
+                UploadPlan::VerifyPartial {
+                    media_hash,
+                    media_len,
+                } => {
+                    self.verify_partial(device, q.seq, media_hash, media_len);
+                }
+                UploadPlan::Discard => {
+                    self.partials.remove(&(device, q.seq));
+                }
+                UploadPlan::Resume(offset) => return Ok(offset),
+                UploadPlan::Refuse(code, detail) => return Err((code, detail)),
+            }
+        }
+        panic!("upload query of {} did not settle", q.seq)
     }
 
     fn on_upload(&mut self, conn: u64, device: DeviceId, n: u64, body: Body) -> Vec<Reply> {
@@ -329,34 +360,15 @@ impl Server {
                     return reply(failed(seq, UploadFailCode::Internal, why));
                 }
                 self.streams.insert(key, Up::Begin { seq });
-                let accepted = self.accepted(device, seq);
-                let mut complete = self.has_media(device, seq);
-                if let Some((hash, len)) = accepted.as_ref().and_then(|a| a.media) {
-                    let blob = self.blobs.stat(&hash).ok().flatten().is_some();
-                    if !complete && hash == q.media_hash && blob {
-                        self.index.put_media(device, seq).expect("memory");
-                        complete = true;
-                    }
-                    let held = self.partial_len(device, seq);
-                    if !complete && held == len {
-                        complete = self.verify_partial(device, seq, hash, len);
-                    }
-                }
-                let held = self.partial_len(device, seq);
-                match Ingest::handle_upload_query(&q, accepted.as_ref(), complete, held) {
+                match self.answer_query(device, &q) {
                     Ok(offset) if offset == q.media_len => {
                         let m = Message::UploadOffset(UploadOffset { seq, offset });
                         self.end(conn, device, n, Body::Msg(m))
                     }
-                    Ok(offset) => {
-                        if offset < held {
-                            self.partials.remove(&(device, seq));
-                        }
-                        reply(Body::Msg(Message::UploadOffset(UploadOffset {
-                            seq,
-                            offset,
-                        })))
-                    }
+                    Ok(offset) => reply(Body::Msg(Message::UploadOffset(UploadOffset {
+                        seq,
+                        offset,
+                    }))),
                     Err((code, d)) => self.end(conn, device, n, failed(seq, code, &d)),
                 }
             }
@@ -371,8 +383,8 @@ impl Server {
                         failed(seq, UploadFailCode::BadOffset, "another seq"),
                     );
                 }
-                match Ingest::handle_upload_begin(&b, accepted.as_ref(), held) {
-                    Ok(left) => {
+                match ingest::check_begin(&b, accepted.as_ref(), held) {
+                    Ok((_, left)) => {
                         self.streams.insert(
                             key,
                             Up::Bytes {
@@ -417,21 +429,33 @@ impl Server {
                         ),
                     );
                 }
-                let (hash, len) = self
+                let signed = self
                     .accepted(device, seq)
                     .and_then(|a| a.media)
                     .expect("checked at begin");
-                let answer = if self.verify_partial(device, seq, hash, len) {
-                    Body::Msg(Message::UploadAck(UploadAck {
-                        seq,
-                        media_hash: hash,
-                    }))
-                } else {
-                    failed(
-                        seq,
-                        UploadFailCode::HashMismatch,
-                        "bytes do not match media_hash",
-                    )
+                let bytes = self
+                    .partials
+                    .get(&(device, seq))
+                    .map(|p| p.bytes.clone())
+                    .unwrap_or_default();
+                let got = (sha256(&bytes), bytes.len() as u64);
+                let answer = match ingest::check_complete(signed, got) {
+                    Completion::Store => {
+                        assert!(self.verify_partial(device, seq, signed.0, signed.1));
+                        Body::Msg(Message::UploadAck(UploadAck {
+                            seq,
+                            media_hash: signed.0,
+                        }))
+                    }
+                    Completion::Short(_) => failed(seq, UploadFailCode::Internal, "short"),
+                    Completion::Mismatch => {
+                        self.partials.remove(&(device, seq));
+                        failed(
+                            seq,
+                            UploadFailCode::HashMismatch,
+                            "bytes do not match media_hash",
+                        )
+                    }
                 };
                 self.end(conn, device, n, answer)
             }

@@ -1,17 +1,16 @@
-//! The server's ingest checks as a sans-IO state machine (STYLE.md item 4).
+//! One entry's ingest check, sans-IO (STYLE.md item 4).
 //!
 //! [`Ingest::handle_entry`] decides what to do with one `SubmitEntry` of one
 //! device, given what the index knows (its chain head and, for a seq it
-//! already holds, the stored entry). [`Ingest::handle_upload_query`] and
-//! [`Ingest::handle_upload_begin`] decide about segment uploads. Nothing here
-//! touches a file, a socket or a clock: the driver (`quic.rs`) reads the index,
-//! calls these, and carries out the [`Decision`].
+//! already holds, the stored entry). It does not touch a file, a socket or a
+//! clock, and it knows nothing of groups: [`super::IngestBatch`] runs it for
+//! each entry of a group and [`super::exec`] carries out the outcome.
 
 use ed25519_dalek::VerifyingKey;
 use fieldseal_proto::codec::Decode;
 use fieldseal_proto::entry::{ChainHead, EntryError, SignedEntry};
 use fieldseal_proto::identity::{DeviceId, Hash32};
-use fieldseal_proto::msg::{RejectCode, UploadBegin, UploadFailCode, UploadQuery, MAX_MEDIA_LEN};
+use fieldseal_proto::msg::RejectCode;
 
 /// What the index holds about an accepted entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,75 +160,6 @@ impl Ingest {
     pub fn accepted(&mut self, entry: &SignedEntry) {
         self.head = ChainHead::after(entry);
     }
-
-    /// Answer an `UploadQuery`: the offset to resume from, given the accepted
-    /// entry of that seq (if any), whether its media is already complete and
-    /// the durable length of the partial file the server holds.
-    ///
-    /// # Errors
-    /// The failure to send in `UploadFailed`.
-    pub fn handle_upload_query(
-        q: &UploadQuery,
-        accepted: Option<&AcceptedEntry>,
-        complete: bool,
-        partial_len: u64,
-    ) -> Result<u64, (UploadFailCode, String)> {
-        let (hash, len) = media_of(q.seq, accepted)?;
-        if hash != q.media_hash || len != q.media_len {
-            return Err((
-                UploadFailCode::EntryMismatch,
-                "hash or length differ from the signed entry".into(),
-            ));
-        }
-        if complete {
-            return Ok(len);
-        }
-        // A partial file longer than the segment cannot be ours: start over.
-        Ok(if partial_len > len { 0 } else { partial_len })
-    }
-
-    /// Check an `UploadBegin` against the signed entry and the offset the
-    /// server holds. Returns how many raw bytes must follow.
-    ///
-    /// # Errors
-    /// The failure to send in `UploadFailed`.
-    pub fn handle_upload_begin(
-        b: &UploadBegin,
-        accepted: Option<&AcceptedEntry>,
-        held: u64,
-    ) -> Result<u64, (UploadFailCode, String)> {
-        let (hash, len) = media_of(b.seq, accepted)?;
-        if hash != b.media_hash || len != b.len || b.len > MAX_MEDIA_LEN {
-            return Err((
-                UploadFailCode::EntryMismatch,
-                "hash or length differ from the signed entry".into(),
-            ));
-        }
-        if b.offset != held {
-            return Err((
-                UploadFailCode::BadOffset,
-                format!("server holds {held} bytes, not {}", b.offset),
-            ));
-        }
-        Ok(b.len - b.offset)
-    }
-}
-
-fn media_of(
-    seq: u64,
-    accepted: Option<&AcceptedEntry>,
-) -> Result<(Hash32, u64), (UploadFailCode, String)> {
-    match accepted {
-        None => Err((
-            UploadFailCode::UnknownEntry,
-            format!("no accepted entry {seq}"),
-        )),
-        Some(AcceptedEntry { media: None, .. }) => Err((
-            UploadFailCode::EntryMismatch,
-            format!("entry {seq} is not a segment"),
-        )),
-        Some(AcceptedEntry { media: Some(m), .. }) => Ok(*m),
-    }
 }
 
 fn reject(seq: u64, code: RejectCode, detail: String) -> Decision {
@@ -357,59 +287,5 @@ mod tests {
         let e = &c2.entries[seq];
         let d = ing.handle_entry(&e.to_bytes(), |_| Some(accepted_of(&c.entries[seq])));
         assert!(matches!(d, Decision::Equivocation { seq: s, .. } if s == seq as u64));
-    }
-
-    #[test]
-    fn uploads_trust_only_the_signed_entry_and_the_held_offset() {
-        let (_, c) = chain(1);
-        let seg = c
-            .entries
-            .iter()
-            .find(|e| e.entry.segment().is_some())
-            .unwrap();
-        let s = seg.entry.segment().unwrap();
-        let a = accepted_of(seg);
-        let q = UploadQuery {
-            seq: seg.seq(),
-            media_hash: s.media_sha256,
-            media_len: s.media_len,
-        };
-        assert_eq!(Ingest::handle_upload_query(&q, Some(&a), false, 40), Ok(40));
-        assert_eq!(
-            Ingest::handle_upload_query(&q, Some(&a), false, 1000),
-            Ok(0)
-        );
-        assert_eq!(Ingest::handle_upload_query(&q, Some(&a), true, 0), Ok(100));
-        assert_eq!(
-            Ingest::handle_upload_query(&q, None, false, 0)
-                .unwrap_err()
-                .0,
-            UploadFailCode::UnknownEntry
-        );
-        let lying = UploadQuery { media_len: 10, ..q };
-        assert_eq!(
-            Ingest::handle_upload_query(&lying, Some(&a), false, 0)
-                .unwrap_err()
-                .0,
-            UploadFailCode::EntryMismatch
-        );
-        let b = UploadBegin {
-            seq: seg.seq(),
-            media_hash: s.media_sha256,
-            offset: 40,
-            len: 100,
-        };
-        assert_eq!(Ingest::handle_upload_begin(&b, Some(&a), 40), Ok(60));
-        assert_eq!(
-            Ingest::handle_upload_begin(&b, Some(&a), 0).unwrap_err().0,
-            UploadFailCode::BadOffset
-        );
-        let b2 = UploadBegin { len: 1 << 40, ..b };
-        assert_eq!(
-            Ingest::handle_upload_begin(&b2, Some(&a), 40)
-                .unwrap_err()
-                .0,
-            UploadFailCode::EntryMismatch
-        );
     }
 }

@@ -1,0 +1,52 @@
+//! Enrolment over ALPN `fieldseal-enroll/1`: read one request, let
+//! `admin::enroll` decide (token, certificate, device record), send the
+//! answer, and allow the new device's key to sync. No decisions here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fieldseal_proto::codec::{Decode, Encode};
+use fieldseal_proto::enroll::{EnrollRequest, EnrollResponse, EnrollStatus, MAX_ENROLL_REQUEST};
+use fieldseal_proto::msg::Detail;
+
+use super::ConnError;
+use crate::{admin, now_us, Shared};
+
+/// How long the client gets to read the answer and close.
+const LINGER: Duration = Duration::from_secs(10);
+
+/// Serve one enrolment connection.
+pub(super) async fn serve(conn: quinn::Connection, shared: Arc<Shared>) -> Result<(), ConnError> {
+    let (mut send, mut recv) = conn.accept_bi().await?;
+    let bytes = recv.read_to_end(MAX_ENROLL_REQUEST).await?;
+    let resp = match EnrollRequest::from_bytes(&bytes) {
+        Ok(req) => enrol(&shared, req).await?,
+        Err(e) => EnrollResponse::Refused {
+            status: EnrollStatus::Malformed,
+            detail: Detail::lossy(&e.to_string()),
+        },
+    };
+    if let EnrollResponse::Refused { status, detail } = &resp {
+        tracing::warn!(?status, detail = detail.as_str(), "enrolment refused");
+    }
+    send.write_all(&resp.to_bytes()).await?;
+    send.finish()?;
+    let _ = tokio::time::timeout(LINGER, conn.closed()).await;
+    Ok(())
+}
+
+/// Run the enrolment on the blocking pool; on success, allow the device.
+async fn enrol(shared: &Arc<Shared>, req: EnrollRequest) -> Result<EnrollResponse, ConnError> {
+    let s = shared.clone();
+    let resp = tokio::task::spawn_blocking(move || {
+        admin::enroll(&s.db, &s.ca, &s.receipt_key.verifying_key(), &req, now_us())
+    })
+    .await?;
+    if let EnrollResponse::Ok { device_id, .. } = &resp {
+        if let Ok(Some(d)) = shared.db.device(*device_id) {
+            shared.allowed.insert(d.key.to_bytes());
+        }
+        tracing::info!(device = %device_id, "device enrolled");
+    }
+    Ok(resp)
+}
