@@ -7,6 +7,7 @@ set -euo pipefail
 dir=${1:-demo-data}
 secs=${DEMO_SECONDS:-20}
 port=${DEMO_PORT:-47443}
+http_port=${DEMO_HTTP_PORT:-47480}
 echo "== building (release)"
 cargo build -q --release -p fieldseal-agent -p fieldseal-server -p fieldseal-proto --bins
 bin=$(pwd)/target/release
@@ -23,7 +24,7 @@ trap cleanup EXIT
 echo
 echo "== 1. A server: CA, TLS certificate, receipt-signing key, admin user ($dir/server)"
 FIELDSEAL_ADMIN_PASSWORD=${FIELDSEAL_ADMIN_PASSWORD:-demo-password} "$server" init --data "$dir/server"
-"$server" run --data "$dir/server" --quic "127.0.0.1:$port" > "$dir/server.log" 2>&1 &
+"$server" run --data "$dir/server" --quic "127.0.0.1:$port" --http "127.0.0.1:$http_port" > "$dir/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do [ -S "$dir/server/control.sock" ] && break; sleep 0.1; done
 
@@ -107,6 +108,22 @@ fi
 "$bin/fieldseal-verify" --json "$dir/damaged" > "$dir/damaged-report.json" || true
 
 echo
+echo "== 10. The HTTP API: the recording catalogue is published without login; the admin logs in"
+python3 - "$http_port" "${FIELDSEAL_ADMIN_PASSWORD:-demo-password}" <<'PY'
+import json, sys, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+cat = json.load(urllib.request.urlopen(base + "/api/catalogue"))
+for a in cat["activity"][:5]:
+    print(f"  {a['id']:22} {a['requirement']:14} {a['name_zh']} / {a['name_en']}")
+print(f"  … {len(cat['activity'])} activity types in all")
+req = urllib.request.Request(base + "/api/login", method="POST",
+    data=json.dumps({"user": "admin", "password": sys.argv[2]}).encode(),
+    headers={"Content-Type": "application/json"})
+me = json.load(urllib.request.urlopen(req))
+print(f"  logged in as {me['user']} ({me['role']}); the API is described at {base}/api/openapi.json")
+PY
+
+echo
 echo "Done. Look at:"
 echo "  $dir/device/chain.log            the device's signed hash chain (docs/FORMAT.md §3, §9)"
 echo "  $dir/device/media/               the MPEG-TS segments (cat them into one file to play)"
@@ -114,3 +131,4 @@ echo "  $dir/device/receipts.log         the server's signed receipts"
 echo "  $dir/server/devices/$id/   the server's copy of the chain; $dir/server/blobs/ the segments"
 echo "  $dir/inclusion-proof.json        a Merkle inclusion proof of the last entry in a signed checkpoint"
 echo "  $dir/damaged-report.json         what the verifier says about the damaged copy"
+echo "  http://127.0.0.1:$http_port/api/openapi.json   the HTTP API while the server runs (make demo stops it at the end)"

@@ -160,7 +160,7 @@ net_server_start() {
   FIELDSEAL_ADMIN_PASSWORD=bench "$NET_SERVER" init --data "$dir" --name "$NET_SRV_IP" >/dev/null 2>&1
   if [ "$NET_HOST" = 127.0.0.1 ]; then port=$(net_free_port); else port=4433; fi
   NET_SERVER_ADDR=$NET_HOST:$port
-  "${NET_SRV_EXEC[@]}" "$NET_SERVER" run --data "$dir" --quic "$NET_SERVER_ADDR" >"$dir.log" 2>&1 &
+  "${NET_SRV_EXEC[@]}" "$NET_SERVER" run --data "$dir" --quic "$NET_SERVER_ADDR" --http 127.0.0.1:0 >"$dir.log" 2>&1 &
   NET_SERVER_PID=$!
   NET_PIDS+=("$NET_SERVER_PID")
   net_wait_for "$dir/control.sock" 30

@@ -33,8 +33,11 @@ pub enum ConfigError {
 pub struct Config {
     /// UDP address of the QUIC ingest endpoint.
     pub quic_listen: SocketAddr,
-    /// TCP address of the HTTP API (a later issue).
+    /// TCP address of the HTTP API. Plain HTTP on a loopback address, TLS
+    /// with the server's certificate on any other.
     pub http_listen: SocketAddr,
+    /// TLS on the HTTP listener even on loopback.
+    pub http_tls: bool,
     /// Extra DNS names or IP addresses in the server certificate (written at init).
     pub server_names: Vec<String>,
     /// How long an enrolment token stays valid, seconds.
@@ -56,6 +59,7 @@ impl Default for Config {
         Config {
             quic_listen: "0.0.0.0:4433".parse().expect("valid"),
             http_listen: "127.0.0.1:8080".parse().expect("valid"),
+            http_tls: false,
             server_names: Vec::new(),
             enroll_token_ttl_secs: 24 * 3600,
             log_origin: None,
@@ -96,7 +100,8 @@ impl Config {
 # UDP address the QUIC ingest endpoint listens on (`run --quic` overrides it).
 quic_listen = "{}"
 
-# TCP address of the HTTP API and web UI (not served yet).
+# TCP address of the HTTP API (`run --http` overrides it). Plain HTTP on a
+# loopback address; TLS with the server's certificate on any other.
 http_listen = "{}"
 
 # Names and addresses the server certificate was issued for, besides

@@ -54,6 +54,12 @@ impl DataDir {
         self.root.join("config.toml")
     }
 
+    /// `DIR/catalogue.toml`: the recording catalogue (Art. 27), if the body
+    /// publishes its own; Article 27's own otherwise.
+    pub fn catalogue(&self) -> PathBuf {
+        self.root.join("catalogue.toml")
+    }
+
     /// `DIR/ca.key`.
     pub fn ca_key(&self) -> PathBuf {
         self.root.join("ca.key")

@@ -188,6 +188,8 @@ impl Shared {
 pub struct RunOptions {
     /// QUIC listen address.
     pub quic: Option<SocketAddr>,
+    /// HTTP listen address (`config.toml`'s `http_listen` otherwise).
+    pub http: Option<SocketAddr>,
 }
 
 /// A server started by [`start`].
@@ -195,9 +197,12 @@ pub struct RunOptions {
 pub struct Running {
     /// The bound QUIC address (useful with port 0).
     pub quic_addr: SocketAddr,
+    /// The bound HTTP address.
+    pub http_addr: SocketAddr,
     /// Shared state, for tests and the control socket.
     pub shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
+    http: http::serve::HttpServer,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -206,6 +211,7 @@ impl Running {
     /// control socket.
     pub async fn shutdown(self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
+        self.http.shutdown().await;
         self.endpoint
             .close(quic::CLOSE_SHUTDOWN, b"server shutting down");
         for t in self.tasks {
@@ -316,6 +322,15 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// `catalogue.toml` is wrong.
+    #[error("{}: {source}", path.display())]
+    Catalogue {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: catalogue::CatalogueError,
+    },
     /// `start` was called twice on one state.
     #[error("the server was already started")]
     AlreadyStarted,
@@ -327,6 +342,7 @@ pub enum StartError {
 /// Missing or bad keys, config or index; the address is in use.
 pub async fn start(dir: &Path, opts: RunOptions) -> Result<Running, StartError> {
     let cfg = Config::load(dir)?;
+    let catalogue = load_catalogue(dir)?;
     let shared = Arc::new(Shared::load(dir, cfg)?);
     let addr = opts.quic.unwrap_or(shared.cfg.quic_listen);
     let endpoint = quic::endpoint(&shared, addr)?;
@@ -338,6 +354,10 @@ pub async fn start(dir: &Path, opts: RunOptions) -> Result<Running, StartError> 
     // Whoever can connect can enrol and revoke devices: owner only.
     std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .map_err(io("the control socket"))?;
+    // Bound before any task starts: a busy address fails the start cleanly.
+    let app = http::app(Arc::new(http::AppState::new(shared.clone(), catalogue)));
+    let http_addr = opts.http.unwrap_or(shared.cfg.http_listen);
+    let http = http::serve::start(dir, http_addr, shared.cfg.http_tls, app)?;
     // Taken once, at start; a panic cannot have poisoned it before.
     let committer_rx = shared
         .ingest_rx
@@ -358,13 +378,35 @@ pub async fn start(dir: &Path, opts: RunOptions) -> Result<Running, StartError> 
         let every = Duration::from_secs(shared.cfg.checkpoint_interval_secs);
         tasks.push(tokio::spawn(checkpoint_loop(shared.clone(), every)));
     }
-    tracing::info!(%quic_addr, dir = %dir.display(), "fieldseal server running");
+    tracing::info!(%quic_addr, http = %http.addr, dir = %dir.display(), "fieldseal server running");
     Ok(Running {
         quic_addr,
+        http_addr: http.addr,
         shared,
         endpoint,
+        http,
         tasks,
     })
+}
+
+/// The published catalogue: `catalogue.toml` in the data folder, else the
+/// one Article 27 itself implies.
+///
+/// # Errors
+/// A `catalogue.toml` that cannot be read or is wrong.
+pub fn load_catalogue(dir: &Path) -> Result<catalogue::Catalogue, StartError> {
+    let path = datadir::DataDir::new(dir).catalogue();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => catalogue::Catalogue::from_toml(&text)
+            .map_err(|source| StartError::Catalogue { path, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(catalogue::Catalogue::article_27())
+        }
+        Err(source) => Err(StartError::Io {
+            what: "catalogue.toml",
+            source,
+        }),
+    }
 }
 
 /// Run until `shutdown` completes, then shut down cleanly.

@@ -29,7 +29,7 @@ enum Cmd {
         #[arg(long = "name")]
         names: Vec<String>,
     },
-    /// Run the server (QUIC ingest) until SIGINT or SIGTERM.
+    /// Run the server (QUIC ingest and the HTTP API) until SIGINT or SIGTERM.
     Run {
         /// The data folder.
         #[arg(long)]
@@ -37,7 +37,8 @@ enum Cmd {
         /// QUIC (UDP) listen address; overrides config.toml.
         #[arg(long)]
         quic: Option<SocketAddr>,
-        /// HTTP listen address (the HTTP API is not served yet).
+        /// HTTP (TCP) listen address of the API; overrides config.toml. Plain
+        /// HTTP on loopback, TLS with the server's certificate elsewhere.
         #[arg(long)]
         http: Option<SocketAddr>,
     },
@@ -306,10 +307,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Run { data, quic, http } => {
-            if http.is_some() {
-                tracing::warn!("--http given, but the HTTP API is not implemented yet");
-            }
-            let opts = fieldseal_server::RunOptions { quic };
+            let opts = fieldseal_server::RunOptions { quic, http };
             fieldseal_server::run(&data, opts, shutdown_signal()).await?;
         }
         Cmd::Device { cmd } => {

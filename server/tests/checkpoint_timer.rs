@@ -37,6 +37,7 @@ async fn server(dir: &Path) -> Running {
         dir,
         RunOptions {
             quic: Some("127.0.0.1:0".parse().unwrap()),
+            http: Some("127.0.0.1:0".parse().unwrap()),
         },
     )
     .await

@@ -41,7 +41,14 @@ fn init_admin_run_and_sigterm() {
     assert!(out.contains("token:"), "{out}");
 
     let mut run = Command::new(env!("CARGO_BIN_EXE_fieldseal-server"))
-        .args(["run", "--quic", "127.0.0.1:0", "--data"])
+        .args([
+            "run",
+            "--quic",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(&dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

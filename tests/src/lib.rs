@@ -67,6 +67,7 @@ impl Harness {
             dir.path(),
             RunOptions {
                 quic: Some("127.0.0.1:0".parse()?),
+                http: Some("127.0.0.1:0".parse()?),
             },
         )
         .await?;

@@ -40,7 +40,14 @@ impl Server {
 
     fn start(&mut self) {
         let child = Command::new(bin("fieldseal-server"))
-            .args(["run", "--quic", &self.addr, "--data"])
+            .args([
+                "run",
+                "--quic",
+                &self.addr,
+                "--http",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(&self.dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -135,12 +135,19 @@ impl Server {
             .open(&self.log)
             .unwrap();
         let mut cmd = Command::new(bin("fieldseal-server"));
-        cmd.args(["run", "--quic", &self.addr, "--data"])
-            .arg(&self.dir)
-            .env("RUST_LOG", "warn")
-            .env_remove("FIELDSEAL_CRASH_AT")
-            .stdout(Stdio::null())
-            .stderr(log);
+        cmd.args([
+            "run",
+            "--quic",
+            &self.addr,
+            "--http",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(&self.dir)
+        .env("RUST_LOG", "warn")
+        .env_remove("FIELDSEAL_CRASH_AT")
+        .stdout(Stdio::null())
+        .stderr(log);
         if let Some(c) = crash {
             cmd.env("FIELDSEAL_CRASH_AT", c);
         }
@@ -169,7 +176,14 @@ impl Server {
             .open(&self.log)
             .unwrap();
         let mut child = Command::new(bin("fieldseal-server"))
-            .args(["run", "--quic", &self.addr, "--data"])
+            .args([
+                "run",
+                "--quic",
+                &self.addr,
+                "--http",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(&self.dir)
             .env("RUST_LOG", "warn")
             .env_remove("FIELDSEAL_CRASH_AT")

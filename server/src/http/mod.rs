@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cases;
 pub mod error;
 pub mod metrics;
+pub mod serve;
 #[cfg(test)]
 mod tests;
 
