@@ -217,14 +217,18 @@ fn hash_blobs(
                     break;
                 }
                 let r = rehash(blobs, &wanted[i]).map_err(|e| (e.kind(), e.to_string()));
-                out.lock().expect("lock").insert(wanted[i], r);
+                out.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(wanted[i], r);
             });
         }
     });
     if stop.load(Ordering::Relaxed) {
         return Err(ArchiveError::Interrupted);
     }
-    Ok(out.into_inner().expect("lock"))
+    Ok(out
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
 /// A device's chain.log up to the length the index knows, with its head.

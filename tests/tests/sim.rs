@@ -268,3 +268,77 @@ fn a_device_revoked_mid_upload_is_cut_off_and_keeps_its_media() {
         assert!(a.store.acked.contains(&seq));
     }
 }
+
+#[test]
+fn replayed_entries_and_uploads_change_nothing() {
+    // A drained device; then every entry and a whole upload are replayed on
+    // its connection, as a peer that recorded the traffic would.
+    let mut cfg = Config::calm(17);
+    cfg.recordings = vec![2];
+    let mut pair = Pair::new(cfg);
+    pair.run().unwrap_or_else(|e| panic!("{e}"));
+    let leaves = pair.server.leaves.len();
+    let chain = pair.server.chain_logs[&pair.agents[0].device].clone();
+    let conn = pair.agents[0].conn.expect("connected");
+    let entries = pair.agents[0].store.entries.clone();
+    let (seq, (hash, len)) = pair.agents[0]
+        .store
+        .signed_media
+        .iter()
+        .next()
+        .map(|(s, m)| (*s, *m))
+        .expect("a segment");
+    let now = pair.now;
+    for (i, e) in entries.iter().enumerate() {
+        pair.wire.deliver(
+            now,
+            1 + i as u64,
+            Packet {
+                conn,
+                stream: Stream::Control,
+                to: To::Server,
+                body: WireBody::Msg(Message::SubmitEntry(SubmitEntry {
+                    entry: EntryBytes::new(e.clone()).expect("fits"),
+                })),
+            },
+        );
+    }
+    let query = fieldseal_proto::msg::UploadQuery {
+        seq,
+        media_hash: hash,
+        media_len: len,
+    };
+    pair.wire.deliver(
+        now,
+        1,
+        Packet {
+            conn,
+            stream: Stream::Upload(1 << 40),
+            to: To::Server,
+            body: WireBody::Msg(Message::UploadQuery(query)),
+        },
+    );
+    for _ in 0..200 {
+        if !pair.step().unwrap_or_else(|e| panic!("{e}")) {
+            break;
+        }
+    }
+    // Stored receipts come back (the device takes the extra answers as a
+    // broken server and reconnects), the upload is answered as complete,
+    // and nothing new is logged, chained or stored.
+    assert!(
+        pair.offsets.iter().any(|o| o.1 == seq && o.2 == len),
+        "the replayed query was answered with the whole length: {:?}",
+        pair.offsets
+    );
+    assert_eq!(pair.server.leaves.len(), leaves, "no second leaf");
+    assert_eq!(pair.server.chain_logs[&pair.agents[0].device], chain);
+    pair.heal();
+    for _ in 0..20_000 {
+        if pair.all_drained() {
+            break;
+        }
+        pair.step().unwrap_or_else(|e| panic!("{e}"));
+    }
+    pair.check_final().unwrap_or_else(|e| panic!("{e}"));
+}
