@@ -231,6 +231,21 @@ fn hash_blobs(
         .unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
+/// The entries a device's chain log holds up to the length the index knows
+/// (every one accepted by ingest: signature and link checked), in order.
+///
+/// # Errors
+/// The chain log or the index cannot be read.
+pub fn accepted_chain(dir: &Path, db: &Db, id: DeviceId) -> Result<Vec<SignedEntry>, ArchiveError> {
+    let (bytes, _, _) = indexed_chain_log(dir, db, id)?;
+    let (log, _) = chainlog::split_lossy(&bytes);
+    Ok(log
+        .records
+        .iter()
+        .filter_map(|r| SignedEntry::from_bytes(r).ok())
+        .collect())
+}
+
 /// A device's chain.log up to the length the index knows, with its head.
 /// Bytes past the indexed length are an acceptance that crashed before it
 /// was indexed: never receipted, and rolled forward or cut off at the next

@@ -38,6 +38,12 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// TLS on the HTTP listener even on loopback.
     pub http_tls: bool,
+    /// A segment's bytes must be on the server within this many seconds of
+    /// its end, or compliance reports a late upload.
+    pub upload_deadline_secs: u64,
+    /// Offset of the enforcement body's local time from UTC, seconds: an
+    /// officer's certificate is valid by local day (Changji: UTC+8).
+    pub utc_offset_secs: i64,
     /// Extra DNS names or IP addresses in the server certificate (written at init).
     pub server_names: Vec<String>,
     /// How long an enrolment token stays valid, seconds.
@@ -60,6 +66,8 @@ impl Default for Config {
             quic_listen: "0.0.0.0:4433".parse().expect("valid"),
             http_listen: "127.0.0.1:8080".parse().expect("valid"),
             http_tls: false,
+            upload_deadline_secs: 24 * 3600,
+            utc_offset_secs: 8 * 3600,
             server_names: Vec::new(),
             enroll_token_ttl_secs: 24 * 3600,
             log_origin: None,
@@ -126,13 +134,23 @@ scrub_interval_secs = {}
 # also once at a clean shutdown). Five minutes by default; 0 turns both off.
 # `fieldseal-server log checkpoint` signs one now.
 checkpoint_interval_secs = {}
+
+# Article 27 compliance: a segment's bytes must be on the server within this
+# many seconds of its end (one day by default), or it is a late upload.
+upload_deadline_secs = {}
+
+# Offset of local time from UTC in seconds (UTC+8 by default): enforcement
+# certificates are valid by local day.
+utc_offset_secs = {}
 "#,
             self.quic_listen,
             self.http_listen,
             names,
             self.enroll_token_ttl_secs,
             self.scrub_interval_secs,
-            self.checkpoint_interval_secs
+            self.checkpoint_interval_secs,
+            self.upload_deadline_secs,
+            self.utc_offset_secs
         )
     }
 }

@@ -48,6 +48,7 @@ pub mod admin;
 pub mod archive;
 pub mod auth;
 pub mod blobstore;
+pub mod casecheck;
 pub mod cases;
 pub mod catalogue;
 pub mod chainindex;

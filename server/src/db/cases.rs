@@ -4,7 +4,11 @@
 //! - `cases`: case number → [`Case`];
 //! - `officers`: certificate number → [`OfficerRecord`];
 //! - `custody`: device id (8 bytes) ‖ check-out time (8 bytes, big-endian,
-//!   sign bit flipped so that order is time order) → [`Custody`].
+//!   sign bit flipped so that order is time order) → [`Custody`];
+//! - `media_time`: device id ‖ seq (big-endian) → the server time (µs, 8
+//!   bytes big-endian) an upload of the segment's bytes was verified and
+//!   stored. Absent for media held before it was recorded or found again by
+//!   reconciliation: that upload time is unknown.
 
 use fieldseal_proto::identity::DeviceId;
 use serde::de::DeserializeOwned;
@@ -39,7 +43,53 @@ fn custody_key(device: DeviceId, from_us: i64) -> [u8; 16] {
     k
 }
 
+fn seq_key(device: DeviceId, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&device.0);
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
 impl Db {
+    /// Note when an upload of `(device, seq)` was stored; the first time
+    /// counts. Not flushed: it rides with the index flush after it (a crash
+    /// before that leaves the time unknown, the media still held).
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn put_media_time_unflushed(
+        &self,
+        device: DeviceId,
+        seq: u64,
+        at_us: i64,
+    ) -> Result<(), DbError> {
+        let key = seq_key(device, seq);
+        // Only the first upload is the one a deadline judges.
+        let _ = self.media_time.compare_and_swap(
+            key,
+            None as Option<&[u8]>,
+            Some(&at_us.to_be_bytes()[..]),
+        )?;
+        Ok(())
+    }
+
+    /// When the bytes of `(device, seq)` were first stored, if known.
+    ///
+    /// # Errors
+    /// sled errors; a damaged value.
+    pub fn media_time(&self, device: DeviceId, seq: u64) -> Result<Option<i64>, DbError> {
+        match self.media_time.get(seq_key(device, seq))? {
+            None => Ok(None),
+            Some(v) => {
+                let b: [u8; 8] = v
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| DbError::Corrupt("media_time value is not 8 bytes".into()))?;
+                Ok(Some(i64::from_be_bytes(b)))
+            }
+        }
+    }
+
     /// The case with this number.
     ///
     /// # Errors
@@ -183,5 +233,13 @@ mod tests {
         let db = super::Db::open(dir.path()).unwrap();
         assert_eq!(db.officers().unwrap(), vec![o]);
         assert_eq!(db.custody_all().unwrap().len(), 4);
+        db.put_media_time_unflushed(d, 3, 100).unwrap();
+        db.put_media_time_unflushed(d, 3, 200).unwrap();
+        assert_eq!(
+            db.media_time(d, 3).unwrap(),
+            Some(100),
+            "the first upload counts"
+        );
+        assert_eq!(db.media_time(d, 4).unwrap(), None);
     }
 }

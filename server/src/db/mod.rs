@@ -7,7 +7,8 @@
 //! - `log.rs`: the transparency log's stored tree nodes, built from
 //!   `leaves.log`;
 //! - `cases.rs`: cases, officers and device custody (entered by people:
-//!   kept by `reindex`).
+//!   kept by `reindex`), and when each segment's bytes were first held (the
+//!   server's observation, for upload deadlines: kept by `reindex`).
 //!
 //! The files under the data folder (chain logs, blobs, `leaves.log`) are
 //! the source of truth; this index makes them quick to query, and everything
@@ -86,6 +87,7 @@ pub struct Db {
     cases: sled::Tree,
     officers: sled::Tree,
     custody: sled::Tree,
+    media_time: sled::Tree,
     heads: sled::Tree,
     entries: sled::Tree,
     media: sled::Tree,
@@ -147,6 +149,7 @@ impl Db {
             cases: db.open_tree("cases")?,
             officers: db.open_tree("officers")?,
             custody: db.open_tree("custody")?,
+            media_time: db.open_tree("media_time")?,
             heads: db.open_tree("heads")?,
             entries: db.open_tree("entries")?,
             media: db.open_tree("media")?,

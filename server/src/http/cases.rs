@@ -256,3 +256,24 @@ pub async fn add_activity(
     store(&s, &c)?;
     Ok(StatusCode::CREATED)
 }
+
+/// Article 27 compliance of a case: per activity its requirement and a
+/// verdict whose findings name the exact seconds and entries; missing stages.
+#[utoipa::path(get, path = "/api/cases/{number}/compliance", tag = "cases",
+    params(("number" = String, Path, description = "case number")),
+    responses((status = 200, description = "the verdicts"), (status = 404, body = ErrorBody)))]
+pub async fn compliance(
+    State(s): State<Arc<AppState>>,
+    who: Authed,
+    Path(number): Path<String>,
+) -> Result<Json<crate::casecheck::CaseCompliance>, ApiError> {
+    let c = load_case(&s, &who, &number)?;
+    let st = s.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        crate::casecheck::case_compliance(&st.shared, &st.catalogue, &c, crate::now_us())
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    Ok(Json(out))
+}

@@ -91,6 +91,7 @@ pub fn router_and_doc(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::O
         .routes(routes!(cases::add_stage))
         .routes(routes!(cases::set_review))
         .routes(routes!(cases::add_activity))
+        .routes(routes!(cases::compliance))
         .with_state(state)
         .split_for_parts();
     (router, doc)

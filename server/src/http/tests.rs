@@ -505,3 +505,157 @@ async fn every_role_sees_and_does_only_what_it_may() {
     let (_, _, m) = call(&s, get("/metrics")).await;
     assert!(!m.contains("fieldseal_http_denials_total 0\n"), "{m}");
 }
+
+/// Ingest a device's sample chain with its media through the real ingest
+/// path, with custody by officer CJ-001 from the epoch on.
+fn archive_chain(
+    s: &Arc<AppState>,
+    key: &ed25519_dalek::SigningKey,
+) -> fieldseal_proto::sample::SampleChain {
+    use fieldseal_proto::codec::Encode;
+    use fieldseal_proto::identity::{sha256, DeviceId};
+    use std::io::Write;
+    let sh = &s.shared;
+    let device = DeviceId::from_key(&key.verifying_key());
+    sh.db
+        .put_device(&crate::db::DeviceRecord {
+            id: device,
+            name: "cam1".into(),
+            key: key.verifying_key(),
+            enrolled_us: 0,
+            revoked_us: None,
+        })
+        .unwrap();
+    let chain = fieldseal_proto::sample::build(key, &[3, 2], 1000);
+    for e in &chain.entries {
+        let m = crate::ingest::submit_blocking(sh, key.verifying_key(), &e.to_bytes());
+        assert!(
+            matches!(m, fieldseal_proto::msg::Message::EntryReceipt(_)),
+            "{m:?}"
+        );
+        if let Some(bytes) = chain.media.get(&e.seq()) {
+            let mut f = sh.storage.open_partial(device, e.seq(), 0).unwrap();
+            f.write_all(bytes).unwrap();
+            drop(f);
+            sh.storage
+                .commit_partial(device, e.seq(), &sha256(bytes), sh.blobs.as_ref())
+                .unwrap();
+            crate::chainindex::ChainIndex::put_media(&sh.db, device, e.seq()).unwrap();
+            sh.db
+                .put_media_time_unflushed(device, e.seq(), crate::now_us())
+                .unwrap();
+        }
+    }
+    sh.db
+        .put_custody(&crate::cases::Custody {
+            device,
+            officer: "CJ-001".into(),
+            from_us: 0,
+            to_us: None,
+        })
+        .unwrap();
+    chain
+}
+
+#[tokio::test]
+async fn compliance_of_a_case_names_the_gap_between_two_recordings() {
+    let (_d, s) = state();
+    let admin = login(&s).await;
+    call(&s, with(&admin, "POST", "/api/officers", OFFICER_1)).await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[0x42; 32]);
+    let chain = archive_chain(&s, &key);
+    // The spans as the server sees them (its time), to place the activities.
+    let device = chain.entries[0].entry.device;
+    let known: Vec<crate::timeline::Known<'_>> = chain
+        .entries
+        .iter()
+        .map(|e| {
+            let a = crate::chainindex::ChainIndex::entry(&s.shared.db, device, e.seq())
+                .unwrap()
+                .unwrap();
+            let r =
+                <fieldseal_proto::receipt::Receipt as fieldseal_proto::codec::Decode>::from_bytes(
+                    &a.receipt,
+                )
+                .unwrap();
+            crate::timeline::Known {
+                entry: e,
+                receipt_us: Some(r.server_time_us),
+                verified: true,
+                media_us: e.entry.segment().map(|_| 0),
+            }
+        })
+        .collect();
+    let spans = crate::timeline::device_timeline(device, &known, |_| None).spans;
+    assert_eq!(spans.len(), 5);
+    let case = format!(
+        r#"{{"number":"CJ-2026-0009","body":"b","officers":["CJ-001"],
+            "activities":[
+              {{"id":"first","kind":"seizure","start_us":{},"end_us":{},"officers":["CJ-001"]}},
+              {{"id":"both","kind":"seizure","start_us":{},"end_us":{},"officers":["CJ-001"]}},
+              {{"id":"talk","kind":"hearing","start_us":{},"end_us":{},"officers":["CJ-001"]}}]}}"#,
+        spans[0].start_us,
+        spans[2].end_us,
+        spans[0].start_us,
+        spans[4].end_us,
+        spans[3].start_us,
+        spans[3].end_us,
+    );
+    assert_eq!(
+        call(&s, with(&admin, "POST", "/api/cases", &case)).await.0,
+        StatusCode::CREATED
+    );
+    let supervisor = user(&s, "sup", "supervisor").await;
+    let (st, _, body) = call(
+        &s,
+        with(&supervisor, "GET", "/api/cases/CJ-2026-0009/compliance", ""),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let v = json(&body);
+    let kinds = |i: usize| -> Vec<String> {
+        v["activities"][i]["verdict"]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The sample chain has no identity-shown event: that is the one finding
+    // of a recording that covers its activity without a break.
+    assert_eq!(kinds(0), vec!["no-identity-shown"], "{body}");
+    assert_eq!(v["activities"][0]["verdict"]["best_run_seconds"], 12.0);
+    // Across the stop between the recordings: the seconds without media,
+    // explained by the signed user stop but not excused, and the second
+    // recording outside the best run.
+    let both = kinds(1);
+    assert!(
+        both.contains(&"uncovered".to_owned()) && both.contains(&"split-coverage".to_owned()),
+        "{body}"
+    );
+    let hole = v["activities"][1]["verdict"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "uncovered")
+        .unwrap()
+        .clone();
+    assert_eq!(hole["from_us"].as_i64(), Some(spans[2].end_us));
+    assert_eq!(hole["to_us"].as_i64(), Some(spans[3].start_us));
+    assert_eq!(hole["explained_by"]["reason"], "user-stop");
+    assert_eq!(v["activities"][1]["devices"][0], device.to_string());
+    assert_eq!(
+        kinds(2),
+        vec!["no-identity-shown"],
+        "av within the hearing: {body}"
+    );
+    assert_eq!(v["compliant"], false);
+    // The officer on the case (CJ-001) may read its compliance too.
+    let officer = user(&s, "off", "officer").await;
+    let (st, _, _) = call(
+        &s,
+        with(&officer, "GET", "/api/cases/CJ-2026-0009/compliance", ""),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+}

@@ -287,6 +287,8 @@ pub(crate) fn commit_upload(
     // durable; a start-up after a crash notes held blobs again
     // (`reindex::reconcile_media`), and so does the next upload query.
     shared.db.put_media_unflushed(device, seq)?;
+    // When the bytes arrived, for upload deadlines (Art. 27 compliance).
+    shared.db.put_media_time_unflushed(device, seq, now_us())?;
     Ok(Completion::Store)
 }
 

@@ -91,6 +91,9 @@ pub enum UploadError {
     /// The index failed.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// The upload-time record failed.
+    #[error(transparent)]
+    Records(#[from] crate::db::DbError),
     /// A partial file or the blob store failed.
     #[error("upload store: {0}")]
     Io(#[from] std::io::Error),
