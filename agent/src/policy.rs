@@ -102,9 +102,10 @@ pub struct Policy {
     limit_bytes: u64,
     low_bytes: u64,
     low_signed: bool,
-    /// Recording waits for space. Nothing sets it today, as before the
-    /// policies were pulled out of the run loop: after a storage-full stop,
-    /// recording stays blocked until the agent restarts.
+    /// Recording waits for space: set when storage-full stops it, cleared
+    /// (with [`PolicyAction::StorageAvailable`]) once released media brings
+    /// use below the low mark. (Until session 4 nothing set it, so after a
+    /// storage-full stop recording stayed blocked until the agent restarted.)
     storage_blocked: bool,
     clock_offset_us: i64,
     battery_warned: bool,
@@ -146,6 +147,7 @@ impl Policy {
             }
             Reading::SegmentDue { used, len } => {
                 if used + len > self.limit_bytes {
+                    self.storage_blocked = true;
                     vec![PolicyAction::StorageFull {
                         used_bytes: used,
                         limit_bytes: self.limit_bytes,
@@ -154,10 +156,13 @@ impl Policy {
                     Vec::new()
                 }
             }
-            Reading::DiskFull { used } => vec![PolicyAction::StorageFull {
-                used_bytes: used,
-                limit_bytes: used,
-            }],
+            Reading::DiskFull { used } => {
+                self.storage_blocked = true;
+                vec![PolicyAction::StorageFull {
+                    used_bytes: used,
+                    limit_bytes: used,
+                }]
+            }
             Reading::SegmentWritten { used, len } => {
                 // Low: past the configured share, or no room left for two more
                 // segments like this one, whichever comes first, so the warning always
@@ -353,6 +358,30 @@ mod tests {
         assert!(p
             .decide(Reading::SegmentWritten { used: 900, len: 10 })
             .is_empty());
+    }
+
+    #[test]
+    fn after_storage_full_released_space_lets_recording_start_again() {
+        let mut p = policy();
+        let full = p.decide(Reading::SegmentDue { used: 990, len: 50 });
+        assert!(matches!(full.as_slice(), [PolicyAction::StorageFull { .. }]));
+        // Released, but still above the low mark: still blocked.
+        assert!(p.decide(Reading::Released { used: 850 }).is_empty());
+        assert_eq!(
+            p.decide(Reading::Released { used: 100 }),
+            vec![PolicyAction::StorageAvailable]
+        );
+        // Once: and the low warning is armed again.
+        assert!(p.decide(Reading::Released { used: 50 }).is_empty());
+        assert!(!p
+            .decide(Reading::SegmentWritten { used: 900, len: 10 })
+            .is_empty());
+        // A full disk blocks the same way.
+        assert!(!p.decide(Reading::DiskFull { used: 700 }).is_empty());
+        assert_eq!(
+            p.decide(Reading::Released { used: 0 }),
+            vec![PolicyAction::StorageAvailable]
+        );
     }
 
     #[test]
