@@ -364,7 +364,10 @@ mod tests {
     fn after_storage_full_released_space_lets_recording_start_again() {
         let mut p = policy();
         let full = p.decide(Reading::SegmentDue { used: 990, len: 50 });
-        assert!(matches!(full.as_slice(), [PolicyAction::StorageFull { .. }]));
+        assert!(matches!(
+            full.as_slice(),
+            [PolicyAction::StorageFull { .. }]
+        ));
         // Released, but still above the low mark: still blocked.
         assert!(p.decide(Reading::Released { used: 850 }).is_empty());
         assert_eq!(

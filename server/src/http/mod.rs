@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod cases;
 pub mod error;
+pub mod log;
 pub mod metrics;
 pub mod serve;
 #[cfg(test)]
@@ -92,6 +93,9 @@ pub fn router_and_doc(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::O
         .routes(routes!(cases::set_review))
         .routes(routes!(cases::add_activity))
         .routes(routes!(cases::compliance))
+        .routes(routes!(log::checkpoint))
+        .routes(routes!(log::consistency))
+        .routes(routes!(log::inclusion))
         .with_state(state)
         .split_for_parts();
     (router, doc)
