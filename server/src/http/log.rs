@@ -40,10 +40,8 @@ pub async fn checkpoint(State(s): State<Arc<AppState>>) -> Result<impl IntoRespo
             .await
             .map_err(ApiError::internal)?
             .map_err(tlog_error)?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{note}\n"),
-    ))
+    // The note as stored: it ends with its own newline (C2SP signed-note).
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note))
 }
 
 /// `?from=SIZE`.
