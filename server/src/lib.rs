@@ -62,6 +62,7 @@ pub mod fsutil;
 pub mod http;
 pub mod ingest;
 pub mod leaflog;
+pub mod metrics;
 pub mod pki;
 pub mod quic;
 pub mod reindex;
@@ -127,6 +128,8 @@ pub struct Shared {
     ingest_poisoned: std::sync::OnceLock<String>,
     /// Uploads in progress, by (device, seq): one writer per partial file.
     uploading: Mutex<HashSet<(DeviceId, u64)>>,
+    /// Ingest counters for `/metrics`.
+    pub counters: metrics::Counters,
     /// Logged-in sessions of the HTTP API (kept here so that a user changed
     /// through the control socket loses them at once).
     pub sessions: auth::Sessions,
@@ -168,8 +171,14 @@ impl Shared {
             ingest_poisoned: std::sync::OnceLock::new(),
             uploading: Mutex::default(),
             sessions: auth::Sessions::default(),
+            counters: metrics::Counters::default(),
             stopping: AtomicBool::new(false),
         })
+    }
+
+    /// Sync connections open now.
+    pub fn live_connections(&self) -> usize {
+        quic::registry::count(&self.live)
     }
 
     /// A device was revoked: refuse its handshakes and close its connections.

@@ -100,6 +100,37 @@ async fn lossy_delayed_reordered_link_delivers_everything_verified() {
             .load(std::sync::atomic::Ordering::Relaxed)
     );
     assert_archived(&h, &chain, &store, &e.receipt_key);
+    // The server counted what it did, and /metrics says so.
+    let segments = chain.media.len() as u64;
+    let c = &h.server.shared.counters;
+    assert!(c.receipts.load(std::sync::atomic::Ordering::Relaxed) >= chain.entries.len() as u64);
+    assert_eq!(
+        c.segments_stored.load(std::sync::atomic::Ordering::Relaxed),
+        segments
+    );
+    let addr = h.server.http_addr;
+    let metrics = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut t = std::net::TcpStream::connect(addr).unwrap();
+        t.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        t.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "fieldseal_media_bytes_total {}\n",
+            segments * 100_000
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fieldseal_receipt_latency_seconds_count "),
+        "{metrics}"
+    );
     h.server.shutdown().await;
 }
 

@@ -1,7 +1,6 @@
 //! `/metrics` in the Prometheus text format (version 0.0.4): counters kept
 //! here by the HTTP layer, and gauges read from the index when scraped.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -23,13 +22,6 @@ pub struct Metrics {
     pub denials: AtomicU64,
 }
 
-fn line(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-    );
-}
-
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "public",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
@@ -38,35 +30,45 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Result<impl IntoResponse
     let mut out = String::new();
     let log = s.shared.db.log_size().map_err(ApiError::internal)?;
     let now = crate::now_us();
-    line(
+    let c =
+        |out: &mut String, name, kind, help, v| crate::metrics::counter(out, name, kind, help, v);
+    c(
         &mut out,
         "fieldseal_log_leaves",
         "gauge",
         "Leaves in the transparency log.",
         log,
     );
-    line(
+    c(
+        &mut out,
+        "fieldseal_live_connections",
+        "gauge",
+        "Sync connections open now.",
+        s.shared.live_connections() as u64,
+    );
+    s.shared.counters.render(&mut out);
+    c(
         &mut out,
         "fieldseal_logins_total",
         "counter",
         "Successful logins.",
         m.logins_ok.load(Ordering::Relaxed),
     );
-    line(
+    c(
         &mut out,
         "fieldseal_login_failures_total",
         "counter",
         "Failed logins.",
         m.logins_failed.load(Ordering::Relaxed),
     );
-    line(
+    c(
         &mut out,
         "fieldseal_http_denials_total",
         "counter",
         "Requests refused for want of a session or role.",
         m.denials.load(Ordering::Relaxed),
     );
-    line(
+    c(
         &mut out,
         "fieldseal_sessions",
         "gauge",

@@ -33,6 +33,7 @@ pub const INGEST_QUEUE: usize = 4096;
 /// Handle one `SubmitEntry`: queue it for the committer and wait for the
 /// answer, which is sent only once the decision is durable.
 pub(super) async fn submit(shared: &Arc<Shared>, key: VerifyingKey, bytes: Vec<u8>) -> Message {
+    let t0 = std::time::Instant::now();
     let (answer, rx) = tokio::sync::oneshot::channel();
     if shared
         .ingest
@@ -42,8 +43,12 @@ pub(super) async fn submit(shared: &Arc<Shared>, key: VerifyingKey, bytes: Vec<u
     {
         return internal(0, "the server is shutting down");
     }
-    rx.await
-        .unwrap_or_else(|_| internal(0, "the server is shutting down"))
+    let m = rx
+        .await
+        .unwrap_or_else(|_| internal(0, "the server is shutting down"));
+    let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+    shared.counters.answered(&m, us);
+    m
 }
 
 /// The committer: takes whatever entries are queued (up to [`MAX_GROUP`]),

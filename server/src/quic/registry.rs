@@ -36,6 +36,11 @@ pub(crate) fn forget<C>(live: &Live<C>, device: DeviceId, is_it: impl Fn(&C) -> 
     }
 }
 
+/// Live connections, all devices.
+pub(crate) fn count<C>(live: &Live<C>) -> usize {
+    lock(live).values().map(Vec::len).sum()
+}
+
 /// Take all of the device's connections (it was revoked).
 pub(crate) fn take<C>(live: &Live<C>, device: DeviceId) -> Vec<C> {
     lock(live).remove(&device).unwrap_or_default()

@@ -210,6 +210,11 @@ async fn store(
         }
     }
     tracing::debug!(%device, seq, media_len, "segment stored");
+    let c = &shared.counters;
+    c.segments_stored
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    c.media_bytes
+        .fetch_add(media_len, std::sync::atomic::Ordering::Relaxed);
     send_msg(send, &Message::UploadAck(UploadAck { seq, media_hash })).await?;
     send.finish()?;
     crate::fault::point("blob-after-ack");

@@ -1,0 +1,162 @@
+//! Counters of the running server for `/metrics` (Prometheus text): what
+//! ingest accepted and refused, equivocation alarms, media stored, and the
+//! latency of receipts (from a `SubmitEntry` read to its answer, group
+//! commit and fsyncs included) as a histogram. Lock-free; nothing here
+//! reads a clock (the callers pass durations).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds of the receipt-latency buckets, µs: from well under the
+/// group commit's fsync to the seconds of an overloaded server.
+pub const LATENCY_BOUNDS_US: [u64; 10] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000,
+];
+
+/// A cumulative histogram of durations.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// One count per bound, plus the last for everything above.
+    buckets: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Record one duration.
+    pub fn observe(&self, us: u64) {
+        let i = LATENCY_BOUNDS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// The histogram in Prometheus text, in seconds.
+    pub fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, b) in LATENCY_BOUNDS_US.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let le = *b as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[LATENCY_BOUNDS_US.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
+}
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Entries answered with a receipt (new or resent).
+    pub receipts: AtomicU64,
+    /// Entries refused (bad signature, broken link, malformed, …).
+    pub refused: AtomicU64,
+    /// Equivocations: a device signed two entries with one seq (ALARM).
+    pub equivocations: AtomicU64,
+    /// Segments stored after verification.
+    pub segments_stored: AtomicU64,
+    /// Their bytes.
+    pub media_bytes: AtomicU64,
+    /// Receipt latency.
+    pub receipt_latency: Histogram,
+}
+
+/// One counter line.
+pub fn counter(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
+impl Counters {
+    /// Count one answer to a `SubmitEntry` that took `us`.
+    pub fn answered(&self, m: &fieldseal_proto::msg::Message, us: u64) {
+        use fieldseal_proto::msg::{Message, RejectCode};
+        match m {
+            Message::EntryReceipt(_) => {
+                self.receipts.fetch_add(1, Ordering::Relaxed);
+                self.receipt_latency.observe(us);
+            }
+            Message::EntryRejected(r) if r.code == RejectCode::Equivocation => {
+                self.equivocations.fetch_add(1, Ordering::Relaxed);
+            }
+            Message::EntryRejected(r) if r.code != RejectCode::Internal => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// The counters in Prometheus text.
+    pub fn render(&self, out: &mut String) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        counter(
+            out,
+            "fieldseal_receipts_total",
+            "counter",
+            "Entries answered with a signed receipt.",
+            get(&self.receipts),
+        );
+        counter(
+            out,
+            "fieldseal_entries_refused_total",
+            "counter",
+            "Entries that failed verification (signature, link, format).",
+            get(&self.refused),
+        );
+        counter(
+            out,
+            "fieldseal_equivocations_total",
+            "counter",
+            "Equivocation alarms: two entries signed with one seq.",
+            get(&self.equivocations),
+        );
+        counter(
+            out,
+            "fieldseal_segments_stored_total",
+            "counter",
+            "Segments stored after verification.",
+            get(&self.segments_stored),
+        );
+        counter(
+            out,
+            "fieldseal_media_bytes_total",
+            "counter",
+            "Bytes of verified segments stored.",
+            get(&self.media_bytes),
+        );
+        self.receipt_latency.render(
+            out,
+            "fieldseal_receipt_latency_seconds",
+            "From a SubmitEntry read to its durable answer.",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_histogram_is_cumulative_and_in_seconds() {
+        let h = Histogram::default();
+        for us in [500, 1_500, 1_500, 7_000_000] {
+            h.observe(us);
+        }
+        let mut out = String::new();
+        h.render(&mut out, "x", "help");
+        assert!(out.contains("x_bucket{le=\"0.001\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.002\"} 3\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"5\"} 3\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 4\n"), "{out}");
+        assert!(
+            out.contains("x_count 4\n") && out.contains("x_sum 7.0035\n"),
+            "{out}"
+        );
+    }
+}
