@@ -19,13 +19,15 @@ PACKAGES=(
   python3
   # libfaketime: the fault suite makes the agent's wall clock jump by hours.
   faketime
+  # README's example of the HTTP API (`curl …/api/catalogue`).
+  curl
 )
 
 # `scripts/install-deps.sh bench`: also what only `make bench` needs (not `make test`).
 if [ "${1:-}" = bench ]; then
   PACKAGES+=(
     # The network benchmarks' baseline: HTTPS PUT with curl to Debian's nginx (dav module).
-    nginx curl
+    nginx
     # The lossy-link benchmark runs both protocols through network namespaces (ip netns).
     iproute2
   )
