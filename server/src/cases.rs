@@ -90,6 +90,27 @@ pub struct LegalReview {
     pub approved: bool,
 }
 
+/// A supervision letter (Art. 38): a supervisor orders a correction, about
+/// an activity's finding or the case as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Letter {
+    /// When it was issued (µs; set by the server).
+    #[serde(default)]
+    pub at_us: i64,
+    /// The supervisor who issued it (set by the server).
+    #[serde(default)]
+    pub by: String,
+    /// The activity it is about, if one.
+    #[serde(default)]
+    pub activity: Option<String>,
+    /// The kind of finding it answers (`uncovered`, `late-upload`, …), if one.
+    #[serde(default)]
+    pub finding: Option<String>,
+    /// What must be corrected.
+    pub text: String,
+}
+
 /// An activity of a case: what recordings attach to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,6 +152,9 @@ pub struct Case {
     /// Activities.
     #[serde(default)]
     pub activities: Vec<Activity>,
+    /// Supervision letters issued on the case (Art. 38), in order.
+    #[serde(default)]
+    pub letters: Vec<Letter>,
 }
 
 /// An officer (Art. 36).
@@ -377,6 +401,20 @@ impl Case {
                 _ => return Err(CaseError::ReviewRequired),
             }
         }
+        for l in &self.letters {
+            text("letters.text", &l.text, true)?;
+            if let Some(a) = &l.activity {
+                if !self.activities.iter().any(|x| &x.id == a) {
+                    return Err(invalid(
+                        "letters.activity",
+                        format!("no activity {a} in the case"),
+                    ));
+                }
+            }
+            if l.finding.as_ref().is_some_and(|f| f.len() > 64) {
+                return Err(invalid("letters.finding", "at most 64 bytes"));
+            }
+        }
         let mut ids = std::collections::BTreeSet::new();
         for a in &self.activities {
             a.check(catalogue, &self.officers)?;
@@ -465,6 +503,7 @@ mod tests {
                 end_us: 20_000,
                 officers: vec!["CJ-001".into()],
             }],
+            letters: vec![],
         }
     }
 

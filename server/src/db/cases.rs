@@ -202,6 +202,7 @@ mod tests {
             stages: vec![],
             review: None,
             activities: vec![],
+            letters: vec![],
         };
         db.put_case(&c).unwrap();
         assert_eq!(db.cases().unwrap(), vec![c]);

@@ -18,7 +18,7 @@ use axum::Json;
 
 use crate::auth::Role;
 use crate::cases::{
-    valid_key, Activity, Case, CaseError, Custody, LegalReview, OfficerRecord, StageRecord,
+    valid_key, Activity, Case, CaseError, Custody, LegalReview, Letter, OfficerRecord, StageRecord,
 };
 
 use super::auth::Authed;
@@ -276,4 +276,30 @@ pub async fn compliance(
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?;
     Ok(Json(out))
+}
+
+/// Issue a supervision letter on the case (Art. 38): supervisors only. The
+/// server sets its time and author.
+#[utoipa::path(post, path = "/api/cases/{number}/letters", tag = "cases",
+    params(("number" = String, Path, description = "case number")),
+    responses((status = 201, description = "issued"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn add_letter(
+    State(s): State<Arc<AppState>>,
+    who: Authed,
+    Path(number): Path<String>,
+    body: Result<Json<Letter>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    who.require(&s, &[Role::Supervisor], "issue supervision letters")?;
+    let Json(mut l) = body?;
+    let mut c = load_case(&s, &who, &number)?;
+    l.at_us = crate::now_us();
+    l.by.clone_from(&who.0.user);
+    c.letters.push(l);
+    store(&s, &c)?;
+    tracing::info!(
+        by = who.0.user,
+        case = c.number,
+        "supervision letter issued"
+    );
+    Ok(StatusCode::CREATED)
 }

@@ -93,6 +93,7 @@ pub fn router_and_doc(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::O
         .routes(routes!(cases::set_review))
         .routes(routes!(cases::add_activity))
         .routes(routes!(cases::compliance))
+        .routes(routes!(cases::add_letter))
         .routes(routes!(log::checkpoint))
         .routes(routes!(log::consistency))
         .routes(routes!(log::inclusion))

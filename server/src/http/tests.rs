@@ -490,6 +490,34 @@ async fn every_role_sees_and_does_only_what_it_may() {
             json(&text);
         }
     }
+    // Supervision letters (Art. 38): supervisors only, author and time set
+    // by the server, the activity must exist.
+    let letter = r#"{"text":"补充执法记录","finding":"uncovered"}"#;
+    let uri = "/api/cases/CJ-2026-0001/letters";
+    assert_eq!(
+        call(&s, with(&custodian, "POST", uri, letter)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(&s, with(&supervisor, "POST", uri, letter)).await.0,
+        StatusCode::CREATED
+    );
+    let bad = r#"{"text":"x","activity":"nope"}"#;
+    let (st, _, body) = call(&s, with(&supervisor, "POST", uri, bad)).await;
+    assert_eq!(
+        (st, json(&body)["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("letters.activity"))
+    );
+    let (st, _, body) = call(&s, with(&supervisor, "POST", uri, r#"{"text":" "}"#)).await;
+    assert_eq!(
+        (st, json(&body)["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("letters.text"))
+    );
+    let (_, _, body) = call(&s, with(&supervisor, "GET", "/api/cases/CJ-2026-0001", "")).await;
+    let letters = json(&body)["letters"].clone();
+    assert_eq!(letters.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(letters[0]["by"], "sup");
+    assert!(letters[0]["at_us"].as_i64().unwrap() > 0);
     let (_, _, body) = call(&s, with(&officer, "GET", "/api/cases", "")).await;
     let listed: Vec<String> = json(&body)
         .as_array()
