@@ -347,16 +347,6 @@ struct Timeline {
     gaps: Vec<Gap>,
 }
 
-/// The explanation an event gives for a stop in media, strongest first.
-fn gap_reason(e: &Event) -> Option<(u8, String)> {
-    match e {
-        Event::PowerLossRecovered { .. } => Some((3, "power-loss".into())),
-        Event::RecordingStopped { reason, .. } => Some((2, reason.as_str().into())),
-        Event::StorageFull { .. } => Some((1, "storage-full".into())),
-        _ => None,
-    }
-}
-
 fn check_time_and_gaps(
     by_seq: &BTreeMap<u64, SignedEntry>,
     opts: &VerifyOptions,
@@ -406,9 +396,9 @@ fn check_time_and_gaps(
 
         match (&en.body, en.event()) {
             (_, Some(ev)) => {
-                if let Some((rank, text)) = gap_reason(ev) {
+                if let Some((rank, text)) = ev.gap_reason() {
                     if reason.as_ref().is_none_or(|(r, _, _)| rank > *r) {
-                        reason = Some((rank, text, seq));
+                        reason = Some((rank, text.to_owned(), seq));
                     }
                 }
             }

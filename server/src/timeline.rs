@@ -51,17 +51,6 @@ pub struct Timeline {
     pub skew: Vec<(u64, i64)>,
 }
 
-/// Which kinds of event explain a stretch without media, and how strongly
-/// (the chain verifier's order: power loss over stop over full storage).
-fn gap_reason(e: &Event) -> Option<(u8, String)> {
-    match e {
-        Event::PowerLossRecovered { .. } => Some((3, "power-loss".into())),
-        Event::RecordingStopped { reason, .. } => Some((2, reason.as_str().into())),
-        Event::StorageFull { .. } => Some((1, "storage-full".into())),
-        _ => None,
-    }
-}
-
 /// Clock epochs: the index of each epoch's first entry.
 fn epochs(chain: &[Known<'_>]) -> Vec<usize> {
     let mut starts = Vec::new();
@@ -137,9 +126,9 @@ pub fn device_timeline(
                     at_us: at,
                 });
             }
-            if let Some((rank, text)) = gap_reason(ev) {
+            if let Some((rank, text)) = ev.gap_reason() {
                 if reason.as_ref().is_none_or(|r| rank > r.0) {
-                    reason = Some((rank, text, e.seq, at));
+                    reason = Some((rank, text.to_owned(), e.seq, at));
                 }
             }
             continue;

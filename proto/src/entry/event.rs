@@ -151,6 +151,18 @@ pub enum Event {
 }
 
 impl Event {
+    /// The explanation this event gives for a stretch without media, with its
+    /// strength (power loss over a stop over full storage): the chain
+    /// verifier's gap reasons, and the server's timelines.
+    pub fn gap_reason(&self) -> Option<(u8, &'static str)> {
+        match self {
+            Event::PowerLossRecovered { .. } => Some((3, "power-loss")),
+            Event::RecordingStopped { reason, .. } => Some((2, reason.as_str())),
+            Event::StorageFull { .. } => Some((1, "storage-full")),
+            _ => None,
+        }
+    }
+
     /// The event's name as it appears in reports.
     pub fn name(&self) -> &'static str {
         match self {
