@@ -54,6 +54,11 @@ impl Sha256Stream {
 pub struct DeviceId(pub [u8; 8]);
 
 impl DeviceId {
+    /// No device: what a custody leaf about an account (a login, a denial)
+    /// names instead of one. A key whose id is all zero is not a concern:
+    /// finding one means a 64-bit preimage of SHA-256.
+    pub const NONE: DeviceId = DeviceId([0; 8]);
+
     /// The device id of a public key.
     pub fn from_key(key: &VerifyingKey) -> Self {
         let h = sha256_parts(&[DEVICE_ID_PREFIX, key.as_bytes()]);

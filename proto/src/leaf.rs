@@ -45,6 +45,19 @@ pub enum CustodyAction {
     Release = 7,
     /// A scrub found damaged bytes, or a damaged blob was repaired from the device.
     Repair = 8,
+    /// A user logged in (no device: device id all zero, seqs 0; detail: the address).
+    Login = 9,
+    /// A login was refused (actor: the name tried; detail: the address and why).
+    LoginFailed = 10,
+    /// A request was refused for want of a session or a role (actor: the user,
+    /// or `-` without a session; detail: method, path and address).
+    Denied = 11,
+    /// A user account was added, disabled, enabled, or had its role or
+    /// password changed (actor: who did it; detail: whom and what).
+    Account = 12,
+    /// The retention job expired media: its bytes left the archive (the
+    /// signed entries stay). Actor `retention`.
+    Expire = 13,
 }
 
 impl CustodyAction {
@@ -58,6 +71,11 @@ impl CustodyAction {
             6 => Self::Hold,
             7 => Self::Release,
             8 => Self::Repair,
+            9 => Self::Login,
+            10 => Self::LoginFailed,
+            11 => Self::Denied,
+            12 => Self::Account,
+            13 => Self::Expire,
             _ => {
                 return Err(DecodeError::InvalidValue {
                     what: "custody action",
@@ -292,6 +310,21 @@ mod tests {
             }
         }
         assert_ne!(e.hash(), custody().hash());
+    }
+
+    #[test]
+    fn every_action_round_trips_and_the_next_number_is_refused() {
+        for n in 1..=13u8 {
+            let action = CustodyAction::from_u8(n).unwrap();
+            assert_eq!(action as u8, n);
+            let mut l = custody();
+            if let Leaf::Custody { action: a, .. } = &mut l {
+                *a = action;
+            }
+            assert_eq!(Leaf::from_bytes(&l.to_bytes()).unwrap(), l);
+        }
+        assert!(CustodyAction::from_u8(14).is_err());
+        assert!(CustodyAction::from_u8(0).is_err());
     }
 
     #[test]

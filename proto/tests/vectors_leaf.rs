@@ -25,9 +25,19 @@ fn vectors() -> Value {
         case: Some("CJ-2026-0001".into()),
         detail: None,
     };
+    let login = Leaf::Custody {
+        time_us: 1_782_900_060_000_000,
+        action: CustodyAction::LoginFailed,
+        actor: "custodian".into(),
+        device: DeviceId::NONE,
+        first_seq: 0,
+        last_seq: 0,
+        case: None,
+        detail: Some("from 127.0.0.1: wrong password".into()),
+    };
     let one =
         |l: &Leaf| json!({"data": hex::encode(l.to_bytes()), "leaf_hash": hex::encode(l.hash())});
-    json!({"entry_leaf": one(&entry), "custody_leaf": one(&custody)})
+    json!({"entry_leaf": one(&entry), "custody_leaf": one(&custody), "login_failed_leaf": one(&login)})
 }
 
 #[test]
