@@ -46,6 +46,7 @@
 
 pub mod admin;
 pub mod archive;
+pub mod audit;
 pub mod auth;
 pub mod blobstore;
 pub mod casecheck;
