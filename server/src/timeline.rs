@@ -9,8 +9,11 @@
 //! wall time plus its measured skew: within one *clock epoch* (one boot, up
 //! to a signed clock adjustment) the skew is the smallest `receipt time −
 //! entry time` seen, i.e. the offset at the entry that reached the server
-//! fastest (hash-first sync sends each entry as soon as it is signed). An
-//! epoch with no receipt borrows the skew of the nearest one before it, or 0.
+//! fastest (hash-first sync sends each entry as soon as it is signed) —
+//! when the receipts show the device was online while it recorded. An
+//! epoch recorded offline and sent later in one burst says only that the
+//! clock is not behind by more than that (see [`skews`]); an epoch with no
+//! receipt borrows the skew of the nearest one before it, or 0.
 //!
 //! **Segments.** A segment's first frame is at its entry's wall time minus
 //! the monotonic time since `start_mono_us` (same boot); it lasts
@@ -67,18 +70,45 @@ fn epochs(chain: &[Known<'_>]) -> Vec<usize> {
     starts
 }
 
+/// Receipts within this much of the smallest `receipt − entry` count as
+/// delivered as promptly as the fastest one.
+const PROMPT_US: i64 = 500_000;
+/// Prompt receipts spread over at least this much device time show steady
+/// delivery (a device online while it signed them), not one catch-up burst.
+const STEADY_US: i64 = 2_000_000;
+
+/// The skew of each epoch. `receipt − entry = skew + delay` with a delay of
+/// zero or more, so the smallest value `m` bounds the skew from above, and
+/// is the skew itself when some entry arrived at once. That holds when the
+/// device was online: then many entries, spread over the epoch, come within
+/// [`PROMPT_US`] of `m`. A device that recorded offline and synced later
+/// sends the epoch in one burst: `receipt − entry` then falls entry by entry
+/// and only the last few are near `m`, which is the clock's offset plus
+/// the time the device was offline. Such a bound is used only where it
+/// proves the clock ahead (`m < 0`); otherwise the epoch keeps the skew of
+/// the epoch before it (or 0), capped at `m`.
 fn skews(chain: &[Known<'_>], starts: &[usize]) -> Vec<i64> {
     let mut out: Vec<i64> = Vec::with_capacity(starts.len());
     for (n, &s) in starts.iter().enumerate() {
         let end = starts.get(n + 1).copied().unwrap_or(chain.len());
-        let measured = chain[s..end]
+        let measured: Vec<(i64, i64)> = chain[s..end]
             .iter()
             .filter_map(|k| {
-                k.receipt_us
-                    .map(|r| r.saturating_sub(k.entry.entry.wall_us))
+                let wall = k.entry.entry.wall_us;
+                k.receipt_us.map(|r| (r.saturating_sub(wall), wall))
             })
-            .min();
-        out.push(measured.unwrap_or_else(|| out.last().copied().unwrap_or(0)));
+            .collect();
+        let before = out.last().copied().unwrap_or(0);
+        let Some(m) = measured.iter().map(|x| x.0).min() else {
+            out.push(before);
+            continue;
+        };
+        let prompt = measured
+            .iter()
+            .filter(|x| x.0 <= m.saturating_add(PROMPT_US));
+        let (first, last) = prompt.fold((i64::MAX, i64::MIN), |(a, b), x| (a.min(x.1), b.max(x.1)));
+        let steady = last.saturating_sub(first) >= STEADY_US;
+        out.push(if steady || m < 0 { m } else { before.min(m) });
     }
     out
 }
@@ -136,15 +166,23 @@ pub fn device_timeline(
         let Some(s) = e.segment() else { continue };
         let since_start =
             i64::try_from(e.mono_us.saturating_sub(s.start_mono_us)).unwrap_or(i64::MAX);
-        let start = at.saturating_sub(since_start);
-        let end = start.saturating_add(pts_us(s.end_pts.saturating_sub(s.start_pts)));
         let continues = prev.and_then(|(j, part, end_pts)| {
             let p = &t.spans[j];
             (p.recording == s.recording
                 && part.checked_add(1) == Some(s.part)
                 && (i128::from(s.start_pts) - i128::from(end_pts)).abs() <= i128::from(tolerance))
-            .then_some(p.seq)
+            .then_some((p.seq, p.end_us))
         });
+        // A continuing segment starts where the one before ended: the
+        // presentation times say no frame lies between them, and the few
+        // µs that the wall-minus-monotonic reconstruction puts there are
+        // rounding, not a gap.
+        let start = match continues {
+            Some((_, prev_end)) => prev_end,
+            None => at.saturating_sub(since_start),
+        };
+        let continues = continues.map(|(seq, _)| seq);
+        let end = start.saturating_add(pts_us(s.end_pts.saturating_sub(s.start_pts)));
         if continues.is_none() {
             if let (Some((j, ..)), Some((_, text, seq, _))) = (prev, reason.take()) {
                 t.reasons.push(Reason {
@@ -241,6 +279,46 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_recorded_offline_and_sent_later_keeps_the_device_clock() {
+        let key = SigningKey::from_bytes(&[0x42; 32]);
+        let chain = sample::build(&key, &[4], 100);
+        let device = chain.entries[0].entry.device;
+        let last = chain.entries.iter().map(|e| e.entry.wall_us).max().unwrap();
+        // Everything reaches the server in one burst 10 minutes after the
+        // last entry was signed, 1 ms apart.
+        let k: Vec<Known<'_>> = chain
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Known {
+                entry: e,
+                receipt_us: Some(last + 600_000_000 + i as i64 * 1_000),
+                verified: true,
+                media_us: None,
+            })
+            .collect();
+        let t = device_timeline(device, &k, |_| None);
+        assert_eq!(
+            t.skew,
+            vec![(0, 0)],
+            "the offline time is not a clock error"
+        );
+        // The same burst from a device whose clock is an hour ahead: the
+        // receipts prove it is ahead by at least 50 minutes.
+        let k: Vec<Known<'_>> = k
+            .iter()
+            .map(|x| Known {
+                receipt_us: x.receipt_us.map(|r| r - 3_600_000_000),
+                ..*x
+            })
+            .collect();
+        let t = device_timeline(device, &k, |_| None);
+        let (seq, skew) = t.skew[0];
+        assert_eq!((t.skew.len(), seq), (1, 0));
+        assert!((skew + 3_000_000_000).abs() < 10_000, "{skew}");
+    }
+
+    #[test]
     fn missing_bytes_are_not_verified_and_without_receipts_there_is_no_skew() {
         let key = SigningKey::from_bytes(&[0x42; 32]);
         let chain = sample::build(&key, &[2], 100);
@@ -314,7 +392,10 @@ mod tests {
             })
             .collect();
         let t = device_timeline(device, &k, |_| None);
-        assert_eq!(t.skew, vec![(0, 100_000), (1, -3_600_000_000 + 100_000)]);
+        // One receipt cannot show steady delivery: the first epoch keeps
+        // the device's clock (its bound, +100 ms, allows that); the second
+        // is an hour ahead, which its receipts prove.
+        assert_eq!(t.skew, vec![(0, 0), (1, -3_600_000_000 + 100_000)]);
         // The identity mark lands at the server's time, not an hour ahead.
         assert_eq!(t.identity.len(), 1);
         assert_eq!(t.identity[0].at_us, w0 + 4_100_000);

@@ -8,6 +8,7 @@
 
 pub mod blobfaults;
 pub mod faults;
+pub mod http;
 pub mod procs;
 pub mod relay;
 pub mod sim;
@@ -32,6 +33,9 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// The password of the `admin` user that a [`Harness`] creates.
+pub const ADMIN_PASSWORD: &str = "test-password";
 
 /// A running server in a temporary folder.
 #[derive(Debug)]
@@ -60,9 +64,27 @@ impl Harness {
         Harness::start_with(tempfile::tempdir_in(parent)?).await
     }
 
+    /// As [`Harness::start`], with the server's `config.toml` edited by
+    /// `edit` after `init` (e.g. a short upload deadline).
+    ///
+    /// # Errors
+    /// Any failure to set up.
+    pub async fn start_configured(edit: impl FnOnce(String) -> String) -> anyhow::Result<Harness> {
+        Harness::start_edited(tempfile::tempdir()?, edit).await
+    }
+
     async fn start_with(dir: tempfile::TempDir) -> anyhow::Result<Harness> {
+        Harness::start_edited(dir, |c| c).await
+    }
+
+    async fn start_edited(
+        dir: tempfile::TempDir,
+        edit: impl FnOnce(String) -> String,
+    ) -> anyhow::Result<Harness> {
         init_tracing();
-        admin::init(dir.path(), &[], Some("test-password".into()))?;
+        admin::init(dir.path(), &[], Some(ADMIN_PASSWORD.into()))?;
+        let config = fieldseal_server::datadir::DataDir::new(dir.path()).config();
+        std::fs::write(&config, edit(std::fs::read_to_string(&config)?))?;
         let server = fieldseal_server::start(
             dir.path(),
             RunOptions {
