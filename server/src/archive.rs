@@ -246,6 +246,34 @@ pub fn accepted_chain(dir: &Path, db: &Db, id: DeviceId) -> Result<Vec<SignedEnt
         .collect())
 }
 
+/// Accepted entries `from..from + limit` of a device (fewer at the chain's
+/// end), each with its record as stored: the signed entry bytes the device
+/// sent. A record that does not decode is left out. The chain log holds
+/// each seq once, in order, from 0, so a record's position is its seq; only
+/// the entries asked for are decoded.
+///
+/// # Errors
+/// The chain log or the index cannot be read.
+pub fn accepted_range(
+    dir: &Path,
+    db: &Db,
+    id: DeviceId,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<(SignedEntry, Vec<u8>)>, ArchiveError> {
+    let (bytes, _, _) = indexed_chain_log(dir, db, id)?;
+    let (log, _) = chainlog::split_lossy(&bytes);
+    let skip = usize::try_from(from).unwrap_or(usize::MAX);
+    Ok(log
+        .records
+        .iter()
+        .skip(skip)
+        .take(limit)
+        .filter_map(|r| Some((SignedEntry::from_bytes(r).ok()?, r.to_vec())))
+        .filter(|(e, _)| e.seq() >= from)
+        .collect())
+}
+
 /// A device's chain.log up to the length the index knows, with its head.
 /// Bytes past the indexed length are an acceptance that crashed before it
 /// was indexed: never receipted, and rolled forward or cut off at the next

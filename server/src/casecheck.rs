@@ -1,8 +1,22 @@
 //! A case's Article 27 compliance from what the archive holds: for each
-//! activity, the devices its officers carried during it (device custody),
-//! their chains as timelines in server time (`timeline.rs`), the officers'
-//! certificates, and `compliance::check_activity` on the lot. The I/O side
-//! of `compliance.rs`: it reads, and decides nothing itself.
+//! activity, the recordings that attach to it, their chains as timelines in
+//! server time (`timeline.rs`), the officers' certificates, and
+//! `compliance::check_activity` on the lot. The I/O side of
+//! `compliance.rs`: it reads, and decides nothing itself.
+//!
+//! Recordings attach to an activity three ways, each reported with the
+//! verdict ([`Attached`]):
+//! - `custody`: a device an officer of the activity carried during it
+//!   (`/api/custody`): all its segments count;
+//! - `tags`: segments the agent signed with the case number and an activity
+//!   type equal to the activity's, overlapping its window (`db/tags.rs`);
+//!   only those segments count, not others of the same device;
+//! - `link`: a range of entries a custodian linked to the activity
+//!   (`db/links.rs`); the segments in it count.
+//!
+//! The signed reasons and identity marks of every attached device count.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -11,12 +25,12 @@ use fieldseal_proto::identity::DeviceId;
 use fieldseal_proto::receipt::Receipt;
 
 use crate::archive::{self, ArchiveError};
-use crate::cases::{officer_at, Case, CaseError, StageKind};
+use crate::cases::{officer_at, Activity, Case, CaseError, Custody, StageKind};
 use crate::catalogue::{Catalogue, Requirement};
 use crate::chainindex::{ChainIndex, IndexError};
-use crate::compliance::{self, ActivityFacts, Verdict};
+use crate::compliance::{self, ActivityFacts, Span, Verdict};
 use crate::db::DbError;
-use crate::timeline::{device_timeline, Known};
+use crate::timeline::{device_timeline, Known, Timeline};
 use crate::Shared;
 
 /// Why compliance could not be worked out.
@@ -37,6 +51,22 @@ pub enum CaseCheckError {
     Record(#[from] CaseError),
 }
 
+/// Recordings of one device that attached to an activity, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attached {
+    /// The device.
+    pub device: DeviceId,
+    /// `custody`, `tags` or `link`.
+    pub by: &'static str,
+    /// First seq attached (a segment's; for a link, the linked range's).
+    pub first_seq: u64,
+    /// Last seq attached (inclusive).
+    pub last_seq: u64,
+    /// Segments attached this way (for custody and tags: those overlapping
+    /// the activity).
+    pub segments: u64,
+}
+
 /// One activity's verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct ActivityVerdict {
@@ -50,6 +80,8 @@ pub struct ActivityVerdict {
     pub end_us: i64,
     /// The devices whose recordings were considered.
     pub devices: Vec<DeviceId>,
+    /// Which recordings attached, and why.
+    pub recordings: Vec<Attached>,
     /// The verdict.
     pub verdict: Verdict,
 }
@@ -67,6 +99,32 @@ pub struct CaseCompliance {
     pub activities: Vec<ActivityVerdict>,
 }
 
+/// What the archive holds for a case, read once for all its activities.
+struct CaseFacts<'a> {
+    shared: &'a Shared,
+    custody: Vec<Custody>,
+    /// Tagged entries of the case: (device, seq) → activity type.
+    tags: HashMap<(DeviceId, u64), Option<String>>,
+    /// Device timelines, made once per device.
+    timelines: HashMap<DeviceId, Timeline>,
+}
+
+/// Why one device is looked at for an activity.
+#[derive(Debug, Default)]
+struct Candidate {
+    custody: bool,
+    tagged: HashSet<u64>,
+    linked: Vec<(u64, u64)>,
+}
+
+impl Candidate {
+    fn counts(&self, seq: u64) -> bool {
+        self.custody
+            || self.tagged.contains(&seq)
+            || self.linked.iter().any(|&(a, b)| a <= seq && seq <= b)
+    }
+}
+
 /// Work out a case's compliance as of `now_us`.
 ///
 /// # Errors
@@ -78,85 +136,25 @@ pub fn case_compliance(
     now_us: i64,
 ) -> Result<CaseCompliance, CaseCheckError> {
     let db = &shared.db;
-    let custody = db.custody_all()?;
+    let mut facts = CaseFacts {
+        shared,
+        custody: db.custody_all()?,
+        tags: db
+            .tagged(&case.number)?
+            .into_iter()
+            .map(|t| ((t.device, t.seq), t.activity))
+            .collect(),
+        timelines: HashMap::new(),
+    };
     let mut activities = Vec::new();
     for a in &case.activities {
-        // An activity whose type left the catalogue is judged as text: the
-        // catalogue in force says what is required.
-        let requirement = catalogue
-            .get(&a.kind)
-            .map_or(Requirement::Text, |t| t.requirement);
-        let mut officers = Vec::new();
-        for cert in &a.officers {
-            if let Some(o) = db.officer(cert)? {
-                officers.push(o.for_compliance()?);
-            }
-        }
-        // Devices that an officer of the activity carried during it.
-        let mut devices: Vec<DeviceId> = custody
-            .iter()
-            .filter(|c| a.officers.contains(&c.officer))
-            .filter(|c| c.from_us < a.end_us && c.to_us.is_none_or(|t| t > a.start_us))
-            .map(|c| c.device)
-            .collect();
-        devices.sort_unstable();
-        devices.dedup();
-        let (mut spans, mut reasons, mut identity) = (Vec::new(), Vec::new(), Vec::new());
-        for &d in &devices {
-            let chain = archive::accepted_chain(&shared.dir, db, d)?;
-            let mut known = Vec::with_capacity(chain.len());
-            for e in &chain {
-                let seq = e.seq();
-                let receipt_us = db
-                    .entry(d, seq)?
-                    .and_then(|x| Receipt::from_bytes(&x.receipt).ok())
-                    .map(|r| r.server_time_us);
-                let media_us = match e.entry.segment() {
-                    Some(_) if db.has_media(d, seq)? => {
-                        // Held, time unknown (before upload times were
-                        // recorded, or found again by reconciliation): not
-                        // judged late.
-                        Some(db.media_time(d, seq)?.unwrap_or(i64::MIN))
-                    }
-                    _ => None,
-                };
-                known.push(Known {
-                    entry: e,
-                    receipt_us,
-                    verified: true,
-                    media_us,
-                });
-            }
-            let custody_of: Vec<_> = custody.iter().filter(|c| c.device == d).cloned().collect();
-            let t = device_timeline(d, &known, |t| {
-                officer_at(&custody_of, d, t).map(str::to_owned)
-            });
-            spans.extend(t.spans);
-            reasons.extend(t.reasons);
-            identity.extend(t.identity);
-        }
-        let verdict = compliance::check_activity(&ActivityFacts {
-            requirement,
-            start_us: a.start_us,
-            end_us: a.end_us,
-            officers: &officers,
-            spans: &spans,
-            reasons: &reasons,
-            identity: &identity,
-            upload_deadline_us: i64::try_from(shared.cfg.upload_deadline_secs)
-                .unwrap_or(i64::MAX / 1_000_000)
-                .saturating_mul(1_000_000),
-            utc_offset_secs: shared.cfg.utc_offset_secs,
+        activities.push(activity_verdict(
+            &mut facts,
+            catalogue,
+            &case.number,
+            a,
             now_us,
-        });
-        activities.push(ActivityVerdict {
-            id: a.id.clone(),
-            kind: a.kind.clone(),
-            start_us: a.start_us,
-            end_us: a.end_us,
-            devices,
-            verdict,
-        });
+        )?);
     }
     let missing_stages = case.missing_stages();
     Ok(CaseCompliance {
@@ -165,4 +163,191 @@ pub fn case_compliance(
         missing_stages,
         activities,
     })
+}
+
+/// The devices that may attach to `a`, and why.
+fn candidates(
+    facts: &CaseFacts<'_>,
+    case: &str,
+    a: &Activity,
+) -> Result<BTreeMap<DeviceId, Candidate>, CaseCheckError> {
+    let mut out: BTreeMap<DeviceId, Candidate> = BTreeMap::new();
+    // Devices that an officer of the activity carried during it.
+    for c in &facts.custody {
+        if a.officers.contains(&c.officer)
+            && c.from_us < a.end_us
+            && c.to_us.is_none_or(|t| t > a.start_us)
+        {
+            out.entry(c.device).or_default().custody = true;
+        }
+    }
+    for ((device, seq), kind) in &facts.tags {
+        if kind.as_deref() == Some(a.kind.as_str()) {
+            out.entry(*device).or_default().tagged.insert(*seq);
+        }
+    }
+    for l in facts.shared.db.links(case, &a.id)? {
+        out.entry(l.device)
+            .or_default()
+            .linked
+            .push((l.first_seq, l.last_seq));
+    }
+    Ok(out)
+}
+
+/// One activity's verdict from the recordings that attach to it.
+fn activity_verdict(
+    facts: &mut CaseFacts<'_>,
+    catalogue: &Catalogue,
+    case: &str,
+    a: &Activity,
+    now_us: i64,
+) -> Result<ActivityVerdict, CaseCheckError> {
+    let shared = facts.shared;
+    // An activity whose type left the catalogue is judged as text: the
+    // catalogue in force says what is required.
+    let requirement = catalogue
+        .get(&a.kind)
+        .map_or(Requirement::Text, |t| t.requirement);
+    let mut officers = Vec::new();
+    for cert in &a.officers {
+        if let Some(o) = shared.db.officer(cert)? {
+            officers.push(o.for_compliance()?);
+        }
+    }
+    let (mut spans, mut reasons, mut identity) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut devices, mut recordings) = (Vec::new(), Vec::new());
+    for (d, cand) in candidates(facts, case, a)? {
+        let t = facts.timeline(d)?;
+        let attached = attachments(d, &cand, &t.spans, a);
+        if attached.is_empty() && !cand.custody {
+            continue;
+        }
+        devices.push(d);
+        recordings.extend(attached);
+        spans.extend(t.spans.iter().filter(|s| cand.counts(s.seq)).cloned());
+        reasons.extend(t.reasons.iter().cloned());
+        identity.extend(t.identity.iter().copied());
+    }
+    let verdict = compliance::check_activity(&ActivityFacts {
+        requirement,
+        start_us: a.start_us,
+        end_us: a.end_us,
+        officers: &officers,
+        spans: &spans,
+        reasons: &reasons,
+        identity: &identity,
+        upload_deadline_us: i64::try_from(shared.cfg.upload_deadline_secs)
+            .unwrap_or(i64::MAX / 1_000_000)
+            .saturating_mul(1_000_000),
+        utc_offset_secs: shared.cfg.utc_offset_secs,
+        now_us,
+    });
+    Ok(ActivityVerdict {
+        id: a.id.clone(),
+        kind: a.kind.clone(),
+        start_us: a.start_us,
+        end_us: a.end_us,
+        devices,
+        recordings,
+        verdict,
+    })
+}
+
+/// What of device `d` attaches to `a`, and why: custody and tags by the
+/// segments that overlap the activity, links as linked.
+fn attachments(d: DeviceId, cand: &Candidate, spans: &[Span], a: &Activity) -> Vec<Attached> {
+    let overlaps = |s: &&Span| s.end_us > a.start_us && s.start_us < a.end_us;
+    let summary = |by: &'static str, seqs: &mut dyn Iterator<Item = u64>| {
+        let mut out: Option<Attached> = None;
+        for seq in seqs {
+            let x = out.get_or_insert(Attached {
+                device: d,
+                by,
+                first_seq: seq,
+                last_seq: seq,
+                segments: 0,
+            });
+            x.first_seq = x.first_seq.min(seq);
+            x.last_seq = x.last_seq.max(seq);
+            x.segments += 1;
+        }
+        out
+    };
+    let mut out = Vec::new();
+    if cand.custody {
+        out.extend(summary(
+            "custody",
+            &mut spans.iter().filter(overlaps).map(|s| s.seq),
+        ));
+    }
+    out.extend(summary(
+        "tags",
+        &mut spans
+            .iter()
+            .filter(overlaps)
+            .filter(|s| cand.tagged.contains(&s.seq))
+            .map(|s| s.seq),
+    ));
+    for &(first, last) in &cand.linked {
+        out.push(Attached {
+            device: d,
+            by: "link",
+            first_seq: first,
+            last_seq: last,
+            segments: spans
+                .iter()
+                .filter(|s| first <= s.seq && s.seq <= last)
+                .count() as u64,
+        });
+    }
+    out
+}
+
+impl CaseFacts<'_> {
+    /// Device `d`'s timeline in server time, read once per case.
+    fn timeline(&mut self, d: DeviceId) -> Result<&Timeline, CaseCheckError> {
+        if !self.timelines.contains_key(&d) {
+            let t = read_timeline(self.shared, &self.custody, d)?;
+            self.timelines.insert(d, t);
+        }
+        Ok(&self.timelines[&d])
+    }
+}
+
+/// Read device `d`'s accepted chain with its receipts and media times and
+/// make its timeline.
+fn read_timeline(
+    shared: &Shared,
+    custody: &[Custody],
+    d: DeviceId,
+) -> Result<Timeline, CaseCheckError> {
+    let db = &shared.db;
+    let chain = archive::accepted_chain(&shared.dir, db, d)?;
+    let mut known = Vec::with_capacity(chain.len());
+    for e in &chain {
+        let seq = e.seq();
+        let receipt_us = db
+            .entry(d, seq)?
+            .and_then(|x| Receipt::from_bytes(&x.receipt).ok())
+            .map(|r| r.server_time_us);
+        let media_us = match e.entry.segment() {
+            Some(_) if db.has_media(d, seq)? => {
+                // Held, time unknown (before upload times were recorded,
+                // or found again by reconciliation): not judged late.
+                Some(db.media_time(d, seq)?.unwrap_or(i64::MIN))
+            }
+            _ => None,
+        };
+        known.push(Known {
+            entry: e,
+            receipt_us,
+            verified: true,
+            media_us,
+        });
+    }
+    let custody_of: Vec<_> = custody.iter().filter(|c| c.device == d).cloned().collect();
+    Ok(device_timeline(d, &known, |t| {
+        officer_at(&custody_of, d, t).map(str::to_owned)
+    }))
 }

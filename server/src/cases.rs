@@ -447,7 +447,7 @@ pub fn officer_at(custody: &[Custody], device: DeviceId, t_us: i64) -> Option<&s
         .map(|c| c.officer.as_str())
 }
 
-mod device_hex {
+pub(crate) mod device_hex {
     use fieldseal_proto::identity::DeviceId;
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -10,7 +10,9 @@
 //!   position) the receipt's log index. The receipt itself is signed again:
 //!   ed25519 signatures are deterministic, so it comes out byte for byte the
 //!   one the device was given;
-//! - the media of a segment is held iff the blob store holds its hash.
+//! - the media of a segment is held iff the blob store holds its hash;
+//! - the case and activity tags (`db/tags.rs`) are those the accepted
+//!   entries were signed with.
 //!
 //! An acceptance writes chain.log, then leaves.log, then the index. A crash
 //! after leaves.log leaves an entry that is in the log but not indexed: its
@@ -195,6 +197,8 @@ fn index_device(
                     out.problems.push(format!(
                         "chain.log record of seq {seq} is not the entry the log accepted"
                     ));
+                } else {
+                    db.put_tag_unflushed(&e.entry)?;
                 }
                 e.entry.segment().map(|s| (s.media_sha256, s.media_len))
             }

@@ -8,7 +8,11 @@
 //!   `leaves.log`;
 //! - `cases.rs`: cases, officers and device custody (entered by people:
 //!   kept by `reindex`), and when each segment's bytes were first held (the
-//!   server's observation, for upload deadlines: kept by `reindex`).
+//!   server's observation, for upload deadlines: kept by `reindex`);
+//! - `tags.rs`: which entries are signed with which case and activity
+//!   (derived: rebuilt by `reindex`);
+//! - `links.rs`: entry ranges a custodian linked to an activity (entered by
+//!   people: kept by `reindex`).
 //!
 //! The files under the data folder (chain logs, blobs, `leaves.log`) are
 //! the source of truth; this index makes them quick to query, and everything
@@ -31,9 +35,13 @@ use crate::leaflog::LeafLog;
 mod cases;
 mod chain;
 mod devices;
+mod links;
 mod log;
+mod tags;
 
 pub use devices::{DeviceRecord, TokenRecord, UserRecord};
+pub use links::Link;
+pub use tags::{entry_tag, Tagged};
 
 /// Index errors.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +96,10 @@ pub struct Db {
     officers: sled::Tree,
     custody: sled::Tree,
     media_time: sled::Tree,
+    /// Case number ‖ device ‖ seq → activity type (`tags.rs`).
+    tags: sled::Tree,
+    /// Case ‖ activity ‖ device ‖ range → link (`links.rs`).
+    links: sled::Tree,
     heads: sled::Tree,
     entries: sled::Tree,
     media: sled::Tree,
@@ -150,6 +162,8 @@ impl Db {
             officers: db.open_tree("officers")?,
             custody: db.open_tree("custody")?,
             media_time: db.open_tree("media_time")?,
+            tags: db.open_tree("tags")?,
+            links: db.open_tree("links")?,
             heads: db.open_tree("heads")?,
             entries: db.open_tree("entries")?,
             media: db.open_tree("media")?,
@@ -169,14 +183,20 @@ impl Db {
     }
 
     /// Forget everything that derives from evidence (heads, entries,
-    /// receipts, media held, the log's tree), for `reindex` to rebuild it.
-    /// Devices, tokens and users stay.
+    /// receipts, media held, tags, the log's tree), for `reindex` to rebuild
+    /// it. Devices, tokens, users, cases and links stay.
     ///
     /// # Errors
     /// sled errors.
     pub fn clear_derived(&self) -> Result<(), DbError> {
         let _one_at_a_time = self.log_lock();
-        for t in [&self.heads, &self.entries, &self.media, &self.log] {
+        for t in [
+            &self.heads,
+            &self.entries,
+            &self.media,
+            &self.tags,
+            &self.log,
+        ] {
             t.clear()?;
         }
         self.missing.clear()?;

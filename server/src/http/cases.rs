@@ -40,7 +40,8 @@ fn case_error(e: CaseError) -> ApiError {
     }
 }
 
-fn key_param(field: &'static str, v: &str) -> Result<(), ApiError> {
+/// A case number or id in a path or body: 400 naming `field` unless it is a key.
+pub(super) fn key_param(field: &'static str, v: &str) -> Result<(), ApiError> {
     if valid_key(v) {
         Ok(())
     } else {

@@ -5,12 +5,18 @@
 //!
 //! What is here: health, Prometheus metrics, the published catalogue (no
 //! login: Art. 27 says publish it), login and logout, officers, device
-//! custody and cases with their stages, legal review and activities. Every handler finds
+//! custody and cases with their stages, legal review and activities; the
+//! evidence itself (entries, signed bytes, segment bytes with ranges) and
+//! a custodian's links of recordings to activities. Every handler finds
 //! the caller's session through [`auth::Authed`] and refuses by role there.
 
 pub mod auth;
 pub mod cases;
 pub mod error;
+pub mod evidence;
+#[cfg(test)]
+mod evidence_tests;
+pub mod links;
 pub mod log;
 pub mod metrics;
 pub mod serve;
@@ -71,7 +77,8 @@ pub const MAX_BODY: usize = 256 * 1024;
     tags(
         (name = "public", description = "No login needed"),
         (name = "session", description = "Logging in and out"),
-        (name = "cases", description = "Officers, device custody, cases, stages, reviews and activities")
+        (name = "cases", description = "Officers, device custody, cases, stages, reviews and activities"),
+        (name = "evidence", description = "Entries, segment bytes, and links of recordings to activities")
     )
 )]
 struct ApiDoc;
@@ -97,6 +104,11 @@ pub fn router_and_doc(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::O
         .routes(routes!(log::checkpoint))
         .routes(routes!(log::consistency))
         .routes(routes!(log::inclusion))
+        // The evidence and its links to activities.
+        .routes(routes!(evidence::list_entries))
+        .routes(routes!(evidence::get_entry))
+        .routes(routes!(evidence::get_media))
+        .routes(routes!(links::link, links::unlink))
         .with_state(state)
         .split_for_parts();
     (router, doc)

@@ -9,9 +9,9 @@ use tower::ServiceExt;
 use super::{app, router_and_doc, AppState};
 use crate::catalogue::Catalogue;
 
-const PASSWORD: &str = "test-password-long";
+pub(super) const PASSWORD: &str = "test-password-long";
 
-fn state() -> (tempfile::TempDir, Arc<AppState>) {
+pub(super) fn state() -> (tempfile::TempDir, Arc<AppState>) {
     let dir = tempfile::tempdir().unwrap();
     crate::admin::init(dir.path(), &[], Some(PASSWORD.into())).unwrap();
     let cfg = crate::config::Config::load(dir.path()).unwrap();
@@ -22,7 +22,7 @@ fn state() -> (tempfile::TempDir, Arc<AppState>) {
     )
 }
 
-async fn call(
+pub(super) async fn call(
     s: &Arc<AppState>,
     req: Request<Body>,
 ) -> (StatusCode, axum::http::HeaderMap, String) {
@@ -35,7 +35,7 @@ async fn call(
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn get(uri: &str) -> Request<Body> {
+pub(super) fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
@@ -46,11 +46,11 @@ fn post_json(uri: &str, json: &str) -> Request<Body> {
         .unwrap()
 }
 
-fn json(body: &str) -> serde_json::Value {
+pub(super) fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
-async fn login(s: &Arc<AppState>) -> String {
+pub(super) async fn login(s: &Arc<AppState>) -> String {
     let (st, _, body) = call(
         s,
         post_json(
@@ -243,7 +243,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
 }
 
 /// A user of `role` (an officer carries certificate `CJ-001`), logged in.
-async fn user(s: &Arc<AppState>, name: &str, role: &str) -> String {
+pub(super) async fn user(s: &Arc<AppState>, name: &str, role: &str) -> String {
     let hash = crate::auth::hash_password(PASSWORD).unwrap();
     s.shared
         .db
@@ -267,7 +267,7 @@ async fn user(s: &Arc<AppState>, name: &str, role: &str) -> String {
     json(&body)["token"].as_str().unwrap().to_owned()
 }
 
-fn with(token: &str, method: &str, uri: &str, body: &str) -> Request<Body> {
+pub(super) fn with(token: &str, method: &str, uri: &str, body: &str) -> Request<Body> {
     Request::builder()
         .method(method)
         .uri(uri)
@@ -277,8 +277,8 @@ fn with(token: &str, method: &str, uri: &str, body: &str) -> Request<Body> {
         .unwrap()
 }
 
-const OFFICER_1: &str = r#"{"certificate":"CJ-001","name":"王五","valid_from":"2026-01-01","valid_until":"2027-12-31"}"#;
-const OFFICER_2: &str = r#"{"certificate":"CJ-002","name":"赵六","valid_from":"2026-01-01","valid_until":"2027-12-31"}"#;
+pub(super) const OFFICER_1: &str = r#"{"certificate":"CJ-001","name":"王五","valid_from":"2026-01-01","valid_until":"2027-12-31"}"#;
+pub(super) const OFFICER_2: &str = r#"{"certificate":"CJ-002","name":"赵六","valid_from":"2026-01-01","valid_until":"2027-12-31"}"#;
 const CASE: &str =
     r#"{"number":"CJ-2026-0001","body":"昌吉州市场监督管理局","officers":["CJ-001"],"major":true}"#;
 const OTHER_CASE: &str =
@@ -536,7 +536,25 @@ async fn every_role_sees_and_does_only_what_it_may() {
 
 /// Ingest a device's sample chain with its media through the real ingest
 /// path, with custody by officer CJ-001 from the epoch on.
-fn archive_chain(
+pub(super) fn archive_chain(
+    s: &Arc<AppState>,
+    key: &ed25519_dalek::SigningKey,
+) -> fieldseal_proto::sample::SampleChain {
+    let chain = archive_chain_alone(s, key);
+    s.shared
+        .db
+        .put_custody(&crate::cases::Custody {
+            device: chain.entries[0].entry.device,
+            officer: "CJ-001".into(),
+            from_us: 0,
+            to_us: None,
+        })
+        .unwrap();
+    chain
+}
+
+/// As [`archive_chain`], with no custody record.
+pub(super) fn archive_chain_alone(
     s: &Arc<AppState>,
     key: &ed25519_dalek::SigningKey,
 ) -> fieldseal_proto::sample::SampleChain {
@@ -577,14 +595,6 @@ fn archive_chain(
                 .unwrap();
         }
     }
-    sh.db
-        .put_custody(&crate::cases::Custody {
-            device,
-            officer: "CJ-001".into(),
-            from_us: 0,
-            to_us: None,
-        })
-        .unwrap();
     chain
 }
 

@@ -98,7 +98,9 @@ fn commit(shared: &Shared, plan: &CommitPlan) -> Result<Vec<Receipt>, CommitErro
         }
     };
     let receipts = plan.receipts(first, server_time_us, &shared.receipt_key);
-    if let Err(e) = index(shared.db.chain(), plan, &receipts, &log_lens) {
+    let indexed =
+        tag(&shared.db, plan).and_then(|()| index(shared.db.chain(), plan, &receipts, &log_lens));
+    if let Err(e) = indexed {
         // The leaves are published but not indexed: accepting anything
         // more now could give a resent entry a second leaf. A restart rolls
         // these forward.
@@ -109,6 +111,16 @@ fn commit(shared: &Shared, plan: &CommitPlan) -> Result<Vec<Receipt>, CommitErro
     }
     crate::fault::point("entry-after-index");
     Ok(receipts)
+}
+
+/// Index the case and activity tags of the accepted entries (`db/tags.rs`),
+/// unflushed: [`index`] flushes them with the entries.
+fn tag(db: &crate::db::Db, plan: &CommitPlan) -> Result<(), IndexError> {
+    for a in &plan.accepted {
+        db.put_tag_unflushed(&a.entry.entry)
+            .map_err(|e| IndexError::Backend(Box::new(e)))?;
+    }
+    Ok(())
 }
 
 /// Index the accepted entries with their receipts, then each device's head
