@@ -95,7 +95,7 @@ impl Access {
 }
 
 /// `s` with control characters replaced, at most `max` bytes.
-fn fit(s: &str, max: usize) -> String {
+pub fn fit(s: &str, max: usize) -> String {
     let clean: String = s
         .chars()
         .map(|c| if c.is_control() { '?' } else { c })

@@ -257,9 +257,9 @@ mod tests {
         db.log_append_many(&all[..4]).unwrap();
         db.log_append(&all[4]).unwrap();
         db.log_append_many(&all[5..]).unwrap();
-        let want: Vec<(u64, Vec<u8>)> = [0u64, 3, 6]
+        let want: Vec<(u64, Vec<u8>)> = [0usize, 3, 6]
             .iter()
-            .map(|&i| (i, Encode::to_bytes(&all[i as usize])))
+            .map(|&i| (i as u64, Encode::to_bytes(&all[i])))
             .collect();
         assert_eq!(custody(&db, 0), want);
         assert_eq!(custody(&db, 4), want[2..]);

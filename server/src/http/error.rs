@@ -116,7 +116,10 @@ fn field_of(msg: &str) -> Option<String> {
         }
     }
     // axum's text: "Failed to deserialize …: PATH: what is wrong".
-    let rest = msg.split_once("target type: ").map_or(msg, |(_, r)| r);
+    let rest = msg
+        .split_once("target type: ")
+        .or_else(|| msg.split_once("query string: "))
+        .map_or(msg, |(_, r)| r);
     let (path, _) = rest.split_once(": ")?;
     (!path.is_empty() && !path.contains(' ')).then(|| path.to_owned())
 }
@@ -176,6 +179,11 @@ mod tests {
         assert_eq!(
             field_of("Failed to deserialize the JSON body into the target type: activities[0].end_us: invalid type").as_deref(),
             Some("activities[0].end_us")
+        );
+        assert_eq!(
+            field_of("Failed to deserialize query string: from: invalid digit found in string")
+                .as_deref(),
+            Some("from")
         );
         assert_eq!(field_of("no field here"), None);
     }

@@ -9,9 +9,9 @@ use tower::ServiceExt;
 use super::{app, router_and_doc, AppState};
 use crate::catalogue::Catalogue;
 
-const PASSWORD: &str = "test-password-long";
+pub(super) const PASSWORD: &str = "test-password-long";
 
-fn state() -> (tempfile::TempDir, Arc<AppState>) {
+pub(super) fn state() -> (tempfile::TempDir, Arc<AppState>) {
     let dir = tempfile::tempdir().unwrap();
     crate::admin::init(dir.path(), &[], Some(PASSWORD.into())).unwrap();
     let cfg = crate::config::Config::load(dir.path()).unwrap();
@@ -22,7 +22,7 @@ fn state() -> (tempfile::TempDir, Arc<AppState>) {
     )
 }
 
-async fn call(
+pub(super) async fn call(
     s: &Arc<AppState>,
     req: Request<Body>,
 ) -> (StatusCode, axum::http::HeaderMap, String) {
@@ -35,22 +35,22 @@ async fn call(
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn get(uri: &str) -> Request<Body> {
+pub(super) fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
-fn post_json(uri: &str, json: &str) -> Request<Body> {
+pub(super) fn post_json(uri: &str, json: &str) -> Request<Body> {
     Request::post(uri)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(json.to_owned()))
         .unwrap()
 }
 
-fn json(body: &str) -> serde_json::Value {
+pub(super) fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
-async fn login(s: &Arc<AppState>) -> String {
+pub(super) async fn login(s: &Arc<AppState>) -> String {
     let (st, _, body) = call(
         s,
         post_json(
@@ -159,7 +159,10 @@ async fn failed_logins_are_refused_alike_and_then_slowed() {
     .await;
     assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{body}");
     let (_, _, m) = call(&s, get("/metrics")).await;
-    assert!(m.contains("fieldseal_login_failures_total 4"), "{m}");
+    assert!(
+        m.contains("fieldseal_logins_total{outcome=\"failed\"} 4\n"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -217,6 +220,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
             ("POST", &item.post),
             ("PUT", &item.put),
             ("DELETE", &item.delete),
+            ("PATCH", &item.patch),
         ] {
             if op.is_none() {
                 continue;
@@ -243,7 +247,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
 }
 
 /// A user of `role` (an officer carries certificate `CJ-001`), logged in.
-async fn user(s: &Arc<AppState>, name: &str, role: &str) -> String {
+pub(super) async fn user(s: &Arc<AppState>, name: &str, role: &str) -> String {
     let hash = crate::auth::hash_password(PASSWORD).unwrap();
     s.shared
         .db
@@ -267,7 +271,7 @@ async fn user(s: &Arc<AppState>, name: &str, role: &str) -> String {
     json(&body)["token"].as_str().unwrap().to_owned()
 }
 
-fn with(token: &str, method: &str, uri: &str, body: &str) -> Request<Body> {
+pub(super) fn with(token: &str, method: &str, uri: &str, body: &str) -> Request<Body> {
     Request::builder()
         .method(method)
         .uri(uri)
@@ -536,7 +540,7 @@ async fn every_role_sees_and_does_only_what_it_may() {
 
 /// Ingest a device's sample chain with its media through the real ingest
 /// path, with custody by officer CJ-001 from the epoch on.
-fn archive_chain(
+pub(super) fn archive_chain(
     s: &Arc<AppState>,
     key: &ed25519_dalek::SigningKey,
 ) -> fieldseal_proto::sample::SampleChain {
@@ -708,7 +712,8 @@ async fn checkpoints_and_proofs_verify_with_the_proto_code() {
         &sh.receipt_key.verifying_key(),
     )
     .unwrap();
-    assert_eq!(cp.size, chain.entries.len() as u64);
+    // The entries, and the admin's login before them.
+    assert_eq!(cp.size, chain.entries.len() as u64 + 1);
     // Consistency from 2 to now, checked with proto's verifier.
     let (st, _, body) = call(&s, get("/api/log/proof/consistency?from=2")).await;
     assert_eq!(st, StatusCode::OK, "{body}");
