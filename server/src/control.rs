@@ -169,6 +169,10 @@ pub enum Response {
     },
 }
 
+/// The actor of account changes made on the command line: whoever can
+/// reach the control socket or the data folder owns the server.
+pub const CLI_ACTOR: &str = "cli";
+
 /// The socket path of a data folder.
 pub fn socket_path(dir: &Path) -> PathBuf {
     crate::datadir::DataDir::new(dir).control_socket()
@@ -200,6 +204,8 @@ pub fn apply(
         id.parse()
             .map_err(|_| ControlError::BadDeviceId(id.to_owned()))
     };
+    // Account changes are access-log leaves, whether a server runs or not.
+    let log = |a: &crate::audit::Access| crate::audit::append(db, a);
     let output = |ok: bool, text: String| Response::Output {
         code: u8::from(!ok),
         text,
@@ -251,10 +257,14 @@ pub fn apply(
             password,
         } => Ok(Response::User(crate::users::add(
             db,
-            &name,
-            &role,
-            officer.as_deref(),
-            &password,
+            &log,
+            CLI_ACTOR,
+            crate::users::NewUser {
+                name: &name,
+                role: &role,
+                officer: officer.as_deref(),
+                password: &password,
+            },
         )?)),
         Request::UserList => Ok(Response::Users {
             users: crate::users::list(db)?,
@@ -265,8 +275,13 @@ pub fn apply(
             password,
             role,
         } => {
-            let u =
-                crate::users::change(db, &name, disabled, password.as_deref(), role.as_deref())?;
+            let c = crate::users::Change {
+                disabled,
+                password: password.as_deref(),
+                role: role.as_deref(),
+                officer: None,
+            };
+            let u = crate::users::change(db, &log, CLI_ACTOR, &name, c)?;
             changed(Changed::User(&u.name));
             Ok(Response::User(u))
         }

@@ -63,6 +63,13 @@ pub struct Counters {
     pub media_bytes: AtomicU64,
     /// Receipt latency.
     pub receipt_latency: Histogram,
+    /// Entries refused because they did not verify (signature, link,
+    /// format, device): part of `refused`.
+    pub entry_verification_failures: AtomicU64,
+    /// Uploads whose bytes did not hash to the signed media hash.
+    pub segment_hash_mismatches: AtomicU64,
+    /// Access-log leaves written by this process (`audit::record*`).
+    pub access_leaves: AtomicU64,
 }
 
 /// One counter line.
@@ -87,6 +94,16 @@ impl Counters {
             }
             Message::EntryRejected(r) if r.code != RejectCode::Internal => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
+                if matches!(
+                    r.code,
+                    RejectCode::BadSignature
+                        | RejectCode::BrokenLink
+                        | RejectCode::Malformed
+                        | RejectCode::WrongDevice
+                ) {
+                    self.entry_verification_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
             _ => {}
         }
@@ -130,6 +147,24 @@ impl Counters {
             "Bytes of verified segments stored.",
             get(&self.media_bytes),
         );
+        let _ = writeln!(
+            out,
+            "# HELP fieldseal_verification_failures_total Evidence that did not verify on \
+             arrival: entries (bad signature, broken link, malformed, wrong device) and \
+             segment uploads whose bytes did not match their signed hash.\n\
+             # TYPE fieldseal_verification_failures_total counter\n\
+             fieldseal_verification_failures_total{{what=\"entry\"}} {}\n\
+             fieldseal_verification_failures_total{{what=\"segment\"}} {}",
+            get(&self.entry_verification_failures),
+            get(&self.segment_hash_mismatches),
+        );
+        counter(
+            out,
+            "fieldseal_access_log_leaves_total",
+            "counter",
+            "Access-log (custody) leaves written by this process.",
+            get(&self.access_leaves),
+        );
         self.receipt_latency.render(
             out,
             "fieldseal_receipt_latency_seconds",
@@ -141,6 +176,40 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_that_do_not_verify_are_counted_as_verification_failures() {
+        use fieldseal_proto::msg::{EntryRejected, Message, RejectCode};
+        let c = Counters::default();
+        let no = |code| {
+            Message::EntryRejected(EntryRejected {
+                seq: 1,
+                code,
+                detail: fieldseal_proto::msg::Detail::lossy(""),
+            })
+        };
+        for code in [
+            RejectCode::BadSignature,
+            RejectCode::BrokenLink,
+            RejectCode::OutOfOrder,
+            RejectCode::Equivocation,
+            RejectCode::Internal,
+        ] {
+            c.answered(&no(code), 1);
+        }
+        c.segment_hash_mismatches.fetch_add(3, Ordering::Relaxed);
+        let mut out = String::new();
+        c.render(&mut out);
+        assert!(
+            out.contains("fieldseal_verification_failures_total{what=\"entry\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("fieldseal_verification_failures_total{what=\"segment\"} 3\n"),
+            "{out}"
+        );
+        assert!(out.contains("fieldseal_entries_refused_total 3\n"), "{out}");
+    }
 
     #[test]
     fn the_histogram_is_cumulative_and_in_seconds() {

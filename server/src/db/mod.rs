@@ -5,7 +5,7 @@
 //! - `chain.rs`: per-device chain heads, accepted entries with their
 //!   receipts, which seqs have media ([`crate::chainindex::ChainIndex`]);
 //! - `log.rs`: the transparency log's stored tree nodes, built from
-//!   `leaves.log`;
+//!   `leaves.log`, and a copy of each custody leaf (the access log);
 //! - `cases.rs`: cases, officers and device custody (entered by people:
 //!   kept by `reindex`), and when each segment's bytes were first held (the
 //!   server's observation, for upload deadlines: kept by `reindex`);
@@ -176,6 +176,7 @@ impl Db {
         {
             let _one_at_a_time = db.log_lock();
             db.catch_up_log(true)?;
+            db.build_custody_once()?;
         }
         db.build_missing_once()?;
         db.flush()?;

@@ -1,6 +1,12 @@
 //! Logging in and out, and finding the caller's session: a bearer token
 //! (`Authorization: Bearer …`, for programs) or the `fieldseal_session`
 //! cookie (HttpOnly, Secure, SameSite=Strict, for the web page).
+//!
+//! Every login and refused login is a custody leaf (`login`,
+//! `login-failed`), durable before the answer; a refused login's leaf says
+//! why (`bad credentials`, `throttled`) where the answer does not say which
+//! of a wrong password, an unknown or a disabled user it was. Refused
+//! requests are logged by `super::denied`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -14,6 +20,9 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use fieldseal_proto::leaf::CustodyAction;
+
+use crate::audit::Access;
 use crate::auth::{Role, Session, SESSION_US};
 
 use super::{ApiError, AppState};
@@ -39,7 +48,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 }
 
 /// The token a request carries, from its bearer header or its cookie.
-fn token_of(headers: &HeaderMap) -> Option<String> {
+pub(super) fn token_of(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -68,26 +77,22 @@ impl FromRequestParts<Arc<AppState>> for Authed {
     async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, ApiError> {
         let session =
             token_of(&parts.headers).and_then(|t| s.shared.sessions.get(&t, crate::now_us()));
-        match session {
-            Some(sess) => Ok(Authed(sess)),
-            None => {
-                s.metrics.denials.fetch_add(1, Ordering::Relaxed);
-                Err(ApiError::unauthenticated())
-            }
-        }
+        // The refusal is counted and logged by `super::denied`.
+        session.map(Authed).ok_or_else(ApiError::unauthenticated)
     }
 }
 
 impl Authed {
-    /// Refuse unless the caller has one of `roles`.
+    /// Refuse unless the caller has one of `roles`. The refusal is counted
+    /// and logged (durably, before the answer) by `super::denied`, which
+    /// sees every 403.
     ///
     /// # Errors
     /// 403 naming `what`.
-    pub fn require(&self, s: &AppState, roles: &[Role], what: &str) -> Result<(), ApiError> {
+    pub fn require(&self, _s: &AppState, roles: &[Role], what: &str) -> Result<(), ApiError> {
         if roles.contains(&self.0.role) {
             Ok(())
         } else {
-            s.metrics.denials.fetch_add(1, Ordering::Relaxed);
             Err(ApiError::forbidden(what))
         }
     }
@@ -130,41 +135,25 @@ pub async fn login(
     let now = crate::now_us();
     let keys = [format!("user:{}", l.user), format!("addr:{addr}")];
     if let Err(wait) = s.throttle.check(&keys, now) {
-        s.metrics.logins_failed.fetch_add(1, Ordering::Relaxed);
+        refused(&s, &l.user, &addr, "throttled").await;
         return Err(ApiError::too_many(wait));
     }
-    let user = s.shared.db.user(&l.user).map_err(ApiError::internal)?;
-    // Verify against a fixed hash when the user is unknown, so that the
-    // answer takes as long and says as little either way.
-    // A disabled user is refused like an unknown one, after the same work.
-    let (stored, role, officer) = match &user {
-        Some(u) if !u.disabled => (
-            u.password_hash.clone(),
-            Some(u.role.clone()),
-            u.officer.clone(),
-        ),
-        _ => (dummy_hash().to_owned(), None, None),
-    };
-    let password = l.password.clone();
-    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&stored, &password))
-        .await
-        .map_err(ApiError::internal)?
-        .unwrap_or(false);
-    let role = match (ok, role.as_deref().map(Role::parse)) {
-        (true, Some(Ok(r))) => r,
-        _ => {
-            s.throttle.failed(&keys, now);
-            s.metrics.logins_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(user = l.user, addr, "login failed");
-            return Err(ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                code: "bad-credentials",
-                field: None,
-                message: "wrong user name or password".into(),
-            });
-        }
+    let Some((role, officer)) = check_password(&s, &l.user, &l.password).await? else {
+        s.throttle.failed(&keys, now);
+        refused(&s, &l.user, &addr, "bad credentials").await;
+        return Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "bad-credentials",
+            field: None,
+            message: "wrong user name or password".into(),
+        });
     };
     s.throttle.succeeded(&keys);
+    // Logged before the session exists: no session the log does not know.
+    let a = Access::new(CustodyAction::Login, &l.user).detail(format!("from {addr}"));
+    crate::audit::record(&s.shared, a)
+        .await
+        .map_err(ApiError::internal)?;
     s.metrics.logins_ok.fetch_add(1, Ordering::Relaxed);
     let expires_us = now + SESSION_US;
     let token = s.shared.sessions.start(
@@ -190,6 +179,41 @@ pub async fn login(
             expires_us,
         }),
     ))
+}
+
+/// A refused login: counted, and logged with `why`, which the answer does
+/// not tell (the flood limit applies: there is no session).
+async fn refused(s: &Arc<AppState>, user: &str, addr: &str, why: &str) {
+    s.metrics.logins_failed.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(user, addr, why, "login refused");
+    let a = Access::new(CustodyAction::LoginFailed, user);
+    super::denied::record_anonymous(s, addr, a, format!("from {addr}: {why}")).await;
+}
+
+/// The role and officer of `user` if `password` is theirs and they are
+/// enabled; `None` otherwise.
+async fn check_password(
+    s: &AppState,
+    user: &str,
+    password: &str,
+) -> Result<Option<(Role, Option<String>)>, ApiError> {
+    let user = s.shared.db.user(user).map_err(ApiError::internal)?;
+    // Verify against a fixed hash when the user is unknown, so that the
+    // answer takes as long and says as little either way.
+    // A disabled user is refused like an unknown one, after the same work.
+    let (stored, role, officer) = match user {
+        Some(u) if !u.disabled => (u.password_hash, Some(u.role), u.officer),
+        _ => (dummy_hash().to_owned(), None, None),
+    };
+    let password = password.to_owned();
+    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&stored, &password))
+        .await
+        .map_err(ApiError::internal)?
+        .unwrap_or(false);
+    Ok(match (ok, role.as_deref().map(Role::parse)) {
+        (true, Some(Ok(r))) => Some((r, officer)),
+        _ => None,
+    })
 }
 
 /// The hash of a random password nobody has, verified when the user is

@@ -1,6 +1,7 @@
 //! `/metrics` in the Prometheus text format (version 0.0.4): counters kept
 //! here by the HTTP layer, and gauges read from the index when scraped.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -18,8 +19,11 @@ pub struct Metrics {
     pub logins_ok: AtomicU64,
     /// Failed logins (wrong password, unknown or disabled user, throttled).
     pub logins_failed: AtomicU64,
-    /// Requests refused for want of a session or a role.
+    /// Requests refused for want of a session or a role (401, 403).
     pub denials: AtomicU64,
+    /// Access-log leaves of people without a session held back by the
+    /// flood limit (counted here, reported in a later leaf).
+    pub access_held_back: AtomicU64,
 }
 
 /// Prometheus metrics.
@@ -47,18 +51,13 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Result<impl IntoResponse
         s.shared.live_connections() as u64,
     );
     s.shared.counters.render(&mut out);
-    c(
-        &mut out,
-        "fieldseal_logins_total",
-        "counter",
-        "Successful logins.",
+    let _ = writeln!(
+        out,
+        "# HELP fieldseal_logins_total Logins, by outcome (failed: wrong password, unknown or \
+         disabled user, throttled).\n# TYPE fieldseal_logins_total counter\n\
+         fieldseal_logins_total{{outcome=\"ok\"}} {}\n\
+         fieldseal_logins_total{{outcome=\"failed\"}} {}",
         m.logins_ok.load(Ordering::Relaxed),
-    );
-    c(
-        &mut out,
-        "fieldseal_login_failures_total",
-        "counter",
-        "Failed logins.",
         m.logins_failed.load(Ordering::Relaxed),
     );
     c(
@@ -67,6 +66,13 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Result<impl IntoResponse
         "counter",
         "Requests refused for want of a session or role.",
         m.denials.load(Ordering::Relaxed),
+    );
+    c(
+        &mut out,
+        "fieldseal_access_log_held_back_total",
+        "counter",
+        "Access-log leaves of people without a session held back by the flood limit.",
+        m.access_held_back.load(Ordering::Relaxed),
     );
     c(
         &mut out,

@@ -6,12 +6,16 @@
 //! What is here: health, Prometheus metrics, the published catalogue (no
 //! login: Art. 27 says publish it), login and logout, officers, device
 //! custody and cases with their stages, legal review and activities; the
-//! evidence itself (entries, signed bytes, segment bytes with ranges) and
-//! a custodian's links of recordings to activities. Every handler finds
-//! the caller's session through [`auth::Authed`] and refuses by role there.
+//! evidence itself (entries, signed bytes, segment bytes with ranges); a
+//! custodian's links of recordings to activities; the access log with its
+//! proofs and the admin's user API. Every handler finds the caller's
+//! session through [`auth::Authed`] and refuses by role there; every
+//! refusal becomes a leaf of the access log in [`denied`].
 
+pub mod access;
 pub mod auth;
 pub mod cases;
+pub mod denied;
 pub mod error;
 pub mod evidence;
 #[cfg(test)]
@@ -22,6 +26,9 @@ pub mod metrics;
 pub mod serve;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_audit;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -50,6 +57,8 @@ pub struct AppState {
     pub throttle: crate::auth::Throttle,
     /// Counters for `/metrics`.
     pub metrics: metrics::Metrics,
+    /// Limits the access-log leaves of people without a session.
+    pub flood: crate::audit::FloodLimit,
 }
 
 impl AppState {
@@ -60,6 +69,7 @@ impl AppState {
             catalogue,
             throttle: crate::auth::Throttle::default(),
             metrics: metrics::Metrics::default(),
+            flood: crate::audit::FloodLimit::default(),
         }
     }
 }
@@ -78,7 +88,9 @@ pub const MAX_BODY: usize = 256 * 1024;
         (name = "public", description = "No login needed"),
         (name = "session", description = "Logging in and out"),
         (name = "cases", description = "Officers, device custody, cases, stages, reviews and activities"),
-        (name = "evidence", description = "Entries, segment bytes, and links of recordings to activities")
+        (name = "evidence", description = "Entries, segment bytes, and links of recordings to activities"),
+        (name = "audit", description = "The access log, with inclusion proofs"),
+        (name = "users", description = "Users and their roles (admin)")
     )
 )]
 struct ApiDoc;
@@ -109,14 +121,19 @@ pub fn router_and_doc(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::O
         .routes(routes!(evidence::get_entry))
         .routes(routes!(evidence::get_media))
         .routes(routes!(links::link, links::unlink))
+        // The access log and the admin's user API.
+        .routes(routes!(access::audit))
+        .routes(routes!(users::list_users, users::add_user))
+        .routes(routes!(users::change_user))
         .with_state(state)
         .split_for_parts();
     (router, doc)
 }
 
-/// The whole API: routes, `/api/openapi.json`, the body limit.
+/// The whole API: routes, `/api/openapi.json`, the body limit, and every
+/// refusal logged ([`denied::log_denials`]).
 pub fn app(state: Arc<AppState>) -> axum::Router {
-    let (router, doc) = router_and_doc(state);
+    let (router, doc) = router_and_doc(state.clone());
     let doc = Arc::new(doc);
     router
         .route(
@@ -127,6 +144,10 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
             }),
         )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            denied::log_denials,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 

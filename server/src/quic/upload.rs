@@ -202,6 +202,10 @@ async fn store(
         }
         Ok(Completion::Mismatch) => {
             tracing::warn!(%device, seq, "upload bytes do not hash to the signed media hash");
+            shared
+                .counters
+                .segment_hash_mismatches
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let r = (
                 UploadFailCode::HashMismatch,
                 "bytes do not match media_hash".into(),
