@@ -111,8 +111,11 @@ pub fn case_compliance(
                     .entry(d, seq)?
                     .and_then(|x| Receipt::from_bytes(&x.receipt).ok())
                     .map(|r| r.server_time_us);
+                // Expired media was held once: judged late or not by when
+                // it arrived, reported as expired rather than missing.
+                let expired = e.entry.segment().is_some() && db.expired(d, seq)?.is_some();
                 let media_us = match e.entry.segment() {
-                    Some(_) if db.has_media(d, seq)? => {
+                    Some(_) if expired || db.has_media(d, seq)? => {
                         // Held, time unknown (before upload times were
                         // recorded, or found again by reconciliation): not
                         // judged late.
@@ -125,6 +128,7 @@ pub fn case_compliance(
                     receipt_us,
                     verified: true,
                     media_us,
+                    expired,
                 });
             }
             let custody_of: Vec<_> = custody.iter().filter(|c| c.device == d).cloned().collect();

@@ -8,7 +8,9 @@
 //!   `leaves.log`;
 //! - `cases.rs`: cases, officers and device custody (entered by people:
 //!   kept by `reindex`), and when each segment's bytes were first held (the
-//!   server's observation, for upload deadlines: kept by `reindex`).
+//!   server's observation, for upload deadlines: kept by `reindex`);
+//! - `retention.rs`: segments whose media expired under retention, and
+//!   legal holds (kept by `reindex`).
 //!
 //! The files under the data folder (chain logs, blobs, `leaves.log`) are
 //! the source of truth; this index makes them quick to query, and everything
@@ -32,6 +34,7 @@ mod cases;
 mod chain;
 mod devices;
 mod log;
+mod retention;
 
 pub use devices::{DeviceRecord, TokenRecord, UserRecord};
 
@@ -95,6 +98,10 @@ pub struct Db {
     /// connection, without scanning every entry of the device.
     missing: sled::Tree,
     log: sled::Tree,
+    /// Segments whose media expired under retention (`retention.rs`).
+    expired: sled::Tree,
+    /// Legal holds.
+    holds: sled::Tree,
     /// The log's leaves, durable before the tree nodes here.
     leaves: Arc<LeafLog>,
     /// Appends to the log read, extend and write the frontier: one at a time
@@ -155,6 +162,8 @@ impl Db {
             media: db.open_tree("media")?,
             missing: db.open_tree("missing")?,
             log: db.open_tree("log")?,
+            expired: db.open_tree("expired")?,
+            holds: db.open_tree("holds")?,
             leaves: Arc::new(leaves),
             log_append: Arc::default(),
             db,

@@ -611,6 +611,7 @@ async fn compliance_of_a_case_names_the_gap_between_two_recordings() {
                 receipt_us: Some(r.server_time_us),
                 verified: true,
                 media_us: e.entry.segment().map(|_| 0),
+                expired: false,
             }
         })
         .collect();
