@@ -54,7 +54,7 @@ pub enum ControlError {
     Retention(#[from] crate::retention::RetentionError),
     /// Starting the server's state for an offline command failed.
     #[error(transparent)]
-    Start(#[from] crate::StartError),
+    Start(#[from] Box<crate::StartError>),
     /// A request that needs the server's whole state reached [`apply`].
     #[error("{0} needs the server's state")]
     NeedsState(&'static str),
@@ -402,8 +402,9 @@ pub fn request(dir: &Path, req: Request) -> Result<Response, ControlError> {
         Err(_) if matches!(req, Request::Retention { .. }) => {
             // The job needs the server's whole state (its leaves go through
             // `audit`): load it as `run` would, without serving.
-            let cfg = Config::load(dir).map_err(crate::StartError::from)?;
-            let shared = Shared::load(dir, cfg)?;
+            let start = |e: crate::StartError| ControlError::Start(Box::new(e));
+            let cfg = Config::load(dir).map_err(|e| start(e.into()))?;
+            let shared = Shared::load(dir, cfg).map_err(start)?;
             Ok(answer(&shared, req))
         }
         Err(_) => {
