@@ -30,7 +30,8 @@
 //! - `archive.rs`, `tlog.rs`, `reindex.rs`: verify and scrub, checkpoints
 //!   and proofs, rebuilding the index; `control.rs`: the admin socket;
 //! - `retention.rs`: which media may leave the archive (retention days,
-//!   decided cases, legal holds) and the job that expires it.
+//!   decided cases, legal holds) and the job that expires it;
+//!   `report.rs`: the annual report (Art. 35).
 //!
 //! Errors are `thiserror` enums per concern (`StartError` for starting);
 //! `anyhow` is for `main.rs` alone.
@@ -69,6 +70,7 @@ pub mod metrics;
 pub mod pki;
 pub mod quic;
 pub mod reindex;
+pub mod report;
 pub mod retention;
 pub mod storage;
 pub mod timeline;

@@ -5,14 +5,17 @@
 //!
 //! What is here: health, Prometheus metrics, the published catalogue (no
 //! login: Art. 27 says publish it), login and logout, officers, device
-//! custody and cases with their stages, legal review and activities. Every handler finds
+//! custody and cases with their stages, legal review and activities; legal
+//! holds (`holds.rs`) and the annual report (`reports.rs`). Every handler finds
 //! the caller's session through [`auth::Authed`] and refuses by role there.
 
 pub mod auth;
 pub mod cases;
 pub mod error;
+pub mod holds;
 pub mod log;
 pub mod metrics;
+pub mod reports;
 pub mod serve;
 #[cfg(test)]
 mod tests;
@@ -71,7 +74,9 @@ pub const MAX_BODY: usize = 256 * 1024;
     tags(
         (name = "public", description = "No login needed"),
         (name = "session", description = "Logging in and out"),
-        (name = "cases", description = "Officers, device custody, cases, stages, reviews and activities")
+        (name = "cases", description = "Officers, device custody, cases, stages, reviews and activities"),
+        (name = "holds", description = "Legal holds: media kept from the retention job"),
+        (name = "reports", description = "The annual report (Art. 35)")
     )
 )]
 struct ApiDoc;
@@ -97,6 +102,10 @@ pub fn router_and_doc(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::O
         .routes(routes!(log::checkpoint))
         .routes(routes!(log::consistency))
         .routes(routes!(log::inclusion))
+        // Legal holds and the annual report (retention.rs, report.rs).
+        .routes(routes!(holds::list, holds::place))
+        .routes(routes!(holds::release))
+        .routes(routes!(reports::annual))
         .with_state(state)
         .split_for_parts();
     (router, doc)

@@ -778,3 +778,6 @@ async fn checkpoints_and_proofs_verify_with_the_proto_code() {
     .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
+
+/// Legal holds and the annual report.
+mod holds_reports;
