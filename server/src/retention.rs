@@ -380,14 +380,12 @@ struct World {
     holds: Vec<Hold>,
 }
 
-/// Decide every held segment of `device`; push expiring runs to `out`.
-fn plan_device(
-    shared: &Shared,
-    w: &World,
-    device: DeviceId,
-    now_us: i64,
-    out: &mut RetentionOutcome,
-) -> Result<(), RetentionError> {
+/// A segment's seq, its span in server time (µs, as compliance places it)
+/// and its receipt's time.
+type SegmentTime = (u64, (i64, i64), Option<i64>);
+
+/// The segments of `device`, in seq order.
+fn segment_times(shared: &Shared, device: DeviceId) -> Result<Vec<SegmentTime>, RetentionError> {
     let db = &shared.db;
     let chain = archive::accepted_chain(&shared.dir, db, device)?;
     let mut known = Vec::with_capacity(chain.len());
@@ -404,30 +402,40 @@ fn plan_device(
             expired: false,
         });
     }
-    let spans = device_timeline(device, &known, |_| None).spans;
     let receipts: BTreeMap<u64, Option<i64>> = known
         .iter()
         .map(|k| (k.entry.seq(), k.receipt_us))
         .collect();
+    Ok(device_timeline(device, &known, |_| None)
+        .spans
+        .iter()
+        .map(|s| {
+            (
+                s.seq,
+                (s.start_us, s.end_us),
+                receipts.get(&s.seq).copied().flatten(),
+            )
+        })
+        .collect())
+}
+
+/// Decide every held segment of `device`; push expiring runs to `out`.
+fn plan_device(
+    shared: &Shared,
+    w: &World,
+    device: DeviceId,
+    now_us: i64,
+    out: &mut RetentionOutcome,
+) -> Result<(), RetentionError> {
+    let db = &shared.db;
     let mut run: Option<ExpiredRange> = None;
-    for s in &spans {
-        let receipt_us = receipts.get(&s.seq).copied().flatten();
+    for (seq, span, receipt_us) in segment_times(shared, device)? {
         let decision = match receipt_us {
-            Some(receipt_us) if db.has_media(device, s.seq)? => decide(
+            Some(receipt_us) if db.has_media(device, seq)? => decide(
                 &SegmentFacts {
                     receipt_us,
-                    activities: activities_of(
-                        &w.activities,
-                        &w.custody,
-                        device,
-                        s.seq,
-                        (s.start_us, s.end_us),
-                    ),
-                    hold: w
-                        .holds
-                        .iter()
-                        .find(|h| h.keeps(device, s.seq))
-                        .map(|h| h.id),
+                    activities: activities_of(&w.activities, &w.custody, device, seq, span),
+                    hold: w.holds.iter().find(|h| h.keeps(device, seq)).map(|h| h.id),
                 },
                 shared.cfg.retention_days,
                 shared.cfg.utc_offset_secs,
@@ -439,16 +447,16 @@ fn plan_device(
         match decision {
             Decision::Expire(detail) => match &mut run {
                 Some(r) if r.detail == detail => {
-                    r.last_seq = s.seq;
-                    r.segments.push(s.seq);
+                    r.last_seq = seq;
+                    r.segments.push(seq);
                 }
                 _ => {
                     out.expired.extend(run.take());
                     run = Some(ExpiredRange {
                         device: device.to_string(),
-                        first_seq: s.seq,
-                        last_seq: s.seq,
-                        segments: vec![s.seq],
+                        first_seq: seq,
+                        last_seq: seq,
+                        segments: vec![seq],
                         detail,
                         leaf: None,
                     });
