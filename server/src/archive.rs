@@ -107,6 +107,23 @@ pub struct ReceiptCheck {
     pub problems: Vec<ReceiptProblem>,
 }
 
+/// Segments of one device whose media expired under retention, recorded
+/// by one `expire` leaf: not there on purpose, so not `missing-media`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ExpiredMedia {
+    /// Device id.
+    pub device: String,
+    /// First and last seq of the expired segments (contiguous among the
+    /// device's expired segments).
+    pub first_seq: u64,
+    /// Last seq (inclusive).
+    pub last_seq: u64,
+    /// How many segments.
+    pub segments: u64,
+    /// The `expire` leaf of the log that records it.
+    pub leaf: u64,
+}
+
 /// What `verify` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyOutcome {
@@ -116,6 +133,8 @@ pub struct VerifyOutcome {
     pub devices: Vec<Report>,
     /// The stored receipts, per device.
     pub receipts: Vec<ReceiptCheck>,
+    /// Media not held because it expired under retention (not a finding).
+    pub expired: Vec<ExpiredMedia>,
 }
 
 impl VerifyOutcome {
@@ -127,6 +146,12 @@ impl VerifyOutcome {
             out.push_str(&format!("  {} receipt(s) re-checked\n", c.checked));
             for p in &c.problems {
                 out.push_str(&format!("    receipt of seq {}: {}\n", p.seq, p.detail));
+            }
+            for x in self.expired.iter().filter(|x| x.device == c.device) {
+                out.push_str(&format!(
+                    "  media of seq {}..={} ({} segment(s)) expired under retention (leaf {})\n",
+                    x.first_seq, x.last_seq, x.segments, x.leaf
+                ));
             }
         }
         out.push_str(if self.ok { "OK\n" } else { "FINDINGS\n" });
@@ -157,6 +182,7 @@ pub fn verify(
         ok: true,
         devices: Vec::new(),
         receipts: Vec::new(),
+        expired: Vec::new(),
     };
     let devices: Vec<(DeviceId, VerifyingKey)> =
         records.into_iter().map(|rec| (rec.id, rec.key)).collect();
@@ -179,6 +205,7 @@ pub fn verify(
     for (id, key) in devices {
         let (report, receipts) =
             verify_device(dir, db, blobs, id, (&key, &receipt_key), now_us, &hashed)?;
+        out.expired.extend(expired_ranges(db, id)?);
         out.ok &= report.ok && receipts.problems.is_empty();
         out.devices.push(report);
         out.receipts.push(receipts);
@@ -331,6 +358,11 @@ fn verify_device(
             .unwrap_or_else(|| Err((io::ErrorKind::Other, "not hashed".into())));
         let obs = match seen {
             Ok((sha256, len)) => MediaObservation::Present { sha256, len },
+            // Removed on purpose, with an `expire` leaf: listed apart
+            // (`expired_ranges`), not damage.
+            Err((io::ErrorKind::NotFound, _)) if db.expired(id, e.seq())?.is_some() => {
+                MediaObservation::Released
+            }
             Err((kind, err)) => {
                 // Missing media: the bytes have not arrived (or were moved
                 // aside by scrub), as opposed to media-mismatch: bytes wrong.
@@ -437,6 +469,28 @@ fn verify_device(
         }
     }
     Ok((report, check))
+}
+
+/// The device's segments whose media expired under retention, as ranges
+/// of one leaf each.
+fn expired_ranges(db: &Db, id: DeviceId) -> Result<Vec<ExpiredMedia>, ArchiveError> {
+    let mut out: Vec<ExpiredMedia> = Vec::new();
+    for (seq, e) in db.expired_of(id)? {
+        match out.last_mut() {
+            Some(r) if r.leaf == e.leaf => {
+                r.last_seq = seq;
+                r.segments += 1;
+            }
+            _ => out.push(ExpiredMedia {
+                device: id.to_string(),
+                first_seq: seq,
+                last_seq: seq,
+                segments: 1,
+                leaf: e.leaf,
+            }),
+        }
+    }
+    Ok(out)
 }
 
 /// A segment entry that refers to a blob.

@@ -5,7 +5,8 @@
 //! that an S3-compatible object store can implement it later: `stat` is a
 //! HEAD, `open` a GET, `put` a PUT with a SHA-256 checksum that the store
 //! checks, `adopt` a (multipart) upload of a local file, `quarantine` a copy
-//! under a `damaged/` prefix followed by a delete, `list` a LIST. Nothing in
+//! under a `damaged/` prefix followed by a delete, `delete` a DELETE, `list`
+//! a LIST. Nothing in
 //! the trait renames in place or appends: objects are written once, whole.
 //!
 //! Two implementations: [`FolderStore`] (the data folder, see `datadir.rs`
@@ -18,6 +19,8 @@
 //! - `put` refuses bytes that do not hash to the name, and stores nothing;
 //! - a quarantined blob is no longer held (ingest then asks the device for
 //!   the bytes again) but is kept, never deleted;
+//! - `delete` is for the retention job alone (`retention.rs`), after its
+//!   custody leaf is in the log; once it returns, the blob is durably gone;
 //! - an I/O error is reported, never taken for success.
 
 use std::collections::BTreeMap;
@@ -87,6 +90,14 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// I/O errors.
     fn was_quarantined(&self, hash: &Hash32) -> io::Result<bool>;
+
+    /// Remove a held blob for good, durably: the retention job's expiry of
+    /// media that no kept entry refers to. Returns false if it was not held
+    /// (a second run after a crash: not an error).
+    ///
+    /// # Errors
+    /// I/O errors (the blob may then still be held).
+    fn delete(&self, hash: &Hash32) -> io::Result<bool>;
 
     /// The names of every held blob, sorted.
     ///
@@ -289,6 +300,19 @@ impl BlobStore for FolderStore {
         Ok(self.dir.damaged_blob(hash).exists())
     }
 
+    fn delete(&self, hash: &Hash32) -> io::Result<bool> {
+        let path = self.path(hash);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        // The unlink is durable once the folder is synced: a crash cannot
+        // bring expired media back.
+        sync_dir(path.parent().expect("has parent"))?;
+        Ok(true)
+    }
+
     fn list(&self) -> io::Result<Vec<Hash32>> {
         let mut out = Vec::new();
         let subdirs = match fs::read_dir(self.dir.blobs()) {
@@ -394,6 +418,16 @@ impl BlobStore for MemStore {
     fn was_quarantined(&self, hash: &Hash32) -> io::Result<bool> {
         let g = self.inner.lock().expect("lock");
         Ok(g.damaged.iter().any(|(h, _)| h == hash))
+    }
+
+    fn delete(&self, hash: &Hash32) -> io::Result<bool> {
+        Ok(self
+            .inner
+            .lock()
+            .expect("lock")
+            .blobs
+            .remove(hash)
+            .is_some())
     }
 
     fn list(&self) -> io::Result<Vec<Hash32>> {
@@ -541,8 +575,33 @@ pub mod conformance {
         }
     }
 
+    /// A deleted blob is gone, and only it; deleting it again says so; the
+    /// same bytes can be put again afterwards.
+    pub fn delete_removes_only_that_blob(s: &dyn BlobStore) {
+        let (a, b) = (b"expired".to_vec(), b"kept".to_vec());
+        let (ha, hb) = (sha256(&a), sha256(&b));
+        assert!(!s.delete(&ha).unwrap(), "deleted a blob never held");
+        s.put(&ha, &mut a.as_slice()).unwrap();
+        s.put(&hb, &mut b.as_slice()).unwrap();
+        assert!(s.delete(&ha).unwrap());
+        assert_eq!(s.stat(&ha).unwrap(), None, "still held after delete");
+        assert_eq!(
+            s.open(&ha).err().map(|e| e.kind()),
+            Some(io::ErrorKind::NotFound)
+        );
+        assert_eq!(s.list().unwrap(), vec![hb], "the other blob went too");
+        assert!(
+            !s.was_quarantined(&ha).unwrap(),
+            "a delete is no quarantine"
+        );
+        assert!(!s.delete(&ha).unwrap(), "a second delete found it");
+        s.put(&ha, &mut a.as_slice()).unwrap();
+        assert_eq!(read_all(s, &ha), a);
+    }
+
     /// Every check, each on a fresh store from `make`.
     pub fn run_all(make: &dyn Fn() -> Box<dyn BlobStore>) {
+        delete_removes_only_that_blob(make().as_ref());
         put_then_read(make().as_ref());
         wrong_bytes_are_refused(make().as_ref());
         idempotent_and_failed_reads(make().as_ref());

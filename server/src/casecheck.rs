@@ -331,8 +331,11 @@ fn read_timeline(
             .entry(d, seq)?
             .and_then(|x| Receipt::from_bytes(&x.receipt).ok())
             .map(|r| r.server_time_us);
+        // Expired media was held once: judged late or not by when it
+        // arrived, reported as expired rather than missing.
+        let expired = e.entry.segment().is_some() && db.expired(d, seq)?.is_some();
         let media_us = match e.entry.segment() {
-            Some(_) if db.has_media(d, seq)? => {
+            Some(_) if expired || db.has_media(d, seq)? => {
                 // Held, time unknown (before upload times were recorded,
                 // or found again by reconciliation): not judged late.
                 Some(db.media_time(d, seq)?.unwrap_or(i64::MIN))
@@ -344,6 +347,7 @@ fn read_timeline(
             receipt_us,
             verified: true,
             media_us,
+            expired,
         });
     }
     let custody_of: Vec<_> = custody.iter().filter(|c| c.device == d).cloned().collect();

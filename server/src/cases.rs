@@ -283,6 +283,36 @@ pub fn parse_day(field: &'static str, s: &str) -> Result<i64, CaseError> {
     Ok(era * 146_097 + doe - 719_468)
 }
 
+/// The date `(year, month, day)` of a day number since 1970-01-01
+/// (proleptic Gregorian): the inverse of [`parse_day`].
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    // H. Hinnant's algorithm, era of 400 years.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        y,
+        u32::try_from(m).expect("1..=12 by construction"),
+        u32::try_from(d).expect("1..=31 by construction"),
+    )
+}
+
+/// The local date (`YYYY-MM-DD`) of `us` µs since the epoch at
+/// `utc_offset_secs` from UTC.
+pub fn local_date(us: i64, utc_offset_secs: i64) -> String {
+    let day = us
+        .saturating_add(utc_offset_secs.saturating_mul(1_000_000))
+        .div_euclid(86_400_000_000);
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 impl OfficerRecord {
     /// Check the record.
     ///
@@ -580,6 +610,22 @@ mod tests {
         let json = r#"{"number":"X","body":"b","officers":["CJ-001"],"colour":1}"#;
         let e = serde_json::from_str::<Case>(json).unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn day_numbers_go_back_to_dates() {
+        for day in [-800_000, -1, 0, 19_782, 20_635, 47_482, 2_000_000] {
+            let (y, m, d) = civil_from_days(day);
+            let text = format!("{y:04}-{m:02}-{d:02}");
+            if (0..=9999).contains(&y) {
+                assert_eq!(parse_day("d", &text), Ok(day), "{text}");
+            }
+        }
+        assert_eq!(civil_from_days(20_635), (2026, 7, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        // 2026-06-30T23:00Z is already 1 July at UTC+8.
+        assert_eq!(local_date(1_782_860_400_000_000, 8 * 3600), "2026-07-01");
+        assert_eq!(local_date(1_782_860_400_000_000, 0), "2026-06-30");
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct Span {
     pub verified: bool,
     /// When the server held its bytes, `None` while they are missing.
     pub received_us: Option<i64>,
+    /// Its bytes expired under retention: not verified now, but not
+    /// missing either (`expired-media`, not `unverified-media`).
+    pub expired: bool,
     /// The certificate number of the officer who carried the device then,
     /// `None` when no custody record covers it.
     pub officer: Option<String>,
@@ -129,6 +132,7 @@ pub struct ActivityFacts<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// What kind (`uncovered`, `split-coverage`, `no-media`, `unverified-media`,
+    /// `expired-media`,
     /// `officer-unknown`, `certificate-invalid`, `auxiliary-only`, `late-upload`,
     /// `no-identity-shown`).
     pub kind: &'static str,
@@ -208,17 +212,23 @@ pub fn check_activity(f: &ActivityFacts<'_>) -> Verdict {
     });
     let best_len = best.map_or(0, |r| overlap(r.start_us, r.end_us, a, b));
     for s in spans.iter().filter(|s| !s.verified) {
+        let (kind, detail) = if s.expired {
+            (
+                "expired-media",
+                "the segment's bytes were removed under retention (an expire leaf of the log)",
+            )
+        } else if s.received_us.is_none() {
+            ("unverified-media", "the segment's bytes have not arrived")
+        } else {
+            ("unverified-media", "the segment does not verify")
+        };
         findings.push(Finding {
-            kind: "unverified-media",
+            kind,
             from_us: s.start_us.max(a),
             to_us: s.end_us.min(b),
             entries: vec![(s.device, s.seq)],
             explained_by: None,
-            detail: if s.received_us.is_none() {
-                "the segment's bytes have not arrived".into()
-            } else {
-                "the segment does not verify".into()
-            },
+            detail: detail.into(),
         });
     }
     match f.requirement {
@@ -243,7 +253,11 @@ pub fn check_activity(f: &ActivityFacts<'_>) -> Verdict {
                     to_us: b,
                     entries: Vec::new(),
                     explained_by: None,
-                    detail: "no verified audio-video within the activity".into(),
+                    detail: if spans.iter().any(|s| s.expired) {
+                        "no verified audio-video within the activity: its media expired under retention".into()
+                    } else {
+                        "no verified audio-video within the activity".into()
+                    },
                 });
             }
         }
@@ -536,6 +550,7 @@ mod tests {
                     continues: (i > 0).then(|| seq0 + i as u64 - 1),
                     verified: true,
                     received_us: Some(s + 5 * S),
+                    expired: false,
                     officer: Some("CJ-001".into()),
                 }
             })
@@ -599,6 +614,38 @@ mod tests {
         assert!(v.compliant, "{:?}", v.findings);
         assert_eq!(v.best_run_seconds, 600.0);
         assert_eq!(v.covered_seconds, 600.0);
+    }
+
+    #[test]
+    fn media_expired_under_retention_is_named_so_not_missing_nor_late() {
+        let mut spans = recording(1, 1, 2, T0, 5);
+        for s in &mut spans[1..3] {
+            s.verified = false;
+            s.expired = true;
+        }
+        let o = officer();
+        let v = check_activity(&facts(Requirement::Av, 1, &o, &spans, &[], &SHOWN));
+        assert_eq!(
+            kinds(&v),
+            vec!["expired-media", "expired-media"],
+            "{:?}",
+            v.findings
+        );
+        assert_eq!(v.findings[0].entries, vec![(dev(1), 3)]);
+        assert_eq!(v.covered_seconds, 12.0, "expired bytes cover nothing now");
+        // All of it expired: still no media, and the finding says why.
+        for s in &mut spans {
+            s.verified = false;
+            s.expired = true;
+        }
+        let v = check_activity(&facts(Requirement::Av, 1, &o, &spans, &[], &SHOWN));
+        let none = v.findings.iter().find(|f| f.kind == "no-media").unwrap();
+        assert!(
+            none.detail.contains("expired under retention"),
+            "{}",
+            none.detail
+        );
+        assert!(!kinds(&v).contains(&"unverified-media"));
     }
 
     #[test]

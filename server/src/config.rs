@@ -58,6 +58,14 @@ pub struct Config {
     /// did, a checkpoint is signed (and once more at a clean shutdown). 0
     /// turns both off.
     pub checkpoint_interval_secs: u64,
+    /// Days a segment's media is kept at least: from the end of the latest
+    /// activity it belongs to, or from its receipt if it belongs to none
+    /// (`retention.rs`). Media of a case that reached its decision, and
+    /// media under a legal hold, is kept whatever this says.
+    pub retention_days: u64,
+    /// Seconds between two runs of the retention job while `run` runs; 0
+    /// turns it off (`fieldseal-server retention` runs it by hand).
+    pub retention_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -76,6 +84,10 @@ impl Default for Config {
             // for a new entry's leaf to be under a signed checkpoint, and an
             // idle log signs nothing.
             checkpoint_interval_secs: 300,
+            // Six months, the common practice for enforcement recordings
+            // that did not become evidence (DESIGN.md, "Why it exists").
+            retention_days: 183,
+            retention_interval_secs: 24 * 3600,
         }
     }
 }
@@ -142,6 +154,16 @@ upload_deadline_secs = {}
 # Offset of local time from UTC in seconds (UTC+8 by default): enforcement
 # certificates are valid by local day.
 utc_offset_secs = {}
+
+# Retention: a segment's media (its bytes, never its signed entry or receipt)
+# is kept at least this many days from the end of the latest activity it
+# belongs to, or from its receipt when it belongs to none; forever when a
+# case it belongs to reached its decision, and while a legal hold covers it.
+retention_days = {}
+
+# Seconds between two runs of the retention job (one day); 0 turns it off.
+# `fieldseal-server retention --dry-run` shows what it would remove.
+retention_interval_secs = {}
 "#,
             self.quic_listen,
             self.http_listen,
@@ -150,7 +172,9 @@ utc_offset_secs = {}
             self.scrub_interval_secs,
             self.checkpoint_interval_secs,
             self.upload_deadline_secs,
-            self.utc_offset_secs
+            self.utc_offset_secs,
+            self.retention_days,
+            self.retention_interval_secs
         )
     }
 }
@@ -164,6 +188,8 @@ mod tests {
         let c = Config {
             server_names: vec!["ingest.example".into()],
             checkpoint_interval_secs: 7,
+            retention_days: 365,
+            retention_interval_secs: 0,
             ..Config::default()
         };
         assert_eq!(toml::from_str::<Config>(&c.commented()).unwrap(), c);

@@ -49,6 +49,15 @@ pub enum ControlError {
     /// The index failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The retention job failed.
+    #[error(transparent)]
+    Retention(#[from] crate::retention::RetentionError),
+    /// Starting the server's state for an offline command failed.
+    #[error(transparent)]
+    Start(#[from] Box<crate::StartError>),
+    /// A request that needs the server's whole state reached [`apply`].
+    #[error("{0} needs the server's state")]
+    NeedsState(&'static str),
     /// Talking to the socket, or opening the blob store, failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -108,6 +117,15 @@ pub enum Request {
     LogConsistency {
         /// The earlier size.
         from: u64,
+    },
+    /// Apply the retention rule (`retention::run`).
+    Retention {
+        /// The time to apply it at (µs); now when absent (tests).
+        now_us: Option<i64>,
+        /// Change nothing; say what would be done.
+        dry_run: bool,
+        /// JSON instead of text.
+        json: bool,
     },
     /// Add a user.
     UserAdd {
@@ -285,6 +303,7 @@ pub fn apply(
             changed(Changed::User(&u.name));
             Ok(Response::User(u))
         }
+        Request::Retention { .. } => Err(ControlError::NeedsState("retention")),
         Request::DeviceList => Ok(Response::Devices {
             devices: db.devices()?,
         }),
@@ -304,6 +323,47 @@ pub fn apply(
     })
 }
 
+/// Apply the retention rule for an admin command.
+fn retention(shared: &Shared, now: Option<i64>, dry_run: bool, json: bool) -> Response {
+    match crate::retention::run(shared, now.unwrap_or_else(now_us), dry_run) {
+        Ok(o) => Response::Output {
+            code: 0,
+            text: if json { pretty(&o) } else { o.human() },
+        },
+        Err(e) => Response::Error {
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Answer a request with the running server's state: what needs all of it
+/// (retention) here, the rest through [`apply`].
+fn answer(s: &Shared, req: Request) -> Response {
+    if let Request::Retention {
+        now_us,
+        dry_run,
+        json,
+    } = req
+    {
+        return retention(s, now_us, dry_run, json);
+    }
+    apply(
+        &s.dir,
+        &s.db,
+        s.blobs.as_ref(),
+        &s.cfg,
+        req,
+        &s.stopping,
+        |c| match c {
+            Changed::Revoked(d) => s.revoked(d),
+            Changed::User(user) => {
+                let n = s.sessions.revoke_user(user);
+                tracing::info!(user, sessions = n, "user changed; sessions ended");
+            }
+        },
+    )
+}
+
 /// Serve the control socket until the task is dropped.
 pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
     loop {
@@ -318,31 +378,11 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                 let resp = match serde_json::from_str::<Request>(&line) {
                     Ok(req) => {
                         let s = shared.clone();
-                        tokio::task::spawn_blocking(move || {
-                            apply(
-                                &s.dir,
-                                &s.db,
-                                s.blobs.as_ref(),
-                                &s.cfg,
-                                req,
-                                &s.stopping,
-                                |c| match c {
-                                    Changed::Revoked(d) => s.revoked(d),
-                                    Changed::User(user) => {
-                                        let n = s.sessions.revoke_user(user);
-                                        tracing::info!(
-                                            user,
-                                            sessions = n,
-                                            "user changed; sessions ended"
-                                        );
-                                    }
-                                },
-                            )
-                        })
-                        .await
-                        .unwrap_or_else(|e| Response::Error {
-                            message: e.to_string(),
-                        })
+                        tokio::task::spawn_blocking(move || answer(&s, req))
+                            .await
+                            .unwrap_or_else(|e| Response::Error {
+                                message: e.to_string(),
+                            })
                     }
                     Err(e) => Response::Error {
                         message: format!("bad request: {e}"),
@@ -373,6 +413,14 @@ pub fn request(dir: &Path, req: Request) -> Result<Response, ControlError> {
             let mut resp = String::new();
             BufReader::new(s).read_line(&mut resp)?;
             Ok(serde_json::from_str(&resp)?)
+        }
+        Err(_) if matches!(req, Request::Retention { .. }) => {
+            // The job needs the server's whole state (its leaves go through
+            // `audit`): load it as `run` would, without serving.
+            let start = |e: crate::StartError| ControlError::Start(Box::new(e));
+            let cfg = Config::load(dir).map_err(|e| start(e.into()))?;
+            let shared = Shared::load(dir, cfg).map_err(start)?;
+            Ok(answer(&shared, req))
         }
         Err(_) => {
             let cfg = Config::load(dir).unwrap_or_default();

@@ -28,7 +28,10 @@
 //!   and the QUIC driver that only moves bytes;
 //!   `pki.rs`: CA and TLS; `admin.rs`: init, devices, enrolment;
 //! - `archive.rs`, `tlog.rs`, `reindex.rs`: verify and scrub, checkpoints
-//!   and proofs, rebuilding the index; `control.rs`: the admin socket.
+//!   and proofs, rebuilding the index; `control.rs`: the admin socket;
+//! - `retention.rs`: which media may leave the archive (retention days,
+//!   decided cases, legal holds) and the job that expires it;
+//!   `report.rs`: the annual report (Art. 35).
 //!
 //! Errors are `thiserror` enums per concern (`StartError` for starting);
 //! `anyhow` is for `main.rs` alone.
@@ -67,6 +70,8 @@ pub mod metrics;
 pub mod pki;
 pub mod quic;
 pub mod reindex;
+pub mod report;
+pub mod retention;
 pub mod storage;
 pub mod timeline;
 pub mod tlog;
@@ -271,6 +276,26 @@ async fn scrub_loop(shared: Arc<Shared>, every: Duration) {
     }
 }
 
+/// Apply the retention rule every `every`, the first time one interval
+/// after start (`retention.rs`).
+async fn retention_loop(shared: Arc<Shared>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let s = shared.clone();
+        let res = tokio::task::spawn_blocking(move || retention::run(&s, now_us(), false)).await;
+        match res {
+            Ok(Ok(o)) => tracing::info!(
+                ranges = o.expired.len(),
+                segments = o.expired.iter().map(|r| r.segments.len()).sum::<usize>(),
+                blobs_deleted = o.blobs_deleted.len(),
+                "retention: done"
+            ),
+            Ok(Err(e)) => tracing::error!("retention failed: {e:#}"),
+            Err(e) => tracing::error!("retention task: {e}"),
+        }
+    }
+}
+
 /// Sign a checkpoint if the log grew since the latest one (`tlog.rs`).
 async fn checkpoint_if_grown(shared: Arc<Shared>) {
     let res = tokio::task::spawn_blocking(move || {
@@ -388,6 +413,10 @@ pub async fn start(dir: &Path, opts: RunOptions) -> Result<Running, StartError> 
     if shared.cfg.checkpoint_interval_secs > 0 {
         let every = Duration::from_secs(shared.cfg.checkpoint_interval_secs);
         tasks.push(tokio::spawn(checkpoint_loop(shared.clone(), every)));
+    }
+    if shared.cfg.retention_interval_secs > 0 {
+        let every = Duration::from_secs(shared.cfg.retention_interval_secs);
+        tasks.push(tokio::spawn(retention_loop(shared.clone(), every)));
     }
     tracing::info!(%quic_addr, http = %http.addr, dir = %dir.display(), "fieldseal server running");
     Ok(Running {

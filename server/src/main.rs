@@ -86,6 +86,24 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Apply the retention rule: remove the media (never the entries,
+    /// receipts or log leaves) of segments past `retention_days`, unless a
+    /// decided case or a legal hold keeps them; each expiry is an `expire`
+    /// leaf of the log. Prints what it expired (or would).
+    Retention {
+        #[arg(long)]
+        data: PathBuf,
+        /// Change nothing; print what would be expired.
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply the rule as of this time (RFC 3339 or µs since the epoch),
+        /// for tests; now by default.
+        #[arg(long)]
+        now: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The transparency log: checkpoints and proofs.
     Log {
         #[command(subcommand)]
@@ -397,6 +415,28 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             std::process::exit(code)
+        }
+        Cmd::Retention {
+            data,
+            dry_run,
+            now,
+            json,
+        } => {
+            let now_us = match now.as_deref() {
+                None => None,
+                Some(t) => Some(fieldseal_server::retention::parse_time(t).with_context(|| {
+                    format!("--now {t:?}: not RFC 3339 nor µs since the epoch")
+                })?),
+            };
+            archive_command(
+                data,
+                Request::Retention {
+                    now_us,
+                    dry_run,
+                    json,
+                },
+            )
+            .await
         }
         Cmd::Log { cmd } => {
             let (data, req) = match cmd {

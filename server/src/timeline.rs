@@ -36,8 +36,12 @@ pub struct Known<'a> {
     pub receipt_us: Option<i64>,
     /// The entry verified (signature, link).
     pub verified: bool,
-    /// For a segment: when the server held its verified bytes.
+    /// For a segment: when the server held its verified bytes (also for
+    /// bytes it no longer holds because they expired).
     pub media_us: Option<i64>,
+    /// For a segment: its bytes expired under retention (`retention.rs`):
+    /// held once, removed on purpose, not verified now.
+    pub expired: bool,
 }
 
 /// A device's timeline.
@@ -202,8 +206,9 @@ pub fn device_timeline(
             start_us: start,
             end_us: end,
             continues,
-            verified: k.verified && k.media_us.is_some(),
+            verified: k.verified && k.media_us.is_some() && !k.expired,
             received_us: k.media_us,
+            expired: k.expired,
             officer: officer_at(start),
         });
         prev = Some((t.spans.len() - 1, s.part, s.end_pts));
@@ -237,6 +242,7 @@ mod tests {
                 receipt_us: Some(e.entry.wall_us + skew + 200_000),
                 verified: true,
                 media_us: e.entry.segment().map(|_| e.entry.wall_us + skew + 900_000),
+                expired: false,
             })
             .collect()
     }
@@ -295,6 +301,7 @@ mod tests {
                 receipt_us: Some(last + 600_000_000 + i as i64 * 1_000),
                 verified: true,
                 media_us: None,
+                expired: false,
             })
             .collect();
         let t = device_timeline(device, &k, |_| None);
@@ -389,6 +396,7 @@ mod tests {
                 receipt_us: Some(w0 + (2 * i as i64) * 1_000_000 + 100_000),
                 verified: true,
                 media_us: None,
+                expired: false,
             })
             .collect();
         let t = device_timeline(device, &k, |_| None);

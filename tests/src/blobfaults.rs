@@ -108,6 +108,9 @@ impl BlobStore for FaultyBlobs {
     fn was_quarantined(&self, hash: &Hash32) -> io::Result<bool> {
         self.inner.was_quarantined(hash)
     }
+    fn delete(&self, hash: &Hash32) -> io::Result<bool> {
+        self.inner.delete(hash)
+    }
     fn list(&self) -> io::Result<Vec<Hash32>> {
         self.inner.list()
     }

@@ -67,7 +67,10 @@ impl Db {
         for kv in self.entries.iter() {
             let (k, v) = kv?;
             let s: StoredEntry = serde_json::from_slice(&v)?;
-            if s.media.is_some() && !self.media.contains_key(&k)? {
+            if s.media.is_some()
+                && !self.media.contains_key(&k)?
+                && !self.expired.contains_key(&k)?
+            {
                 self.missing.insert(k, &[])?;
             }
         }
@@ -139,7 +142,9 @@ impl ChainIndex for Db {
         };
         let k = seq_key(device, seq);
         self.entries.insert(k, serde_json::to_vec(&s)?)?;
-        if a.media.is_some() && !self.media.contains_key(k)? {
+        // Media that expired under retention is not missing: never asked
+        // for again (also when `reindex` puts the entry back).
+        if a.media.is_some() && !self.media.contains_key(k)? && !self.expired.contains_key(k)? {
             self.missing.insert(k, &[])?;
         }
         Ok(())
@@ -157,8 +162,9 @@ impl ChainIndex for Db {
 
     fn forget_media(&self, device: DeviceId, seq: u64) -> Result<(), IndexError> {
         self.media.remove(seq_key(device, seq))?;
-        if self.entries.contains_key(seq_key(device, seq))? {
-            self.missing.insert(seq_key(device, seq), &[])?;
+        let k = seq_key(device, seq);
+        if self.entries.contains_key(k)? && !self.expired.contains_key(k)? {
+            self.missing.insert(k, &[])?;
         }
         ChainIndex::flush(self)
     }

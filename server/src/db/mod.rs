@@ -12,7 +12,9 @@
 //! - `tags.rs`: which entries are signed with which case and activity
 //!   (derived: rebuilt by `reindex`);
 //! - `links.rs`: entry ranges a custodian linked to an activity (entered by
-//!   people: kept by `reindex`).
+//!   people: kept by `reindex`);
+//! - `retention.rs`: segments whose media expired under retention, and
+//!   legal holds (kept by `reindex`).
 //!
 //! The files under the data folder (chain logs, blobs, `leaves.log`) are
 //! the source of truth; this index makes them quick to query, and everything
@@ -37,6 +39,7 @@ mod chain;
 mod devices;
 mod links;
 mod log;
+mod retention;
 mod tags;
 
 pub use devices::{DeviceRecord, TokenRecord, UserRecord};
@@ -107,6 +110,10 @@ pub struct Db {
     /// connection, without scanning every entry of the device.
     missing: sled::Tree,
     log: sled::Tree,
+    /// Segments whose media expired under retention (`retention.rs`).
+    expired: sled::Tree,
+    /// Legal holds.
+    holds: sled::Tree,
     /// The log's leaves, durable before the tree nodes here.
     leaves: Arc<LeafLog>,
     /// Appends to the log read, extend and write the frontier: one at a time
@@ -169,6 +176,8 @@ impl Db {
             media: db.open_tree("media")?,
             missing: db.open_tree("missing")?,
             log: db.open_tree("log")?,
+            expired: db.open_tree("expired")?,
+            holds: db.open_tree("holds")?,
             leaves: Arc::new(leaves),
             log_append: Arc::default(),
             db,

@@ -72,6 +72,7 @@ fn spans(s: &Arc<AppState>, chain: &SampleChain) -> Vec<Span> {
                 receipt_us: Some(Receipt::from_bytes(&a.receipt).unwrap().server_time_us),
                 verified: true,
                 media_us: e.entry.segment().map(|_| 0),
+                expired: false,
             }
         })
         .collect();

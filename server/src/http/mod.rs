@@ -6,7 +6,8 @@
 //! What is here: health, Prometheus metrics, the published catalogue (no
 //! login: Art. 27 says publish it), login and logout, officers, device
 //! custody and cases with their stages, legal review and activities; the
-//! evidence itself (entries, signed bytes, segment bytes with ranges); a
+//! evidence itself (entries, signed bytes, segment bytes with ranges); legal
+//! holds (`holds.rs`) and the annual report (`reports.rs`); a
 //! custodian's links of recordings to activities; the access log with its
 //! proofs and the admin's user API. Every handler finds the caller's
 //! session through [`auth::Authed`] and refuses by role there; every
@@ -20,9 +21,11 @@ pub mod error;
 pub mod evidence;
 #[cfg(test)]
 mod evidence_tests;
+pub mod holds;
 pub mod links;
 pub mod log;
 pub mod metrics;
+pub mod reports;
 pub mod serve;
 #[cfg(test)]
 mod tests;
@@ -90,7 +93,9 @@ pub const MAX_BODY: usize = 256 * 1024;
         (name = "cases", description = "Officers, device custody, cases, stages, reviews and activities"),
         (name = "evidence", description = "Entries, segment bytes, and links of recordings to activities"),
         (name = "audit", description = "The access log, with inclusion proofs"),
-        (name = "users", description = "Users and their roles (admin)")
+        (name = "users", description = "Users and their roles (admin)"),
+        (name = "holds", description = "Legal holds: media kept from the retention job"),
+        (name = "reports", description = "The annual report (Art. 35)")
     )
 )]
 struct ApiDoc;
@@ -125,6 +130,10 @@ pub fn router_and_doc(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::O
         .routes(routes!(access::audit))
         .routes(routes!(users::list_users, users::add_user))
         .routes(routes!(users::change_user))
+        // Legal holds and the annual report (retention.rs, report.rs).
+        .routes(routes!(holds::list, holds::place))
+        .routes(routes!(holds::release))
+        .routes(routes!(reports::annual))
         .with_state(state)
         .split_for_parts();
     (router, doc)

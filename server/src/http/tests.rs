@@ -628,6 +628,7 @@ async fn compliance_of_a_case_names_the_gap_between_two_recordings() {
                 receipt_us: Some(r.server_time_us),
                 verified: true,
                 media_us: e.entry.segment().map(|_| 0),
+                expired: false,
             }
         })
         .collect();
@@ -795,3 +796,6 @@ async fn checkpoints_and_proofs_verify_with_the_proto_code() {
     .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
+
+/// Legal holds and the annual report.
+mod holds_reports;
