@@ -125,6 +125,45 @@ pub struct ActivityRef {
     pub officers: Vec<String>,
     /// Its case reached the decision stage (or a later one).
     pub decided: bool,
+    /// Segments signed with its case number and its activity type
+    /// (filled by [`attach_evidence`]).
+    pub tagged: std::collections::HashSet<(DeviceId, u64)>,
+    /// Entry ranges a custodian linked to it, inclusive.
+    pub linked: Vec<(DeviceId, u64, u64)>,
+}
+
+/// Fill in each activity's tagged segments and linked ranges from the
+/// index (one prefix scan per case, one per activity).
+///
+/// # Errors
+/// Index errors.
+pub fn attach_evidence(
+    db: &crate::db::Db,
+    cases: &[Case],
+    refs: &mut [ActivityRef],
+) -> Result<(), DbError> {
+    for c in cases {
+        let tags = db.tagged(&c.number)?;
+        for a in &c.activities {
+            let Some(r) = refs
+                .iter_mut()
+                .find(|r| r.case == c.number && r.activity == a.id)
+            else {
+                continue;
+            };
+            r.tagged = tags
+                .iter()
+                .filter(|t| t.activity.as_deref() == Some(a.kind.as_str()))
+                .map(|t| (t.device, t.seq))
+                .collect();
+            r.linked = db
+                .links(&c.number, &a.id)?
+                .iter()
+                .map(|l| (l.device, l.first_seq, l.last_seq))
+                .collect();
+        }
+    }
+    Ok(())
 }
 
 /// Every activity of `cases`.
@@ -140,6 +179,8 @@ pub fn activity_refs(cases: &[Case]) -> Vec<ActivityRef> {
                 end_us: a.end_us,
                 officers: a.officers.clone(),
                 decided,
+                tagged: std::collections::HashSet::new(),
+                linked: Vec::new(),
             });
         }
     }
@@ -147,29 +188,34 @@ pub fn activity_refs(cases: &[Case]) -> Vec<ActivityRef> {
 }
 
 /// The activities the segment `(device, seq)`, recorded over `span` (server
-/// time, µs), belongs to: those whose officers carried `device` at some time
-/// during the activity, and whose window the segment overlaps — the relation
-/// `casecheck::case_compliance` judges. **The one place** this relation is
-/// decided for retention: attachment by the segment's signed case and
-/// activity tags, or by a custodian's link, is added here (that is what
-/// `seq` is for).
+/// time, µs), belongs to — the three ways `casecheck::case_compliance`
+/// attaches recordings: a custodian linked it; or it overlaps the
+/// activity's window and either an officer of the activity carried
+/// `device` during it, or the segment is signed with the activity's case
+/// number and type. **The one place** this relation is decided for
+/// retention.
 pub fn activities_of<'a>(
     activities: &'a [ActivityRef],
     custody: &[Custody],
     device: DeviceId,
-    _seq: u64,
+    seq: u64,
     span: (i64, i64),
 ) -> Vec<&'a ActivityRef> {
     activities
         .iter()
-        .filter(|a| span.1 > a.start_us && span.0 < a.end_us)
         .filter(|a| {
-            custody.iter().any(|c| {
+            let linked = a
+                .linked
+                .iter()
+                .any(|&(d, first, last)| d == device && (first..=last).contains(&seq));
+            let overlaps = span.1 > a.start_us && span.0 < a.end_us;
+            let carried = custody.iter().any(|c| {
                 c.device == device
                     && a.officers.contains(&c.officer)
                     && c.from_us < a.end_us
                     && c.to_us.is_none_or(|t| t > a.start_us)
-            })
+            });
+            linked || (overlaps && (carried || a.tagged.contains(&(device, seq))))
         })
         .collect()
 }
@@ -512,8 +558,11 @@ pub fn run(
     dry_run: bool,
 ) -> Result<RetentionOutcome, RetentionError> {
     let db = &shared.db;
+    let cases = db.cases()?;
+    let mut activities = activity_refs(&cases);
+    attach_evidence(db, &cases, &mut activities)?;
     let world = World {
-        activities: activity_refs(&db.cases()?),
+        activities,
         custody: db.custody_all()?,
         holds: db.holds()?,
     };

@@ -20,6 +20,8 @@ fn activity(case: &str, end_us: i64, decided: bool) -> ActivityRef {
         end_us,
         officers: vec!["CJ-001".into()],
         decided,
+        tagged: std::collections::HashSet::new(),
+        linked: Vec::new(),
     }
 }
 
@@ -413,4 +415,29 @@ fn media_of_a_decided_case_survives_the_job() {
     assert!(o.expired.is_empty(), "{}", o.human());
     assert_eq!(o.kept_decided, 2);
     assert_eq!(held_blobs(&sh, &ca), 2);
+}
+
+#[test]
+fn belonging_by_signed_tags_needs_overlap_and_a_link_needs_neither() {
+    let d = DeviceId([1; 8]);
+    let mut acts = [activity("C-1", T, false)];
+    let (start, end) = (acts[0].start_us, acts[0].end_us);
+    let inside = (start + 10, start + 20);
+    let nobody: [Custody; 0] = [];
+    assert!(activities_of(&acts, &nobody, d, 7, inside).is_empty());
+    acts[0].tagged.insert((d, 7));
+    assert_eq!(activities_of(&acts, &nobody, d, 7, inside).len(), 1);
+    assert!(
+        activities_of(&acts, &nobody, d, 8, inside).is_empty(),
+        "another seq"
+    );
+    assert!(
+        activities_of(&acts, &nobody, d, 7, (end, end + 5)).is_empty(),
+        "tagged, but outside the window"
+    );
+    acts[0].linked.push((d, 100, 200));
+    let far = (end + 1_000_000, end + 2_000_000);
+    assert_eq!(activities_of(&acts, &nobody, d, 150, far).len(), 1);
+    assert!(activities_of(&acts, &nobody, d, 201, far).is_empty());
+    assert!(activities_of(&acts, &nobody, DeviceId([2; 8]), 150, far).is_empty());
 }
