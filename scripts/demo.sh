@@ -18,7 +18,12 @@ mkdir -p "$dir"
 export RUST_LOG=${RUST_LOG:-warn}
 
 server_pid=""
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null; true; }
+agent_pid=""
+cleanup() {
+  [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  true
+}
 trap cleanup EXIT
 
 echo
@@ -35,9 +40,21 @@ token=$("$server" device add --data "$dir/server" --name body-cam-01 | sed -n 's
 "$agent" enroll --data "$dir/device" --server "127.0.0.1:$port" --token "$token" --ca "$dir/server/ca.crt"
 
 echo
-echo "== 3. Record ${secs} s from the synthetic camera (testsrc2 1280x720@30 + tone), syncing live"
-RUST_LOG=fieldseal_agent::run=info,warn "$agent" record --data "$dir/device" --duration "$secs" \
-  --case CJ-2026-0001 --activity seizure
+echo "== 3. Record a seizure: ${secs} s from the synthetic camera (testsrc2 1280x720@30 + tone), syncing live;"
+echo "      the officer shows identity (Art. 26) as the recording starts"
+RUST_LOG=fieldseal_agent::run=info,warn "$agent" run --data "$dir/device" --pre-event 0 > "$dir/agent.log" 2>&1 &
+agent_pid=$!
+for _ in $(seq 100); do
+  "$agent" start --data "$dir/device" --case CJ-2026-0001 --activity seizure 2>/dev/null && break
+  sleep 0.2
+done
+started_us=$(date +%s%6N)
+"$agent" mark --data "$dir/device" identity-shown --officer CJ-001
+sleep "$secs"
+stopped_us=$(date +%s%6N)
+"$agent" stop --data "$dir/device"
+sleep 2
+kill -TERM "$agent_pid"; wait "$agent_pid" || true
 "$agent" sync --data "$dir/device" --until-drained
 "$agent" status --data "$dir/device"
 
@@ -121,6 +138,46 @@ req = urllib.request.Request(base + "/api/login", method="POST",
     headers={"Content-Type": "application/json"})
 me = json.load(urllib.request.urlopen(req))
 print(f"  logged in as {me['user']} ({me['role']}); the API is described at {base}/api/openapi.json")
+PY
+
+echo
+echo "== 11. A case: officer CJ-001 carried the camera; the seizure's Article 27 compliance, judged by the server"
+python3 - "$http_port" "${FIELDSEAL_ADMIN_PASSWORD:-demo-password}" "$id" "$started_us" "$stopped_us" <<'PY'
+import json, sys, time, urllib.request
+base, password, device = f"http://127.0.0.1:{sys.argv[1]}", sys.argv[2], sys.argv[3]
+started, stopped = int(sys.argv[4]), int(sys.argv[5])
+def call(method, path, body=None, token=None):
+    req = urllib.request.Request(base + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
+    with urllib.request.urlopen(req) as r:
+        raw = r.read()
+        return json.loads(raw) if raw else None
+token = call("POST", "/api/login", {"user": "admin", "password": password})["token"]
+call("POST", "/api/officers", {"certificate": "CJ-001", "name": "Li Ming", "valid_from": "2024-01-01",
+     "valid_until": "2030-12-31"}, token)
+call("POST", "/api/custody", {"device": device, "officer": "CJ-001",
+     "from_us": int(time.time() * 1e6) - 3600 * 10**6}, token)
+call("POST", "/api/cases", {"number": "CJ-2026-0001", "body": "Demo District Urban Management Bureau",
+     "officers": ["CJ-001"]}, token)
+# The seizure as the officer's paperwork has it: from just after the camera
+# started to just before it stopped.
+call("POST", "/api/cases/CJ-2026-0001/activities", {"id": "seizure-1", "kind": "seizure",
+     "place": "18 Demo Road", "start_us": started + 2 * 10**6, "end_us": stopped - 10**6,
+     "officers": ["CJ-001"]}, token)
+c = call("GET", "/api/cases/CJ-2026-0001/compliance", None, token)
+for a in c["activities"]:
+    v = a["verdict"]
+    how = ", ".join(sorted({r["by"] for r in a.get("recordings", [])}))
+    print(f"  activity {a['id']} ({a['kind']}, {v['requirement']}): "
+          f"{'COMPLIANT' if v['compliant'] else 'NOT COMPLIANT'}; "
+          f"{v['best_run_seconds']:.1f} s in one unbroken run; recordings attached by {how}")
+    for f in v["findings"]:
+        print(f"    finding {f['kind']}: {f['detail']}")
+print(f"  case {c['case']}: {'compliant' if c['compliant'] else 'not compliant'}"
+      f" ({base}/api/cases/CJ-2026-0001/compliance)")
+if not c["compliant"]:
+    sys.exit("demo: the uninterrupted seizure was judged not compliant; that is a bug")
 PY
 
 echo
