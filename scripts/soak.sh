@@ -27,6 +27,9 @@ export FIELDSEAL_SPOOL_STEPS="${FIELDSEAL_SPOOL_STEPS:-$(scaled 40)}"
 # The simulated pair (tests/sim.rs): seeded steps of the real sync machine
 # against the real ingest decisions; `make test` runs 120,000.
 export FIELDSEAL_SIM_STEPS="${FIELDSEAL_SIM_STEPS:-$(scaled 20000000)}"
+# The access log as an outside witness checks it (tests/access_log.rs):
+# rounds of logins, refusals and evidence reads, every leaf proved.
+export FIELDSEAL_AUDIT_ROUNDS="${FIELDSEAL_AUDIT_ROUNDS:-$(scaled 5000)}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-$(scaled 300)}"
 
 OUT="${SOAK_OUT:-target/soak}"
@@ -60,6 +63,7 @@ run binaries --test faults_binaries
 run server_crash --test server_crash
 run fuzz_corpus --test fuzz_corpus
 run sim --test sim
+run access_log --test access_log
 
 # Each fuzz target for a while, starting from the stored seeds; what it adds
 # stays in fuzz/corpus (ignored by git) for the next run.
