@@ -143,11 +143,22 @@ enum Cmd {
         /// The server's QUIC address.
         #[arg(long, value_name = "HOST:PORT")]
         server: String,
-        /// The one-time token from `fieldseal-server device add`.
-        #[arg(long, value_name = "T")]
-        token: String,
-        /// The server's CA certificate (PEM). Without it the first connection
-        /// trusts the server it reaches (trust on first use).
+        /// The one-time token from `fieldseal-server device add`
+        /// (`SECRET.CA_SHA256`): it names the server's CA, so the device
+        /// trusts no other server with it. `-` reads it from stdin (the
+        /// command line of a process is readable by every user).
+        #[arg(
+            long,
+            value_name = "T",
+            required_unless_present = "token_file",
+            conflicts_with = "token_file"
+        )]
+        token: Option<String>,
+        /// Read the token from this file instead.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// The server's CA certificate (PEM), if at hand: it must be the CA
+        /// the token names. Not needed: the token alone is enough.
         #[arg(long, value_name = "FILE")]
         ca: Option<PathBuf>,
     },
@@ -182,6 +193,24 @@ enum Cmd {
 enum MarkWhat {
     /// The officer showed identity documents (Art. 26).
     IdentityShown,
+}
+
+/// The enrolment token: given, `-` for stdin, or from a file.
+fn read_token(token: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {
+    let raw = match (token.as_deref(), file) {
+        (Some("-"), _) => {
+            let mut t = String::new();
+            std::io::stdin()
+                .read_line(&mut t)
+                .context("reading the token from stdin")?;
+            t
+        }
+        (Some(t), _) => t.to_owned(),
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .with_context(|| format!("reading the token from {}", f.display()))?,
+        (None, None) => anyhow::bail!("no token: give --token or --token-file"),
+    };
+    Ok(raw.trim().to_owned())
 }
 
 fn parse_duration(s: &str) -> Result<u32, String> {
@@ -345,8 +374,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             data,
             server,
             token,
+            token_file,
             ca,
         } => {
+            let token = read_token(token, token_file)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

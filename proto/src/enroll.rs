@@ -26,7 +26,7 @@
 //! ```
 
 use crate::codec::{put, Decode, DecodeError, Encode, Reader};
-use crate::identity::DeviceId;
+use crate::identity::{DeviceId, Hash32};
 use crate::msg::{Detail, MAX_DETAIL};
 
 /// The ALPN protocol id of enrolment connections.
@@ -43,6 +43,92 @@ pub const MAX_TOKEN: usize = 128;
 pub const MAX_CERT: usize = 16 * 1024;
 /// Largest encoded request.
 pub const MAX_ENROLL_REQUEST: usize = 1 + 1 + MAX_TOKEN + 32;
+
+/// An enrolment token as the administrator hands it to a device:
+/// `SECRET.CA_SHA256`, the one-time secret (64 lower-case hex digits) and the
+/// SHA-256 of the server's CA certificate (DER, 64 lower-case hex digits),
+/// in the manner of `kubeadm join --discovery-token-ca-cert-hash`. The token
+/// alone lets a device enrol safely: it trusts only a server whose
+/// certificate chain includes that CA and is signed by it, and sends only
+/// the secret, in [`EnrollRequest::token`], once the handshake has passed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnrollToken {
+    /// The one-time secret (what the server checks).
+    pub secret: String,
+    /// SHA-256 of the server's CA certificate, DER.
+    pub ca_sha256: Hash32,
+}
+
+/// A token that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// No `.CA_SHA256` part: a token from before tokens named their CA.
+    #[error("the token does not name the server's CA (SECRET.CA_SHA256 expected): issue a new one with `fieldseal-server device add`")]
+    NoCaHash,
+    /// Not 64 hex digits, a dot, 64 hex digits.
+    #[error("malformed enrolment token: {0}")]
+    Malformed(&'static str),
+}
+
+fn hex64(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl EnrollToken {
+    /// Parse `SECRET.CA_SHA256` (surrounding white space ignored).
+    ///
+    /// # Errors
+    /// [`TokenError`] naming what is wrong.
+    pub fn parse(s: &str) -> Result<EnrollToken, TokenError> {
+        let s = s.trim();
+        let Some((secret, ca)) = s.split_once('.') else {
+            return Err(if hex64(s) {
+                TokenError::NoCaHash
+            } else {
+                TokenError::Malformed("expected SECRET.CA_SHA256")
+            });
+        };
+        if !hex64(secret) {
+            return Err(TokenError::Malformed(
+                "the secret is not 64 lower-case hex digits",
+            ));
+        }
+        if !hex64(ca) {
+            return Err(TokenError::Malformed(
+                "the CA hash is not 64 lower-case hex digits",
+            ));
+        }
+        let mut ca_sha256 = [0u8; 32];
+        for (i, b) in ca_sha256.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&ca[2 * i..2 * i + 2], 16)
+                .map_err(|_| TokenError::Malformed("the CA hash is not hex"))?;
+        }
+        Ok(EnrollToken {
+            secret: secret.to_owned(),
+            ca_sha256,
+        })
+    }
+}
+
+impl core::fmt::Display for EnrollToken {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.", self.secret)?;
+        self.ca_sha256.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// The secret is not shown in debug output (logs).
+impl core::fmt::Debug for EnrollToken {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EnrollToken")
+            .field("secret", &"…")
+            .field("ca_sha256", &self.ca_sha256)
+            .finish()
+    }
+}
 /// Largest encoded response.
 pub const MAX_ENROLL_RESPONSE: usize = 1 + 8 + 32 + 2 * (4 + MAX_CERT);
 
@@ -194,6 +280,31 @@ impl Decode for EnrollResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_name_their_ca_and_old_or_bent_ones_are_refused() {
+        let secret = "ab".repeat(32);
+        let t = EnrollToken::parse(&format!(" {secret}.{} \n", "0f".repeat(32))).unwrap();
+        assert_eq!(t.secret, secret);
+        assert_eq!(t.ca_sha256, [0x0f; 32]);
+        assert_eq!(EnrollToken::parse(&t.to_string()).unwrap(), t);
+        assert!(!format!("{t:?}").contains(&secret), "no secret in logs");
+        assert_eq!(EnrollToken::parse(&secret), Err(TokenError::NoCaHash));
+        for bad in [
+            String::new(),
+            "xyz".into(),
+            format!("{secret}."),
+            format!("{secret}.{}", "0F".repeat(32)),
+            format!("{}.{}", "ab".repeat(31), "0f".repeat(32)),
+            format!("{secret}.{}", "0f".repeat(33)),
+            format!("{secret}.{}.", "0f".repeat(32)),
+        ] {
+            assert!(
+                matches!(EnrollToken::parse(&bad), Err(TokenError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

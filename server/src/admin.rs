@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use fieldseal_proto::enroll::{EnrollRequest, EnrollResponse, EnrollStatus};
-use fieldseal_proto::identity::{sha256, DeviceId};
+use fieldseal_proto::enroll::{EnrollRequest, EnrollResponse, EnrollStatus, EnrollToken};
+use fieldseal_proto::identity::{sha256, DeviceId, Hash32};
 use fieldseal_proto::msg::Detail;
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -180,18 +180,28 @@ pub struct NewToken {
     pub expires_us: i64,
 }
 
-/// Issue a one-time enrolment token for a device called `name`.
+/// Issue a one-time enrolment token for a device called `name`:
+/// `SECRET.CA_SHA256` ([`fieldseal_proto::enroll::EnrollToken`]), the
+/// secret's hash stored, the CA's hash (`ca_sha256`, see
+/// [`crate::pki::ca_sha256`]) named so that the device trusts no other
+/// server with it.
 ///
 /// # Errors
 /// Index errors.
-pub fn device_add(db: &Db, name: &str, ttl_secs: u64, now_us: i64) -> Result<NewToken, DbError> {
+pub fn device_add(
+    db: &Db,
+    ca_sha256: &Hash32,
+    name: &str,
+    ttl_secs: u64,
+    now_us: i64,
+) -> Result<NewToken, DbError> {
     let mut b = [0u8; 32];
     OsRng.fill_bytes(&mut b);
-    let token = hex::encode(b);
+    let secret = hex::encode(b);
     let ttl_us = i64::try_from(ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
     let expires_us = now_us.saturating_add(ttl_us);
     db.put_token(
-        &sha256(token.as_bytes()),
+        &sha256(secret.as_bytes()),
         &TokenRecord {
             name: name.to_string(),
             expires_us,
@@ -199,9 +209,13 @@ pub fn device_add(db: &Db, name: &str, ttl_secs: u64, now_us: i64) -> Result<New
         },
     )?;
     db.flush()?;
+    let token = EnrollToken {
+        secret,
+        ca_sha256: *ca_sha256,
+    };
     Ok(NewToken {
         name: name.to_string(),
-        token,
+        token: token.to_string(),
         expires_us,
     })
 }
@@ -220,6 +234,20 @@ pub fn device_revoke(db: &Db, id: DeviceId, now_us: i64) -> Result<Option<Device
         db.flush()?;
     }
     Ok(Some(d))
+}
+
+/// Can this token enrol a device now?
+fn usable(t: Option<&TokenRecord>, now_us: i64) -> Result<(), (EnrollStatus, &'static str)> {
+    match t {
+        None => Err((EnrollStatus::UnknownToken, "unknown enrolment token")),
+        Some(t) if t.used_by.is_some() => {
+            Err((EnrollStatus::UsedToken, "enrolment token already used"))
+        }
+        Some(t) if t.expires_us <= now_us => {
+            Err((EnrollStatus::ExpiredToken, "enrolment token expired"))
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 fn refused(status: EnrollStatus, detail: &str) -> EnrollResponse {
@@ -255,34 +283,40 @@ pub fn enroll(
         Ok(None) => {}
         Err(e) => return refused(EnrollStatus::Internal, &e.to_string()),
     }
-    // Issue first: if it fails, the token is not used up.
+    let token_hash = sha256(req.token.as_bytes());
+    // The token first: the CA signs nothing for a request without a usable
+    // one. (The transaction below checks it again: another request may use
+    // it meanwhile.)
+    match db.token(&token_hash) {
+        Ok(t) => {
+            if let Err((status, detail)) = usable(t.as_ref(), now_us) {
+                return refused(status, detail);
+            }
+        }
+        Err(e) => return refused(EnrollStatus::Internal, &e.to_string()),
+    }
+    // Then the certificate: if issuing fails, the token is not used up.
     let cert = match ca.issue_device_cert(&req.public_key) {
         Ok(c) => c,
         Err(e) => return refused(EnrollStatus::Internal, &e.to_string()),
     };
-    let token_hash = sha256(req.token.as_bytes());
-    let res = db.enroll(&token_hash, |tok| match tok {
-        None => Err((EnrollStatus::UnknownToken, "unknown enrolment token")),
-        Some(t) if t.used_by.is_some() => {
-            Err((EnrollStatus::UsedToken, "enrolment token already used"))
-        }
-        Some(t) if t.expires_us <= now_us => {
-            Err((EnrollStatus::ExpiredToken, "enrolment token expired"))
-        }
-        Some(t) => {
-            let dev = DeviceRecord {
-                id,
-                name: t.name.clone(),
-                key: vk,
-                enrolled_us: now_us,
-                revoked_us: None,
-            };
-            let tok = TokenRecord {
-                used_by: Some(id.to_string()),
-                ..t
-            };
-            Ok((tok, dev))
-        }
+    let res = db.enroll(&token_hash, |tok| {
+        usable(tok.as_ref(), now_us)?;
+        let Some(t) = tok else {
+            return Err((EnrollStatus::UnknownToken, "unknown enrolment token"));
+        };
+        let dev = DeviceRecord {
+            id,
+            name: t.name.clone(),
+            key: vk,
+            enrolled_us: now_us,
+            revoked_us: None,
+        };
+        let tok = TokenRecord {
+            used_by: Some(id.to_string()),
+            ..t
+        };
+        Ok((tok, dev))
     });
     match res {
         Ok(Ok(_)) => EnrollResponse::Ok {

@@ -49,6 +49,9 @@ pub enum ControlError {
     /// The index failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The CA certificate could not be read (enrolment tokens name it).
+    #[error("the CA certificate: {0}")]
+    Ca(#[from] crate::pki::PkiError),
     /// The retention job failed.
     #[error(transparent)]
     Retention(#[from] crate::retention::RetentionError),
@@ -231,6 +234,7 @@ pub fn apply(
     let res: Result<Response, ControlError> = (|| match req {
         Request::DeviceAdd { name, ttl_secs } => Ok(Response::Token(admin::device_add(
             db,
+            &crate::pki::ca_sha256(dir)?,
             &name,
             ttl_secs.unwrap_or(cfg.enroll_token_ttl_secs),
             now_us(),

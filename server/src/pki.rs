@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use fieldseal_proto::enroll::{ALPN_ENROLL, ALPN_SYNC};
-use fieldseal_proto::identity::DeviceId;
+use fieldseal_proto::identity::{sha256, DeviceId, Hash32};
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
@@ -74,6 +74,8 @@ pub struct Ca {
     cert: Certificate,
     /// The DER of the CA certificate as published in `ca.crt`.
     pub cert_der: Vec<u8>,
+    /// Device certificates signed since this process loaded the CA.
+    issued: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Ca {
@@ -116,6 +118,15 @@ pub fn generate(names: &[String]) -> Result<Generated, PkiError> {
         server_cert_pem: server_cert.pem(),
         server_key_pem: server_key.serialize_pem(),
     })
+}
+
+/// SHA-256 of the CA certificate (DER) in `DIR/ca.crt`: what enrolment
+/// tokens name.
+///
+/// # Errors
+/// The file is missing or holds no certificate.
+pub fn ca_sha256(dir: &Path) -> Result<Hash32, PkiError> {
+    Ok(sha256(read_cert(&DataDir::new(dir).ca_cert())?.as_ref()))
 }
 
 /// Read the first certificate of a PEM file.
@@ -161,6 +172,7 @@ impl Ca {
             key,
             cert,
             cert_der,
+            issued: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -183,7 +195,15 @@ impl Ca {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let cert = p.signed_by(&Ed25519Public(*public_key), &self.cert, &self.key)?;
+        self.issued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(cert.der().to_vec())
+    }
+
+    /// Device certificates signed since the CA was loaded (so a test can
+    /// see that a refused enrolment made the CA sign nothing).
+    pub fn issued(&self) -> u64 {
+        self.issued.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -319,12 +339,17 @@ pub fn server_tls(dir: &Path, allowed: Allowed) -> Result<rustls::ServerConfig, 
         .build()
         .map_err(|e| PkiError::Verifier(e.to_string()))?;
     let verifier = Arc::new(DeviceVerifier { inner, allowed });
+    let ca = read_cert(&dir.ca_cert())?;
     let cert = read_cert(&dir.server_cert())?;
     let key = read_key(&dir.server_key())?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![cert], key)?;
+        // The CA goes with the server's certificate: a device enrolling
+        // with a token finds it there, checks it against the hash the token
+        // names, and verifies the server's certificate under it before it
+        // sends anything (FORMAT.md §7.8).
+        .with_single_cert(vec![cert, ca], key)?;
     cfg.alpn_protocols = vec![ALPN_SYNC.to_vec(), ALPN_ENROLL.to_vec()];
     cfg.max_early_data_size = 0;
     Ok(cfg)

@@ -113,6 +113,7 @@ impl Harness {
     pub fn token(&self, name: &str, ttl_secs: u64) -> anyhow::Result<String> {
         Ok(admin::device_add(
             &self.server.shared.db,
+            &fieldseal_server::pki::ca_sha256(self.path())?,
             name,
             ttl_secs,
             fieldseal_server::now_us(),

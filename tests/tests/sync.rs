@@ -491,12 +491,25 @@ async fn enrolment_with_bad_tokens_fails_clearly_and_changes_nothing() {
         other => panic!("expected a refusal, got {other:?}"),
     };
     let r = sync::enroll(&key(70), &addr, "not-a-token", ca.clone()).await;
+    assert!(matches!(r, Err(SyncError::Config(_))), "{r:?}");
+    // Well formed, naming the right CA, but never issued.
+    let ca_hash = hex::encode(fieldseal_server::pki::ca_sha256(h.path()).unwrap());
+    let unknown = format!("{}.{ca_hash}", "ab".repeat(32));
+    let r = sync::enroll(&key(70), &addr, &unknown, ca.clone()).await;
     assert_eq!(status(r), EnrollStatus::UnknownToken);
+    // A token of before tokens named their CA: refused by the device itself.
+    let r = sync::enroll(&key(70), &addr, &"ab".repeat(32), None).await;
+    match r {
+        Err(SyncError::Config(m)) => assert!(m.contains("does not name the server's CA"), "{m}"),
+        other => panic!("{other:?}"),
+    }
 
     let expired = h.token("cam", 0).unwrap();
     let r = sync::enroll(&key(70), &addr, &expired, ca.clone()).await;
     assert_eq!(status(r), EnrollStatus::ExpiredToken);
     assert!(h.server.shared.db.devices().unwrap().is_empty());
+    // The CA signs nothing for a request whose token is refused.
+    assert_eq!(h.server.shared.ca.issued(), 0);
 
     // enroll_cmd: the data folder as the agent keeps it.
     let data = tempfile::tempdir().unwrap();
@@ -524,21 +537,55 @@ async fn enrolment_with_bad_tokens_fails_clearly_and_changes_nothing() {
     assert_eq!(status(r), EnrollStatus::UsedToken);
     assert_eq!(h.server.shared.db.devices().unwrap().len(), 1);
 
-    // A --ca of another server: the TLS handshake fails, the token survives.
+    // A --ca of another server: refused before connecting, the token survives.
     let other = tempfile::tempdir().unwrap();
     fieldseal_server::admin::init(other.path(), &[], Some("x".into())).unwrap();
     let t3 = h.token("cam3", 60).unwrap();
     let r = sync::enroll(&key(74), &addr, &t3, Some(other.path().join("ca.crt"))).await;
-    assert!(matches!(r, Err(SyncError::Connect(_))), "{r:?}");
+    assert!(matches!(r, Err(SyncError::Config(_))), "{r:?}");
     sync::enroll(&key(74), &addr, &t3, ca.clone())
         .await
         .unwrap();
 
-    // Trust on first use (no --ca) also works and pins the same CA.
+    // The token alone is enough (no --ca), and pins the same CA.
     let t2 = h.token("cam2", 60).unwrap();
     let en2 = sync::enroll(&key(73), &addr, &t2, None).await.unwrap();
     assert_eq!(en2.ca_cert, en.ca_cert);
     h.server.shutdown().await;
+}
+
+/// An on-path attacker at enrolment (here: another fieldseal server the
+/// device reaches instead) cannot pass the token's CA check: the handshake
+/// fails, the error names the CA the token wants, the attacker never sees
+/// the token's secret (nothing is used up on either server), and the real
+/// server still takes the token afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_trusts_only_the_ca_the_token_names() {
+    let real = Harness::start().await.unwrap();
+    let attacker = Harness::start().await.unwrap();
+    let token = real.token("cam", 60).unwrap();
+    // The attacker has a token of its own for the same name: if the secret
+    // reached it, it still would not know; what matters is that no
+    // enrolment happens there and the device refuses before sending.
+    let r = sync::enroll(&key(90), &attacker.server_addr(), &token, None).await;
+    let Err(SyncError::Connect(m)) = r else {
+        panic!("{r:?}")
+    };
+    let want = hex::encode(fieldseal_server::pki::ca_sha256(real.path()).unwrap());
+    assert!(
+        m.contains(&want),
+        "the error names the CA the token wants: {m}"
+    );
+    assert!(attacker.server.shared.db.devices().unwrap().is_empty());
+    // The attacker's own certificate issuance count did not move: its CA
+    // signed nothing for the device.
+    assert_eq!(attacker.server.shared.ca.issued(), 0);
+    let en = sync::enroll(&key(90), &real.server_addr(), &token, None)
+        .await
+        .unwrap();
+    assert_eq!(en.device_id, key(90).device_id_());
+    real.server.shutdown().await;
+    attacker.server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,9 +22,9 @@ use base64::Engine;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::enroll::{
-    EnrollRequest, EnrollResponse, EnrollStatus, MAX_ENROLL_RESPONSE, MAX_TOKEN,
+    EnrollRequest, EnrollResponse, EnrollStatus, EnrollToken, MAX_ENROLL_RESPONSE, MAX_TOKEN,
 };
-use fieldseal_proto::identity::DeviceId;
+use fieldseal_proto::identity::{sha256, DeviceId};
 use rustls::pki_types::CertificateDer;
 
 use crate::spoolfs::{write_atomic, SpoolFs, StdFs};
@@ -112,32 +112,40 @@ fn client_endpoint(server: SocketAddr) -> Result<quinn::Endpoint, SyncError> {
     quinn::Endpoint::client(bind).map_err(SyncError::Io)
 }
 
-/// Enrol `key` with the server at `server` (`HOST:PORT`) using a one-time
-/// `token`. With `ca` (a PEM file), the server must present a certificate of
-/// that CA; without, the first server reached is trusted and its CA pinned.
+/// Enrol `key` with the server at `server` using `token`
+/// (`SECRET.CA_SHA256`, [`EnrollToken`]): connect trusting only the CA the
+/// token names (its certificate must hash to it and sign the server's), send
+/// the secret and the public key, and check the answer. `ca`, if given, is
+/// the same CA certificate read from a file: it must match the token.
 ///
 /// # Errors
-/// [`SyncError::Enroll`] when the server refuses (wrong, expired or used
-/// token, key already enrolled); connection and TLS errors.
+/// A malformed token or one that names no CA; a `ca` file that is not the
+/// token's CA; a server that is not under that CA (the handshake fails
+/// before anything is sent); a refusal; a malformed answer.
 pub async fn enroll(
     key: &SigningKey,
     server: &str,
     token: &str,
     ca: Option<PathBuf>,
 ) -> Result<Enrollment, SyncError> {
-    if token.len() > MAX_TOKEN || token.chars().any(char::is_control) {
+    if token.len() > 2 * MAX_TOKEN || token.chars().any(char::is_control) {
         return Err(SyncError::Config("malformed token".into()));
     }
-    let ca = match ca {
-        Some(p) => Some(read_pem_cert(&p)?),
-        None => {
-            tracing::warn!("enrolling without --ca: trusting the server on first use");
-            None
+    let token = EnrollToken::parse(token).map_err(|e| SyncError::Config(e.to_string()))?;
+    if let Some(p) = &ca {
+        let file = read_pem_cert(p)?;
+        if sha256(file.as_ref()) != token.ca_sha256 {
+            return Err(SyncError::Config(format!(
+                "{} is CA {}, but the token names CA {}",
+                p.display(),
+                tls::fingerprint(&sha256(file.as_ref())),
+                tls::fingerprint(&token.ca_sha256)
+            )));
         }
-    };
+    }
     let (addr, host) = resolve(server).await?;
     let endpoint = client_endpoint(addr)?;
-    let (cfg, seen) = tls::enroll_client(ca.as_ref())?;
+    let cfg = tls::enroll_client(token.ca_sha256)?;
     let conn = endpoint
         .connect_with(cfg, addr, &host)
         .map_err(|e| SyncError::Connect(e.to_string()))?
@@ -148,7 +156,7 @@ pub async fn enroll(
         .await
         .map_err(|e| SyncError::Connect(e.to_string()))?;
     let req = EnrollRequest {
-        token: token.to_string(),
+        token: token.secret.clone(),
         public_key: key.verifying_key().to_bytes(),
     };
     let io = |e: &dyn std::fmt::Display| SyncError::Connect(e.to_string());
@@ -160,7 +168,12 @@ pub async fn enroll(
         .map_err(|e| io(&e))?;
     conn.close(0u32.into(), b"done");
     endpoint.wait_idle().await;
-    match EnrollResponse::from_bytes(&bytes).map_err(|e| SyncError::Protocol(e.to_string()))? {
+    enrolled(key, &token, &bytes)
+}
+
+/// Check the server's answer to an enrolment.
+fn enrolled(key: &SigningKey, token: &EnrollToken, bytes: &[u8]) -> Result<Enrollment, SyncError> {
+    match EnrollResponse::from_bytes(bytes).map_err(|e| SyncError::Protocol(e.to_string()))? {
         EnrollResponse::Ok {
             device_id,
             receipt_key,
@@ -170,18 +183,10 @@ pub async fn enroll(
             if device_id != DeviceId::from_key(&key.verifying_key()) {
                 return Err(SyncError::Protocol("server named another device id".into()));
             }
-            match &ca {
-                Some(ca) if ca.as_ref() != ca_cert.as_slice() => {
-                    return Err(SyncError::Protocol("server returned another CA".into()));
-                }
-                Some(_) => {}
-                None => {
-                    let seen = seen.lock().expect("lock").clone();
-                    let seen =
-                        seen.ok_or_else(|| SyncError::Tls("no server certificate".into()))?;
-                    let returned = CertificateDer::from(ca_cert.clone());
-                    tls::check_server_cert(&returned, &seen, &host)?;
-                }
+            if sha256(&ca_cert) != token.ca_sha256 {
+                return Err(SyncError::Protocol(
+                    "server returned another CA than the token names".into(),
+                ));
             }
             let receipt_key = VerifyingKey::from_bytes(&receipt_key)
                 .map_err(|_| SyncError::Protocol("bad receipt key".into()))?;

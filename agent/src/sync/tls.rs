@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use fieldseal_proto::enroll::{ALPN_ENROLL, ALPN_SYNC};
+use fieldseal_proto::identity::{sha256, Hash32};
 use quinn::VarInt;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -88,75 +89,69 @@ pub fn sync_client_with(
     quic(tls, idle_timeout)
 }
 
-/// The server certificate seen during a trust-on-first-use enrolment.
-pub type SeenCert = Arc<std::sync::Mutex<Option<CertificateDer<'static>>>>;
-
 /// The QUIC client configuration for enrolment: no client certificate; the
-/// server is verified against `ca` if given, else accepted on first use (its
-/// certificate is kept in the returned [`SeenCert`], so that it can be checked
-/// against the CA the server then returns).
+/// server is trusted only if its certificate chain includes the CA whose
+/// SHA-256 the token names and its certificate verifies under that CA
+/// ([`PinnedCa`]), so the token's secret never reaches another server.
 ///
 /// # Errors
-/// Unusable certificate.
-pub fn enroll_client(
-    ca: Option<&CertificateDer<'static>>,
-) -> Result<(quinn::ClientConfig, SeenCert), SyncError> {
-    let seen = SeenCert::default();
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?;
-    let mut tls = match ca {
-        Some(ca) => builder
-            .with_root_certificates(roots(ca)?)
-            .with_no_client_auth(),
-        None => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(FirstUse(provider(), seen.clone())))
-            .with_no_client_auth(),
-    };
+/// Unusable TLS settings.
+pub fn enroll_client(ca_sha256: Hash32) -> Result<quinn::ClientConfig, SyncError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCa {
+            provider: provider(),
+            ca_sha256,
+        }))
+        .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN_ENROLL.to_vec()];
     tls.enable_early_data = false;
-    Ok((quic(tls, Duration::from_secs(30))?, seen))
+    quic(tls, Duration::from_secs(30))
 }
 
-/// Check that `server_cert` is valid for `host` under `ca`: after a
-/// trust-on-first-use enrolment, the server must at least be consistent with
-/// the CA it handed out (which is pinned from then on).
-///
-/// # Errors
-/// [`SyncError::Tls`] when it is not.
-pub fn check_server_cert(
-    ca: &CertificateDer<'static>,
-    server_cert: &CertificateDer<'static>,
-    host: &str,
-) -> Result<(), SyncError> {
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots(ca)?),
-        provider(),
-    )
-    .build()
-    .map_err(|e| SyncError::Tls(e.to_string()))?;
-    let name = ServerName::try_from(host.to_string()).map_err(|e| SyncError::Tls(e.to_string()))?;
-    verifier.verify_server_cert(server_cert, &[], &name, &[], UnixTime::now())?;
-    Ok(())
+/// Hex of a SHA-256, for messages.
+pub fn fingerprint(h: &Hash32) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Trust on first use: accepts any server certificate (but still checks
-/// that the server holds its key). Used only to enrol without `--ca`; the
-/// CA learned then is pinned for every later connection.
+/// Trust anchored in an enrolment token: the server must present, among
+/// its chain, the CA certificate whose SHA-256 the token names, and its
+/// own certificate must verify under that CA for the name dialled (the
+/// usual WebPKI checks). There is no mode that trusts the first server met.
 #[derive(Debug)]
-struct FirstUse(Arc<rustls::crypto::CryptoProvider>, SeenCert);
+struct PinnedCa {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    ca_sha256: Hash32,
+}
 
-impl ServerCertVerifier for FirstUse {
+impl ServerCertVerifier for PinnedCa {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.1.lock().expect("lock") = Some(end_entity.clone().into_owned());
-        Ok(ServerCertVerified::assertion())
+        let Some(ca) = intermediates
+            .iter()
+            .find(|c| sha256(c.as_ref()) == self.ca_sha256)
+        else {
+            return Err(rustls::Error::General(format!(
+                "the server's certificate is not signed by CA {} (the CA the token names): \
+                 it is another server, or the token is for another server",
+                fingerprint(&self.ca_sha256)
+            )));
+        };
+        let roots = roots(&ca.clone().into_owned())?;
+        rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?
+        .verify_server_cert(end_entity, &[], server_name, ocsp, now)
     }
     fn verify_tls12_signature(
         &self,
@@ -168,7 +163,7 @@ impl ServerCertVerifier for FirstUse {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
     fn verify_tls13_signature(
@@ -181,10 +176,12 @@ impl ServerCertVerifier for FirstUse {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
