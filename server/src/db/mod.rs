@@ -214,6 +214,16 @@ impl Db {
         self.flush()
     }
 
+    /// A CRC32 of every key and value of every tree: tests compare it
+    /// before and after a request that must change nothing.
+    ///
+    /// # Errors
+    /// sled errors.
+    #[cfg(test)]
+    pub fn checksum(&self) -> Result<u32, DbError> {
+        Ok(self.db.checksum()?)
+    }
+
     /// Make everything written so far durable (devices and tokens as well
     /// as the chain part: one sled database).
     ///

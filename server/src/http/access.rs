@@ -40,6 +40,7 @@ const MAX_SCAN: usize = 100_000;
 
 /// `?from=LEAF&limit=N&actor=&action=&device=&case=`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// The first leaf index to look at (default 0).

@@ -2,8 +2,8 @@
 //! - officers: read by custodians, supervisors and admins; written by admins;
 //! - custody (check-out and return of a device): custodians and admins;
 //! - cases: read by custodians, supervisors and admins, and by an officer
-//!   for the cases that name them (any other case is "not found" to them);
-//!   written by custodians and admins; a legal review is entered by a
+//!   for the cases that name them (any other case is "not found" to them,
+//!   and their asking is a `denied` leaf of the access log); written by custodians and admins; a legal review is entered by a
 //!   supervisor, custodian or admin.
 //!
 //! Every write is checked whole by `crate::cases` before it is stored; a
@@ -12,17 +12,20 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 
+use fieldseal_proto::leaf::CustodyAction;
+
+use crate::audit::{self, Access};
 use crate::auth::Role;
 use crate::cases::{
     valid_key, Activity, Case, CaseError, Custody, LegalReview, Letter, OfficerRecord, StageRecord,
 };
 
-use super::auth::Authed;
-use super::error::ErrorBody;
+use super::auth::{Authed, ClientAddr};
+use super::error::{ErrorBody, Path};
 use super::{ApiError, AppState};
 
 const READERS: &[Role] = &[Role::Custodian, Role::Supervisor, Role::Admin];
@@ -127,18 +130,30 @@ fn visible(who: &Authed, c: &Case) -> bool {
 }
 
 /// The case, if it exists and the caller may see it (404 otherwise: an
-/// officer learns nothing of other officers' cases).
-fn load_case(s: &AppState, who: &Authed, number: &str) -> Result<Case, ApiError> {
+/// officer learns nothing of other officers' cases). A case hidden from an
+/// officer is a refusal like any other: a `denied` leaf of the access log,
+/// durable before the answer.
+async fn load_case(s: &AppState, who: &Authed, addr: &str, number: &str) -> Result<Case, ApiError> {
     key_param("number", number)?;
     match s.shared.db.case(number).map_err(ApiError::internal)? {
         Some(c) if visible(who, &c) => Ok(c),
-        Some(_) => {
-            s.metrics
-                .denials
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Err(ApiError::not_found(format!("no case {number}")))
-        }
+        Some(_) => Err(hidden(s, who, addr, number).await),
         None => Err(ApiError::not_found(format!("no case {number}"))),
+    }
+}
+
+/// Log an officer's refused look at another officer's case; the same
+/// "not found" as for a case that does not exist.
+async fn hidden(s: &AppState, who: &Authed, addr: &str, number: &str) -> ApiError {
+    s.metrics
+        .denials
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let a = Access::new(CustodyAction::Denied, &who.0.user)
+        .case(number)
+        .detail(format!("case from {addr}: not the officer's case"));
+    match audit::record(&s.shared, a).await {
+        Ok(_) => ApiError::not_found(format!("no case {number}")),
+        Err(e) => ApiError::internal(e),
     }
 }
 
@@ -191,9 +206,10 @@ pub async fn create_case(
 pub async fn get_case(
     State(s): State<Arc<AppState>>,
     who: Authed,
+    ClientAddr(addr): ClientAddr,
     Path(number): Path<String>,
 ) -> Result<Json<Case>, ApiError> {
-    Ok(Json(load_case(&s, &who, &number)?))
+    Ok(Json(load_case(&s, &who, &addr, &number).await?))
 }
 
 /// Add a stage record (Art. 27 ¶1). A major decision needs the legal review first (Art. 28).
@@ -203,12 +219,13 @@ pub async fn get_case(
 pub async fn add_stage(
     State(s): State<Arc<AppState>>,
     who: Authed,
+    ClientAddr(addr): ClientAddr,
     Path(number): Path<String>,
     body: Result<Json<StageRecord>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     who.require(&s, WRITERS, "record stages")?;
     let Json(mut st) = body?;
-    let mut c = load_case(&s, &who, &number)?;
+    let mut c = load_case(&s, &who, &addr, &number).await?;
     st.by.clone_from(&who.0.user);
     c.stages.push(st);
     store(&s, &c)?;
@@ -222,6 +239,7 @@ pub async fn add_stage(
 pub async fn set_review(
     State(s): State<Arc<AppState>>,
     who: Authed,
+    ClientAddr(addr): ClientAddr,
     Path(number): Path<String>,
     body: Result<Json<LegalReview>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -231,7 +249,7 @@ pub async fn set_review(
         "enter legal reviews",
     )?;
     let Json(r) = body?;
-    let mut c = load_case(&s, &who, &number)?;
+    let mut c = load_case(&s, &who, &addr, &number).await?;
     c.review = Some(r);
     store(&s, &c)?;
     Ok(StatusCode::CREATED)
@@ -244,12 +262,13 @@ pub async fn set_review(
 pub async fn add_activity(
     State(s): State<Arc<AppState>>,
     who: Authed,
+    ClientAddr(addr): ClientAddr,
     Path(number): Path<String>,
     body: Result<Json<Activity>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     who.require(&s, WRITERS, "record activities")?;
     let Json(a) = body?;
-    let mut c = load_case(&s, &who, &number)?;
+    let mut c = load_case(&s, &who, &addr, &number).await?;
     if c.activities.iter().any(|x| x.id == a.id) {
         return Err(ApiError::conflict(format!("activity {} exists", a.id)));
     }
@@ -266,9 +285,10 @@ pub async fn add_activity(
 pub async fn compliance(
     State(s): State<Arc<AppState>>,
     who: Authed,
+    ClientAddr(addr): ClientAddr,
     Path(number): Path<String>,
 ) -> Result<Json<crate::casecheck::CaseCompliance>, ApiError> {
-    let c = load_case(&s, &who, &number)?;
+    let c = load_case(&s, &who, &addr, &number).await?;
     let st = s.clone();
     let out = tokio::task::spawn_blocking(move || {
         crate::casecheck::case_compliance(&st.shared, &st.catalogue, &c, crate::now_us())
@@ -287,12 +307,13 @@ pub async fn compliance(
 pub async fn add_letter(
     State(s): State<Arc<AppState>>,
     who: Authed,
+    ClientAddr(addr): ClientAddr,
     Path(number): Path<String>,
     body: Result<Json<Letter>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     who.require(&s, &[Role::Supervisor], "issue supervision letters")?;
     let Json(mut l) = body?;
-    let mut c = load_case(&s, &who, &number)?;
+    let mut c = load_case(&s, &who, &addr, &number).await?;
     l.at_us = crate::now_us();
     l.by.clone_from(&who.0.user);
     c.letters.push(l);

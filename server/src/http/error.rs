@@ -4,8 +4,11 @@
 //! internal detail (paths, index errors) reaches the body.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// An error answer.
@@ -119,6 +122,9 @@ fn field_of(msg: &str) -> Option<String> {
     let rest = msg
         .split_once("target type: ")
         .or_else(|| msg.split_once("query string: "))
+        // A value serde_json calls malformed ("kind: expected value" for
+        // an enum given a number) is still about that field.
+        .or_else(|| msg.split_once("as JSON: "))
         .map_or(msg, |(_, r)| r);
     let (path, _) = rest.split_once(": ")?;
     (!path.is_empty() && !path.contains(' ')).then(|| path.to_owned())
@@ -158,7 +164,40 @@ impl From<QueryRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid", r.body_text())
+        use axum::extract::path::ErrorKind;
+        let PathRejection::FailedToDeserializePathParams(e) = r else {
+            // Missing parameters: a route and its handler disagree (our bug).
+            return ApiError::internal(r.body_text());
+        };
+        // Our own messages: axum's repeat the value, which may be 10 kB.
+        let (field, why) = match e.into_kind() {
+            ErrorKind::InvalidUtf8InPathParam { key } => (key, "not UTF-8 once percent-decoded"),
+            ErrorKind::ParseErrorAtKey { key, .. } | ErrorKind::DeserializeError { key, .. } => {
+                (key, "malformed")
+            }
+            other => return ApiError::internal(other),
+        };
+        ApiError::invalid(field, why)
+    }
+}
+
+/// axum's `Path`, refusing as an [`ApiError`] that names the parameter
+/// (axum's own refusal is plain text): a segment that is not UTF-8 once
+/// percent-decoded is a 400 like any other bad id.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(v) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Path(v))
     }
 }
 
@@ -184,6 +223,19 @@ mod tests {
             field_of("Failed to deserialize query string: from: invalid digit found in string")
                 .as_deref(),
             Some("from")
+        );
+        assert_eq!(
+            field_of(
+                "Failed to parse the request body as JSON: kind: expected value at line 1 column 9"
+            )
+            .as_deref(),
+            Some("kind")
+        );
+        assert_eq!(
+            field_of(
+                "Failed to parse the request body as JSON: key must be a string at line 1 column 2"
+            ),
+            None
         );
         assert_eq!(field_of("no field here"), None);
     }

@@ -26,7 +26,7 @@ use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -45,7 +45,7 @@ use crate::chainindex::ChainIndex;
 use crate::Shared;
 
 use super::auth::{Authed, ClientAddr};
-use super::error::ErrorBody;
+use super::error::{ErrorBody, Path};
 use super::{ApiError, AppState};
 
 /// Roles that read evidence at all (an officer only their own).
@@ -249,6 +249,7 @@ fn one_entry(sh: &Shared, d: DeviceId, seq: u64) -> Result<(SignedEntry, Vec<u8>
 
 /// A page of a device's entries.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// First seq (default 0).

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use fieldseal_proto::identity::DeviceId;
@@ -20,7 +20,7 @@ use crate::cases::valid_key;
 use crate::retention::{Hold, Release};
 
 use super::auth::Authed;
-use super::error::ErrorBody;
+use super::error::{ErrorBody, Path};
 use super::{ApiError, AppState};
 
 const WRITERS: &[Role] = &[Role::Custodian, Role::Supervisor];

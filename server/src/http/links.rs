@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use crate::db::Link;
 
 use super::auth::{Authed, ClientAddr};
 use super::cases::key_param;
-use super::error::ErrorBody;
+use super::error::{ErrorBody, Path};
 use super::evidence::device_param;
 use super::{ApiError, AppState};
 

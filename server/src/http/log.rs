@@ -46,6 +46,7 @@ pub async fn checkpoint(State(s): State<Arc<AppState>>) -> Result<impl IntoRespo
 
 /// `?from=SIZE`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct From {
     /// The earlier tree size.
@@ -73,6 +74,7 @@ pub async fn consistency(
 
 /// `?device=ID&seq=N`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     /// Device id, 16 hex digits.

@@ -31,6 +31,8 @@ pub mod serve;
 mod tests;
 #[cfg(test)]
 mod tests_audit;
+#[cfg(test)]
+mod tests_matrix;
 pub mod users;
 
 use std::sync::Arc;

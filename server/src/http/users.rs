@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -17,7 +17,7 @@ use crate::auth::{AuthError, Role};
 use crate::users::{self, UserError, UserInfo};
 
 use super::auth::Authed;
-use super::error::ErrorBody;
+use super::error::{ErrorBody, Path};
 use super::{ApiError, AppState};
 
 fn user_error(e: UserError) -> ApiError {
@@ -137,6 +137,9 @@ pub async fn change_user(
     body: Result<Json<UserChange>, JsonRejection>,
 ) -> Result<Json<UserInfo>, ApiError> {
     who.require(&s, &[Role::Admin], "manage users")?;
+    // A name no user can have is a bad request, not an unknown user (and
+    // is not repeated back: it may be 10 kB).
+    super::cases::key_param("name", &name)?;
     let Json(c) = body?;
     if c.role.is_none() && c.disabled.is_none() && c.password.is_none() && c.officer.is_none() {
         return Err(ApiError::invalid(
