@@ -15,7 +15,8 @@ PACKAGES=(
   openssl
   # GNU time: `/usr/bin/time -v` gives the benchmarks' CPU time and peak RSS.
   time
-  # tests/independent/fieldseal_verify.py, run by `cargo test -p fieldseal-tests`.
+  # tests/independent/fieldseal_verify.py and tests/second-verifier/ (stdlib only, own
+  # Ed25519), run by `cargo test -p fieldseal-tests`.
   python3
   # libfaketime: the fault suite makes the agent's wall clock jump by hours.
   faketime

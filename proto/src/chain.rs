@@ -13,7 +13,7 @@
 //!                                                      └────► time, gaps, media
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use ed25519_dalek::VerifyingKey;
@@ -89,7 +89,9 @@ pub enum FindingKind {
     TimeBackwards,
     /// Media stops and resumes with no signed event explaining why.
     UnexplainedGap,
-    /// The chain is shorter than, or differs from, the head known from receipts.
+    /// The entry at the seq of the head known from receipts has another hash.
+    HeadMismatch,
+    /// The chain has no valid entry at the seq of the head known from receipts.
     TruncatedChain,
     /// In an ordered log, an entry that comes after a higher or equal seq.
     OutOfOrder,
@@ -109,6 +111,7 @@ impl FindingKind {
             FindingKind::MissingMedia => "missing-media",
             FindingKind::TimeBackwards => "time-backwards",
             FindingKind::UnexplainedGap => "unexplained-gap",
+            FindingKind::HeadMismatch => "head-mismatch",
             FindingKind::TruncatedChain => "truncated-chain",
             FindingKind::OutOfOrder => "out-of-order",
         }
@@ -180,7 +183,7 @@ where
     let mut by_seq: BTreeMap<u64, SignedEntry> = BTreeMap::new();
     // Seqs for which some entry was presented but was not valid: they are
     // reported for what they are, not again as missing.
-    let mut invalid_seqs = std::collections::BTreeSet::new();
+    let mut invalid_seqs = BTreeSet::new();
     let mut highest_seen: Option<u64> = None;
 
     for bytes in entries {
@@ -229,8 +232,9 @@ where
                     detail: format!("two different signed entries for seq {seq}: {a} and {b}"),
                 });
                 // Keep the one the next entry links to, if it is already known.
-                if by_seq
-                    .get(&(seq + 1))
+                if seq
+                    .checked_add(1)
+                    .and_then(|next| by_seq.get(&next))
                     .is_some_and(|n| n.entry.prev_hash == signed.hash())
                 {
                     by_seq.insert(seq, signed);
@@ -249,51 +253,11 @@ where
         (a, b) => a.or(b),
     };
 
-    // Holes, reported as ranges so a wiped chain gives one finding, not millions.
-    if let Some(last) = last {
-        let mut expect = 0u64;
-        let mut seqs: Vec<u64> = by_seq.keys().copied().collect();
-        seqs.extend(invalid_seqs.iter().copied());
-        seqs.sort_unstable();
-        seqs.dedup();
-        for s in seqs.into_iter().chain(std::iter::once(last + 1)) {
-            if s > expect {
-                let detail = if s - expect == 1 {
-                    format!("entry {expect} is missing")
-                } else {
-                    format!("entries {expect}..={} are missing", s - 1)
-                };
-                findings.push(Finding {
-                    seq: Some(expect),
-                    kind: FindingKind::MissingEntry,
-                    detail,
-                });
-            }
-            expect = expect.max(s + 1);
-        }
-    }
-
-    if let Some((seq, hash)) = opts.expected_head {
-        match by_seq.get(&seq) {
-            Some(e) if e.hash() == hash => {}
-            Some(e) => findings.push(Finding {
-                seq: Some(seq),
-                kind: FindingKind::TruncatedChain,
-                detail: format!(
-                    "entry {seq} has hash {}, but the receipts name {}",
-                    hex::encode(e.hash()),
-                    hex::encode(hash)
-                ),
-            }),
-            None => findings.push(Finding {
-                seq: Some(seq),
-                kind: FindingKind::TruncatedChain,
-                detail: format!(
-                    "the receipts show the chain reached seq {seq}; the local chain ends at {}",
-                    head_seq.map_or("nothing".to_string(), |s| s.to_string())
-                ),
-            }),
-        }
+    let mut present: BTreeSet<u64> = by_seq.keys().copied().collect();
+    present.extend(invalid_seqs.iter().copied());
+    find_holes(&present, last, &mut findings);
+    if let Some(head) = opts.expected_head {
+        check_head(&by_seq, head, head_seq, &mut findings);
     }
 
     // Links: each entry must name the hash of its predecessor (if we have it).
@@ -339,6 +303,72 @@ where
         media_verified,
         gaps: timeline.gaps,
         findings,
+    }
+}
+
+/// Step 5 of `docs/FORMAT.md` §4: each maximal run of seqs from 0 to `last`
+/// that holds neither a valid nor a rejected entry is one `missing-entry`
+/// finding, so a wiped chain gives one finding, not millions. Every bound is
+/// checked: a seq or head of 2^64 − 1 has no successor.
+fn find_holes(present: &BTreeSet<u64>, last: Option<u64>, findings: &mut Vec<Finding>) {
+    let Some(last) = last else { return };
+    let mut missing = |first: u64, end: u64| {
+        findings.push(Finding {
+            seq: Some(first),
+            kind: FindingKind::MissingEntry,
+            detail: if first == end {
+                format!("entry {first} is missing")
+            } else {
+                format!("entries {first}..={end} are missing")
+            },
+        });
+    };
+    // The first seq not yet accounted for; `present` is sorted and has no
+    // duplicates, so every `s` is at least `expect`.
+    let mut expect = 0u64;
+    for &s in present {
+        if s > expect {
+            missing(expect, s - 1);
+        }
+        match s.checked_add(1) {
+            Some(next) => expect = next,
+            None => return, // s = 2^64 − 1 = last: nothing can follow
+        }
+    }
+    if last >= expect {
+        missing(expect, last);
+    }
+}
+
+/// Step 6: the receipts' head `(seq, hash)` against the kept entries. No
+/// entry of `seq` is `truncated-chain` (entries cut off the tail); an entry
+/// of `seq` with another hash is `head-mismatch` (the chain was rewritten, or
+/// the head names another chain).
+fn check_head(
+    by_seq: &BTreeMap<u64, SignedEntry>,
+    (seq, hash): (u64, Hash32),
+    head_seq: Option<u64>,
+    findings: &mut Vec<Finding>,
+) {
+    match by_seq.get(&seq) {
+        Some(e) if e.hash() == hash => {}
+        Some(e) => findings.push(Finding {
+            seq: Some(seq),
+            kind: FindingKind::HeadMismatch,
+            detail: format!(
+                "entry {seq} has hash {}, but the receipts name {}",
+                hex::encode(e.hash()),
+                hex::encode(hash)
+            ),
+        }),
+        None => findings.push(Finding {
+            seq: Some(seq),
+            kind: FindingKind::TruncatedChain,
+            detail: format!(
+                "the receipts show the chain reached seq {seq}; the chain here ends at {}",
+                head_seq.map_or("nothing".to_string(), |s| s.to_string())
+            ),
+        }),
     }
 }
 
@@ -444,8 +474,9 @@ fn check_time_and_gaps(
         // Time is compared only between entries with no hole between them:
         // across a hole the missing-entry finding already says enough.
         prev = Some(e);
-        if let Some(next) = by_seq.range(seq + 1..).next() {
-            if *next.0 != seq + 1 {
+        let successor = seq.checked_add(1);
+        if let Some(next) = successor.and_then(|s| by_seq.range(s..).next()) {
+            if Some(*next.0) != successor {
                 prev = None;
                 prev_segment = None;
                 reason = None;

@@ -112,6 +112,77 @@ fn cut_tail_needs_the_receipts_to_be_seen() {
     );
 }
 
+/// Verify `entries` against the receipts' head `head` (no media, unordered).
+fn verify_with_head(entries: &[Vec<u8>], head: (u64, [u8; 32])) -> Report {
+    let opts = VerifyOptions {
+        expected_head: Some(head),
+        ..Default::default()
+    };
+    verify_chain(
+        &key().verifying_key(),
+        entries.iter().map(Vec::as_slice),
+        &opts,
+    )
+}
+
+#[test]
+fn a_head_with_another_hash_is_head_mismatch_not_truncated_chain() {
+    let (entries, _) = sample_encoded();
+    let last = SignedEntry::from_bytes(entries.last().unwrap()).unwrap();
+    let r = verify_with_head(&entries, (last.seq(), [7; 32]));
+    let kinds: Vec<_> = r.findings.iter().map(|f| (f.seq, f.kind)).collect();
+    assert_eq!(kinds, vec![(Some(last.seq()), FindingKind::HeadMismatch)]);
+}
+
+#[test]
+fn a_head_at_the_last_seq_there_is_still_reports_the_missing_entries() {
+    // Before: `last + 1` overflowed, so the run of missing entries up to a
+    // head of 2^64 − 1 was dropped (release) or the verifier panicked (debug).
+    let (entries, _) = sample_encoded();
+    let n = entries.len() as u64;
+    let r = verify_with_head(&entries, (u64::MAX, [7; 32]));
+    let kinds: Vec<_> = r.findings.iter().map(|f| (f.seq, f.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (Some(n), FindingKind::MissingEntry),
+            (Some(u64::MAX), FindingKind::TruncatedChain)
+        ],
+        "{r}"
+    );
+}
+
+#[test]
+fn an_entry_of_the_last_seq_there_is_verifies_without_overflow() {
+    // Entries at 2^64 − 2 and 2^64 − 1 (validly signed, linked) after seq 0:
+    // one hole between, no panic at the top, the top entry linked.
+    let (entries, _) = sample_encoded();
+    let first = SignedEntry::from_bytes(&entries[0]).unwrap();
+    let mut a = first.entry.clone();
+    a.seq = u64::MAX - 1;
+    let a = a.sign(&key()).unwrap();
+    let mut b = first.entry.clone();
+    b.seq = u64::MAX;
+    b.prev_hash = a.hash();
+    let b = b.sign(&key()).unwrap();
+    // A second version of the top seq: equivocation must not look past it.
+    let mut c = b.entry.clone();
+    c.wall_us += 1;
+    let c = c.sign(&key()).unwrap();
+    let all = [entries[0].clone(), a.to_bytes(), b.to_bytes(), c.to_bytes()];
+    let r = verify_with_head(&all, (u64::MAX, b.hash()));
+    let kinds: Vec<_> = r.findings.iter().map(|f| (f.seq, f.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (Some(1), FindingKind::MissingEntry),
+            (Some(u64::MAX), FindingKind::Equivocation)
+        ],
+        "{r}"
+    );
+    assert_eq!(r.head_seq, Some(u64::MAX));
+}
+
 #[test]
 fn swapped_segments_are_out_of_order() {
     let (mut entries, media) = sample_encoded();

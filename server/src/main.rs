@@ -113,6 +113,12 @@ enum Cmd {
 
 #[derive(Debug, Subcommand)]
 enum LogCmd {
+    /// Print the log's verifier key: the key that signs checkpoints, under the
+    /// log's origin (docs/FORMAT.md §6.6), to publish for witnesses and courts.
+    Key {
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Sign a checkpoint of the log, print it and append it to checkpoints.log.
     Checkpoint {
         #[arg(long)]
@@ -276,6 +282,17 @@ fn print(resp: Response) -> anyhow::Result<()> {
 /// Run a command that verifies or proves, and exit with its status: 0 ok,
 /// 1 findings, 2 when the archive could not be read (nothing printed on
 /// standard output then, a message on standard error).
+/// `log key`: read from the data folder's config and receipt key, so it
+/// works whether or not the server runs (nothing here touches the index).
+fn print_log_key(data: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = fieldseal_server::config::Config::load(data)
+        .with_context(|| format!("config in {}", data.display()))?;
+    let key = fieldseal_server::admin::load_receipt_key(data)?;
+    let vkey = fieldseal_server::tlog::verifier_key(&cfg, &key.verifying_key())?;
+    println!("{vkey}");
+    Ok(())
+}
+
 async fn archive_command(data: PathBuf, req: Request) -> ! {
     let resp = tokio::task::spawn_blocking(move || control::request(&data, req)).await;
     let code = match resp {
@@ -440,6 +457,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Log { cmd } => {
             let (data, req) = match cmd {
+                LogCmd::Key { data } => return print_log_key(&data),
                 LogCmd::Checkpoint { data } => (data, Request::LogCheckpoint),
                 LogCmd::Prove { data, device, seq } => (data, Request::LogProve { device, seq }),
                 LogCmd::Consistency { data, from } => (data, Request::LogConsistency { from }),

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use ed25519_dalek::SigningKey;
-use fieldseal_proto::checkpoint::{Checkpoint, CheckpointError};
+use fieldseal_proto::checkpoint::{Checkpoint, CheckpointError, VerifierKey};
 use fieldseal_proto::codec::{Decode, DecodeError};
 use fieldseal_proto::identity::DeviceId;
 use fieldseal_proto::leaf::Leaf;
@@ -104,6 +104,20 @@ pub fn origin(cfg: &Config) -> String {
         (None, Some(n)) => format!("fieldseal/{n}"),
         (None, None) => "fieldseal/localhost".into(),
     }
+}
+
+/// The log's verifier key (`docs/FORMAT.md` §6.6): the receipt key, which
+/// signs every checkpoint, under the key name [`origin`], as
+/// `<origin>+<key id>+<base64(0x01 || key)>`. This is the string to publish
+/// so that witnesses and courts can check checkpoints.
+///
+/// # Errors
+/// An origin that is not a valid key name (whitespace, `+`, too long).
+pub fn verifier_key(
+    cfg: &Config,
+    key: &ed25519_dalek::VerifyingKey,
+) -> Result<String, CheckpointError> {
+    Ok(VerifierKey::new(&origin(cfg), *key)?.to_string())
 }
 
 /// The signed notes of `checkpoints.log`, oldest first.

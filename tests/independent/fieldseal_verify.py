@@ -426,7 +426,7 @@ def decode_entry(data: bytes) -> Entry:
 
 KIND_ORDER = [
     "malformed", "wrong-device", "bad-signature", "broken-link", "equivocation", "missing-entry",
-    "media-mismatch", "missing-media", "time-backwards", "unexplained-gap", "truncated-chain", "out-of-order",
+    "media-mismatch", "missing-media", "time-backwards", "unexplained-gap", "head-mismatch", "truncated-chain", "out-of-order",
 ]
 
 
@@ -506,8 +506,10 @@ def verify_chain(public_key: bytes, items, media=None, head=None, ordered=False,
     # Step 6: receipts' head, against the kept version only.
     if head is not None:
         hseq, hhash = head
-        if hseq not in primary or primary[hseq].entry_hash != hhash:
+        if hseq not in primary:
             findings.append(_finding(hseq, "truncated-chain", f"receipts prove entry {hseq} {hhash.hex()}"))
+        elif primary[hseq].entry_hash != hhash:
+            findings.append(_finding(hseq, "head-mismatch", f"receipts prove entry {hseq} {hhash.hex()}"))
 
     # Step 7: links, between kept versions.
     for seq in sorted(primary):
@@ -1394,7 +1396,7 @@ def _self_test_entries(t, vdir, tmp):
     r = package("head-ok", head=(4, v["entries"][4]["entry_hash"]))
     t.check(r["ok"], "receipts' head matches")
     r = package("head-wrong", head=(4, "00" * 32))
-    t.check(_kinds(r) == [(4, "truncated-chain")], f"wrong head hash: {_kinds(r)}")
+    t.check(_kinds(r) == [(4, "head-mismatch")], f"wrong head hash: {_kinds(r)}")
     log = b"".join(put_record(x) for x in raws)
     r = package("torn", raw_log=log[:-10])
     t.check(_kinds(r) == [(-1, "malformed")] and r["head_seq"] == 3, f"torn tail: {_kinds(r)}")

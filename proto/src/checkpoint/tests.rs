@@ -175,6 +175,29 @@ fn oversized_note_is_refused_before_parsing() {
 }
 
 #[test]
+fn a_second_line_by_the_same_key_is_accepted_when_it_verifies() {
+    // FORMAT.md §6.6, as Go's sumdb/note: every line of the trusted key must
+    // verify, and repeating one adds nothing, so a note with the log's line
+    // twice is the checkpoint once; one bad line among them still refuses it.
+    let body = checkpoint().body().unwrap();
+    let key = log_key();
+    let line = signature_line(&body, ORIGIN, &key);
+    let twice = format!("{body}\n{line}{line}");
+    assert_eq!(
+        Checkpoint::verify(&twice, ORIGIN, &key.verifying_key()).unwrap(),
+        checkpoint()
+    );
+    let mut blob = key_id(ORIGIN, &key.verifying_key()).to_vec();
+    blob.extend_from_slice(&[0u8; 64]);
+    let bad = format!("\u{2014} {ORIGIN} {}\n", BASE64.encode(&blob));
+    let mixed = format!("{body}\n{line}{bad}{line}");
+    assert_eq!(
+        Checkpoint::verify(&mixed, ORIGIN, &key.verifying_key()),
+        Err(CheckpointError::BadSignature)
+    );
+}
+
+#[test]
 fn too_many_signature_lines_are_refused() {
     let body = checkpoint().body().unwrap();
     let line = signature_line(&body, ORIGIN, &log_key());

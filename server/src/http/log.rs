@@ -44,6 +44,21 @@ pub async fn checkpoint(State(s): State<Arc<AppState>>) -> Result<impl IntoRespo
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note))
 }
 
+/// The log's verifier key, as text: the public key that signs checkpoints
+/// under the log's origin (`docs/FORMAT.md` §6.6).
+#[utoipa::path(get, path = "/api/log/key", tag = "public",
+    responses((status = 200, description = "<origin>+<key id>+<base64 key>", content_type = "text/plain"),
+        (status = 500, body = ErrorBody)))]
+pub async fn key(State(s): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
+    let sh = &s.shared;
+    let vkey =
+        tlog::verifier_key(&sh.cfg, &sh.receipt_key.verifying_key()).map_err(ApiError::internal)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{vkey}\n"),
+    ))
+}
+
 /// `?from=SIZE`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -121,6 +121,7 @@ pub fn router_and_doc(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::O
         .routes(routes!(cases::compliance))
         .routes(routes!(cases::add_letter))
         .routes(routes!(log::checkpoint))
+        .routes(routes!(log::key))
         .routes(routes!(log::consistency))
         .routes(routes!(log::inclusion))
         // The evidence and its links to activities.

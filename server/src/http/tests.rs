@@ -726,6 +726,12 @@ async fn checkpoints_and_proofs_verify_with_the_proto_code() {
         &sh.receipt_key.verifying_key(),
     )
     .unwrap();
+    // The published verifier key (no login) checks the same note.
+    let (st, _, vkey) = call(&s, get("/api/log/key")).await;
+    assert_eq!(st, StatusCode::OK);
+    let vkey: fieldseal_proto::checkpoint::VerifierKey = vkey.trim_end().parse().unwrap();
+    assert_eq!(vkey.name(), origin);
+    assert_eq!(vkey.verify_checkpoint(&note).unwrap(), cp);
     // The entries, and the admin's login before them.
     assert_eq!(cp.size, chain.entries.len() as u64 + 1);
     // Consistency from 2 to now, checked with proto's verifier.
