@@ -172,6 +172,7 @@ const ROWS: &[Row] = &[
         CUSTODIAN,
     ),
     row("GET /api/log/checkpoint", ANYONE),
+    row("GET /api/log/key", ANYONE),
     query("GET /api/log/proof/consistency", "from=1", ANYONE),
     query(
         "GET /api/log/proof/inclusion",
