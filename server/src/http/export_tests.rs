@@ -378,6 +378,32 @@ async fn tamper_event_deleted_and_chain_resigned_with_the_device_key() {
 }
 
 #[tokio::test]
+async fn tamper_timestamp_changed_and_chain_resigned_with_the_device_key() {
+    let f = exported().await;
+    let mut m = members(&f.package);
+    let key = SigningKey::from_bytes(&[0x42; 32]);
+    let log = get(&mut m, &pkg::chain_log(f.device));
+    let mut entries: Vec<SignedEntry> = records(log)
+        .iter()
+        .map(|r| SignedEntry::from_bytes(r).unwrap())
+        .collect();
+    // Entry 6 signed a second later, and every later entry re-linked: the
+    // chain verifies alone, seqs and receipts line up one to one.
+    entries[5].entry.wall_us += 1_000_000;
+    *log = log_of(&resign(entries, &key));
+    redo_manifest(&mut m, |_| {});
+    let r = verify(&m);
+    assert!(r.devices[0].findings.is_empty(), "{r}");
+    let hit: Vec<u64> = r
+        .findings
+        .iter()
+        .filter(|x| x.kind == "receipt")
+        .filter_map(|x| x.seq)
+        .collect();
+    assert_eq!(hit, vec![6, 7, 8, 9], "{r}");
+}
+
+#[tokio::test]
 async fn tamper_chain_resigned_under_a_new_key_with_the_key_replaced() {
     let f = exported().await;
     let mut m = members(&f.package);
