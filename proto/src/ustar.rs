@@ -61,8 +61,8 @@ pub struct Header {
 
 /// Zero bytes after a member of `size` bytes, to the next block.
 pub fn padding(size: u64) -> usize {
-    // Always < 512, so the cast is exact.
-    ((BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64) as usize
+    let rem = usize::try_from(size % BLOCK as u64).expect("below 512");
+    (BLOCK - rem) % BLOCK
 }
 
 fn name_ok(name: &str) -> bool {

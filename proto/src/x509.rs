@@ -213,12 +213,11 @@ mod tests {
         use ed25519_dalek::Signer;
         fn tlv(tag: u8, c: &[u8]) -> Vec<u8> {
             let mut out = vec![tag];
-            if c.len() < 0x80 {
-                out.push(c.len() as u8);
-            } else if c.len() < 0x100 {
-                out.extend_from_slice(&[0x81, c.len() as u8]);
-            } else {
-                out.extend_from_slice(&[0x82, (c.len() >> 8) as u8, c.len() as u8]);
+            let len = u16::try_from(c.len()).unwrap().to_be_bytes();
+            match len {
+                [0, l] if l < 0x80 => out.push(l),
+                [0, l] => out.extend_from_slice(&[0x81, l]),
+                [h, l] => out.extend_from_slice(&[0x82, h, l]),
             }
             out.extend_from_slice(c);
             out
