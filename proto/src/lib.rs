@@ -19,7 +19,9 @@
 //! `Reader`), [`identity`] (device ids, hashes, the `Signer` seam), [`msg`]
 //! and [`frame`] (wire messages and their framing), [`enroll`], [`receipt`],
 //! [`leaf`], [`merkle`] and [`checkpoint`] (the transparency log), [`sample`]
-//! (sample chains for tests and benchmarks).
+//! (sample chains for tests and benchmarks), [`package`] (the export package
+//! and its verifier) over [`ustar`] and [`x509`] (the little of tar and
+//! X.509 it needs).
 #![forbid(unsafe_code)]
 
 pub mod chain;
@@ -33,5 +35,8 @@ pub mod identity;
 pub mod leaf;
 pub mod merkle;
 pub mod msg;
+pub mod package;
 pub mod receipt;
 pub mod sample;
+pub mod ustar;
+pub mod x509;

@@ -130,6 +130,12 @@ pub enum Request {
         /// JSON instead of text.
         json: bool,
     },
+    /// Plan the export package of a case (`export::plan`): the command
+    /// line then writes it, reading the blobs itself.
+    ExportPlan {
+        /// The case number.
+        case: String,
+    },
     /// Add a user.
     UserAdd {
         /// Login name.
@@ -176,6 +182,8 @@ pub enum Response {
     },
     /// A user (after a change).
     User(crate::users::UserInfo),
+    /// An export package's plan.
+    Export(Box<crate::export::Plan>),
     /// What a command prints, and its exit status (0 ok, 1 findings).
     Output {
         /// Exit status.
@@ -308,6 +316,7 @@ pub fn apply(
             Ok(Response::User(u))
         }
         Request::Retention { .. } => Err(ControlError::NeedsState("retention")),
+        Request::ExportPlan { .. } => Err(ControlError::NeedsState("export")),
         Request::DeviceList => Ok(Response::Devices {
             devices: db.devices()?,
         }),
@@ -340,9 +349,25 @@ fn retention(shared: &Shared, now: Option<i64>, dry_run: bool, json: bool) -> Re
     }
 }
 
+/// Plan a case's export for the command line (actor [`CLI_ACTOR`]).
+fn export_plan(shared: &Shared, case: &str) -> Response {
+    let res = crate::load_catalogue(&shared.dir)
+        .map_err(|e| e.to_string())
+        .and_then(|cat| {
+            crate::export::plan(shared, &cat, case, CLI_ACTOR, now_us()).map_err(|e| e.to_string())
+        });
+    match res {
+        Ok(p) => Response::Export(Box::new(p)),
+        Err(message) => Response::Error { message },
+    }
+}
+
 /// Answer a request with the running server's state: what needs all of it
-/// (retention) here, the rest through [`apply`].
+/// (retention, export) here, the rest through [`apply`].
 fn answer(s: &Shared, req: Request) -> Response {
+    if let Request::ExportPlan { case } = &req {
+        return export_plan(s, case);
+    }
     if let Request::Retention {
         now_us,
         dry_run,
@@ -418,7 +443,7 @@ pub fn request(dir: &Path, req: Request) -> Result<Response, ControlError> {
             BufReader::new(s).read_line(&mut resp)?;
             Ok(serde_json::from_str(&resp)?)
         }
-        Err(_) if matches!(req, Request::Retention { .. }) => {
+        Err(_) if matches!(req, Request::Retention { .. } | Request::ExportPlan { .. }) => {
             // The job needs the server's whole state (its leaves go through
             // `audit`): load it as `run` would, without serving.
             let start = |e: crate::StartError| ControlError::Start(Box::new(e));

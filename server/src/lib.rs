@@ -61,6 +61,7 @@ pub mod config;
 pub mod control;
 pub mod datadir;
 pub mod db;
+pub mod export;
 pub mod fault;
 pub mod fsutil;
 pub mod http;

@@ -104,6 +104,20 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Export a case as one package that proves itself offline
+    /// (docs/FORMAT.md §10): a POSIX tar file that `fieldseal-verify FILE`
+    /// checks. Works while the server runs (through its control socket);
+    /// never overwrites FILE. Records an `export` leaf in the log.
+    Export {
+        #[arg(long)]
+        data: PathBuf,
+        /// The case number.
+        #[arg(long)]
+        case: String,
+        /// The package file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The transparency log: checkpoints and proofs.
     Log {
         #[command(subcommand)]
@@ -274,6 +288,7 @@ fn print(resp: Response) -> anyhow::Result<()> {
             println!("{}  {}  {}", u.name, u.role, state);
         }
         Response::Output { text, .. } => print!("{text}"),
+        Response::Export(_) => anyhow::bail!("unexpected export plan"),
         Response::Error { message } => anyhow::bail!(message),
     }
     Ok(())
@@ -319,6 +334,52 @@ async fn archive_command(data: PathBuf, req: Request) -> ! {
     };
     let _ = std::io::Write::flush(&mut std::io::stdout());
     std::process::exit(code)
+}
+
+/// Write a case's package with a progress bar on a terminal, a line every
+/// tenth otherwise; then say what was written and what to compare.
+fn export(data: &std::path::Path, case: &str, out: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        b.set_message(format!("export {case}"));
+        b
+    });
+    let mut tenth = 0;
+    let mut progress = |done: u64, total: u64| match &bar {
+        Some(b) => {
+            b.set_length(total);
+            b.set_position(done);
+        }
+        None => {
+            let now = done.saturating_mul(10) / total.max(1);
+            if now > tenth {
+                tenth = now;
+                eprintln!("export {case}: {done} of {total} bytes ({}%)", now * 10);
+            }
+        }
+    };
+    let w = fieldseal_server::export::to_file(data, case, out, &mut progress)
+        .with_context(|| format!("export of case {case}"))?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let [ca, receipt, log] = &w.plan.fingerprints;
+    println!("wrote {} ({} bytes)", w.path.display(), w.bytes);
+    println!("package sha256:          {}", w.sha256);
+    println!("export id:               {}", w.plan.export_id);
+    println!("CA key fingerprint:      {ca}");
+    println!("receipt key fingerprint: {receipt}");
+    println!("log key fingerprint:     {log}");
+    println!("verify with: fieldseal-verify {}", w.path.display());
+    Ok(())
 }
 
 #[tokio::main]
@@ -454,6 +515,9 @@ async fn main() -> anyhow::Result<()> {
                 },
             )
             .await
+        }
+        Cmd::Export { data, case, out } => {
+            tokio::task::spawn_blocking(move || export(&data, &case, &out)).await??;
         }
         Cmd::Log { cmd } => {
             let (data, req) = match cmd {

@@ -4,7 +4,9 @@
 //! and run it: `cargo build --release -p fieldseal-proto --bin fieldseal-verify`.
 //!
 //! The library crate does no I/O; this binary is its thin file-reading driver.
-//! Package layout: docs/FORMAT.md §9.
+//! Two kinds of input: an export package, one POSIX tar file
+//! (docs/FORMAT.md §10, verified by `fieldseal_proto::package`), and a
+//! package folder (a device's own folder, docs/FORMAT.md §9).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -17,14 +19,20 @@ use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::Decode;
 use fieldseal_proto::entry::SignedEntry;
 use fieldseal_proto::identity::{Hash32, Sha256Stream};
+use fieldseal_proto::{package, ustar};
 
 const USAGE: &str = "\
 fieldseal-verify: verify a fieldseal evidence package offline
 
 USAGE:
+    fieldseal-verify [--json] PACKAGE_FILE
     fieldseal-verify [--json] [--no-media] PACKAGE_DIR
 
-The package is a folder holding device.pub (the device's Ed25519 public key in
+A PACKAGE_FILE is an export package from `fieldseal-server export` (a POSIX tar
+file): every signature, hash, chain link, receipt, certificate, inclusion proof,
+the checkpoint and the signed manifest are checked, and the fingerprints of the
+server's CA, receipt and log keys are printed: compare them with the published
+ones. A PACKAGE_DIR is a folder holding device.pub (the device's Ed25519 public key in
 hex), chain.log (its signed entries) and media/ (one file per segment, named by
 the segment's sequence number, e.g. media/000000000042.ts); optionally head.txt
 (\"SEQ ENTRY_HASH\" from the server's receipts). The format is specified in
@@ -38,7 +46,8 @@ OPTIONS:
 EXIT STATUS:
     0  the package verifies: every signature, link, hash and gap is accounted for
     1  the package does not verify: the report lists each finding
-    2  the package could not be read (missing file, bad key, usage error)
+    2  the package could not be read (not a tar file, missing file, bad key,
+       usage error)
 ";
 
 /// Media file name of the segment with sequence number `seq`.
@@ -93,6 +102,109 @@ fn hash_file(path: &Path) -> io::Result<(Hash32, u64)> {
     Ok((h.finish(), len))
 }
 
+/// One member as read from the file: media hashed on the way, the rest kept.
+struct Read1 {
+    name: String,
+    size: u64,
+    sha256: Hash32,
+    data: Option<Vec<u8>>,
+}
+
+/// Read a package file member by member, in constant memory for media.
+fn read_package(path: &Path) -> Result<Vec<Read1>, String> {
+    let err = |e: io::Error| format!("{}: {e}", path.display());
+    let mut f = io::BufReader::with_capacity(1 << 20, File::open(path).map_err(err)?);
+    let (mut out, mut at) = (Vec::new(), 0u64);
+    let mut block = [0u8; ustar::BLOCK];
+    loop {
+        f.read_exact(&mut block)
+            .map_err(|_| format!("{}: ends inside the archive at byte {at}", path.display()))?;
+        let Some(h) = ustar::parse_header(&block, at).map_err(|e| e.to_string())? else {
+            // The end: a second zero block, then nothing but zeros.
+            let mut rest = Vec::new();
+            f.read_to_end(&mut rest).map_err(err)?;
+            if rest.len() < ustar::BLOCK || rest.iter().any(|&b| b != 0) {
+                return Err(format!("{}: not a complete tar archive", path.display()));
+            }
+            return Ok(out);
+        };
+        let mut take = (&mut f).take(h.size);
+        let (sha256, data) = if package::is_media(&h.name) {
+            let mut st = Sha256Stream::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = take.read(&mut buf).map_err(err)?;
+                if n == 0 {
+                    break;
+                }
+                st.update(&buf[..n]);
+            }
+            (st.finish(), None)
+        } else if h.size > package::MAX_META {
+            return Err(format!(
+                "{}: member {} is too large",
+                path.display(),
+                h.name
+            ));
+        } else {
+            let mut d = Vec::new();
+            take.read_to_end(&mut d).map_err(err)?;
+            (fieldseal_proto::identity::sha256(&d), Some(d))
+        };
+        let pad = ustar::padding(h.size);
+        let mut skip = [0u8; ustar::BLOCK];
+        f.read_exact(&mut skip[..pad])
+            .map_err(|_| format!("{}: ends inside member {}", path.display(), h.name))?;
+        if take_short(&data, h.size) {
+            return Err(format!("{}: ends inside member {}", path.display(), h.name));
+        }
+        at += (ustar::BLOCK + pad) as u64 + h.size;
+        out.push(Read1 {
+            name: h.name,
+            size: h.size,
+            sha256,
+            data,
+        });
+    }
+}
+
+/// A kept member shorter than its header says: the file ended inside it.
+/// (A short media member shows up as a short padding read or header.)
+fn take_short(data: &Option<Vec<u8>>, size: u64) -> bool {
+    data.as_ref().is_some_and(|d| d.len() as u64 != size)
+}
+
+/// Verify an export package file (docs/FORMAT.md §10).
+fn verify_file(path: &Path, json: bool) -> ExitCode {
+    let read = match read_package(path) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let members: Vec<package::Member<'_>> = read
+        .iter()
+        .map(|r| package::Member {
+            name: r.name.clone(),
+            size: r.size,
+            sha256: r.sha256,
+            data: r.data.as_deref(),
+        })
+        .collect();
+    let report = package::verify(&members);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
+    } else {
+        print!("{report}");
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 fn main() -> ExitCode {
     let mut json = false;
     let mut media = true;
@@ -113,6 +225,12 @@ fn main() -> ExitCode {
     let Some(dir) = dir else {
         return fail(format!("no package given\n\n{USAGE}"));
     };
+    if dir.is_file() {
+        if !media {
+            return fail("--no-media is for package folders only");
+        }
+        return verify_file(&dir, json);
+    }
     let key = match read_key(&dir) {
         Ok(k) => k,
         Err(e) => return fail(e),

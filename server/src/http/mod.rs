@@ -9,7 +9,7 @@
 //! evidence itself (entries, signed bytes, segment bytes with ranges); legal
 //! holds (`holds.rs`) and the annual report (`reports.rs`); a
 //! custodian's links of recordings to activities; the access log with its
-//! proofs and the admin's user API. Every handler finds the caller's
+//! proofs and the admin's user API; a case's export package (`export.rs`). Every handler finds the caller's
 //! session through [`auth::Authed`] and refuses by role there; every
 //! refusal becomes a leaf of the access log in [`denied`].
 
@@ -21,6 +21,9 @@ pub mod error;
 pub mod evidence;
 #[cfg(test)]
 mod evidence_tests;
+pub mod export;
+#[cfg(test)]
+mod export_tests;
 pub mod holds;
 pub mod links;
 pub mod log;
@@ -120,6 +123,7 @@ pub fn router_and_doc(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::O
         .routes(routes!(cases::add_activity))
         .routes(routes!(cases::compliance))
         .routes(routes!(cases::add_letter))
+        .routes(routes!(export::export))
         .routes(routes!(log::checkpoint))
         .routes(routes!(log::key))
         .routes(routes!(log::consistency))

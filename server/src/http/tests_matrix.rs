@@ -156,6 +156,7 @@ const ROWS: &[Row] = &[
         CUSTODIAN_ADMIN,
     ),
     row("GET /api/cases/{number}/compliance", OWN_CASE),
+    row("GET /api/cases/{number}/export", CUSTODIAN),
     body(
         "POST /api/cases/{number}/letters",
         r#"{"text":"补充执法记录","finding":"uncovered"}"#,
