@@ -82,8 +82,60 @@ pub struct ActivityVerdict {
     pub devices: Vec<DeviceId>,
     /// Which recordings attached, and why.
     pub recordings: Vec<Attached>,
+    /// The media the verdict looked at that overlaps the activity, in
+    /// server time, as unbroken runs: what the web page's timeline draws.
+    pub covered: Vec<CoveredRun>,
     /// The verdict.
     pub verdict: Verdict,
+}
+
+/// Consecutive segments of one recording with no frame between them, all
+/// verified or all not, in server time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoveredRun {
+    /// The device.
+    pub device: DeviceId,
+    /// The recording, 32 hex digits.
+    pub recording: String,
+    /// Its first segment's seq.
+    pub first_seq: u64,
+    /// Its last segment's seq.
+    pub last_seq: u64,
+    /// First frame, µs.
+    pub start_us: i64,
+    /// End of the last frame, µs.
+    pub end_us: i64,
+    /// Every segment of it verified (bytes held, hashing to the signed hash).
+    pub verified: bool,
+}
+
+/// The spans that overlap `[start_us, end_us)`, joined into runs where a
+/// segment continues the previous one of the same device with the same
+/// verification state.
+pub fn covered_runs(spans: &[Span], start_us: i64, end_us: i64) -> Vec<CoveredRun> {
+    let mut out: Vec<CoveredRun> = Vec::new();
+    for s in spans
+        .iter()
+        .filter(|s| s.end_us > start_us && s.start_us < end_us)
+    {
+        if let Some(r) = out.last_mut() {
+            if r.device == s.device && s.continues == Some(r.last_seq) && r.verified == s.verified {
+                r.last_seq = s.seq;
+                r.end_us = s.end_us;
+                continue;
+            }
+        }
+        out.push(CoveredRun {
+            device: s.device,
+            recording: hex::encode(s.recording),
+            first_seq: s.seq,
+            last_seq: s.seq,
+            start_us: s.start_us,
+            end_us: s.end_us,
+            verified: s.verified,
+        });
+    }
+    out
 }
 
 /// A case's compliance.
@@ -250,6 +302,7 @@ fn activity_verdict(
         end_us: a.end_us,
         devices,
         recordings,
+        covered: covered_runs(&spans, a.start_us, a.end_us),
         verdict,
     })
 }
