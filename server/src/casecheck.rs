@@ -408,3 +408,44 @@ fn read_timeline(
         officer_at(&custody_of, d, t).map(str::to_owned)
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::covered_runs;
+    use crate::compliance::Span;
+    use fieldseal_proto::identity::DeviceId;
+
+    fn span(seq: u64, start_s: i64, continues: Option<u64>, verified: bool) -> Span {
+        Span {
+            device: DeviceId([7; 8]),
+            seq,
+            recording: [1; 16],
+            start_us: start_s * 1_000_000,
+            end_us: (start_s + 1) * 1_000_000,
+            continues,
+            verified,
+            received_us: None,
+            expired: false,
+            officer: None,
+        }
+    }
+
+    #[test]
+    fn covered_runs_join_continuing_segments_and_split_at_breaks() {
+        let spans = [
+            span(1, 0, None, true), // before the window: left out
+            span(2, 10, Some(1), true),
+            span(3, 11, Some(2), true),
+            span(4, 12, Some(3), false), // unverified: a run of its own
+            span(6, 14, None, true),     // after a break
+            span(7, 15, Some(6), true),
+        ];
+        let runs = covered_runs(&spans, 10_500_000, 15_500_000);
+        let got: Vec<(u64, u64, bool)> = runs
+            .iter()
+            .map(|r| (r.first_seq, r.last_seq, r.verified))
+            .collect();
+        assert_eq!(got, [(2, 3, true), (4, 4, false), (6, 7, true)]);
+        assert_eq!((runs[0].start_us, runs[0].end_us), (10_000_000, 12_000_000));
+    }
+}

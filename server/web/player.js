@@ -5,7 +5,8 @@
 // tells the page the fragment and the playlist's PROGRAM-DATE-TIME at the
 // current position and keeps live playback near the live edge. A browser
 // without MSE that plays HLS itself (Safari on iOS) gets the playlist
-// directly. The page parses the playlist too, to map the position to the
+// directly (Chromium 141 and later do too, for MPEG-TS with H.264 and
+// AAC). The page parses the playlist too, to map the position to the
 // entry's seq and the device's wall clock.
 
 import { t } from './i18n.js';
@@ -50,7 +51,10 @@ export function segmentAt(segments, pos) {
  * with a message for people.
  */
 export async function attach(video, url, { live = false, onError } = {}) {
-  const H = await loadHls();
+  // `localStorage['fieldseal.player'] = 'native'` asks for the browser's
+  // own HLS where it has one (tests check both ways).
+  const native = video.canPlayType('application/vnd.apple.mpegurl') !== '';
+  const H = native && localStorage.getItem('fieldseal.player') === 'native' ? null : await loadHls();
   if (H && H.isSupported()) {
     const hls = new H({
       enableWorker: false, // the CSP allows no worker from a blob: URL
@@ -65,7 +69,7 @@ export async function attach(video, url, { live = false, onError } = {}) {
     hls.attachMedia(video);
     return { engine: 'hls.js', hls, stop: () => hls.destroy() };
   }
-  if (video.canPlayType('application/vnd.apple.mpegurl')) {
+  if (native) {
     video.src = url;
     return { engine: 'native', stop: () => { video.removeAttribute('src'); video.load(); } };
   }

@@ -64,10 +64,24 @@ fn tools() -> Result<(PathBuf, PathBuf), String> {
     {
         return Err("tests/browser/node_modules has no playwright-core (npm ci)".into());
     }
-    match Command::new("node").arg("--version").output() {
-        Ok(o) if o.status.success() => Ok((chromium, script)),
-        _ => Err("node is not installed".into()),
+    // playwright-core 1.65 needs Node.js 20 or later.
+    let out = Command::new("node").arg("--version").output();
+    let version = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        _ => return Err("node is not installed".into()),
+    };
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < 20 {
+        return Err(format!(
+            "node {version} is older than 20 (playwright-core needs 20)"
+        ));
     }
+    Ok((chromium, script))
 }
 
 struct Office {
@@ -263,6 +277,13 @@ async fn a_supervisor_reviews_a_case_plays_it_and_watches_live_in_chromium() {
     std::fs::create_dir_all(&art).unwrap();
     let child = node(&script, &chromium, &o, device_id(&a), &art);
     let (lines, passed) = block(|| follow(child, agent, &art.join("agent-stopped")));
+    // Time to first frame and live lag, kept beside the screenshots.
+    let measured: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("measure "))
+        .collect();
+    eprintln!("web_browser measurements: {measured:?}");
+    std::fs::write(art.join("measurements.txt"), measured.join("\n") + "\n").unwrap();
     verify_export(&lines);
     assert!(passed, "the browser test failed: {lines:#?}");
     o.h.server.shutdown().await;

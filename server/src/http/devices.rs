@@ -38,7 +38,7 @@ const SEERS: &[Role] = &[
 
 /// How many of the newest entries are looked at for the recording in
 /// progress: far more than the events a device signs between segments.
-const TAIL: u64 = 64;
+const TAIL: usize = 64;
 
 /// A device and what the server knows of it now.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -166,8 +166,8 @@ pub async fn get(
             _ => return Err(ApiError::not_found("no such device")),
         };
         let status = status(sh, &rec)?;
-        let from = status.entries.saturating_sub(TAIL);
-        let tail = crate::archive::accepted_range(&sh.dir, &sh.db, d, from, TAIL as usize)
+        let from = status.entries.saturating_sub(TAIL as u64);
+        let tail = crate::archive::accepted_range(&sh.dir, &sh.db, d, from, TAIL)
             .map_err(ApiError::internal)?;
         Ok(detail(status, &tail))
     })

@@ -94,21 +94,20 @@ pub fn render(segs: &[PlaySegment], finished: bool, uri: impl Fn(u64) -> String)
 }
 
 /// The segments a playlist lists, each with whether a discontinuity comes
-/// before it.
+/// before it: its first PTS is not the end of the one listed before it (a
+/// segment left out between them makes such a jump too).
 fn listed(segs: &[PlaySegment], finished: bool) -> Vec<(&PlaySegment, bool)> {
     let mut out = Vec::new();
-    let (mut prev, mut skipped): (Option<&PlaySegment>, bool) = (None, false);
+    let mut prev: Option<&PlaySegment> = None;
     for s in segs {
         if !s.held {
             if !finished {
                 break;
             }
-            skipped = true;
             continue;
         }
-        let jump = prev.is_some_and(|p| p.end_pts != s.start_pts);
-        out.push((s, prev.is_some() && (skipped || jump)));
-        (prev, skipped) = (Some(s), false);
+        out.push((s, prev.is_some_and(|p| p.end_pts != s.start_pts)));
+        prev = Some(s);
     }
     out
 }
