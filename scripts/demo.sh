@@ -29,6 +29,8 @@ trap cleanup EXIT
 echo
 echo "== 1. A server: CA, TLS certificate, receipt-signing key, admin user ($dir/server)"
 FIELDSEAL_ADMIN_PASSWORD=${FIELDSEAL_ADMIN_PASSWORD:-demo-password} "$server" init --data "$dir/server"
+# A supervisor for the web page (the admin manages users and devices, not evidence).
+FIELDSEAL_USER_PASSWORD=demo-supervisor "$server" user add --data "$dir/server" --name supervisor --role supervisor
 "$server" run --data "$dir/server" --quic "127.0.0.1:$port" --http "127.0.0.1:$http_port" > "$dir/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do [ -S "$dir/server/control.sock" ] && break; sleep 0.1; done
@@ -189,3 +191,5 @@ echo "  $dir/server/devices/$id/   the server's copy of the chain; $dir/server/b
 echo "  $dir/inclusion-proof.json        a Merkle inclusion proof of the last entry in a signed checkpoint"
 echo "  $dir/damaged-report.json         what the verifier says about the damaged copy"
 echo "  http://127.0.0.1:$http_port/api/openapi.json   the HTTP API while the server runs (make demo stops it at the end)"
+echo "  the web page: $server run --data $dir/server --http 127.0.0.1:$http_port --quic 127.0.0.1:$port"
+echo "                then open http://127.0.0.1:$http_port/ in a browser, log in as supervisor / demo-supervisor"

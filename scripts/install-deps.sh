@@ -22,7 +22,15 @@ PACKAGES=(
   faketime
   # README's example of the HTTP API (`curl …/api/catalogue`).
   curl
+  # The browser test of the web page (tests/tests/web_browser.rs): Debian's
+  # chromium driven by playwright-core from npm (no browser download), node to
+  # run it (Node.js 20 or later: this machine kind's NodeSource build; Debian
+  # 12's own nodejs is 18, too old for playwright-core 1.65); a CJK font so that the Chinese labels show in its screenshots.
+  chromium nodejs fonts-wqy-microhei
 )
+# npm: Debian's package, unless node came with its own (NodeSource's nodejs
+# bundles npm and conflicts with Debian's npm package).
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 # `scripts/install-deps.sh bench`: also what only `make bench` needs (not `make test`).
 if [ "${1:-}" = bench ]; then
@@ -34,11 +42,29 @@ if [ "${1:-}" = bench ]; then
   )
 fi
 
+# The npm packages, as pinned by each folder's package-lock.json: hls.js, the
+# player the server embeds at build time (server/build.rs), and playwright-core
+# for the browser test. Done again only when the lock file changed (a copy of
+# the lock it was installed from is kept in node_modules).
+npm_folders() {
+  for d in server/web tests/browser; do
+    dir="$(dirname "$0")/../$d"
+    if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-from-lock"; then
+      echo "install-deps: npm ci in $d"
+      (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null \
+        && cp package-lock.json node_modules/.installed-from-lock)
+    fi
+  done
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  npm_folders
+  exit 0
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -49,3 +75,4 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+npm_folders

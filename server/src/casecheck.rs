@@ -82,8 +82,60 @@ pub struct ActivityVerdict {
     pub devices: Vec<DeviceId>,
     /// Which recordings attached, and why.
     pub recordings: Vec<Attached>,
+    /// The media the verdict looked at that overlaps the activity, in
+    /// server time, as unbroken runs: what the web page's timeline draws.
+    pub covered: Vec<CoveredRun>,
     /// The verdict.
     pub verdict: Verdict,
+}
+
+/// Consecutive segments of one recording with no frame between them, all
+/// verified or all not, in server time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoveredRun {
+    /// The device.
+    pub device: DeviceId,
+    /// The recording, 32 hex digits.
+    pub recording: String,
+    /// Its first segment's seq.
+    pub first_seq: u64,
+    /// Its last segment's seq.
+    pub last_seq: u64,
+    /// First frame, µs.
+    pub start_us: i64,
+    /// End of the last frame, µs.
+    pub end_us: i64,
+    /// Every segment of it verified (bytes held, hashing to the signed hash).
+    pub verified: bool,
+}
+
+/// The spans that overlap `[start_us, end_us)`, joined into runs where a
+/// segment continues the previous one of the same device with the same
+/// verification state.
+pub fn covered_runs(spans: &[Span], start_us: i64, end_us: i64) -> Vec<CoveredRun> {
+    let mut out: Vec<CoveredRun> = Vec::new();
+    for s in spans
+        .iter()
+        .filter(|s| s.end_us > start_us && s.start_us < end_us)
+    {
+        if let Some(r) = out.last_mut() {
+            if r.device == s.device && s.continues == Some(r.last_seq) && r.verified == s.verified {
+                r.last_seq = s.seq;
+                r.end_us = s.end_us;
+                continue;
+            }
+        }
+        out.push(CoveredRun {
+            device: s.device,
+            recording: hex::encode(s.recording),
+            first_seq: s.seq,
+            last_seq: s.seq,
+            start_us: s.start_us,
+            end_us: s.end_us,
+            verified: s.verified,
+        });
+    }
+    out
 }
 
 /// A case's compliance.
@@ -250,6 +302,7 @@ fn activity_verdict(
         end_us: a.end_us,
         devices,
         recordings,
+        covered: covered_runs(&spans, a.start_us, a.end_us),
         verdict,
     })
 }
@@ -354,4 +407,45 @@ fn read_timeline(
     Ok(device_timeline(d, &known, |t| {
         officer_at(&custody_of, d, t).map(str::to_owned)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covered_runs;
+    use crate::compliance::Span;
+    use fieldseal_proto::identity::DeviceId;
+
+    fn span(seq: u64, start_s: i64, continues: Option<u64>, verified: bool) -> Span {
+        Span {
+            device: DeviceId([7; 8]),
+            seq,
+            recording: [1; 16],
+            start_us: start_s * 1_000_000,
+            end_us: (start_s + 1) * 1_000_000,
+            continues,
+            verified,
+            received_us: None,
+            expired: false,
+            officer: None,
+        }
+    }
+
+    #[test]
+    fn covered_runs_join_continuing_segments_and_split_at_breaks() {
+        let spans = [
+            span(1, 0, None, true), // before the window: left out
+            span(2, 10, Some(1), true),
+            span(3, 11, Some(2), true),
+            span(4, 12, Some(3), false), // unverified: a run of its own
+            span(6, 14, None, true),     // after a break
+            span(7, 15, Some(6), true),
+        ];
+        let runs = covered_runs(&spans, 10_500_000, 15_500_000);
+        let got: Vec<(u64, u64, bool)> = runs
+            .iter()
+            .map(|r| (r.first_seq, r.last_seq, r.verified))
+            .collect();
+        assert_eq!(got, [(2, 3, true), (4, 4, false), (6, 7, true)]);
+        assert_eq!((runs[0].start_us, runs[0].end_us), (10_000_000, 12_000_000));
+    }
 }

@@ -188,6 +188,11 @@ impl Shared {
         quic::registry::count(&self.live)
     }
 
+    /// Whether the device has a sync connection open now.
+    pub fn is_live(&self, d: DeviceId) -> bool {
+        quic::registry::has(&self.live, d)
+    }
+
     /// A device was revoked: refuse its handshakes and close its connections.
     pub fn revoked(&self, d: &DeviceRecord) {
         self.allowed.remove(&d.key.to_bytes());

@@ -33,7 +33,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use fieldseal_proto::codec::Decode;
-use fieldseal_proto::entry::{SignedEntry, PTS_HZ};
+use fieldseal_proto::entry::{Entry, SegmentBody, SignedEntry, PTS_HZ};
 use fieldseal_proto::identity::{DeviceId, Hash32, Sha256Stream};
 use fieldseal_proto::leaf::CustodyAction;
 use fieldseal_proto::receipt::Receipt;
@@ -69,14 +69,14 @@ fn seq_param(v: &str) -> Result<u64, ApiError> {
 }
 
 /// Whose entries the caller may read.
-enum Scope {
+pub(super) enum Scope {
     /// Everything.
     All,
     /// Only those of devices this officer (certificate) carried.
     Officer(String),
 }
 
-fn scope(s: &AppState, who: &Authed) -> Result<Scope, ApiError> {
+pub(super) fn scope(s: &AppState, who: &Authed) -> Result<Scope, ApiError> {
     who.require(s, READERS, "read evidence")?;
     Ok(match who.0.role {
         // An officer user without a certificate carried nothing.
@@ -106,6 +106,9 @@ pub struct EntryInfo {
     pub case: Option<String>,
     /// The activity type it was signed with.
     pub activity: Option<String>,
+    /// A segment's recording id (32 hex digits): its playlist is
+    /// `/api/devices/{device}/recordings/{recording}/playlist.m3u8`.
+    pub recording: Option<String>,
     /// A segment's media.
     pub media: Option<MediaInfo>,
     /// Server time of its receipt (µs).
@@ -131,9 +134,10 @@ fn info(sh: &Shared, e: &SignedEntry) -> Result<EntryInfo, ApiError> {
     let tag = crate::db::entry_tag(x);
     let (mut start, mut end) = (x.wall_us, x.wall_us);
     let mut media = None;
+    let mut recording = None;
     if let Some(s) = x.segment() {
-        let since = i64::try_from(x.mono_us.saturating_sub(s.start_mono_us)).unwrap_or(0);
-        start = x.wall_us.saturating_sub(since);
+        start = segment_start_wall(x, s);
+        recording = Some(hex::encode(s.recording));
         let ticks = i128::from(s.end_pts) - i128::from(s.start_pts);
         let dur = i64::try_from(ticks * 1_000_000 / i128::from(PTS_HZ)).unwrap_or(i64::MAX);
         end = start.saturating_add(dur);
@@ -159,9 +163,17 @@ fn info(sh: &Shared, e: &SignedEntry) -> Result<EntryInfo, ApiError> {
         end_wall_us: end,
         case: tag.map(|(c, _)| c.to_owned()),
         activity: tag.and_then(|(_, a)| a.map(str::to_owned)),
+        recording,
         media,
         receipt_us,
     })
+}
+
+/// Device wall clock (µs) at a segment's first frame: the entry's wall
+/// time less the monotonic time since that frame.
+pub(super) fn segment_start_wall(x: &Entry, s: &SegmentBody) -> i64 {
+    let since = i64::try_from(x.mono_us.saturating_sub(s.start_mono_us)).unwrap_or(0);
+    x.wall_us.saturating_sub(since)
 }
 
 /// The stored receipt of `(d, seq)`, decoded, with its bytes.
@@ -174,7 +186,12 @@ fn receipt(sh: &Shared, d: DeviceId, seq: u64) -> Result<Option<(Receipt, Vec<u8
 }
 
 /// May `scope` read an entry made at device wall time `t_us`?
-fn may_read(sh: &Shared, scope: &Scope, d: DeviceId, t_us: i64) -> Result<bool, ApiError> {
+pub(super) fn may_read(
+    sh: &Shared,
+    scope: &Scope,
+    d: DeviceId,
+    t_us: i64,
+) -> Result<bool, ApiError> {
     match scope {
         Scope::All => Ok(true),
         Scope::Officer(cert) => {
@@ -186,7 +203,7 @@ fn may_read(sh: &Shared, scope: &Scope, d: DeviceId, t_us: i64) -> Result<bool, 
 
 /// Refuse an officer's read of evidence that is not theirs: a `denied`
 /// leaf, then "not found".
-async fn deny(
+pub(super) async fn deny(
     s: &AppState,
     who: &Authed,
     addr: &str,
@@ -207,7 +224,7 @@ async fn deny(
 }
 
 /// Append the `view` leaf of a read; the evidence goes out only after it.
-async fn viewed(
+pub(super) async fn viewed(
     s: &AppState,
     who: &Authed,
     addr: &str,

@@ -9,7 +9,10 @@
 //! evidence itself (entries, signed bytes, segment bytes with ranges); legal
 //! holds (`holds.rs`) and the annual report (`reports.rs`); a
 //! custodian's links of recordings to activities; the access log with its
-//! proofs and the admin's user API; a case's export package (`export.rs`). Every handler finds the caller's
+//! proofs and the admin's user API; a case's export package (`export.rs`);
+//! devices with their live state (`devices.rs`), HLS playlists over the
+//! original segments (`playlist.rs`) and the web page itself (`web.rs`).
+//! Every handler finds the caller's
 //! session through [`auth::Authed`] and refuses by role there; every
 //! refusal becomes a leaf of the access log in [`denied`].
 
@@ -17,6 +20,7 @@ pub mod access;
 pub mod auth;
 pub mod cases;
 pub mod denied;
+pub mod devices;
 pub mod error;
 pub mod evidence;
 #[cfg(test)]
@@ -28,6 +32,7 @@ pub mod holds;
 pub mod links;
 pub mod log;
 pub mod metrics;
+pub mod playlist;
 pub mod reports;
 pub mod serve;
 #[cfg(test)]
@@ -37,6 +42,7 @@ mod tests_audit;
 #[cfg(test)]
 mod tests_matrix;
 pub mod users;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -132,6 +138,10 @@ pub fn router_and_doc(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::O
         .routes(routes!(evidence::list_entries))
         .routes(routes!(evidence::get_entry))
         .routes(routes!(evidence::get_media))
+        // Devices as the web page shows them, and playback over HLS.
+        .routes(routes!(devices::list))
+        .routes(routes!(devices::get))
+        .routes(routes!(playlist::playlist))
         .routes(routes!(links::link, links::unlink))
         // The access log and the admin's user API.
         .routes(routes!(access::audit))
@@ -159,12 +169,16 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
+        // The web page (web.rs): not API, so not in the document.
+        .route("/", axum::routing::get(web::index))
+        .route("/web/{name}", axum::routing::get(web::asset))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(
             state,
             denied::log_denials,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(web::security_headers))
 }
 
 /// Liveness: the process answers and its index opens.

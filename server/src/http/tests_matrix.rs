@@ -105,6 +105,10 @@ const EVERY_ROLE: Who = Who::Roles([Yes, Yes, Yes, Yes, Yes]);
 const OWN_CASE: Who = Who::Roles([Yes, Hid, Yes, Yes, Yes]);
 const OWN_EVIDENCE: Who = Who::Roles([Yes, Hid, Yes, Yes, No]);
 const STAFF: Who = Who::Roles([No, No, Yes, Yes, Yes]);
+/// Devices: every role sees the list (an officer only the devices carried).
+const SEERS: Who = Who::Roles([Yes, Yes, Yes, Yes, Yes]);
+/// One device: officer B is told it does not exist.
+const OWN_DEVICE: Who = Who::Roles([Yes, Hid, Yes, Yes, Yes]);
 const CUSTODIAN_ADMIN: Who = Who::Roles([No, No, Yes, No, Yes]);
 const CUSTODIAN_SUPERVISOR: Who = Who::Roles([No, No, Yes, Yes, No]);
 const CUSTODIAN: Who = Who::Roles([No, No, Yes, No, No]);
@@ -186,6 +190,12 @@ const ROWS: &[Row] = &[
         OWN_EVIDENCE,
     ),
     row("GET /api/devices/{device}/entries/{seq}", OWN_EVIDENCE),
+    row("GET /api/devices", SEERS),
+    row("GET /api/devices/{device}", OWN_DEVICE),
+    row(
+        "GET /api/devices/{device}/recordings/{recording}/playlist.m3u8",
+        OWN_EVIDENCE,
+    ),
     row(
         "GET /api/devices/{device}/entries/{seq}/media",
         OWN_EVIDENCE,
@@ -370,6 +380,11 @@ async fn world() -> World {
     let a = archive_chain(&s, &SigningKey::from_bytes(&[0x42; 32]));
     let b = archive_chain_alone(&s, &SigningKey::from_bytes(&[0x43; 32]));
     let (device_a, device_b) = (a.entries[0].entry.device, b.entries[0].entry.device);
+    let recording_a = a
+        .entries
+        .iter()
+        .find_map(|e| e.entry.segment().map(|s| hex::encode(s.recording)))
+        .unwrap();
     s.shared
         .db
         .put_custody(&crate::cases::Custody {
@@ -411,6 +426,7 @@ async fn world() -> World {
         ("activity", "a1".to_owned()),
         ("device", device_a.to_string()),
         ("seq", "3".to_owned()),
+        ("recording", recording_a),
         ("id", r.json()["id"].to_string()),
         ("name", "target".to_owned()),
     ];

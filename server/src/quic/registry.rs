@@ -41,6 +41,11 @@ pub(crate) fn count<C>(live: &Live<C>) -> usize {
     lock(live).values().map(Vec::len).sum()
 }
 
+/// Whether the device has a live connection.
+pub(crate) fn has<C>(live: &Live<C>, device: DeviceId) -> bool {
+    lock(live).get(&device).is_some_and(|v| !v.is_empty())
+}
+
 /// Take all of the device's connections (it was revoked).
 pub(crate) fn take<C>(live: &Live<C>, device: DeviceId) -> Vec<C> {
     lock(live).remove(&device).unwrap_or_default()

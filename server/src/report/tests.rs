@@ -77,6 +77,7 @@ fn verdict(
         end_us: a.end_us,
         devices: vec![],
         recordings: vec![],
+        covered: vec![],
         verdict: Verdict {
             requirement: r,
             compliant: f.is_empty(),
