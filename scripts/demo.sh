@@ -183,6 +183,31 @@ if not c["compliant"]:
 PY
 
 echo
+echo "== 12. A custodian's export for a court: one file that proves itself offline (docs/FORMAT.md §10)"
+"$server" export --data "$dir/server" --case CJ-2026-0001 --out "$dir/CJ-2026-0001.fieldseal.tar"
+"$bin/fieldseal-verify" "$dir/CJ-2026-0001.fieldseal.tar"
+echo "-- a copy with its last segment cut off:"
+python3 - "$dir/CJ-2026-0001.fieldseal.tar" "$dir/cut.fieldseal.tar" <<'PY'
+import sys, tarfile
+src, dst = sys.argv[1], sys.argv[2]
+with tarfile.open(src) as t:
+    members = t.getmembers()
+    last = max(i for i, m in enumerate(members) if m.name.endswith(".ts"))
+    print(f"   removed {members[last].name}")
+    with tarfile.open(dst, "w", format=tarfile.USTAR_FORMAT) as out:
+        for i, m in enumerate(members):
+            if i != last:
+                out.addfile(m, t.extractfile(m))
+PY
+if "$bin/fieldseal-verify" "$dir/cut.fieldseal.tar" > "$dir/cut-report.txt" 2>&1; then
+  cat "$dir/cut-report.txt"
+  echo "demo: the cut package verified; that is a bug" >&2
+  exit 1
+fi
+sed -n '1p' "$dir/cut-report.txt"
+sed -n '/findings:/,$p' "$dir/cut-report.txt"
+
+echo
 echo "Done. Look at:"
 echo "  $dir/device/chain.log            the device's signed hash chain (docs/FORMAT.md §3, §9)"
 echo "  $dir/device/media/               the MPEG-TS segments (cat them into one file to play)"
@@ -190,6 +215,13 @@ echo "  $dir/device/receipts.log         the server's signed receipts"
 echo "  $dir/server/devices/$id/   the server's copy of the chain; $dir/server/blobs/ the segments"
 echo "  $dir/inclusion-proof.json        a Merkle inclusion proof of the last entry in a signed checkpoint"
 echo "  $dir/damaged-report.json         what the verifier says about the damaged copy"
-echo "  http://127.0.0.1:$http_port/api/openapi.json   the HTTP API while the server runs (make demo stops it at the end)"
-echo "  the web page: $server run --data $dir/server --http 127.0.0.1:$http_port --quic 127.0.0.1:$port"
-echo "                then open http://127.0.0.1:$http_port/ in a browser, log in as supervisor / demo-supervisor"
+echo "  $dir/CJ-2026-0001.fieldseal.tar  the case's export package: target/release/fieldseal-verify accepts it"
+echo "  $dir/cut-report.txt              what it says of the copy with its last segment cut off"
+echo "  the demo case in a browser:      http://127.0.0.1:$http_port/#/cases/CJ-2026-0001"
+echo "                                   log in as supervisor / demo-supervisor (or admin / ${FIELDSEAL_ADMIN_PASSWORD:-demo-password})"
+if [ -t 0 ] && [ -t 1 ] && [ -z "${CI:-}" ]; then
+  echo
+  read -r -p "The server is still running for the web page; press Enter to stop it. " _ || true
+else
+  echo "  (the server stops now; to look again: $server run --data $dir/server --http 127.0.0.1:$http_port --quic 127.0.0.1:$port)"
+fi
