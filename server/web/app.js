@@ -54,6 +54,7 @@ function nav() {
   const link = (hash, key) => h('a', { href: hash, 'aria-current': location.hash.startsWith(hash) ? 'page' : null }, t(key));
   n.append(link('#/cases', 'cases'));
   n.append(link('#/devices', 'devices'));
+  if (AUDITORS.includes(me.role)) n.append(link('#/officers', 'officers'));
   if (AUDITORS.includes(me.role)) n.append(link('#/audit', 'audit'));
   n.append(h('button', { type: 'button', id: 'logout', onclick: logout }, t('logout')));
 }
@@ -99,6 +100,7 @@ function pageFor([what, a, b]) {
     case 'devices': return a ? pages.devicePage(a) : pages.devices();
     case 'play': return pages.playPage(a, b);
     case 'audit': return pages.audit();
+    case 'officers': return pages.officers();
     default: return pages.cases();
   }
 }

@@ -267,3 +267,21 @@ export async function audit() {
     h('th', {}, t('number')), h('th', {}, t('detail')))), body), more);
 }
 
+
+/** Officers (Art. 36): certificate, validity, auxiliary staff; staff only. */
+export async function officers() {
+  if (!AUDITORS.includes(me.role)) throw new ApiError(403, 'forbidden');
+  const list = await api('/api/officers');
+  const today = new Date().toISOString().slice(0, 10);
+  const rows = list.map((o) => {
+    const valid = o.valid_from <= today && today <= o.valid_until;
+    return h('tr', { 'data-certificate': o.certificate, 'data-valid': String(valid) },
+      h('td', {}, h('code', {}, o.certificate)), h('td', {}, o.name),
+      h('td', {}, o.auxiliary ? t('auxiliary') : t('certified')),
+      h('td', {}, `${o.valid_from} – ${o.valid_until}`),
+      h('td', { class: valid ? 'ok' : 'bad' }, valid ? t('certValid') : t('certInvalid')));
+  });
+  return h('section', {}, h('h1', {}, t('officers')), h('table', { class: 'officers' }, h('thead', {}, h('tr', {},
+    h('th', {}, t('certificate')), h('th', {}, t('name')), h('th', {}, t('staffKind')), h('th', {}, t('validity')),
+    h('th', {}, t('today')))), h('tbody', {}, rows)));
+}

@@ -278,6 +278,14 @@ await step('the access log lists the views', async () => {
   await shot('09-audit');
 });
 
+await step('the officers page shows each certificate and whether it is valid today', async () => {
+  await page.goto(`${BASE}/#/officers`);
+  const row = page.locator('tr[data-certificate]').first();
+  await row.waitFor({ timeout: 10000 });
+  check(await row.getAttribute('data-valid') === 'true', 'the seeded officer\'s certificate is valid today');
+  await shot('10-officers');
+});
+
 await step('no request left this origin, no script error', async () => {
   check(external.length === 0, `external requests: ${external.join(', ')}`);
   check(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
