@@ -9,7 +9,9 @@
 #   BENCH_NET_DELAY_MS=20       one-way delay on the lossy link (round trip twice that)
 #   BENCH_DEVICE_COUNTS=10,50,100,200,300,400,500,600,800,1000,2000
 #   BENCH_DEVICE_SECONDS=24     measured window per device count (after an 8 s warm-up)
-#   BENCH_NET_ROWS="loopback lossy devices"   which network rows to run
+#   BENCH_READS_SECONDS=16      each window of the reads row (2 pairs: 4 windows, after an 8 s warm-up)
+#   BENCH_READS_RATE=1000       reads a second of GET /api/cases/{id} in its windows with reads
+#   BENCH_NET_ROWS="loopback lossy devices reads"   which network rows to run
 
 NET_SERVER=$PWD/target/release/fieldseal-server
 NET_LOADGEN=$PWD/target/release/fieldseal-loadgen
@@ -19,7 +21,9 @@ NET_LOSS=${BENCH_NET_LOSS:-0.02}
 NET_DELAY_MS=${BENCH_NET_DELAY_MS:-20}
 NET_DEVICE_COUNTS=${BENCH_DEVICE_COUNTS:-10,50,100,200,300,400,500,600,800,1000,2000}
 NET_DEVICE_SECONDS=${BENCH_DEVICE_SECONDS:-24}
-NET_ROWS=${BENCH_NET_ROWS:-"loopback lossy devices"}
+NET_READS_SECONDS=${BENCH_READS_SECONDS:-16}
+NET_READS_RATE=${BENCH_READS_RATE:-1000}
+NET_ROWS=${BENCH_NET_ROWS:-"loopback lossy devices reads"}
 # Names of the namespaces and TUN devices of the lossy link (removed at exit).
 NET_NS_CLI=fsbench-cli
 NET_NS_SRV=fsbench-srv
@@ -152,15 +156,18 @@ print("round trip p50 %.1f ms, p90 %.1f ms; %d of 200 echoes lost (%.1f %%; 2 %%
   wait "$echo" 2>/dev/null || true
 }
 
-# net_server_start DIR : a fresh fieldseal server (release) in DIR, serving QUIC on $NET_HOST;
-# sets NET_SERVER_PID and NET_SERVER_ADDR.
+# net_server_start DIR : a fresh fieldseal server (release) in DIR, serving QUIC on $NET_HOST and
+# its HTTP API on loopback (user admin, password $NET_ADMIN_PASSWORD); sets NET_SERVER_PID,
+# NET_SERVER_ADDR and NET_HTTP_ADDR.
+NET_ADMIN_PASSWORD=bench-password
 net_server_start() {
   local dir=$1 port
   rm -rf "$dir"
-  FIELDSEAL_ADMIN_PASSWORD=bench "$NET_SERVER" init --data "$dir" --name "$NET_SRV_IP" >/dev/null 2>&1
+  FIELDSEAL_ADMIN_PASSWORD=$NET_ADMIN_PASSWORD "$NET_SERVER" init --data "$dir" --name "$NET_SRV_IP" >/dev/null 2>&1
   if [ "$NET_HOST" = 127.0.0.1 ]; then port=$(net_free_port); else port=4433; fi
   NET_SERVER_ADDR=$NET_HOST:$port
-  "${NET_SRV_EXEC[@]}" "$NET_SERVER" run --data "$dir" --quic "$NET_SERVER_ADDR" --http 127.0.0.1:0 >"$dir.log" 2>&1 &
+  NET_HTTP_ADDR=127.0.0.1:$(net_free_port)
+  "${NET_SRV_EXEC[@]}" "$NET_SERVER" run --data "$dir" --quic "$NET_SERVER_ADDR" --http "$NET_HTTP_ADDR" >"$dir.log" 2>&1 &
   NET_SERVER_PID=$!
   NET_PIDS+=("$NET_SERVER_PID")
   net_wait_for "$dir/control.sock" 30
@@ -442,6 +449,49 @@ bench_net_devices() {
   } >>"$RUNS"
 }
 
+# bench_net_reads : authenticated reads of one case over HTTP at NET_READS_RATE a second while 100
+# simulated devices sync, and the devices' receipt latency with and without the reads, in
+# alternating windows of one run (`fieldseal-loadgen reads`).
+bench_net_reads() {
+  net_server_start "$WORK/srv-reads"
+  mkdir -p /dev/shm/fieldseal-bench-reads-$$
+  log "reads: 100 devices, $NET_READS_RATE reads/s, windows of $NET_READS_SECONDS s"
+  "$NET_LOADGEN" reads --server "$NET_SERVER_ADDR" --server-data "$WORK/srv-reads" \
+    --work "/dev/shm/fieldseal-bench-reads-$$" --http "$NET_HTTP_ADDR" --password "$NET_ADMIN_PASSWORD" \
+    --devices 100 --rate "$NET_READS_RATE" --connections 8 --seconds "$NET_READS_SECONDS" --pairs 2 \
+    --server-pid "$NET_SERVER_PID" >"$WORK/reads.out" 2>"$WORK/reads.err" || {
+    log "reads failed:"
+    tail -20 "$WORK/reads.err" >&2
+  }
+  rm -rf "/dev/shm/fieldseal-bench-reads-$$"
+  net_stop "$NET_SERVER_PID"
+  discard "$WORK/srv-reads"
+  local sum
+  sum=$(grep '^devices=' "$WORK/reads.out" || true)
+  [ -n "$sum" ] || { log "reads: no summary"; return 1; }
+  # key : one value of the summary line.
+  key() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $sum"; }
+  local rate p50 p99 qp50 qp99 lp50 lp99 errs
+  rate=$(key read_rate) p50=$(key read_p50_ms) p99=$(key read_p99_ms) errs=$(key read_errors)
+  qp50=$(key quiet_p50_ms) qp99=$(key quiet_p99_ms) lp50=$(key reads_p50_ms) lp99=$(key reads_p99_ms)
+  # Met at 99 % of the rate asked: the count over a window loses up to one read per connection
+  # at its edges.
+  row "Authenticated reads of \`GET /api/cases/{id}\` while 100 devices sync, $NET_READS_RATE/s asked over 8 keep-alive connections: achieved (/s); latency p50 / p99 (ms); errors" \
+    "$rate; $p50 / $p99; $errs" "—" "—" \
+    "$NET_READS_RATE/s: $(met "$rate" '>=' "$NET_READS_RATE * 0.99")" "NreadA"
+  row "Hash-first receipt latency at 100 devices during those reads, p50 / p99 (ms)" \
+    "$lp50 / $lp99" "$qp50 / $qp99 (no reads, same run)" "$(key p99_ratio)× (p99)" \
+    "p99 ≤ 20 ms: $(met "${lp99:-1e9}" '<=' 20)" "NreadA"
+  row "CPU of the server at 100 devices, with / without the reads (cores)" \
+    "$(key reads_server_cores)" "$(key quiet_server_cores)" "—" "report" "NreadA"
+  cmd "NreadA" "fieldseal-loadgen reads --server H:P --server-data SRV --work /dev/shm/D --http 127.0.0.1:HP --password P --devices 100 --rate $NET_READS_RATE --connections 8 --seconds $NET_READS_SECONDS --pairs 2 --server-pid PID  # against fieldseal-server run --data SRV --quic H:P --http 127.0.0.1:HP (fresh SRV); windows with and without the reads in ABBA order, receipts pooled per kind"
+  {
+    echo "- reads during 100 devices (one line per window, in run order; load average when it opened):"
+    grep '^window=' "$WORK/reads.out" | sed 's/^/  - /'
+    echo "  - pooled: $sum"
+  } >>"$RUNS"
+}
+
 bench_net() {
   log "building the server and the load generator (release)"
   cargo build -q --release -p fieldseal-server --bin fieldseal-server \
@@ -465,6 +515,7 @@ bench_net() {
         net_cleanup
         ;;
       devices) bench_net_devices ;;
+      reads) bench_net_reads ;;
       *) log "unknown network row $r" ;;
     esac
   done
