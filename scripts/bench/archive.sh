@@ -147,13 +147,16 @@ sled records, flushed once at the end. It grows linearly with the number of entr
 with the map of entry leaves (about 100 bytes per entry).
 
 Compliance of an 8 h case: it reads the device's chain log and decodes every entry (the baseline,
-~5 ms for 7,200 entries), reads the receipts, media held, upload times and expiries of the
+5 ms for 7,200 entries on a quiet machine), reads the receipts, media held, upload times and expiries of the
 device in one prefix scan of each index tree, the case's tags and the custody records, builds the
 timeline and judges the activity. The index reads are most of the rest: each receipt is a JSON
 record with 258 hex characters. It used to look each entry up four times (receipt, media held,
-upload time, expiry): 110–150 ms on 2026-11-28 (perf: 40 % in the receipt lookups, a tree
-descent, a JSON parse and a hex decode of the whole record each), 27–28 ms with the scans, in
-runs minutes apart. It grows linearly with the entries of the devices attached.
+upload time, expiry; perf: 40 % of its time in the receipt lookups, a tree descent, a JSON parse
+and a hex decode of the whole record each). Both builds run back to back on 2026-11-29 at a load
+average of 10: 125–130 ms before, 77–92 ms with the scans (4.2–5.0× the chain read, from
+6.4–8.9×); at a load of 2–4 the scans measured 27–42 ms. A loaded machine moves this figure by
+more than the change did, so read it against the baseline of the same run. It grows linearly
+with the entries of the devices attached.
 EOF
 }
 

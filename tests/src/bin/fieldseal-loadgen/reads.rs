@@ -325,6 +325,16 @@ impl Window {
     }
 }
 
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
 fn opt2(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
 }
@@ -354,10 +364,21 @@ fn summary(count: usize, load: &ReadLoad, quiet: &[Window], loaded: &[Window]) -
     reads.micros.sort_unstable();
     let secs: f64 = loaded.iter().map(|w| w.secs).sum();
     let (qp99, lp99) = (percentile(&q, 99), percentile(&l, 99));
+    // Each window's p99, and per pair (windows i of each kind) their ratio:
+    // medians of these are steadier on a shared machine than the pooled
+    // p99, which one disturbed window decides.
+    let p99s =
+        |ws: &[Window]| -> Vec<f64> { ws.iter().map(|w| percentile(&w.receipts, 99)).collect() };
+    let ratios: Vec<f64> = p99s(loaded)
+        .iter()
+        .zip(p99s(quiet))
+        .map(|(l, q)| l / q)
+        .collect();
     format!(
         "devices={count} read_target={:.0} connections={} quiet_receipts={} quiet_p50_ms={:.1} \
          quiet_p99_ms={qp99:.1} reads_receipts={} reads_p50_ms={:.1} reads_p99_ms={lp99:.1} \
-         p99_ratio={:.2} read_ok={} read_errors={} read_rate={:.1} read_p50_ms={:.2} \
+         quiet_window_p99_median_ms={:.1} reads_window_p99_median_ms={:.1} p99_ratio={:.2} \
+         read_ok={} read_errors={} read_rate={:.1} read_p50_ms={:.2} \
          read_p99_ms={:.2} quiet_server_cores={} reads_server_cores={}",
         load.rate,
         load.conns,
@@ -365,7 +386,9 @@ fn summary(count: usize, load: &ReadLoad, quiet: &[Window], loaded: &[Window]) -
         percentile(&q, 50),
         l.len(),
         percentile(&l, 50),
-        lp99 / qp99,
+        median(&p99s(quiet)),
+        median(&p99s(loaded)),
+        median(&ratios),
         reads.ok,
         reads.errors,
         reads.ok as f64 / secs,
