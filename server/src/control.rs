@@ -446,9 +446,7 @@ pub fn request(dir: &Path, req: Request) -> Result<Response, ControlError> {
         Err(_) if matches!(req, Request::Retention { .. } | Request::ExportPlan { .. }) => {
             // The job needs the server's whole state (its leaves go through
             // `audit`): load it as `run` would, without serving.
-            let start = |e: crate::StartError| ControlError::Start(Box::new(e));
-            let cfg = Config::load(dir).map_err(|e| start(e.into()))?;
-            let shared = Shared::load(dir, cfg).map_err(start)?;
+            let shared = Shared::open(dir).map_err(|e| ControlError::Start(Box::new(e)))?;
             Ok(answer(&shared, req))
         }
         Err(_) => {

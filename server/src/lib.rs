@@ -146,6 +146,17 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The server's state on `dir`, loaded as `run` loads it (config, index,
+    /// keys, a roll-forward after a crash) but serving nothing: for work that
+    /// needs all of it without a running server (the retention job, the
+    /// compliance benchmark).
+    ///
+    /// # Errors
+    /// As [`start`], less the listeners.
+    pub fn open(dir: &Path) -> Result<Shared, StartError> {
+        Shared::load(dir, Config::load(dir)?)
+    }
+
     fn load(dir: &Path, cfg: Config) -> Result<Shared, StartError> {
         let db = Db::open_waiting(dir, Duration::from_secs(10))?;
         let allowed = Allowed::default();

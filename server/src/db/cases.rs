@@ -10,6 +10,8 @@
 //!   stored. Absent for media held before it was recorded or found again by
 //!   reconciliation: that upload time is unknown.
 
+use std::collections::HashMap;
+
 use fieldseal_proto::identity::DeviceId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -88,6 +90,28 @@ impl Db {
                 Ok(Some(i64::from_be_bytes(b)))
             }
         }
+    }
+
+    /// When the bytes of each segment of `device` were first stored, where
+    /// known, by seq: [`Db::media_time`] for all of them in one pass.
+    ///
+    /// # Errors
+    /// As [`Db::media_time`].
+    pub fn media_times(&self, device: DeviceId) -> Result<HashMap<u64, i64>, DbError> {
+        let mut out = HashMap::new();
+        for kv in self.media_time.scan_prefix(device.0) {
+            let (k, v) = kv?;
+            let seq: [u8; 8] = k
+                .get(8..)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| DbError::Corrupt("media_time key is not 16 bytes".into()))?;
+            let at: [u8; 8] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| DbError::Corrupt("media_time value is not 8 bytes".into()))?;
+            out.insert(u64::from_be_bytes(seq), i64::from_be_bytes(at));
+        }
+        Ok(out)
     }
 
     /// The case with this number.

@@ -4,9 +4,13 @@
 //! nothing). Keys are the 8 id bytes then the big-endian seq, so a device's
 //! keys sort by seq and a prefix scan finds them.
 
+use std::collections::{BTreeMap, HashSet};
+
+use fieldseal_proto::codec::Decode;
 use fieldseal_proto::entry::ChainHead;
 use fieldseal_proto::identity::{DeviceId, Hash32};
 use fieldseal_proto::leaf::Leaf;
+use fieldseal_proto::receipt::{Receipt, RECEIPT_LEN};
 use serde::{Deserialize, Serialize};
 
 use super::{Db, DbError};
@@ -57,6 +61,52 @@ fn hash32(s: &str) -> Result<Hash32, IndexError> {
 }
 
 impl Db {
+    /// The server time of the receipt of every accepted entry of `device`,
+    /// by seq, in one pass over its keys: a timeline needs all of them, and
+    /// a lookup per entry costs a tree descent and a record parse each.
+    /// `None` for a receipt that does not decode, as [`Receipt::from_bytes`]
+    /// makes of it. Only the receipt of each record is read.
+    ///
+    /// # Errors
+    /// sled errors; a record that is not JSON or a key that is not a seq key.
+    pub fn receipt_times(&self, device: DeviceId) -> Result<BTreeMap<u64, Option<i64>>, DbError> {
+        /// The one field of a [`StoredEntry`] read here (hex, never escaped
+        /// in JSON, so borrowed from the record).
+        #[derive(Deserialize)]
+        struct ReceiptOnly<'a> {
+            #[serde(borrow)]
+            receipt: std::borrow::Cow<'a, str>,
+        }
+        let mut out = BTreeMap::new();
+        for kv in self.entries.scan_prefix(device.0) {
+            let (k, v) = kv?;
+            let (_, seq) =
+                parse_seq_key(&k).ok_or_else(|| IndexError::Corrupt("entry key".into()))?;
+            let r: ReceiptOnly<'_> = serde_json::from_slice(&v).map_err(IndexError::from)?;
+            let mut bytes = [0u8; RECEIPT_LEN];
+            let time = hex::decode_to_slice(r.receipt.as_bytes(), &mut bytes)
+                .ok()
+                .and_then(|()| Receipt::from_bytes(&bytes).ok())
+                .map(|r| r.server_time_us);
+            out.insert(seq, time);
+        }
+        Ok(out)
+    }
+
+    /// The seqs of `device` whose media the archive holds, in one pass.
+    ///
+    /// # Errors
+    /// sled errors; a key that is not a seq key.
+    pub fn media_held(&self, device: DeviceId) -> Result<HashSet<u64>, DbError> {
+        let mut out = HashSet::new();
+        for kv in self.media.scan_prefix(device.0) {
+            let (_, seq) =
+                parse_seq_key(&kv?.0).ok_or_else(|| IndexError::Corrupt("media key".into()))?;
+            out.insert(seq);
+        }
+        Ok(out)
+    }
+
     /// An index written before the `missing` tree existed gets it built
     /// from its entries, once.
     pub(super) fn build_missing_once(&self) -> Result<(), DbError> {

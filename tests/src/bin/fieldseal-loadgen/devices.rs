@@ -83,6 +83,112 @@ pub(crate) fn record_segment(d: &Device, media: &Media) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the simulated devices sync to and keep their media.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place<'a> {
+    pub(crate) server: &'a str,
+    pub(crate) server_data: &'a Path,
+    pub(crate) work: &'a Path,
+    pub(crate) segment_secs: u32,
+}
+
+/// Enrol devices until `all` holds `count`, 16 at a time.
+pub(crate) async fn enroll_up_to(
+    all: &mut Vec<Arc<Device>>,
+    count: usize,
+    place: &Place<'_>,
+    latencies: &Arc<Latencies>,
+) -> anyhow::Result<()> {
+    while all.len() < count {
+        let mut set = tokio::task::JoinSet::new();
+        for i in all.len()..count.min(all.len() + 16) {
+            let (server, server_data, work, latencies) = (
+                place.server.to_string(),
+                place.server_data.to_path_buf(),
+                place.work.to_path_buf(),
+                latencies.clone(),
+            );
+            let segment_secs = place.segment_secs;
+            set.spawn(async move {
+                new_device(i, &server, &server_data, &work, segment_secs, &latencies)
+                    .await
+                    .map(|d| (i, d))
+            });
+        }
+        let mut got = Vec::new();
+        while let Some(r) = set.join_next().await {
+            got.push(r??);
+        }
+        got.sort_by_key(|(i, _)| *i);
+        all.extend(got.into_iter().map(|(_, d)| d));
+    }
+    Ok(())
+}
+
+/// Tasks of running devices, and the switch that stops them.
+pub(crate) type Running = (
+    watch::Sender<bool>,
+    tokio::task::JoinSet<anyhow::Result<()>>,
+);
+
+/// Start `devices`: each its sync client, and a segment every
+/// `segment_secs` from a random phase.
+pub(crate) fn start_devices(
+    devices: &[Arc<Device>],
+    media: &Arc<Media>,
+    segment_secs: u32,
+    rng: &mut SplitMix,
+) -> Running {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let period = Duration::from_secs(u64::from(segment_secs));
+    for d in devices {
+        let (d2, stop) = (d.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            sync::run_sync(d2.store.clone(), d2.cfg.clone(), Arc::default(), stop)
+                .await
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
+        });
+        // Devices start their segments at random phases, as real ones would.
+        let phase = Duration::from_micros(rng.next_u64() % (u64::from(segment_secs) * 1_000_000));
+        let (d2, media, mut stop) = (d.clone(), media.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let (d3, m) = (d2.clone(), media.clone());
+                        tokio::task::spawn_blocking(move || record_segment(&d3, &m)).await??;
+                    }
+                    _ = stop.changed() => return Ok(()),
+                }
+            }
+        });
+    }
+    (stop_tx, tasks)
+}
+
+/// Stop the devices of [`start_devices`] and wait for their tasks.
+pub(crate) async fn stop_devices(
+    stop_tx: &watch::Sender<bool>,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let _ = stop_tx.send(true);
+    let t_stop = Instant::now();
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r? {
+            eprintln!("loadgen: a device task failed: {e:#}");
+        }
+    }
+    eprintln!(
+        "loadgen: stopped in {:.1} s",
+        t_stop.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// The `p`-th percentile (nearest rank) of sorted microseconds, in milliseconds.
 pub(crate) fn percentile(sorted: &[u64], p: usize) -> f64 {
     if sorted.is_empty() {
@@ -106,78 +212,26 @@ pub(crate) async fn devices(args: &Args) -> anyhow::Result<()> {
     let warmup: f64 = args.num("warmup", 8.0)?;
     let rate_bps: u64 = args.num("rate-bps", 2_000_000)?;
     let segment_secs: u32 = args.num("segment-secs", 4)?;
-    // The server's process, to report the CPU it used in each window.
-    let server_pid: Option<u32> = match args.get("server-pid") {
-        Ok(p) => Some(
-            p.parse()
-                .map_err(|_| anyhow!("--server-pid: a process id"))?,
-        ),
-        Err(_) => None,
-    };
+    let server_pid = server_pid(args)?;
     let seg_len = usize::try_from(rate_bps * u64::from(segment_secs) / 8)? - 32;
     let media = Arc::new(Media::new(seg_len));
     let latencies: Arc<Latencies> = Arc::default();
     let mut all: Vec<Arc<Device>> = Vec::new();
     let mut rng = SplitMix(42);
+    let place = Place {
+        server: &server,
+        server_data: &server_data,
+        work: &work,
+        segment_secs,
+    };
     for &count in &counts {
-        // Enrol the devices this step adds, a few at a time.
         let t_enroll = Instant::now();
-        while all.len() < count {
-            let mut set = tokio::task::JoinSet::new();
-            for i in all.len()..count.min(all.len() + 16) {
-                let (server, server_data, work, latencies) = (
-                    server.clone(),
-                    server_data.clone(),
-                    work.clone(),
-                    latencies.clone(),
-                );
-                set.spawn(async move {
-                    new_device(i, &server, &server_data, &work, segment_secs, &latencies)
-                        .await
-                        .map(|d| (i, d))
-                });
-            }
-            let mut got = Vec::new();
-            while let Some(r) = set.join_next().await {
-                got.push(r??);
-            }
-            got.sort_by_key(|(i, _)| *i);
-            all.extend(got.into_iter().map(|(_, d)| d));
-        }
+        enroll_up_to(&mut all, count, &place, &latencies).await?;
         eprintln!(
             "loadgen: {count} devices enrolled ({:.1} s for the new ones)",
             t_enroll.elapsed().as_secs_f64()
         );
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut tasks = tokio::task::JoinSet::new();
-        let period = Duration::from_secs(u64::from(segment_secs));
-        for d in all.iter().take(count) {
-            let (d2, stop) = (d.clone(), stop_rx.clone());
-            tasks.spawn(async move {
-                sync::run_sync(d2.store.clone(), d2.cfg.clone(), Arc::default(), stop)
-                    .await
-                    .map(|_| ())
-                    .map_err(anyhow::Error::from)
-            });
-            // Devices start their segments at random phases, as real ones would.
-            let phase =
-                Duration::from_micros(rng.next_u64() % (u64::from(segment_secs) * 1_000_000));
-            let (d2, media, mut stop) = (d.clone(), media.clone(), stop_rx.clone());
-            tasks.spawn(async move {
-                let mut tick =
-                    tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {
-                            let (d3, m) = (d2.clone(), media.clone());
-                            tokio::task::spawn_blocking(move || record_segment(&d3, &m)).await??;
-                        }
-                        _ = stop.changed() => return Ok(()),
-                    }
-                }
-            });
-        }
+        let (stop_tx, mut tasks) = start_devices(&all[..count], &media, segment_secs, &mut rng);
         let pending = |all: &[Arc<Device>]| {
             all.iter().take(count).fold((0, 0), |(a, b), d| {
                 let (x, y) = d.store.pending();
@@ -212,7 +266,6 @@ pub(crate) async fn devices(args: &Args) -> anyhow::Result<()> {
         let loadgen_cores = cores(cpu0.0, cpu_seconds("self"));
         let server_cores = cores(cpu0.1, server_pid.and_then(|p| cpu_seconds(&p.to_string())));
         let end = pending(&all);
-        let _ = stop_tx.send(true);
         let mut lat = std::mem::take(&mut *latencies.micros.lock().expect("lock"));
         lat.sort_unstable();
         let (p50, p99) = (percentile(&lat, 50), percentile(&lat, 99));
@@ -238,21 +291,24 @@ pub(crate) async fn devices(args: &Args) -> anyhow::Result<()> {
             worst.1,
             u8::from(ok),
         );
-        let t_stop = Instant::now();
-        while let Some(r) = tasks.join_next().await {
-            if let Err(e) = r? {
-                eprintln!("loadgen: a device task failed: {e:#}");
-            }
-        }
-        eprintln!(
-            "loadgen: stopped in {:.1} s",
-            t_stop.elapsed().as_secs_f64()
-        );
+        stop_devices(&stop_tx, &mut tasks).await?;
         if !ok {
             break;
         }
     }
     Ok(())
+}
+
+/// `--server-pid`: the server's process, to report the CPU it used in each
+/// window.
+pub(crate) fn server_pid(args: &Args) -> anyhow::Result<Option<u32>> {
+    match args.get("server-pid") {
+        Ok(p) => Ok(Some(
+            p.parse()
+                .map_err(|_| anyhow!("--server-pid: a process id"))?,
+        )),
+        Err(_) => Ok(None),
+    }
 }
 
 /// User plus system CPU seconds of process `pid` ("self" for this one), all

@@ -24,6 +24,15 @@
 //!     steps up the count until receipts' p99 reaches 1 s or the backlog grows.
 //!     Each step's line gives the CPU (in cores) the load generator and, with
 //!     --server-pid, the server used over its window.
+//! reads   --server HOST:PORT --server-data DIR --work DIR --http HOST:PORT
+//!         --password P [--user admin] [--devices 100] [--rate 1000]
+//!         [--connections 8] [--seconds 16] [--warmup 8] [--pairs 2]
+//!         [--rate-bps 2000000] [--segment-secs 4] [--server-pid PID]
+//!     logs in over HTTP, makes a case with three activities, starts the
+//!     simulated devices as `devices` does, then measures windows with and
+//!     without `GET /api/cases/{id}` at --rate a second over --connections
+//!     keep-alive connections, in ABBA order; one line per window and a
+//!     last line with the receipts' latency of each kind pooled.
 //! ```
 //!
 //! Results go to standard output as `key=value` lines that the script reads.
@@ -53,10 +62,13 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 mod devices;
+mod httpc;
+mod reads;
 mod store;
 mod transfer;
 
 use devices::devices;
+use reads::reads;
 use store::{hash_file, media_files, BenchStore, ChainWriter, Latencies};
 use transfer::{ceiling, sink, upload};
 
@@ -64,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     fieldseal_tests::init_tracing();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some((mode, rest)) = argv.split_first() else {
-        bail!("usage: fieldseal-loadgen upload|ceiling|sink|devices --flag value ...");
+        bail!("usage: fieldseal-loadgen upload|ceiling|sink|devices|reads --flag value ...");
     };
     let args = Args::parse(rest)?;
     // Two workers: the machine the benchmark is written for has two cores,
@@ -79,6 +91,7 @@ fn main() -> anyhow::Result<()> {
             "ceiling" => ceiling(&args).await,
             "sink" => sink(&args).await,
             "devices" => devices(&args).await,
+            "reads" => reads(&args).await,
             other => bail!("unknown mode {other}"),
         }
     })
