@@ -269,12 +269,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Init { data } => {
             let dir = &data.data;
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            fieldseal_agent::fsutil::create_dir_durable(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
             let key = keyfile::create(dir)?;
             let cfg = dir.join("config.toml");
-            if !cfg.exists() {
-                std::fs::write(&cfg, config::DEFAULT_CONFIG)?;
-            }
+            config::write_default(dir).with_context(|| format!("writing {}", cfg.display()))?;
             println!(
                 "device {} initialised in {}",
                 key.device_id(),

@@ -719,7 +719,14 @@ fn a_torn_index_is_rebuilt_and_each_cut_is_signed_once() {
     init(&d);
     small_camera(&d);
     let ds = d.to_str().unwrap();
-    ok(&agent(&["record", "--fast", "--duration", "2", "--data", ds]));
+    ok(&agent(&[
+        "record",
+        "--fast",
+        "--duration",
+        "2",
+        "--data",
+        ds,
+    ]));
     let mut cuts = 0;
     for how in ["truncate", "zero", "overwrite"] {
         for i in 0.. {
@@ -749,7 +756,11 @@ fn a_torn_index_is_rebuilt_and_each_cut_is_signed_once() {
     let aside = std::fs::read_dir(&d)
         .unwrap()
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("index.damaged-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("index.damaged-")
+        })
         .count();
     assert!(aside > 0, "no damaged index was kept for inspection");
 }
