@@ -20,6 +20,9 @@ PACKAGES=(
   python3
   # libfaketime: the fault suite makes the agent's wall clock jump by hours.
   faketime
+  # strace: tests/tests/powerloss.rs audits what `init` leaves un-fsynced
+  # (tests/src/fsync_audit.rs replays the trace against a power-cut model).
+  strace
   # README's example of the HTTP API (`curl …/api/catalogue`).
   curl
   # The browser test of the web page (tests/tests/web_browser.rs): Debian's

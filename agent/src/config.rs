@@ -6,6 +6,40 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::capture::{CaptureConfig, Pacing, SourceSpec};
+use crate::spoolfs::{write_atomic_with, AtomicWrite, SpoolFs, StdFs};
+
+/// Write [`DEFAULT_CONFIG`] to `dir/config.toml` durably (temp file, fsync,
+/// link, fsync the folder) unless a file is there already. Returns whether it
+/// wrote one. A plain write would leave an empty file after a power cut soon
+/// after `init`, and the agent would record on defaults without a word.
+///
+/// # Errors
+/// I/O errors.
+pub fn write_default(dir: &Path) -> std::io::Result<bool> {
+    write_default_with(&StdFs, dir)
+}
+
+/// [`write_default`] through the file operations `fs` (the power-loss twin
+/// in tests).
+///
+/// # Errors
+/// As [`write_default`].
+pub fn write_default_with(fs: &dyn SpoolFs, dir: &Path) -> std::io::Result<bool> {
+    let keep = AtomicWrite {
+        replace: false,
+        private: false,
+    };
+    match write_atomic_with(
+        fs,
+        &dir.join("config.toml"),
+        DEFAULT_CONFIG.as_bytes(),
+        keep,
+    ) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
 
 /// The commented configuration `init` writes.
 pub const DEFAULT_CONFIG: &str = r#"# fieldseal agent configuration. Every setting may be left out: the value
@@ -200,5 +234,29 @@ mod tests {
             AgentConfig::load(dir.path()),
             Err(ConfigError::Parse(..))
         ));
+    }
+
+    #[test]
+    fn init_survives_a_power_cut_right_after_it() {
+        use crate::spoolfs::MemFs;
+        let fs = MemFs::new(7);
+        let dir = Path::new("/data");
+        fs.create_dir_all(dir).unwrap();
+        let key = crate::keyfile::create_with(&fs, dir).unwrap();
+        assert!(write_default_with(&fs, dir).unwrap());
+        // A second init keeps the settings the officer may have changed.
+        assert!(!write_default_with(&fs, dir).unwrap());
+        fs.power_loss(true);
+        let files = fs.files();
+        let get = |n: &str| String::from_utf8(files[&dir.join(n)].clone()).unwrap();
+        assert_eq!(get("config.toml"), DEFAULT_CONFIG);
+        assert_eq!(
+            get(crate::keyfile::PUB_FILE).trim(),
+            hex::encode(key.verifying_key().as_bytes())
+        );
+        assert_eq!(
+            get(crate::keyfile::KEY_FILE).trim(),
+            hex::encode(key.to_bytes())
+        );
     }
 }

@@ -2,13 +2,18 @@
 //! answers (chain head, segment count, bytes held), never the source of truth.
 //! `fieldseal-agent reindex` throws it away and rebuilds it from `chain.log`.
 //!
+//! Being a cache, a damaged index never stops the agent: [`Index::open_repairing`]
+//! moves a folder that sled finds corrupt (a power cut can tear `index/conf`,
+//! which sled writes once and never fsyncs) aside to `index.damaged-<unix
+//! seconds>/`, kept for inspection, and rebuilds the index from `chain.log`.
+//!
 //! ```text
 //! key                 value
 //! "head"              next_seq u64 || last_hash [32] || log_len u64
 //! "e" || seq u64      kind u8 || media_len u64 || wall_us i64
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use fieldseal_proto::codec::Decode;
 use fieldseal_proto::entry::{Body, SignedEntry};
@@ -28,6 +33,30 @@ pub enum IndexError {
     /// The chain log is damaged.
     #[error("chain.log is damaged at byte {0}: {1}")]
     Damaged(usize, String),
+}
+
+impl IndexError {
+    /// Whether the error says that the index's own files are damaged (so that
+    /// moving them aside and rebuilding is the cure), as opposed to an error
+    /// of the chain log or of the system (a full disk, another process
+    /// holding the index), which rebuilding would not cure.
+    pub fn is_index_damage(&self) -> bool {
+        match self {
+            IndexError::Sled(e) => match e {
+                sled::Error::Corruption { .. }
+                | sled::Error::Unsupported(_)
+                | sled::Error::ReportableBug(_)
+                | sled::Error::CollectionNotFound(_) => true,
+                // A file of the index cut short or holding garbage; a lock
+                // held by another process or a full disk is not damage.
+                sled::Error::Io(io) => matches!(
+                    io.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+                ),
+            },
+            IndexError::Io(_) | IndexError::Damaged(..) => false,
+        }
+    }
 }
 
 /// Most memory sled may use to cache the index's pages. sled's default is 1 GiB, which a
@@ -90,7 +119,59 @@ impl Index {
             .path(dir.join("index"))
             .cache_capacity(INDEX_CACHE_BYTES)
             .open()?;
+        // sled never fsyncs `conf` (written once, at creation) nor the folder
+        // naming its files: do so, so that a cut soon after creation does
+        // not cost a rebuild. Three fsyncs per open.
+        let index = dir.join("index");
+        std::fs::File::open(index.join("conf"))
+            .and_then(|f| f.sync_all())
+            .and_then(|()| crate::fsutil::sync_dir(&index))
+            .and_then(|()| crate::fsutil::sync_dir(dir))?;
         Ok(Index { db })
+    }
+
+    /// Open the index in `dir/index` and bring it up to date with
+    /// `dir/chain.log`. If sled finds the index's files damaged, they are moved
+    /// aside to `dir/index.damaged-<unix seconds>/` (kept for inspection, and
+    /// logged) and the index is rebuilt from the chain log: the index is a
+    /// cache and must never stop the agent from recording. Returns the index
+    /// and, after a repair, where the damaged folder went.
+    ///
+    /// # Errors
+    /// A damaged chain log, I/O errors, another process holding the index, or
+    /// sled failing on a freshly made index.
+    pub fn open_repairing(dir: &Path) -> Result<(Self, Option<PathBuf>), IndexError> {
+        let err = match Self::open(dir).and_then(|idx| idx.catch_up(dir).map(|_| idx)) {
+            Ok(idx) => return Ok((idx, None)),
+            Err(e) if e.is_index_damage() => e,
+            Err(e) => return Err(e),
+        };
+        let aside = move_aside(dir)?;
+        tracing::warn!(
+            error = %err,
+            moved_to = %aside.display(),
+            "the index is damaged (a cache): moved aside, rebuilding it from chain.log"
+        );
+        let idx = Self::open(dir)?;
+        let n = idx.catch_up(dir)?;
+        tracing::info!(entries = n, "index rebuilt from chain.log");
+        Ok((idx, Some(aside)))
+    }
+
+    /// [`Index::catch_up`], and if that finds the index damaged,
+    /// [`Index::open_repairing`] in its place.
+    ///
+    /// # Errors
+    /// As [`Index::open_repairing`].
+    pub fn catch_up_or_repair(self, dir: &Path) -> Result<Self, IndexError> {
+        match self.catch_up(dir) {
+            Ok(_) => Ok(self),
+            Err(e) if e.is_index_damage() => {
+                drop(self);
+                Ok(Self::open_repairing(dir)?.0)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Record an appended entry, at chain-log length `log_len` after it.
@@ -126,13 +207,19 @@ impl Index {
             Err(e) => return Err(e.into()),
         };
         let covered = self.summary()?.log_len;
-        if covered > len {
+        let log = if covered > len {
+            None
+        } else {
+            Some(chainlog::read_from(fs, &path, covered)?)
+        };
+        let Some(log) = log.filter(|l| covered == 0 || l.damage().is_none()) else {
             // The log is shorter than the index thinks (a torn tail was cut):
-            // the index is stale, start over.
+            // the index is stale, start over. So too when the length it
+            // covers is not where a record ends: the index is wrong, and only
+            // a read from the start can tell whether the log is damaged.
             self.db.clear()?;
             return self.catch_up_with(fs, dir);
-        }
-        let log = chainlog::read_from(fs, &path, covered)?;
+        };
         if let Some(e) = log.damage() {
             return Err(IndexError::Damaged(
                 usize::try_from(log.end()).unwrap_or(usize::MAX),
@@ -195,6 +282,23 @@ impl Index {
         }
         Ok(s)
     }
+}
+
+/// Move the index folder of `dir` aside to `dir/index.damaged-<unix
+/// seconds>[-n]/` and fsync `dir`, so that a fresh index can take its place.
+fn move_aside(dir: &Path) -> Result<PathBuf, IndexError> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut aside = dir.join(format!("index.damaged-{secs}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = dir.join(format!("index.damaged-{secs}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(dir.join("index"), &aside)?;
+    crate::fsutil::sync_dir(dir)?;
+    Ok(aside)
 }
 
 #[cfg(test)]

@@ -269,12 +269,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Init { data } => {
             let dir = &data.data;
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            fieldseal_agent::fsutil::create_dir_durable(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
             let key = keyfile::create(dir)?;
             let cfg = dir.join("config.toml");
-            if !cfg.exists() {
-                std::fs::write(&cfg, config::DEFAULT_CONFIG)?;
-            }
+            config::write_default(dir).with_context(|| format!("writing {}", cfg.display()))?;
             println!(
                 "device {} initialised in {}",
                 key.device_id(),
@@ -398,7 +397,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             {
                 anyhow::bail!("the agent is running; stop it before rebuilding its index");
             }
-            let idx = index::Index::open(&data.data)?;
+            let (idx, _) = index::Index::open_repairing(&data.data)?;
             let n = idx.rebuild(&data.data)?;
             println!("index rebuilt from chain.log: {n} entries");
             Ok(ExitCode::SUCCESS)
@@ -422,8 +421,7 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         Err(control::ControlError::NotRunning(_)) => {
             // Not running: read the folder ourselves.
             let key = keyfile::load(dir)?;
-            let idx = index::Index::open(dir)?;
-            idx.catch_up(dir)?;
+            let (idx, _) = index::Index::open_repairing(dir)?;
             let s = idx.summary()?;
             let (no_receipt, not_acked) = FsSyncStore::open(dir)?.backlog();
             serde_json::json!({

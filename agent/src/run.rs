@@ -146,9 +146,13 @@ pub fn run(
         });
 
     let listener = control::bind(dir).map_err(RunError::Control)?;
+    // The index (a cache) is opened, and repaired if a power cut damaged it,
+    // before the spool opens: the spool signs the power-loss event, and an
+    // error after that would leave the crash marker for the next start to
+    // sign the same cut again.
+    let (index, _) = Index::open_repairing(dir)?;
     let (spool, open) = Spool::open(dir, &signer, &clock)?;
-    let index = Index::open(dir)?;
-    index.catch_up(dir)?;
+    let index = index.catch_up_or_repair(dir)?;
     if open.crashed {
         tracing::warn!(
             salvaged = open.salvaged.len(),
@@ -167,7 +171,7 @@ pub fn run(
         signer: &signer,
         clock: &clock,
         spool,
-        index,
+        index: Some(index),
         recorder: Recorder::new(pre_event),
         policy: Policy::new(
             limit,

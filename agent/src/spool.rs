@@ -695,13 +695,27 @@ pub fn verify_dir(
         ..Default::default()
     };
     let mut report = verify_chain(key, log.records().map(|r| r.bytes), &opts);
-    if let Some(e) = log.damage() {
+    // As `fieldseal-verify` reads a package (docs/FORMAT.md §9): damage, or a
+    // torn final record, is one `malformed` finding. A torn tail is what a
+    // power cut while appending leaves, and the agent cuts it off when it next
+    // starts; until then the folder is not a package a verifier may call ok
+    // (it cannot tell a cut from a cut-off file), and the two tools agree.
+    let broken = match log.damage() {
+        Some(e) => Some(format!("chain.log is damaged at byte {}: {e}", log.end())),
+        None if log.torn_tail() > 0 => Some(format!(
+            "chain.log ends with {} bytes of a torn record (a power cut while appending; \
+             the agent cuts it off when it next starts)",
+            log.torn_tail()
+        )),
+        None => None,
+    };
+    if let Some(detail) = broken {
         report.findings.insert(
             0,
             fieldseal_proto::chain::Finding {
                 seq: None,
                 kind: fieldseal_proto::chain::FindingKind::Malformed,
-                detail: format!("chain.log is damaged at byte {}: {e}", log.end()),
+                detail,
             },
         );
         report.ok = false;
@@ -725,6 +739,31 @@ mod tests {
         let log = fs::read(dir.path().join("chain.log")).unwrap();
         assert!(fill_sample(dir.path(), &key, 1, 100).is_err());
         assert_eq!(fs::read(dir.path().join("chain.log")).unwrap(), log);
+    }
+
+    #[test]
+    fn a_torn_final_record_is_malformed_as_fieldseal_verify_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+        fill_sample(dir.path(), &key, 2, 100).unwrap();
+        let log = dir.path().join("chain.log");
+        let mut bytes = fs::read(&log).unwrap();
+        let whole = bytes.clone();
+        bytes.extend_from_slice(&whole[..40]);
+        fs::write(&log, &bytes).unwrap();
+        let report = verify_dir(dir.path(), &key.verifying_key(), None).unwrap();
+        assert!(!report.ok);
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        let f = &report.findings[0];
+        assert_eq!(
+            (f.seq, f.kind),
+            (None, fieldseal_proto::chain::FindingKind::Malformed)
+        );
+        assert!(
+            f.detail.contains("40 bytes of a torn record"),
+            "{}",
+            f.detail
+        );
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub fn init(
     if let Some(f) = data.key_files().into_iter().find(|f| f.exists()) {
         return Err(InitError::KeysExist(f));
     }
-    fs::create_dir_all(dir)?;
+    crate::fsutil::create_dir_durable(dir)?;
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     names.extend(extra_names.iter().cloned());
     let g = pki::generate(&names)?;
@@ -120,7 +120,7 @@ pub fn init(
         create_durable(&data.config(), cfg.commented().as_bytes(), Access::Public)?;
     }
     for sub in data.init_folders() {
-        fs::create_dir_all(sub)?;
+        crate::fsutil::create_dir_durable(&sub)?;
     }
     let db = Db::open(dir)?;
     let (password, generated) = match admin_password {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use fieldseal_proto::entry::{Event, StopReason};
+use fieldseal_proto::entry::{Event, SignedEntry, StopReason};
 use fieldseal_proto::identity::Signer;
 use rand_core::RngCore;
 
@@ -37,7 +37,8 @@ pub(super) struct Writer<'a> {
     pub(super) signer: &'a SigningKey,
     pub(super) clock: &'a dyn Clock,
     pub(super) spool: Spool,
-    pub(super) index: Index,
+    /// The index, a cache; `None` once it failed this run (see [`Writer::index_entry`]).
+    pub(super) index: Option<Index>,
     pub(super) recorder: Recorder,
     pub(super) policy: Policy,
     pub(super) capture_cfg: CaptureConfig,
@@ -67,6 +68,21 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Writer<'_> {
+    /// Add a signed entry to the index. The index is a cache: if sled fails,
+    /// recording goes on without it for the rest of the run, and the next
+    /// start catches it up from `chain.log` (or rebuilds it, if damaged).
+    fn index_entry(&mut self, entry: &SignedEntry) {
+        if let Some(idx) = &self.index {
+            if let Err(e) = idx.add(entry, self.spool.log_len()) {
+                tracing::warn!(
+                    error = %e,
+                    "the index (a cache) failed: recording goes on without it; the next start rebuilds it"
+                );
+                self.index = None;
+            }
+        }
+    }
+
     pub(super) fn execute(&mut self, actions: Vec<Action>) -> Result<(), RunError> {
         for a in actions {
             match a {
@@ -136,7 +152,7 @@ impl Writer<'_> {
     fn sign_event(&mut self, e: Event) -> Result<(), RunError> {
         let name = e.name();
         let entry = self.spool.append_event(self.signer, self.clock, e)?;
-        self.index.add(&entry, self.spool.log_len())?;
+        self.index_entry(&entry);
         // Hash-first: the sync client sends the entry as soon as it is durable.
         self.store.refresh().map_err(RunError::SyncStore)?;
         self.summary.entries += 1;
@@ -194,7 +210,7 @@ impl Writer<'_> {
                 }
                 Err(e) => return Err(e.into()),
             };
-        self.index.add(&entry, self.spool.log_len())?;
+        self.index_entry(&entry);
         self.store.refresh().map_err(RunError::SyncStore)?;
         self.summary.entries += 1;
         self.summary.segments += 1;

@@ -288,7 +288,8 @@ fn main() -> ExitCode {
                 seq: None,
                 kind: fieldseal_proto::chain::FindingKind::Malformed,
                 detail: format!(
-                    "chain.log ends with {} bytes of a torn record",
+                    "chain.log ends with {} bytes of a torn record (a power cut while \
+                     appending; the agent cuts it off when it next starts)",
                     log.torn_tail
                 ),
             },

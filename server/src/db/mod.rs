@@ -156,10 +156,12 @@ impl Db {
     /// sled errors, including "locked by another process"; a damaged
     /// `leaves.log`; an index with leaves the file lacks.
     pub fn open(dir: &Path) -> Result<Db, DbError> {
+        let index = DataDir::new(dir).index();
         let db = sled::Config::new()
-            .path(DataDir::new(dir).index())
+            .path(&index)
             .cache_capacity(INDEX_CACHE_BYTES)
             .open()?;
+        sync_sled_files(&index)?;
         let (leaves, _) = LeafLog::open(dir)?;
         let db = Db {
             devices: db.open_tree("devices")?,
@@ -238,6 +240,20 @@ impl Db {
     pub fn chain(&self) -> &dyn ChainIndex {
         self
     }
+}
+
+/// fsync sled's settings file `index/conf` and the folders that hold the
+/// index's files. sled writes `conf` once, when it creates the index, and
+/// never fsyncs it nor the folder that names `conf` and `db`: a power cut soon
+/// after `init` could tear it, and sled then refuses to open the index (which
+/// holds the users, devices and cases). Three fsyncs at each open cost nothing.
+fn sync_sled_files(index: &Path) -> Result<(), DbError> {
+    let conf = index.join("conf");
+    std::fs::File::open(&conf)
+        .and_then(|f| f.sync_all())
+        .and_then(|()| crate::fsutil::sync_dir(index))
+        .and_then(|()| crate::fsutil::sync_folder_of(index))
+        .map_err(|e| DbError::Sled(e.into()))
 }
 
 #[cfg(test)]
