@@ -228,7 +228,30 @@ fn parse_duration(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("`{s}`: the duration must be positive and under 136 years"))
 }
 
+/// Print `e` the way every fieldseal binary does: `fieldseal-agent: error:
+/// what` on one line, then each cause not already said, one per line. Never
+/// a backtrace (a user error is not a bug, whatever RUST_BACKTRACE says).
+fn report(e: &anyhow::Error) {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        // Messages that embed their source ("x: y") would say y twice.
+        if out.contains(&text) {
+            continue;
+        }
+        if out.is_empty() {
+            out = format!("fieldseal-agent: error: {text}");
+        } else {
+            out.push_str(&format!("\n  caused by: {text}"));
+        }
+    }
+    eprintln!("{out}");
+}
+
 fn main() -> ExitCode {
+    // Every file and folder the agent makes is the owner's alone, sled's
+    // included (it takes no mode): see `fsutil.rs`.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -236,11 +259,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "fieldseal_agent=info,warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("fieldseal-agent: {e:#}");
+            report(&e);
             ExitCode::from(2)
         }
     }
@@ -260,7 +284,7 @@ fn send(dir: &Path, req: Request) -> anyhow::Result<ExitCode> {
         println!("{}", resp.message.unwrap_or_default());
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("fieldseal-agent: {}", resp.error.unwrap_or_default());
+        report(&anyhow::anyhow!(resp.error.unwrap_or_default()));
         Ok(ExitCode::from(1))
     }
 }
@@ -269,11 +293,22 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Init { data } => {
             let dir = &data.data;
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let mkdir = || -> std::io::Result<()> {
+                fieldseal_agent::fsutil::create_dir_private(dir)?;
+                // A folder that was there becomes the owner's alone: `run` requires it.
+                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            };
+            mkdir().with_context(|| format!("creating {}", dir.display()))?;
             let key = keyfile::create(dir)?;
             let cfg = dir.join("config.toml");
             if !cfg.exists() {
-                std::fs::write(&cfg, config::DEFAULT_CONFIG)?;
+                let fs = fieldseal_agent::spoolfs::StdFs;
+                fieldseal_agent::spoolfs::write_atomic(
+                    &fs,
+                    &cfg,
+                    config::DEFAULT_CONFIG.as_bytes(),
+                )
+                .with_context(|| format!("writing {}", cfg.display()))?;
             }
             println!(
                 "device {} initialised in {}",
@@ -553,7 +588,7 @@ fn sync_cmd(dir: &Path, until_drained: bool) -> anyhow::Result<ExitCode> {
     );
     if stats.uploads_refused > 0 {
         eprintln!(
-            "fieldseal-agent: the server refused {} segment(s) whose bytes do not match their signed entry: run `fieldseal-agent verify`",
+            "fieldseal-agent: error: the server refused {} segment(s) whose bytes do not match their signed entry: run `fieldseal-agent verify`",
             stats.uploads_refused
         );
         return Ok(ExitCode::from(1));
