@@ -170,6 +170,10 @@ enum Cmd {
         /// Exit 0 once every entry has a receipt and every segment is acknowledged.
         #[arg(long)]
         until_drained: bool,
+        /// Give up after this long (seconds, or 90s, 5m, 1h), with exit
+        /// status 1 and what is left.
+        #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "10m")]
+        timeout: u32,
     },
     /// Rebuild the index from the chain log (the files are the source of truth).
     Reindex {
@@ -426,7 +430,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Sync {
             data,
             until_drained,
-        } => sync_cmd(&data.data, until_drained),
+            timeout,
+        } => sync_cmd(
+            &data.data,
+            until_drained,
+            std::time::Duration::from_secs(timeout.into()),
+        ),
         Cmd::Reindex { data } => {
             if control::socket_path(&data.data).exists()
                 && control::request(&data.data, &Request::Status).is_ok()
@@ -509,7 +518,20 @@ fn dir_size(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn sync_cmd(dir: &Path, until_drained: bool) -> anyhow::Result<ExitCode> {
+/// How often `sync` says what is left on standard error when it is not a
+/// terminal (a terminal has the bar): often enough to see it is alive, not
+/// so often that a log fills up.
+const SYNC_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The progress line of `sync`.
+fn sync_left(entries: u64, segments: u64, bytes: u64, reached: bool) -> String {
+    format!(
+        "sync: {entries} entries without receipt, {segments} segments ({bytes} bytes) not acknowledged; server {}",
+        if reached { "reached" } else { "not reached yet" }
+    )
+}
+
+fn sync_cmd(dir: &Path, until_drained: bool, timeout: std::time::Duration) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
     if !until_drained {
         anyhow::bail!("say --until-drained: `sync` runs until everything is on the server (a running recorder syncs continuously by itself)");
@@ -526,10 +548,12 @@ fn sync_cmd(dir: &Path, until_drained: bool) -> anyhow::Result<ExitCode> {
         );
         pb
     };
+    let started = std::time::Instant::now();
     // A running recorder owns the spool and syncs it: wait for it to drain.
     if control::request(dir, &Request::Status).is_ok() {
         let pb = bar(0);
         pb.set_message("waiting for the running recorder to sync");
+        let mut said = started;
         loop {
             let data = control::request(dir, &Request::Status)?
                 .data
@@ -543,6 +567,16 @@ fn sync_cmd(dir: &Path, until_drained: bool) -> anyhow::Result<ExitCode> {
             }
             if data["sync"] != "enabled" {
                 anyhow::bail!("this device is not enrolled: run `fieldseal-agent enroll` first");
+            }
+            if started.elapsed() >= timeout {
+                anyhow::bail!(
+                    "gave up after {} s (--timeout): the running recorder still has {left} entries and segments to sync",
+                    timeout.as_secs()
+                );
+            }
+            if !std::io::stderr().is_terminal() && said.elapsed() >= SYNC_PROGRESS_EVERY {
+                said = std::time::Instant::now();
+                eprintln!("sync: waiting for the running recorder: {left} entries and segments left");
             }
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
@@ -561,16 +595,34 @@ fn sync_cmd(dir: &Path, until_drained: bool) -> anyhow::Result<ExitCode> {
         .build()?;
     let p2 = Arc::clone(&progress);
     let pb2 = pb.clone();
+    let s2 = Arc::clone(&store);
     let ticker = rt.spawn(async move {
+        let mut said = tokio::time::Instant::now();
         loop {
             let s = p2.snapshot();
             pb2.set_position(s.receipts + s.uploads_acked);
+            if !std::io::stderr().is_terminal() && said.elapsed() >= SYNC_PROGRESS_EVERY {
+                said = tokio::time::Instant::now();
+                let (e, g) = s2.backlog();
+                eprintln!("{}", sync_left(e, g, s2.unacked_bytes(), s.connections > 0));
+            }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     });
-    let stats = rt.block_on(sync::sync_until_drained(Arc::clone(&store), cfg, progress))?;
+    let run = sync::sync_until_drained(Arc::clone(&store), cfg, Arc::clone(&progress));
+    let res = rt.block_on(async { tokio::time::timeout(timeout, run).await });
     ticker.abort();
     pb.finish_and_clear();
+    let Ok(res) = res else {
+        let (e, g) = store.backlog();
+        let reached = progress.snapshot().connections > 0;
+        anyhow::bail!(
+            "gave up after {} s (--timeout); {}",
+            timeout.as_secs(),
+            sync_left(e, g, store.unacked_bytes(), reached).trim_start_matches("sync: ")
+        );
+    };
+    let stats = res?;
     let (left_e, left_s) = store.backlog();
     if stats.entries_submitted == 0 && stats.media_bytes_sent == 0 && left_e + left_s == 0 {
         println!(
