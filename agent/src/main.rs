@@ -531,7 +531,11 @@ fn sync_left(entries: u64, segments: u64, bytes: u64, reached: bool) -> String {
     )
 }
 
-fn sync_cmd(dir: &Path, until_drained: bool, timeout: std::time::Duration) -> anyhow::Result<ExitCode> {
+fn sync_cmd(
+    dir: &Path,
+    until_drained: bool,
+    timeout: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
     if !until_drained {
         anyhow::bail!("say --until-drained: `sync` runs until everything is on the server (a running recorder syncs continuously by itself)");
@@ -576,7 +580,9 @@ fn sync_cmd(dir: &Path, until_drained: bool, timeout: std::time::Duration) -> an
             }
             if !std::io::stderr().is_terminal() && said.elapsed() >= SYNC_PROGRESS_EVERY {
                 said = std::time::Instant::now();
-                eprintln!("sync: waiting for the running recorder: {left} entries and segments left");
+                eprintln!(
+                    "sync: waiting for the running recorder: {left} entries and segments left"
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(500));
         }

@@ -34,8 +34,14 @@ fn server_cmd(args: &[&str], data: &Path) -> Command {
 }
 
 fn server(args: &[&str], data: &Path) -> Output {
-    let child = server_cmd(args, data).spawn().expect("spawn fieldseal-server");
-    wait_limited(child, Duration::from_secs(60), &format!("fieldseal-server {args:?}"))
+    let child = server_cmd(args, data)
+        .spawn()
+        .expect("spawn fieldseal-server");
+    wait_limited(
+        child,
+        Duration::from_secs(60),
+        &format!("fieldseal-server {args:?}"),
+    )
 }
 
 fn stderr(o: &Output) -> String {
@@ -68,7 +74,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -81,7 +89,11 @@ fn open_to_others(root: &Path) -> Vec<String> {
     while let Some(p) = todo.pop() {
         let m = std::fs::symlink_metadata(&p).expect("stat");
         if m.permissions().mode() & 0o077 != 0 {
-            bad.push(format!("{:o} {}", m.permissions().mode() & 0o7777, p.display()));
+            bad.push(format!(
+                "{:o} {}",
+                m.permissions().mode() & 0o7777,
+                p.display()
+            ));
         }
         if m.is_dir() {
             for e in std::fs::read_dir(&p).expect("read_dir") {
@@ -117,9 +129,16 @@ fn everything_made_by_init_run_record_and_sync_is_private() {
     let data = init_server(t.path());
     let srv = Server::start(&data);
     let sock = std::fs::metadata(data.join("control.sock")).unwrap();
-    assert_eq!(sock.permissions().mode() & 0o077, 0, "server control socket");
+    assert_eq!(
+        sock.permissions().mode() & 0o077,
+        0,
+        "server control socket"
+    );
     let a = Agent::init(&t.path().join("agent"));
-    ok(&a.run(&["record", "--duration", "2", "--fast", "--case", "C-1"], Duration::from_secs(120)));
+    ok(&a.run(
+        &["record", "--duration", "2", "--fast", "--case", "C-1"],
+        Duration::from_secs(120),
+    ));
     a.enroll(&srv.quic, &token(&data), &data.join("ca.crt"));
     ok(&a.run(&["sync", "--until-drained"], Duration::from_secs(120)));
     // A running agent's socket.
@@ -136,7 +155,10 @@ fn everything_made_by_init_run_record_and_sync_is_private() {
     assert_eq!(mode & 0o077, 0, "agent control socket {mode:o}");
     assert!(a.dir.join("media").is_dir() && data.join("blobs").is_dir());
     drop(srv);
-    let bad: Vec<String> = [&data, &a.dir].iter().flat_map(|d| open_to_others(d)).collect();
+    let bad: Vec<String> = [&data, &a.dir]
+        .iter()
+        .flat_map(|d| open_to_others(d))
+        .collect();
     assert!(bad.is_empty(), "open to other users:\n{}", bad.join("\n"));
 }
 
@@ -152,7 +174,10 @@ fn run_refuses_a_data_folder_others_can_read() {
         (data.join("index"), 0o750, "chmod 700"),
     ] {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        let o = server(&["run", "--quic", "127.0.0.1:0", "--http", "127.0.0.1:0"], &data);
+        let o = server(
+            &["run", "--quic", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+            &data,
+        );
         let e = stderr(&o);
         assert!(!o.status.success(), "{e}");
         assert!(e.contains(&format!("{fix} {}", path.display())), "{e}");
@@ -162,12 +187,18 @@ fn run_refuses_a_data_folder_others_can_read() {
     }
     let a = Agent::init(&t.path().join("agent"));
     std::fs::set_permissions(&a.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let o = a.run(&["record", "--duration", "1", "--fast"], Duration::from_secs(60));
+    let o = a.run(
+        &["record", "--duration", "1", "--fast"],
+        Duration::from_secs(60),
+    );
     let e = stderr(&o);
     assert!(!o.status.success(), "{e}");
     assert!(e.contains(&format!("chmod 700 {}", a.dir.display())), "{e}");
     // Nothing was recorded on the open folder.
-    assert!(!a.dir.join("chain.log").exists() || std::fs::metadata(a.dir.join("chain.log")).unwrap().len() == 0);
+    assert!(
+        !a.dir.join("chain.log").exists()
+            || std::fs::metadata(a.dir.join("chain.log")).unwrap().len() == 0
+    );
 }
 
 /// An admin command given a folder that is not a data folder refuses, and
@@ -189,7 +220,10 @@ fn admin_commands_refuse_a_folder_that_is_not_a_data_folder() {
         let o = server(args, &empty);
         let e = stderr(&o);
         assert!(!o.status.success(), "{args:?}: {e}");
-        assert!(e.contains("not a data folder (no config.toml)"), "{args:?}: {e}");
+        assert!(
+            e.contains("not a data folder (no config.toml)"),
+            "{args:?}: {e}"
+        );
         assert!(e.starts_with("fieldseal-server: error: "), "{args:?}: {e}");
         let left: Vec<_> = std::fs::read_dir(&empty).unwrap().collect();
         assert!(left.is_empty(), "{args:?} created {left:?}");
@@ -204,11 +238,17 @@ fn a_second_run_names_the_server_holding_the_folder_at_once() {
     let data = init_server(t.path());
     let first = Server::start(&data);
     let began = Instant::now();
-    let o = server(&["run", "--quic", "127.0.0.1:0", "--http", "127.0.0.1:0"], &data);
+    let o = server(
+        &["run", "--quic", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+        &data,
+    );
     let took = began.elapsed();
     let e = stderr(&o);
     assert!(!o.status.success(), "{e}");
-    let want = format!("another server (pid {}) holds the data folder", first.child.id());
+    let want = format!(
+        "another server (pid {}) holds the data folder",
+        first.child.id()
+    );
     assert!(e.contains(&want), "{e}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
     ok(&server(&["device", "list"], &data));
@@ -223,7 +263,11 @@ fn errors_name_the_thing_once_without_backtraces_or_colour() {
     let check = |e: &str| {
         assert!(!e.contains("acktrace") && !e.contains('\u{1b}'), "{e}");
         let first = e.lines().next().unwrap_or_default();
-        assert!(first.starts_with("fieldseal-server: error: ") || first.starts_with("fieldseal-agent: error: "), "{e}");
+        assert!(
+            first.starts_with("fieldseal-server: error: ")
+                || first.starts_with("fieldseal-agent: error: "),
+            "{e}"
+        );
     };
     // The address in use: which one, and the flag that sets it.
     let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -235,7 +279,10 @@ fn errors_name_the_thing_once_without_backtraces_or_colour() {
     assert_eq!(e.matches("Address already in use").count(), 1, "{e}");
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = tcp.local_addr().unwrap().to_string();
-    let e = stderr(&server(&["run", "--quic", "127.0.0.1:0", "--http", &addr], &data));
+    let e = stderr(&server(
+        &["run", "--quic", "127.0.0.1:0", "--http", &addr],
+        &data,
+    ));
     check(&e);
     assert!(e.contains(&addr) && e.contains("--http"), "{e}");
     // The config file and the line of a TOML error.
@@ -245,13 +292,22 @@ fn errors_name_the_thing_once_without_backtraces_or_colour() {
     std::fs::write(&cfg, text).unwrap();
     let e = stderr(&server(&["run"], &data));
     check(&e);
-    assert!(e.contains(&cfg.display().to_string()) && e.contains("line"), "{e}");
+    assert!(
+        e.contains(&cfg.display().to_string()) && e.contains("line"),
+        "{e}"
+    );
     // The agent: a folder never initialised, a key missing.
-    let a = Agent { dir: t.path().join("nothing"), env: Vec::new() };
+    let a = Agent {
+        dir: t.path().join("nothing"),
+        env: Vec::new(),
+    };
     std::fs::create_dir(&a.dir).unwrap();
     let e = stderr(&a.run(&["status"], Duration::from_secs(30)));
     check(&e);
-    assert!(e.contains("device.key") && e.contains("run `fieldseal-agent init"), "{e}");
+    assert!(
+        e.contains("device.key") && e.contains("run `fieldseal-agent init"),
+        "{e}"
+    );
 }
 
 /// An agent whose config.toml is missing or emptied says so, naming the
@@ -261,17 +317,29 @@ fn an_agent_without_its_config_says_so_instead_of_using_defaults() {
     let t = tempfile::tempdir().unwrap();
     let a = Agent::init(&t.path().join("agent"));
     let cfg = a.dir.join("config.toml");
-    for (contents, want) in [(None, "config.toml: missing"), (Some(""), "config.toml: empty")] {
+    for (contents, want) in [
+        (None, "config.toml: missing"),
+        (Some(""), "config.toml: empty"),
+    ] {
         match contents {
             None => std::fs::remove_file(&cfg).unwrap(),
             Some(c) => std::fs::write(&cfg, c).unwrap(),
         }
-        let o = a.run(&["record", "--duration", "1", "--fast"], Duration::from_secs(60));
+        let o = a.run(
+            &["record", "--duration", "1", "--fast"],
+            Duration::from_secs(60),
+        );
         let e = stderr(&o);
         assert!(!o.status.success(), "{e}");
-        assert!(e.contains(&cfg.display().to_string()) && e.contains(want), "{e}");
+        assert!(
+            e.contains(&cfg.display().to_string()) && e.contains(want),
+            "{e}"
+        );
     }
-    assert!(!a.dir.join("chain.log").exists(), "recorded without a config");
+    assert!(
+        !a.dir.join("chain.log").exists(),
+        "recorded without a config"
+    );
 }
 
 /// `sync --until-drained` with the server gone says what is left, and gives
@@ -285,14 +353,29 @@ fn sync_until_drained_reports_progress_and_gives_up_after_its_timeout() {
         let srv = Server::start(&data);
         a.enroll(&srv.quic, &token(&data), &data.join("ca.crt"));
     }
-    ok(&a.run(&["record", "--duration", "2", "--fast"], Duration::from_secs(120)));
+    ok(&a.run(
+        &["record", "--duration", "2", "--fast"],
+        Duration::from_secs(120),
+    ));
     let began = Instant::now();
-    let o = a.run(&["sync", "--until-drained", "--timeout", "8s"], Duration::from_secs(60));
+    let o = a.run(
+        &["sync", "--until-drained", "--timeout", "8s"],
+        Duration::from_secs(60),
+    );
     let took = began.elapsed();
     let e = stderr(&o);
     assert!(!o.status.success(), "{e}");
-    assert!(took >= Duration::from_secs(8) && took < Duration::from_secs(20), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
     assert!(e.contains("gave up after 8 s (--timeout)"), "{e}");
-    assert!(e.contains("not acknowledged; server not reached yet"), "{e}");
-    assert!(e.lines().filter(|l| l.starts_with("sync: ")).count() >= 1, "no progress line: {e}");
+    assert!(
+        e.contains("not acknowledged; server not reached yet"),
+        "{e}"
+    );
+    assert!(
+        e.lines().filter(|l| l.starts_with("sync: ")).count() >= 1,
+        "no progress line: {e}"
+    );
 }
