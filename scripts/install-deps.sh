@@ -76,6 +76,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# A fresh Debian often runs unattended upgrades at first boot: wait for the
+# dpkg/apt locks (up to 10 minutes) instead of failing at once.
+LOCK_WAIT=(-o DPkg::Lock::Timeout=600)
+if command -v fuser >/dev/null && $SUDO fuser /var/lib/dpkg/lock-frontend /var/lib/apt/lists/lock >/dev/null 2>&1; then
+  echo "install-deps: another apt or dpkg is running (unattended upgrades?); waiting up to 10 minutes for it" >&2
+fi
+$SUDO apt-get "${LOCK_WAIT[@]}" update -qq
+$SUDO apt-get "${LOCK_WAIT[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 npm_folders

@@ -1,5 +1,8 @@
 //! `DIR/config.toml`: the agent's settings. `init` writes a commented file with
-//! the defaults; every field may be left out and takes its default.
+//! the defaults; every field may be left out and takes its default, but the
+//! file itself must be there and not empty: a missing or emptied file (a
+//! folder never initialised, a power cut after `init`) is refused, not read
+//! as "all defaults", so a device never records on settings nobody chose.
 
 use std::path::Path;
 
@@ -155,20 +158,38 @@ pub enum ConfigError {
     /// The file is not valid.
     #[error("{0}: {1}")]
     Parse(String, String),
+    /// The file is not there.
+    #[error("{0}: missing: is this an agent data folder? run `fieldseal-agent init --data {1}` (on a folder already initialised, restore the file)")]
+    Missing(String, String),
+    /// The file holds nothing (cut short by a power loss?).
+    #[error("{0}: empty (cut short by a power loss?): restore it; the defaults are listed in docs/AGENT.md")]
+    Empty(String),
 }
 
 impl AgentConfig {
-    /// Load `DIR/config.toml`; a missing file means all defaults.
+    /// Load `DIR/config.toml`.
     ///
     /// # Errors
-    /// [`ConfigError`] for an unreadable or invalid file (unknown keys included).
+    /// [`ConfigError`] for a missing, empty, unreadable or invalid file
+    /// (unknown keys included).
     pub fn load(dir: &Path) -> Result<Self, ConfigError> {
         let path = dir.join("config.toml");
-        let text = match std::fs::read_to_string(&path) {
+        let text = match std::fs::read(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing(
+                    path.display().to_string(),
+                    dir.display().to_string(),
+                ))
+            }
             Err(e) => return Err(ConfigError::Io(path.display().to_string(), e)),
         };
+        // A file torn by a power cut is often zeros, or nothing at all.
+        if text.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
+            return Err(ConfigError::Empty(path.display().to_string()));
+        }
+        let text = String::from_utf8(text)
+            .map_err(|_| ConfigError::Parse(path.display().to_string(), "not UTF-8 text".into()))?;
         let cfg: AgentConfig = toml::from_str(&text)
             .map_err(|e| ConfigError::Parse(path.display().to_string(), e.to_string()))?;
         if cfg.storage.low_percent == 0 || cfg.storage.low_percent > 100 {
@@ -224,6 +245,30 @@ mod tests {
         );
         assert_eq!(parsed.storage.limit_bytes, d.storage.limit_bytes);
         assert!(parsed.capture_config(None).is_ok());
+    }
+
+    #[test]
+    fn a_missing_or_emptied_file_is_refused_not_taken_for_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("config.toml: missing") && e.contains("fieldseal-agent init"),
+            "{e}"
+        );
+        let p = dir.path().join("config.toml");
+        for torn in [&b""[..], b"\n  \n", &[0u8; 64]] {
+            std::fs::write(&p, torn).unwrap();
+            let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("config.toml: empty"), "{e}");
+        }
+        // Cut in the middle of a line: names the file and the line.
+        std::fs::write(
+            &p,
+            &DEFAULT_CONFIG.as_bytes()[..DEFAULT_CONFIG.find("= 1280").unwrap()],
+        )
+        .unwrap();
+        let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("config.toml") && e.contains("line"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,6 @@
 //! device's own user can command the recorder.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -176,9 +175,9 @@ pub fn bind(dir: &Path) -> std::io::Result<UnixListener> {
         }
         std::fs::remove_file(&path)?;
     }
-    let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    // The owner's alone from the moment it exists: whoever connects can
+    // stop a recording.
+    crate::fsutil::with_private_umask(|| UnixListener::bind(&path))
 }
 
 /// Read one request from a connection.

@@ -115,8 +115,12 @@ impl Index {
     /// # Errors
     /// sled errors, among them another process holding the index.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        // sled makes its folder with the umask's mode: make it first, the
+        // owner's alone, so that its files are out of other users' reach.
+        let path = dir.join("index");
+        crate::fsutil::create_dir_private(&path).map_err(|e| IndexError::Sled(e.into()))?;
         let db = sled::Config::new()
-            .path(dir.join("index"))
+            .path(path)
             .cache_capacity(INDEX_CACHE_BYTES)
             .open()?;
         // sled never fsyncs `conf` (written once, at creation) nor the folder

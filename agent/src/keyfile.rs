@@ -29,6 +29,9 @@ pub enum KeyError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// There is no key: the folder was never initialised.
+    #[error("{0}: no device key here: run `fieldseal-agent init --data {1}` first")]
+    Missing(String, String),
     /// The file does not hold 64 hex digits.
     #[error("{0}: not a device key (expected 64 hex digits)")]
     Malformed(String),
@@ -94,7 +97,15 @@ pub fn create_with(fs: &dyn SpoolFs, dir: &Path) -> Result<SigningKey, KeyError>
 /// key, [`KeyError::TooOpen`] if group or others may read it.
 pub fn load(dir: &Path) -> Result<SigningKey, KeyError> {
     let path = dir.join(KEY_FILE);
-    let meta = fs::metadata(&path).map_err(io(&path))?;
+    let meta = match fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(KeyError::Missing(
+                path.display().to_string(),
+                dir.display().to_string(),
+            ))
+        }
+        other => other.map_err(io(&path))?,
+    };
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(KeyError::TooOpen(path.display().to_string(), mode));
@@ -129,6 +140,16 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_missing_key_says_run_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("no device key here: run `fieldseal-agent init --data"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -170,6 +170,10 @@ enum Cmd {
         /// Exit 0 once every entry has a receipt and every segment is acknowledged.
         #[arg(long)]
         until_drained: bool,
+        /// Give up after this long (seconds, or 90s, 5m, 1h), with exit
+        /// status 1 and what is left.
+        #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "10m")]
+        timeout: u32,
     },
     /// Rebuild the index from the chain log (the files are the source of truth).
     Reindex {
@@ -228,7 +232,30 @@ fn parse_duration(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("`{s}`: the duration must be positive and under 136 years"))
 }
 
+/// Print `e` the way every fieldseal binary does: `fieldseal-agent: error:
+/// what` on one line, then each cause not already said, one per line. Never
+/// a backtrace (a user error is not a bug, whatever RUST_BACKTRACE says).
+fn report(e: &anyhow::Error) {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        // Messages that embed their source ("x: y") would say y twice.
+        if out.contains(&text) {
+            continue;
+        }
+        if out.is_empty() {
+            out = format!("fieldseal-agent: error: {text}");
+        } else {
+            out.push_str(&format!("\n  caused by: {text}"));
+        }
+    }
+    eprintln!("{out}");
+}
+
 fn main() -> ExitCode {
+    // Every file and folder the agent makes is the owner's alone, sled's
+    // included (it takes no mode): see `fsutil.rs`.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -236,11 +263,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "fieldseal_agent=info,warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("fieldseal-agent: {e:#}");
+            report(&e);
             ExitCode::from(2)
         }
     }
@@ -260,7 +288,7 @@ fn send(dir: &Path, req: Request) -> anyhow::Result<ExitCode> {
         println!("{}", resp.message.unwrap_or_default());
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("fieldseal-agent: {}", resp.error.unwrap_or_default());
+        report(&anyhow::anyhow!(resp.error.unwrap_or_default()));
         Ok(ExitCode::from(1))
     }
 }
@@ -269,8 +297,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Init { data } => {
             let dir = &data.data;
-            fieldseal_agent::fsutil::create_dir_durable(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            let mkdir = || -> std::io::Result<()> {
+                fieldseal_agent::fsutil::create_dir_durable(dir)?;
+                // A folder that was there becomes the owner's alone: `run` requires it.
+                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            };
+            mkdir().with_context(|| format!("creating {}", dir.display()))?;
             let key = keyfile::create(dir)?;
             let cfg = dir.join("config.toml");
             config::write_default(dir).with_context(|| format!("writing {}", cfg.display()))?;
@@ -390,7 +422,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Sync {
             data,
             until_drained,
-        } => sync_cmd(&data.data, until_drained),
+            timeout,
+        } => sync_cmd(
+            &data.data,
+            until_drained,
+            std::time::Duration::from_secs(timeout.into()),
+        ),
         Cmd::Reindex { data } => {
             if control::socket_path(&data.data).exists()
                 && control::request(&data.data, &Request::Status).is_ok()
@@ -472,7 +509,24 @@ fn dir_size(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn sync_cmd(dir: &Path, until_drained: bool) -> anyhow::Result<ExitCode> {
+/// How often `sync` says what is left on standard error when it is not a
+/// terminal (a terminal has the bar): often enough to see it is alive, not
+/// so often that a log fills up.
+const SYNC_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The progress line of `sync`.
+fn sync_left(entries: u64, segments: u64, bytes: u64, reached: bool) -> String {
+    format!(
+        "sync: {entries} entries without receipt, {segments} segments ({bytes} bytes) not acknowledged; server {}",
+        if reached { "reached" } else { "not reached yet" }
+    )
+}
+
+fn sync_cmd(
+    dir: &Path,
+    until_drained: bool,
+    timeout: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
     if !until_drained {
         anyhow::bail!("say --until-drained: `sync` runs until everything is on the server (a running recorder syncs continuously by itself)");
@@ -489,10 +543,12 @@ fn sync_cmd(dir: &Path, until_drained: bool) -> anyhow::Result<ExitCode> {
         );
         pb
     };
+    let started = std::time::Instant::now();
     // A running recorder owns the spool and syncs it: wait for it to drain.
     if control::request(dir, &Request::Status).is_ok() {
         let pb = bar(0);
         pb.set_message("waiting for the running recorder to sync");
+        let mut said = started;
         loop {
             let data = control::request(dir, &Request::Status)?
                 .data
@@ -506,6 +562,18 @@ fn sync_cmd(dir: &Path, until_drained: bool) -> anyhow::Result<ExitCode> {
             }
             if data["sync"] != "enabled" {
                 anyhow::bail!("this device is not enrolled: run `fieldseal-agent enroll` first");
+            }
+            if started.elapsed() >= timeout {
+                anyhow::bail!(
+                    "gave up after {} s (--timeout): the running recorder still has {left} entries and segments to sync",
+                    timeout.as_secs()
+                );
+            }
+            if !std::io::stderr().is_terminal() && said.elapsed() >= SYNC_PROGRESS_EVERY {
+                said = std::time::Instant::now();
+                eprintln!(
+                    "sync: waiting for the running recorder: {left} entries and segments left"
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
@@ -524,16 +592,34 @@ fn sync_cmd(dir: &Path, until_drained: bool) -> anyhow::Result<ExitCode> {
         .build()?;
     let p2 = Arc::clone(&progress);
     let pb2 = pb.clone();
+    let s2 = Arc::clone(&store);
     let ticker = rt.spawn(async move {
+        let mut said = tokio::time::Instant::now();
         loop {
             let s = p2.snapshot();
             pb2.set_position(s.receipts + s.uploads_acked);
+            if !std::io::stderr().is_terminal() && said.elapsed() >= SYNC_PROGRESS_EVERY {
+                said = tokio::time::Instant::now();
+                let (e, g) = s2.backlog();
+                eprintln!("{}", sync_left(e, g, s2.unacked_bytes(), s.connections > 0));
+            }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     });
-    let stats = rt.block_on(sync::sync_until_drained(Arc::clone(&store), cfg, progress))?;
+    let run = sync::sync_until_drained(Arc::clone(&store), cfg, Arc::clone(&progress));
+    let res = rt.block_on(async { tokio::time::timeout(timeout, run).await });
     ticker.abort();
     pb.finish_and_clear();
+    let Ok(res) = res else {
+        let (e, g) = store.backlog();
+        let reached = progress.snapshot().connections > 0;
+        anyhow::bail!(
+            "gave up after {} s (--timeout); {}",
+            timeout.as_secs(),
+            sync_left(e, g, store.unacked_bytes(), reached).trim_start_matches("sync: ")
+        );
+    };
+    let stats = res?;
     let (left_e, left_s) = store.backlog();
     if stats.entries_submitted == 0 && stats.media_bytes_sent == 0 && left_e + left_s == 0 {
         println!(
@@ -551,7 +637,7 @@ fn sync_cmd(dir: &Path, until_drained: bool) -> anyhow::Result<ExitCode> {
     );
     if stats.uploads_refused > 0 {
         eprintln!(
-            "fieldseal-agent: the server refused {} segment(s) whose bytes do not match their signed entry: run `fieldseal-agent verify`",
+            "fieldseal-agent: error: the server refused {} segment(s) whose bytes do not match their signed entry: run `fieldseal-agent verify`",
             stats.uploads_refused
         );
         return Ok(ExitCode::from(1));

@@ -61,6 +61,9 @@ pub enum RunError {
     /// The camera did not start (the recording was closed with a signed stop).
     #[error("the camera could not start: {0}")]
     CameraStart(CaptureError),
+    /// The data folder, the key or the index is open to other users.
+    #[error(transparent)]
+    NotPrivate(#[from] crate::fsutil::NotPrivate),
     /// The control socket could not be bound (another agent runs there).
     #[error(transparent)]
     Control(std::io::Error),
@@ -125,6 +128,8 @@ pub fn run(
 ) -> Result<RunSummary, RunError> {
     let cfg = AgentConfig::load(dir)?;
     let signer = crate::keyfile::load(dir)?;
+    let (key, index) = (dir.join(crate::keyfile::KEY_FILE), dir.join("index"));
+    crate::fsutil::check_private([dir, key.as_path(), index.as_path()])?;
     let clock = SystemClock::new();
     let synthetic = opts.source.as_deref() == Some("synthetic");
     let mut capture_cfg = cfg.capture_config(if synthetic {

@@ -255,11 +255,13 @@ impl SpoolFile for StdFile {
 }
 
 impl SpoolFs for StdFs {
+    // Folders 0700 and files 0600 whatever the umask (`fsutil.rs`): every
+    // file of the data folder is evidence, a key or its index.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)
+        crate::fsutil::create_dir_private(dir)
     }
     fn create(&self, path: &Path) -> io::Result<Box<dyn SpoolFile>> {
-        Ok(Box::new(StdFile(File::create(path)?)))
+        self.create_private(path)
     }
     fn create_private(&self, path: &Path) -> io::Result<Box<dyn SpoolFile>> {
         let f = OpenOptions::new()
@@ -275,6 +277,7 @@ impl SpoolFs for StdFs {
             .create(true)
             .read(true)
             .append(true)
+            .mode(crate::fsutil::FILE_MODE)
             .open(path)?;
         Ok(Box::new(StdFile(f)))
     }

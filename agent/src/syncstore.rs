@@ -177,6 +177,18 @@ impl FsSyncStore {
             .collect()
     }
 
+    /// Bytes of the segments whose media is not acknowledged (what is left
+    /// to upload, at most), for progress messages.
+    pub fn unacked_bytes(&self) -> u64 {
+        let inner = self.inner.lock().expect("sync store lock");
+        inner
+            .segments
+            .iter()
+            .filter(|(s, _)| !inner.acked.contains_key(s))
+            .map(|(_, (len, _))| *len)
+            .sum()
+    }
+
     /// Entries without a receipt, and segments whose media is not acknowledged.
     pub fn backlog(&self) -> (u64, u64) {
         let inner = self.inner.lock().expect("sync store lock");

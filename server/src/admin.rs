@@ -4,6 +4,7 @@
 //! CLI calls them directly when no server runs.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use argon2::password_hash::{PasswordHasher, SaltString};
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::db::{Db, DbError, DeviceRecord, TokenRecord, UserRecord};
-use crate::fsutil::{create_durable, sync_dir, Access};
+use crate::fsutil::{create_dir_durable, create_durable, sync_dir};
 use crate::pki::{self, Ca};
 
 /// Why `init` failed.
@@ -82,27 +83,21 @@ pub fn init(
     if let Some(f) = data.key_files().into_iter().find(|f| f.exists()) {
         return Err(InitError::KeysExist(f));
     }
-    crate::fsutil::create_dir_durable(dir)?;
+    create_dir_durable(dir)?;
+    // A folder that was there (an empty one made by hand, a temp folder)
+    // becomes the owner's alone too: `run` requires it.
+    fs::set_permissions(dir, fs::Permissions::from_mode(crate::fsutil::DIR_MODE))?;
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     names.extend(extra_names.iter().cloned());
     let g = pki::generate(&names)?;
-    create_durable(&data.ca_cert(), g.ca_cert_pem.as_bytes(), Access::Public)?;
-    create_durable(&data.ca_key(), g.ca_key_pem.as_bytes(), Access::OwnerOnly)?;
-    create_durable(
-        &data.server_cert(),
-        g.server_cert_pem.as_bytes(),
-        Access::Public,
-    )?;
-    create_durable(
-        &data.server_key(),
-        g.server_key_pem.as_bytes(),
-        Access::OwnerOnly,
-    )?;
+    create_durable(&data.ca_cert(), g.ca_cert_pem.as_bytes())?;
+    create_durable(&data.ca_key(), g.ca_key_pem.as_bytes())?;
+    create_durable(&data.server_cert(), g.server_cert_pem.as_bytes())?;
+    create_durable(&data.server_key(), g.server_key_pem.as_bytes())?;
     let receipt = SigningKey::generate(&mut OsRng);
     create_durable(
         &data.receipt_key(),
         format!("{}\n", hex::encode(receipt.to_bytes())).as_bytes(),
-        Access::OwnerOnly,
     )?;
     // receipt.pub is derived from receipt.key: an earlier init that crashed
     // may have left it, and it is written again.
@@ -110,17 +105,16 @@ pub fn init(
     create_durable(
         &data.receipt_pub(),
         format!("{}\n", hex::encode(receipt.verifying_key().to_bytes())).as_bytes(),
-        Access::Public,
     )?;
     let cfg = Config {
         server_names: extra_names.to_vec(),
         ..Config::default()
     };
     if !data.config().exists() {
-        create_durable(&data.config(), cfg.commented().as_bytes(), Access::Public)?;
+        create_durable(&data.config(), cfg.commented().as_bytes())?;
     }
     for sub in data.init_folders() {
-        crate::fsutil::create_dir_durable(&sub)?;
+        create_dir_durable(&sub)?;
     }
     let db = Db::open(dir)?;
     let (password, generated) = match admin_password {

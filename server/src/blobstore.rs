@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -243,13 +243,16 @@ impl BlobStore for FolderStore {
 
     fn put(&self, hash: &Hash32, src: &mut dyn Read) -> io::Result<u64> {
         let tmp_dir = self.dir.blob_tmp();
-        fs::create_dir_all(&tmp_dir)?;
+        crate::fsutil::create_dir_private(&tmp_dir)?;
         let n = self
             .next_tmp
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = tmp_dir.join(format!("{}.{}.{n}", hex::encode(hash), std::process::id()));
         let res = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = crate::fsutil::private()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             let (got, len) = copy_hashing(src, |chunk| f.write_all(chunk))?;
             if got != *hash {
                 return Err(mismatch(hash, &got));

@@ -61,6 +61,9 @@ pub enum ControlError {
     /// A request that needs the server's whole state reached [`apply`].
     #[error("{0} needs the server's state")]
     NeedsState(&'static str),
+    /// The folder given is not a server data folder: nothing is created in it.
+    #[error("{} is not a data folder (no config.toml)", .0.display())]
+    NotADataFolder(PathBuf),
     /// Talking to the socket, or opening the blob store, failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -434,6 +437,11 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
 /// I/O errors talking to the socket, an answer that does not parse; index
 /// errors.
 pub fn request(dir: &Path, req: Request) -> Result<Response, ControlError> {
+    // Before anything that would create the index or leaves.log: a typo in
+    // --data must not leave a half data folder behind.
+    if !crate::datadir::DataDir::new(dir).config().is_file() {
+        return Err(ControlError::NotADataFolder(dir.to_path_buf()));
+    }
     match UnixStream::connect(socket_path(dir)) {
         Ok(mut s) => {
             let mut line = serde_json::to_string(&req)?;

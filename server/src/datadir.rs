@@ -8,6 +8,7 @@
 //! DIR/server.key, DIR/server.crt             the server's TLS certificate, key mode 0600
 //! DIR/receipt.key, DIR/receipt.pub           the receipt and checkpoint signing key, hex
 //! DIR/control.sock                           the running server's control socket (control.rs)
+//! DIR/run.lock                               pid of the server running here, flock'ed (runlock.rs)
 //! DIR/devices/<device_id>/chain.log          accepted signed entries (FORMAT.md §9 records)
 //! DIR/devices/<device_id>/equivocations.log  refused conflicting entries (same record format)
 //! DIR/leaves.log                             every leaf of the transparency log (leaflog.rs)
@@ -19,6 +20,10 @@
 //! DIR/checkpoints.log                        signed log checkpoints (tlog.rs)
 //! DIR/index/                                 the sled index (db/), rebuildable
 //! ```
+//!
+//! Every folder is mode 0700 and every file 0600 (`fsutil.rs`); `run`
+//! refuses a folder, key or index that other users can reach
+//! ([`DataDir::private_paths`]).
 //!
 //! Device ids are 16 lowercase hex digits (`DeviceId`'s `Display`), hashes
 //! 64. What it does not do: open, write or fsync anything but list the
@@ -104,6 +109,25 @@ impl DataDir {
     /// `DIR/control.sock`.
     pub fn control_socket(&self) -> PathBuf {
         self.root.join("control.sock")
+    }
+
+    /// `DIR/run.lock`: holds the pid of the server running on the folder,
+    /// which keeps an exclusive `flock` on it.
+    pub fn run_lock(&self) -> PathBuf {
+        self.root.join("run.lock")
+    }
+
+    /// What `run` requires to be the owner's alone: the folder, its secret
+    /// keys and the index (which holds the users' password hashes). Inside
+    /// a 0700 folder the rest is out of reach anyway.
+    pub fn private_paths(&self) -> [PathBuf; 5] {
+        [
+            self.root.clone(),
+            self.ca_key(),
+            self.server_key(),
+            self.receipt_key(),
+            self.index(),
+        ]
     }
 
     /// `DIR/index/`, the sled index.
@@ -240,6 +264,7 @@ mod tests {
         assert_eq!(s(d.checkpoints_log()), "/d/checkpoints.log");
         assert_eq!(s(d.index()), "/d/index");
         assert_eq!(s(d.control_socket()), "/d/control.sock");
+        assert_eq!(s(d.run_lock()), "/d/run.lock");
         assert_eq!(s(d.config()), "/d/config.toml");
         let keys: Vec<String> = d.key_files().into_iter().map(s).collect();
         assert_eq!(

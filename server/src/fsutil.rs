@@ -3,14 +3,98 @@
 //! write order of `docs/DESIGN.md`: data fsynced, then the folder fsynced
 //! after a create or rename).
 //!
+//! It also owns the modes: every folder it makes is 0700 and every file
+//! 0600 ([`DIR_MODE`], [`FILE_MODE`]), set when the name is made, so no
+//! other user can read a key, a blob or the index for an instant; and
+//! [`check_private`] is what `run` asks before it starts on a folder.
+//!
 //! What it does not do: know the data folder's layout (`datadir.rs`), frame
 //! records (`fieldseal_proto::chainlog`) or recover from a failed fsync
 //! (callers decide; `leaflog.rs` refuses later appends).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The mode of every folder the server makes: the owner's alone.
+pub const DIR_MODE: u32 = 0o700;
+/// The mode of every file the server makes: the owner's alone (the data
+/// folder holds keys, the admin's password hash and evidence).
+pub const FILE_MODE: u32 = 0o600;
+
+/// `OpenOptions` that create a file with [`FILE_MODE`]; add `write`,
+/// `append`, `create`… as usual.
+pub fn private() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.mode(FILE_MODE);
+    o
+}
+
+/// Create `dir` and its missing parents with [`DIR_MODE`] (not durable: see
+/// [`create_dir_durable`]).
+///
+/// # Errors
+/// I/O errors.
+pub fn create_dir_private(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
+/// Run `f` (which makes a name the OS gives no mode argument for: a Unix
+/// socket) with the umask 0o077, so that the name is the owner's alone
+/// from its first instant; the umask is then put back. Only group and
+/// others lose bits, so another thread creating a file meanwhile gets
+/// nothing it would not have asked for; a lock keeps two of these from
+/// restoring each other's umask.
+pub fn with_private_umask<T>(f: impl FnOnce() -> T) -> T {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let out = f();
+    rustix::process::umask(old);
+    out
+}
+
+/// A file or folder that other users may read or write, found by
+/// [`check_private`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} is open to other users (mode {mode:o}): run `chmod {fix} {}` (and check its owner)",
+    path.display(),
+    path.display()
+)]
+pub struct NotPrivate {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// Its permission bits.
+    pub mode: u32,
+    /// The mode to give it: `700` for a folder, `600` for a file.
+    pub fix: &'static str,
+}
+
+/// Check that none of `paths` that exist gives group or others any access
+/// (mode & 0o077 == 0). Missing paths are skipped: whoever needs them says so.
+///
+/// # Errors
+/// [`NotPrivate`] naming the first path found open, and the `chmod` that
+/// closes it.
+pub fn check_private<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Result<(), NotPrivate> {
+    for p in paths {
+        let Ok(meta) = fs::metadata(p) else { continue };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            let fix = if meta.is_dir() { "700" } else { "600" };
+            return Err(NotPrivate {
+                path: p.to_path_buf(),
+                mode,
+                fix,
+            });
+        }
+    }
+    Ok(())
+}
 
 /// fsync a folder, so that a create or rename in it survives a power loss.
 ///
@@ -20,8 +104,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Create `dir` (and its missing parents), and make each new name durable
-/// in its parent, outermost first. A folder that exists is left alone.
+/// Create `dir` (and its missing parents) with [`DIR_MODE`], and make each
+/// new name durable in its parent, outermost first. A folder that exists is
+/// left alone.
 ///
 /// # Errors
 /// I/O errors.
@@ -33,35 +118,23 @@ pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
         .ancestors()
         .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
         .collect();
-    fs::create_dir_all(dir)?;
+    create_dir_private(dir)?;
     for d in missing.iter().rev() {
         sync_folder_of(d)?;
     }
     Ok(())
 }
 
-/// Who may read a file written by [`create_durable`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// The process's umask decides (certificates, public keys, config).
-    Public,
-    /// The owner alone (mode 0600): private keys.
-    OwnerOnly,
-}
-
-/// Create the new file `path` holding `data`: written, fsynced, then its
-/// folder fsynced, so that after a power cut it is either absent or whole.
+/// Create the new file `path` holding `data` with [`FILE_MODE`]: written,
+/// fsynced, then its folder fsynced, so that after a power cut it is either
+/// absent or whole. Certificates and public keys are 0600 too: the owner
+/// hands them out.
 ///
 /// # Errors
 /// [`io::ErrorKind::AlreadyExists`] if it exists (nothing is overwritten);
 /// I/O errors.
-pub fn create_durable(path: &Path, data: &[u8], access: Access) -> io::Result<()> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).create_new(true);
-    if access == Access::OwnerOnly {
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
+pub fn create_durable(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = private().write(true).create_new(true).open(path)?;
     f.write_all(data)?;
     f.sync_all()?;
     drop(f);
@@ -76,7 +149,7 @@ pub fn create_durable(path: &Path, data: &[u8], access: Access) -> io::Result<()
 /// not count them as durable.
 pub fn append_durable(path: &Path, data: &[u8]) -> io::Result<()> {
     let new = !path.exists();
-    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = private().create(true).append(true).open(path)?;
     f.write_all(data)?;
     f.sync_data()?;
     if new {
@@ -99,16 +172,40 @@ pub fn sync_folder_of(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+
+    /// Modes come from the call, not the umask: made under umask 0 they
+    /// are still the owner's alone.
+    #[test]
+    fn folders_and_files_are_private_whatever_the_umask() {
+        let d = tempfile::tempdir().unwrap();
+        let old = rustix::process::umask(rustix::fs::Mode::empty());
+        let a = d.path().join("a/b");
+        create_dir_durable(&a).unwrap();
+        append_durable(&a.join("log"), b"x").unwrap();
+        private()
+            .write(true)
+            .create(true)
+            .open(a.join("f"))
+            .unwrap();
+        rustix::process::umask(old);
+        for p in [d.path().join("a"), a.clone(), a.join("log"), a.join("f")] {
+            let m = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(m & 0o077, 0, "{}: {m:o}", p.display());
+        }
+        check_private([d.path().join("a").as_path(), a.as_path()]).unwrap();
+        fs::set_permissions(&a, fs::Permissions::from_mode(0o755)).unwrap();
+        let e = check_private([a.as_path()]).unwrap_err().to_string();
+        assert!(e.contains(&format!("chmod 700 {}", a.display())), "{e}");
+    }
 
     #[test]
     fn create_refuses_to_overwrite_and_keeps_secrets_private() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("key");
-        create_durable(&p, b"secret", Access::OwnerOnly).unwrap();
+        create_durable(&p, b"secret").unwrap();
         let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let err = create_durable(&p, b"other", Access::Public).unwrap_err();
+        let err = create_durable(&p, b"other").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs::read(&p).unwrap(), b"secret");
     }

@@ -14,7 +14,7 @@
 //! re-reads what is really on disk. It never retries an fsync as if the
 //! first had succeeded.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -62,7 +62,7 @@ impl LeafLog {
     pub fn open(dir: &Path) -> io::Result<(LeafLog, Opened)> {
         let path = DataDir::new(dir).leaves_log();
         let new = !path.exists();
-        let file = OpenOptions::new()
+        let file = crate::fsutil::private()
             .read(true)
             .write(true)
             .create(true)

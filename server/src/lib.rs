@@ -73,6 +73,7 @@ pub mod quic;
 pub mod reindex;
 pub mod report;
 pub mod retention;
+pub mod runlock;
 pub mod storage;
 pub mod timeline;
 pub mod tlog;
@@ -237,6 +238,8 @@ pub struct Running {
     endpoint: quinn::Endpoint,
     http: http::serve::HttpServer,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Held until the server has shut down.
+    _lock: runlock::RunLock,
 }
 
 impl Running {
@@ -363,9 +366,21 @@ pub enum StartError {
     /// Rolling the index forward after a crash failed.
     #[error(transparent)]
     Reindex(#[from] reindex::ReindexError),
-    /// The QUIC endpoint could not be set up (the address is in use?).
+    /// The QUIC endpoint could not be set up (TLS configuration).
     #[error(transparent)]
     Endpoint(#[from] quic::EndpointError),
+    /// A listen address could not be bound (in use, not local).
+    #[error("cannot listen for {what} on {addr} (set by {set_by}): {source}")]
+    Listen {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Where the address comes from, to change it.
+        set_by: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A file or socket of the data folder failed.
     #[error("{what}: {source}")]
     Io {
@@ -384,6 +399,12 @@ pub enum StartError {
         #[source]
         source: catalogue::CatalogueError,
     },
+    /// The data folder, a key or the index is open to other users.
+    #[error(transparent)]
+    NotPrivate(#[from] fsutil::NotPrivate),
+    /// Another server runs on the data folder.
+    #[error(transparent)]
+    Locked(#[from] runlock::LockError),
     /// `start` was called twice on one state.
     #[error("the server was already started")]
     AlreadyStarted,
@@ -395,17 +416,29 @@ pub enum StartError {
 /// Missing or bad keys, config or index; the address is in use.
 pub async fn start(dir: &Path, opts: RunOptions) -> Result<Running, StartError> {
     let cfg = Config::load(dir)?;
+    let data = datadir::DataDir::new(dir);
+    fsutil::check_private(data.private_paths().iter().map(PathBuf::as_path))?;
+    // Before the index: a second server is told at once who holds it.
+    let lock = runlock::take(dir)?;
     let catalogue = load_catalogue(dir)?;
     let shared = Arc::new(Shared::load(dir, cfg)?);
     let addr = opts.quic.unwrap_or(shared.cfg.quic_listen);
-    let endpoint = quic::endpoint(&shared, addr)?;
+    let endpoint = quic::endpoint(&shared, addr).map_err(|e| match e {
+        quic::EndpointError::Io(source) => StartError::Listen {
+            what: "QUIC (UDP)",
+            addr,
+            set_by: "--quic, or quic_listen in config.toml",
+            source,
+        },
+        other => other.into(),
+    })?;
     let io = |what| move |source| StartError::Io { what, source };
     let quic_addr = endpoint.local_addr().map_err(io("the QUIC socket"))?;
     let sock = control::socket_path(dir);
     let _ = std::fs::remove_file(&sock);
-    let listener = tokio::net::UnixListener::bind(&sock).map_err(io("the control socket"))?;
-    // Whoever can connect can enrol and revoke devices: owner only.
-    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+    // Whoever can connect can enrol and revoke devices: the owner's alone
+    // from the moment it exists (and inside a folder that is the owner's).
+    let listener = fsutil::with_private_umask(|| tokio::net::UnixListener::bind(&sock))
         .map_err(io("the control socket"))?;
     // Bound before any task starts: a busy address fails the start cleanly.
     let app = http::app(Arc::new(http::AppState::new(shared.clone(), catalogue)));
@@ -443,6 +476,7 @@ pub async fn start(dir: &Path, opts: RunOptions) -> Result<Running, StartError> 
         endpoint,
         http,
         tasks,
+        _lock: lock,
     })
 }
 

@@ -7,6 +7,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fieldseal_server::control::{self, Request, Response};
 
+/// The name errors begin with.
+const NAME: &str = "fieldseal-server";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fieldseal-server",
@@ -316,19 +319,19 @@ async fn archive_command(data: PathBuf, req: Request) -> ! {
             i32::from(code)
         }
         Ok(Ok(Response::Error { message })) => {
-            eprintln!("error: {message}");
+            report(NAME, &anyhow::anyhow!(message));
             2
         }
         Ok(Ok(other)) => {
-            eprintln!("error: unexpected answer {other:?}");
+            report(NAME, &anyhow::anyhow!("unexpected answer {other:?}"));
             2
         }
         Ok(Err(e)) => {
-            eprintln!("error: {e:#}");
+            report(NAME, &e.into());
             2
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            report(NAME, &e.into());
             2
         }
     };
@@ -382,15 +385,51 @@ fn export(data: &std::path::Path, case: &str, out: &std::path::Path) -> anyhow::
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Print `e` the way every fieldseal binary does: `NAME: error: what` on
+/// one line, then each cause not already said, one per line. Never a
+/// backtrace (a user error is not a bug, whatever RUST_BACKTRACE says).
+fn report(name: &str, e: &anyhow::Error) {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        // Messages that embed their source ("x: y") would say y twice.
+        if out.contains(&text) {
+            continue;
+        }
+        if out.is_empty() {
+            out = format!("{name}: error: {text}");
+        } else {
+            out.push_str(&format!("\n  caused by: {text}"));
+        }
+    }
+    eprintln!("{out}");
+}
+
+fn main() -> std::process::ExitCode {
+    // Every file and folder the server makes is the owner's alone, sled's
+    // included (it takes no mode): see `fsutil.rs`.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    let res = tokio::runtime::Runtime::new()
+        .context("starting the async runtime")
+        .and_then(|rt| rt.block_on(real_main(cli)));
+    match res {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            report(NAME, &e);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Init { data, names } => {
             let pw = std::env::var("FIELDSEAL_ADMIN_PASSWORD").ok();
@@ -488,7 +527,7 @@ async fn main() -> anyhow::Result<()> {
                     i32::from(!o.ok())
                 }
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    report(NAME, &e.into());
                     2
                 }
             };

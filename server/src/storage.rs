@@ -6,7 +6,7 @@
 //! Every write that an acknowledgement depends on is fsynced (file, and the
 //! folder after a create or rename) before the acknowledgement is sent.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -111,7 +111,7 @@ impl Storage {
         let dir = self.device_dir(device)?;
         let path = self.dir.chain_log(device);
         let new = !path.exists();
-        let mut f = OpenOptions::new()
+        let mut f = crate::fsutil::private()
             .create(true)
             .write(true)
             .truncate(false)
@@ -176,7 +176,10 @@ impl Storage {
         let path = self.partial_path(device, seq);
         let dir = self.dir.partials();
         create_dir_durable(&dir)?;
-        let f = OpenOptions::new().create(true).append(true).open(&path)?;
+        let f = crate::fsutil::private()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         let held = f.metadata()?.len();
         if held != offset {
             return Err(StorageError::PartialLength {

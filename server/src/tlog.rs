@@ -10,7 +10,6 @@
 //! by one empty line (a note itself holds exactly one empty line, between its
 //! text and its signatures).
 
-use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -269,7 +268,7 @@ fn sign_and_store(
         time_unix: u64::try_from(now_us.max(0) / 1_000_000).expect("non-negative"),
     };
     let note = cp.sign(&origin, key)?;
-    let mut f = OpenOptions::new()
+    let mut f = crate::fsutil::private()
         .create(true)
         .read(true)
         .append(true)

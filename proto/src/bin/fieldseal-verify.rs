@@ -56,7 +56,7 @@ fn media_name(seq: u64) -> String {
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    let _ = writeln!(io::stderr(), "fieldseal-verify: {msg}");
+    let _ = writeln!(io::stderr(), "fieldseal-verify: error: {msg}");
     ExitCode::from(2)
 }
 

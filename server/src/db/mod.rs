@@ -156,7 +156,11 @@ impl Db {
     /// sled errors, including "locked by another process"; a damaged
     /// `leaves.log`; an index with leaves the file lacks.
     pub fn open(dir: &Path) -> Result<Db, DbError> {
+        // sled makes its folder with the umask's mode: make it first, the
+        // owner's alone, so that its files (the admin's password hash among
+        // them) are out of other users' reach whatever mode sled gives them.
         let index = DataDir::new(dir).index();
+        crate::fsutil::create_dir_private(&index).map_err(|e| DbError::Sled(e.into()))?;
         let db = sled::Config::new()
             .path(&index)
             .cache_capacity(INDEX_CACHE_BYTES)

@@ -3,7 +3,7 @@
 //! temporary file beside the target, reading blobs straight from the data
 //! folder, and put it in place without ever overwriting a file.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -99,7 +99,10 @@ fn write_tmp(
     tmp: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(u64, String), ExportError> {
-    let f = OpenOptions::new().write(true).create_new(true).open(tmp)?;
+    let f = crate::fsutil::private()
+        .write(true)
+        .create_new(true)
+        .open(tmp)?;
     let dir = DataDir::new(data);
     let open = move |h: &Hash32| -> io::Result<Box<dyn Read + Send>> {
         Ok(Box::new(File::open(dir.blob(h))?))

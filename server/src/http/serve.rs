@@ -66,7 +66,13 @@ pub fn start(
         what: "the HTTP listener",
         source,
     };
-    let listener = std::net::TcpListener::bind(addr).map_err(io)?;
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| crate::StartError::Listen {
+            what: "HTTP (TCP)",
+            addr,
+            set_by: "--http, or http_listen in config.toml",
+            source,
+        })?;
     listener.set_nonblocking(true).map_err(io)?;
     let addr = listener.local_addr().map_err(io)?;
     let handle = axum_server::Handle::new();
