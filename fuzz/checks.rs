@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each includer uses some of the functions
 
 use ed25519_dalek::SigningKey;
+use fieldseal_proto::ack::MediaAck;
 use fieldseal_proto::chain::{verify_chain, VerifyOptions};
 use fieldseal_proto::chainlog;
 use fieldseal_proto::checkpoint::{Checkpoint, Note};
@@ -80,15 +81,21 @@ pub fn frame(data: &[u8]) {
     assert_eq!(got_err, expected_err);
 }
 
-/// Arbitrary bytes as a receipt: decoding never panics, what decodes re-encodes
-/// to the same bytes, and verification of garbage fails without panicking.
+/// Arbitrary bytes as a receipt and as a media acknowledgement (the two
+/// signed statements of the server, of one length): decoding never panics,
+/// what decodes re-encodes to the same bytes, and verification of garbage
+/// fails without panicking.
 pub fn receipt(data: &[u8]) {
+    let key = SigningKey::from_bytes(&[9u8; 32]).verifying_key();
     if let Ok(r) = Receipt::from_bytes(data) {
         assert_eq!(r.to_bytes(), data);
-        let key = SigningKey::from_bytes(&[9u8; 32]).verifying_key();
         // A forged signature over fuzzer-chosen fields must not verify
         // (the fuzzer cannot find an ed25519 signature by chance).
         assert!(r.verify(&key).is_err());
+    }
+    if let Ok(a) = MediaAck::from_bytes(data) {
+        assert_eq!(a.to_bytes(), data);
+        assert!(a.verify(&key).is_err());
     }
 }
 

@@ -99,6 +99,11 @@ matrix = [
     ("malformed and oversized frames", "an enrolled device sends bad types, lengths past the maximum, truncated and random frames", "malformed_and_oversized_frames_are_refused (faults_attacks.rs)"),
     ("hostile bytes in every decoder", "the stored fuzz inputs (fuzz/seeds) through every fuzz check; each cargo-fuzz target for a while", "fuzz_corpus.rs; fuzz-* below"),
     ("unenrolled, revoked, impersonating devices, replay, equivocation", "in-process harness", "sync.rs (issue 4's tests)"),
+    ("forged or mismatched upload acknowledgement (issue 13)", "an ack signed by another key, or naming another seq, hash, length or device; handed to the store and written into `acks.log` behind the agent's back", "nothing is released, none is kept as proof, `verify` names each as `bad-ack`: forged_and_mismatched_acks_are_refused_and_release_nothing (agent syncstore.rs), a_forged_or_mismatched_ack_never_releases (agent acks.rs)"),
+    ("unsigned (protocol v1) acknowledgement", "an `acks.log` of v1 lines", "moved to `acks.v1.log`, releases nothing: an_unsigned_v1_ack_releases_nothing (agent syncstore.rs); the server refuses a v1 `Hello` (server quic/session.rs)"),
+    ("released media without proof", "a seq in `released.log`, its media deleted, no kept ack", "`verify` reports `missing-media`; with a valid kept ack it verifies: verify_accepts_released_media_only_with_a_proof_of_hand_over (agent syncstore.rs)"),
+    ("wall clock set a year forward", "an ack kept with a wall time a year old, 0 keep-clock time since", "the keep period is not over: a_wall_clock_a_year_ahead_does_not_release_early (agent syncstore.rs); released_only_after_a_valid_signed_ack_and_the_keep_period (agent acks.rs)"),
+    ("restart during the keep period", "a new process over a persisted keep clock", "the keep period continues from the checkpoint (never from zero or the wall clock): after_a_restart_the_keep_period_continues_from_what_was_persisted (agent syncstore.rs), the_keep_clock_continues_across_processes_and_never_runs_backwards (agent acks.rs)"),
 ]
 for f, how, where in matrix:
     p(f"| {f} | {how} | {where} |")

@@ -20,6 +20,7 @@
 //! frames off transparent huge pages (see their module docs).
 #![deny(unsafe_code)]
 
+pub mod acks;
 pub mod capture;
 pub mod chainlog;
 pub mod clock;

@@ -190,9 +190,7 @@ pub fn run(
         last_stats: CaptureStatsSnapshot::default(),
         store: Arc::clone(&store),
         sync_enabled: sync.is_some(),
-        keep_after_ack_us: i64::try_from(cfg.storage.keep_after_ack_seconds)
-            .unwrap_or(i64::MAX / 1_000_000)
-            .saturating_mul(1_000_000),
+        keep_after_ack_us: cfg.storage.keep_after_ack_seconds.saturating_mul(1_000_000),
         release_checked: None,
         // Tests point this at a fake power_supply folder.
         battery_root: std::env::var_os("FIELDSEAL_POWER_SUPPLY_DIR")

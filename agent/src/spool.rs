@@ -654,10 +654,14 @@ pub fn fill_sample(
     Ok(sample.entries.len() as u64)
 }
 
-/// Verify the chain and media in `dir` (read-only: works beside a running agent).
+/// Verify the chain and media in `dir` (read-only: works beside a running
+/// agent), and every acknowledgement kept in `acks.log`: each must be signed
+/// by the receipt key from enrolment and name a segment of the chain with
+/// its media hash and length (`bad-ack` otherwise). Media in `released.log`
+/// counts as released only with such a proof; without one it is missing.
 ///
 /// # Errors
-/// I/O errors reading the chain log.
+/// I/O errors reading the chain log, `released.log` or `acks.log`.
 pub fn verify_dir(
     dir: &Path,
     key: &ed25519_dalek::VerifyingKey,
@@ -666,17 +670,24 @@ pub fn verify_dir(
     let log_path = crate::chainlog::path(dir);
     let log = crate::chainlog::read_from(&StdFs, &log_path, 0).map_err(io_err(&log_path))?;
     let released = read_released(&StdFs, dir)?;
-    let mut media = std::collections::BTreeMap::new();
+    let mut segments = std::collections::BTreeMap::new();
     for rec in log.records() {
-        let Ok(e) = SignedEntry::from_bytes(rec.bytes) else {
-            continue;
-        };
-        if e.entry.segment().is_none() {
-            continue;
+        if let Ok(e) = SignedEntry::from_bytes(rec.bytes) {
+            if let Some(s) = e.entry.segment() {
+                let media = (s.media_sha256, s.media_len);
+                segments.entry(e.seq()).or_insert((e.entry.device, media));
+            }
         }
-        let seq = e.seq();
-        let obs = if released.contains(&seq) {
+    }
+    let (proven, mut ack_findings) = check_acks(dir, &segments)?;
+    let mut media = std::collections::BTreeMap::new();
+    for &seq in segments.keys() {
+        let obs = if released.contains(&seq) && proven.contains(&seq) {
             MediaObservation::Released
+        } else if released.contains(&seq) {
+            MediaObservation::Absent {
+                note: Some("released.log names it, but no kept acknowledgement of the server proves the hand-over".into()),
+            }
         } else {
             let p = dir.join("media").join(media_name(seq));
             match hash_file(&p) {
@@ -720,7 +731,60 @@ pub fn verify_dir(
         );
         report.ok = false;
     }
+    if !ack_findings.is_empty() {
+        report.findings.append(&mut ack_findings);
+        report.findings.sort_by_key(|f| (f.seq, f.kind));
+        report.ok = false;
+    }
     Ok(report)
+}
+
+/// Check every record of `acks.log` against the receipt key and the chain's
+/// segments (seq → device, media hash and length). Returns the seqs whose
+/// hand-over is proven, and a `bad-ack` finding for every record that proves
+/// nothing (seq `None` for one that does not even read as an acknowledgement).
+fn check_acks(
+    dir: &Path,
+    segments: &std::collections::BTreeMap<
+        u64,
+        (fieldseal_proto::identity::DeviceId, (Hash32, u64)),
+    >,
+) -> Result<(BTreeSet<u64>, Vec<fieldseal_proto::chain::Finding>), SpoolError> {
+    use crate::acks::{proves, read_log, Segment};
+    use fieldseal_proto::chain::{Finding, FindingKind};
+    let path = dir.join("acks.log");
+    let (kept, unreadable) = read_log(&StdFs, dir).map_err(io_err(&path))?;
+    let receipt_key = crate::syncstore::read_receipt_key(&StdFs, dir);
+    let mut proven = BTreeSet::new();
+    let mut findings = Vec::new();
+    for k in &kept {
+        let seq = k.ack.seq;
+        let seg = segments
+            .get(&seq)
+            .map(|&(device, media)| Segment { device, seq, media });
+        match proves(k, seg, receipt_key.as_ref()) {
+            Ok(()) => {
+                proven.insert(seq);
+            }
+            Err(why) => findings.push(Finding {
+                seq: Some(seq),
+                kind: FindingKind::BadAck,
+                detail: format!(
+                    "acks.log: the acknowledgement of segment {seq} proves nothing: {why}"
+                ),
+            }),
+        }
+    }
+    if unreadable > 0 {
+        findings.push(Finding {
+            seq: None,
+            kind: FindingKind::BadAck,
+            detail: format!(
+                "acks.log: {unreadable} record(s) do not read as a kept acknowledgement"
+            ),
+        });
+    }
+    Ok((proven, findings))
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 //! ```text
 //! DIR/chain.log      read: the entries to send (the writer appends; refresh() reads the new tail)
 //! DIR/receipts.log   the server's signed receipts, chain-log records of 129 bytes, fsynced
-//! DIR/acks.log       "SEQ WALL_US" per line: media the server acknowledged, fsynced
+//! DIR/acks.log       the server's signed media acknowledgements, kept as proof of hand-over
+//!                    (crate::acks), fsynced
+//! DIR/keepclock      the keep clock's checkpoint (crate::acks)
+//! DIR/receipt.pub    read: the server's receipt key from enrolment, which signs receipts and acks
 //! DIR/released.log   media deleted after acknowledgement and keep period (written by the spool)
 //! ```
 //!
@@ -16,18 +19,21 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use ed25519_dalek::VerifyingKey;
+use fieldseal_proto::ack::MediaAck;
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::entry::SignedEntry;
-use fieldseal_proto::identity::Hash32;
+use fieldseal_proto::identity::{DeviceId, Hash32};
 use fieldseal_proto::receipt::Receipt;
 use tokio::sync::watch;
 
+use crate::acks::{self, KeepClock, KeptAck, Segment};
 use crate::spool::media_name;
 use crate::spoolfs::{SpoolFs, StdFs};
 use crate::sync::store::{MediaRef, SyncStore};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     /// Offset of each entry's record in chain.log, by seq.
     offsets: Vec<u64>,
@@ -36,7 +42,16 @@ struct Inner {
     /// Segment seqs with their signed media length and hash.
     segments: BTreeMap<u64, (u64, Hash32)>,
     receipts: BTreeMap<u64, Receipt>,
-    acked: BTreeMap<u64, i64>,
+    /// The device, from the first entry read.
+    device: Option<DeviceId>,
+    /// Kept acknowledgements by seq: the first one that proves the
+    /// hand-over, or else the last one read.
+    acks: BTreeMap<u64, KeptAck>,
+    /// Seqs whose kept acknowledgement proves the hand-over (checked once, when kept or read).
+    acked: BTreeSet<u64>,
+    /// Acknowledgements read from `acks.log` that prove nothing, for the log and `status`.
+    bad_acks: usize,
+    keep_clock: KeepClock,
 }
 
 /// [`SyncStore`] over an agent data folder.
@@ -46,6 +61,8 @@ pub struct FsSyncStore {
     dir: PathBuf,
     inner: Mutex<Inner>,
     head: watch::Sender<Option<u64>>,
+    /// The server's receipt key from enrolment (`receipt.pub`), `None` before enrolment.
+    receipt_key: Option<VerifyingKey>,
 }
 
 fn read_or_empty(fs: &dyn SpoolFs, path: &Path) -> io::Result<Vec<u8>> {
@@ -93,6 +110,24 @@ fn read_receipts(fs: &dyn SpoolFs, dir: &Path) -> io::Result<BTreeMap<u64, Recei
         .collect())
 }
 
+/// The segment `seq` of the chain read so far, for checking an acknowledgement.
+fn segment_of(inner: &Inner, seq: u64) -> Option<Segment> {
+    let &(len, sha256) = inner.segments.get(&seq)?;
+    Some(Segment {
+        device: inner.device?,
+        seq,
+        media: (sha256, len),
+    })
+}
+
+/// The server's receipt key from enrolment, `None` before enrolment or if
+/// `receipt.pub` does not read as a key (then nothing is ever released).
+pub fn read_receipt_key(fs: &dyn SpoolFs, dir: &Path) -> Option<VerifyingKey> {
+    let text = String::from_utf8(fs.read(&dir.join("receipt.pub")).ok()?).ok()?;
+    let bytes: [u8; 32] = hex::decode(text.trim()).ok()?.try_into().ok()?;
+    VerifyingKey::from_bytes(&bytes).ok()
+}
+
 impl FsSyncStore {
     /// Open the store over `dir`, reading what is there.
     ///
@@ -108,29 +143,60 @@ impl FsSyncStore {
     /// # Errors
     /// As [`FsSyncStore::open`].
     pub fn open_with(fs: Arc<dyn SpoolFs>, dir: &Path) -> io::Result<Self> {
-        let mut inner = Inner {
-            receipts: read_receipts(fs.as_ref(), dir)?,
-            ..Inner::default()
-        };
-        let acks = String::from_utf8_lossy(&read_or_empty(fs.as_ref(), &dir.join("acks.log"))?)
-            .into_owned();
-        for line in acks.lines() {
-            let mut it = line.split_whitespace();
-            if let (Some(Ok(seq)), wall) = (it.next().map(str::parse::<u64>), it.next()) {
-                inner
-                    .acked
-                    .insert(seq, wall.and_then(|w| w.parse().ok()).unwrap_or(0));
-            }
+        if acks::retire_v1_log(fs.as_ref(), dir)? {
+            tracing::warn!("acks.log of protocol v1 (unsigned) moved to acks.v1.log: those segments are asked for again and released only on a signed acknowledgement");
         }
+        let (kept, unreadable) = acks::read_log(fs.as_ref(), dir)?;
+        let newest = kept.iter().map(|k| k.kept_run_us).max().unwrap_or(0);
+        let inner = Inner {
+            offsets: Vec::new(),
+            scanned: 0,
+            segments: BTreeMap::new(),
+            receipts: read_receipts(fs.as_ref(), dir)?,
+            device: None,
+            acks: BTreeMap::new(),
+            acked: BTreeSet::new(),
+            bad_acks: unreadable,
+            keep_clock: KeepClock::open(fs.as_ref(), dir, newest),
+        };
         let (head, _) = watch::channel(None);
         let store = FsSyncStore {
+            receipt_key: read_receipt_key(fs.as_ref(), dir),
             fs,
             dir: dir.to_path_buf(),
             inner: Mutex::new(inner),
             head,
         };
         store.refresh()?;
+        let mut inner = store.inner.lock().expect("sync store lock");
+        for k in kept {
+            store.keep(&mut inner, k);
+        }
+        if inner.bad_acks > 0 {
+            tracing::error!(count = inner.bad_acks, "acks.log holds acknowledgements that prove nothing: they release nothing (`fieldseal-agent verify` names them)");
+        }
+        drop(inner);
         Ok(store)
+    }
+
+    /// Note a kept acknowledgement: it counts as an acknowledgement only if
+    /// it proves the hand-over of a segment of the chain.
+    fn keep(&self, inner: &mut Inner, k: KeptAck) {
+        let seq = k.ack.seq;
+        if inner.acked.contains(&seq) {
+            return;
+        }
+        let seg = segment_of(inner, seq);
+        match acks::proves(&k, seg, self.receipt_key.as_ref()) {
+            Ok(()) => {
+                inner.acked.insert(seq);
+            }
+            Err(why) => {
+                tracing::error!(seq, %why, "a kept acknowledgement proves nothing");
+                inner.bad_acks += 1;
+            }
+        }
+        inner.acks.insert(seq, k);
     }
 
     /// Read entries appended to chain.log since the last look and tell the
@@ -148,6 +214,7 @@ impl FsSyncStore {
         for rec in log.records() {
             if let Ok(e) = SignedEntry::from_bytes(rec.bytes) {
                 if e.seq() == inner.offsets.len() as u64 {
+                    inner.device.get_or_insert(e.entry.device);
                     inner.offsets.push(rec.offset);
                     if let Some(s) = e.entry.segment() {
                         inner
@@ -165,16 +232,32 @@ impl FsSyncStore {
         Ok(())
     }
 
-    /// Segments acknowledged at least `keep_us` before `now_wall_us` whose
-    /// media is still on the device: the spool may release them.
-    pub fn releasable(&self, now_wall_us: i64, keep_us: i64, released: &BTreeSet<u64>) -> Vec<u64> {
-        let inner = self.inner.lock().expect("sync store lock");
-        inner
-            .acked
-            .iter()
-            .filter(|(seq, at)| now_wall_us - **at >= keep_us && !released.contains(seq))
-            .map(|(seq, _)| *seq)
-            .collect()
+    /// Segments whose media the spool may release now ([`acks::decide`]):
+    /// a signed acknowledgement that verifies under the receipt key names
+    /// exactly the segment, and `keep_us` of keep-clock time passed since it
+    /// was kept. Also checkpoints the keep clock (at most once a minute).
+    ///
+    /// # Errors
+    /// I/O errors writing the keep clock's checkpoint.
+    pub fn releasable(&self, keep_us: u64, released: &BTreeSet<u64>) -> io::Result<Vec<u64>> {
+        let mut inner = self.inner.lock().expect("sync store lock");
+        inner.keep_clock.checkpoint(self.fs.as_ref(), &self.dir)?;
+        let now = inner.keep_clock.now_us();
+        let mut due = Vec::new();
+        for (&seq, k) in inner.acks.iter().filter(|(s, _)| !released.contains(s)) {
+            let seg = segment_of(&inner, seq);
+            match acks::decide(Some(k), seg, self.receipt_key.as_ref(), now, keep_us) {
+                Ok(()) => due.push(seq),
+                Err(acks::Keep::KeepPeriod { .. }) => {}
+                Err(why) => tracing::debug!(seq, %why, "media kept"),
+            }
+        }
+        Ok(due)
+    }
+
+    /// Acknowledgements kept that prove nothing (see [`acks::proves`]).
+    pub fn bad_acks(&self) -> usize {
+        self.inner.lock().expect("sync store lock").bad_acks
     }
 
     /// Bytes of the segments whose media is not acknowledged (what is left
@@ -184,7 +267,7 @@ impl FsSyncStore {
         inner
             .segments
             .iter()
-            .filter(|(s, _)| !inner.acked.contains_key(s))
+            .filter(|(s, _)| !inner.acked.contains(s))
             .map(|(_, (len, _))| *len)
             .sum()
     }
@@ -198,7 +281,7 @@ impl FsSyncStore {
         let not_acked = inner
             .segments
             .keys()
-            .filter(|s| !inner.acked.contains_key(s))
+            .filter(|s| !inner.acked.contains(s))
             .count() as u64;
         (no_receipt, not_acked)
     }
@@ -245,18 +328,30 @@ impl SyncStore for FsSyncStore {
         Ok(())
     }
 
-    fn media_acked(&self, seq: u64) -> io::Result<()> {
+    fn media_acked(&self, ack: &MediaAck) -> io::Result<()> {
         let mut inner = self.inner.lock().expect("sync store lock");
-        if inner.acked.contains_key(&seq) {
+        if inner.acked.contains(&ack.seq) {
             return Ok(());
         }
-        let now = crate::clock::Clock::wall_us(&crate::clock::SystemClock::new());
-        append_durable(
-            self.fs.as_ref(),
-            &self.dir.join("acks.log"),
-            format!("{seq} {now}\n").as_bytes(),
+        let k = KeptAck {
+            ack: ack.clone(),
+            kept_run_us: inner.keep_clock.now_us(),
+            kept_wall_us: crate::clock::Clock::wall_us(&crate::clock::SystemClock::new()),
+        };
+        // Only proof is kept: the driver checked it, this checks it again
+        // against the chain as the store reads it.
+        acks::proves(&k, segment_of(&inner, ack.seq), self.receipt_key.as_ref()).map_err(
+            |why| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("acknowledgement of segment {}: {why}", ack.seq),
+                )
+            },
         )?;
-        inner.acked.insert(seq, now);
+        let mut rec = Vec::new();
+        chainlog::put_record(&mut rec, &k.to_record());
+        append_durable(self.fs.as_ref(), &self.dir.join("acks.log"), &rec)?;
+        self.keep(&mut inner, k);
         Ok(())
     }
 
@@ -265,7 +360,7 @@ impl SyncStore for FsSyncStore {
             .lock()
             .expect("sync store lock")
             .acked
-            .contains_key(&seq)
+            .contains(&seq)
     }
 
     fn has_receipt(&self, seq: u64) -> bool {
@@ -300,6 +395,13 @@ mod tests {
         for (seq, b) in &chain.media {
             fs::write(t.path().join("media").join(media_name(*seq)), b).unwrap();
         }
+        // Enrolled with the server key of seed [9; 32] (the conformance tests' key).
+        let server = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key();
+        fs::write(
+            t.path().join("receipt.pub"),
+            format!("{}\n", hex::encode(server.as_bytes())),
+        )
+        .unwrap();
         t
     }
 
@@ -374,5 +476,232 @@ mod tests {
         let again = FsSyncStore::open_with(Arc::new(fs.clone()), dir).unwrap();
         assert!(again.has_receipt(0));
         assert_eq!(again.head(), Some(2));
+    }
+}
+
+/// Release of acknowledged media (issue 13 item 4): only on a signed
+/// acknowledgement that names the segment, and only after the keep period
+/// measured on the keep clock.
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+    use crate::acks::KeptAck;
+    use ed25519_dalek::SigningKey;
+    use fieldseal_proto::sample;
+    use std::fs;
+
+    const HOUR: u64 = 3_600_000_000;
+    const YEAR_US: i64 = 365 * 86_400 * 1_000_000;
+
+    fn server() -> SigningKey {
+        SigningKey::from_bytes(&[9; 32])
+    }
+
+    /// An enrolled folder with a chain of one recording of two segments; the
+    /// first segment's seq, device and media.
+    fn setup() -> (tempfile::TempDir, u64, DeviceId, (Hash32, u64)) {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let chain = sample::build(&key, &[2], 100);
+        let t = tests_folder(&chain);
+        let seq = *chain.media.keys().next().unwrap();
+        let s = chain.entries[usize::try_from(seq).unwrap()]
+            .entry
+            .segment()
+            .unwrap()
+            .clone();
+        (
+            t,
+            seq,
+            chain.entries[0].entry.device,
+            (s.media_sha256, s.media_len),
+        )
+    }
+
+    fn tests_folder(chain: &sample::SampleChain) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let mut log = Vec::new();
+        for e in &chain.entries {
+            chainlog::put_record(&mut log, &e.to_bytes());
+        }
+        fs::write(t.path().join("chain.log"), log).unwrap();
+        fs::create_dir_all(t.path().join("media")).unwrap();
+        for (seq, b) in &chain.media {
+            fs::write(t.path().join("media").join(media_name(*seq)), b).unwrap();
+        }
+        let pk = hex::encode(server().verifying_key().as_bytes());
+        fs::write(t.path().join("receipt.pub"), format!("{pk}\n")).unwrap();
+        t
+    }
+
+    /// Append a kept acknowledgement to acks.log as an earlier process would have.
+    fn keep_on_disk(dir: &Path, ack: MediaAck, kept_run_us: u64, kept_wall_us: i64) {
+        let k = KeptAck {
+            ack,
+            kept_run_us,
+            kept_wall_us,
+        };
+        let mut rec = Vec::new();
+        chainlog::put_record(&mut rec, &k.to_record());
+        append_durable(&StdFs, &dir.join("acks.log"), &rec).unwrap();
+    }
+
+    fn none() -> BTreeSet<u64> {
+        BTreeSet::new()
+    }
+
+    #[test]
+    fn a_valid_signed_ack_releases_after_the_keep_period_only() {
+        let (t, seq, dev, media) = setup();
+        let store = FsSyncStore::open(t.path()).unwrap();
+        store
+            .media_acked(&MediaAck::sign(dev, seq, media, 1, &server()))
+            .unwrap();
+        assert!(store.is_acked(seq));
+        assert_eq!(store.releasable(HOUR, &none()).unwrap(), Vec::<u64>::new());
+        assert_eq!(store.releasable(0, &none()).unwrap(), vec![seq]);
+        // Kept durably: a reopened store still holds the proof.
+        let again = FsSyncStore::open(t.path()).unwrap();
+        assert!(again.is_acked(seq));
+        assert_eq!(
+            again.releasable(0, &BTreeSet::from([seq])).unwrap(),
+            Vec::<u64>::new()
+        );
+    }
+
+    #[test]
+    fn forged_and_mismatched_acks_are_refused_and_release_nothing() {
+        let (t, seq, dev, media) = setup();
+        let store = FsSyncStore::open(t.path()).unwrap();
+        let forger = SigningKey::from_bytes(&[66; 32]);
+        let mut other_hash = media;
+        other_hash.0[0] ^= 1;
+        let bad = [
+            MediaAck::sign(dev, seq, media, 1, &forger),
+            MediaAck::sign(dev, seq, other_hash, 1, &server()),
+            MediaAck::sign(dev, seq, (media.0, media.1 + 1), 1, &server()),
+            MediaAck::sign(dev, seq + 1, media, 1, &server()),
+            MediaAck::sign(DeviceId([0; 8]), seq, media, 1, &server()),
+        ];
+        for a in &bad {
+            let e = store.media_acked(a).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{a:?}");
+        }
+        assert!(!store.is_acked(seq));
+        assert_eq!(store.releasable(0, &none()).unwrap(), Vec::<u64>::new());
+        assert!(
+            !t.path().join("acks.log").exists(),
+            "nothing that proves nothing is kept"
+        );
+        // Written into acks.log behind the agent's back, they release nothing
+        // either, and `verify` names each one.
+        for a in bad {
+            keep_on_disk(t.path(), a, 0, 0);
+        }
+        let store = FsSyncStore::open(t.path()).unwrap();
+        assert!(!store.is_acked(seq));
+        assert_eq!(store.bad_acks(), 5);
+        assert_eq!(store.releasable(0, &none()).unwrap(), Vec::<u64>::new());
+        let key = SigningKey::from_bytes(&[5; 32]).verifying_key();
+        let r = crate::spool::verify_dir(t.path(), &key, None).unwrap();
+        let bad_acks = r
+            .findings
+            .iter()
+            .filter(|f| f.kind == fieldseal_proto::chain::FindingKind::BadAck)
+            .count();
+        assert_eq!(bad_acks, 5, "{r}");
+    }
+
+    #[test]
+    fn an_unsigned_v1_ack_releases_nothing() {
+        let (t, seq, _, _) = setup();
+        fs::write(
+            t.path().join("acks.log"),
+            format!("{seq} 1751328000000000\n"),
+        )
+        .unwrap();
+        let store = FsSyncStore::open(t.path()).unwrap();
+        assert!(
+            !store.is_acked(seq),
+            "asked for again, so that the server signs it"
+        );
+        assert_eq!(store.releasable(0, &none()).unwrap(), Vec::<u64>::new());
+        assert!(t.path().join("acks.v1.log").exists());
+    }
+
+    #[test]
+    fn a_wall_clock_a_year_ahead_does_not_release_early() {
+        let (t, seq, dev, media) = setup();
+        // Kept a year ago by the wall clock (the clock was set forward since,
+        // or the ack's wall time is a year old): the keep clock has not run
+        // a day since, so the media stays.
+        let now = crate::clock::Clock::wall_us(&crate::clock::SystemClock::new());
+        keep_on_disk(
+            t.path(),
+            MediaAck::sign(dev, seq, media, now - YEAR_US, &server()),
+            0,
+            now - YEAR_US,
+        );
+        let store = FsSyncStore::open(t.path()).unwrap();
+        assert!(store.is_acked(seq));
+        assert_eq!(
+            store.releasable(24 * HOUR, &none()).unwrap(),
+            Vec::<u64>::new()
+        );
+    }
+
+    #[test]
+    fn after_a_restart_the_keep_period_continues_from_what_was_persisted() {
+        let (t, seq, dev, media) = setup();
+        keep_on_disk(
+            t.path(),
+            MediaAck::sign(dev, seq, media, 1, &server()),
+            2 * HOUR,
+            0,
+        );
+        // The agent ran 23 hours after keeping it (persisted checkpoint) ...
+        fs::write(t.path().join("keepclock"), format!("{}\n", 25 * HOUR)).unwrap();
+        let store = FsSyncStore::open(t.path()).unwrap();
+        assert_eq!(
+            store.releasable(24 * HOUR, &none()).unwrap(),
+            Vec::<u64>::new()
+        );
+        assert_eq!(store.releasable(23 * HOUR, &none()).unwrap(), vec![seq]);
+        // ... the releasable() above checkpointed the clock: a new boot goes
+        // on from there, not from zero, and not from the wall clock.
+        let saved: u64 = fs::read_to_string(t.path().join("keepclock"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!((25 * HOUR..26 * HOUR).contains(&saved), "{saved}");
+        // One more hour of run time in a later boot: the day is complete.
+        fs::write(t.path().join("keepclock"), format!("{}\n", 26 * HOUR)).unwrap();
+        let store = FsSyncStore::open(t.path()).unwrap();
+        assert_eq!(store.releasable(24 * HOUR, &none()).unwrap(), vec![seq]);
+    }
+
+    #[test]
+    fn verify_accepts_released_media_only_with_a_proof_of_hand_over() {
+        let (t, seq, dev, media) = setup();
+        let key = SigningKey::from_bytes(&[5; 32]).verifying_key();
+        fs::remove_file(t.path().join("media").join(media_name(seq))).unwrap();
+        fs::write(t.path().join("released.log"), format!("{seq}\n")).unwrap();
+        let r = crate::spool::verify_dir(t.path(), &key, None).unwrap();
+        assert_eq!(
+            r.findings
+                .iter()
+                .map(|f| (f.seq, f.kind))
+                .collect::<Vec<_>>(),
+            vec![(Some(seq), fieldseal_proto::chain::FindingKind::MissingMedia)],
+            "released without a signed acknowledgement: {r}"
+        );
+        keep_on_disk(
+            t.path(),
+            MediaAck::sign(dev, seq, media, 1, &server()),
+            0,
+            0,
+        );
+        let r = crate::spool::verify_dir(t.path(), &key, None).unwrap();
+        assert!(r.ok, "{r}");
     }
 }

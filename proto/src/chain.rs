@@ -95,6 +95,11 @@ pub enum FindingKind {
     TruncatedChain,
     /// In an ordered log, an entry that comes after a higher or equal seq.
     OutOfOrder,
+    /// A kept media acknowledgement of the server that does not verify under
+    /// its receipt key or names no segment of the chain with that hash and
+    /// length (reported by `fieldseal-agent verify`, FORMAT.md §9 `acks.log`;
+    /// never by [`verify_chain`], which sees no acknowledgements).
+    BadAck,
 }
 
 impl FindingKind {
@@ -114,6 +119,7 @@ impl FindingKind {
             FindingKind::HeadMismatch => "head-mismatch",
             FindingKind::TruncatedChain => "truncated-chain",
             FindingKind::OutOfOrder => "out-of-order",
+            FindingKind::BadAck => "bad-ack",
         }
     }
 }

@@ -17,13 +17,15 @@
 //! verifier and its report), [`chainlog`] (records laid end to end in a file;
 //! it owns the record-header size), [`codec`] (`Encode`/`Decode` over a
 //! `Reader`), [`identity`] (device ids, hashes, the `Signer` seam), [`msg`]
-//! and [`frame`] (wire messages and their framing), [`enroll`], [`receipt`],
+//! and [`frame`] (wire messages and their framing), [`enroll`], [`receipt`]
+//! and [`ack`] (the server's signed statements),
 //! [`leaf`], [`merkle`] and [`checkpoint`] (the transparency log), [`sample`]
 //! (sample chains for tests and benchmarks), [`package`] (the export package
 //! and its verifier) over [`ustar`] and [`x509`] (the little of tar and
 //! X.509 it needs).
 #![forbid(unsafe_code)]
 
+pub mod ack;
 pub mod chain;
 pub mod chainlog;
 pub mod checkpoint;

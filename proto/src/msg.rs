@@ -8,11 +8,12 @@
 //!   [`Message::EntryReceipt`] or [`EntryRejected`] for each entry in chain order, plus
 //!   [`Message::Ping`]/[`Message::Pong`] and [`ErrorMsg`]. One stream keeps entries in order.
 //! - **One upload stream per segment** (bidirectional): [`UploadQuery`] →
-//!   [`UploadOffset`]; then, unless the upload is already complete,
-//!   [`UploadBegin`] followed by `len - offset` **raw** bytes of the segment
-//!   (not framed) and the end of the agent's side of the stream; the server
-//!   answers [`UploadAck`] once the bytes are verified and durable, or
-//!   [`UploadFailed`].
+//!   [`UploadOffset`], or [`Message::UploadAck`] at once when the server
+//!   already holds the whole file; then [`UploadBegin`] followed by
+//!   `len - offset` **raw** bytes of the segment (not framed) and the end of
+//!   the agent's side of the stream; the server answers
+//!   [`Message::UploadAck`], a [`MediaAck`] signed with its receipt key, once
+//!   the bytes are verified and durable, or [`UploadFailed`].
 //!
 //! Each message travels as one frame (see [`crate::frame`]); this module defines
 //! the payloads. Every variable-length field is bounded by a `MAX_*` constant,
@@ -34,19 +35,23 @@
 //! 0x20  UploadQuery    seq u64, media_hash [32], media_len u64 (<= MAX_MEDIA_LEN)
 //! 0x21  UploadOffset   seq u64, offset u64 (<= MAX_MEDIA_LEN)
 //! 0x22  UploadBegin    seq u64, media_hash [32], offset u64, len u64 (offset <= len <= MAX_MEDIA_LEN)
-//! 0x23  UploadAck      seq u64, media_hash [32]
+//! 0x23  UploadAck      media ack (129 bytes, see crate::ack)
 //! 0x24  UploadFailed   seq u64, code u8, detail text8
 //! 0x30  Ping           nonce u64
 //! 0x31  Pong           nonce u64
 //! 0x3f  Error          code u8, detail text8
 //! ```
 
+use crate::ack::MediaAck;
 use crate::codec::{check_len, put, Decode, DecodeError, Encode, Reader};
 use crate::identity::{DeviceId, Hash32};
 use crate::receipt::Receipt;
 
-/// The protocol version this implementation speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this implementation speaks. Version 2 made
+/// `UploadAck` a signed [`MediaAck`] (version 1's carried no signature, yet let
+/// the device delete its media); a peer of another version is refused with
+/// [`ErrorCode::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u16 = 2;
 
 pub use crate::entry::MAX_SIGNED_ENTRY;
 
@@ -325,8 +330,8 @@ pub struct UploadQuery {
     pub media_len: u64,
 }
 
-/// Server → agent: resume at `offset`. `offset == media_len` means the server
-/// already holds the whole file, verified and durable.
+/// Server → agent: resume at `offset` (`offset < media_len`). A server that
+/// already holds the whole file answers [`Message::UploadAck`] instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadOffset {
     /// The seq of the query.
@@ -355,16 +360,6 @@ impl UploadBegin {
     pub fn raw_len(&self) -> u64 {
         self.len.saturating_sub(self.offset)
     }
-}
-
-/// Server → agent: the whole file is verified against `media_hash` and durable;
-/// the agent may delete its copy (after its keep period).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadAck {
-    /// The seq of the segment entry.
-    pub seq: u64,
-    /// The hash the server verified.
-    pub media_hash: Hash32,
 }
 
 /// Server → agent: the upload did not complete.
@@ -407,7 +402,7 @@ pub enum MessageType {
     UploadOffset = 0x21,
     /// [`UploadBegin`].
     UploadBegin = 0x22,
-    /// [`UploadAck`].
+    /// [`MediaAck`].
     UploadAck = 0x23,
     /// [`UploadFailed`].
     UploadFailed = 0x24,
@@ -477,8 +472,9 @@ pub enum Message {
     UploadOffset(UploadOffset),
     /// Agent → server: raw bytes follow.
     UploadBegin(UploadBegin),
-    /// Server → agent: verified and durable.
-    UploadAck(UploadAck),
+    /// Server → agent: verified and durable, signed with the receipt key;
+    /// the agent may delete its copy (after its keep period).
+    UploadAck(MediaAck),
     /// Server → agent: the upload failed.
     UploadFailed(UploadFailed),
     /// Either side: are you there? (the nonce comes back in [`Message::Pong`]).
@@ -771,23 +767,6 @@ impl Decode for UploadBegin {
     }
 }
 
-impl Encode for UploadAck {
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.seq.to_be_bytes());
-        out.extend_from_slice(&self.media_hash);
-    }
-}
-
-impl Decode for UploadAck {
-    const NAME: &'static str = "upload ack";
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(UploadAck {
-            seq: r.u64()?,
-            media_hash: r.array()?,
-        })
-    }
-}
-
 impl Encode for UploadFailed {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.seq.to_be_bytes());
@@ -1059,8 +1038,22 @@ pub(crate) mod arb {
             (any::<u64>(), media_len())
                 .prop_map(|(seq, offset)| Message::UploadOffset(UploadOffset { seq, offset })),
             upload_begin().prop_map(Message::UploadBegin),
-            (any::<u64>(), any::<[u8; 32]>())
-                .prop_map(|(seq, h)| Message::UploadAck(UploadAck { seq, media_hash: h })),
+            (
+                any::<[u8; 8]>(),
+                any::<u64>(),
+                any::<[u8; 32]>(),
+                any::<u64>(),
+                any::<i64>(),
+                any::<[u8; 64]>(),
+            )
+                .prop_map(|(d, seq, h, len, t, sig)| Message::UploadAck(MediaAck {
+                    device_id: DeviceId(d),
+                    seq,
+                    media_sha256: h,
+                    media_len: len,
+                    server_time_us: t,
+                    signature: sig,
+                })),
             (
                 any::<u64>(),
                 proptest::sample::select(UploadFailCode::ALL),

@@ -990,6 +990,37 @@ def verify_receipt(enc: bytes, server_public_key: bytes) -> dict:
     return rec
 
 
+MEDIA_ACK_PREFIX = b"fieldseal/media-ack/v1\x00"
+
+
+def decode_media_ack(enc: bytes) -> dict:
+    """§7.6 "Media acknowledgement": 129 bytes, version 1."""
+    if len(enc) != 129:
+        raise Malformed("media ack is not 129 bytes")
+    if enc[0] != 0x01:
+        raise Malformed("media ack version")
+    r = Reader(enc)
+    r.u8()
+    ack = {
+        "device_id": r.take(8),
+        "seq": r.u64(),
+        "media_sha256": r.take(32),
+        "media_len": r.u64(),
+        "server_time_us": r.i64(),
+        "signature": r.take(64),
+    }
+    r.finish()
+    ack["signing_bytes"] = MEDIA_ACK_PREFIX + enc[:65]
+    return ack
+
+
+def verify_media_ack(enc: bytes, server_public_key: bytes) -> dict:
+    ack = decode_media_ack(enc)
+    if not ed25519_verify(server_public_key, ack["signing_bytes"], ack["signature"]):
+        raise Malformed("media ack signature does not verify")
+    return ack
+
+
 MAX_FRAME_PAYLOAD = 65536
 MAX_DETAIL = 200
 MAX_RESEND_MEDIA = 1024
@@ -1066,8 +1097,7 @@ def decode_message(mtype: int, payload: bytes) -> dict:
         if not m["offset"] <= m["len"] <= MAX_MEDIA_LEN:
             raise Malformed("offset/len")
     elif mtype == 0x23:
-        m["seq"] = r.u64()
-        m["media_hash"] = r.take(32)
+        m["ack"] = decode_media_ack(r.take(r.remaining()))
     elif mtype in (0x30, 0x31):
         m["nonce"] = r.u64()
     elif mtype == 0x3F:
@@ -1639,16 +1669,16 @@ def _self_test_frames(t, vdir):
     media_hash = hashlib.sha256(b"segment 42").digest()
     dev = bytes.fromhex("0123456789abcdef")
     expect = {
-        "hello": {"protocol_version": 1, "device_id": dev, "chain_head_seq": 41},
-        "hello_empty_chain": {"protocol_version": 1, "device_id": dev, "chain_head_seq": None},
-        "welcome": {"protocol_version": 1, "server_time_us": 1751328000000000, "next_seq_expected": 42,
+        "hello": {"protocol_version": 2, "device_id": dev, "chain_head_seq": 41},
+        "hello_empty_chain": {"protocol_version": 2, "device_id": dev, "chain_head_seq": None},
+        "welcome": {"protocol_version": 2, "server_time_us": 1751328000000000, "next_seq_expected": 42,
                     "resend_media": [3, 17]},
         "submit_entry": {"entry": b"opaque signed entry bytes"},
         "entry_rejected": {"seq": 42, "code": 4, "detail": "seq 42 differs"},
         "upload_query": {"seq": 42, "media_hash": media_hash, "media_len": 1000000},
         "upload_offset": {"seq": 42, "offset": 65536},
         "upload_begin": {"seq": 42, "media_hash": media_hash, "offset": 65536, "len": 1000000},
-        "upload_ack": {"seq": 42, "media_hash": media_hash},
+        "upload_ack": {},
         "upload_failed": {"seq": 42, "code": 3, "detail": ""},
         "ping": {"nonce": 0x0102030405060708},
         "pong": {"nonce": 0x0102030405060708},
@@ -1694,6 +1724,20 @@ def _self_test_frames(t, vdir):
     t.check(_raises(lambda: verify_receipt(bytes(bad), spk)), "altered receipt refused")
     t.check(_raises(lambda: decode_receipt(b"\x02" + enc[1:])), "receipt version 2 refused")
     t.check(_raises(lambda: decode_receipt(enc + b"\x00")), "receipt of 130 bytes refused")
+    # Media acknowledgement (§7.6): segment 3 of entries.json, same server key.
+    aenc = vals["ack.encoding"]
+    ack = verify_media_ack(aenc, spk)
+    t.check(ack["signing_bytes"] == vals["ack.signing_bytes"], "media ack signing bytes")
+    t.check(len(ack["signing_bytes"]) == 88, "media ack signing bytes are 88 bytes")
+    m3 = next(m for m in vec["media"] if m["seq"] == 3)
+    t.check((ack["device_id"], ack["seq"], ack["media_sha256"].hex(), ack["media_len"])
+            == (e4.device_id, 3, m3["sha256"], len(bytes.fromhex(m3["bytes"]))), "media ack fields name segment 3")
+    status, res = decode_frame(vals["frame.upload_ack"])
+    t.check(status == "frame" and res[0]["ack"]["signature"] == ack["signature"], "UploadAck frame")
+    t.check(_raises(lambda: verify_media_ack(enc, spk)), "a receipt is not a media ack")
+    bad = bytearray(aenc)
+    bad[40] ^= 1
+    t.check(_raises(lambda: verify_media_ack(bytes(bad), spk)), "altered media ack refused")
 
 
 if __name__ == "__main__":

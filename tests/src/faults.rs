@@ -243,12 +243,10 @@ impl AgentView {
                 v.receipts.insert(r.seq, r);
             }
         }
-        let acks = std::fs::read_to_string(dir.join("acks.log")).unwrap_or_default();
-        for l in acks.lines() {
-            if let Some(seq) = l.split_whitespace().next().and_then(|s| s.parse().ok()) {
-                v.media_acked.insert(seq);
-            }
-        }
+        // The signed acknowledgements the agent kept (FORMAT.md §9): each was
+        // checked against the receipt key before it was written.
+        let (acks, _) = fieldseal_agent::acks::read_log(&fieldseal_agent::spoolfs::StdFs, dir)?;
+        v.media_acked.extend(acks.iter().map(|k| k.ack.seq));
         Ok(v)
     }
 

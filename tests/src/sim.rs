@@ -153,7 +153,8 @@ pub struct Pair {
     /// Upload bytes to let through before cutting the connection (for the
     /// resume-at-every-offset scenario); counts down.
     pub cut_upload_after: Option<u64>,
-    /// Every `UploadOffset` the server sent: (device, seq, offset).
+    /// Every answer of the server to an upload query: (device, seq, offset),
+    /// the whole length when it held the media whole and acknowledged at once.
     pub offsets: Vec<(DeviceId, u64, u64)>,
 }
 
@@ -376,13 +377,11 @@ impl Pair {
     }
 
     fn send_replies(&mut self, replies: Vec<server::Reply>) {
+        self.offsets.append(&mut self.server.query_answers);
         for (conn, stream, body) in replies {
             let Some(&i) = self.conns.get(&conn) else {
                 continue;
             };
-            if let Body::Msg(Message::UploadOffset(o)) = &body {
-                self.offsets.push((self.agents[i].device, o.seq, o.offset));
-            }
             if let Body::Close(_) = body {
                 // The server closed it: the device learns at once (a
                 // CONNECTION_CLOSE frame), and nothing more flows.

@@ -474,5 +474,14 @@ async fn a_full_spool_is_an_explained_break() {
     drain(&a);
     let c = o.judge("CJ-2026-0700", "CJ-700", window(started, stopped));
     assert_break_explained_by(&c, "storage-full");
+    // The media released to make room went on a signed acknowledgement of
+    // the server, kept as proof of hand-over: the device's own verify
+    // accepts the absence (a release without proof is missing-media).
+    let released = std::fs::read_to_string(a.dir.join("released.log")).unwrap_or_default();
+    assert!(
+        released.lines().count() > 0,
+        "the full spool released media"
+    );
+    ok(&block(|| a.run(&["verify", "--json"], MINUTE)));
     o.h.server.shutdown().await;
 }

@@ -48,7 +48,7 @@ pub(super) struct Writer<'a> {
     pub(super) last_stats: CaptureStatsSnapshot,
     pub(super) store: Arc<FsSyncStore>,
     pub(super) sync_enabled: bool,
-    pub(super) keep_after_ack_us: i64,
+    pub(super) keep_after_ack_us: u64,
     pub(super) release_checked: Option<Instant>,
     pub(super) battery_root: std::path::PathBuf,
     pub(super) battery_checked: Option<Instant>,
@@ -274,7 +274,8 @@ impl Writer<'_> {
         self.carry_out(actions)
     }
 
-    /// Delete media the server acknowledged more than the keep period ago.
+    /// Delete media whose signed acknowledgement was kept more than the keep
+    /// period ago (`FsSyncStore::releasable`).
     pub(super) fn release_acknowledged(&mut self) -> Result<(), RunError> {
         if self
             .release_checked
@@ -283,11 +284,12 @@ impl Writer<'_> {
             return Ok(());
         }
         self.release_checked = Some(Instant::now());
-        let due = self.store.releasable(
-            self.clock.wall_us(),
-            self.keep_after_ack_us,
-            self.spool.released(),
-        );
+        // The keep period runs on the keep clock (monotonic time summed over
+        // boots), never on the wall clock, which can be set forward.
+        let due = self
+            .store
+            .releasable(self.keep_after_ack_us, self.spool.released())
+            .map_err(RunError::SyncStore)?;
         for seq in due {
             self.spool.release_media(seq)?;
             tracing::debug!(seq, "media released after the server's acknowledgement");

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use fieldseal_proto::ack::MediaAck;
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::entry::SignedEntry;
 use fieldseal_proto::frame::FrameBuffer;
@@ -42,6 +43,9 @@ pub struct Progress {
     pub uploads_refused: AtomicU64,
     /// Segment bytes written to upload streams.
     pub media_bytes_sent: AtomicU64,
+    /// Upload acknowledgements that proved nothing (bad signature, another
+    /// segment): the media is kept.
+    pub acks_refused: AtomicU64,
     /// Connections established (the server's `Welcome` received).
     pub connections: AtomicU64,
 }
@@ -59,6 +63,8 @@ pub struct Stats {
     pub uploads_refused: u64,
     /// Segment bytes written to upload streams.
     pub media_bytes_sent: u64,
+    /// Upload acknowledgements that proved nothing.
+    pub acks_refused: u64,
     /// Connections established.
     pub connections: u64,
 }
@@ -72,6 +78,7 @@ impl Progress {
             uploads_acked: self.uploads_acked.load(Ordering::Relaxed),
             uploads_refused: self.uploads_refused.load(Ordering::Relaxed),
             media_bytes_sent: self.media_bytes_sent.load(Ordering::Relaxed),
+            acks_refused: self.acks_refused.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
         }
     }
@@ -410,8 +417,12 @@ async fn connection<S: SyncStore>(
                         utx.clone(),
                         progress.clone(),
                     );
+                    let check = AckCheck {
+                        receipt_key: cfg.receipt_key,
+                        device,
+                    };
                     uploads.spawn(async move {
-                        let outcome = upload(&conn, &*store, seq, &media, &progress).await;
+                        let outcome = upload(&conn, &*store, seq, &media, &progress, check).await;
                         let _ = utx.send((seq, outcome));
                     });
                 }
@@ -461,6 +472,9 @@ async fn connection<S: SyncStore>(
                     match outcome {
                         UploadOutcome::Acked => {
                             progress.uploads_acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        UploadOutcome::BadAck => {
+                            progress.acks_refused.fetch_add(1, Ordering::Relaxed);
                         }
                         UploadOutcome::Failed(
                             code @ (UploadFailCode::HashMismatch | UploadFailCode::EntryMismatch),
@@ -521,6 +535,31 @@ fn on_receipt<S: SyncStore>(
     Ok(machine.handle_receipt(seq, view))
 }
 
+/// The server's `UploadAck`: kept as proof of hand-over if it is signed by
+/// the receipt key from enrolment and names exactly this segment; otherwise
+/// reported, and nothing is released.
+fn on_ack<S: SyncStore + ?Sized>(
+    a: &MediaAck,
+    store: &S,
+    cfg: &AckCheck,
+    seq: u64,
+    media: &MediaRef,
+) -> Result<UploadOutcome, StreamError> {
+    if let Err(why) = a.verify_for(&cfg.receipt_key, cfg.device, seq, (media.sha256, media.len)) {
+        tracing::error!(seq, %why, "the server's acknowledgement proves nothing: the media is kept");
+        return Ok(UploadOutcome::BadAck);
+    }
+    store.media_acked(a)?;
+    Ok(UploadOutcome::Acked)
+}
+
+/// What an acknowledgement is checked against.
+#[derive(Debug, Clone, Copy)]
+struct AckCheck {
+    receipt_key: ed25519_dalek::VerifyingKey,
+    device: DeviceId,
+}
+
 /// One upload (FORMAT.md §7.5), resuming at the server's offset.
 async fn upload<S: SyncStore + ?Sized>(
     conn: &quinn::Connection,
@@ -528,8 +567,9 @@ async fn upload<S: SyncStore + ?Sized>(
     seq: u64,
     media: &MediaRef,
     progress: &Progress,
+    check: AckCheck,
 ) -> UploadOutcome {
-    match upload_inner(conn, store, seq, media, progress).await {
+    match upload_inner(conn, store, seq, media, progress, &check).await {
         Ok(o) => o,
         Err(e) => {
             tracing::debug!(seq, "upload broke: {e}");
@@ -544,6 +584,7 @@ async fn upload_inner<S: SyncStore + ?Sized>(
     seq: u64,
     media: &MediaRef,
     progress: &Progress,
+    cfg: &AckCheck,
 ) -> Result<UploadOutcome, StreamError> {
     let (mut send, recv) = conn.open_bi().await?;
     let _ = send.set_priority(0);
@@ -555,7 +596,12 @@ async fn upload_inner<S: SyncStore + ?Sized>(
     };
     send_msg(&mut send, &Message::UploadQuery(q)).await?;
     let offset = match reader.next().await? {
-        Some(Message::UploadOffset(o)) if o.seq == seq && o.offset <= media.len => o.offset,
+        Some(Message::UploadOffset(o)) if o.seq == seq && o.offset < media.len => o.offset,
+        // Held whole already: the server acknowledges at once (FORMAT.md §7.5).
+        Some(Message::UploadAck(a)) => {
+            let _ = send.finish();
+            return on_ack(&a, store, cfg, seq, media);
+        }
         Some(Message::UploadFailed(f)) => return Ok(UploadOutcome::Failed(f.code)),
         other => {
             return Err(StreamError::Unexpected {
@@ -564,11 +610,6 @@ async fn upload_inner<S: SyncStore + ?Sized>(
             })
         }
     };
-    if offset == media.len {
-        let _ = send.finish();
-        store.media_acked(seq)?;
-        return Ok(UploadOutcome::Acked);
-    }
     let begin = UploadBegin {
         seq,
         media_hash: media.sha256,
@@ -595,10 +636,7 @@ async fn upload_inner<S: SyncStore + ?Sized>(
     }
     send.finish()?;
     match reader.next().await? {
-        Some(Message::UploadAck(a)) if a.seq == seq && a.media_hash == media.sha256 => {
-            store.media_acked(seq)?;
-            Ok(UploadOutcome::Acked)
-        }
+        Some(Message::UploadAck(a)) => on_ack(&a, store, cfg, seq, media),
         Some(Message::UploadFailed(f)) => Ok(UploadOutcome::Failed(f.code)),
         other => Err(StreamError::Unexpected {
             expected: "UploadAck",

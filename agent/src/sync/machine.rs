@@ -69,8 +69,11 @@ pub struct Fatal {
 /// How an upload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadOutcome {
-    /// `UploadAck` with the right hash, or `UploadOffset == len`.
+    /// A signed `UploadAck` that proves the hand-over of this segment, kept.
     Acked,
+    /// An `UploadAck` that proves nothing (not signed by the receipt key, or
+    /// naming other media): nothing is released; retried like a failure.
+    BadAck,
     /// `UploadFailed` with this code.
     Failed(UploadFailCode),
     /// The stream or connection broke.
@@ -310,7 +313,7 @@ impl Machine {
                 self.failed_uploads.insert(seq);
                 Action::Continue
             }
-            UploadOutcome::Failed(_) => {
+            UploadOutcome::Failed(_) | UploadOutcome::BadAck => {
                 // The delay doubles with each failure of this segment (a
                 // server whose disk is full says so for a while), up to the
                 // reconnection backoff's cap.

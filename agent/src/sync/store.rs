@@ -9,6 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use fieldseal_proto::ack::MediaAck;
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::entry::SignedEntry;
 use fieldseal_proto::identity::Hash32;
@@ -45,13 +46,16 @@ pub trait SyncStore: Send + Sync + 'static {
     /// # Errors
     /// I/O errors of the store.
     fn save_receipt(&self, r: &Receipt) -> io::Result<()>;
-    /// The server acknowledged the media of `seq` (verified and durable there);
-    /// durable before returning. The store may delete the file after its keep
-    /// period.
+    /// The server acknowledged the media of `ack.seq` (verified and durable
+    /// there) with `ack`, which the caller checked against the receipt key
+    /// and the segment's signed entry; kept durably before returning, as
+    /// proof of hand-over. The store may delete the file after its keep
+    /// period, and only on such a proof.
     ///
     /// # Errors
-    /// I/O errors of the store.
-    fn media_acked(&self, seq: u64) -> io::Result<()>;
+    /// I/O errors of the store; a store that checks acknowledgements itself
+    /// refuses one that proves nothing (`InvalidData`).
+    fn media_acked(&self, ack: &MediaAck) -> io::Result<()>;
     /// Was the media of `seq` acknowledged?
     fn is_acked(&self, seq: u64) -> bool;
     /// Does the store hold a receipt for `seq`?
@@ -148,8 +152,8 @@ impl SyncStore for MemStore {
         self.inner.lock().expect("lock").receipts.insert(r.seq, r);
         Ok(())
     }
-    fn media_acked(&self, seq: u64) -> io::Result<()> {
-        self.inner.lock().expect("lock").acked.insert(seq);
+    fn media_acked(&self, ack: &MediaAck) -> io::Result<()> {
+        self.inner.lock().expect("lock").acked.insert(ack.seq);
         Ok(())
     }
     fn is_acked(&self, seq: u64) -> bool {
@@ -165,7 +169,8 @@ impl SyncStore for MemStore {
 
 /// Conformance checks every [`SyncStore`] must pass, shared by [`MemStore`]
 /// and the spool (STYLE.md item 5). `store` must hold exactly `chain`, with
-/// the media of every segment, and no receipt or acknowledgement yet.
+/// the media of every segment, and no receipt or acknowledgement yet; the
+/// server's receipt key is the one of seed `[9; 32]`.
 ///
 /// # Panics
 /// When the store does not behave.
@@ -193,7 +198,9 @@ pub fn conformance<S: SyncStore>(store: &S, chain: &fieldseal_proto::sample::Sam
     store.save_receipt(&r).unwrap();
     assert!(store.has_receipt(0));
     let seg = *chain.media.keys().next().expect("the chain has a segment");
-    store.media_acked(seg).unwrap();
+    let m = store.media(seg).unwrap().expect("held");
+    let ack = MediaAck::sign(e.entry.device, seg, (m.sha256, m.len), 2, &key);
+    store.media_acked(&ack).unwrap();
     assert!(store.is_acked(seg));
 }
 

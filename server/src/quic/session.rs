@@ -71,7 +71,9 @@ fn check_hello(hello: &Hello, device: DeviceId) -> Result<(), (ErrorCode, &'stat
     if hello.protocol_version != PROTOCOL_VERSION {
         return Err((
             ErrorCode::UnsupportedVersion,
-            "v1 only",
+            // Version 1 agents delete media on unsigned acknowledgements: an
+            // old agent must be upgraded before it syncs again.
+            "protocol v2 only (signed upload acks): upgrade the agent",
             format!("protocol version {}", hello.protocol_version),
         ));
     }
@@ -177,7 +179,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hello_must_speak_v1_and_name_the_connections_device() {
+    fn hello_must_speak_v2_and_name_the_connections_device() {
         let device = DeviceId([1; 8]);
         let hello = Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -193,13 +195,16 @@ mod tests {
             check_hello(&other, device).unwrap_err().0,
             ErrorCode::WrongDevice
         );
-        let old = Hello {
-            protocol_version: PROTOCOL_VERSION + 1,
-            ..hello
-        };
-        assert_eq!(
-            check_hello(&old, device).unwrap_err().0,
-            ErrorCode::UnsupportedVersion
-        );
+        for v in [1, PROTOCOL_VERSION + 1] {
+            let other_version = Hello {
+                protocol_version: v,
+                ..hello.clone()
+            };
+            assert_eq!(
+                check_hello(&other_version, device).unwrap_err().0,
+                ErrorCode::UnsupportedVersion,
+                "version {v}"
+            );
+        }
     }
 }

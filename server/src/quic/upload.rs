@@ -1,5 +1,7 @@
-//! Upload streams (FORMAT.md §7.5): `UploadQuery` → `UploadOffset`, then
-//! `UploadBegin` and the raw bytes → `UploadAck` or `UploadFailed`.
+//! Upload streams (FORMAT.md §7.5): `UploadQuery` → `UploadOffset` (or a
+//! signed `UploadAck` at once for media already held), then `UploadBegin` and
+//! the raw bytes → `UploadAck` or `UploadFailed`. Every `UploadAck` is a
+//! [`MediaAck`] signed with the receipt key: it lets the device delete its copy.
 //!
 //! This driver moves bytes: it reads messages and raw media, writes them to
 //! the partial file in batches on the blocking pool, and sends the answers.
@@ -9,10 +11,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use fieldseal_proto::ack::MediaAck;
 use fieldseal_proto::identity::DeviceId;
-use fieldseal_proto::msg::{
-    Detail, Message, UploadAck, UploadFailCode, UploadFailed, UploadOffset,
-};
+use fieldseal_proto::identity::Hash32;
+use fieldseal_proto::msg::{Detail, Message, UploadFailCode, UploadFailed, UploadOffset};
 use quinn::{RecvStream, SendStream};
 
 use super::frames::{send_msg, FrameReader};
@@ -69,12 +71,19 @@ pub(super) async fn serve(
         Ok(o) => o,
         Err(r) => return refuse(&mut send, seq, r).await,
     };
-    let m = Message::UploadOffset(UploadOffset { seq, offset });
-    send_msg(&mut send, &m).await?;
     if offset == q.media_len {
+        // Held whole: `settle_query` checked the hash and length against the
+        // accepted entry, so the acknowledgement names the signed media.
+        send_msg(
+            &mut send,
+            &signed_ack(shared, device, seq, (q.media_hash, offset)),
+        )
+        .await?;
         send.finish()?;
         return Ok(());
     }
+    let m = Message::UploadOffset(UploadOffset { seq, offset });
+    send_msg(&mut send, &m).await?;
     let Some(next) = reader.next().await? else {
         return Ok(());
     };
@@ -184,10 +193,10 @@ async fn store(
     shared: &Arc<Shared>,
     device: DeviceId,
     seq: u64,
-    signed: (fieldseal_proto::identity::Hash32, u64),
+    signed: (Hash32, u64),
     writer: PartWriter,
 ) -> Result<(), ConnError> {
-    let (media_hash, media_len) = signed;
+    let media_len = signed.1;
     let s = shared.clone();
     let got = writer.finish();
     let done =
@@ -219,10 +228,17 @@ async fn store(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     c.media_bytes
         .fetch_add(media_len, std::sync::atomic::Ordering::Relaxed);
-    send_msg(send, &Message::UploadAck(UploadAck { seq, media_hash })).await?;
+    send_msg(send, &signed_ack(shared, device, seq, signed)).await?;
     send.finish()?;
     crate::fault::point("blob-after-ack");
     Ok(())
+}
+
+/// The signed acknowledgement of media the server holds, verified and
+/// durable (FORMAT.md §7.6): the device may delete its copy on it.
+fn signed_ack(shared: &Shared, device: DeviceId, seq: u64, media: (Hash32, u64)) -> Message {
+    let ack = MediaAck::sign(device, seq, media, crate::now_us(), &shared.receipt_key);
+    Message::UploadAck(ack)
 }
 
 /// Answer `UploadFailed` and end the stream.

@@ -295,34 +295,33 @@ impl Agent {
         };
         let (hash, len) = self.store.signed_media[&seq];
         let outcome = match (state, m) {
-            (Up::Query, Message::UploadOffset(o)) if o.seq == seq && o.offset <= len => {
-                if o.offset == len {
-                    UploadOutcome::Acked
-                } else {
-                    let bytes = self.store.media[&seq][idx(o.offset)..].to_vec();
-                    let mut out = vec![Out::Upload(
-                        n,
-                        Message::UploadBegin(UploadBegin {
-                            seq,
-                            media_hash: hash,
-                            offset: o.offset,
-                            len,
-                        }),
-                    )];
-                    let chunks: Vec<&[u8]> = bytes.chunks(self.chunk.max(1)).collect();
-                    let last = chunks.len().saturating_sub(1);
-                    for (i, c) in chunks.iter().enumerate() {
-                        out.push(Out::Data(n, c.to_vec(), i == last));
-                    }
-                    if chunks.is_empty() {
-                        out.push(Out::Data(n, Vec::new(), true));
-                    }
-                    self.uploads.insert(n, (seq, Up::Sent));
-                    return (out, None, true);
+            (Up::Query | Up::Sent, Message::UploadAck(a)) => {
+                match a.verify_for(&self.server_key, self.device, seq, (hash, len)) {
+                    Ok(()) => UploadOutcome::Acked,
+                    Err(_) => UploadOutcome::BadAck,
                 }
             }
-            (Up::Sent, Message::UploadAck(a)) if a.seq == seq && a.media_hash == hash => {
-                UploadOutcome::Acked
+            (Up::Query, Message::UploadOffset(o)) if o.seq == seq && o.offset < len => {
+                let bytes = self.store.media[&seq][idx(o.offset)..].to_vec();
+                let mut out = vec![Out::Upload(
+                    n,
+                    Message::UploadBegin(UploadBegin {
+                        seq,
+                        media_hash: hash,
+                        offset: o.offset,
+                        len,
+                    }),
+                )];
+                let chunks: Vec<&[u8]> = bytes.chunks(self.chunk.max(1)).collect();
+                let last = chunks.len().saturating_sub(1);
+                for (i, c) in chunks.iter().enumerate() {
+                    out.push(Out::Data(n, c.to_vec(), i == last));
+                }
+                if chunks.is_empty() {
+                    out.push(Out::Data(n, Vec::new(), true));
+                }
+                self.uploads.insert(n, (seq, Up::Sent));
+                return (out, None, true);
             }
             (_, Message::UploadFailed(f)) => UploadOutcome::Failed(f.code),
             _ => UploadOutcome::Broken,

@@ -8,12 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use fieldseal_proto::ack::MediaAck;
 use fieldseal_proto::entry::ChainHead;
 use fieldseal_proto::identity::{sha256, DeviceId, Hash32};
 use fieldseal_proto::leaf::Leaf;
 use fieldseal_proto::msg::Message;
 use fieldseal_proto::msg::{
-    Detail, SeqList, UploadAck, UploadFailCode, UploadFailed, UploadOffset, UploadQuery, Welcome,
+    Detail, SeqList, UploadFailCode, UploadFailed, UploadOffset, UploadQuery, Welcome,
     MAX_RESEND_MEDIA, PROTOCOL_VERSION,
 };
 use fieldseal_server::blobstore::{BlobStore, MemStore};
@@ -98,6 +99,9 @@ pub struct Server {
     pub sync_every: usize,
     /// Restarts so far.
     pub restarts: u64,
+    /// Answers to upload queries not yet taken by the pair: (device, seq,
+    /// offset), the whole length for media held whole (answered `UploadAck`).
+    pub query_answers: Vec<(DeviceId, u64, u64)>,
 }
 
 fn failed(seq: u64, code: UploadFailCode, detail: &str) -> Body {
@@ -127,6 +131,7 @@ impl Server {
             queue: Vec::new(),
             sync_every: 3000,
             restarts: 0,
+            query_answers: Vec::new(),
         }
     }
 
@@ -348,6 +353,12 @@ impl Server {
         panic!("upload query of {} did not settle", q.seq)
     }
 
+    /// The signed acknowledgement of held media. Its server time is 0: the
+    /// simulated server has no clock between commits, and no one reads it.
+    fn ack(&self, device: DeviceId, seq: u64, media: (Hash32, u64)) -> Message {
+        Message::UploadAck(MediaAck::sign(device, seq, media, 0, &self.receipt_key))
+    }
+
     fn on_upload(&mut self, conn: u64, device: DeviceId, n: u64, body: Body) -> Vec<Reply> {
         let key = (conn, n);
         let state = self.streams.get(&key).cloned().unwrap_or(Up::Query);
@@ -360,9 +371,14 @@ impl Server {
                     return reply(failed(seq, UploadFailCode::Internal, why));
                 }
                 self.streams.insert(key, Up::Begin { seq });
-                match self.answer_query(device, &q) {
+                let answer = self.answer_query(device, &q);
+                if let Ok(offset) = answer {
+                    self.query_answers.push((device, seq, offset));
+                }
+                match answer {
                     Ok(offset) if offset == q.media_len => {
-                        let m = Message::UploadOffset(UploadOffset { seq, offset });
+                        // Held whole: the signed acknowledgement at once (FORMAT.md §7.5).
+                        let m = self.ack(device, seq, (q.media_hash, offset));
                         self.end(conn, device, n, Body::Msg(m))
                     }
                     Ok(offset) => reply(Body::Msg(Message::UploadOffset(UploadOffset {
@@ -442,10 +458,7 @@ impl Server {
                 let answer = match ingest::check_complete(signed, got) {
                     Completion::Store => {
                         assert!(self.verify_partial(device, seq, signed.0, signed.1));
-                        Body::Msg(Message::UploadAck(UploadAck {
-                            seq,
-                            media_hash: signed.0,
-                        }))
+                        Body::Msg(self.ack(device, seq, signed))
                     }
                     Completion::Short(_) => failed(seq, UploadFailCode::Internal, "short"),
                     Completion::Mismatch => {

@@ -201,7 +201,8 @@ impl SyncStore for BenchStore {
         }
         Ok(())
     }
-    fn media_acked(&self, seq: u64) -> io::Result<()> {
+    fn media_acked(&self, ack: &fieldseal_proto::ack::MediaAck) -> io::Result<()> {
+        let seq = ack.seq;
         let mut g = self.inner.lock().expect("lock");
         g.acked.insert(seq);
         let path = g.media.get(&seq).map(|m| m.path.clone());
