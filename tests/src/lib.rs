@@ -8,6 +8,7 @@
 
 pub mod blobfaults;
 pub mod faults;
+pub mod flood;
 pub mod http;
 pub mod procs;
 pub mod relay;
