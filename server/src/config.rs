@@ -25,6 +25,14 @@ pub enum ConfigError {
         /// Why.
         source: toml::de::Error,
     },
+    /// A setting has a value that cannot work.
+    #[error("{}: {what}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Which setting, and why.
+        what: String,
+    },
 }
 
 /// `config.toml`. Every field has a default, so an empty file is valid.
@@ -66,6 +74,22 @@ pub struct Config {
     /// Seconds between two runs of the retention job while `run` runs; 0
     /// turns it off (`fieldseal-server retention` runs it by hand).
     pub retention_interval_secs: u64,
+    /// QUIC connections of every kind at once (`quic::limits`).
+    pub max_connections: usize,
+    /// QUIC connections not yet authenticated as an enrolled device
+    /// (handshakes, enrolments, strangers) at once.
+    pub max_unauthenticated: usize,
+    /// Unauthenticated QUIC connections at once from one address (IPv4, or
+    /// an IPv6 /64). Enrolled devices' connections do not count.
+    pub max_unauthenticated_per_address: usize,
+    /// Handshakes per address per minute that did not become an enrolled
+    /// device's connection.
+    pub handshakes_per_address_per_minute: u32,
+    /// Enrolment attempts per address per minute.
+    pub enrolments_per_address_per_minute: u32,
+    /// Seconds a connection may stay unauthenticated: the handshake, and on
+    /// the enrolment ALPN the request, must be done by then.
+    pub unauthenticated_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -88,6 +112,25 @@ impl Default for Config {
             // that did not become evidence (DESIGN.md, "Why it exists").
             retention_days: 183,
             retention_interval_secs: 24 * 3600,
+            // A prefecture's 2,000 devices (DESIGN.md, "Scale") with room
+            // for superseded connections that linger until their idle
+            // timeout; strangers cannot take it (max_unauthenticated).
+            max_connections: 4096,
+            // Enrolment is rare and a handshake takes a few round trips: 256
+            // at once is a reconnect storm's worth, and bounds what strangers
+            // can hold (~the handshake state of 256 connections).
+            max_unauthenticated: 256,
+            // Devices behind one NAT that reconnect at once, while they are
+            // still in their handshake; a stranger gets no more.
+            max_unauthenticated_per_address: 16,
+            // Two a second on average, with a minute's worth at once.
+            handshakes_per_address_per_minute: 120,
+            // An office enrolling a batch of cameras from one address.
+            enrolments_per_address_per_minute: 20,
+            // A handshake and an enrolment request take a few round trips
+            // (~1 s on a 300 ms mobile link); 10 s is ample for a device and
+            // short for someone holding connections open.
+            unauthenticated_timeout_secs: 10,
         }
     }
 }
@@ -103,7 +146,42 @@ impl Config {
             Ok(t) => t,
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })
+        let cfg: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        cfg.check()
+            .map_err(|what| ConfigError::Invalid { path, what })?;
+        Ok(cfg)
+    }
+
+    /// Settings that parse but cannot work: a limit of 0 would refuse
+    /// every device.
+    fn check(&self) -> Result<(), String> {
+        let zero = [
+            ("max_connections", self.max_connections == 0),
+            ("max_unauthenticated", self.max_unauthenticated == 0),
+            (
+                "max_unauthenticated_per_address",
+                self.max_unauthenticated_per_address == 0,
+            ),
+            (
+                "handshakes_per_address_per_minute",
+                self.handshakes_per_address_per_minute == 0,
+            ),
+            (
+                "enrolments_per_address_per_minute",
+                self.enrolments_per_address_per_minute == 0,
+            ),
+            (
+                "unauthenticated_timeout_secs",
+                self.unauthenticated_timeout_secs == 0,
+            ),
+        ];
+        match zero.iter().find(|(_, z)| *z) {
+            Some((name, _)) => Err(format!("{name} must be at least 1")),
+            None => Ok(()),
+        }
     }
 
     /// The commented file `init` writes.
@@ -164,6 +242,23 @@ retention_days = {}
 # Seconds between two runs of the retention job (one day); 0 turns it off.
 # `fieldseal-server retention --dry-run` shows what it would remove.
 retention_interval_secs = {}
+
+# Connection limits (docs/SERVER.md, "Connection limits"). Enrolment lets
+# clients without a certificate through the TLS handshake; these bound what
+# they can hold. A connection is "unauthenticated" until it is an enrolled
+# device's sync connection; devices' connections count only in the total.
+# QUIC connections of every kind at once.
+max_connections = {}
+# Unauthenticated connections at once (handshakes, enrolments, strangers).
+max_unauthenticated = {}
+# Unauthenticated connections at once from one address (IPv4, IPv6 /64).
+max_unauthenticated_per_address = {}
+# Handshakes per address per minute that did not end as a device's connection.
+handshakes_per_address_per_minute = {}
+# Enrolment attempts per address per minute.
+enrolments_per_address_per_minute = {}
+# Seconds to finish the handshake and, when enrolling, to send the request.
+unauthenticated_timeout_secs = {}
 "#,
             self.quic_listen,
             self.http_listen,
@@ -174,7 +269,13 @@ retention_interval_secs = {}
             self.upload_deadline_secs,
             self.utc_offset_secs,
             self.retention_days,
-            self.retention_interval_secs
+            self.retention_interval_secs,
+            self.max_connections,
+            self.max_unauthenticated,
+            self.max_unauthenticated_per_address,
+            self.handshakes_per_address_per_minute,
+            self.enrolments_per_address_per_minute,
+            self.unauthenticated_timeout_secs,
         )
     }
 }
@@ -190,8 +291,25 @@ mod tests {
             checkpoint_interval_secs: 7,
             retention_days: 365,
             retention_interval_secs: 0,
+            max_unauthenticated_per_address: 3,
+            unauthenticated_timeout_secs: 4,
             ..Config::default()
         };
         assert_eq!(toml::from_str::<Config>(&c.commented()).unwrap(), c);
+    }
+
+    #[test]
+    fn a_limit_of_zero_is_refused_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::datadir::DataDir::new(dir.path()).config();
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, "max_unauthenticated_per_address = 0\n").unwrap();
+        let e = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("config.toml") && e.contains("max_unauthenticated_per_address must be"),
+            "{e}"
+        );
+        std::fs::write(&file, "max_connections = 5000\n").unwrap();
+        assert_eq!(Config::load(dir.path()).unwrap().max_connections, 5000);
     }
 }

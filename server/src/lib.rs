@@ -144,6 +144,8 @@ pub struct Shared {
     /// Set when shutting down: long blocking work (a scrub) stops at the
     /// next blob instead of holding the runtime's shutdown for hours.
     pub stopping: AtomicBool,
+    /// Admission limits of QUIC connections before authentication.
+    pub gate: Arc<quic::limits::Gate>,
 }
 
 impl Shared {
@@ -181,7 +183,6 @@ impl Shared {
             receipt_key,
             ca: Ca::load(dir)?,
             db,
-            cfg,
             allowed,
             live: Mutex::default(),
             ingest,
@@ -192,12 +193,22 @@ impl Shared {
             sessions: auth::Sessions::default(),
             counters: metrics::Counters::default(),
             stopping: AtomicBool::new(false),
+            gate: Arc::new(quic::limits::Gate::new(quic::limits::Limits::from_config(
+                &cfg,
+            ))),
+            cfg,
         })
     }
 
     /// Sync connections open now.
     pub fn live_connections(&self) -> usize {
         quic::registry::count(&self.live)
+    }
+
+    /// QUIC connections counted by the admission limits now: (all,
+    /// unauthenticated).
+    pub fn quic_connections(&self) -> (usize, usize) {
+        self.gate.lock().counts()
     }
 
     /// Whether the device has a sync connection open now.

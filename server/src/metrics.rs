@@ -13,6 +13,23 @@ pub const LATENCY_BOUNDS_US: [u64; 10] = [
     1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000,
 ];
 
+/// Why a QUIC connection was refused, as labels of
+/// `fieldseal_quic_refused_total` (`quic::limits::Refusal::index` places
+/// each reason here).
+pub const REFUSAL_REASONS: [&str; 6] = [
+    "total",
+    "unauthenticated",
+    "per_address",
+    "handshake_rate",
+    "busy",
+    "enrolment_rate",
+];
+
+/// Steps before authentication that have a deadline, as labels of
+/// `fieldseal_quic_timeouts_total`: the handshake, and on the enrolment
+/// ALPN reading the request.
+pub const TIMEOUT_STAGES: [&str; 2] = ["handshake", "enrolment"];
+
 /// A cumulative histogram of durations.
 #[derive(Debug, Default)]
 pub struct Histogram {
@@ -70,6 +87,14 @@ pub struct Counters {
     pub segment_hash_mismatches: AtomicU64,
     /// Access-log leaves written by this process (`audit::record*`).
     pub access_leaves: AtomicU64,
+    /// QUIC connections refused by the admission limits, by
+    /// [`REFUSAL_REASONS`].
+    pub quic_refused: [AtomicU64; REFUSAL_REASONS.len()],
+    /// QUIC Retry packets sent to make a client prove its address.
+    pub quic_address_validations: AtomicU64,
+    /// Unauthenticated connections closed at their deadline, by
+    /// [`TIMEOUT_STAGES`].
+    pub quic_timeouts: [AtomicU64; TIMEOUT_STAGES.len()],
 }
 
 /// One counter line.
@@ -165,11 +190,51 @@ impl Counters {
             "Access-log (custody) leaves written by this process.",
             get(&self.access_leaves),
         );
+        self.render_limits(out);
         self.receipt_latency.render(
             out,
             "fieldseal_receipt_latency_seconds",
             "From a SubmitEntry read to its durable answer.",
         );
+    }
+}
+
+impl Counters {
+    fn render_limits(&self, out: &mut String) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP fieldseal_quic_refused_total QUIC connections refused by the admission \
+             limits (before the handshake, or an enrolment over its rate).\n\
+             # TYPE fieldseal_quic_refused_total counter"
+        );
+        for (reason, c) in REFUSAL_REASONS.iter().zip(&self.quic_refused) {
+            let _ = writeln!(
+                out,
+                "fieldseal_quic_refused_total{{reason=\"{reason}\"}} {}",
+                get(c)
+            );
+        }
+        counter(
+            out,
+            "fieldseal_quic_address_validations_total",
+            "counter",
+            "QUIC Retry packets sent to make a client prove its address under load.",
+            get(&self.quic_address_validations),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP fieldseal_quic_timeouts_total Unauthenticated QUIC connections closed at \
+             their deadline, by the step they had not finished.\n\
+             # TYPE fieldseal_quic_timeouts_total counter"
+        );
+        for (stage, c) in TIMEOUT_STAGES.iter().zip(&self.quic_timeouts) {
+            let _ = writeln!(
+                out,
+                "fieldseal_quic_timeouts_total{{stage=\"{stage}\"}} {}",
+                get(c)
+            );
+        }
     }
 }
 

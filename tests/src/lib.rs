@@ -8,6 +8,7 @@
 
 pub mod blobfaults;
 pub mod faults;
+pub mod flood;
 pub mod fsync_audit;
 pub mod http;
 pub mod procs;

@@ -1,7 +1,10 @@
 //! Attacks on a running server, each seeded and ended by the invariant check:
 //! a flood of handshakes from strangers (no certificate, a foreign CA's
-//! certificate, garbage datagrams) while an enrolled device syncs; malformed
-//! and oversized frames from an enrolled device over a real connection.
+//! certificate, garbage datagrams) while an enrolled device syncs; a flood
+//! of unauthenticated connections that stay (idle, half-open, slow
+//! enrolments) against the admission limits, with the device's receipt
+//! latency measured; malformed and oversized frames from an enrolled device
+//! over a real connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +14,7 @@ use fieldseal_proto::identity::DeviceId;
 use fieldseal_server::chainindex::ChainIndex;
 use fieldseal_server::pki::Ca;
 use fieldseal_tests::faults::{self, iterations, AgentView, Scenario, ServerView};
+use fieldseal_tests::flood;
 use fieldseal_tests::{key, Device, Harness};
 use rustls::pki_types::CertificateDer;
 
@@ -286,4 +290,304 @@ async fn malformed_and_oversized_frames_are_refused() {
     sc.record(&v, n, &[]);
     v.assert_ok();
     h.server.shutdown().await;
+}
+
+/// Receipt latency goal while strangers flood the server (issue 13): p99
+/// under this on loopback.
+const P99_GOAL: Duration = Duration::from_millis(100);
+
+/// Entries submitted one at a time by the probe, this far apart.
+const PACE: Duration = Duration::from_millis(25);
+
+/// What the strangers of [`unauthenticated_flood_and_slow_enrolments_do_not_delay_receipts`]
+/// saw.
+#[derive(Debug, Default)]
+struct FloodSeen {
+    /// Idle and trickling enrolment connections: how each ended.
+    endings: Vec<flood::Ending>,
+    /// Idle strangers on the device's own address that got in.
+    admitted_beside_device: usize,
+    /// Enrolment attempts refused for their rate, and answered.
+    enrol_busy: usize,
+    enrol_answered: usize,
+    /// Handshakes refused in a burst from one address.
+    burst_refused: usize,
+}
+
+/// The strangers: half-open handshakes, idle and trickling enrolment
+/// connections from eight addresses, as many idle ones as the per-address
+/// cap allows (and some more) from the device's own address, a burst of
+/// enrolment attempts and a burst of handshakes without a certificate.
+async fn strangers(server: std::net::SocketAddr, ca: Vec<u8>, ca_sha: [u8; 32]) -> FloodSeen {
+    let enrol = flood::enroll_config(ca_sha);
+    let lo = |n: u8| std::net::IpAddr::from([127, 0, 0, n]);
+    // Half-open first, while unauthenticated connections are few (later
+    // they would be asked to Retry, which a bare socket never answers).
+    let _half = flood::half_open_handshakes(lo(20), &enrol, server, 8).await;
+    let mut idle = Vec::new();
+    for n in 2..=9u8 {
+        let ep = flood::endpoint_on(lo(n));
+        let (enrol, trickle) = (enrol.clone(), n % 2 == 0);
+        idle.push(tokio::spawn(async move {
+            flood::enrolment_strangers(&ep, &enrol, server, 24, trickle).await
+        }));
+    }
+    let beside = {
+        let (ep, enrol) = (flood::endpoint_on(lo(1)), enrol.clone());
+        tokio::spawn(
+            async move { flood::enrolment_strangers(&ep, &enrol, server, 20, false).await },
+        )
+    };
+    let bursts = {
+        let enrol = enrol.clone();
+        tokio::spawn(async move {
+            let ep = flood::endpoint_on(lo(11));
+            let busy = fieldseal_server::quic::CLOSE_BUSY.into_inner();
+            let (b, a) = flood::enrolment_burst(&ep, &enrol, server, 30, busy).await;
+            let ep = flood::endpoint_on(lo(12));
+            let r = flood::handshake_burst(&ep, &anonymous(&ca), server, 150).await;
+            (b, a, r)
+        })
+    };
+    let mut seen = FloodSeen::default();
+    for t in idle {
+        seen.endings.extend(t.await.unwrap());
+    }
+    let beside = beside.await.unwrap();
+    seen.admitted_beside_device = beside
+        .iter()
+        .filter(|e| **e != flood::Ending::Refused)
+        .count();
+    seen.endings.extend(beside);
+    (seen.enrol_busy, seen.enrol_answered, seen.burst_refused) = bursts.await.unwrap();
+    seen
+}
+
+/// Samples `/metrics` until `stop`: the most unauthenticated and total
+/// connections it ever showed.
+fn watch_connections(
+    http: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u64, u64)> {
+    std::thread::spawn(move || {
+        let (mut unauth, mut all) = (0, 0);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let m = flood::scrape(http);
+            let u = flood::sample(&m, "fieldseal_quic_connections{state=\"unauthenticated\"}");
+            let a = flood::sample(&m, "fieldseal_quic_connections{state=\"authenticated\"}");
+            unauth = unauth.max(u);
+            all = all.max(u + a);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (unauth, all)
+    })
+}
+
+fn figures(name: &str, v: &mut [Duration]) -> Duration {
+    let p99 = flood::percentile(v, 99);
+    eprintln!(
+        "{name}: {} receipts, p50 {:?}, p99 {:?}, max {:?}",
+        v.len(),
+        flood::percentile(v, 50),
+        p99,
+        v.iter().max().unwrap()
+    );
+    p99
+}
+
+/// A flood of unauthenticated connections (idle, half-open handshakes,
+/// enrolments that send one byte a second or nothing, bursts of enrolment
+/// attempts and of certificate-less handshakes) while an enrolled device
+/// submits entries: its receipts' p99 stays under 100 ms, the limits'
+/// counters move, idle and slow connections are closed at their deadline,
+/// and the unauthenticated connections never exceed their cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_flood_and_slow_enrolments_do_not_delay_receipts() {
+    let sc = Scenario::new("unauthenticated_flood_and_slow_enrolments_do_not_delay_receipts");
+    let panics = faults::panics();
+    let h = Harness::start().await.unwrap();
+    let limits = h.server.shared.gate.limits();
+    let k = key(97);
+    let e = h.enroll(&k).await.unwrap();
+    let media = tempfile::tempdir().unwrap();
+    let (store, chain) =
+        fieldseal_tests::store_with_chain(&k, &[150, 150, 150, 150], 256, media.path()).unwrap();
+    let baseline_n = usize::try_from(iterations("FIELDSEAL_FLOOD_BASELINE", 100)).unwrap();
+
+    let mut probe = flood::Probe::connect(h.server.quic_addr, &k, &e)
+        .await
+        .unwrap();
+    let mut entries = chain.entries.iter();
+    let mut baseline = Vec::new();
+    for entry in entries.by_ref().take(baseline_n) {
+        baseline.push(probe.submit(entry).await.unwrap());
+        tokio::time::sleep(PACE).await;
+    }
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_connections(h.server.http_addr, stop.clone());
+    let ca_sha = fieldseal_server::pki::ca_sha256(h.path()).unwrap();
+    let started = std::time::Instant::now();
+    // The strangers run on a runtime of their own, as they would on other
+    // machines: their tasks must not queue in front of the server's.
+    let flood = {
+        let (server, ca) = (h.server.quic_addr, e.ca_cert.clone());
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(strangers(server, ca, ca_sha))
+        })
+    };
+    let mut during = Vec::new();
+    for entry in entries.by_ref() {
+        if flood.is_finished() {
+            break;
+        }
+        during.push(probe.submit(entry).await.unwrap());
+        tokio::time::sleep(PACE).await;
+    }
+    // Every stranger ends by its deadline; give the bursts time too.
+    while !flood.is_finished() {
+        assert!(
+            started.elapsed() < limits.unauthenticated_timeout * 3,
+            "strangers were still connected long after their deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = flood.join().unwrap();
+    let flood_secs = started.elapsed().as_secs_f64();
+    // Everything unauthenticated is gone once the deadline has passed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (max_unauth, max_all) = watcher.join().unwrap();
+    let m = flood::scrape(h.server.http_addr);
+    probe.close();
+
+    let base_p99 = figures("baseline (no flood)", &mut baseline);
+    let flood_p99 = figures(
+        &format!("during the flood ({flood_secs:.1} s)"),
+        &mut during,
+    );
+    report_flood(&seen, &m, max_unauth, max_all);
+    assert!(
+        during.len() >= 100,
+        "too few receipts during the flood: {}",
+        during.len()
+    );
+    assert!(
+        flood_p99 < P99_GOAL,
+        "p99 {flood_p99:?} during the flood (baseline {base_p99:?})"
+    );
+    assert_flood_limits(&seen, &m, &limits, max_unauth, max_all);
+
+    // The device syncs its media afterwards; the usual invariant holds.
+    let cfg = Harness::sync_config(&h.server_addr(), &k, &e);
+    let stats = tokio::time::timeout(
+        LIMIT,
+        sync::sync_until_drained(store.clone(), cfg, Arc::new(Progress::default())),
+    )
+    .await
+    .expect("the device drained after the flood")
+    .unwrap();
+    eprintln!("after the flood: {stats:?}");
+    let v = check(&h, &k, &store, panics);
+    let extra = [
+        (
+            "baseline_p99_ms",
+            format!("{:.1}", base_p99.as_secs_f64() * 1e3),
+        ),
+        (
+            "flood_p99_ms",
+            format!("{:.1}", flood_p99.as_secs_f64() * 1e3),
+        ),
+    ];
+    sc.record(&v, seen.endings.len() as u64, &extra);
+    v.assert_ok();
+    h.server.shutdown().await;
+}
+
+fn report_flood(seen: &FloodSeen, m: &str, max_unauth: u64, max_all: u64) {
+    let refused = seen
+        .endings
+        .iter()
+        .filter(|e| **e == flood::Ending::Refused)
+        .count();
+    let longest = seen
+        .endings
+        .iter()
+        .filter_map(|e| match e {
+            flood::Ending::Closed { after, .. } => Some(*after),
+            flood::Ending::Refused => None,
+        })
+        .max();
+    eprintln!(
+        "strangers: {} idle or trickling ({refused} refused, the longest lived {longest:?}), \
+         {} of 20 admitted beside the device, enrolment burst {} busy / {} answered, \
+         handshake burst {} refused; most connections seen: {max_unauth} unauthenticated, \
+         {max_all} in all",
+        seen.endings.len(),
+        seen.admitted_beside_device,
+        seen.enrol_busy,
+        seen.enrol_answered,
+        seen.burst_refused,
+    );
+    for l in m.lines().filter(|l| {
+        l.starts_with("fieldseal_quic_") && !l.starts_with('#')
+            || l.starts_with("fieldseal_receipt_latency_seconds_bucket")
+    }) {
+        eprintln!("  {l}");
+    }
+}
+
+fn assert_flood_limits(
+    seen: &FloodSeen,
+    m: &str,
+    limits: &fieldseal_server::quic::limits::Limits,
+    max_unauth: u64,
+    max_all: u64,
+) {
+    let deadline = limits.unauthenticated_timeout;
+    let timeout_code = fieldseal_server::quic::CLOSE_TIMEOUT.into_inner();
+    for e in &seen.endings {
+        if let flood::Ending::Closed { code, after } = e {
+            assert_eq!(*code, timeout_code, "{e:?}: closed for its deadline");
+            assert!(
+                *after <= deadline + Duration::from_secs(2),
+                "{e:?}: lived past its deadline of {deadline:?}"
+            );
+        }
+    }
+    // The device's own connection does not take a stranger's place.
+    assert_eq!(
+        seen.admitted_beside_device, limits.max_unauthenticated_per_address,
+        "strangers admitted from the device's address"
+    );
+    assert!(
+        seen.enrol_busy > 0
+            && u32::try_from(seen.enrol_answered).unwrap()
+                <= limits.enrolments_per_address_per_minute
+    );
+    assert!(seen.burst_refused > 0);
+    let s = |name: &str| flood::sample(m, name);
+    for reason in ["per_address", "handshake_rate", "enrolment_rate"] {
+        assert!(
+            s(&format!(
+                "fieldseal_quic_refused_total{{reason=\"{reason}\"}}"
+            )) > 0,
+            "no refusal for {reason}"
+        );
+    }
+    assert!(s("fieldseal_quic_timeouts_total{stage=\"handshake\"}") >= 8);
+    assert!(s("fieldseal_quic_timeouts_total{stage=\"enrolment\"}") > 0);
+    assert!(s("fieldseal_quic_address_validations_total") > 0);
+    assert!(max_unauth <= limits.max_unauthenticated as u64);
+    assert!(max_all <= limits.max_connections as u64);
+    assert_eq!(
+        s("fieldseal_quic_connections{state=\"unauthenticated\"}"),
+        0,
+        "strangers still connected after their deadline"
+    );
 }

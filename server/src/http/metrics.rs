@@ -50,6 +50,7 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Result<impl IntoResponse
         "Sync connections open now.",
         s.shared.live_connections() as u64,
     );
+    quic_gauges(&mut out, &s.shared);
     s.shared.counters.render(&mut out);
     let _ = writeln!(
         out,
@@ -82,4 +83,31 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Result<impl IntoResponse
         s.shared.sessions.count(now) as u64,
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+/// Connections counted by the admission limits now, and the limits.
+fn quic_gauges(out: &mut String, shared: &crate::Shared) {
+    let (all, limits) = {
+        let gate = shared.gate.lock();
+        (gate.counts(), gate.limits().clone())
+    };
+    let _ = writeln!(
+        out,
+        "# HELP fieldseal_quic_connections QUIC connections open now: authenticated (enrolled \
+         devices' sync connections) and unauthenticated (handshakes, enrolments, strangers).\n\
+         # TYPE fieldseal_quic_connections gauge\n\
+         fieldseal_quic_connections{{state=\"authenticated\"}} {}\n\
+         fieldseal_quic_connections{{state=\"unauthenticated\"}} {}",
+        all.0.saturating_sub(all.1),
+        all.1,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fieldseal_quic_connection_limit The connection limits of config.toml.\n\
+         # TYPE fieldseal_quic_connection_limit gauge\n\
+         fieldseal_quic_connection_limit{{limit=\"total\"}} {}\n\
+         fieldseal_quic_connection_limit{{limit=\"unauthenticated\"}} {}\n\
+         fieldseal_quic_connection_limit{{limit=\"unauthenticated_per_address\"}} {}",
+        limits.max_connections, limits.max_unauthenticated, limits.max_unauthenticated_per_address,
+    );
 }

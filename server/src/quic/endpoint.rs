@@ -1,16 +1,20 @@
 //! The QUIC endpoint and admission: transport settings, binding the socket,
-//! the accept loop, and deciding who a connection is (ALPN, the peer's
+//! the accept loop with the limits of `limits.rs` (refuse, Retry, deadline
+//! of the handshake), and deciding who a connection is (ALPN, the peer's
 //! certificate key, enrolled and not revoked, one connection per device).
 //! What a connection then says is `enroll.rs`'s and `session.rs`'s.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fieldseal_proto::enroll::{ALPN_ENROLL, ALPN_SYNC};
 use fieldseal_proto::identity::DeviceId;
 use quinn::VarInt;
+use tokio::time::Instant;
 
+use super::limits::{Admit, Refusal, Slot};
 use super::{registry, CLOSE_FORBIDDEN, CLOSE_PROTOCOL, CLOSE_REVOKED, CLOSE_SUPERSEDED};
 use super::{ConnError, EndpointError};
 use crate::{pki, Shared};
@@ -98,19 +102,114 @@ pub fn server_endpoint(
 
 pub(crate) async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     while let Some(incoming) = endpoint.accept().await {
+        // Decided here, before a task or any handshake state exists.
+        let Some((incoming, slot)) = admit_incoming(&shared, incoming) else {
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
-            match incoming.await {
-                Ok(conn) => {
-                    if let Err(e) = handle_connection(conn, shared).await {
-                        tracing::debug!(%remote, "connection ended: {e}");
-                    }
-                }
-                Err(e) => tracing::info!(%remote, "handshake failed: {e}"),
+            let deadline = Instant::now() + shared.gate.lock().limits().unauthenticated_timeout;
+            let Some(conn) = handshake(incoming, &shared, deadline).await else {
+                return;
+            };
+            if let Err(e) = handle_connection(conn, shared, slot, deadline).await {
+                tracing::debug!(%remote, "connection ended: {e}");
             }
         });
     }
+}
+
+/// Apply the admission limits to `incoming`: it with its counted place, or
+/// `None` when it was refused or asked to prove its address (and told so).
+fn admit_incoming(
+    shared: &Arc<Shared>,
+    incoming: quinn::Incoming,
+) -> Option<(quinn::Incoming, Slot)> {
+    let remote = incoming.remote_address();
+    let validated = incoming.remote_address_validated();
+    let decision =
+        shared
+            .gate
+            .lock()
+            .handle_incoming(remote.ip(), validated, std::time::Instant::now());
+    match decision {
+        Admit::Accept => Some((incoming, Slot::new(shared.gate.clone(), remote.ip()))),
+        Admit::Retry => {
+            // Stateless: nothing is kept until the client comes back with
+            // the token (then `validated`). Only an already validated
+            // `Incoming` cannot be retried, and those are not sent here.
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().refuse();
+            }
+            shared
+                .counters
+                .quic_address_validations
+                .fetch_add(1, Ordering::Relaxed);
+            shared.gate.log(
+                "address validation",
+                format_args!("many unauthenticated connections: asking {remote} to prove its address (QUIC Retry)"),
+            );
+            None
+        }
+        Admit::Refuse(r) => {
+            // A small CONNECTION_REFUSED packet: a device backs off and
+            // retries; no amplification towards a spoofed source.
+            incoming.refuse();
+            refused(shared, r, remote);
+            None
+        }
+    }
+}
+
+/// Count and log a refusal.
+pub(super) fn refused(shared: &Shared, r: Refusal, remote: SocketAddr) {
+    shared.counters.quic_refused[r.index()].fetch_add(1, Ordering::Relaxed);
+    shared.gate.log(
+        r.label(),
+        format_args!(
+            "connection from {remote} refused: limit {} reached",
+            r.label()
+        ),
+    );
+}
+
+/// Carry out the decision on `incoming` and finish its handshake by
+/// `deadline`; `None` if it was refused, retried, failed or too slow.
+async fn handshake(
+    incoming: quinn::Incoming,
+    shared: &Shared,
+    deadline: Instant,
+) -> Option<quinn::Connection> {
+    let remote = incoming.remote_address();
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(%remote, "handshake failed: {e}");
+            return None;
+        }
+    };
+    match tokio::time::timeout_at(deadline, connecting).await {
+        Ok(Ok(conn)) => Some(conn),
+        Ok(Err(e)) => {
+            tracing::info!(%remote, "handshake failed: {e}");
+            None
+        }
+        // Dropping the handshake closes the connection.
+        Err(_) => {
+            timed_out(shared, 0, remote, "the handshake");
+            None
+        }
+    }
+}
+
+/// Count and log a step before authentication that missed its deadline.
+pub(super) fn timed_out(shared: &Shared, stage: usize, remote: SocketAddr, what: &str) {
+    shared.counters.quic_timeouts[stage].fetch_add(1, Ordering::Relaxed);
+    shared.gate.log(
+        crate::metrics::TIMEOUT_STAGES[stage],
+        format_args!("connection from {remote} closed: {what} was not done in time"),
+    );
 }
 
 fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
@@ -128,10 +227,15 @@ fn peer_key(conn: &quinn::Connection) -> Option<[u8; 32]> {
     pki::cert_ed25519_key(certs.first()?).ok()
 }
 
-async fn handle_connection(conn: quinn::Connection, shared: Arc<Shared>) -> Result<(), ConnError> {
+async fn handle_connection(
+    conn: quinn::Connection,
+    shared: Arc<Shared>,
+    mut slot: Slot,
+    deadline: Instant,
+) -> Result<(), ConnError> {
     match alpn(&conn).as_deref() {
-        Some(p) if p == ALPN_ENROLL => super::enroll::serve(conn, shared).await,
-        Some(p) if p == ALPN_SYNC => sync_connection(conn, shared).await,
+        Some(p) if p == ALPN_ENROLL => super::enroll::serve(conn, shared, slot, deadline).await,
+        Some(p) if p == ALPN_SYNC => sync_connection(conn, shared, &mut slot).await,
         _ => {
             conn.close(CLOSE_PROTOCOL, b"unknown ALPN");
             Err(ConnError::Protocol("unknown ALPN".into()))
@@ -141,8 +245,14 @@ async fn handle_connection(conn: quinn::Connection, shared: Arc<Shared>) -> Resu
 
 /// Admit a sync connection, make it its device's only live one, and run
 /// the session.
-async fn sync_connection(conn: quinn::Connection, shared: Arc<Shared>) -> Result<(), ConnError> {
+async fn sync_connection(
+    conn: quinn::Connection,
+    shared: Arc<Shared>,
+    slot: &mut Slot,
+) -> Result<(), ConnError> {
     let (vk, key) = admit(&conn, &shared)?;
+    // An enrolled device: no longer limited as a stranger.
+    slot.authenticated();
     let device = DeviceId::from_key(&vk);
     // One agent per device: a new connection supersedes older ones
     // (after a network change the old one may linger until its idle

@@ -1,6 +1,8 @@
 //! Enrolment over ALPN `fieldseal-enroll/1`: read one request, let
 //! `admin::enroll` decide (token, certificate, device record), send the
-//! answer, and allow the new device's key to sync. No decisions here.
+//! answer, and allow the new device's key to sync. No decisions here; the
+//! limits (`limits.rs`) bound attempts per address and the time to send
+//! the request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,16 +11,49 @@ use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::enroll::{EnrollRequest, EnrollResponse, EnrollStatus, MAX_ENROLL_REQUEST};
 use fieldseal_proto::msg::Detail;
 
-use super::ConnError;
+use tokio::time::Instant;
+
+use super::limits::Slot;
+use super::{ConnError, CLOSE_BUSY, CLOSE_TIMEOUT};
 use crate::{admin, now_us, Shared};
 
 /// How long the client gets to read the answer and close.
 const LINGER: Duration = Duration::from_secs(10);
 
-/// Serve one enrolment connection.
-pub(super) async fn serve(conn: quinn::Connection, shared: Arc<Shared>) -> Result<(), ConnError> {
-    let (mut send, mut recv) = conn.accept_bi().await?;
-    let bytes = recv.read_to_end(MAX_ENROLL_REQUEST).await?;
+/// Serve one enrolment connection: the request must have arrived by
+/// `deadline`. `slot` is the connection's place under the limits.
+pub(super) async fn serve(
+    conn: quinn::Connection,
+    shared: Arc<Shared>,
+    slot: Slot,
+    deadline: Instant,
+) -> Result<(), ConnError> {
+    let remote = conn.remote_address();
+    let allowed = shared
+        .gate
+        .lock()
+        .handle_enrolment(slot.ip(), std::time::Instant::now());
+    if let Err(r) = allowed {
+        super::endpoint::refused(&shared, r, remote);
+        conn.close(
+            CLOSE_BUSY,
+            b"too many enrolment attempts from this address; try again in a minute",
+        );
+        return Err(ConnError::Limit(format!("{remote}: {}", r.label())));
+    }
+    let read = async {
+        let (send, mut recv) = conn.accept_bi().await?;
+        let bytes = recv.read_to_end(MAX_ENROLL_REQUEST).await?;
+        Ok::<_, ConnError>((send, bytes))
+    };
+    let Ok(read) = tokio::time::timeout_at(deadline, read).await else {
+        super::endpoint::timed_out(&shared, 1, remote, "the enrolment request");
+        conn.close(CLOSE_TIMEOUT, b"enrolment request not received in time");
+        return Err(ConnError::Limit(format!(
+            "{remote}: enrolment request not received in time"
+        )));
+    };
+    let (mut send, bytes) = read?;
     let resp = match EnrollRequest::from_bytes(&bytes) {
         Ok(req) => enrol(&shared, req).await?,
         Err(e) => EnrollResponse::Refused {

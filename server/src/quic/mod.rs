@@ -13,11 +13,14 @@
 //! - `frames.rs`: framed messages on a stream.
 //! - `registry.rs`: live connections and uploads in progress, which a panic
 //!   elsewhere must not lock up.
+//! - `limits.rs`: admission limits before authentication (caps, rates,
+//!   address validation), decided as a state machine.
 
 mod committer;
 mod endpoint;
 mod enroll;
 mod frames;
+pub mod limits;
 pub(crate) mod registry;
 mod session;
 mod upload;
@@ -44,6 +47,11 @@ pub const CLOSE_PROTOCOL: VarInt = VarInt::from_u32(0x12);
 pub const CLOSE_FORBIDDEN: VarInt = VarInt::from_u32(0x13);
 /// Application close code: the device opened a newer connection.
 pub const CLOSE_SUPERSEDED: VarInt = VarInt::from_u32(0x14);
+/// Application close code: the connection was not authenticated (enrolment
+/// request read) within `unauthenticated_timeout_secs`.
+pub const CLOSE_TIMEOUT: VarInt = VarInt::from_u32(0x15);
+/// Application close code: too many attempts from this address; try later.
+pub const CLOSE_BUSY: VarInt = VarInt::from_u32(0x16);
 
 /// Binding the QUIC endpoint failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,4 +125,8 @@ pub enum ConnError {
     /// The peer broke the protocol; the connection was closed.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// A step before authentication did not finish by its deadline, or a
+    /// rate limit refused it; the connection was closed.
+    #[error("limit: {0}")]
+    Limit(String),
 }
