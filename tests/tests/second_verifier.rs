@@ -330,6 +330,10 @@ fn package_tamperings() -> Vec<PackageTamper> {
             m.retain(|(n, _)| !n.ends_with("receipt.pub"));
         }),
         ("members reordered", |m| m.swap(1, 2)),
+        ("log key without its line feed", |m| _ = member(m, "log.vkey").pop()),
+        ("checkpoint missing", |m| {
+            m.retain(|(n, _)| !n.ends_with("checkpoint.txt"));
+        }),
     ]
 }
 
