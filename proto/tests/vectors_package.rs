@@ -41,8 +41,14 @@ fn golden_package_verifies_with_the_stored_report() {
         std::fs::write(&path, &now).unwrap();
     }
     let stored = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(stored, now, "the package report changed; see the module doc");
-    assert!(now.contains("\"ok\": true"), "the golden package must verify");
+    assert_eq!(
+        stored, now,
+        "the package report changed; see the module doc"
+    );
+    assert!(
+        now.contains("\"ok\": true"),
+        "the golden package must verify"
+    );
 }
 
 const DOC_BEGIN: &str =
@@ -152,13 +158,18 @@ fn verify_edited(edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) -> package::Pac
 #[test]
 fn a_log_key_without_its_line_feed_is_a_key_finding() {
     let r = verify_edited(|m| {
-        let v = &mut m.iter_mut().find(|(n, _)| n.ends_with("log.vkey")).unwrap().1;
+        let v = &mut m
+            .iter_mut()
+            .find(|(n, _)| n.ends_with("log.vkey"))
+            .unwrap()
+            .1;
         v.pop();
     });
     assert!(
         r.findings
             .iter()
-            .any(|f| f.kind == "key" && f.member.as_deref() == Some("fieldseal-package/keys/log.vkey")),
+            .any(|f| f.kind == "key"
+                && f.member.as_deref() == Some("fieldseal-package/keys/log.vkey")),
         "{:?}",
         r.findings
     );
@@ -171,4 +182,19 @@ fn without_a_checkpoint_no_finding_is_pinned_on_an_entry() {
     let r = verify_edited(|m| m.retain(|(n, _)| !n.ends_with("checkpoint.txt")));
     let kinds: Vec<_> = r.findings.iter().map(|f| (f.kind, f.seq)).collect();
     assert!(r.findings.iter().all(|f| f.seq.is_none()), "{kinds:?}");
+}
+
+#[test]
+fn an_uppercase_manifest_signature_is_refused_as_written() {
+    // §10.2: 128 lowercase hex digits; the second verifier reads it so too.
+    let r = verify_edited(|m| {
+        let s = &mut m
+            .iter_mut()
+            .find(|(n, _)| n.ends_with("manifest.sig"))
+            .unwrap()
+            .1;
+        s.make_ascii_uppercase();
+    });
+    let kinds: Vec<_> = r.findings.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, ["manifest-signature"]);
 }

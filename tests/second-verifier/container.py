@@ -37,7 +37,7 @@ def _header(block, at):
         raise bad("magic or version")
     if block[156:157] not in (b"0", b"\x00"):
         raise bad("typeflag")
-    if block[345:500] != bytes(155):
+    if block[345] != 0:  # §10.1: an empty prefix, its first byte NUL
         raise bad("prefix")
     raw = block[0:100]
     name = raw.split(b"\x00", 1)[0]

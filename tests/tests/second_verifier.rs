@@ -287,7 +287,10 @@ fn second_verifier_prints_the_reference_report_for_the_golden_export_package() {
     assert_eq!(py.status.code(), Some(0), "{py:?}");
     let stored =
         std::fs::read(root().join("proto/tests/vectors/export-package.report.json")).unwrap();
-    assert_eq!(rust.stdout, stored, "fieldseal-verify differs from the stored report");
+    assert_eq!(
+        rust.stdout, stored,
+        "fieldseal-verify differs from the stored report"
+    );
     // The whole report, `detail`s included: the golden package has no findings.
     assert_eq!(report(&rust).unwrap(), report(&py).unwrap());
 }
@@ -297,7 +300,9 @@ type PackageTamper = (&'static str, fn(&mut Members));
 
 fn package_tamperings() -> Vec<PackageTamper> {
     vec![
-        ("segment byte flipped", |m| member(m, "000000000002.ts")[7] ^= 1),
+        ("segment byte flipped", |m| {
+            member(m, "000000000002.ts")[7] ^= 1
+        }),
         ("last segment dropped", |m| {
             m.retain(|(n, _)| !n.ends_with("000000000003.ts"));
         }),
@@ -305,7 +310,9 @@ fn package_tamperings() -> Vec<PackageTamper> {
             let other = SigningKey::from_bytes(&[7; 32]).verifying_key();
             *member(m, "device.pub") = format!("{}\n", hex::encode(other.as_bytes())).into();
         }),
-        ("receipt altered", |m| member(m, "receipts.log")[2 + 131 + 40] ^= 1),
+        ("receipt altered", |m| {
+            member(m, "receipts.log")[2 + 131 + 40] ^= 1
+        }),
         ("proof altered", |m| {
             let p = member(m, "proofs.json");
             let at = p.windows(9).position(|w| w == b"\"proof\": ").unwrap() + 20;
@@ -330,7 +337,9 @@ fn package_tamperings() -> Vec<PackageTamper> {
             m.retain(|(n, _)| !n.ends_with("receipt.pub"));
         }),
         ("members reordered", |m| m.swap(1, 2)),
-        ("log key without its line feed", |m| _ = member(m, "log.vkey").pop()),
+        ("log key without its line feed", |m| {
+            _ = member(m, "log.vkey").pop()
+        }),
         ("checkpoint missing", |m| {
             m.retain(|(n, _)| !n.ends_with("checkpoint.txt"));
         }),
@@ -349,7 +358,11 @@ fn second_verifier_agrees_with_the_reference_on_tampered_export_packages() {
         let path = tmp.path().join(format!("{i}.tar"));
         std::fs::write(&path, pack(&m)).unwrap();
         let [rust, py] = both(&path);
-        assert_eq!(rust.0, Some(1), "{name}: fieldseal-verify does not refuse it");
+        assert_eq!(
+            rust.0,
+            Some(1),
+            "{name}: fieldseal-verify does not refuse it"
+        );
         assert_eq!(rust, py, "{name}: the verifiers disagree");
     }
     // A file cut inside a member is unreadable to both (exit 2, no report).
