@@ -225,6 +225,9 @@ pub fn check_manifest_sig(
         .strip_suffix(b"\n")
         .ok_or("manifest.sig does not end with a line feed")?;
     let mut s = [0u8; 64];
+    if text.iter().any(u8::is_ascii_uppercase) {
+        return Err("manifest.sig is not lowercase hex");
+    }
     hex::decode_to_slice(text, &mut s).map_err(|_| "manifest.sig is not 128 hex digits")?;
     key.verify_strict(
         &manifest_signing_bytes(manifest_json),

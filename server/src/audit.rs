@@ -148,7 +148,16 @@ pub fn parse_action(name: &str) -> Option<CustodyAction> {
 /// # Errors
 /// The log could not be appended to.
 pub fn append(db: &crate::db::Db, a: &Access) -> Result<u64, IndexError> {
-    let at = db.log_append(&a.leaf(crate::now_us()))?;
+    append_at(db, a, crate::now_us())
+}
+
+/// Append `a` to the log of `db` with server time `now_us`; returns its
+/// leaf index. (An export stamps its leaves with the export's own time.)
+///
+/// # Errors
+/// The log could not be appended to.
+pub fn append_at(db: &crate::db::Db, a: &Access, now_us: i64) -> Result<u64, IndexError> {
+    let at = db.log_append(&a.leaf(now_us))?;
     tracing::info!(
         target: "fieldseal::audit",
         leaf = at,
@@ -167,7 +176,15 @@ pub fn append(db: &crate::db::Db, a: &Access) -> Result<u64, IndexError> {
 /// # Errors
 /// The log could not be appended to.
 pub fn record_blocking(shared: &Shared, a: &Access) -> Result<u64, IndexError> {
-    let at = append(&shared.db, a)?;
+    record_blocking_at(shared, a, crate::now_us())
+}
+
+/// As [`record_blocking`], with server time `now_us`.
+///
+/// # Errors
+/// The log could not be appended to.
+pub fn record_blocking_at(shared: &Shared, a: &Access, now_us: i64) -> Result<u64, IndexError> {
+    let at = append_at(&shared.db, a, now_us)?;
     shared
         .counters
         .access_leaves

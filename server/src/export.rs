@@ -14,6 +14,8 @@
 //! Tests: `http/export_tests.rs` (through the API, with every tampering).
 
 mod file;
+#[cfg(test)]
+mod golden_tests;
 mod readme;
 mod write;
 
@@ -147,6 +149,25 @@ pub fn plan(
     actor: &str,
     now_us: i64,
 ) -> Result<Plan, ExportError> {
+    plan_as(shared, catalogue, number, actor, now_us, &new_export_id())
+}
+
+/// As [`plan`], under the given export id. Everything else in a package
+/// follows from the archive, the keys and `now_us` (the export leaves and
+/// the checkpoint carry it, the manifest and the tar headers too), so the
+/// same archive, time and id give the same bytes: the golden package of
+/// `proto/tests/vectors/` is made this way (`golden_tests.rs`).
+///
+/// # Errors
+/// As [`plan`].
+pub fn plan_as(
+    shared: &Shared,
+    catalogue: &Catalogue,
+    number: &str,
+    actor: &str,
+    now_us: i64,
+    export_id: &str,
+) -> Result<Plan, ExportError> {
     let db = &shared.db;
     let case = db
         .case(number)
@@ -163,14 +184,14 @@ pub fn plan(
         .iter()
         .map(|(&d, &(a, b))| device_part(shared, d, a, b))
         .collect::<Result<Vec<_>, _>>()?;
-    let export_id = new_export_id();
+    let export_id = export_id.to_owned();
     for p in &parts {
         let id: DeviceId = p.range.device.parse().expect("our own device id");
         let a = Access::new(CustodyAction::Export, actor)
             .entries(id, p.range.first_seq, p.range.last_seq)
             .case(number)
             .detail(pkg::export_detail(&export_id));
-        crate::audit::record_blocking(shared, &a).map_err(archive)?;
+        crate::audit::record_blocking_at(shared, &a, now_us).map_err(archive)?;
     }
     let key = &shared.receipt_key;
     crate::tlog::checkpoint(&shared.dir, db, &shared.cfg, key, now_us).map_err(archive)?;

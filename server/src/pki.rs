@@ -120,6 +120,31 @@ pub fn generate(names: &[String]) -> Result<Generated, PkiError> {
     })
 }
 
+/// A CA of a fixed Ed25519 key, from its 32-byte secret seed: the PEM of
+/// its certificate and of its key, as `init` writes them. For tests that
+/// need the same bytes every run (the golden export package): rcgen makes
+/// certificates deterministically (Ed25519 signatures are deterministic,
+/// the serial is derived from the certified key, the validity is fixed
+/// at 1975-01-01 to 4096-01-01).
+///
+/// # Errors
+/// rcgen failures.
+pub fn ca_from_seed(seed: &[u8; 32]) -> Result<(String, String), PkiError> {
+    // PKCS#8 v1 (RFC 8410 §7) of an Ed25519 key: a fixed 16-byte prefix,
+    // then the seed.
+    let mut der = PKCS8_ED25519_PREFIX.to_vec();
+    der.extend_from_slice(seed);
+    let key = KeyPair::try_from(der.as_slice())?;
+    let cert = ca_params()?.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// `SEQUENCE { INTEGER 0, SEQUENCE { id-Ed25519 }, OCTET STRING { OCTET
+/// STRING (32 bytes) } }` up to the seed.
+const PKCS8_ED25519_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
 /// SHA-256 of the CA certificate (DER) in `DIR/ca.crt`: what enrolment
 /// tokens name.
 ///

@@ -151,6 +151,8 @@ def _media(kept, media, findings):
         if s is None:
             continue
         seen = media.get(seq)
+        if seen == "released":  # §4 step 10: deliberately not held
+            continue
         if seen is None:
             findings.append(_finding(seq, "missing-media"))
         elif seen != (s["media_sha256"], s["media_len"]):
@@ -161,7 +163,8 @@ def _media(kept, media, findings):
 
 
 def verify_chain(key, entries, media=None, head=None, tol=0, ordered=True, early=()):
-    """The §5 report as a dict. `media` maps seq to (sha256, length);
+    """The §5 report as a dict. `media` maps seq to (sha256, length) or
+    "released";
     `head` is (seq, entry hash); `early` are findings placed first (§9)."""
     findings = []
     valid, rejected = _decode_and_check(key, entries, ordered, findings)

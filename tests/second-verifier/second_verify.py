@@ -4,6 +4,7 @@ standard library only). tests/tests/second_verifier.rs runs it against the
 reference; GAPS.md lists where the document was not enough.
 
     second_verify.py package [--json] [--no-media] DIR   verify a §9 package
+    second_verify.py package [--json] FILE               verify a §10 export package
     second_verify.py vectors DIR [FORMAT.md]              check proto/tests/vectors
                                                           (and the sample chain of §8.1)
 
@@ -20,14 +21,15 @@ import sys
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import container  # noqa: E402
 import ed25519  # noqa: E402
+import package  # noqa: E402
 import tlog  # noqa: E402
 from chain import verify_chain  # noqa: E402
 from entry import Malformed, decode_signed, device_id  # noqa: E402
 
 
-class Unreadable(Exception):
-    """The package cannot be read (exit 2)."""
+Unreadable = container.Unreadable  # the package cannot be read (exit 2)
 
 
 def split_chain_log(b):
@@ -259,12 +261,18 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     try:
-        report = verify_package(dirs[0], use_media="--no-media" not in flags)
+        if os.path.isfile(dirs[0]):
+            if "--no-media" in flags:
+                raise Unreadable("--no-media is for package folders only")
+            report = package.verify(container.read_tar(dirs[0]))
+        else:
+            report = verify_package(dirs[0], use_media="--no-media" not in flags)
     except Unreadable as e:
         print(f"second_verify: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(report, indent=2) if "--json" in flags else
-          f"{report['device']}: {'OK' if report['ok'] else 'FAILED'} {report['findings']}")
+    print(json.dumps(report, indent=2, ensure_ascii=False) if "--json" in flags else
+          f"{report.get('device', report.get('case'))}: "
+          f"{'OK' if report['ok'] else 'FAILED'} {report['findings']}")
     return 0 if report["ok"] else 1
 
 

@@ -116,13 +116,27 @@ fn both(dir: &Path) -> [(Option<i32>, Option<Value>); 2] {
         .unwrap();
     [rust, py].map(|o| {
         let mut r = report(&o);
-        if let Some(fs) = r.as_mut().and_then(|r| r["findings"].as_array_mut()) {
-            for f in fs {
-                f.as_object_mut().unwrap().remove("detail");
-            }
+        if let Some(r) = r.as_mut() {
+            drop_details(r);
         }
         (o.status.code(), r)
     })
+}
+
+/// Remove `detail` from every finding, also those of the chain reports in
+/// a package report (the custody leaves' `detail` is data and stays).
+fn drop_details(r: &mut Value) {
+    for f in r["findings"].as_array_mut().into_iter().flatten() {
+        f.as_object_mut().unwrap().remove("detail");
+    }
+    for d in r
+        .get_mut("devices")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        drop_details(d);
+    }
 }
 
 #[test]
@@ -223,4 +237,138 @@ fn second_verifier_agrees_with_the_reference_on_tampered_packages() {
     std::fs::remove_file(torn.join("chain.log")).unwrap();
     let [rust, py] = both(&torn);
     assert_eq!((rust.0, py.0), (Some(2), Some(2)), "no chain.log");
+}
+
+// --- export packages (FORMAT.md §10) -----------------------------------------
+
+fn golden_tar() -> Vec<u8> {
+    std::fs::read(root().join("proto/tests/vectors/export-package.tar")).unwrap()
+}
+
+/// The members of a package file, in order.
+type Members = Vec<(String, Vec<u8>)>;
+
+fn unpack(tar: &[u8]) -> Members {
+    fieldseal_proto::ustar::members(tar)
+        .unwrap()
+        .into_iter()
+        .map(|(n, d)| (n, d.to_vec()))
+        .collect()
+}
+
+/// A ustar file of `members` as §10.1 writes it (mtime of the golden one).
+fn pack(members: &Members) -> Vec<u8> {
+    use fieldseal_proto::ustar;
+    let mut out = Vec::new();
+    for (name, d) in members {
+        out.extend_from_slice(&ustar::header(name, d.len() as u64, 1_782_982_800).unwrap());
+        out.extend_from_slice(d);
+        out.resize(out.len() + ustar::padding(d.len() as u64), 0);
+    }
+    out.extend_from_slice(&ustar::TRAILER);
+    out
+}
+
+fn member<'a>(m: &'a mut Members, suffix: &str) -> &'a mut Vec<u8> {
+    &mut m.iter_mut().find(|(n, _)| n.ends_with(suffix)).unwrap().1
+}
+
+#[test]
+fn second_verifier_prints_the_reference_report_for_the_golden_export_package() {
+    let Some(mut py) = python() else { return };
+    let path = root().join("proto/tests/vectors/export-package.tar");
+    let rust = Command::new(bin("fieldseal-verify"))
+        .arg("--json")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let py = py.args(["package", "--json"]).arg(&path).output().unwrap();
+    assert_eq!(rust.status.code(), Some(0), "{rust:?}");
+    assert_eq!(py.status.code(), Some(0), "{py:?}");
+    let stored =
+        std::fs::read(root().join("proto/tests/vectors/export-package.report.json")).unwrap();
+    assert_eq!(
+        rust.stdout, stored,
+        "fieldseal-verify differs from the stored report"
+    );
+    // The whole report, `detail`s included: the golden package has no findings.
+    assert_eq!(report(&rust).unwrap(), report(&py).unwrap());
+}
+
+/// Each tampering of the golden package: a name, and what it does to its members.
+type PackageTamper = (&'static str, fn(&mut Members));
+
+fn package_tamperings() -> Vec<PackageTamper> {
+    vec![
+        ("segment byte flipped", |m| {
+            member(m, "000000000002.ts")[7] ^= 1
+        }),
+        ("last segment dropped", |m| {
+            m.retain(|(n, _)| !n.ends_with("000000000003.ts"));
+        }),
+        ("device.pub swapped", |m| {
+            let other = SigningKey::from_bytes(&[7; 32]).verifying_key();
+            *member(m, "device.pub") = format!("{}\n", hex::encode(other.as_bytes())).into();
+        }),
+        ("receipt altered", |m| {
+            member(m, "receipts.log")[2 + 131 + 40] ^= 1
+        }),
+        ("proof altered", |m| {
+            let p = member(m, "proofs.json");
+            let at = p.windows(9).position(|w| w == b"\"proof\": ").unwrap() + 20;
+            p[at] = if p[at] == b'0' { b'1' } else { b'0' };
+        }),
+        ("manifest altered", |m| {
+            let j = member(m, "manifest.json");
+            let t = String::from_utf8(j.clone()).unwrap();
+            *j = t.replace("1782982800000000", "1782982800000001").into();
+        }),
+        ("chain tail cut", |m| {
+            let log = member(m, "chain.log");
+            let mut at = 0;
+            let mut starts = Vec::new();
+            while at < log.len() {
+                starts.push(at);
+                at += 2 + usize::from(u16::from_be_bytes([log[at], log[at + 1]]));
+            }
+            log.truncate(*starts.last().unwrap());
+        }),
+        ("receipt key missing", |m| {
+            m.retain(|(n, _)| !n.ends_with("receipt.pub"));
+        }),
+        ("members reordered", |m| m.swap(1, 2)),
+        ("log key without its line feed", |m| {
+            _ = member(m, "log.vkey").pop()
+        }),
+        ("checkpoint missing", |m| {
+            m.retain(|(n, _)| !n.ends_with("checkpoint.txt"));
+        }),
+    ]
+}
+
+#[test]
+fn second_verifier_agrees_with_the_reference_on_tampered_export_packages() {
+    if python().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, (name, tamper)) in package_tamperings().into_iter().enumerate() {
+        let mut m = unpack(&golden_tar());
+        tamper(&mut m);
+        let path = tmp.path().join(format!("{i}.tar"));
+        std::fs::write(&path, pack(&m)).unwrap();
+        let [rust, py] = both(&path);
+        assert_eq!(
+            rust.0,
+            Some(1),
+            "{name}: fieldseal-verify does not refuse it"
+        );
+        assert_eq!(rust, py, "{name}: the verifiers disagree");
+    }
+    // A file cut inside a member is unreadable to both (exit 2, no report).
+    let path = tmp.path().join("cut.tar");
+    let tar = golden_tar();
+    std::fs::write(&path, &tar[..tar.len() / 2]).unwrap();
+    let [rust, py] = both(&path);
+    assert_eq!((rust, py), ((Some(2), None), (Some(2), None)), "cut file");
 }

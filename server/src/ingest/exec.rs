@@ -37,6 +37,17 @@ pub fn submit_blocking(shared: &Shared, key: VerifyingKey, bytes: &[u8]) -> Mess
 /// without a leaf were never answered and are cut off, entries with one are
 /// rolled forward at start (`reindex.rs`). One answer per item, in order.
 pub fn submit_group_blocking(shared: &Shared, items: &[(VerifyingKey, Vec<u8>)]) -> Vec<Message> {
+    submit_group_at(shared, items, now_us)
+}
+
+/// As [`submit_group_blocking`], with the server time of the receipts from
+/// `clock` (read once, after the chain logs are durable): a test that needs
+/// a byte-exact archive (the golden export package) passes a fixed time.
+pub fn submit_group_at(
+    shared: &Shared,
+    items: &[(VerifyingKey, Vec<u8>)],
+    clock: impl FnOnce() -> i64,
+) -> Vec<Message> {
     // Heads and the log frontier are read-modify-write: one group at a
     // time. A panic in an earlier group changed nothing durable that the
     // next group relies on (a failure after the leaves poisons ingest).
@@ -56,7 +67,7 @@ pub fn submit_group_blocking(shared: &Shared, items: &[(VerifyingKey, Vec<u8>)])
     let receipts = if plan.accepted.is_empty() {
         Ok(Vec::new())
     } else {
-        commit(shared, &plan).map_err(|e| e.to_string())
+        commit(shared, &plan, clock).map_err(|e| e.to_string())
     };
     answers(&plan, receipts.as_deref().map_err(String::as_str))
 }
@@ -73,7 +84,11 @@ fn keep_equivocations(shared: &Shared, plan: &CommitPlan) {
 
 /// Make a group's acceptances durable: chain logs, leaves, index. Returns
 /// the receipts, in the order of `plan.accepted`.
-fn commit(shared: &Shared, plan: &CommitPlan) -> Result<Vec<Receipt>, CommitError> {
+fn commit(
+    shared: &Shared,
+    plan: &CommitPlan,
+    clock: impl FnOnce() -> i64,
+) -> Result<Vec<Receipt>, CommitError> {
     // Per device, in seq order: one write and one fsync of its chain log.
     let mut log_lens = Vec::with_capacity(plan.devices.len());
     for d in &plan.devices {
@@ -84,7 +99,7 @@ fn commit(shared: &Shared, plan: &CommitPlan) -> Result<Vec<Receipt>, CommitErro
         log_lens.push(len);
     }
     crate::fault::point("entry-after-chainlog");
-    let server_time_us = now_us();
+    let server_time_us = clock();
     let first = match shared.db.log_append_many(&plan.leaves(server_time_us)) {
         Ok(f) => f,
         Err(e) => {

@@ -30,7 +30,7 @@ use crate::chainindex::{ChainIndex, IndexError};
 
 pub use batch::{Accepted, Answer, CommitPlan, DevicePlan, IngestBatch};
 pub use entry::{AcceptedEntry, Decision, Ingest};
-pub use exec::{answers, submit_blocking, submit_group_blocking};
+pub use exec::{answers, submit_blocking, submit_group_at, submit_group_blocking};
 pub(crate) use exec::{commit_upload, internal, settle_query};
 pub use upload::{
     check_begin, check_complete, expect_begin, expect_query, plan_query, Completion, Refusal,
