@@ -37,9 +37,10 @@ bench_web() {
   echo "- web: $(tr '\n' ' ' <"$m")load average (1 min) $(cut -d' ' -f1 /proc/loadavg)" >>"$RUNS"
   cat >>"$BOUNDS" <<'TEXT'
 Time to first frame: the player (hls.js) fetches the playlist, then the first segment (1 s of
-video on loopback), then starts; the figure also holds the page's own start (scripts, the session check, the case or
-device record) and the browser's decoder start-up; it was not broken down further.
-Live: the playlist of the recording in progress, with the newest segments that arrived. One run of a functional test on a shared machine: read it as an order of
-magnitude, not to the millisecond.
+video on loopback), then starts; the figure also holds the page's own start (scripts, the session
+check, the case or device record) and the browser's decoder start-up; it was not broken down
+further. Live: the playlist of the recording in progress, with the newest segments that arrived.
+One run of a functional test on a shared machine: read it as an order of magnitude, not to the
+millisecond.
 TEXT
 }
