@@ -26,16 +26,55 @@ pub struct Written {
     pub plan: Plan,
 }
 
-/// A writer that hashes what passes through it.
+/// A writer that hashes what passes through it on a thread of its own, so
+/// that hashing the package overlaps the copy (which hashes every segment
+/// to check it). On 2 cores shared with other work, a 1 GiB case went from
+/// 0.39× to 0.62× of `tar`'s rate (`make bench`, row E; perf before: 59 %
+/// of the time in SHA-256, two passes on one thread).
 struct Hashing<W> {
     inner: W,
-    hash: Sha256Stream,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    hasher: Option<std::thread::JoinHandle<Hash32>>,
+}
+
+impl<W: Write> Hashing<W> {
+    fn new(inner: W) -> Self {
+        // A few chunks in flight: enough to ride out a slow write, little memory.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let hasher = std::thread::spawn(move || {
+            let mut h = Sha256Stream::new();
+            for chunk in rx {
+                h.update(&chunk);
+            }
+            h.finish()
+        });
+        Hashing {
+            inner,
+            tx: Some(tx),
+            hasher: Some(hasher),
+        }
+    }
+
+    /// The writer and the SHA-256 of everything written.
+    fn finish(mut self) -> io::Result<(W, Hash32)> {
+        drop(self.tx.take());
+        let hash = self
+            .hasher
+            .take()
+            .expect("finished once")
+            .join()
+            .map_err(|_| io::Error::other("the package hasher panicked"))?;
+        let Hashing { inner, .. } = self;
+        Ok((inner, hash))
+    }
 }
 
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
+        let tx = self.tx.as_ref().expect("not finished");
+        tx.send(buf[..n].to_vec())
+            .map_err(|_| io::Error::other("the package hasher stopped"))?;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -107,18 +146,38 @@ fn write_tmp(
     let open = move |h: &Hash32| -> io::Result<Box<dyn Read + Send>> {
         Ok(Box::new(File::open(dir.blob(h))?))
     };
-    let mut w = Hashing {
-        inner: BufWriter::with_capacity(1 << 20, f),
-        hash: Sha256Stream::new(),
-    };
+    let mut w = Hashing::new(BufWriter::with_capacity(1 << 20, f));
     let total = plan.len();
     let mut done = 0;
     write(plan, &open, &mut w, &mut |n| {
         done = n;
         progress(n, total);
     })?;
-    let Hashing { inner, hash } = w;
+    let (inner, hash) = w.finish()?;
     let f = inner.into_inner().map_err(io::IntoInnerError::into_error)?;
     f.sync_all()?;
-    Ok((done, hex::encode(hash.finish())))
+    Ok((done, hex::encode(hash)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use fieldseal_proto::identity::sha256;
+
+    use super::Hashing;
+
+    /// The package hash the command prints is the file's: every byte
+    /// written, in order, across many writes of different sizes.
+    #[test]
+    fn hashing_sees_every_byte_in_order() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = Hashing::new(Vec::new());
+        for chunk in data.chunks(512).take(3).chain(data[1536..].chunks(1 << 20)) {
+            w.write_all(chunk).unwrap();
+        }
+        let (inner, hash) = w.finish().unwrap();
+        assert_eq!(inner, data);
+        assert_eq!(hash, sha256(&data));
+    }
 }
