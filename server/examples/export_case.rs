@@ -17,27 +17,23 @@
 //! as an upload stores them (hash checked, file and folder fsynced), with
 //! the two index writes an upload makes (media held, and when).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use common::CASE;
 use ed25519_dalek::SigningKey;
-use fieldseal_proto::codec::{Decode, Encode};
+use fieldseal_proto::codec::Encode;
 use fieldseal_proto::identity::DeviceId;
-use fieldseal_proto::receipt::Receipt;
 use fieldseal_proto::sample::{self, SampleChain};
 use fieldseal_server::blobstore::{BlobStore, FolderStore};
-use fieldseal_server::cases::{Case, Custody, OfficerRecord};
-use fieldseal_server::catalogue::Catalogue;
 use fieldseal_server::chainindex::ChainIndex;
 use fieldseal_server::db::DeviceRecord;
-use fieldseal_server::timeline::{device_timeline, Known};
 use fieldseal_server::{ingest, Shared};
 
 /// Entries per group commit, as the server's committer takes them.
 const GROUP: usize = 256;
-/// The case number the sample chain is tagged with, and its officer.
-const CASE: &str = "CJ-2026-0001";
-const OFFICER: &str = "CJ-001";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(dir);
     let t = Instant::now();
     let (shared, device, chain) = fill(&dir, segments, bytes)?;
-    put_case(&shared, device, &chain)?;
+    common::put_case(&shared, device, &chain, "seizure-export")?;
     eprintln!("filled in {:.1} s", t.elapsed().as_secs_f64());
     let media: usize = chain.media.values().map(Vec::len).sum();
     println!("case={CASE}");
@@ -104,42 +100,4 @@ fn fill(
     }
     ChainIndex::flush(&shared.db)?;
     Ok((shared, device, chain))
-}
-
-/// The officer, the device in their custody, and the case with one seizure
-/// over the whole recording (placed in server time as compliance places it).
-fn put_case(shared: &Shared, device: DeviceId, chain: &SampleChain) -> anyhow::Result<()> {
-    let db = &shared.db;
-    let officer: OfficerRecord = serde_json::from_value(serde_json::json!({
-        "certificate": OFFICER, "name": "王五",
-        "valid_from": "2026-01-01", "valid_until": "2027-12-31"
-    }))?;
-    db.put_officer(&officer)?;
-    let mut known = Vec::with_capacity(chain.entries.len());
-    for e in &chain.entries {
-        let a = db.entry(device, e.seq())?.expect("ingested");
-        known.push(Known {
-            entry: e,
-            receipt_us: Some(Receipt::from_bytes(&a.receipt)?.server_time_us),
-            verified: true,
-            media_us: e.entry.segment().map(|_| 0),
-            expired: false,
-        });
-    }
-    let spans = device_timeline(device, &known, |_| None).spans;
-    let (start, end) = (spans[0].start_us, spans[spans.len() - 1].end_us);
-    db.put_custody(&Custody {
-        device,
-        officer: OFFICER.into(),
-        from_us: start - 3_600_000_000,
-        to_us: Some(end + 3_600_000_000),
-    })?;
-    let case: Case = serde_json::from_value(serde_json::json!({
-        "number": CASE, "body": "bench", "officers": [OFFICER],
-        "activities": [{"id": "seizure-export", "kind": "seizure", "place": "bench",
-            "start_us": start, "end_us": end, "officers": [OFFICER]}]
-    }))?;
-    case.check(&Catalogue::article_27(), |o| o == OFFICER)?;
-    db.put_case(&case)?;
-    Ok(())
 }
