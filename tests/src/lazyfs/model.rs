@@ -21,6 +21,27 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::time::SystemTime;
 
+/// A path with every run of digits written `#`: the files one program
+/// makes one after another under numbered names (segments, blobs, sled's
+/// blob files) count as one, so that "the 3rd fsync of a segment file" can
+/// be cut at in a run that numbers them differently.
+pub fn class(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut digits = false;
+    for c in path.chars() {
+        if c.is_ascii_digit() {
+            if !digits {
+                out.push('#');
+            }
+            digits = true;
+        } else {
+            out.push(c);
+            digits = false;
+        }
+    }
+    out
+}
+
 /// An inode number (1 is the root).
 pub type Ino = u64;
 /// The root folder's inode.
@@ -45,11 +66,12 @@ impl Op {
     }
 }
 
-/// A cut at an exact operation: the `n`-th (from 1) `op` of the file or
-/// folder at `path` (relative to the mount, as named when it happens).
+/// A cut at an exact operation: the `n`-th (from 1) `op` of the files or
+/// folders at `path` (relative to the mount, as named when it happens, with
+/// every run of digits written `#`: see [`class`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CutAt {
-    /// The path, e.g. `agent/chain.log`.
+    /// The path class, e.g. `agent/chain.log` or `agent/media/#.ts`.
     pub path: String,
     /// Which operation.
     pub op: Op,
@@ -529,7 +551,7 @@ impl Model {
             // Nothing after the cut is counted: it is not on any disk.
             return Outcome::Done;
         }
-        let path = self.path(ino);
+        let path = class(&self.path(ino));
         let n = self.counts.entry((path.clone(), op)).or_insert(0);
         *n += 1;
         let n = *n;
