@@ -211,12 +211,28 @@ fn load(dir: &Path) -> std::io::Result<Model> {
             let name = e.file_name();
             if meta.is_dir() {
                 let a = m
-                    .make(ino, &name, model::Kind::Dir, mode, meta.uid(), meta.gid(), 0)
+                    .make(
+                        ino,
+                        &name,
+                        model::Kind::Dir,
+                        mode,
+                        meta.uid(),
+                        meta.gid(),
+                        0,
+                    )
                     .map_err(std::io::Error::from_raw_os_error)?;
                 stack.push((e.path(), a.ino));
             } else if meta.is_file() {
                 let a = m
-                    .make(ino, &name, model::Kind::File, mode, meta.uid(), meta.gid(), 0)
+                    .make(
+                        ino,
+                        &name,
+                        model::Kind::File,
+                        mode,
+                        meta.uid(),
+                        meta.gid(),
+                        0,
+                    )
                     .map_err(std::io::Error::from_raw_os_error)?;
                 m.write(a.ino, 0, &std::fs::read(e.path())?)
                     .map_err(std::io::Error::from_raw_os_error)?;

@@ -838,7 +838,11 @@ mod tests {
         assert_eq!(m.write(a, 0, b"0123456789").unwrap(), Outcome::Done);
         assert_eq!(m.write(a, 10, b"abcdefgh").unwrap(), Outcome::Blocked);
         assert!(m.off().unwrap().contains("torn write #2 of a"));
-        assert_eq!(m.fsync(a).unwrap(), Outcome::Blocked, "no fsync after a cut");
+        assert_eq!(
+            m.fsync(a).unwrap(),
+            Outcome::Blocked,
+            "no fsync after a cut"
+        );
         m.cut();
         assert_eq!(read_all(&mut m, a), b"0123456789abc", "the last write torn");
     }

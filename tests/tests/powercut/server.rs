@@ -58,7 +58,14 @@ impl Server {
             .open(&self.log)
             .expect("log");
         let mut child = Command::new(bin("fieldseal-server"))
-            .args(["run", "--quic", &self.addr, "--http", "127.0.0.1:0", "--data"])
+            .args([
+                "run",
+                "--quic",
+                &self.addr,
+                "--http",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(&self.dir)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -83,7 +90,14 @@ impl Server {
 
     fn stderr(&self) -> String {
         let s = std::fs::read_to_string(&self.log).unwrap_or_default();
-        s.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        s.lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn request(&self, req: Request) -> String {
@@ -98,11 +112,19 @@ impl Server {
 fn init_cuts(fs: &mut LazyFs, sc: &Scenario, log: &Path, tally: &mut Tally) {
     let dir = fs.path().join("server");
     fs.reset_counts();
-    procs::ok(&procs::wait_limited(init_cmd(&dir).spawn().unwrap(), Duration::from_secs(120), "init"));
+    procs::ok(&procs::wait_limited(
+        init_cmd(&dir).spawn().unwrap(),
+        Duration::from_secs(120),
+        "init",
+    ));
     let counts = fs.counts();
     let budget = usize::try_from(iterations("FIELDSEAL_POWER_CUTS", 6)).unwrap_or(6);
     let cuts = exact_cuts(&counts, "server", budget, &mut sc.rng(31));
-    eprintln!("server init: {} operations counted, {} cuts", counts.values().sum::<u64>(), cuts.len());
+    eprintln!(
+        "server init: {} operations counted, {} cuts",
+        counts.values().sum::<u64>(),
+        cuts.len()
+    );
     for cut in cuts {
         wipe(&dir);
         fs.arm(cut.clone());
@@ -111,7 +133,11 @@ fn init_cuts(fs: &mut LazyFs, sc: &Scenario, log: &Path, tally: &mut Tally) {
         let what = fs.cut(&mut [&mut child]).unwrap();
         assert!(reached, "init never reached {cut:?}");
         tally.add(true, cut.torn);
-        let out = procs::wait_limited(init_cmd(&dir).spawn().unwrap(), Duration::from_secs(120), "init");
+        let out = procs::wait_limited(
+            init_cmd(&dir).spawn().unwrap(),
+            Duration::from_secs(120),
+            "init",
+        );
         assert!(
             out.status.success(),
             "after a cut of init ({what}), init again failed: {}",
@@ -155,7 +181,10 @@ impl Device {
     }
 
     fn feed_one(&self) -> bool {
-        let i = self.store.head().map_or(0, |h| usize::try_from(h).unwrap() + 1);
+        let i = self
+            .store
+            .head()
+            .map_or(0, |h| usize::try_from(h).unwrap() + 1);
         match self.chain.entries.get(i) {
             Some(e) => {
                 let media = self.chain.media.get(&e.seq()).map(Vec::as_slice);
@@ -189,47 +218,87 @@ fn hashes(v: &Value) -> Vec<Hash32> {
 /// After a restart: every receipt and acknowledgement a device holds is in
 /// the archive (the same receipt, its leaf in the log, the blob with the
 /// signed hash), and the log extends every checkpoint published before.
-fn check(s: &Server, devices: &[Device], receipt_key: &VerifyingKey, published: &[Checkpoint], v: &mut Verdict) {
+fn check(
+    s: &Server,
+    devices: &[Device],
+    receipt_key: &VerifyingKey,
+    published: &[Checkpoint],
+    v: &mut Verdict,
+) {
     let latest = Checkpoint::verify(&s.request(Request::LogCheckpoint), ORIGIN, receipt_key)
         .expect("checkpoint verifies");
     for cp in published.iter().filter(|c| c.size > 0) {
         let c: Value = serde_json::from_str(&s.request(Request::LogConsistency { from: cp.size }))
             .unwrap_or_else(|e| panic!("consistency from {}: {e}", cp.size));
-        let to = Checkpoint::verify(c["checkpoint"].as_str().unwrap(), ORIGIN, receipt_key).unwrap();
-        if let Err(e) = verify_consistency(cp.size, to.size, &cp.root, &to.root, &hashes(&c["proof"])) {
-            v.lost.push(format!("the log does not extend the checkpoint of size {} published before a cut: {e}", cp.size));
+        let to =
+            Checkpoint::verify(c["checkpoint"].as_str().unwrap(), ORIGIN, receipt_key).unwrap();
+        if let Err(e) =
+            verify_consistency(cp.size, to.size, &cp.root, &to.root, &hashes(&c["proof"]))
+        {
+            v.lost.push(format!(
+                "the log does not extend the checkpoint of size {} published before a cut: {e}",
+                cp.size
+            ));
         }
     }
     for d in devices {
         v.acknowledged += d.store.receipts().len() as u64;
         for (seq, r) in d.store.receipts() {
-            let p = control::request(&s.dir, Request::LogProve { device: d.id().to_string(), seq });
+            let p = control::request(
+                &s.dir,
+                Request::LogProve {
+                    device: d.id().to_string(),
+                    seq,
+                },
+            );
             let p: Value = match p {
                 Ok(Response::Output { code: 0, text }) => serde_json::from_str(&text).unwrap(),
                 other => {
-                    v.lost.push(format!("device {} seq {seq}: receipted, not provable: {other:?}", d.id()));
+                    v.lost.push(format!(
+                        "device {} seq {seq}: receipted, not provable: {other:?}",
+                        d.id()
+                    ));
                     continue;
                 }
             };
             if p["receipt"].as_str() != Some(hex::encode(r.to_bytes()).as_str()) {
-                v.lost.push(format!("device {} seq {seq}: the stored receipt differs", d.id()));
+                v.lost.push(format!(
+                    "device {} seq {seq}: the stored receipt differs",
+                    d.id()
+                ));
             }
-            let cp = Checkpoint::verify(p["checkpoint"].as_str().unwrap(), ORIGIN, receipt_key).unwrap();
+            let cp =
+                Checkpoint::verify(p["checkpoint"].as_str().unwrap(), ORIGIN, receipt_key).unwrap();
             let leaf = Leaf::Entry {
                 device: r.device_id,
                 seq: r.seq,
                 entry_hash: r.entry_hash,
                 server_time_us: r.server_time_us,
             };
-            if let Err(e) = verify_inclusion(&leaf.hash(), r.log_index, cp.size, &hashes(&p["proof"]), &cp.root) {
-                v.lost.push(format!("device {} seq {seq}: leaf not in the log: {e}", d.id()));
+            if let Err(e) = verify_inclusion(
+                &leaf.hash(),
+                r.log_index,
+                cp.size,
+                &hashes(&p["proof"]),
+                &cp.root,
+            ) {
+                v.lost.push(format!(
+                    "device {} seq {seq}: leaf not in the log: {e}",
+                    d.id()
+                ));
             }
         }
         for seq in d.store.acked() {
-            let seg = d.chain.entries[usize::try_from(seq).unwrap()].entry.segment().unwrap();
+            let seg = d.chain.entries[usize::try_from(seq).unwrap()]
+                .entry
+                .segment()
+                .unwrap();
             let path = DataDir::new(&s.dir).blob(&seg.media_sha256);
             if std::fs::read(&path).map(|b| sha256(&b)).ok() != Some(seg.media_sha256) {
-                v.lost.push(format!("device {} seq {seq}: acknowledged blob missing or wrong", d.id()));
+                v.lost.push(format!(
+                    "device {} seq {seq}: acknowledged blob missing or wrong",
+                    d.id()
+                ));
             }
         }
     }
@@ -251,7 +320,11 @@ pub fn run(fs: &mut LazyFs, cuts: u64) {
         .build()
         .unwrap();
     let dir = fs.path().join("server");
-    procs::ok(&procs::wait_limited(init_cmd(&dir).spawn().unwrap(), Duration::from_secs(120), "init"));
+    procs::ok(&procs::wait_limited(
+        init_cmd(&dir).spawn().unwrap(),
+        Duration::from_secs(120),
+        "init",
+    ));
     let s = Server {
         dir: dir.clone(),
         addr: format!("127.0.0.1:{}", procs::stable_udp_port()),
@@ -261,17 +334,34 @@ pub fn run(fs: &mut LazyFs, cuts: u64) {
     let devices: Vec<Device> = (0..2u8)
         .map(|i| {
             let key = SigningKey::from_bytes(&[0x70 + i; 32]);
-            let token = match control::request(&dir, Request::DeviceAdd { name: format!("cam-{i}"), ttl_secs: Some(3600) }) {
+            let token = match control::request(
+                &dir,
+                Request::DeviceAdd {
+                    name: format!("cam-{i}"),
+                    ttl_secs: Some(3600),
+                },
+            ) {
                 Ok(Response::Token(t)) => t.token,
                 other => panic!("device add: {other:?}"),
             };
             let enrollment = rt
-                .block_on(sync::enroll(&key, &s.addr, &token, Some(DataDir::new(&dir).ca_cert())))
+                .block_on(sync::enroll(
+                    &key,
+                    &s.addr,
+                    &token,
+                    Some(DataDir::new(&dir).ca_cert()),
+                ))
                 .unwrap();
             let chain = sample::build(&key, &[8; 40], 6 * 1024 + usize::from(i) * 100);
             let media = tempfile::tempdir().unwrap();
             let store = Arc::new(MemStore::new(media.path()));
-            Device { key, enrollment, chain, store, _media: media }
+            Device {
+                key,
+                enrollment,
+                chain,
+                store,
+                _media: media,
+            }
         })
         .collect();
     let devices = Arc::new(devices);
@@ -327,7 +417,11 @@ pub fn run(fs: &mut LazyFs, cuts: u64) {
             fs.power_off((r.next_u64() % 2 == 0).then(|| r.next_u64()));
             false
         };
-        assert!(child.try_wait().unwrap().is_none(), "cut {i}: run exited by itself\n{}", s.stderr());
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "cut {i}: run exited by itself\n{}",
+            s.stderr()
+        );
         merge_counts(&mut seen, &fs.counts());
         let what = fs.cut(&mut [&mut child]).unwrap();
         tally.add(reached, what.starts_with("torn"));
@@ -336,7 +430,12 @@ pub fn run(fs: &mut LazyFs, cuts: u64) {
             .start()
             .unwrap_or_else(|e| panic!("cut {i} ({what}): the server does not start again: {e}"));
         check(&s, &devices, &receipt_key, &published, &mut verdict);
-        assert!(verdict.lost.is_empty(), "cut {i} ({what}): {:#?}\n{}", verdict.lost, s.stderr());
+        assert!(
+            verdict.lost.is_empty(),
+            "cut {i} ({what}): {:#?}\n{}",
+            verdict.lost,
+            s.stderr()
+        );
     }
     // Everything else, then the final check.
     stop.store(true, Ordering::Relaxed);
@@ -346,7 +445,11 @@ pub fn run(fs: &mut LazyFs, cuts: u64) {
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while !devices.iter().all(Device::drained) {
-        assert!(Instant::now() < deadline, "the devices did not drain\n{}", s.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "the devices did not drain\n{}",
+            s.stderr()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut end = Verdict::default();
@@ -365,7 +468,11 @@ pub fn run(fs: &mut LazyFs, cuts: u64) {
     }
     let _ = child.kill();
     let _ = child.wait();
-    eprintln!("{} cuts ({tally:?}); {} entries receipted", tally.cuts(), end.acknowledged);
+    eprintln!(
+        "{} cuts ({tally:?}); {} entries receipted",
+        tally.cuts(),
+        end.acknowledged
+    );
     sc.record(&end, tally.cuts(), &tally.extras("server"));
     end.assert_ok();
 }
