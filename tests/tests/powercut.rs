@@ -189,9 +189,17 @@ fn agent_enroll_cuts(fs: &mut LazyFs, h: &Harness, sc: &Scenario, tally: &mut Ta
     let ca = DataDir::new(h.path()).ca_cert();
     let ca = ca.to_str().expect("utf-8").to_string();
     let enroll = |a: &Agent, token: &str| {
-        a.command(&["enroll", "--server", &h.server_addr(), "--token", token, "--ca", &ca])
-            .spawn()
-            .expect("enroll")
+        a.command(&[
+            "enroll",
+            "--server",
+            &h.server_addr(),
+            "--token",
+            token,
+            "--ca",
+            &ca,
+        ])
+        .spawn()
+        .expect("enroll")
     };
     let a = quick_agent(&dir);
     fs.reset_counts();
@@ -200,7 +208,11 @@ fn agent_enroll_cuts(fs: &mut LazyFs, h: &Harness, sc: &Scenario, tally: &mut Ta
     let counts = fs.counts();
     let n = usize::try_from(cuts()).unwrap_or(6).min(8);
     let cuts = exact_cuts(&counts, "agent", n, &mut sc.rng(22));
-    eprintln!("agent enroll: {} operations counted, {} cuts", counts.values().sum::<u64>(), cuts.len());
+    eprintln!(
+        "agent enroll: {} operations counted, {} cuts",
+        counts.values().sum::<u64>(),
+        cuts.len()
+    );
     let mut refused = 0;
     for cut in cuts {
         wipe(&dir);
@@ -214,11 +226,16 @@ fn agent_enroll_cuts(fs: &mut LazyFs, h: &Harness, sc: &Scenario, tally: &mut Ta
         let out = procs::wait_limited(enroll(&a, &token), MINUTE, "enroll");
         let err = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() && err.contains("already enrolled") {
-            eprintln!("KNOWN: after a cut of enroll ({what}) the server refuses the key again: {err}");
+            eprintln!(
+                "KNOWN: after a cut of enroll ({what}) the server refuses the key again: {err}"
+            );
             refused += 1;
             continue;
         }
-        assert!(out.status.success(), "after a cut of enroll ({what}), enroll again failed: {err}");
+        assert!(
+            out.status.success(),
+            "after a cut of enroll ({what}), enroll again failed: {err}"
+        );
     }
     wipe(&dir);
     refused
