@@ -298,6 +298,9 @@ impl Model {
     ///
     /// # Errors
     /// `EEXIST`, `ENOENT`, `ENOTDIR`.
+    // The arguments are those of mknod(2) plus the owner FUSE hands over;
+    // a struct for them would only be unpacked again here.
+    #[allow(clippy::too_many_arguments)]
     pub fn make(
         &mut self,
         parent: Ino,
@@ -643,7 +646,8 @@ impl Model {
             }
             Pending::Write { off, len } => {
                 let len = keep.map_or(len, |k| k.min(len));
-                let (s, e) = (off as usize, (off + len) as usize);
+                let at = |x: u64| usize::try_from(x).unwrap_or(usize::MAX);
+                let (s, e) = (at(off), at(off + len));
                 if disk.len() < e {
                     disk.resize(e, 0);
                 }
