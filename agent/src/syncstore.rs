@@ -609,7 +609,7 @@ mod release_tests {
         append_durable(&StdFs, &t.path().join("acks.log"), &rec[..40]).unwrap();
         let store = FsSyncStore::open(t.path()).unwrap();
         assert_eq!(
-            std::fs::metadata(t.path().join("acks.log")).unwrap().len(),
+            fs::metadata(t.path().join("acks.log")).unwrap().len(),
             0,
             "the torn record is cut off"
         );
