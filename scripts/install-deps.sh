@@ -23,6 +23,8 @@ PACKAGES=(
   # strace: tests/tests/powerloss.rs audits what `init` leaves un-fsynced
   # (tests/src/fsync_audit.rs replays the trace against a power-cut model).
   strace
+  # (tests/src/lazyfs, the power-cut filesystem, needs no package: the fuser crate
+  # mounts /dev/fuse itself as root, without libfuse or fusermount.)
   # README's example of the HTTP API (`curl …/api/catalogue`).
   curl
   # The browser test of the web page (tests/tests/web_browser.rs): Debian's

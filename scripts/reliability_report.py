@@ -42,6 +42,13 @@ spool_losses = 0
 m = re.search(r"(\d+) power losses over (\d+) operations", log("spool"))
 if m:
     spool_losses = int(m.group(1))
+# Power cuts of whole data folders on the power-cut filesystem (tests/powercut.rs).
+def cut_total(side, key):
+    return sum(int(r.get(key, 0) or 0) for r in rows if r.get("folder") == side and "power_cuts" in r)
+
+
+power = {side: {k: cut_total(side, k) for k in ("power_cuts", "exact_cuts", "random_cuts", "torn_cuts", "clean_cuts")}
+         for side in ("agent", "server")}
 impaired = sum(float(r.get("impaired_seconds", 0) or 0) for r in rows)
 acked = sum(r["acknowledged"] for r in rows)
 lost = sum(r["lost"] for r in rows)
@@ -71,6 +78,10 @@ p("| --- | ---: | ---: |")
 p(f"| agent kills (SIGKILL at random moments + named crash points) | {agent_random + agent_points} ({agent_random} + {agent_points}) | ≥ 500 |")
 p(f"| server kills (SIGKILL while ingesting + named crash points) | {server_kills + server_points} ({server_kills} + {server_points}) | ≥ 100 |")
 p(f"| simulated power losses of the agent spool (MemFs twin) | {spool_losses} | — |")
+for side in ("agent", "server"):
+    c = power[side]
+    p(f"| power cuts of the {side}'s whole data folder (FUSE model): exact write/fsync + random moment; clean + torn | "
+      f"{c['power_cuts']} ({c['exact_cuts']} + {c['random_cuts']}; {c['clean_cuts']} + {c['torn_cuts']}) | — |")
 p(f"| impaired network traffic (wall-clock seconds, real QUIC) | {impaired:.0f} s | ≥ 3600 s |")
 p(f"| entries acknowledged and checked | {acked} | — |")
 p(f"| entries lost | **{lost}** | 0 |")
@@ -84,6 +95,8 @@ matrix = [
     ("server SIGKILL while ingesting", "`kill -9` of `fieldseal-server run` under 4 syncing devices; named server crash points", "server_crash.rs (FIELDSEAL_SERVER_KILLS)"),
     ("agent power loss", "`spoolfs::MemFs`: a crash at every file operation, unsynced bytes and unsynced names dropped, the last write torn, a second crash during recovery", "power_loss_at_every_operation_loses_nothing_recorded (faults_spool.rs)"),
     ("agent index torn by a power cut", "each file of the sled index (`conf`, never fsynced by sled; `db`) cut short, zeroed or overwritten, the crash marker left; then `record` twice, `status`, `reindex`", "a_torn_index_is_rebuilt_and_each_cut_is_signed_once (agent/tests/agent_cli.rs): all succeed, the chain verifies, one power-loss event per cut"),
+    ("power cut of the agent's whole data folder", "a FUSE filesystem model in the style of Jepsen's LazyFS (tests/src/lazyfs: data durable only at fsync, names only at their folder's fsync; a cut drops the rest, clean or with one file's last unsynced write torn) under the folder: `init` and `enroll` cut at each of their writes and fsyncs, `record` (synthetic camera, syncing) at random moments and at the n-th write or fsync of a file; SIGKILL, cut, remount, restart", "agent_folder_power_cuts_lose_nothing (powercut.rs): init again completes the folder, record starts and records, one power-loss event per cut, nothing durable lost, both verifiers accept the folder, everything syncs (FIELDSEAL_POWER_CUTS)"),
+    ("power cut of the server's whole data folder", "the same filesystem under `fieldseal-server`'s folder: `init` cut at its writes and fsyncs, `run` ingesting from simulated devices cut at random moments and at the n-th write or fsync of a file", "server_folder_power_cuts_lose_nothing (powercut.rs): init again works and run starts, run starts after every cut, every receipt and acknowledged blob held by a device is archived with its leaf in the log, every checkpoint published before a cut is consistent with the log after it"),
     ("agent and server `init` cut right after exit", "`strace` of `init`, replayed against a power-cut model (data kept only once fsynced, names once their folder is fsynced)", "agent_init_leaves_nothing_a_cut_could_lose, server_init_leaves_nothing_a_cut_could_lose (powerloss.rs)"),
     ("torn final record of the agent's `chain.log`", "50 bytes of a record appended after a real recording", "a_torn_chain_log_tail_is_malformed_in_both_verifiers_until_the_agent_starts (powerloss.rs): both tools report `malformed` (exit 1) until the next start, then both verify"),
     ("failed fsync / full disk under the spool", "MemFs fails one fsync (its bytes lost, as Linux does) or one write (ENOSPC, half written) at every operation", "failed_fsync_and_full_disk_are_never_taken_for_success (faults_spool.rs)"),
@@ -100,6 +113,13 @@ matrix = [
     ("malformed and oversized frames", "an enrolled device sends bad types, lengths past the maximum, truncated and random frames", "malformed_and_oversized_frames_are_refused (faults_attacks.rs)"),
     ("hostile bytes in every decoder", "the stored fuzz inputs (fuzz/seeds) through every fuzz check; each cargo-fuzz target for a while", "fuzz_corpus.rs; fuzz-* below"),
     ("unenrolled, revoked, impersonating devices, replay, equivocation", "in-process harness", "sync.rs (issue 4's tests)"),
+    ("another user on the machine", "umask 022 in the test; every file and folder of both data folders after init, record, enroll, sync and run walked for group/other bits; both control sockets' modes right after start", "everything_made_by_init_run_record_and_sync_is_private (first_contact.rs)"),
+    ("a data folder, key or index opened to others", "chmod 755/644/750 on the server's folder, `ca.key`, `index/` and the agent's folder: `run`/`record` must refuse, naming the path and the chmod", "run_refuses_a_data_folder_others_can_read (first_contact.rs)"),
+    ("a wrong `--data` to an admin command", "`device add/list/revoke`, `scrub`, `verify`, `user list` on an empty folder: refused as not a data folder, nothing created", "admin_commands_refuse_a_folder_that_is_not_a_data_folder (first_contact.rs)"),
+    ("a second server on one folder", "`run` twice: the second must name the first's pid within 3 s, the first keeps serving", "a_second_run_names_the_server_holding_the_folder_at_once (first_contact.rs)"),
+    ("careless input, `RUST_BACKTRACE=1`, stderr a pipe", "a busy UDP and TCP address, a broken `config.toml`, an agent folder never initialised: one `NAME: error:` style, the address and its flag, the file and line, the `init` hint, each cause once, no backtrace, no ANSI", "errors_name_the_thing_once_without_backtraces_or_colour (first_contact.rs)"),
+    ("an agent config lost or emptied", "`config.toml` removed, then emptied: `record` must refuse naming the file, and record nothing", "an_agent_without_its_config_says_so_instead_of_using_defaults (first_contact.rs)"),
+    ("a server gone during `sync --until-drained`", "the server stopped after enrolment: progress lines on stderr, give-up after `--timeout 8s` with what is left, non-zero exit", "sync_until_drained_reports_progress_and_gives_up_after_its_timeout (first_contact.rs)"),
     ("forged or mismatched upload acknowledgement (issue 13)", "an ack signed by another key, or naming another seq, hash, length or device; handed to the store and written into `acks.log` behind the agent's back", "nothing is released, none is kept as proof, `verify` names each as `bad-ack`: forged_and_mismatched_acks_are_refused_and_release_nothing (agent syncstore.rs), a_forged_or_mismatched_ack_never_releases (agent acks.rs)"),
     ("unsigned (protocol v1) acknowledgement", "an `acks.log` of v1 lines", "moved to `acks.v1.log`, releases nothing: an_unsigned_v1_ack_releases_nothing (agent syncstore.rs); the server refuses a v1 `Hello` (server quic/session.rs)"),
     ("released media without proof", "a seq in `released.log`, its media deleted, no kept ack", "`verify` reports `missing-media`; with a valid kept ack it verifies: verify_accepts_released_media_only_with_a_proof_of_hand_over (agent syncstore.rs)"),
@@ -157,8 +177,28 @@ p()
 p("6. **Agent: a real full disk ended the run with an I/O error** instead of the signed storage-full stop "
   "that the configured limit gives. Fixed: ENOSPC while writing a segment is handled like the limit "
   "(agent/src/run.rs); the torn segment is salvaged, signed as recovered, at the next start.")
+p("7. **Agent `init` could not be run again after a power cut.** A cut after `device.key` was durable but before "
+  "`device.pub` or `config.toml` left a folder that `record` refused (no config) and `init` refused too (a key "
+  "exists): the device was stuck. Fixed: `init` on a folder that never recorded completes it with the same key "
+  "(agent/src/main.rs, `keyfile::resume`); a folder that recorded is still refused. Found by the power-cut filesystem.")
+p("8. **Server `init` could not be run again after a power cut** (the same, on the server: any key file made "
+  "`init` refuse, and `run` cannot start without all of them). Fixed: with some keys missing, `init` starts over "
+  "(`run` cannot have used them); with all keys but no admin user, it finishes the folder keeping its keys; a whole "
+  "folder is still refused (server/src/admin.rs). Found by the power-cut filesystem.")
+p("9. **Agent: a torn acknowledgement record made the next one unreadable.** `acks.log` and `receipts.log` were "
+  "appended to behind a record torn by a power cut, so the reader took the torn record's length over the new "
+  "record's bytes and `verify` reported the next acknowledgement as proving nothing (`bad-ack`). Fixed: the sync "
+  "store cuts a torn tail off both logs when it opens (agent/src/syncstore.rs). Found by the power-cut filesystem "
+  "(a torn write of `acks.log`).")
 p()
 p("Known and not fixed:")
+p()
+p("- **A power cut during `enroll` leaves the device unable to enrol again.** The server records the key and issues "
+  "its certificate before the device has written it; a cut before the certificate is durable on the device loses it, "
+  "and the server refuses the same key with a new token (`AlreadyEnrolled`). The device can record but never sync "
+  "until an administrator intervenes. The powercut scenario counts these (`reenrolment_refused`). A fix belongs to "
+  "the server's enrolment (issue a new certificate for a known, unrevoked key presenting a valid new token), "
+  "which the certificate-renewal work touches.")
 p()
 p("- A server whose disk is full makes the agent reconnect and re-send the same segment many times a second "
   "(about 70 connections and 30 MB sent for 2.4 MB of media in 6 s with the tests' 100 ms backoff): the "

@@ -23,6 +23,9 @@ export FIELDSEAL_REBINDS="${FIELDSEAL_REBINDS:-$(scaled 20)}"
 export FIELDSEAL_CLOCK_JUMPS="${FIELDSEAL_CLOCK_JUMPS:-$(scaled 40)}"
 export FIELDSEAL_FLOOD="${FIELDSEAL_FLOOD:-$(scaled 3000)}"
 export FIELDSEAL_BAD_FRAMES="${FIELDSEAL_BAD_FRAMES:-$(scaled 600)}"
+# Power cuts of each whole data folder on the FUSE power-cut filesystem
+# (tests/powercut.rs): random and sampled exact ones; `make test` runs 6 each.
+export FIELDSEAL_POWER_CUTS="${FIELDSEAL_POWER_CUTS:-$(scaled 200)}"
 export FIELDSEAL_SPOOL_STEPS="${FIELDSEAL_SPOOL_STEPS:-$(scaled 40)}"
 # The simulated pair (tests/sim.rs): seeded steps of the real sync machine
 # against the real ingest decisions; `make test` runs 120,000.
@@ -61,6 +64,7 @@ run attacks --test faults_attacks
 run spool --test faults_spool
 run binaries --test faults_binaries
 run server_crash --test server_crash
+run powercut --test powercut
 run fuzz_corpus --test fuzz_corpus
 run sim --test sim
 run access_log --test access_log

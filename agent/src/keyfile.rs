@@ -90,6 +90,33 @@ pub fn create_with(fs: &dyn SpoolFs, dir: &Path) -> Result<SigningKey, KeyError>
     Ok(key)
 }
 
+/// Finish an `init` that a power cut interrupted after the key was made:
+/// load the key in `dir` and write `device.pub` again from it (durably,
+/// replacing whatever the cut left). The caller decides that the init was
+/// interrupted (the folder never recorded).
+///
+/// # Errors
+/// As [`load`]; [`KeyError::Io`] on a write failure.
+pub fn resume(dir: &Path) -> Result<SigningKey, KeyError> {
+    resume_with(&StdFs, dir)
+}
+
+/// [`resume`] through the file operations `fs`.
+///
+/// # Errors
+/// As [`resume`].
+pub fn resume_with(fs: &dyn SpoolFs, dir: &Path) -> Result<SigningKey, KeyError> {
+    let key = load(dir)?;
+    let pub_path = dir.join(PUB_FILE);
+    write_atomic(
+        fs,
+        &pub_path,
+        format!("{}\n", hex::encode(key.verifying_key().as_bytes())).as_bytes(),
+    )
+    .map_err(io(&pub_path))?;
+    Ok(key)
+}
+
 /// Load the key from `dir`.
 ///
 /// # Errors
@@ -140,6 +167,18 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn resume_keeps_the_key_and_writes_its_public_half_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = create(dir.path()).unwrap();
+        fs::write(dir.path().join(PUB_FILE), "").unwrap();
+        assert_eq!(resume(dir.path()).unwrap().to_bytes(), k.to_bytes());
+        assert_eq!(
+            fs::read_to_string(dir.path().join(PUB_FILE)).unwrap(),
+            format!("{}\n", hex::encode(k.verifying_key().as_bytes()))
+        );
     }
 
     #[test]

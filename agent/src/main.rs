@@ -293,6 +293,16 @@ fn send(dir: &Path, req: Request) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Did a power cut interrupt an earlier `init` of `dir` after its key was
+/// made? The folder never recorded (no `chain.log`) and `device.pub` or
+/// `config.toml` is missing or empty. A folder that recorded is never
+/// "completed": its lost config is refused by `record`, not replaced by
+/// defaults.
+fn interrupted_init(dir: &Path) -> bool {
+    let empty = |name: &str| std::fs::metadata(dir.join(name)).map_or(true, |m| m.len() == 0);
+    !dir.join("chain.log").exists() && (empty(keyfile::PUB_FILE) || empty("config.toml"))
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Init { data } => {
@@ -303,8 +313,25 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             };
             mkdir().with_context(|| format!("creating {}", dir.display()))?;
-            let key = keyfile::create(dir)?;
             let cfg = dir.join("config.toml");
+            let key = match keyfile::create(dir) {
+                Ok(k) => k,
+                // A power cut during an earlier init left the key but not the
+                // rest: finish that init, keeping the key (nothing was signed
+                // with it yet: the folder has no chain).
+                Err(keyfile::KeyError::Exists(_)) if interrupted_init(dir) => {
+                    eprintln!(
+                        "completing an init that was interrupted: the key in {} is kept",
+                        dir.display()
+                    );
+                    if std::fs::metadata(&cfg).is_ok_and(|m| m.len() == 0) {
+                        std::fs::remove_file(&cfg)
+                            .with_context(|| format!("removing the empty {}", cfg.display()))?;
+                    }
+                    keyfile::resume(dir)?
+                }
+                Err(e) => return Err(e.into()),
+            };
             config::write_default(dir).with_context(|| format!("writing {}", cfg.display()))?;
             println!(
                 "device {} initialised in {}",

@@ -75,6 +75,25 @@ fn read_or_empty(fs: &dyn SpoolFs, path: &Path) -> io::Result<Vec<u8>> {
 
 /// Append `bytes` to `path` and fsync; the first append also fsyncs the
 /// folder, or a power loss could take the new file's name with it.
+/// Cut a record torn by a power cut off the end of the log at `path` (as
+/// the spool does for `chain.log`): the next append must not land behind
+/// it, or the reader takes the torn record's length over the new one's
+/// bytes and the new record is lost or read as a wrong one. A torn record
+/// was never durable, so never counted as kept.
+///
+/// # Errors
+/// I/O errors.
+fn cut_torn_tail(fs: &dyn SpoolFs, path: &Path) -> io::Result<()> {
+    let bytes = read_or_empty(fs, path)?;
+    let (log, damage) = chainlog::split_lossy(&bytes);
+    if log.torn_tail > 0 && damage.is_none() {
+        let mut f = fs.open_append(path)?;
+        f.set_len(log.complete_len as u64)?;
+        f.sync()?;
+    }
+    Ok(())
+}
+
 fn append_durable(fs: &dyn SpoolFs, path: &Path, bytes: &[u8]) -> io::Result<()> {
     let new = !fs.exists(path);
     let mut f = fs.open_append(path)?;
@@ -145,6 +164,9 @@ impl FsSyncStore {
     pub fn open_with(fs: Arc<dyn SpoolFs>, dir: &Path) -> io::Result<Self> {
         if acks::retire_v1_log(fs.as_ref(), dir)? {
             tracing::warn!("acks.log of protocol v1 (unsigned) moved to acks.v1.log: those segments are asked for again and released only on a signed acknowledgement");
+        }
+        for log in ["acks.log", "receipts.log"] {
+            cut_torn_tail(fs.as_ref(), &dir.join(log))?;
         }
         let (kept, unreadable) = acks::read_log(fs.as_ref(), dir)?;
         let newest = kept.iter().map(|k| k.kept_run_us).max().unwrap_or(0);
@@ -566,6 +588,36 @@ mod release_tests {
             again.releasable(0, &BTreeSet::from([seq])).unwrap(),
             Vec::<u64>::new()
         );
+    }
+
+    /// A power cut that tore the last acknowledgement kept (found by the
+    /// power-cut filesystem of tests/tests/powercut.rs): the next open cuts
+    /// the torn record off, so the next one kept is read back as it was,
+    /// not run into the torn one's length and reported as proving nothing.
+    #[test]
+    fn a_torn_ack_record_is_cut_off_before_the_next_is_kept() {
+        let (t, seq, dev, media) = setup();
+        let ack = MediaAck::sign(dev, seq, media, 1, &server());
+        let mut rec = Vec::new();
+        let k = KeptAck {
+            ack: ack.clone(),
+            kept_run_us: 0,
+            kept_wall_us: 0,
+        };
+        chainlog::put_record(&mut rec, &k.to_record());
+        // The power went while this record was being appended: 40 bytes of it.
+        append_durable(&StdFs, &t.path().join("acks.log"), &rec[..40]).unwrap();
+        let store = FsSyncStore::open(t.path()).unwrap();
+        assert_eq!(
+            fs::metadata(t.path().join("acks.log")).unwrap().len(),
+            0,
+            "the torn record is cut off"
+        );
+        store.media_acked(&ack).unwrap();
+        drop(store);
+        let store = FsSyncStore::open(t.path()).unwrap();
+        assert!(store.is_acked(seq));
+        assert_eq!(store.bad_acks(), 0);
     }
 
     #[test]

@@ -764,3 +764,37 @@ fn a_torn_index_is_rebuilt_and_each_cut_is_signed_once() {
         .count();
     assert!(aside > 0, "no damaged index was kept for inspection");
 }
+
+/// A power cut during `init` after the key was made (found by the power-cut
+/// filesystem of tests/tests/powercut.rs): `init` again completes the
+/// folder with the same key, while on a folder that recorded it refuses.
+#[test]
+fn init_after_a_cut_completes_the_folder_and_keeps_the_key() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("a");
+    init(&dir);
+    let key = std::fs::read(dir.join("device.key")).unwrap();
+    std::fs::remove_file(dir.join("config.toml")).unwrap();
+    std::fs::write(dir.join("device.pub"), "").unwrap();
+    let out = ok(&agent(&["init", "--data", dir.to_str().unwrap()]));
+    assert!(out.contains("initialised"), "{out}");
+    assert_eq!(std::fs::read(dir.join("device.key")).unwrap(), key);
+    assert!(!std::fs::read_to_string(dir.join("device.pub"))
+        .unwrap()
+        .trim()
+        .is_empty());
+    assert!(std::fs::read_to_string(dir.join("config.toml"))
+        .unwrap()
+        .contains("[capture]"));
+    // Complete: refused as before.
+    assert!(!agent(&["init", "--data", dir.to_str().unwrap()])
+        .status
+        .success());
+    // A folder that recorded and lost its config is not given defaults.
+    std::fs::write(dir.join("chain.log"), "").unwrap();
+    std::fs::remove_file(dir.join("config.toml")).unwrap();
+    let out = agent(&["init", "--data", dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a device key exists already"));
+    assert!(!dir.join("config.toml").exists());
+}

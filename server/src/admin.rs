@@ -80,25 +80,52 @@ pub fn init(
     admin_password: Option<String>,
 ) -> Result<InitReport, InitError> {
     let data = DataDir::new(dir);
-    if let Some(f) = data.key_files().into_iter().find(|f| f.exists()) {
-        return Err(InitError::KeysExist(f));
-    }
+    let mut opened = None;
+    let resume = match interrupted(&data)? {
+        Interrupted::No => false,
+        Interrupted::AfterKeys => {
+            // A whole folder has its admin user: init never touches it. One
+            // cut after its keys were made has none yet: finish it. (An
+            // index that does not open, held by a running server or
+            // damaged, is refused as a whole folder is.)
+            let db = Db::open(dir).map_err(|_| InitError::KeysExist(data.ca_key()))?;
+            if db.user("admin")?.is_some() {
+                return Err(InitError::KeysExist(data.ca_key()));
+            }
+            opened = Some(db);
+            true
+        }
+        Interrupted::BeforeKeys(partial) => {
+            // A power cut before the keys were all made: `run` cannot have
+            // started on this folder, so nothing used them. Start over.
+            for f in partial {
+                fs::remove_file(&f)?;
+            }
+            sync_dir(dir)?;
+            false
+        }
+    };
     create_dir_durable(dir)?;
     // A folder that was there (an empty one made by hand, a temp folder)
     // becomes the owner's alone too: `run` requires it.
     fs::set_permissions(dir, fs::Permissions::from_mode(crate::fsutil::DIR_MODE))?;
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-    names.extend(extra_names.iter().cloned());
-    let g = pki::generate(&names)?;
-    create_durable(&data.ca_cert(), g.ca_cert_pem.as_bytes())?;
-    create_durable(&data.ca_key(), g.ca_key_pem.as_bytes())?;
-    create_durable(&data.server_cert(), g.server_cert_pem.as_bytes())?;
-    create_durable(&data.server_key(), g.server_key_pem.as_bytes())?;
-    let receipt = SigningKey::generate(&mut OsRng);
-    create_durable(
-        &data.receipt_key(),
-        format!("{}\n", hex::encode(receipt.to_bytes())).as_bytes(),
-    )?;
+    let receipt = if resume {
+        load_receipt_key(dir).map_err(|_| InitError::KeysExist(data.receipt_key()))?
+    } else {
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+        names.extend(extra_names.iter().cloned());
+        let g = pki::generate(&names)?;
+        create_durable(&data.ca_cert(), g.ca_cert_pem.as_bytes())?;
+        create_durable(&data.ca_key(), g.ca_key_pem.as_bytes())?;
+        create_durable(&data.server_cert(), g.server_cert_pem.as_bytes())?;
+        create_durable(&data.server_key(), g.server_key_pem.as_bytes())?;
+        let receipt = SigningKey::generate(&mut OsRng);
+        create_durable(
+            &data.receipt_key(),
+            format!("{}\n", hex::encode(receipt.to_bytes())).as_bytes(),
+        )?;
+        receipt
+    };
     // receipt.pub is derived from receipt.key: an earlier init that crashed
     // may have left it, and it is written again.
     let _ = fs::remove_file(data.receipt_pub());
@@ -116,7 +143,10 @@ pub fn init(
     for sub in data.init_folders() {
         create_dir_durable(&sub)?;
     }
-    let db = Db::open(dir)?;
+    let db = match opened {
+        Some(db) => db,
+        None => Db::open(dir)?,
+    };
     let (password, generated) = match admin_password {
         Some(p) if !p.is_empty() => (p, None),
         _ => {
@@ -144,6 +174,40 @@ pub fn init(
         generated_password: generated,
         receipt_key: hex::encode(receipt.verifying_key().to_bytes()),
     })
+}
+
+/// How far an earlier `init` of a folder went.
+enum Interrupted {
+    /// No key file: a new folder.
+    No,
+    /// Some key files, not all of them whole: a cut before the last key.
+    BeforeKeys(Vec<PathBuf>),
+    /// Every key: a whole folder, or one cut after its keys were made
+    /// (init then finishes it, if it has no admin user yet).
+    AfterKeys,
+}
+
+/// How far an earlier `init` of `data` went (a power cut can stop it
+/// anywhere; each file it makes is either absent or whole, but not all
+/// of them are there).
+fn interrupted(data: &DataDir) -> Result<Interrupted, InitError> {
+    let files = data.key_files();
+    let present: Vec<PathBuf> = files.iter().filter(|f| f.exists()).cloned().collect();
+    if present.is_empty() {
+        return Ok(Interrupted::No);
+    }
+    let whole = files
+        .iter()
+        .all(|f| fs::metadata(f).is_ok_and(|m| m.len() > 0));
+    if whole {
+        return Ok(Interrupted::AfterKeys);
+    }
+    // `run` refuses a folder without every key, so none of them was used;
+    // but a folder that holds chains (devices/) was used: never touch it.
+    if data.devices().exists() || data.leaves_log().exists() {
+        return Err(InitError::KeysExist(present[0].clone()));
+    }
+    Ok(Interrupted::BeforeKeys(present))
 }
 
 /// Load the receipt-signing key.
@@ -327,5 +391,48 @@ pub fn enroll(
             "this key is already enrolled",
         ),
         Err(e) => refused(EnrollStatus::Internal, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod init_tests {
+    use super::*;
+
+    /// Power cuts during `init` (found by the power-cut filesystem of
+    /// tests/tests/powercut.rs): cut before its keys were all made, init
+    /// again starts over; cut after them, it finishes the folder with the
+    /// same keys; a whole folder is still refused.
+    #[test]
+    fn init_after_a_cut_starts_over_or_finishes_and_a_whole_folder_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("s");
+        let data = DataDir::new(&dir);
+        // Cut after the CA: two key files of five, nothing else.
+        let other = t.path().join("other");
+        init(&other, &[], Some("pw".into())).unwrap();
+        fs::create_dir_all(&dir).unwrap();
+        for f in [data.ca_cert(), data.ca_key()] {
+            fs::copy(other.join(f.file_name().unwrap()), &f).unwrap();
+        }
+        let old_ca = fs::read(data.ca_cert()).unwrap();
+        init(&dir, &[], Some("pw".into())).unwrap();
+        assert_ne!(fs::read(data.ca_cert()).unwrap(), old_ca, "started over");
+        assert!(data.key_files().iter().all(|f| f.exists()));
+        // Cut after the keys, before the index and its admin user.
+        fs::remove_dir_all(dir.join("index")).unwrap();
+        let ca = fs::read(data.ca_key()).unwrap();
+        let r = init(&dir, &[], Some("pw".into())).unwrap();
+        assert_eq!(fs::read(data.ca_key()).unwrap(), ca, "the keys kept");
+        assert_eq!(
+            r.receipt_key,
+            hex::encode(load_receipt_key(&dir).unwrap().verifying_key().to_bytes())
+        );
+        assert!(Db::open(&dir).unwrap().user("admin").unwrap().is_some());
+        // Whole: refused, nothing changed.
+        assert!(matches!(
+            init(&dir, &[], Some("pw".into())),
+            Err(InitError::KeysExist(_))
+        ));
+        assert_eq!(fs::read(data.ca_key()).unwrap(), ca);
     }
 }

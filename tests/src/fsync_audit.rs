@@ -7,8 +7,8 @@
 //!
 //! It sees one process tree's system calls, so it checks what a command
 //! promised by exiting (`init` has made its files), not a cut in the middle.
-//! It is not the FUSE model of issue 13 (a filesystem that drops unsynced data
-//! at a cut under a running agent and server); that is not built yet.
+//! The FUSE model of issue 13 (a filesystem that drops unsynced data at a cut
+//! under a running agent and server) is [`crate::lazyfs`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

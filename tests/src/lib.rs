@@ -11,6 +11,8 @@ pub mod faults;
 pub mod flood;
 pub mod fsync_audit;
 pub mod http;
+pub mod lazyfs;
+pub mod powercut;
 pub mod procs;
 pub mod relay;
 pub mod sim;
