@@ -292,6 +292,30 @@ mod tests {
     }
 
     #[test]
+    fn the_key_section_is_read_and_checked_with_the_rest() {
+        use crate::devicekey::pkcs11::TokenKey;
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::Pkcs11(TokenKey {
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            token: "cam".into(),
+            label: "fieldseal-device".into(),
+            pin_file: None,
+        });
+        let fs = crate::spoolfs::StdFs;
+        assert!(write_with_key(&fs, dir.path(), &store).unwrap());
+        assert_eq!(AgentConfig::load(dir.path()).unwrap().key, store);
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!("{DEFAULT_CONFIG}\n[key]\nstore = \"pkcs11\"\n"),
+        )
+        .unwrap();
+        let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("needs `module`"), "{e}");
+        std::fs::write(dir.path().join("config.toml"), DEFAULT_CONFIG).unwrap();
+        assert_eq!(AgentConfig::load(dir.path()).unwrap().key, KeyStore::File);
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.toml"), "[capture]\nwidht = 3\n").unwrap();
