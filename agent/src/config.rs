@@ -301,7 +301,7 @@ mod tests {
             label: "fieldseal-device".into(),
             pin_file: None,
         });
-        let fs = crate::spoolfs::StdFs;
+        let fs = StdFs;
         assert!(write_with_key(&fs, dir.path(), &store).unwrap());
         assert_eq!(AgentConfig::load(dir.path()).unwrap().key, store);
         std::fs::write(
