@@ -27,6 +27,10 @@ PACKAGES=(
   # mounts /dev/fuse itself as root, without libfuse or fusermount.)
   # README's example of the HTTP API (`curl …/api/catalogue`).
   curl
+  # The device key inside a PKCS#11 token: softhsm2 is the token of the tests
+  # (agent/tests/token.rs, tests/tests/hwkey.rs) and of the signing benchmark,
+  # each in a private SOFTHSM2_CONF and token folder, never the system's.
+  softhsm2
   # The browser test of the web page (tests/tests/web_browser.rs): Debian's
   # chromium driven by playwright-core from npm (no browser download), node to
   # run it (Node.js 20 or later: this machine kind's NodeSource build; Debian

@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::capture::{CaptureConfig, Pacing, SourceSpec};
+use crate::devicekey::KeyStore;
 use crate::spoolfs::{write_atomic_with, AtomicWrite, SpoolFs, StdFs};
 
 /// Write [`DEFAULT_CONFIG`] to `dir/config.toml` durably (temp file, fsync,
@@ -28,16 +29,22 @@ pub fn write_default(dir: &Path) -> std::io::Result<bool> {
 /// # Errors
 /// As [`write_default`].
 pub fn write_default_with(fs: &dyn SpoolFs, dir: &Path) -> std::io::Result<bool> {
+    write_with_key(fs, dir, &KeyStore::File)
+}
+
+/// Write [`DEFAULT_CONFIG`] with the `[key]` section of `key` (none for the
+/// key file) to `dir/config.toml` durably, as [`write_default_with`]; a file
+/// there already is kept (returns `false`).
+///
+/// # Errors
+/// I/O errors.
+pub fn write_with_key(fs: &dyn SpoolFs, dir: &Path, key: &KeyStore) -> std::io::Result<bool> {
     let keep = AtomicWrite {
         replace: false,
         private: false,
     };
-    match write_atomic_with(
-        fs,
-        &dir.join("config.toml"),
-        DEFAULT_CONFIG.as_bytes(),
-        keep,
-    ) {
+    let text = format!("{DEFAULT_CONFIG}{}", key.config_section());
+    match write_atomic_with(fs, &dir.join("config.toml"), text.as_bytes(), keep) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
@@ -80,6 +87,17 @@ limit_bytes = 8589934592
 low_percent = 90
 # How long a segment stays on the device after the server acknowledged it.
 keep_after_ack_seconds = 86400
+
+# [key]
+# Where the device key lives. Left out: the file device.key in this folder
+# (mode 0600). `fieldseal-agent init --pkcs11 MODULE --token LABEL` writes this
+# section instead, for a key generated inside a PKCS#11 token that never
+# leaves it (docs/AGENT.md, "The device key"):
+# store = "pkcs11"
+# module = "/usr/lib/softhsm/libsofthsm2.so"
+# token = "fieldseal"
+# label = "fieldseal-device"
+# pin_file = "/etc/fieldseal/pin"   # optional, mode 0600; else --pin - or --pin-file
 "#;
 
 /// The agent's settings.
@@ -90,6 +108,8 @@ pub struct AgentConfig {
     pub capture: CaptureSection,
     /// Storage settings.
     pub storage: StorageSection,
+    /// Where the device key lives.
+    pub key: KeyStore,
 }
 
 /// `[capture]`.
@@ -269,6 +289,30 @@ mod tests {
         .unwrap();
         let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("config.toml") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn the_key_section_is_read_and_checked_with_the_rest() {
+        use crate::devicekey::pkcs11::TokenKey;
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::Pkcs11(TokenKey {
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            token: "cam".into(),
+            label: "fieldseal-device".into(),
+            pin_file: None,
+        });
+        let fs = StdFs;
+        assert!(write_with_key(&fs, dir.path(), &store).unwrap());
+        assert_eq!(AgentConfig::load(dir.path()).unwrap().key, store);
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!("{DEFAULT_CONFIG}\n[key]\nstore = \"pkcs11\"\n"),
+        )
+        .unwrap();
+        let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("needs `module`"), "{e}");
+        std::fs::write(dir.path().join("config.toml"), DEFAULT_CONFIG).unwrap();
+        assert_eq!(AgentConfig::load(dir.path()).unwrap().key, KeyStore::File);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The device key on disk: `DIR/device.key`, the 32-byte Ed25519 secret seed as
 //! 64 hex digits and a newline, mode 0600; `DIR/device.pub` beside it.
 //!
-//! The same key signs the chain and, once enrolled, is the TLS client key.
-//! [`Signer`] is the seam where a hardware key (secure element, TPM) will fit.
+//! The same key signs the chain and, once enrolled, is the TLS client key,
+//! both through [`crate::devicekey::DeviceKey`], the seam where a key inside
+//! a PKCS#11 token fits instead ([`crate::devicekey::pkcs11`]).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -15,6 +15,10 @@
 //! client's [`syncstore`]. The run loop's storage, battery and clock decisions
 //! are a pure function of readings in [`policy`].
 //!
+//! Every signature the device makes (chain entries, TLS client handshakes)
+//! goes through one [`devicekey::DeviceKey`]: the key file ([`keyfile`]) or a
+//! key inside a PKCS#11 token ([`devicekey::pkcs11`]).
+//!
 //! `unsafe` is denied crate-wide; the exceptions are `capture::mux`, which needs two FFmpeg
 //! calls that ffmpeg-next does not wrap, and `capture::thp`, one `prctl` that keeps x264's
 //! frames off transparent huge pages (see their module docs).
@@ -26,6 +30,7 @@ pub mod chainlog;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod devicekey;
 pub mod fault;
 pub mod fsutil;
 pub mod index;

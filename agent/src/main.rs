@@ -9,10 +9,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fieldseal_agent::control::{self, Request};
+use fieldseal_agent::devicekey::{self, pin::PinSource, pkcs11::TokenKey, KeyStore};
 use fieldseal_agent::sync::{self, SyncStore};
 use fieldseal_agent::syncstore::{head_from_receipts, FsSyncStore};
 use fieldseal_agent::{config, index, keyfile, run, spool};
-use fieldseal_proto::identity::Signer;
+use fieldseal_proto::identity::{DeviceId, Signer};
 
 /// fieldseal agent: records enforcement audio-video without interruption into
 /// hash-chained, signed, power-loss-safe segments.
@@ -30,6 +31,25 @@ struct DataArg {
     data: PathBuf,
 }
 
+/// The PIN of a device key in a PKCS#11 token (a key file takes none).
+#[derive(Debug, clap::Args)]
+struct PinArgs {
+    /// Read the token's user PIN from stdin: `--pin -`. Nothing else is
+    /// taken here: a command line is readable by every user.
+    #[arg(long, value_name = "-", conflicts_with = "pin_file")]
+    pin: Option<String>,
+    /// Read the token's user PIN from this file (mode 0600). Without
+    /// either, `pin_file` of config.toml's [key] section, if any.
+    #[arg(long, value_name = "FILE")]
+    pin_file: Option<PathBuf>,
+}
+
+impl PinArgs {
+    fn source(self) -> anyhow::Result<Option<PinSource>> {
+        Ok(PinSource::from_args(self.pin.as_deref(), self.pin_file)?)
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct Tags {
     /// Case number the recording belongs to.
@@ -42,10 +62,29 @@ struct Tags {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Create the data folder: a new device key (mode 0600) and a commented config file.
+    /// Create the data folder: a new device key and a commented config file.
+    /// The key is a file (mode 0600), or with --pkcs11 generated inside a
+    /// PKCS#11 token, which it never leaves.
     Init {
         #[command(flatten)]
         data: DataArg,
+        /// Generate the key inside a PKCS#11 token: the token's module
+        /// (e.g. /usr/lib/softhsm/libsofthsm2.so).
+        #[arg(long, value_name = "MODULE", requires = "token")]
+        pkcs11: Option<PathBuf>,
+        /// With --pkcs11: the token's label.
+        #[arg(long, value_name = "LABEL", requires = "pkcs11")]
+        token: Option<String>,
+        /// With --pkcs11: the label of the key pair in the token.
+        #[arg(
+            long,
+            value_name = "LABEL",
+            requires = "pkcs11",
+            default_value = "fieldseal-device"
+        )]
+        key_label: String,
+        #[command(flatten)]
+        pin: PinArgs,
     },
     /// Run the recorder: capture continuously (pre-event buffer) and record when told.
     /// Commands (start, stop, tag, …) reach it through DIR/control.sock.
@@ -62,6 +101,8 @@ enum Cmd {
         /// Produce frames as fast as possible instead of in real time (tests).
         #[arg(long, hide = true)]
         fast: bool,
+        #[command(flatten)]
+        pin: PinArgs,
     },
     /// Record for a fixed duration and exit: run + start + stop, for scripts.
     Record {
@@ -78,6 +119,8 @@ enum Cmd {
         /// Produce frames as fast as possible instead of in real time (tests).
         #[arg(long, hide = true)]
         fast: bool,
+        #[command(flatten)]
+        pin: PinArgs,
     },
     /// Tell the running recorder to start recording.
     Start {
@@ -174,6 +217,8 @@ enum Cmd {
         /// status 1 and what is left.
         #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "10m")]
         timeout: u32,
+        #[command(flatten)]
+        pin: PinArgs,
     },
     /// Rebuild the index from the chain log (the files are the source of truth).
     Reindex {
@@ -190,6 +235,8 @@ enum Cmd {
         segments: u32,
         #[arg(long, default_value_t = 1024)]
         media_bytes: usize,
+        #[command(flatten)]
+        pin: PinArgs,
     },
 }
 
@@ -305,57 +352,37 @@ fn interrupted_init(dir: &Path) -> bool {
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Cmd::Init { data } => {
-            let dir = &data.data;
-            let mkdir = || -> std::io::Result<()> {
-                fieldseal_agent::fsutil::create_dir_durable(dir)?;
-                // A folder that was there becomes the owner's alone: `run` requires it.
-                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        Cmd::Init {
+            data,
+            pkcs11,
+            token,
+            key_label,
+            pin,
+        } => {
+            let token = match (pkcs11, token) {
+                (Some(module), Some(token)) => Some(TokenKey {
+                    module,
+                    token,
+                    label: key_label,
+                    pin_file: None,
+                }),
+                _ => None,
             };
-            mkdir().with_context(|| format!("creating {}", dir.display()))?;
-            let cfg = dir.join("config.toml");
-            let key = match keyfile::create(dir) {
-                Ok(k) => k,
-                // A power cut during an earlier init left the key but not the
-                // rest: finish that init, keeping the key (nothing was signed
-                // with it yet: the folder has no chain).
-                Err(keyfile::KeyError::Exists(_)) if interrupted_init(dir) => {
-                    eprintln!(
-                        "completing an init that was interrupted: the key in {} is kept",
-                        dir.display()
-                    );
-                    if std::fs::metadata(&cfg).is_ok_and(|m| m.len() == 0) {
-                        std::fs::remove_file(&cfg)
-                            .with_context(|| format!("removing the empty {}", cfg.display()))?;
-                    }
-                    keyfile::resume(dir)?
-                }
-                Err(e) => return Err(e.into()),
-            };
-            config::write_default(dir).with_context(|| format!("writing {}", cfg.display()))?;
-            println!(
-                "device {} initialised in {}",
-                key.device_id(),
-                dir.display()
-            );
-            println!(
-                "  key:    {} (keep it secret; mode 0600)",
-                dir.join(keyfile::KEY_FILE).display()
-            );
-            println!("  config: {}", cfg.display());
-            Ok(ExitCode::SUCCESS)
+            init(&data.data, token, pin.source()?)
         }
         Cmd::Run {
             data,
             source,
             pre_event,
             fast,
+            pin,
         } => {
             let shutdown = signals()?;
             let opts = run::RunOptions {
                 source,
                 pre_event_secs: pre_event,
                 fast,
+                pin: pin.source()?,
                 ..Default::default()
             };
             let s = run::run(&data.data, &opts, shutdown)?;
@@ -371,6 +398,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             duration,
             tags,
             fast,
+            pin,
         } => {
             let shutdown = signals()?;
             let opts = run::RunOptions {
@@ -378,6 +406,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 start: Some((tags.case, tags.activity)),
                 duration_secs: Some(duration),
                 fast,
+                pin: pin.source()?,
                 ..Default::default()
             };
             let s = run::run(&data.data, &opts, shutdown)?;
@@ -413,10 +442,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Unmute { data } => send(&data.data, Request::Unmute),
         Cmd::Status { data, json } => status(&data.data, json),
         Cmd::Verify { data, json } => {
-            let key = keyfile::load(&data.data)?;
+            let key = devicekey::public_key(&data.data)?;
             // The receipts prove how long the chain was: a cut tail shows.
             let head = head_from_receipts(&data.data)?;
-            let report = spool::verify_dir(&data.data, &key.verifying_key(), head)?;
+            let report = spool::verify_dir(&data.data, &key, head)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -442,7 +471,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(sync::enroll_cmd(&data.data, &server, &token, ca))?;
             println!(
                 "device {} enrolled with {server}; `run` and `record` now sync to it",
-                keyfile::device_id(&data.data)?
+                DeviceId::from_key(&devicekey::public_key(&data.data)?)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -450,10 +479,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             data,
             until_drained,
             timeout,
+            pin,
         } => sync_cmd(
             &data.data,
             until_drained,
             std::time::Duration::from_secs(timeout.into()),
+            pin.source()?,
         ),
         Cmd::Reindex { data } => {
             if control::socket_path(&data.data).exists()
@@ -470,8 +501,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             data,
             segments,
             media_bytes,
+            pin,
         } => {
-            let key = keyfile::load(&data.data)?;
+            let key = devicekey::open_dir(&data.data, pin.source()?.as_ref())?;
             let n = spool::fill_sample(&data.data, &key, segments, media_bytes)?;
             println!("{n} entries written");
             Ok(ExitCode::SUCCESS)
@@ -479,12 +511,123 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `init`: the data folder, its device key (a file, or generated in the
+/// token `token` with the PIN from `pin`) and its config.
+fn init(dir: &Path, token: Option<TokenKey>, pin: Option<PinSource>) -> anyhow::Result<ExitCode> {
+    // A folder whose key is in a token has one already: a key file beside it
+    // would fork the chain (and replace device.pub).
+    if dir.exists() {
+        if let KeyStore::Pkcs11(t) = devicekey::store_of_dir(dir)? {
+            anyhow::bail!(
+                "{}: this device's key is in token `{}` (key `{}`) already; refusing to make another",
+                dir.display(),
+                t.token,
+                t.label
+            );
+        }
+    }
+    let mkdir = || -> std::io::Result<()> {
+        fieldseal_agent::fsutil::create_dir_durable(dir)?;
+        // A folder that was there becomes the owner's alone: `run` requires it.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+    };
+    let cfg = dir.join("config.toml");
+    let Some(token) = token else {
+        if pin.is_some() {
+            anyhow::bail!("--pin and --pin-file go with --pkcs11 (a key file takes no PIN)");
+        }
+        mkdir().with_context(|| format!("creating {}", dir.display()))?;
+        let key = match keyfile::create(dir) {
+            Ok(k) => k,
+            // A power cut during an earlier init left the key but not the
+            // rest: finish that init, keeping the key (nothing was signed
+            // with it yet: the folder has no chain).
+            Err(keyfile::KeyError::Exists(_)) if interrupted_init(dir) => {
+                eprintln!(
+                    "completing an init that was interrupted: the key in {} is kept",
+                    dir.display()
+                );
+                if std::fs::metadata(&cfg).is_ok_and(|m| m.len() == 0) {
+                    std::fs::remove_file(&cfg)
+                        .with_context(|| format!("removing the empty {}", cfg.display()))?;
+                }
+                keyfile::resume(dir)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        config::write_default(dir).with_context(|| format!("writing {}", cfg.display()))?;
+        println!(
+            "device {} initialised in {}",
+            key.device_id(),
+            dir.display()
+        );
+        println!(
+            "  key:    {} (keep it secret; mode 0600)",
+            dir.join(keyfile::KEY_FILE).display()
+        );
+        println!("  config: {}", cfg.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    let Some(pin) = pin else {
+        anyhow::bail!("--pkcs11: give the token's PIN with --pin - (stdin) or --pin-file FILE");
+    };
+    // Nothing of a folder initialised before may be mixed with a new key.
+    for name in [keyfile::KEY_FILE, keyfile::PUB_FILE, "config.toml"] {
+        let p = dir.join(name);
+        if p.exists() {
+            anyhow::bail!(
+                "{}: exists already; `init --pkcs11` makes a new device in a new folder",
+                p.display()
+            );
+        }
+    }
+    mkdir().with_context(|| format!("creating {}", dir.display()))?;
+    // The key first: a power cut after it leaves a key the token holds and a
+    // folder without device.pub, which a second init refuses to reuse (the
+    // label is taken): give another --key-label.
+    let public = devicekey::pkcs11::generate(&token, &devicekey::pin::read(&pin)?)?;
+    let store = KeyStore::Pkcs11(TokenKey {
+        // Recorded for unattended starts: the path only, never the PIN.
+        pin_file: match &pin {
+            PinSource::File(p) => Some(std::path::absolute(p)?),
+            PinSource::Stdin => None,
+        },
+        ..token.clone()
+    });
+    let fs = fieldseal_agent::spoolfs::StdFs;
+    fieldseal_agent::spoolfs::write_atomic(
+        &fs,
+        &dir.join(keyfile::PUB_FILE),
+        format!("{}\n", hex::encode(public.as_bytes())).as_bytes(),
+    )
+    .with_context(|| format!("writing {}", dir.join(keyfile::PUB_FILE).display()))?;
+    config::write_with_key(&fs, dir, &store)
+        .with_context(|| format!("writing {}", cfg.display()))?;
+    println!(
+        "device {} initialised in {}",
+        DeviceId::from_key(&public),
+        dir.display()
+    );
+    println!(
+        "  key:    `{}` in PKCS#11 token `{}` ({}): generated there, not extractable",
+        token.label,
+        token.token,
+        token.module.display()
+    );
+    println!("  public: {}", dir.join(keyfile::PUB_FILE).display());
+    println!(
+        "  config: {} (names the token; never the PIN)",
+        cfg.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let data = match control::request(dir, &Request::Status) {
         Ok(resp) => resp.data.unwrap_or_default(),
         Err(control::ControlError::NotRunning(_)) => {
             // Not running: read the folder ourselves.
-            let key = keyfile::load(dir)?;
+            let key = DeviceId::from_key(&devicekey::public_key(dir)?);
             let (idx, _) = index::Index::open_repairing(dir)?;
             let s = idx.summary()?;
             let (no_receipt, not_acked) = FsSyncStore::open(dir)?.backlog();
@@ -494,7 +637,7 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 "sync": if dir.join("server.txt").exists() { "enabled" } else { "not enrolled" },
                 "running": false,
                 "state": "not running",
-                "device": key.device_id().to_string(),
+                "device": key.to_string(),
                 "next_seq": s.next_seq,
                 "segments": s.segments,
                 "events": s.events,
@@ -553,6 +696,7 @@ fn sync_cmd(
     dir: &Path,
     until_drained: bool,
     timeout: std::time::Duration,
+    pin: Option<PinSource>,
 ) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
     if !until_drained {
@@ -605,8 +749,10 @@ fn sync_cmd(
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
     }
-    let cfg = sync::SyncConfig::from_data_dir(dir).map_err(|e| {
-        anyhow::anyhow!("{e} (has this device been enrolled? run `fieldseal-agent enroll`)")
+    let cfg = sync::SyncConfig::open_data_dir(dir, pin.as_ref()).map_err(|e| match e {
+        // The key's own message says what to do (a PIN, a token).
+        sync::SyncError::Key(e) => anyhow::Error::new(e),
+        e => anyhow::anyhow!("{e} (has this device been enrolled? run `fieldseal-agent enroll`)"),
     })?;
     let store = Arc::new(FsSyncStore::open(dir)?);
     let (entries, segments) = store.backlog();

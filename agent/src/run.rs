@@ -39,8 +39,8 @@ use crate::capture::{CaptureError, CaptureStatsSnapshot, Pacing};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AgentConfig, ConfigError};
 use crate::control;
+use crate::devicekey::{self, pin::PinSource, StoreError};
 use crate::index::{Index, IndexError};
-use crate::keyfile::KeyError;
 use crate::policy::Policy;
 use crate::recorder::{Command, CommandError, Recorder};
 use crate::spool::{Spool, SpoolError};
@@ -52,9 +52,9 @@ pub enum RunError {
     /// The settings file.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The device key.
+    /// The device key: the file, or the token and its PIN.
     #[error(transparent)]
-    Key(#[from] KeyError),
+    Key(#[from] StoreError),
     /// The capture settings.
     #[error(transparent)]
     Capture(#[from] CaptureError),
@@ -95,6 +95,9 @@ pub struct RunOptions {
     pub fast: bool,
     /// Pre-event seconds overriding the configuration.
     pub pre_event_secs: Option<u32>,
+    /// Where the PIN of a device key in a token comes from, overriding
+    /// `config.toml`'s `pin_file` (`--pin -`, `--pin-file`).
+    pub pin: Option<PinSource>,
 }
 
 /// What a run did.
@@ -127,7 +130,9 @@ pub fn run(
     shutdown: Arc<AtomicBool>,
 ) -> Result<RunSummary, RunError> {
     let cfg = AgentConfig::load(dir)?;
-    let signer = crate::keyfile::load(dir)?;
+    // The one signer of this run: the chain writer signs entries with it,
+    // and the sync thread its TLS handshakes (one token session for both).
+    let signer = devicekey::open(dir, &cfg.key, opts.pin.as_ref())?;
     let (key, index) = (dir.join(crate::keyfile::KEY_FILE), dir.join("index"));
     crate::fsutil::check_private([dir, key.as_path(), index.as_path()])?;
     let clock = SystemClock::new();
@@ -166,7 +171,7 @@ pub fn run(
     }
 
     let store = Arc::new(crate::syncstore::FsSyncStore::open(dir).map_err(RunError::SyncStore)?);
-    let sync = SyncThread::start(dir, Arc::clone(&store));
+    let sync = SyncThread::start(dir, signer.clone(), Arc::clone(&store));
 
     let (tx, rx) = mpsc::sync_channel::<Input>(8);
     spawn_control(listener, tx.clone(), Arc::clone(&shutdown));

@@ -38,7 +38,7 @@ pub use self::event::{Event, StopReason};
 pub use self::segment::{segment_flags, CodecParams, SegmentBody};
 
 use crate::codec::{put, Decode, DecodeError, Encode, Reader};
-use crate::identity::{sha256, DeviceId, Hash32, Signer};
+use crate::identity::{sha256, DeviceId, Hash32, SignError, Signer};
 
 /// Domain-separation prefix of an entry's signing bytes.
 pub const ENTRY_PREFIX: &[u8] = b"fieldseal/entry/v1\0";
@@ -82,6 +82,9 @@ pub enum EntryError {
         /// Device id written in the entry.
         found: DeviceId,
     },
+    /// The signer could not sign (a hardware key that failed).
+    #[error(transparent)]
+    Sign(#[from] SignError),
 }
 
 /// Check a text field against its bound.
@@ -224,11 +227,11 @@ impl Entry {
     /// Validate and sign.
     ///
     /// # Errors
-    /// As [`Entry::validate`].
+    /// As [`Entry::validate`]; [`EntryError::Sign`] if the signer failed.
     pub fn sign(self, signer: &(impl Signer + ?Sized)) -> Result<SignedEntry, EntryError> {
         self.validate()?;
         let bytes = self.signing_bytes();
-        let signature = signer.sign(&bytes).to_bytes();
+        let signature = signer.try_sign(&bytes)?.to_bytes();
         let hash = sha256(&bytes);
         Ok(SignedEntry {
             entry: self,
@@ -424,7 +427,7 @@ impl ChainHead {
     /// Make, sign and append the next entry. The head moves only on success.
     ///
     /// # Errors
-    /// As [`Entry::validate`].
+    /// As [`Entry::sign`].
     pub fn append(
         &mut self,
         signer: &(impl Signer + ?Sized),

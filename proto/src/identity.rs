@@ -103,13 +103,38 @@ impl serde::Serialize for DeviceId {
     }
 }
 
-/// Something that can sign on behalf of a device: a key file today, a hardware
-/// key (secure element, TPM) later. The private key never has to leave it.
+/// A signature a [`Signer`] could not make: a hardware key that is gone,
+/// locked, or refused the operation. In-memory keys never fail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the key could not sign: {0}")]
+pub struct SignError(pub String);
+
+/// Something that can sign on behalf of a device: a key in memory (a key
+/// file, the server's keys) or a hardware key (a PKCS#11 token, a secure
+/// element, a TPM) whose private key never leaves it.
+///
+/// As in the `signature` crate, [`Signer::try_sign`] is the operation and
+/// [`Signer::sign`] the convenience for keys that cannot fail; whatever may
+/// hold a hardware key (the device's chain entries, through
+/// [`crate::entry::Entry::sign`]) calls `try_sign`.
 pub trait Signer {
     /// The public key that verifies this signer's signatures.
     fn public_key(&self) -> VerifyingKey;
     /// Sign `msg` (ed25519, RFC 8032, no pre-hash).
-    fn sign(&self, msg: &[u8]) -> Signature;
+    ///
+    /// # Errors
+    /// [`SignError`] when a key held outside memory could not sign.
+    fn try_sign(&self, msg: &[u8]) -> Result<Signature, SignError>;
+    /// [`Signer::try_sign`] for a key that cannot fail (one in memory).
+    ///
+    /// # Panics
+    /// If `try_sign` fails: call `try_sign` wherever the key may be hardware.
+    fn sign(&self, msg: &[u8]) -> Signature {
+        match self.try_sign(msg) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
     /// The device id of [`Signer::public_key`].
     fn device_id(&self) -> DeviceId {
         DeviceId::from_key(&self.public_key())
@@ -120,8 +145,8 @@ impl Signer for SigningKey {
     fn public_key(&self) -> VerifyingKey {
         self.verifying_key()
     }
-    fn sign(&self, msg: &[u8]) -> Signature {
-        ed25519_dalek::Signer::sign(self, msg)
+    fn try_sign(&self, msg: &[u8]) -> Result<Signature, SignError> {
+        Ok(ed25519_dalek::Signer::sign(self, msg))
     }
 }
 

@@ -6,10 +6,10 @@ use ed25519_dalek::SigningKey;
 use fieldseal_proto::chain::{verify_chain, FindingKind, MediaObservation, Report, VerifyOptions};
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::entry::{
-    Body, ChainHead, Clock, CodecParams, Entry, Event, Position, SegmentBody, SignedEntry,
-    StopReason,
+    Body, ChainHead, Clock, CodecParams, Entry, EntryError, Event, Position, SegmentBody,
+    SignedEntry, StopReason,
 };
-use fieldseal_proto::identity::{sha256, Signer};
+use fieldseal_proto::identity::{sha256, SignError, Signer};
 use fieldseal_proto::sample;
 use proptest::prelude::*;
 
@@ -246,6 +246,40 @@ fn another_devices_entry_is_wrong_device() {
     entries[2] = other.entries[2].to_bytes();
     let r = verify(&entries, &media);
     assert!(kinds_at(&r, 2).contains(&FindingKind::WrongDevice), "{r}");
+}
+
+/// A hardware key that fails: the entry is not made and the head stays, so
+/// the next entry takes the same seq once the key signs again.
+#[test]
+fn a_signer_that_fails_makes_no_entry_and_leaves_the_head() {
+    struct Broken(SigningKey);
+    impl Signer for Broken {
+        fn public_key(&self) -> ed25519_dalek::VerifyingKey {
+            self.0.verifying_key()
+        }
+        fn try_sign(&self, _: &[u8]) -> Result<ed25519_dalek::Signature, SignError> {
+            Err(SignError("token removed".into()))
+        }
+    }
+    let clock = Clock {
+        wall_us: 1,
+        mono_us: 1,
+        boot: 1,
+    };
+    let body = || {
+        Body::Event(Event::AgentStarted {
+            software: "t".into(),
+        })
+    };
+    let mut head = ChainHead::GENESIS;
+    let e = head
+        .append(&Broken(key()), clock, None, body())
+        .unwrap_err();
+    assert_eq!(e, EntryError::Sign(SignError("token removed".into())));
+    assert!(e.to_string().contains("token removed"), "{e}");
+    assert_eq!(head, ChainHead::GENESIS);
+    let good = head.append(&key(), clock, None, body()).unwrap();
+    assert_eq!(good.seq(), 0);
 }
 
 #[test]

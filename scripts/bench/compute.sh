@@ -4,16 +4,21 @@
 #   bench_sha256    SHA-256 over segment-sized files: the agent's hash_file vs `openssl dgst -sha256`
 #   bench_micro     criterion micro-benchmarks of proto (codec, signing, verification, Merkle)
 #   bench_startup   agent start-up against the number of entries in its spool
+#   bench_sign      signing a chain entry with the device key in a PKCS#11 token vs the key file
+#                   (its own group: BENCH_ONLY=sign)
 #
 # Environment:
 #   BENCH_HASH_MB=1024            total size of the files hashed (MiB), in 1 MiB files
 #   BENCH_STARTUP="1000 10000 100000"   spool sizes (segments) for the start-up rows
 #   BENCH_CRITERION="--warm-up-time 1 --measurement-time 2"
+#   BENCH_SIGN_ENTRIES=2000       entries signed per run of bench_sign
 
 HASH_MB=${BENCH_HASH_MB:-1024}
 HASHER=target/release/examples/hash_files
 STARTUP_SIZES=${BENCH_STARTUP:-"1000 10000 100000"}
 CRITERION_ARGS=${BENCH_CRITERION:-"--warm-up-time 1 --measurement-time 2"}
+SIGN_ENTRIES=${BENCH_SIGN_ENTRIES:-2000}
+SIGNER=target/release/examples/sign_entries
 
 # now_ns : a monotonic-enough wall clock in nanoseconds.
 now_ns() { date +%s%N; }
@@ -197,6 +202,53 @@ the log grew without the index (here: the filled spool; in the field: `reindex`,
 index) adds writing every entry to sled, in batches of 4,096 entries (`CATCH_UP_BATCH` in
 agent/src/index.rs; one batch per entry cost ~150 µs an entry, 13–15 s at 100,000). Media files are not read at start, only listed (for the
 spool's size), so their size does not matter; the filled spools hold 1 KiB stand-ins.
+
+EOF
+}
+
+# sign_us KIND : microseconds per entry for `sign_entries KIND SIGN_ENTRIES` (set-up not timed).
+sign_us() {
+  local out
+  out=$("$SIGNER" "$1" "$SIGN_ENTRIES") || { log "sign_entries $1 failed"; return 1; }
+  awk '{ printf "%.2f\n", $1 / $2 * 1e6 }' <<<"$out"
+}
+
+# bench_sign : the cost of signing one chain entry with the device key inside a PKCS#11 token
+# (softhsm2: a private token made for each run, the key generated in it as `init --pkcs11`
+# does) against the key file, both through the DeviceKey the chain writer signs with
+# (agent/examples/sign_entries.rs signs proto's sample chain). Token first in odd repetitions.
+bench_sign() {
+  cargo build -q --release -p fieldseal-agent --example sign_entries
+  local i
+  local -a tok=() file=() ratio=()
+  for ((i = 1; i <= REPS; i++)); do
+    if ((i % 2)); then
+      tok+=("$(sign_us token)")
+      file+=("$(sign_us file)")
+    else
+      file+=("$(sign_us file)")
+      tok+=("$(sign_us token)")
+    fi
+    ratio+=("$(calc "${tok[-1]} / ${file[-1]}")")
+    log "  sign $i/$REPS: token ${tok[-1]} µs, key file ${file[-1]} µs per entry"
+  done
+  local tm fm
+  tm=$(median "${tok[@]}")
+  fm=$(median "${file[@]}")
+  row "Signing one chain entry, $SIGN_ENTRIES entries: device key in a PKCS#11 token (softhsm2) vs the key file (µs per entry)" \
+    "$(printf '%.1f' "$tm")" "$(printf '%.1f' "$fm") (key file)" "$(printf '%.1f' "$(median "${ratio[@]}")")×" \
+    "report; ≤ 40,000 (1 % of a 4 s segment): $(met "$tm" '<=' 40000)" "Ktoken vs Kfile"
+  cmd "Ktoken" "target/release/examples/sign_entries token $SIGN_ENTRIES  # agent/examples/sign_entries.rs: proto's sample chain signed through DeviceKey by an Ed25519 key generated in a private softhsm2 token (CKM_EDDSA, one logged-in session, each signature verified before use)"
+  cmd "Kfile" "target/release/examples/sign_entries file $SIGN_ENTRIES  # the same chain signed by an in-memory key, as loaded from DIR/device.key"
+  echo "- signing, $SIGN_ENTRIES entries, in run order of pairs: token µs/entry ${tok[*]}; key file µs/entry ${file[*]}; ratios ${ratio[*]}" >>"$RUNS"
+  cat >>"$BOUNDS" <<'EOF'
+Signing with the token: each entry is a PKCS#11 round trip (C_SignInit, C_Sign through
+softhsm2's object store and its OpenSSL Ed25519) plus the agent's check of the signature
+against the public key (one Ed25519 verification), where the key file signs in memory.
+The chain writer signs one entry per segment and a few per event, off the capture thread, so
+a token well under the segment length costs nothing visible. softhsm2 is software: a secure
+element or a smart-card chip is slower, by its own hardware, so measure the device's token with
+the same example; the goal column is the budget it has, 1 % of a 4 s segment.
 
 EOF
 }

@@ -84,11 +84,28 @@ impl Agent {
     /// # Panics
     /// If init fails.
     pub fn init(dir: &Path) -> Agent {
+        Agent::init_with(dir, &[], Vec::new(), None)
+    }
+
+    /// [`Agent::init`] with more arguments for `init` (`--pkcs11 …`), the
+    /// environment `env` for every command, and `stdin` written to the
+    /// command's standard input (a PIN for `--pin -`).
+    ///
+    /// # Panics
+    /// If init fails.
+    pub fn init_with(
+        dir: &Path,
+        args: &[&str],
+        env: Vec<(String, String)>,
+        stdin: Option<&str>,
+    ) -> Agent {
         let a = Agent {
             dir: dir.to_path_buf(),
-            env: Vec::new(),
+            env,
         };
-        ok(&a.run(&["init"], Duration::from_secs(30)));
+        let mut all = vec!["init"];
+        all.extend_from_slice(args);
+        ok(&a.run_with_stdin(&all, stdin.unwrap_or(""), Duration::from_secs(30)));
         let cfg = std::fs::read_to_string(dir.join("config.toml"))
             .expect("config")
             .replace("width = 1280", "width = 320")
@@ -121,6 +138,22 @@ impl Agent {
     /// If it cannot start or runs past `limit`.
     pub fn run(&self, args: &[&str], limit: Duration) -> Output {
         let child = self.command(args).spawn().expect("spawn fieldseal-agent");
+        wait_limited(child, limit, &format!("fieldseal-agent {args:?}"))
+    }
+
+    /// [`Agent::run`] with `input` on its standard input.
+    ///
+    /// # Panics
+    /// If it cannot start or runs past `limit`.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str, limit: Duration) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn fieldseal-agent");
+        let mut stdin = child.stdin.take().expect("stdin");
+        std::io::Write::write_all(&mut stdin, input.as_bytes()).expect("write stdin");
+        drop(stdin);
         wait_limited(child, limit, &format!("fieldseal-agent {args:?}"))
     }
 

@@ -3,7 +3,8 @@
 //! file operation of a seeded workload, with the unsynced bytes dropped and
 //! the last write torn; a failed fsync; a full disk. After each, the spool
 //! reopens, every entry an append returned `Ok` for is there unchanged with
-//! its media, and the chain verifies with every gap explained.
+//! its media, and the chain verifies with every gap explained. And a device
+//! key (a token) that stops signing midway.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,8 +18,8 @@ use fieldseal_agent::spoolfs::{Fault, MemFs, SpoolFs};
 use fieldseal_proto::chain::{verify_chain, MediaObservation, VerifyOptions};
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::{Decode, Encode};
-use fieldseal_proto::entry::{CodecParams, Event, SignedEntry};
-use fieldseal_proto::identity::{sha256, Hash32};
+use fieldseal_proto::entry::{segment_flags, CodecParams, EntryError, Event, SignedEntry};
+use fieldseal_proto::identity::{sha256, Hash32, SignError, Signer};
 use fieldseal_tests::faults::{iterations, Scenario};
 use fieldseal_tests::{key, SplitMix};
 
@@ -309,4 +310,79 @@ fn failed_fsync_and_full_disk_are_never_taken_for_success() {
     );
     eprintln!("{refused} faults reported as errors over {total} operations ({poisoned} retries refused by a poisoned spool, {retried} retries after a media error appended); nothing recorded lost");
     assert!(poisoned > 0, "a failed chain-log fsync poisons the spool");
+}
+
+/// A device key that can stop signing, as a token pulled out does.
+#[derive(Debug)]
+struct Pullable {
+    key: ed25519_dalek::SigningKey,
+    pulled: std::sync::atomic::AtomicBool,
+}
+
+impl Signer for Pullable {
+    fn public_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.key.verifying_key()
+    }
+    fn try_sign(&self, msg: &[u8]) -> Result<ed25519_dalek::Signature, SignError> {
+        if self.pulled.load(Ordering::Relaxed) {
+            return Err(SignError("token removed".into()));
+        }
+        self.key.try_sign(msg)
+    }
+}
+
+/// The device key in a token stops signing in the middle of a recording:
+/// the segment being signed makes no entry and the spool says why; nothing
+/// recorded is lost; at the next start (the token back) that segment's media
+/// is signed as recovered, after a power-loss event that explains the gap.
+#[test]
+fn a_device_key_that_stops_signing_loses_nothing_and_its_segment_is_recovered() {
+    let fs = MemFs::new(5);
+    let dir = Path::new("/agent");
+    let clock = TickClock::default();
+    let signer = Pullable {
+        key: key(97),
+        pulled: false.into(),
+    };
+    let (mut spool, _) = Spool::open_with(Arc::new(fs.clone()), dir, &signer, &clock).unwrap();
+    let mut rec = Recorded::default();
+    let first = spool
+        .append_segment(&signer, &clock, draft([7; 16], 0, 0), b"first segment")
+        .unwrap();
+    rec.entries.insert(first.seq(), first.hash());
+    rec.media.insert(first.seq(), sha256(b"first segment"));
+    signer.pulled.store(true, Ordering::Relaxed);
+    let e = spool
+        .append_segment(
+            &signer,
+            &clock,
+            draft([7; 16], 1, 1_000_000),
+            b"second segment",
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, SpoolError::Entry(EntryError::Sign(_)))
+            && e.to_string().contains("token removed"),
+        "{e}"
+    );
+    // `run` stops on the error, without a clean close; then the power goes.
+    drop(spool);
+    fs.power_loss(false);
+    check_after(&fs, dir, &rec, "a signature that failed");
+    let bytes = fs.read(&dir.join("chain.log")).unwrap();
+    let entries: Vec<SignedEntry> = chainlog::split(&bytes)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| SignedEntry::from_bytes(r).unwrap())
+        .collect();
+    let recovered = entries
+        .iter()
+        .filter_map(|e| e.entry.segment())
+        .find(|s| s.media_sha256 == sha256(b"second segment"))
+        .expect("the second segment is signed at the next start");
+    assert_ne!(recovered.flags & segment_flags::RECOVERED, 0);
+    assert!(entries
+        .iter()
+        .any(|e| matches!(e.entry.event(), Some(Event::PowerLossRecovered { .. }))));
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::session::Input;
 use crate::control::{self, Response};
+use crate::devicekey::DeviceKey;
 
 /// The sync client, on its own thread with a small tokio runtime, so that the
 /// network never touches the capture or the chain writer.
@@ -20,15 +21,17 @@ pub(super) struct SyncThread {
 }
 
 impl SyncThread {
-    /// Start syncing if the device is enrolled (`DIR/server.txt` exists).
+    /// Start syncing if the device is enrolled (`DIR/server.txt` exists),
+    /// with the run's device key `key` for the handshakes.
     pub(super) fn start(
         dir: &Path,
+        key: DeviceKey,
         store: Arc<crate::syncstore::FsSyncStore>,
     ) -> Option<SyncThread> {
         if !dir.join("server.txt").exists() {
             return None;
         }
-        let cfg = match crate::sync::SyncConfig::from_data_dir(dir) {
+        let cfg = match crate::sync::SyncConfig::from_data_dir_with(dir, key) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "sync is not configured correctly; recording goes on without it");

@@ -7,7 +7,6 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::SigningKey;
 use fieldseal_proto::entry::{Event, SignedEntry, StopReason};
 use fieldseal_proto::identity::Signer;
 use rand_core::RngCore;
@@ -18,6 +17,7 @@ use super::{RunError, RunSummary};
 use crate::capture::{CaptureConfig, CaptureStatsSnapshot};
 use crate::clock::Clock;
 use crate::control::{Request, Response};
+use crate::devicekey::DeviceKey;
 use crate::index::Index;
 use crate::policy::{Policy, PolicyAction, Reading};
 use crate::recorder::{Action, Command, Recorder, SegmentPlan};
@@ -34,7 +34,7 @@ const BATTERY_POLL: Duration = Duration::from_secs(5);
 
 /// The chain writer's state; [`super::run`] builds it and drives its loop.
 pub(super) struct Writer<'a> {
-    pub(super) signer: &'a SigningKey,
+    pub(super) signer: &'a DeviceKey,
     pub(super) clock: &'a dyn Clock,
     pub(super) spool: Spool,
     /// The index, a cache; `None` once it failed this run (see [`Writer::index_entry`]).

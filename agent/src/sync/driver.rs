@@ -12,7 +12,7 @@ use fieldseal_proto::ack::MediaAck;
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::entry::SignedEntry;
 use fieldseal_proto::frame::FrameBuffer;
-use fieldseal_proto::identity::DeviceId;
+use fieldseal_proto::identity::{DeviceId, Signer};
 use fieldseal_proto::msg::{
     EntryBytes, Hello, Message, SubmitEntry, UploadBegin, UploadFailCode, UploadQuery,
     PROTOCOL_VERSION,
@@ -330,7 +330,7 @@ async fn connection<S: SyncStore>(
     until_drained: bool,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<End, SyncError> {
-    let device = DeviceId::from_key(&cfg.key.verifying_key());
+    let device = DeviceId::from_key(&cfg.key.public_key());
     let view = View(store);
     let (mut csend, crecv) = match conn.open_bi().await {
         Ok(s) => s,

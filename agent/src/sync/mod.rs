@@ -19,14 +19,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::enroll::{
     EnrollRequest, EnrollResponse, EnrollStatus, EnrollToken, MAX_ENROLL_RESPONSE, MAX_TOKEN,
 };
-use fieldseal_proto::identity::{sha256, DeviceId};
+use fieldseal_proto::identity::{sha256, DeviceId, Signer};
 use rustls::pki_types::CertificateDer;
 
+use crate::devicekey::{self, pin::PinSource, DeviceKey};
 use crate::spoolfs::{write_atomic, SpoolFs, StdFs};
 
 pub use driver::{run_sync, sync_until_drained, Progress, Stats};
@@ -65,9 +66,9 @@ pub enum SyncError {
     /// Bad contents of a file in the data folder.
     #[error("data folder: {0}")]
     Config(String),
-    /// The device key could not be loaded.
+    /// The device key could not be loaded or opened.
     #[error(transparent)]
-    Key(#[from] crate::keyfile::KeyError),
+    Key(#[from] devicekey::StoreError),
 }
 
 impl From<rustls::Error> for SyncError {
@@ -112,18 +113,33 @@ fn client_endpoint(server: SocketAddr) -> Result<quinn::Endpoint, SyncError> {
     quinn::Endpoint::client(bind).map_err(SyncError::Io)
 }
 
-/// Enrol `key` with the server at `server` using `token`
+/// Enrol the public key of `key` with the server at `server`: see
+/// [`enroll_public`]. Nothing is signed.
+///
+/// # Errors
+/// As [`enroll_public`].
+pub async fn enroll(
+    key: &(impl Signer + ?Sized),
+    server: &str,
+    token: &str,
+    ca: Option<PathBuf>,
+) -> Result<Enrollment, SyncError> {
+    enroll_public(&key.public_key(), server, token, ca).await
+}
+
+/// Enrol the device key `public` with the server at `server` using `token`
 /// (`SECRET.CA_SHA256`, [`EnrollToken`]): connect trusting only the CA the
 /// token names (its certificate must hash to it and sign the server's), send
-/// the secret and the public key, and check the answer. `ca`, if given, is
-/// the same CA certificate read from a file: it must match the token.
+/// the secret and the public key (only that: the private key, in a file or a
+/// token, is not needed), and check the answer. `ca`, if given, is the same
+/// CA certificate read from a file: it must match the token.
 ///
 /// # Errors
 /// A malformed token or one that names no CA; a `ca` file that is not the
 /// token's CA; a server that is not under that CA (the handshake fails
 /// before anything is sent); a refusal; a malformed answer.
-pub async fn enroll(
-    key: &SigningKey,
+pub async fn enroll_public(
+    public: &VerifyingKey,
     server: &str,
     token: &str,
     ca: Option<PathBuf>,
@@ -157,7 +173,7 @@ pub async fn enroll(
         .map_err(|e| SyncError::Connect(e.to_string()))?;
     let req = EnrollRequest {
         token: token.secret.clone(),
-        public_key: key.verifying_key().to_bytes(),
+        public_key: public.to_bytes(),
     };
     let io = |e: &dyn std::fmt::Display| SyncError::Connect(e.to_string());
     send.write_all(&req.to_bytes()).await.map_err(|e| io(&e))?;
@@ -168,11 +184,15 @@ pub async fn enroll(
         .map_err(|e| io(&e))?;
     conn.close(0u32.into(), b"done");
     endpoint.wait_idle().await;
-    enrolled(key, &token, &bytes)
+    enrolled(public, &token, &bytes)
 }
 
 /// Check the server's answer to an enrolment.
-fn enrolled(key: &SigningKey, token: &EnrollToken, bytes: &[u8]) -> Result<Enrollment, SyncError> {
+fn enrolled(
+    public: &VerifyingKey,
+    token: &EnrollToken,
+    bytes: &[u8],
+) -> Result<Enrollment, SyncError> {
     match EnrollResponse::from_bytes(bytes).map_err(|e| SyncError::Protocol(e.to_string()))? {
         EnrollResponse::Ok {
             device_id,
@@ -180,7 +200,7 @@ fn enrolled(key: &SigningKey, token: &EnrollToken, bytes: &[u8]) -> Result<Enrol
             client_cert,
             ca_cert,
         } => {
-            if device_id != DeviceId::from_key(&key.verifying_key()) {
+            if device_id != DeviceId::from_key(public) {
                 return Err(SyncError::Protocol("server named another device id".into()));
             }
             if sha256(&ca_cert) != token.ca_sha256 {
@@ -228,15 +248,6 @@ pub fn read_pem_cert(path: &Path) -> Result<CertificateDer<'static>, SyncError> 
     first.ok_or_else(|| SyncError::Config(format!("{}: no certificate", path.display())))
 }
 
-/// Read the device key of data folder `dir` ([`crate::keyfile::load`]: a key
-/// that other users can read is refused).
-///
-/// # Errors
-/// [`SyncError::Key`]: missing, malformed or too open.
-pub fn read_device_key(dir: &Path) -> Result<SigningKey, SyncError> {
-    Ok(crate::keyfile::load(dir)?)
-}
-
 /// Keep what enrolment returned in data folder `dir`: `client.crt`, `ca.crt`,
 /// `receipt.pub` and `server.txt`, each with [`write_atomic`] (its folder
 /// fsync makes the new names durable, as DESIGN.md's write order demands).
@@ -268,19 +279,20 @@ pub fn save_enrollment(
 }
 
 /// `fieldseal-agent enroll --data DIR --server HOST:PORT --token T [--ca FILE]`:
-/// enrol the key of `DIR/device.key` and write `DIR/client.crt`, `DIR/ca.crt`,
-/// `DIR/server.txt` and `DIR/receipt.pub` (the server's receipt key, hex).
+/// enrol the device key of `DIR` (its public key: [`devicekey::public_key`],
+/// no PIN needed) and write `DIR/client.crt`, `DIR/ca.crt`, `DIR/server.txt`
+/// and `DIR/receipt.pub` (the server's receipt key, hex).
 ///
 /// # Errors
-/// As [`enroll`]; [`SyncError::Key`] for the key file; I/O errors writing the files.
+/// As [`enroll_public`]; [`SyncError::Key`] for the key; I/O errors writing the files.
 pub async fn enroll_cmd(
     data_dir: &Path,
     server: &str,
     token: &str,
     ca: Option<PathBuf>,
 ) -> Result<Enrollment, SyncError> {
-    let key = read_device_key(data_dir)?;
-    let e = enroll(&key, server, token, ca).await?;
+    let public = devicekey::public_key(data_dir)?;
+    let e = enroll_public(&public, server, token, ca).await?;
     save_enrollment(&StdFs, data_dir, server, &e)?;
     Ok(e)
 }
@@ -290,8 +302,8 @@ pub async fn enroll_cmd(
 pub struct SyncConfig {
     /// `HOST:PORT` of the server.
     pub server: String,
-    /// The device key.
-    pub key: SigningKey,
+    /// The device key: it signs the TLS handshakes.
+    pub key: DeviceKey,
     /// The client certificate (DER).
     pub client_cert: Vec<u8>,
     /// The CA certificate (DER).
@@ -307,10 +319,10 @@ pub struct SyncConfig {
 
 impl SyncConfig {
     /// Build from an enrolment.
-    pub fn from_enrollment(server: &str, key: SigningKey, e: &Enrollment) -> Self {
+    pub fn from_enrollment(server: &str, key: impl Into<DeviceKey>, e: &Enrollment) -> Self {
         SyncConfig {
             server: server.to_string(),
-            key,
+            key: key.into(),
             client_cert: e.client_cert.clone(),
             ca_cert: e.ca_cert.clone(),
             receipt_key: e.receipt_key,
@@ -319,12 +331,30 @@ impl SyncConfig {
         }
     }
 
-    /// Read what [`enroll_cmd`] wrote in `dir`.
+    /// Read what [`enroll_cmd`] wrote in `dir`, and open its device key
+    /// ([`devicekey::open_dir`]) with the PIN from `pin` for a token.
+    ///
+    /// # Errors
+    /// Missing or malformed files; the key's errors.
+    pub fn open_data_dir(dir: &Path, pin: Option<&PinSource>) -> Result<Self, SyncError> {
+        Self::from_data_dir_with(dir, devicekey::open_dir(dir, pin)?)
+    }
+
+    /// [`SyncConfig::open_data_dir`] without a PIN given (a key file, or a
+    /// token whose `pin_file` is in `config.toml`).
+    ///
+    /// # Errors
+    /// As [`SyncConfig::open_data_dir`].
+    pub fn from_data_dir(dir: &Path) -> Result<Self, SyncError> {
+        Self::open_data_dir(dir, None)
+    }
+
+    /// Read what [`enroll_cmd`] wrote in `dir`, for the device key `key`
+    /// already open (the running recorder's, shared with its chain writer).
     ///
     /// # Errors
     /// Missing or malformed files.
-    pub fn from_data_dir(dir: &Path) -> Result<Self, SyncError> {
-        let key = read_device_key(dir)?;
+    pub fn from_data_dir_with(dir: &Path, key: DeviceKey) -> Result<Self, SyncError> {
         let server = fs::read_to_string(dir.join("server.txt"))?
             .trim()
             .to_string();
@@ -349,6 +379,7 @@ impl SyncConfig {
 mod tests {
     use super::*;
     use crate::spoolfs::MemFs;
+    use ed25519_dalek::SigningKey;
 
     #[test]
     fn enrolment_files_survive_power_loss() {

@@ -1,33 +1,89 @@
 //! TLS and QUIC client configuration: the device authenticates with a
 //! certificate for its chain key (Ed25519), and trusts only the server's CA.
+//!
+//! The handshake's signature is made by the device's [`DeviceKey`], as its
+//! chain entries are ([`DeviceTlsKey`]): rustls never sees a private key, so
+//! a key inside a token works as the key file does.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
 use fieldseal_proto::enroll::{ALPN_ENROLL, ALPN_SYNC};
-use fieldseal_proto::identity::{sha256, Hash32};
+use fieldseal_proto::identity::{sha256, Hash32, Signer};
 use quinn::VarInt;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, SignatureAlgorithm, SignatureScheme};
 
 use super::SyncError;
+use crate::devicekey::DeviceKey;
 
 /// The crypto provider (ring; see the workspace Cargo.toml).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// PKCS#8 (RFC 8410) encoding of an Ed25519 secret seed, as rustls wants a
-/// private key: a fixed 16-byte header, then the 32-byte seed.
-pub fn ed25519_pkcs8(key: &SigningKey) -> PrivateKeyDer<'static> {
-    let mut der = vec![
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    der.extend_from_slice(&key.to_bytes());
-    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der))
+/// The device key as rustls's signing key: TLS 1.3's CertificateVerify is
+/// signed by [`Signer::try_sign`] (Ed25519 is the one scheme offered; the
+/// server's CA certifies nothing else).
+#[derive(Debug)]
+pub struct DeviceTlsKey(pub DeviceKey);
+
+impl rustls::sign::SigningKey for DeviceTlsKey {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+        offered
+            .contains(&SignatureScheme::ED25519)
+            .then(|| Box::new(DeviceTlsSigner(self.0.clone())) as Box<dyn rustls::sign::Signer>)
+    }
+
+    fn public_key(&self) -> Option<SubjectPublicKeyInfoDer<'_>> {
+        // RFC 8410: SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING key }.
+        let mut spki = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        spki.extend_from_slice(self.0.public_key().as_bytes());
+        Some(SubjectPublicKeyInfoDer::from(spki))
+    }
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        SignatureAlgorithm::ED25519
+    }
+}
+
+#[derive(Debug)]
+struct DeviceTlsSigner(DeviceKey);
+
+impl rustls::sign::Signer for DeviceTlsSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        // Blocking: a token's signature takes milliseconds, once per
+        // handshake, on the sync client's own runtime (never the capture's).
+        self.0
+            .try_sign(message)
+            .map(|s| s.to_bytes().to_vec())
+            .map_err(|e| rustls::Error::General(e.to_string()))
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        SignatureScheme::ED25519
+    }
+}
+
+/// The client certificate and the device key behind it, for every handshake.
+#[derive(Debug)]
+struct DeviceCert(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for DeviceCert {
+    fn resolve(&self, _hints: &[&[u8]], schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        schemes
+            .contains(&SignatureScheme::ED25519)
+            .then(|| Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// Transport settings for lossy, high-latency mobile links, the same as the
@@ -69,20 +125,25 @@ fn quic(
     Ok(c)
 }
 
-/// The QUIC client configuration for sync: mutual TLS with the device key.
+/// The QUIC client configuration for sync: mutual TLS with the device key
+/// (a [`DeviceKey`], or anything that becomes one: an in-memory key).
 ///
 /// # Errors
-/// Unusable certificate or key.
+/// Unusable certificate, or a certificate for another key than `key`.
 pub fn sync_client_with(
-    key: &SigningKey,
+    key: impl Into<DeviceKey>,
     client_cert: CertificateDer<'static>,
     ca: &CertificateDer<'static>,
     idle_timeout: Duration,
 ) -> Result<quinn::ClientConfig, SyncError> {
+    let certified = CertifiedKey::new(vec![client_cert], Arc::new(DeviceTlsKey(key.into())));
+    // As rustls's own with_client_auth_cert does: a certificate for another
+    // key would only fail later, at the server, with a vaguer message.
+    certified.keys_match()?;
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots(ca)?)
-        .with_client_auth_cert(vec![client_cert], ed25519_pkcs8(key))?;
+        .with_client_cert_resolver(Arc::new(DeviceCert(Arc::new(certified))));
     tls.alpn_protocols = vec![ALPN_SYNC.to_vec()];
     // No 0-RTT: every request changes state.
     tls.enable_early_data = false;
