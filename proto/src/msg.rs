@@ -1107,23 +1107,22 @@ pub(crate) mod arb {
             any::<u64>().prop_map(|nonce| Message::Pong { nonce }),
             (proptest::sample::select(ErrorCode::ALL), detail())
                 .prop_map(|(code, detail)| Message::Error(ErrorMsg { code, detail })),
-            any::<[u8; 32]>().prop_map(|cert_sha256| Message::RenewCert(
-                crate::renew::RenewCert { cert_sha256 }
-            )),
+            any::<[u8; 32]>().prop_map(|cert_sha256| Message::RenewCert(RenewCert { cert_sha256 })),
             prop_oneof![
                 vec(any::<u8>(), 1..600),
-                vec(any::<u8>(), crate::enroll::MAX_CERT..=crate::enroll::MAX_CERT),
+                vec(
+                    any::<u8>(),
+                    crate::enroll::MAX_CERT..=crate::enroll::MAX_CERT
+                ),
             ]
-            .prop_map(|der| Message::CertRenewed(crate::renew::CertRenewed {
+            .prop_map(|der| Message::CertRenewed(CertRenewed {
                 cert: crate::renew::CertBytes::new(der).unwrap()
             })),
             (
                 proptest::sample::select(crate::renew::RenewRefusal::ALL),
                 detail()
             )
-                .prop_map(|(code, detail)| Message::RenewRefused(
-                    crate::renew::RenewRefused { code, detail }
-                )),
+                .prop_map(|(code, detail)| Message::RenewRefused(RenewRefused { code, detail })),
         ]
     }
 }

@@ -292,7 +292,10 @@ mod tests {
         // RenewRefused: unknown codes, bad text, trailing bytes.
         assert!(dec(MessageType::RenewRefused, &[4, 0]).is_ok());
         for code in [0u8, 6, 255] {
-            assert!(dec(MessageType::RenewRefused, &[code, 0]).is_err(), "{code}");
+            assert!(
+                dec(MessageType::RenewRefused, &[code, 0]).is_err(),
+                "{code}"
+            );
         }
         assert!(dec(MessageType::RenewRefused, &[1, 2, b'a', 0x07]).is_err());
         assert!(dec(MessageType::RenewRefused, &[1, 1, 0xff]).is_err());

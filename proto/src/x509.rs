@@ -223,10 +223,17 @@ fn der_time(t: Tlv<'_>) -> Result<i64, CertError> {
     let (year, rest) = match (t.tag, t.content.len()) {
         (0x17, 13) => {
             let yy = digits(&t.content[..2])?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &t.content[2..])
+            (
+                if yy >= 50 { 1900 + yy } else { 2000 + yy },
+                &t.content[2..],
+            )
         }
         (0x18, 15) => (digits(&t.content[..4])?, &t.content[4..]),
-        _ => return Err(CertError("a validity date is not UTCTime or GeneralizedTime")),
+        _ => {
+            return Err(CertError(
+                "a validity date is not UTCTime or GeneralizedTime",
+            ))
+        }
     };
     if rest[10] != b'Z' {
         return Err(CertError("a validity date is not in UTC"));
@@ -425,28 +432,17 @@ mod tests {
     #[test]
     fn reads_utc_and_generalized_times() {
         // rcgen's defaults: 1975-01-01 (UTCTime) to 4096-01-01 (GeneralizedTime).
-        let v = validity_of(
-            &[
-                time(0x17, "750101000000Z"),
-                time(0x18, "40960101000000Z"),
-            ]
-            .concat(),
-        )
-        .unwrap();
+        let v = validity_of(&[time(0x17, "750101000000Z"), time(0x18, "40960101000000Z")].concat())
+            .unwrap();
         assert_eq!((v.not_before, v.not_after), (157_766_400, 67_090_118_400));
-        let v = validity_of(
-            &[
-                time(0x17, "250701000000Z"),
-                time(0x17, "491231235959Z"),
-            ]
-            .concat(),
-        )
-        .unwrap();
+        let v = validity_of(&[time(0x17, "250701000000Z"), time(0x17, "491231235959Z")].concat())
+            .unwrap();
         assert_eq!((v.not_before, v.not_after), (1_751_328_000, 2_524_607_999));
         assert_eq!(v.length(), 2_524_607_999 - 1_751_328_000);
         assert!(v.contains(1_751_328_000) && v.contains(2_524_607_999));
         assert!(!v.contains(1_751_327_999) && !v.contains(2_524_608_000));
-        let leap = validity_of(&[time(0x18, "20000229120005Z"), time(0x18, "20000229120005Z")].concat());
+        let leap =
+            validity_of(&[time(0x18, "20000229120005Z"), time(0x18, "20000229120005Z")].concat());
         assert_eq!(leap.unwrap().not_before, 951_825_605);
     }
 
@@ -454,17 +450,20 @@ mod tests {
     fn refuses_dates_that_are_not_dates() {
         let ok = time(0x17, "250701000000Z");
         for bad in [
-            time(0x17, "251301000000Z"),   // month 13
-            time(0x17, "250230000000Z"),   // 30 February
-            time(0x17, "250229000000Z"),   // 2025 is not a leap year
-            time(0x17, "250701240000Z"),   // hour 24
-            time(0x17, "2507010000+0Z"),   // not digits
-            time(0x17, "250701000000+"),   // not UTC
-            time(0x17, "2507010000Z"),     // no seconds
-            time(0x18, "250701000000Z"),   // GeneralizedTime of UTCTime's length
-            time(0x04, "250701000000Z"),   // another type
+            time(0x17, "251301000000Z"), // month 13
+            time(0x17, "250230000000Z"), // 30 February
+            time(0x17, "250229000000Z"), // 2025 is not a leap year
+            time(0x17, "250701240000Z"), // hour 24
+            time(0x17, "2507010000+0Z"), // not digits
+            time(0x17, "250701000000+"), // not UTC
+            time(0x17, "2507010000Z"),   // no seconds
+            time(0x18, "250701000000Z"), // GeneralizedTime of UTCTime's length
+            time(0x04, "250701000000Z"), // another type
         ] {
-            assert!(validity_of(&[ok.clone(), bad.clone()].concat()).is_err(), "{bad:?}");
+            assert!(
+                validity_of(&[ok.clone(), bad.clone()].concat()).is_err(),
+                "{bad:?}"
+            );
         }
         // Backwards, missing or extra dates.
         let later = time(0x17, "260701000000Z");
