@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::db::{Db, DbError, DeviceRecord, TokenRecord, UserRecord};
+use crate::db::{CertHow, CertRecord, Db, DbError, DeviceRecord, TokenRecord, UserRecord};
 use crate::fsutil::{create_dir_durable, create_durable, sync_dir};
 use crate::pki::{self, Ca};
 
@@ -200,6 +200,7 @@ pub fn device_add(
             name: name.to_string(),
             expires_us,
             used_by: None,
+            device: None,
         },
     )?;
     db.flush()?;
@@ -212,6 +213,50 @@ pub fn device_add(
         token: token.to_string(),
         expires_us,
     })
+}
+
+/// Issue a one-time token that re-enrols the enrolled device `id` (with
+/// the same key): for a device that was revoked and is trusted again, or
+/// whose certificate expired before it renewed. Enrolling with it lifts
+/// the revocation and issues a new certificate; it enrols no other key.
+/// Returns `None` for an unknown device.
+///
+/// # Errors
+/// Index errors.
+pub fn device_reenrol(
+    db: &Db,
+    ca_sha256: &Hash32,
+    id: DeviceId,
+    ttl_secs: u64,
+    now_us: i64,
+) -> Result<Option<NewToken>, DbError> {
+    let Some(d) = db.device(id)? else {
+        return Ok(None);
+    };
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    let secret = hex::encode(b);
+    let ttl_us = i64::try_from(ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    let expires_us = now_us.saturating_add(ttl_us);
+    db.put_token(
+        &sha256(secret.as_bytes()),
+        &TokenRecord {
+            name: d.name.clone(),
+            expires_us,
+            used_by: None,
+            device: Some(id.to_string()),
+        },
+    )?;
+    db.flush()?;
+    let token = EnrollToken {
+        secret,
+        ca_sha256: *ca_sha256,
+    };
+    Ok(Some(NewToken {
+        name: d.name,
+        token: token.to_string(),
+        expires_us,
+    }))
 }
 
 /// Mark a device revoked. Returns its record, or `None` if unknown.
@@ -252,13 +297,19 @@ fn refused(status: EnrollStatus, detail: &str) -> EnrollResponse {
 }
 
 /// Handle one enrolment request: check and use the token, record the
-/// device, issue its certificate. A refused request changes nothing.
+/// device, issue its certificate, valid for `cert_secs` from now (the
+/// server's `device_cert_days`). A refused request changes nothing.
+///
+/// A token bound to a device (`device reenrol`) re-enrols that device, and
+/// only it: the key must be the device's, its revocation is lifted and it
+/// gets a new certificate. An enrolled key with any other token is refused.
 pub fn enroll(
     db: &Db,
     ca: &Ca,
     receipt_key: &VerifyingKey,
     req: &EnrollRequest,
     now_us: i64,
+    cert_secs: i64,
 ) -> EnrollResponse {
     let Ok(vk) = VerifyingKey::from_bytes(&req.public_key) else {
         return refused(EnrollStatus::Malformed, "not an Ed25519 public key");
@@ -267,51 +318,82 @@ pub fn enroll(
         return refused(EnrollStatus::Malformed, "weak Ed25519 public key");
     }
     let id = DeviceId::from_key(&vk);
-    match db.device(id) {
-        Ok(Some(_)) => {
-            return refused(
-                EnrollStatus::AlreadyEnrolled,
-                "this key is already enrolled",
-            )
-        }
-        Ok(None) => {}
-        Err(e) => return refused(EnrollStatus::Internal, &e.to_string()),
-    }
     let token_hash = sha256(req.token.as_bytes());
+    let (known, token) = match (db.device(id), db.token(&token_hash)) {
+        (Ok(d), Ok(t)) => (d.is_some(), t),
+        (Err(e), _) | (_, Err(e)) => return refused(EnrollStatus::Internal, &e.to_string()),
+    };
+    let reenrol = token.as_ref().and_then(|t| t.device.as_deref()) == Some(&id.to_string());
+    if known && !reenrol {
+        return refused(
+            EnrollStatus::AlreadyEnrolled,
+            "this key is already enrolled (a revoked or expired device needs a token from `device reenrol`)",
+        );
+    }
     // The token first: the CA signs nothing for a request without a usable
     // one. (The transaction below checks it again: another request may use
     // it meanwhile.)
-    match db.token(&token_hash) {
-        Ok(t) => {
-            if let Err((status, detail)) = usable(t.as_ref(), now_us) {
-                return refused(status, detail);
-            }
-        }
-        Err(e) => return refused(EnrollStatus::Internal, &e.to_string()),
+    if let Err((status, detail)) = usable_for(token.as_ref(), id, now_us) {
+        return refused(status, detail);
     }
     // Then the certificate: if issuing fails, the token is not used up.
-    let cert = match ca.issue_device_cert(&req.public_key) {
+    let now = now_us.div_euclid(1_000_000);
+    let validity = fieldseal_proto::x509::Validity {
+        not_before: now,
+        not_after: now.saturating_add(cert_secs),
+    };
+    let cert = match ca.issue_timed(&req.public_key, validity) {
         Ok(c) => c,
         Err(e) => return refused(EnrollStatus::Internal, &e.to_string()),
     };
-    let res = db.enroll(&token_hash, |tok| {
-        usable(tok.as_ref(), now_us)?;
-        let Some(t) = tok else {
-            return Err((EnrollStatus::UnknownToken, "unknown enrolment token"));
-        };
-        let dev = DeviceRecord {
-            id,
-            name: t.name.clone(),
-            key: vk,
-            enrolled_us: now_us,
-            revoked_us: None,
-        };
-        let tok = TokenRecord {
-            used_by: Some(id.to_string()),
-            ..t
-        };
-        Ok((tok, dev))
-    });
+    let record = CertRecord {
+        sha256: hex::encode(sha256(&cert)),
+        not_before: validity.not_before,
+        not_after: validity.not_after,
+        issued_us: now_us,
+        how: if reenrol {
+            CertHow::Reenrol
+        } else {
+            CertHow::Enrol
+        },
+    };
+    let used = |t: TokenRecord| TokenRecord {
+        used_by: Some(id.to_string()),
+        ..t
+    };
+    let res = if reenrol {
+        db.reenroll(&token_hash, id, &record, |tok, dev| {
+            usable_for(tok.as_ref(), id, now_us)?;
+            let (Some(t), Some(d)) = (tok, dev) else {
+                return Err((EnrollStatus::UnknownToken, "unknown enrolment token"));
+            };
+            if d.revoked_us.is_some() {
+                tracing::warn!(device = %id, "re-enrolment lifts the device's revocation");
+            }
+            Ok((
+                used(t),
+                DeviceRecord {
+                    revoked_us: None,
+                    ..d
+                },
+            ))
+        })
+    } else {
+        db.enroll(&token_hash, &record, |tok| {
+            usable_for(tok.as_ref(), id, now_us)?;
+            let Some(t) = tok else {
+                return Err((EnrollStatus::UnknownToken, "unknown enrolment token"));
+            };
+            let dev = DeviceRecord {
+                id,
+                name: t.name.clone(),
+                key: vk,
+                enrolled_us: now_us,
+                revoked_us: None,
+            };
+            Ok((used(t), dev))
+        })
+    };
     match res {
         Ok(Ok(_)) => EnrollResponse::Ok {
             device_id: id,
@@ -327,5 +409,21 @@ pub fn enroll(
             "this key is already enrolled",
         ),
         Err(e) => refused(EnrollStatus::Internal, &e.to_string()),
+    }
+}
+
+/// [`usable`], and a token bound to a device enrols that device only.
+fn usable_for(
+    t: Option<&TokenRecord>,
+    id: DeviceId,
+    now_us: i64,
+) -> Result<(), (EnrollStatus, &'static str)> {
+    usable(t, now_us)?;
+    match t.and_then(|t| t.device.as_deref()) {
+        Some(bound) if bound != id.to_string() => Err((
+            EnrollStatus::UnknownToken,
+            "this token re-enrols another device",
+        )),
+        _ => Ok(()),
     }
 }
