@@ -28,6 +28,20 @@ impl SyncThread {
         if !dir.join("server.txt").exists() {
             return None;
         }
+        // The server refused this device for good (revoked, or its
+        // certificate expired): recording goes on, syncing does not until
+        // it is enrolled again.
+        match crate::sync::standing::load_refusal(dir) {
+            Ok(None) => {}
+            Ok(Some(r)) => {
+                tracing::warn!("not syncing: {}", r.advice());
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the refusal marker cannot be read; not syncing");
+                return None;
+            }
+        }
         let cfg = match crate::sync::SyncConfig::from_data_dir(dir) {
             Ok(c) => c,
             Err(e) => {
@@ -52,9 +66,13 @@ impl SyncThread {
                     }
                 };
                 let progress = Arc::new(crate::sync::driver::Progress::default());
-                if let Err(e) = rt.block_on(crate::sync::driver::run_sync(store, cfg, progress, rx))
-                {
-                    tracing::error!(error = %e, "sync stopped");
+                match rt.block_on(crate::sync::driver::run_sync(store, cfg, progress, rx)) {
+                    Ok(_) => {}
+                    // Said (with what to do) where it was kept.
+                    Err(crate::sync::SyncError::Refused(_)) => {
+                        tracing::warn!("sync stopped for good; recording goes on");
+                    }
+                    Err(e) => tracing::error!(error = %e, "sync stopped"),
                 }
             })
             .expect("spawn sync thread");

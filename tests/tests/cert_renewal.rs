@@ -1,0 +1,225 @@
+//! Device certificates that expire and renew (issue 13), agent and server in
+//! one process on loopback: renewal before expiry keeps a device syncing
+//! past its first certificate; an expired certificate is refused and the
+//! agent says why; a revoked device cannot renew. The real binaries, with a
+//! recording agent, are in `cert_renewal_binaries.rs`.
+//!
+//! Certificates here live seconds (`device_cert_secs`); waits are bounded by
+//! generous limits and never asserted as durations.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fieldseal_agent::sync::{
+    self, standing, MemCredentials, MemStore, Progress, RefusalKind, SyncError, SyncStore,
+};
+use fieldseal_proto::identity::DeviceId;
+use fieldseal_proto::x509::{Certificate, Validity};
+use fieldseal_server::chainindex::ChainIndex;
+use fieldseal_server::db::CertHow;
+use fieldseal_tests::{key, Harness};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn validity(der: &[u8]) -> Validity {
+    Certificate::parse(der).unwrap().validity().unwrap()
+}
+
+fn now_secs() -> i64 {
+    fieldseal_server::now_us().div_euclid(1_000_000)
+}
+
+/// Wait (bounded by [`LIMIT`]) until `f` holds.
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < LIMIT, "{what}: not within {LIMIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sleep until the server's clock has passed `t` (seconds since the epoch).
+async fn past(t: i64) {
+    while now_secs() <= t {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn server(cert_secs: u64) -> Harness {
+    Harness::start_configured(|c| format!("{c}\ndevice_cert_secs = {cert_secs}\n"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_renews_before_expiry_and_syncs_past_its_first_certificate() {
+    // 6 s certificates: due after 4 s by the agent's rule (a third left),
+    // allowed after 3 s by the server's (half left).
+    let h = server(6).await;
+    let k = key(40);
+    let e = h.enroll(&k).await.unwrap();
+    let first = validity(&e.client_cert);
+    assert_eq!(first.length(), 6, "device_cert_secs is the validity");
+    let chain = fieldseal_proto::sample::build(&k, &[12], 500);
+    let media = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemStore::new(media.path()));
+    let push = |n: usize| {
+        for en in &chain.entries[..n] {
+            if store.entry(en.seq()).unwrap().is_none() {
+                store
+                    .push(en, chain.media.get(&en.seq()).map(Vec::as_slice))
+                    .unwrap();
+            }
+        }
+    };
+    push(3);
+    let creds = Arc::new(MemCredentials::default());
+    let mut cfg = Harness::sync_config(&h.server_addr(), &k, &e);
+    cfg.credentials = creds.clone();
+    let progress = Arc::new(Progress::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(sync::run_sync(
+        store.clone(),
+        cfg,
+        progress.clone(),
+        stop_rx,
+    ));
+    until("the first entries' receipts", || {
+        store.receipts().len() == 3
+    })
+    .await;
+    // Past the first certificate's end, and past the second's: the device
+    // renews each before it expires and keeps syncing on one run.
+    past(first.not_after + 1).await;
+    push(7);
+    until("receipts after the first certificate expired", || {
+        store.receipts().len() == 7
+    })
+    .await;
+    let certs = creds.certs();
+    assert!(!certs.is_empty(), "renewed");
+    let second = validity(&certs[0]);
+    assert!(second.not_after > first.not_after);
+    past(second.not_after + 1).await;
+    let n = chain.entries.len();
+    push(n);
+    until("every receipt after the second certificate expired", || {
+        store.receipts().len() == n
+    })
+    .await;
+    stop_tx.send(true).unwrap();
+    let stats = tokio::time::timeout(LIMIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    // Each certificate the agent kept: the same key, the server's CA, later
+    // than the one before; and each is on record on the server.
+    let certs = creds.certs();
+    assert!(certs.len() >= 2, "renewed twice: {}", certs.len());
+    assert_eq!(stats.renewals, certs.len() as u64);
+    let mut prev = first;
+    for c in &certs {
+        let v = standing::check_renewed(c, &k.verifying_key(), &e.ca_cert, &e.client_cert).unwrap();
+        assert!(v.not_after > prev.not_after);
+        prev = v;
+    }
+    let device = DeviceId::from_key(&k.verifying_key());
+    let recorded = h.server.shared.db.certs(device).unwrap();
+    assert_eq!(recorded[0].how, CertHow::Enrol);
+    assert_eq!(recorded.len(), 1 + certs.len());
+    assert!(recorded[1..].iter().all(|c| c.how == CertHow::Renew));
+    let counters = &h.server.shared.counters.certs;
+    assert_eq!(counters.renewed.load(Ordering::Relaxed), certs.len() as u64);
+    assert_eq!(counters.refused_expired.load(Ordering::Relaxed), 0);
+    assert_eq!(counters.closed_expired.load(Ordering::Relaxed), 0);
+    assert!(creds.refusal().is_none());
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_refused_with_its_reason() {
+    let h = server(2).await;
+    let k = key(41);
+    let e = h.enroll(&k).await.unwrap();
+    // The device was off until after its certificate ended.
+    past(validity(&e.client_cert).not_after + 1).await;
+    let media = tempfile::tempdir().unwrap();
+    let (store, _) = fieldseal_tests::store_with_chain(&k, &[1], 500, media.path()).unwrap();
+    let creds = Arc::new(MemCredentials::default());
+    let mut cfg = Harness::sync_config(&h.server_addr(), &k, &e);
+    cfg.credentials = creds.clone();
+    let r = tokio::time::timeout(
+        LIMIT,
+        sync::sync_until_drained(store, cfg, Arc::new(Progress::default())),
+    )
+    .await
+    .unwrap();
+    let Err(SyncError::Refused(r)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(r.kind, RefusalKind::CertificateExpired);
+    assert!(r.reason.contains("certificate expired"), "{}", r.reason);
+    assert_eq!(creds.refusal(), Some(r));
+    let counters = &h.server.shared.counters.certs;
+    assert_eq!(counters.refused_expired.load(Ordering::Relaxed), 1);
+    assert_eq!(counters.refused_revoked.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        h.server
+            .shared
+            .db
+            .head(DeviceId::from_key(&k.verifying_key()))
+            .unwrap()
+            .next_seq,
+        0,
+        "nothing taken"
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_device_cannot_renew() {
+    let h = server(6).await;
+    let k = key(42);
+    let device = DeviceId::from_key(&k.verifying_key());
+    let e = h.enroll(&k).await.unwrap();
+    let issued = h.server.shared.ca.issued();
+    let media = tempfile::tempdir().unwrap();
+    let (store, _) = fieldseal_tests::store_with_chain(&k, &[1], 500, media.path()).unwrap();
+    let creds = Arc::new(MemCredentials::default());
+    let mut cfg = Harness::sync_config(&h.server_addr(), &k, &e);
+    cfg.credentials = creds.clone();
+    let progress = Arc::new(Progress::default());
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(sync::run_sync(
+        store.clone(),
+        cfg,
+        progress.clone(),
+        stop_rx,
+    ));
+    until("connected", || {
+        progress.connections.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    // Revoked in the index while the connection stays open and the key is
+    // still on the allow-list: a revocation racing the renewal. The
+    // renewal must look at the record itself.
+    fieldseal_server::admin::device_revoke(&h.server.shared.db, device, fieldseal_server::now_us())
+        .unwrap()
+        .unwrap();
+    let r = tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+    let Err(SyncError::Refused(r)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(r.kind, RefusalKind::Revoked);
+    assert!(r.reason.contains("renewal refused"), "{}", r.reason);
+    assert!(creds.certs().is_empty(), "no certificate kept");
+    assert_eq!(h.server.shared.ca.issued(), issued, "the CA signed nothing");
+    assert_eq!(h.server.shared.db.certs(device).unwrap().len(), 1);
+    let counters = &h.server.shared.counters.certs;
+    assert_eq!(counters.renewed.load(Ordering::Relaxed), 0);
+    assert_eq!(counters.renewals_refused.load(Ordering::Relaxed), 1);
+    h.server.shutdown().await;
+}
