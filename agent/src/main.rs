@@ -505,9 +505,13 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
             );
             println!("  {}", s("advice"));
         }
+        let refused = data.get("refused").is_some_and(|r| !r.is_null());
         if let Some(c) = data.get("certificate").filter(|c| !c.is_null()) {
             let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
-            if c["expired"].as_bool() == Some(true) {
+            if c["expired"].as_bool() == Some(true) && refused {
+                // What to do is said above.
+                println!("  certificate: expired at {}", s("not_after_utc"));
+            } else if c["expired"].as_bool() == Some(true) {
                 println!(
                     "  CERTIFICATE EXPIRED at {}: {}",
                     s("not_after_utc"),

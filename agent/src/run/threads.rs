@@ -69,8 +69,8 @@ impl SyncThread {
                 match rt.block_on(crate::sync::driver::run_sync(store, cfg, progress, rx)) {
                     Ok(_) => {}
                     // Said (with what to do) where it was kept.
-                    Err(crate::sync::SyncError::Refused(_)) => {
-                        tracing::warn!("sync stopped for good; recording goes on");
+                    Err(crate::sync::SyncError::Refused(r)) => {
+                        tracing::error!("{}", r.advice());
                     }
                     Err(e) => tracing::error!(error = %e, "sync stopped"),
                 }
@@ -81,7 +81,11 @@ impl SyncThread {
 
     pub(super) fn finish(self, store: &crate::syncstore::FsSyncStore, grace: Duration) {
         let deadline = std::time::Instant::now() + grace;
-        while store.backlog().0 > 0 && std::time::Instant::now() < deadline {
+        // A sync that ended by itself (the device was refused) sends nothing more.
+        while store.backlog().0 > 0
+            && std::time::Instant::now() < deadline
+            && !self.thread.is_finished()
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.stop.send(true);

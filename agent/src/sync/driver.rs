@@ -227,12 +227,13 @@ fn refused(cfg: &SyncConfig, kind: RefusalKind, reason: String) -> SyncError {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
         server: cfg.server.clone(),
+        device: DeviceId::from_key(&cfg.key.verifying_key()).to_string(),
         reason,
     };
     if let Err(e) = cfg.credentials.save_refusal(&r) {
         tracing::error!(error = %e, "could not keep the refusal in the data folder");
     }
-    tracing::error!("{}", r.advice());
+    // Said once, by whoever ends: `sync` prints the error, `run` logs it.
     SyncError::Refused(r)
 }
 

@@ -50,6 +50,9 @@ pub struct Refusal {
     pub at_us: i64,
     /// The server (`HOST:PORT`).
     pub server: String,
+    /// The device (16 hex digits), for the administrator's command.
+    #[serde(default)]
+    pub device: String,
     /// The server's words, as the connection reported them.
     pub reason: String,
 }
@@ -62,16 +65,26 @@ impl Refusal {
                 "the server {} refused this device as revoked (or unknown): sync is stopped and \
                  is not retried; recording goes on and the media stays on the device. An \
                  administrator who trusts the device again issues a token \
-                 (`fieldseal-server device reenrol ID`); then run `fieldseal-agent enroll`",
-                self.server
+                 (`fieldseal-server device reenrol {}`); then run `fieldseal-agent enroll`",
+                self.server,
+                self.device_or_id()
             ),
             RefusalKind::CertificateExpired => format!(
                 "the server {} refused this device's certificate as expired (it was not renewed \
                  in time): sync is stopped and is not retried; recording goes on and the media \
                  stays on the device. Ask an administrator for a re-enrolment token \
-                 (`fieldseal-server device reenrol ID`) and run `fieldseal-agent enroll`",
-                self.server
+                 (`fieldseal-server device reenrol {}`) and run `fieldseal-agent enroll`",
+                self.server,
+                self.device_or_id()
             ),
+        }
+    }
+
+    fn device_or_id(&self) -> &str {
+        if self.device.is_empty() {
+            "ID"
+        } else {
+            &self.device
         }
     }
 
@@ -99,6 +112,7 @@ pub fn load_refusal(dir: &Path) -> io::Result<Option<Refusal>> {
                 kind: RefusalKind::Revoked,
                 at_us: 0,
                 server: "?".into(),
+                device: String::new(),
                 reason: format!("{} does not parse ({e})", path.display()),
             }
         }))),
@@ -182,6 +196,7 @@ pub fn status(
             kind: RefusalKind::Revoked,
             at_us: 0,
             server: "?".into(),
+            device: String::new(),
             reason: format!("{} cannot be read: {e}", dir.join(REFUSAL_FILE).display()),
         })
     });
@@ -192,10 +207,17 @@ pub fn status(
     };
     let cert = super::read_pem_cert(&dir.join("client.crt"))
         .ok()
-        .and_then(|c| Certificate::parse(c.as_ref()).ok()?.validity().ok());
+        .and_then(|c| {
+            let c = Certificate::parse(c.as_ref()).ok()?;
+            // Its common name is the device id.
+            Some((
+                c.validity().ok()?,
+                c.subject_cn().unwrap_or_else(|| "ID".into()),
+            ))
+        });
     let now = now_us.div_euclid(1_000_000);
     let certificate = match cert {
-        Some(v) => {
+        Some((v, id)) => {
             let expired = now > v.not_after;
             let mut c = json!({
                 "not_before": v.not_before,
@@ -206,11 +228,11 @@ pub fn status(
                 "expired": expired,
             });
             if expired {
-                c["advice"] = Value::from(
+                c["advice"] = Value::from(format!(
                     "the certificate has expired (by this device's clock) without being renewed: \
                      ask an administrator for a re-enrolment token \
-                     (`fieldseal-server device reenrol ID`) and run `fieldseal-agent enroll`",
-                );
+                     (`fieldseal-server device reenrol {id}`) and run `fieldseal-agent enroll`"
+                ));
             }
             c
         }
@@ -336,6 +358,7 @@ mod tests {
             kind: RefusalKind::Revoked,
             at_us: 7,
             server: "example.invalid:4433".into(),
+            device: "0011223344556677".into(),
             reason: "invalid peer certificate: Revoked".into(),
         };
         save_refusal(&fs, dir, &r).unwrap();
@@ -381,6 +404,7 @@ mod tests {
                 kind: RefusalKind::CertificateExpired,
                 at_us: 1_751_328_000_000_000,
                 server: "s:1".into(),
+                device: String::new(),
                 reason: "alert".into(),
             },
         )
@@ -398,9 +422,12 @@ mod tests {
             kind: RefusalKind::Revoked,
             at_us: 0,
             server: "s:1".into(),
+            device: "0011223344556677".into(),
             reason: String::new(),
         };
-        assert!(r.advice().contains("device reenrol") && r.advice().contains("enroll"));
+        assert!(
+            r.advice().contains("device reenrol 0011223344556677") && r.advice().contains("enroll")
+        );
         assert_eq!(r.label(), "revoked");
         r.kind = RefusalKind::CertificateExpired;
         assert!(r.advice().contains("expired") && r.advice().contains("enroll"));
