@@ -41,6 +41,10 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 
 /// Sleep until the server's clock has passed `t` (seconds since the epoch).
 async fn past(t: i64) {
+    // A certificate that should end in seconds and does not is a failure,
+    // not a wait.
+    let wait = u64::try_from(t - now_secs()).unwrap_or(0);
+    assert!(wait < LIMIT.as_secs(), "{t} is {wait} s away");
     while now_secs() <= t {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -144,8 +148,10 @@ async fn an_expired_certificate_is_refused_with_its_reason() {
     let h = server(2).await;
     let k = key(41);
     let e = h.enroll(&k).await.unwrap();
+    let v = validity(&e.client_cert);
+    assert_eq!(v.length(), 2, "device_cert_secs is the validity");
     // The device was off until after its certificate ended.
-    past(validity(&e.client_cert).not_after + 1).await;
+    past(v.not_after + 1).await;
     let media = tempfile::tempdir().unwrap();
     let (store, _) = fieldseal_tests::store_with_chain(&k, &[1], 500, media.path()).unwrap();
     let creds = Arc::new(MemCredentials::default());

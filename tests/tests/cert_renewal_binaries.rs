@@ -202,6 +202,10 @@ fn until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn past(t: i64) {
+    // A certificate that should end in seconds and does not is a failure,
+    // not a wait.
+    let wait = u64::try_from(t - now_secs()).unwrap_or(0);
+    assert!(wait < LIMIT.as_secs(), "{t} is {wait} s away");
     while now_secs() <= t {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -351,6 +355,7 @@ fn an_expired_certificate_is_refused_with_its_reason_and_status_says_what_to_do(
         &s.ca(),
     );
     let id = device_id(&a);
+    assert_eq!(client_cert(&a).length(), 3, "device_cert_secs is the validity");
     // The device was switched off until its certificate had ended.
     past(client_cert(&a).not_after + 1);
     let st = status(&a);
