@@ -229,3 +229,33 @@ async fn a_revoked_device_cannot_renew() {
     assert_eq!(counters.renewals_refused.load(Ordering::Relaxed), 1);
     h.server.shutdown().await;
 }
+
+#[test]
+fn a_renewed_certificate_is_kept_only_if_it_can_be_used() {
+    // One that fails would lock the device out at its next connection.
+    let dir = tempfile::tempdir().unwrap();
+    fieldseal_server::admin::init(dir.path(), &[], Some("x".into())).unwrap();
+    let ca = fieldseal_server::pki::Ca::load(dir.path()).unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    fieldseal_server::admin::init(other_dir.path(), &[], Some("x".into())).unwrap();
+    let other_ca = fieldseal_server::pki::Ca::load(other_dir.path()).unwrap();
+    let k = key(43);
+    let pk = k.verifying_key().to_bytes();
+    let at = |nb: i64| Validity {
+        not_before: nb,
+        not_after: nb + 90,
+    };
+    let old = ca.issue_timed(&pk, at(1_800_000_000)).unwrap();
+    let check = |new: &[u8]| standing::check_renewed(new, &k.verifying_key(), &ca.cert_der, &old);
+    let good = ca.issue_timed(&pk, at(1_800_000_060)).unwrap();
+    assert_eq!(check(&good), Ok(at(1_800_000_060)));
+    let another_key = ca
+        .issue_timed(&key(44).verifying_key().to_bytes(), at(1_800_000_060))
+        .unwrap();
+    assert!(check(&another_key).unwrap_err().contains("another key"));
+    let another_ca = other_ca.issue_timed(&pk, at(1_800_000_060)).unwrap();
+    assert!(check(&another_ca).unwrap_err().contains("signature"));
+    let not_later = ca.issue_timed(&pk, at(1_799_999_000)).unwrap();
+    assert!(check(&not_later).unwrap_err().contains("no later"));
+    assert!(check(b"not a certificate").is_err());
+}
