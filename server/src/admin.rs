@@ -427,3 +427,81 @@ fn usable_for(
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(key: &SigningKey, token: &NewToken) -> EnrollRequest {
+        EnrollRequest {
+            token: EnrollToken::parse(&token.token).unwrap().secret,
+            public_key: key.verifying_key().to_bytes(),
+        }
+    }
+
+    fn status(r: &EnrollResponse) -> Option<EnrollStatus> {
+        match r {
+            EnrollResponse::Ok { .. } => None,
+            EnrollResponse::Refused { status, .. } => Some(*status),
+        }
+    }
+
+    #[test]
+    fn a_reenrolment_token_enrols_its_device_again_and_no_other_key() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), &[], Some("x".repeat(12))).unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let ca = Ca::load(dir.path()).unwrap();
+        let ca_hash = pki::ca_sha256(dir.path()).unwrap();
+        let receipt = SigningKey::from_bytes(&[1; 32]).verifying_key();
+        let (a, b) = (
+            SigningKey::from_bytes(&[2; 32]),
+            SigningKey::from_bytes(&[3; 32]),
+        );
+        let id = DeviceId::from_key(&a.verifying_key());
+        let enrol = |req: &EnrollRequest, now_us| enroll(&db, &ca, &receipt, req, now_us, 90);
+
+        let t = device_add(&db, &ca_hash, "cam", 60, 0).unwrap();
+        assert_eq!(status(&enrol(&request(&a, &t), 1_000_000)), None);
+        let c = db.current_cert(id).unwrap().unwrap();
+        assert_eq!((c.not_before, c.not_after, c.how), (1, 91, CertHow::Enrol));
+        assert_eq!(
+            status(&enrol(&request(&b, &t), 1_000_000)),
+            Some(EnrollStatus::UsedToken)
+        );
+        device_revoke(&db, id, 2_000_000).unwrap();
+        // An enrolled key with a new device's token: refused.
+        let t2 = device_add(&db, &ca_hash, "cam 2", 60, 0).unwrap();
+        assert_eq!(
+            status(&enrol(&request(&a, &t2), 3_000_000)),
+            Some(EnrollStatus::AlreadyEnrolled)
+        );
+        // A re-enrolment token is for its device alone.
+        let r = device_reenrol(&db, &ca_hash, id, 60, 0).unwrap().unwrap();
+        assert_eq!(r.name, "cam");
+        assert_eq!(
+            status(&enrol(&request(&b, &r), 3_000_000)),
+            Some(EnrollStatus::UnknownToken)
+        );
+        assert!(db
+            .device(DeviceId::from_key(&b.verifying_key()))
+            .unwrap()
+            .is_none());
+        // For it, the revocation is lifted and a new certificate issued.
+        let issued = ca.issued();
+        assert_eq!(status(&enrol(&request(&a, &r), 4_000_000)), None);
+        assert_eq!(ca.issued(), issued + 1);
+        assert_eq!(db.device(id).unwrap().unwrap().revoked_us, None);
+        let c = db.current_cert(id).unwrap().unwrap();
+        assert_eq!((c.not_before, c.how), (4, CertHow::Reenrol));
+        assert_eq!(db.certs(id).unwrap().len(), 2);
+        // Single use, as every token.
+        assert_eq!(
+            status(&enrol(&request(&a, &r), 5_000_000)),
+            Some(EnrollStatus::UsedToken)
+        );
+        assert!(device_reenrol(&db, &ca_hash, DeviceId([9; 8]), 60, 0)
+            .unwrap()
+            .is_none());
+    }
+}

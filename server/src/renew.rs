@@ -73,7 +73,7 @@ pub fn decide(
     now: i64,
     cert_secs: i64,
 ) -> Decision {
-    if !allowed || !device.is_some_and(|d| d.revoked_us.is_none()) {
+    if !allowed || device.is_none_or(|d| d.revoked_us.is_some()) {
         return Decision::Refuse(
             RenewRefusal::Revoked,
             "the device is revoked or not enrolled",

@@ -355,7 +355,11 @@ fn an_expired_certificate_is_refused_with_its_reason_and_status_says_what_to_do(
         &s.ca(),
     );
     let id = device_id(&a);
-    assert_eq!(client_cert(&a).length(), 3, "device_cert_secs is the validity");
+    assert_eq!(
+        client_cert(&a).length(),
+        3,
+        "device_cert_secs is the validity"
+    );
     // The device was switched off until its certificate had ended.
     past(client_cert(&a).not_after + 1);
     let st = status(&a);
