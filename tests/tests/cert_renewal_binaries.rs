@@ -325,6 +325,19 @@ fn after_revoke_a_recording_agent_says_revoked_and_stops_connecting() {
     assert!(err.contains("revoked") && err.contains("enroll"), "{err}");
     assert_eq!(attempts(), before);
 
+    // Trusted again: a re-enrolment token for this device clears it all,
+    // and the running recorder syncs again by itself, backlog included.
+    let token = s.token(&["device", "reenrol", &id]);
+    a.enroll(&s.quic, &token, &s.ca());
+    assert!(!a.dir.join("sync-refused.json").exists());
+    let st = status(&a);
+    assert_eq!(st["sync"], "enabled", "{st}");
+    let backlog = st["entries_without_receipt"].as_u64().unwrap();
+    assert!(backlog > 0, "{st}");
+    let received = s.metric("fieldseal_receipts_total");
+    until("the recorder's own sync catches up", || {
+        s.metric("fieldseal_receipts_total") >= received + backlog
+    });
     let out = r.finish();
     assert!(
         out.status.success(),
@@ -333,13 +346,6 @@ fn after_revoke_a_recording_agent_says_revoked_and_stops_connecting() {
     );
     // What was recorded while revoked is all there and verifies.
     procs::ok(&a.run(&["verify"], LIMIT));
-
-    // Trusted again: a re-enrolment token for this device clears it all.
-    let token = s.token(&["device", "reenrol", &id]);
-    a.enroll(&s.quic, &token, &s.ca());
-    assert!(!a.dir.join("sync-refused.json").exists());
-    let st = status(&a);
-    assert_eq!(st["sync"], "enabled", "{st}");
     procs::ok(&a.run(&["sync", "--until-drained"], LIMIT));
     server_holds_the_chain(&s, &a);
 }
