@@ -111,6 +111,7 @@ matrix = [
     ("a revoked device that keeps recording", "`device revoke` while `fieldseal-agent run` records and syncs", "`status` says REVOKED, no connection attempt reaches the server over a window (`/metrics`), recording goes on, `sync` fails at once without connecting, `device reenrol` + `enroll` clear it and everything syncs: after_revoke_a_recording_agent_says_revoked_and_stops_connecting (cert_renewal_binaries.rs)"),
     ("a renewed certificate that would lock the device out", "a certificate for another key, from another CA, ending no later than the one held, or not a certificate", "not kept (the old one stays): a_renewed_certificate_is_kept_only_if_it_can_be_used (cert_renewal.rs)"),
     ("malformed renewal messages", "short, empty, oversized and overrunning certificates, unknown refusal codes, control characters, trailing bytes", "refused by the decoders: decoders_refuse_malformed_payloads (proto renew.rs); as seeds in fuzz/seeds/frame through every fuzz check (fuzz_corpus.rs)"),
+    ("a connection that outlives its certificate; an agent of protocol v2", "a v2 `Hello` on a 3 s certificate that is never renewed, kept open; `RenewCert` on a v2 connection", "served at its own version without renewal (`UnexpectedMessage`), closed with `0x17` when the certificate ends, which the agent reads as expired: a_version_2_agent_is_served_without_renewal_and_cut_off_when_its_certificate_ends (cert_renewal.rs)"),
 ]
 for f, how, where in matrix:
     p(f"| {f} | {how} | {where} |")

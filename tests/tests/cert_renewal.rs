@@ -259,3 +259,91 @@ fn a_renewed_certificate_is_kept_only_if_it_can_be_used() {
     assert!(check(&not_later).unwrap_err().contains("no later"));
     assert!(check(b"not a certificate").is_err());
 }
+
+/// Read frames off `recv` until one whole message is there.
+async fn next_message(
+    recv: &mut quinn::RecvStream,
+    buf: &mut Vec<u8>,
+) -> fieldseal_proto::msg::Message {
+    loop {
+        if let Ok((m, n)) = fieldseal_proto::frame::Frame::parse(buf) {
+            buf.drain(..n);
+            return m;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(LIMIT, recv.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the stream ended before a message");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_agent_is_served_without_renewal_and_cut_off_when_its_certificate_ends() {
+    use fieldseal_proto::codec::Encode;
+    use fieldseal_proto::msg::{ErrorCode, Hello, Message};
+    let h = server(3).await;
+    let k = key(45);
+    let e = h.enroll(&k).await.unwrap();
+    let qcfg = sync::tls::sync_client_with(
+        &k,
+        rustls::pki_types::CertificateDer::from(e.client_cert.clone()),
+        &rustls::pki_types::CertificateDer::from(e.ca_cert.clone()),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let connect = || async {
+        let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = ep
+            .connect_with(qcfg.clone(), h.server.quic_addr, "localhost")
+            .unwrap()
+            .await
+            .unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let hello = Message::Hello(Hello {
+            protocol_version: 2,
+            device_id: DeviceId::from_key(&k.verifying_key()),
+            chain_head_seq: None,
+        });
+        send.write_all(&hello.to_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let Message::Welcome(w) = next_message(&mut recv, &mut buf).await else {
+            panic!("no Welcome")
+        };
+        assert_eq!(
+            w.protocol_version, 2,
+            "the server speaks the agent's version"
+        );
+        (ep, conn, send, recv, buf)
+    };
+
+    // Renewal is not part of version 2.
+    let (_ep, _conn, mut send, mut recv, mut buf) = connect().await;
+    let renew = Message::RenewCert(fieldseal_proto::msg::RenewCert {
+        cert_sha256: fieldseal_proto::identity::sha256(&e.client_cert),
+    });
+    send.write_all(&renew.to_bytes()).await.unwrap();
+    match next_message(&mut recv, &mut buf).await {
+        Message::Error(err) => assert_eq!(err.code, ErrorCode::UnexpectedMessage),
+        other => panic!("{other:?}"),
+    }
+
+    // A connection that outlives its certificate is closed with 0x17,
+    // which the agent reads as "certificate expired".
+    let (_ep, conn, _send, _recv, _buf) = connect().await;
+    let reason = tokio::time::timeout(LIMIT, conn.closed()).await.unwrap();
+    assert!(
+        matches!(&reason, quinn::ConnectionError::ApplicationClosed(c) if u64::from(c.error_code) == 0x17),
+        "{reason:?}"
+    );
+    assert_eq!(
+        sync::driver::refusal_of(&reason),
+        Some(RefusalKind::CertificateExpired)
+    );
+    let counters = &h.server.shared.counters.certs;
+    assert_eq!(counters.closed_expired.load(Ordering::Relaxed), 1);
+    assert_eq!(counters.renewed.load(Ordering::Relaxed), 0);
+    h.server.shutdown().await;
+}
