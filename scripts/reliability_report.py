@@ -112,7 +112,7 @@ matrix = [
     ("unauthenticated connections that stay", "idle, half-open, one-byte-a-second and silent enrolment connections from many loopback addresses, bursts of bad enrolment requests and of certificate-less handshakes, while an enrolled device submits entries; must hold: its receipt p99 under 100 ms, every such connection closed by its deadline, the limits' counters move, unauthenticated connections never above their cap", "unauthenticated_flood_and_slow_enrolments_do_not_delay_receipts (faults_attacks.rs)"),
     ("malformed and oversized frames", "an enrolled device sends bad types, lengths past the maximum, truncated and random frames", "malformed_and_oversized_frames_are_refused (faults_attacks.rs)"),
     ("hostile bytes in every decoder", "the stored fuzz inputs (fuzz/seeds) through every fuzz check; each cargo-fuzz target for a while", "fuzz_corpus.rs; fuzz-* below"),
-    ("unenrolled, revoked, impersonating devices, replay, equivocation", "in-process harness", "sync.rs (issue 4's tests)"),
+    ("unenrolled, revoked, impersonating devices, replay, equivocation", "in-process harness", "sync.rs (issue 4's tests; an unknown or revoked device's run ends refused, not retried)"),
     ("another user on the machine", "umask 022 in the test; every file and folder of both data folders after init, record, enroll, sync and run walked for group/other bits; both control sockets' modes right after start", "everything_made_by_init_run_record_and_sync_is_private (first_contact.rs)"),
     ("a data folder, key or index opened to others", "chmod 755/644/750 on the server's folder, `ca.key`, `index/` and the agent's folder: `run`/`record` must refuse, naming the path and the chmod", "run_refuses_a_data_folder_others_can_read (first_contact.rs)"),
     ("a wrong `--data` to an admin command", "`device add/list/revoke`, `scrub`, `verify`, `user list` on an empty folder: refused as not a data folder, nothing created", "admin_commands_refuse_a_folder_that_is_not_a_data_folder (first_contact.rs)"),
@@ -125,6 +125,13 @@ matrix = [
     ("released media without proof", "a seq in `released.log`, its media deleted, no kept ack", "`verify` reports `missing-media`; with a valid kept ack it verifies: verify_accepts_released_media_only_with_a_proof_of_hand_over (agent syncstore.rs)"),
     ("wall clock set a year forward", "an ack kept with a wall time a year old, 0 keep-clock time since", "the keep period is not over: a_wall_clock_a_year_ahead_does_not_release_early (agent syncstore.rs); released_only_after_a_valid_signed_ack_and_the_keep_period (agent acks.rs)"),
     ("restart during the keep period", "a new process over a persisted keep clock", "the keep period continues from the checkpoint (never from zero or the wall clock): after_a_restart_the_keep_period_continues_from_what_was_persisted (agent syncstore.rs), the_keep_clock_continues_across_processes_and_never_runs_backwards (agent acks.rs)"),
+    ("a device certificate ending while the device records and syncs (issue 13)", "certificates of 6–8 s (`device_cert_secs`); the agent renews over its sync connection with a third left, by the server's clock", "renewed before each end, receipts keep coming past two certificates, each kept certificate certifies the same key under the CA and is recorded on the server: a_device_renews_before_expiry_and_syncs_past_its_first_certificate (cert_renewal.rs), a_recording_device_renews_and_syncs_past_its_first_certificates (cert_renewal_binaries.rs)"),
+    ("a device certificate expired before it was renewed", "the device stays away past its certificate's end (2–3 s certificates)", "refused in the handshake with `certificate_expired`, a server log line naming the device and counted in `/metrics`; the agent keeps the refusal, `status` and `sync` say what to do, a second `sync` does not connect, `device reenrol` + `enroll` bring it back: an_expired_certificate_is_refused_with_its_reason (cert_renewal.rs), an_expired_certificate_is_refused_with_its_reason_and_status_says_what_to_do (cert_renewal_binaries.rs)"),
+    ("a revocation racing a renewal", "the device revoked in the index while its connection stays open and its key is still allowed; then it asks for a new certificate", "the CA signs nothing, nothing is recorded, the agent keeps `revoked` and stops: a_revoked_device_cannot_renew (cert_renewal.rs); revoked, unknown, expired, early and wrong-certificate requests: the renew.rs unit tests (server)"),
+    ("a revoked device that keeps recording", "`device revoke` while `fieldseal-agent run` records and syncs", "`status` says REVOKED, no connection attempt reaches the server over a window (`/metrics`), recording goes on, `sync` fails at once without connecting, `device reenrol` + `enroll` clear it and everything syncs: after_revoke_a_recording_agent_says_revoked_and_stops_connecting (cert_renewal_binaries.rs)"),
+    ("a renewed certificate that would lock the device out", "a certificate for another key, from another CA, ending no later than the one held, or not a certificate", "not kept (the old one stays): a_renewed_certificate_is_kept_only_if_it_can_be_used (cert_renewal.rs)"),
+    ("malformed renewal messages", "short, empty, oversized and overrunning certificates, unknown refusal codes, control characters, trailing bytes", "refused by the decoders: decoders_refuse_malformed_payloads (proto renew.rs); as seeds in fuzz/seeds/frame through every fuzz check (fuzz_corpus.rs)"),
+    ("a connection that outlives its certificate; an agent of protocol v2", "a v2 `Hello` on a 3 s certificate that is never renewed, kept open; `RenewCert` on a v2 connection", "served at its own version without renewal (`UnexpectedMessage`), closed with `0x17` when the certificate ends, which the agent reads as expired: a_version_2_agent_is_served_without_renewal_and_cut_off_when_its_certificate_ends (cert_renewal.rs)"),
 ]
 for f, how, where in matrix:
     p(f"| {f} | {how} | {where} |")
@@ -191,14 +198,14 @@ p("9. **Agent: a torn acknowledgement record made the next one unreadable.** `ac
   "store cuts a torn tail off both logs when it opens (agent/src/syncstore.rs). Found by the power-cut filesystem "
   "(a torn write of `acks.log`).")
 p()
-p("Known and not fixed:")
-p()
-p("- **A power cut during `enroll` leaves the device unable to enrol again.** The server records the key and issues "
+p("10. **A power cut during `enroll` left the device unable to enrol again.** The server records the key and issues "
   "its certificate before the device has written it; a cut before the certificate is durable on the device loses it, "
-  "and the server refuses the same key with a new token (`AlreadyEnrolled`). The device can record but never sync "
-  "until an administrator intervenes. The powercut scenario counts these (`reenrolment_refused`). A fix belongs to "
-  "the server's enrolment (issue a new certificate for a known, unrevoked key presenting a valid new token), "
-  "which the certificate-renewal work touches.")
+  "and the server refused the same key with a new token (`AlreadyEnrolled`), with no way back. Now the refusal names "
+  "the way back, `fieldseal-server device reenrol ID` (a token bound to that device alone, from the certificate-renewal "
+  "work), and the powercut scenario takes it after every such cut: the device must then enrol and sync "
+  "(`reenrolled_after_cut` counts them).")
+p()
+p("Known and not fixed:")
 p()
 p("- A server whose disk is full makes the agent reconnect and re-send the same segment many times a second "
   "(about 70 connections and 30 MB sent for 2.4 MB of media in 6 s with the tests' 100 ms backoff): the "

@@ -631,10 +631,9 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
             let (idx, _) = index::Index::open_repairing(dir)?;
             let s = idx.summary()?;
             let (no_receipt, not_acked) = FsSyncStore::open(dir)?.backlog();
-            serde_json::json!({
+            let mut data = serde_json::json!({
                 "entries_without_receipt": no_receipt,
                 "segments_not_acknowledged": not_acked,
-                "sync": if dir.join("server.txt").exists() { "enabled" } else { "not enrolled" },
                 "running": false,
                 "state": "not running",
                 "device": key.to_string(),
@@ -642,7 +641,15 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 "segments": s.segments,
                 "events": s.events,
                 "spool_bytes": dir_size(&dir.join("media")) + s.log_len,
-            })
+            });
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+            let sync = sync::standing::status(dir, dir.join("server.txt").exists(), now_us);
+            if let Some(obj) = data.as_object_mut() {
+                obj.extend(sync);
+            }
+            data
         }
         Err(e) => return Err(e.into()),
     };
@@ -655,6 +662,39 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default()
         };
         println!("device {}: {}", g("device"), g("state"));
+        // A refusal first and loud: nothing of this device reaches the
+        // server any more until someone acts.
+        if let Some(r) = data.get("refused").filter(|r| !r.is_null()) {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            println!(
+                "  SYNC REFUSED: {} by {} at {} ({})",
+                g("sync").to_uppercase(),
+                s("server"),
+                s("at_utc"),
+                s("reason")
+            );
+            println!("  {}", s("advice"));
+        }
+        let refused = data.get("refused").is_some_and(|r| !r.is_null());
+        if let Some(c) = data.get("certificate").filter(|c| !c.is_null()) {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            if c["expired"].as_bool() == Some(true) && refused {
+                // What to do is said above.
+                println!("  certificate: expired at {}", s("not_after_utc"));
+            } else if c["expired"].as_bool() == Some(true) {
+                println!(
+                    "  CERTIFICATE EXPIRED at {}: {}",
+                    s("not_after_utc"),
+                    s("advice")
+                );
+            } else {
+                println!(
+                    "  certificate: valid until {}; renewed over sync from {} (server's clock)",
+                    s("not_after_utc"),
+                    s("renew_from_utc")
+                );
+            }
+        }
         println!("  chain: next seq {}", g("next_seq"));
         println!("  spool: {} bytes", g("spool_bytes"));
         println!(
@@ -715,6 +755,15 @@ fn sync_cmd(
         pb
     };
     let started = std::time::Instant::now();
+    // A device the server refused: nothing to try until it is enrolled again.
+    if let Some(r) = sync::standing::load_refusal(dir)? {
+        anyhow::bail!(
+            "this device's sync is stopped: {} (the server said at {}: {})",
+            r.advice(),
+            sync::standing::utc(r.at_us.div_euclid(1_000_000)),
+            r.reason
+        );
+    }
     // A running recorder owns the spool and syncs it: wait for it to drain.
     if control::request(dir, &Request::Status).is_ok() {
         let pb = bar(0);
@@ -731,8 +780,11 @@ fn sync_cmd(
                 pb.finish_with_message("everything is on the server");
                 return Ok(ExitCode::SUCCESS);
             }
-            if data["sync"] != "enabled" {
+            if data["sync"] == "not enrolled" {
                 anyhow::bail!("this device is not enrolled: run `fieldseal-agent enroll` first");
+            }
+            if let Some(advice) = data["refused"]["advice"].as_str() {
+                anyhow::bail!("this device's sync is stopped: {advice}");
             }
             if started.elapsed() >= timeout {
                 anyhow::bail!(

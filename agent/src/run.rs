@@ -33,7 +33,7 @@ use rand_core::RngCore;
 
 pub use self::battery::battery_percent;
 use self::session::Input;
-use self::threads::{spawn_control, SyncThread};
+use self::threads::{spawn_control, Syncing};
 use self::writer::Writer;
 use crate::capture::{CaptureError, CaptureStatsSnapshot, Pacing};
 use crate::clock::{Clock, SystemClock};
@@ -171,7 +171,7 @@ pub fn run(
     }
 
     let store = Arc::new(crate::syncstore::FsSyncStore::open(dir).map_err(RunError::SyncStore)?);
-    let sync = SyncThread::start(dir, signer.clone(), Arc::clone(&store));
+    let mut sync = Syncing::start(dir, signer.clone(), &store);
 
     let (tx, rx) = mpsc::sync_channel::<Input>(8);
     spawn_control(listener, tx.clone(), Arc::clone(&shutdown));
@@ -194,7 +194,7 @@ pub fn run(
         session: None,
         last_stats: CaptureStatsSnapshot::default(),
         store: Arc::clone(&store),
-        sync_enabled: sync.is_some(),
+        sync_enabled: sync.enabled(),
         keep_after_ack_us: cfg.storage.keep_after_ack_seconds.saturating_mul(1_000_000),
         release_checked: None,
         // Tests point this at a fake power_supply folder.
@@ -262,6 +262,7 @@ pub fn run(
         w.check_clock()?;
         w.check_battery()?;
         w.release_acknowledged()?;
+        sync.poll(dir, &store);
         if shutdown.load(Ordering::Relaxed) && !shutting_down {
             shutting_down = true;
             tracing::info!("shutting down: finishing the segment in progress");
@@ -275,11 +276,9 @@ pub fn run(
     drop(w.session.take());
     let summary = w.summary.clone();
     w.spool.close()?;
-    if let Some(sync) = sync {
-        // Give the last entries (the stop event) a moment to reach the server
-        // hash-first; what does not make it goes with the next run or `sync`.
-        sync.finish(&store, Duration::from_secs(5));
-    }
+    // Give the last entries (the stop event) a moment to reach the server
+    // hash-first; what does not make it goes with the next run or `sync`.
+    sync.finish(&store, Duration::from_secs(5));
     let _ = std::fs::remove_file(control::socket_path(dir));
     Ok(summary)
 }

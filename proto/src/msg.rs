@@ -14,6 +14,9 @@
 //!   the agent's side of the stream; the server answers
 //!   [`Message::UploadAck`], a [`MediaAck`] signed with its receipt key, once
 //!   the bytes are verified and durable, or [`UploadFailed`].
+//! - **Certificate renewal** (version 3, on the control stream):
+//!   [`RenewCert`] → [`CertRenewed`] or [`RenewRefused`], answered in order
+//!   with the entries (see [`crate::renew`]).
 //!
 //! Each message travels as one frame (see [`crate::frame`]); this module defines
 //! the payloads. Every variable-length field is bounded by a `MAX_*` constant,
@@ -38,6 +41,9 @@
 //! 0x23  UploadAck      media ack (129 bytes, see crate::ack)
 //! 0x24  UploadFailed   seq u64, code u8, detail text8
 //! 0x30  Ping           nonce u64
+//! 0x40  RenewCert      cert_sha256 [32]                                  (version >= 3)
+//! 0x41  CertRenewed    cert bytes32 (1..=MAX_CERT)                       (version >= 3)
+//! 0x42  RenewRefused   code u8, detail text8                             (version >= 3)
 //! 0x31  Pong           nonce u64
 //! 0x3f  Error          code u8, detail text8
 //! ```
@@ -46,12 +52,21 @@ use crate::ack::MediaAck;
 use crate::codec::{check_len, put, Decode, DecodeError, Encode, Reader};
 use crate::identity::{DeviceId, Hash32};
 use crate::receipt::Receipt;
+pub use crate::renew::{CertRenewed, RenewCert, RenewRefused};
 
 /// The protocol version this implementation speaks. Version 2 made
 /// `UploadAck` a signed [`MediaAck`] (version 1's carried no signature, yet let
-/// the device delete its media); a peer of another version is refused with
-/// [`ErrorCode::UnsupportedVersion`].
-pub const PROTOCOL_VERSION: u16 = 2;
+/// the device delete its media); version 3 added certificate renewal
+/// ([`RenewCert`]). The server answers a `Hello` of any version from
+/// [`MIN_PROTOCOL_VERSION`] to this one with a `Welcome` of the same version
+/// and refuses the others with [`ErrorCode::UnsupportedVersion`]; an agent
+/// asks for renewal only when the `Welcome` says version 3 or later.
+pub const PROTOCOL_VERSION: u16 = 3;
+
+/// The oldest version a server still serves: version 2 agents sync as
+/// before and never renew (their certificates from before expiry was
+/// introduced do not expire; those issued since do, and need an upgrade).
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 
 pub use crate::entry::MAX_SIGNED_ENTRY;
 
@@ -412,6 +427,12 @@ pub enum MessageType {
     Pong = 0x31,
     /// [`ErrorMsg`].
     Error = 0x3f,
+    /// [`RenewCert`].
+    RenewCert = 0x40,
+    /// [`CertRenewed`].
+    CertRenewed = 0x41,
+    /// [`RenewRefused`].
+    RenewRefused = 0x42,
 }
 
 impl MessageType {
@@ -430,6 +451,9 @@ impl MessageType {
         MessageType::Ping,
         MessageType::Pong,
         MessageType::Error,
+        MessageType::RenewCert,
+        MessageType::CertRenewed,
+        MessageType::RenewRefused,
     ];
 
     /// The code on the wire.
@@ -489,6 +513,12 @@ pub enum Message {
     },
     /// Either side: giving up.
     Error(ErrorMsg),
+    /// Agent → server (version 3): renew my certificate.
+    RenewCert(RenewCert),
+    /// Server → agent: the new certificate.
+    CertRenewed(CertRenewed),
+    /// Server → agent: not renewed.
+    RenewRefused(RenewRefused),
 }
 
 impl Message {
@@ -508,6 +538,9 @@ impl Message {
             Message::Ping { .. } => MessageType::Ping,
             Message::Pong { .. } => MessageType::Pong,
             Message::Error(_) => MessageType::Error,
+            Message::RenewCert(_) => MessageType::RenewCert,
+            Message::CertRenewed(_) => MessageType::CertRenewed,
+            Message::RenewRefused(_) => MessageType::RenewRefused,
         }
     }
 
@@ -528,6 +561,9 @@ impl Message {
                 out.extend_from_slice(&nonce.to_be_bytes());
             }
             Message::Error(m) => m.encode(out),
+            Message::RenewCert(m) => m.encode(out),
+            Message::CertRenewed(m) => m.encode(out),
+            Message::RenewRefused(m) => m.encode(out),
         }
     }
 
@@ -558,6 +594,9 @@ impl Message {
             MessageType::Ping => exact::<Nonce>(payload).map(|n| Message::Ping { nonce: n.0 }),
             MessageType::Pong => exact::<Nonce>(payload).map(|n| Message::Pong { nonce: n.0 }),
             MessageType::Error => exact(payload).map(Message::Error),
+            MessageType::RenewCert => exact(payload).map(Message::RenewCert),
+            MessageType::CertRenewed => exact(payload).map(Message::CertRenewed),
+            MessageType::RenewRefused => exact(payload).map(Message::RenewRefused),
         };
         m.map_err(|e| match e {
             DecodeError::Incomplete { .. } => DecodeError::InvalidValue {
@@ -1068,6 +1107,22 @@ pub(crate) mod arb {
             any::<u64>().prop_map(|nonce| Message::Pong { nonce }),
             (proptest::sample::select(ErrorCode::ALL), detail())
                 .prop_map(|(code, detail)| Message::Error(ErrorMsg { code, detail })),
+            any::<[u8; 32]>().prop_map(|cert_sha256| Message::RenewCert(RenewCert { cert_sha256 })),
+            prop_oneof![
+                vec(any::<u8>(), 1..600),
+                vec(
+                    any::<u8>(),
+                    crate::enroll::MAX_CERT..=crate::enroll::MAX_CERT
+                ),
+            ]
+            .prop_map(|der| Message::CertRenewed(CertRenewed {
+                cert: crate::renew::CertBytes::new(der).unwrap()
+            })),
+            (
+                proptest::sample::select(crate::renew::RenewRefusal::ALL),
+                detail()
+            )
+                .prop_map(|(code, detail)| Message::RenewRefused(RenewRefused { code, detail })),
         ]
     }
 }

@@ -13,10 +13,12 @@
 //!                   subject Name, subjectPublicKeyInfo SEQUENCE, [1] [2] [3] OPTIONAL }
 //! ```
 //!
-//! Not checked: validity dates (a court checks evidence years later; the
-//! binding is what the CA signed), extensions, name constraints. DER rules
-//! that are checked: definite, minimal lengths; no bytes after the
-//! certificate.
+//! Not checked by [`Certificate::parse`]: validity dates (a court checks
+//! evidence years later; the binding is what the CA signed), extensions,
+//! name constraints. [`Certificate::validity`] reads the dates for those
+//! who need them (a device deciding when to renew its certificate,
+//! FORMAT.md §7.10). DER rules that are checked: definite, minimal lengths;
+//! no bytes after the certificate.
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
@@ -94,6 +96,8 @@ pub struct Certificate<'a> {
     pub issuer: &'a [u8],
     /// DER of the subject Name.
     pub subject: &'a [u8],
+    /// The content of the Validity SEQUENCE (read by [`Certificate::validity`]).
+    pub validity: &'a [u8],
     /// The subject's Ed25519 public key (32 bytes, not yet checked as a point).
     pub subject_key: [u8; 32],
 }
@@ -138,7 +142,7 @@ impl<'a> Certificate<'a> {
             return Err(CertError("TBS signature algorithm is not Ed25519"));
         }
         let issuer = expect(&mut t, 0x30, "issuer is not a Name")?;
-        expect(&mut t, 0x30, "validity is not a SEQUENCE")?;
+        let validity = expect(&mut t, 0x30, "validity is not a SEQUENCE")?;
         let subject = expect(&mut t, 0x30, "subject is not a Name")?;
         let spki = expect(&mut t, 0x30, "subjectPublicKeyInfo is not a SEQUENCE")?;
         Ok(Certificate {
@@ -146,6 +150,7 @@ impl<'a> Certificate<'a> {
             signature,
             issuer: issuer.whole,
             subject: subject.whole,
+            validity: validity.content,
             subject_key: ed25519_spki(spki.content)?,
         })
     }
@@ -165,6 +170,115 @@ impl<'a> Certificate<'a> {
     pub fn subject_cn(&self) -> Option<String> {
         common_name(self.subject).ok().flatten()
     }
+
+    /// The validity period, seconds since the Unix epoch (RFC 5280 §4.1.2.5:
+    /// UTCTime `YYMMDDHHMMSSZ` for the years 1950–2049, GeneralizedTime
+    /// `YYYYMMDDHHMMSSZ` otherwise; both in UTC, with seconds, without
+    /// fractions).
+    ///
+    /// # Errors
+    /// A date that is not in one of those two forms, or `notAfter` before
+    /// `notBefore`.
+    pub fn validity(&self) -> Result<Validity, CertError> {
+        let mut v = self.validity;
+        let not_before = der_time(next(&mut v)?)?;
+        let not_after = der_time(next(&mut v)?)?;
+        if !v.is_empty() {
+            return Err(CertError("extra fields in the validity"));
+        }
+        if not_after < not_before {
+            return Err(CertError("notAfter is before notBefore"));
+        }
+        Ok(Validity {
+            not_before,
+            not_after,
+        })
+    }
+}
+
+/// When a certificate is valid: from `not_before` to `not_after`
+/// inclusive, seconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// First second of validity.
+    pub not_before: i64,
+    /// Last second of validity.
+    pub not_after: i64,
+}
+
+impl Validity {
+    /// The length of the period, seconds.
+    pub fn length(&self) -> i64 {
+        self.not_after - self.not_before
+    }
+
+    /// Is `now` (seconds since the epoch) inside the period?
+    pub fn contains(&self, now: i64) -> bool {
+        (self.not_before..=self.not_after).contains(&now)
+    }
+}
+
+/// A UTCTime or GeneralizedTime (RFC 5280 §4.1.2.5) as seconds since the epoch.
+fn der_time(t: Tlv<'_>) -> Result<i64, CertError> {
+    let (year, rest) = match (t.tag, t.content.len()) {
+        (0x17, 13) => {
+            let yy = digits(&t.content[..2])?;
+            (
+                if yy >= 50 { 1900 + yy } else { 2000 + yy },
+                &t.content[2..],
+            )
+        }
+        (0x18, 15) => (digits(&t.content[..4])?, &t.content[4..]),
+        _ => {
+            return Err(CertError(
+                "a validity date is not UTCTime or GeneralizedTime",
+            ))
+        }
+    };
+    if rest[10] != b'Z' {
+        return Err(CertError("a validity date is not in UTC"));
+    }
+    let [month, day, hour, min, sec] =
+        [0, 2, 4, 6, 8].map(|i| digits(&rest[i..i + 2]).unwrap_or(-1));
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(CertError("a validity date has no such month")),
+    };
+    if !(1..=days_in_month).contains(&day)
+        || !(0..24).contains(&hour)
+        || !(0..60).contains(&min)
+        || !(0..60).contains(&sec)
+    {
+        return Err(CertError("a validity date has no such day or time"));
+    }
+    Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)
+}
+
+/// ASCII decimal digits as a number.
+fn digits(b: &[u8]) -> Result<i64, CertError> {
+    b.iter().try_fold(0i64, |a, &d| {
+        if d.is_ascii_digit() {
+            Ok(a * 10 + i64::from(d - b'0'))
+        } else {
+            Err(CertError("a validity date is not digits"))
+        }
+    })
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar
+/// (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// The 32 key bytes of an Ed25519 SubjectPublicKeyInfo's content.
@@ -295,5 +409,66 @@ mod tests {
         let mut r: &[u8] = &[0x30, 0x81, 0x01, 0x00];
         assert!(next(&mut r).is_err());
         assert!(Certificate::parse(&der[..der.len() - 1]).is_err());
+    }
+
+    fn validity_of(content: &[u8]) -> Result<Validity, CertError> {
+        let c = Certificate {
+            tbs: &[],
+            signature: [0; 64],
+            issuer: &[],
+            subject: &[],
+            validity: content,
+            subject_key: [0; 32],
+        };
+        c.validity()
+    }
+
+    fn time(tag: u8, s: &str) -> Vec<u8> {
+        let mut v = vec![tag, u8::try_from(s.len()).unwrap()];
+        v.extend_from_slice(s.as_bytes());
+        v
+    }
+
+    #[test]
+    fn reads_utc_and_generalized_times() {
+        // rcgen's defaults: 1975-01-01 (UTCTime) to 4096-01-01 (GeneralizedTime).
+        let v = validity_of(&[time(0x17, "750101000000Z"), time(0x18, "40960101000000Z")].concat())
+            .unwrap();
+        assert_eq!((v.not_before, v.not_after), (157_766_400, 67_090_118_400));
+        let v = validity_of(&[time(0x17, "250701000000Z"), time(0x17, "491231235959Z")].concat())
+            .unwrap();
+        assert_eq!((v.not_before, v.not_after), (1_751_328_000, 2_524_607_999));
+        assert_eq!(v.length(), 2_524_607_999 - 1_751_328_000);
+        assert!(v.contains(1_751_328_000) && v.contains(2_524_607_999));
+        assert!(!v.contains(1_751_327_999) && !v.contains(2_524_608_000));
+        let leap =
+            validity_of(&[time(0x18, "20000229120005Z"), time(0x18, "20000229120005Z")].concat());
+        assert_eq!(leap.unwrap().not_before, 951_825_605);
+    }
+
+    #[test]
+    fn refuses_dates_that_are_not_dates() {
+        let ok = time(0x17, "250701000000Z");
+        for bad in [
+            time(0x17, "251301000000Z"), // month 13
+            time(0x17, "250230000000Z"), // 30 February
+            time(0x17, "250229000000Z"), // 2025 is not a leap year
+            time(0x17, "250701240000Z"), // hour 24
+            time(0x17, "2507010000+0Z"), // not digits
+            time(0x17, "250701000000+"), // not UTC
+            time(0x17, "2507010000Z"),   // no seconds
+            time(0x18, "250701000000Z"), // GeneralizedTime of UTCTime's length
+            time(0x04, "250701000000Z"), // another type
+        ] {
+            assert!(
+                validity_of(&[ok.clone(), bad.clone()].concat()).is_err(),
+                "{bad:?}"
+            );
+        }
+        // Backwards, missing or extra dates.
+        let later = time(0x17, "260701000000Z");
+        assert!(validity_of(&[later.clone(), ok.clone()].concat()).is_err());
+        assert!(validity_of(&ok).is_err());
+        assert!(validity_of(&[ok.clone(), later.clone(), ok.clone()].concat()).is_err());
     }
 }

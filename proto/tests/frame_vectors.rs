@@ -169,7 +169,32 @@ fn messages() -> Vec<(&'static str, Message)> {
                 detail: Detail::new("v1 only").unwrap(),
             }),
         ),
+        (
+            "renew_cert",
+            Message::RenewCert(RenewCert {
+                cert_sha256: sha256(renewal_cert()),
+            }),
+        ),
+        (
+            "cert_renewed",
+            Message::CertRenewed(CertRenewed {
+                cert: fieldseal_proto::renew::CertBytes::new(renewal_cert().to_vec()).unwrap(),
+            }),
+        ),
+        (
+            "renew_refused",
+            Message::RenewRefused(RenewRefused {
+                code: fieldseal_proto::renew::RenewRefusal::NotDue,
+                detail: Detail::new("ask later").unwrap(),
+            }),
+        ),
     ]
+}
+
+/// Stand-in bytes for a DER certificate: the frames carry certificates as
+/// opaque bytes (the agent parses them, FORMAT.md §7.10).
+fn renewal_cert() -> &'static [u8] {
+    b"stand-in DER certificate"
 }
 
 /// Every vector in file order: frames, then the receipt's parts, then the
@@ -251,7 +276,7 @@ fn hand_checked_layouts() {
         concat!(
             "01",
             "00000013",
-            "0002",
+            "0003",
             "0123456789abcdef",
             "01",
             "0000000000000029"
@@ -261,6 +286,17 @@ fn hand_checked_layouts() {
     assert_eq!(
         hex::encode(err),
         concat!("3f", "00000009", "02", "07", "7631206f6e6c79")
+    );
+    let renew = messages()[14].1.to_bytes();
+    assert_eq!(&renew[..5], &[0x40, 0, 0, 0, 32]);
+    assert_eq!(&renew[5..], &sha256(renewal_cert()));
+    let renewed = messages()[15].1.to_bytes();
+    assert_eq!(&renewed[..9], &[0x41, 0, 0, 0, 28, 0, 0, 0, 24]);
+    assert_eq!(&renewed[9..], renewal_cert());
+    let refused = messages()[16].1.to_bytes();
+    assert_eq!(
+        hex::encode(refused),
+        concat!("42", "0000000b", "04", "09", "61736b206c61746572")
     );
     let sb = receipt().signing_bytes();
     assert_eq!(&sb[..21], b"fieldseal/receipt/v1\0");

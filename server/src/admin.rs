@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::db::{Db, DbError, DeviceRecord, TokenRecord, UserRecord};
+use crate::db::{CertHow, CertRecord, Db, DbError, DeviceRecord, TokenRecord, UserRecord};
 use crate::fsutil::{create_dir_durable, create_durable, sync_dir};
 use crate::pki::{self, Ca};
 
@@ -264,6 +264,7 @@ pub fn device_add(
             name: name.to_string(),
             expires_us,
             used_by: None,
+            device: None,
         },
     )?;
     db.flush()?;
@@ -276,6 +277,50 @@ pub fn device_add(
         token: token.to_string(),
         expires_us,
     })
+}
+
+/// Issue a one-time token that re-enrols the enrolled device `id` (with
+/// the same key): for a device that was revoked and is trusted again, or
+/// whose certificate expired before it renewed. Enrolling with it lifts
+/// the revocation and issues a new certificate; it enrols no other key.
+/// Returns `None` for an unknown device.
+///
+/// # Errors
+/// Index errors.
+pub fn device_reenrol(
+    db: &Db,
+    ca_sha256: &Hash32,
+    id: DeviceId,
+    ttl_secs: u64,
+    now_us: i64,
+) -> Result<Option<NewToken>, DbError> {
+    let Some(d) = db.device(id)? else {
+        return Ok(None);
+    };
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    let secret = hex::encode(b);
+    let ttl_us = i64::try_from(ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    let expires_us = now_us.saturating_add(ttl_us);
+    db.put_token(
+        &sha256(secret.as_bytes()),
+        &TokenRecord {
+            name: d.name.clone(),
+            expires_us,
+            used_by: None,
+            device: Some(id.to_string()),
+        },
+    )?;
+    db.flush()?;
+    let token = EnrollToken {
+        secret,
+        ca_sha256: *ca_sha256,
+    };
+    Ok(Some(NewToken {
+        name: d.name,
+        token: token.to_string(),
+        expires_us,
+    }))
 }
 
 /// Mark a device revoked. Returns its record, or `None` if unknown.
@@ -316,13 +361,19 @@ fn refused(status: EnrollStatus, detail: &str) -> EnrollResponse {
 }
 
 /// Handle one enrolment request: check and use the token, record the
-/// device, issue its certificate. A refused request changes nothing.
+/// device, issue its certificate, valid for `cert_secs` from now (the
+/// server's `device_cert_days`). A refused request changes nothing.
+///
+/// A token bound to a device (`device reenrol`) re-enrols that device, and
+/// only it: the key must be the device's, its revocation is lifted and it
+/// gets a new certificate. An enrolled key with any other token is refused.
 pub fn enroll(
     db: &Db,
     ca: &Ca,
     receipt_key: &VerifyingKey,
     req: &EnrollRequest,
     now_us: i64,
+    cert_secs: i64,
 ) -> EnrollResponse {
     let Ok(vk) = VerifyingKey::from_bytes(&req.public_key) else {
         return refused(EnrollStatus::Malformed, "not an Ed25519 public key");
@@ -331,51 +382,82 @@ pub fn enroll(
         return refused(EnrollStatus::Malformed, "weak Ed25519 public key");
     }
     let id = DeviceId::from_key(&vk);
-    match db.device(id) {
-        Ok(Some(_)) => {
-            return refused(
-                EnrollStatus::AlreadyEnrolled,
-                "this key is already enrolled",
-            )
-        }
-        Ok(None) => {}
-        Err(e) => return refused(EnrollStatus::Internal, &e.to_string()),
-    }
     let token_hash = sha256(req.token.as_bytes());
+    let (known, token) = match (db.device(id), db.token(&token_hash)) {
+        (Ok(d), Ok(t)) => (d.is_some(), t),
+        (Err(e), _) | (_, Err(e)) => return refused(EnrollStatus::Internal, &e.to_string()),
+    };
+    let reenrol = token.as_ref().and_then(|t| t.device.as_deref()) == Some(&id.to_string());
+    if known && !reenrol {
+        return refused(
+            EnrollStatus::AlreadyEnrolled,
+            "this key is already enrolled (a device whose enrolment was cut short, or that was revoked or whose certificate expired, needs a token from `fieldseal-server device reenrol ID`)",
+        );
+    }
     // The token first: the CA signs nothing for a request without a usable
     // one. (The transaction below checks it again: another request may use
     // it meanwhile.)
-    match db.token(&token_hash) {
-        Ok(t) => {
-            if let Err((status, detail)) = usable(t.as_ref(), now_us) {
-                return refused(status, detail);
-            }
-        }
-        Err(e) => return refused(EnrollStatus::Internal, &e.to_string()),
+    if let Err((status, detail)) = usable_for(token.as_ref(), id, now_us) {
+        return refused(status, detail);
     }
     // Then the certificate: if issuing fails, the token is not used up.
-    let cert = match ca.issue_device_cert(&req.public_key) {
+    let now = now_us.div_euclid(1_000_000);
+    let validity = fieldseal_proto::x509::Validity {
+        not_before: now,
+        not_after: now.saturating_add(cert_secs),
+    };
+    let cert = match ca.issue_timed(&req.public_key, validity) {
         Ok(c) => c,
         Err(e) => return refused(EnrollStatus::Internal, &e.to_string()),
     };
-    let res = db.enroll(&token_hash, |tok| {
-        usable(tok.as_ref(), now_us)?;
-        let Some(t) = tok else {
-            return Err((EnrollStatus::UnknownToken, "unknown enrolment token"));
-        };
-        let dev = DeviceRecord {
-            id,
-            name: t.name.clone(),
-            key: vk,
-            enrolled_us: now_us,
-            revoked_us: None,
-        };
-        let tok = TokenRecord {
-            used_by: Some(id.to_string()),
-            ..t
-        };
-        Ok((tok, dev))
-    });
+    let record = CertRecord {
+        sha256: hex::encode(sha256(&cert)),
+        not_before: validity.not_before,
+        not_after: validity.not_after,
+        issued_us: now_us,
+        how: if reenrol {
+            CertHow::Reenrol
+        } else {
+            CertHow::Enrol
+        },
+    };
+    let used = |t: TokenRecord| TokenRecord {
+        used_by: Some(id.to_string()),
+        ..t
+    };
+    let res = if reenrol {
+        db.reenroll(&token_hash, id, &record, |tok, dev| {
+            usable_for(tok.as_ref(), id, now_us)?;
+            let (Some(t), Some(d)) = (tok, dev) else {
+                return Err((EnrollStatus::UnknownToken, "unknown enrolment token"));
+            };
+            if d.revoked_us.is_some() {
+                tracing::warn!(device = %id, "re-enrolment lifts the device's revocation");
+            }
+            Ok((
+                used(t),
+                DeviceRecord {
+                    revoked_us: None,
+                    ..d
+                },
+            ))
+        })
+    } else {
+        db.enroll(&token_hash, &record, |tok| {
+            usable_for(tok.as_ref(), id, now_us)?;
+            let Some(t) = tok else {
+                return Err((EnrollStatus::UnknownToken, "unknown enrolment token"));
+            };
+            let dev = DeviceRecord {
+                id,
+                name: t.name.clone(),
+                key: vk,
+                enrolled_us: now_us,
+                revoked_us: None,
+            };
+            Ok((used(t), dev))
+        })
+    };
     match res {
         Ok(Ok(_)) => EnrollResponse::Ok {
             device_id: id,
@@ -391,6 +473,100 @@ pub fn enroll(
             "this key is already enrolled",
         ),
         Err(e) => refused(EnrollStatus::Internal, &e.to_string()),
+    }
+}
+
+/// [`usable`], and a token bound to a device enrols that device only.
+fn usable_for(
+    t: Option<&TokenRecord>,
+    id: DeviceId,
+    now_us: i64,
+) -> Result<(), (EnrollStatus, &'static str)> {
+    usable(t, now_us)?;
+    match t.and_then(|t| t.device.as_deref()) {
+        Some(bound) if bound != id.to_string() => Err((
+            EnrollStatus::UnknownToken,
+            "this token re-enrols another device",
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(key: &SigningKey, token: &NewToken) -> EnrollRequest {
+        EnrollRequest {
+            token: EnrollToken::parse(&token.token).unwrap().secret,
+            public_key: key.verifying_key().to_bytes(),
+        }
+    }
+
+    fn status(r: &EnrollResponse) -> Option<EnrollStatus> {
+        match r {
+            EnrollResponse::Ok { .. } => None,
+            EnrollResponse::Refused { status, .. } => Some(*status),
+        }
+    }
+
+    #[test]
+    fn a_reenrolment_token_enrols_its_device_again_and_no_other_key() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), &[], Some("x".repeat(12))).unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let ca = Ca::load(dir.path()).unwrap();
+        let ca_hash = pki::ca_sha256(dir.path()).unwrap();
+        let receipt = SigningKey::from_bytes(&[1; 32]).verifying_key();
+        let (a, b) = (
+            SigningKey::from_bytes(&[2; 32]),
+            SigningKey::from_bytes(&[3; 32]),
+        );
+        let id = DeviceId::from_key(&a.verifying_key());
+        let enrol = |req: &EnrollRequest, now_us| enroll(&db, &ca, &receipt, req, now_us, 90);
+
+        let t = device_add(&db, &ca_hash, "cam", 60, 0).unwrap();
+        assert_eq!(status(&enrol(&request(&a, &t), 1_000_000)), None);
+        let c = db.current_cert(id).unwrap().unwrap();
+        assert_eq!((c.not_before, c.not_after, c.how), (1, 91, CertHow::Enrol));
+        assert_eq!(
+            status(&enrol(&request(&b, &t), 1_000_000)),
+            Some(EnrollStatus::UsedToken)
+        );
+        device_revoke(&db, id, 2_000_000).unwrap();
+        // An enrolled key with a new device's token: refused.
+        let t2 = device_add(&db, &ca_hash, "cam 2", 60, 0).unwrap();
+        assert_eq!(
+            status(&enrol(&request(&a, &t2), 3_000_000)),
+            Some(EnrollStatus::AlreadyEnrolled)
+        );
+        // A re-enrolment token is for its device alone.
+        let r = device_reenrol(&db, &ca_hash, id, 60, 0).unwrap().unwrap();
+        assert_eq!(r.name, "cam");
+        assert_eq!(
+            status(&enrol(&request(&b, &r), 3_000_000)),
+            Some(EnrollStatus::UnknownToken)
+        );
+        assert!(db
+            .device(DeviceId::from_key(&b.verifying_key()))
+            .unwrap()
+            .is_none());
+        // For it, the revocation is lifted and a new certificate issued.
+        let issued = ca.issued();
+        assert_eq!(status(&enrol(&request(&a, &r), 4_000_000)), None);
+        assert_eq!(ca.issued(), issued + 1);
+        assert_eq!(db.device(id).unwrap().unwrap().revoked_us, None);
+        let c = db.current_cert(id).unwrap().unwrap();
+        assert_eq!((c.not_before, c.how), (4, CertHow::Reenrol));
+        assert_eq!(db.certs(id).unwrap().len(), 2);
+        // Single use, as every token.
+        assert_eq!(
+            status(&enrol(&request(&a, &r), 5_000_000)),
+            Some(EnrollStatus::UsedToken)
+        );
+        assert!(device_reenrol(&db, &ca_hash, DeviceId([9; 8]), 60, 0)
+            .unwrap()
+            .is_none());
     }
 }
 

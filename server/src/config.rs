@@ -90,6 +90,13 @@ pub struct Config {
     /// Seconds a connection may stay unauthenticated: the handshake, and on
     /// the enrolment ALPN the request, must be done by then.
     pub unauthenticated_timeout_secs: u64,
+    /// Days a device certificate is valid from its issue (enrolment or
+    /// renewal); devices renew with a third of it left.
+    pub device_cert_days: u64,
+    /// Seconds a device certificate is valid, instead of
+    /// `device_cert_days`: for tests and drills that watch certificates
+    /// expire and renew in seconds. Not for production.
+    pub device_cert_secs: Option<u64>,
 }
 
 impl Default for Config {
@@ -131,11 +138,25 @@ impl Default for Config {
             // (~1 s on a 300 ms mobile link); 10 s is ample for a device and
             // short for someone holding connections open.
             unauthenticated_timeout_secs: 10,
+            // A quarter of a year: a device renews after 60 days, so one
+            // that is offline (in a drawer, out of coverage) for up to a
+            // month when it falls due still renews; a lost device that was
+            // never revoked stops being able to sync within 90 days.
+            device_cert_days: 90,
+            device_cert_secs: None,
         }
     }
 }
 
 impl Config {
+    /// How long a device certificate is valid, seconds.
+    pub fn device_cert_validity_secs(&self) -> i64 {
+        let secs = self
+            .device_cert_secs
+            .unwrap_or(self.device_cert_days.saturating_mul(86_400));
+        i64::try_from(secs).unwrap_or(i64::MAX)
+    }
+
     /// Read `DIR/config.toml`.
     ///
     /// # Errors
@@ -177,7 +198,14 @@ impl Config {
                 "unauthenticated_timeout_secs",
                 self.unauthenticated_timeout_secs == 0,
             ),
+            ("device_cert_days", self.device_cert_days == 0),
+            ("device_cert_secs", self.device_cert_secs == Some(0)),
         ];
+        // X.509 dates end in 9999; an X.509 UTCTime or GeneralizedTime of
+        // years past that cannot be written.
+        if self.device_cert_validity_secs() > 100 * 365 * 86_400 {
+            return Err("device_cert_days must be at most 36500 (100 years)".into());
+        }
         match zero.iter().find(|(_, z)| *z) {
             Some((name, _)) => Err(format!("{name} must be at least 1")),
             None => Ok(()),
@@ -259,6 +287,14 @@ handshakes_per_address_per_minute = {}
 enrolments_per_address_per_minute = {}
 # Seconds to finish the handshake and, when enrolling, to send the request.
 unauthenticated_timeout_secs = {}
+
+# Days a device certificate is valid from its issue (docs/SERVER.md, "Device
+# certificates"). Devices renew over their sync connection once a third of it
+# is left (after 60 of 90 days); one that does not connect in time is refused
+# and must be re-enrolled (`fieldseal-server device reenrol ID`).
+device_cert_days = {}
+# For tests and drills only: seconds instead of days.
+# device_cert_secs = 60
 "#,
             self.quic_listen,
             self.http_listen,
@@ -276,6 +312,7 @@ unauthenticated_timeout_secs = {}
             self.handshakes_per_address_per_minute,
             self.enrolments_per_address_per_minute,
             self.unauthenticated_timeout_secs,
+            self.device_cert_days,
         )
     }
 }
@@ -293,6 +330,7 @@ mod tests {
             retention_interval_secs: 0,
             max_unauthenticated_per_address: 3,
             unauthenticated_timeout_secs: 4,
+            device_cert_days: 30,
             ..Config::default()
         };
         assert_eq!(toml::from_str::<Config>(&c.commented()).unwrap(), c);
@@ -311,5 +349,28 @@ mod tests {
         );
         std::fs::write(&file, "max_connections = 5000\n").unwrap();
         assert_eq!(Config::load(dir.path()).unwrap().max_connections, 5000);
+    }
+
+    #[test]
+    fn device_certificates_last_days_or_for_tests_seconds() {
+        let c = Config::default();
+        assert_eq!(c.device_cert_validity_secs(), 90 * 86_400);
+        let c = Config {
+            device_cert_secs: Some(6),
+            ..Config::default()
+        };
+        assert_eq!(c.device_cert_validity_secs(), 6);
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::datadir::DataDir::new(dir.path()).config();
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        for bad in [
+            "device_cert_days = 0\n",
+            "device_cert_secs = 0\n",
+            "device_cert_days = 40000\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            let e = Config::load(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("device_cert_"), "{bad}: {e}");
+        }
     }
 }

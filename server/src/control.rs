@@ -91,6 +91,14 @@ pub enum Request {
         /// Token validity, seconds; the configured default when absent.
         ttl_secs: Option<u64>,
     },
+    /// Issue a token that re-enrols an enrolled device (revoked, or whose
+    /// certificate expired) with its own key.
+    DeviceReenrol {
+        /// Device id, hex.
+        id: String,
+        /// Token validity, seconds; the configured default when absent.
+        ttl_secs: Option<u64>,
+    },
     /// List devices.
     DeviceList,
     /// Revoke a device and close its connections.
@@ -175,6 +183,10 @@ pub enum Response {
     Devices {
         /// The devices.
         devices: Vec<DeviceRecord>,
+        /// The last second of each device's newest certificate, by device
+        /// id (hex); devices enrolled before certificates expired have none.
+        #[serde(default)]
+        cert_not_after: std::collections::BTreeMap<String, i64>,
     },
     /// A device (after revocation).
     Device(DeviceRecord),
@@ -320,9 +332,32 @@ pub fn apply(
         }
         Request::Retention { .. } => Err(ControlError::NeedsState("retention")),
         Request::ExportPlan { .. } => Err(ControlError::NeedsState("export")),
-        Request::DeviceList => Ok(Response::Devices {
-            devices: db.devices()?,
-        }),
+        Request::DeviceReenrol { id, ttl_secs } => {
+            let id = device_id(&id)?;
+            match admin::device_reenrol(
+                db,
+                &crate::pki::ca_sha256(dir)?,
+                id,
+                ttl_secs.unwrap_or(cfg.enroll_token_ttl_secs),
+                now_us(),
+            )? {
+                Some(t) => Ok(Response::Token(t)),
+                None => Err(ControlError::NoDevice(id)),
+            }
+        }
+        Request::DeviceList => {
+            let devices = db.devices()?;
+            let mut cert_not_after = std::collections::BTreeMap::new();
+            for d in &devices {
+                if let Some(c) = db.current_cert(d.id)? {
+                    cert_not_after.insert(d.id.to_string(), c.not_after);
+                }
+            }
+            Ok(Response::Devices {
+                devices,
+                cert_not_after,
+            })
+        }
         Request::DeviceRevoke { id } => {
             let id = device_id(&id)?;
             match admin::device_revoke(db, id, now_us())? {

@@ -27,6 +27,7 @@
 //! - `ingest/` and `quic/`: the ingest state machines with their executor,
 //!   and the QUIC driver that only moves bytes;
 //!   `pki.rs`: CA and TLS; `admin.rs`: init, devices, enrolment;
+//!   `renew.rs`: device certificates renewed over the sync connection;
 //! - `archive.rs`, `tlog.rs`, `reindex.rs`: verify and scrub, checkpoints
 //!   and proofs, rebuilding the index; `control.rs`: the admin socket;
 //! - `retention.rs`: which media may leave the archive (retention days,
@@ -71,6 +72,7 @@ pub mod metrics;
 pub mod pki;
 pub mod quic;
 pub mod reindex;
+pub mod renew;
 pub mod report;
 pub mod retention;
 pub mod runlock;

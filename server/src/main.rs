@@ -171,6 +171,18 @@ enum DeviceCmd {
         #[arg(long)]
         ttl_secs: Option<u64>,
     },
+    /// Issue a one-time token that re-enrols an enrolled device with its own
+    /// key: one that was revoked and is trusted again, or whose certificate
+    /// expired before it renewed. Enrolling with it lifts the revocation.
+    Reenrol {
+        #[arg(long)]
+        data: PathBuf,
+        /// Device id (16 hex digits).
+        id: String,
+        /// Token validity in seconds (default from config.toml, 24 h).
+        #[arg(long)]
+        ttl_secs: Option<u64>,
+    },
     /// List devices.
     List {
         #[arg(long)]
@@ -263,14 +275,31 @@ fn print(resp: Response) -> anyhow::Result<()> {
             println!("token:   {}", t.token);
             println!("expires: {} (µs since the epoch)", t.expires_us);
         }
-        Response::Devices { devices } => {
+        Response::Devices {
+            devices,
+            cert_not_after,
+        } => {
+            let now = fieldseal_server::now_us().div_euclid(1_000_000);
             for d in devices {
                 let state = if d.revoked_us.is_some() {
                     "revoked"
                 } else {
                     "active"
                 };
-                println!("{}  {:8}  {}", d.id, state, d.name);
+                // Whether it can still sync: its certificate's last second.
+                let cert = match cert_not_after.get(&d.id.to_string()) {
+                    Some(&t) if t < now => format!(
+                        "  certificate expired {} (re-enrol: `device reenrol {}`)",
+                        fieldseal_server::http::playlist::rfc3339_ms(t * 1_000_000),
+                        d.id
+                    ),
+                    Some(&t) => format!(
+                        "  certificate until {}",
+                        fieldseal_server::http::playlist::rfc3339_ms(t * 1_000_000)
+                    ),
+                    None => String::new(),
+                };
+                println!("{}  {:8}  {}{cert}", d.id, state, d.name);
             }
         }
         Response::Device(d) => println!("{} revoked", d.id),
@@ -452,6 +481,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                     name,
                     ttl_secs,
                 } => (data, Request::DeviceAdd { name, ttl_secs }),
+                DeviceCmd::Reenrol { data, id, ttl_secs } => {
+                    (data, Request::DeviceReenrol { id, ttl_secs })
+                }
                 DeviceCmd::List { data } => (data, Request::DeviceList),
                 DeviceCmd::Revoke { data, id } => (data, Request::DeviceRevoke { id }),
             };

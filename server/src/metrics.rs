@@ -65,6 +65,67 @@ impl Histogram {
     }
 }
 
+/// Device certificates: issued, renewals refused, and handshakes refused
+/// for an expired certificate or a revoked (or unknown) device. Shared
+/// with the TLS verifier (`pki::DeviceVerifier`), hence its own `Arc`.
+#[derive(Debug, Default)]
+pub struct CertCounters {
+    /// Certificates issued at enrolment (and re-enrolment).
+    pub enrolled: AtomicU64,
+    /// Certificates issued by renewal over a sync connection.
+    pub renewed: AtomicU64,
+    /// Renewal requests refused (revoked, expired, not due, wrong
+    /// certificate, failed).
+    pub renewals_refused: AtomicU64,
+    /// Handshakes refused because the device's certificate had expired.
+    pub refused_expired: AtomicU64,
+    /// Handshakes refused because the device is revoked or not enrolled.
+    pub refused_revoked: AtomicU64,
+    /// Sync connections closed when their certificate expired.
+    pub closed_expired: AtomicU64,
+}
+
+impl CertCounters {
+    fn render(&self, out: &mut String) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP fieldseal_device_certs_issued_total Device certificates issued, by \
+             how: at enrolment or re-enrolment, or renewed over a sync connection.\n\
+             # TYPE fieldseal_device_certs_issued_total counter\n\
+             fieldseal_device_certs_issued_total{{how=\"enrol\"}} {}\n\
+             fieldseal_device_certs_issued_total{{how=\"renew\"}} {}",
+            get(&self.enrolled),
+            get(&self.renewed),
+        );
+        counter(
+            out,
+            "fieldseal_device_cert_renewals_refused_total",
+            "counter",
+            "Certificate renewal requests refused (see the log for why).",
+            get(&self.renewals_refused),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP fieldseal_device_handshakes_refused_total Sync handshakes refused, by \
+             reason: an expired device certificate (TLS alert certificate_expired), or a \
+             revoked or unknown device (certificate_revoked).\n\
+             # TYPE fieldseal_device_handshakes_refused_total counter\n\
+             fieldseal_device_handshakes_refused_total{{reason=\"expired\"}} {}\n\
+             fieldseal_device_handshakes_refused_total{{reason=\"revoked\"}} {}",
+            get(&self.refused_expired),
+            get(&self.refused_revoked),
+        );
+        counter(
+            out,
+            "fieldseal_device_connections_expired_total",
+            "counter",
+            "Sync connections closed when the certificate they were made with expired.",
+            get(&self.closed_expired),
+        );
+    }
+}
+
 /// The server's counters.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -95,6 +156,8 @@ pub struct Counters {
     /// Unauthenticated connections closed at their deadline, by
     /// [`TIMEOUT_STAGES`].
     pub quic_timeouts: [AtomicU64; TIMEOUT_STAGES.len()],
+    /// Device certificates (shared with the TLS verifier).
+    pub certs: std::sync::Arc<CertCounters>,
 }
 
 /// One counter line.
@@ -191,6 +254,7 @@ impl Counters {
             get(&self.access_leaves),
         );
         self.render_limits(out);
+        self.certs.render(out);
         self.receipt_latency.render(
             out,
             "fieldseal_receipt_latency_seconds",

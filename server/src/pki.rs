@@ -4,6 +4,13 @@
 //!
 //! Every key is Ed25519. A device's certificate certifies its chain key, so
 //! the key that signs the chain is the key that authenticates the connection.
+//!
+//! Device certificates expire (`device_cert_days`, [`Ca::issue_timed`]) and
+//! are renewed over the sync connection (`crate::renew`); the verifier
+//! refuses an expired one with the TLS alert `certificate_expired` and a
+//! revoked or unknown device with `certificate_revoked`, each logged with
+//! the device and counted ([`CertCounters`]), so that the agent can tell
+//! them apart and say what to do.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -12,9 +19,10 @@ use std::sync::{Arc, RwLock};
 
 use fieldseal_proto::enroll::{ALPN_ENROLL, ALPN_SYNC};
 use fieldseal_proto::identity::{sha256, DeviceId, Hash32};
+use fieldseal_proto::x509::Validity;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
     SignatureAlgorithm, PKCS_ED25519,
 };
 use rustls::client::danger::HandshakeSignatureValid;
@@ -24,6 +32,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName as TlsDn, SignatureScheme};
 
 use crate::datadir::DataDir;
+use crate::metrics::CertCounters;
 
 /// Subject common name of the CA. The issued certificates name it as issuer,
 /// so it must never change for a data folder.
@@ -201,16 +210,57 @@ impl Ca {
         })
     }
 
-    /// Issue a client certificate for a device's Ed25519 public key. Its
-    /// subject common name and its DNS name carry the device id.
+    /// Issue a certificate for a device's Ed25519 public key with rcgen's
+    /// fixed validity (1975 to 4096): the binding of a key to the CA that
+    /// an export package carries (a court checks it years later, and the
+    /// golden package needs the same bytes every run), and tests. A
+    /// device's certificate for syncing comes from [`Ca::issue_timed`].
     ///
     /// # Errors
     /// rcgen failures.
     pub fn issue_device_cert(&self, public_key: &[u8; 32]) -> Result<Vec<u8>, PkiError> {
+        self.issue(public_key, None)
+    }
+
+    /// Issue a device's client certificate valid over `validity` (seconds
+    /// since the epoch, both ends included): at enrolment and at each
+    /// renewal, for the same key. Its serial number is derived from the key
+    /// and `not_before`, so that each certificate of a device has its own.
+    ///
+    /// # Errors
+    /// rcgen failures; a validity outside what X.509 can say.
+    pub fn issue_timed(
+        &self,
+        public_key: &[u8; 32],
+        validity: Validity,
+    ) -> Result<Vec<u8>, PkiError> {
+        self.issue(public_key, Some(validity))
+    }
+
+    fn issue(
+        &self,
+        public_key: &[u8; 32],
+        validity: Option<Validity>,
+    ) -> Result<Vec<u8>, PkiError> {
         let vk = ed25519_dalek::VerifyingKey::from_bytes(public_key)
             .map_err(|_| PkiError::Verifier("not an Ed25519 public key".into()))?;
         let id = DeviceId::from_key(&vk);
         let mut p = CertificateParams::new(Vec::<String>::new())?;
+        if let Some(v) = validity {
+            let t = |s: i64| {
+                time::OffsetDateTime::from_unix_timestamp(s)
+                    .map_err(|e| PkiError::Verifier(format!("certificate validity: {e}")))
+            };
+            p.not_before = t(v.not_before)?;
+            p.not_after = t(v.not_after)?;
+            let mut seed = public_key.to_vec();
+            seed.extend_from_slice(&v.not_before.to_be_bytes());
+            // 16 bytes, the top bit clear: a positive INTEGER (RFC 5280
+            // §4.1.2.2 allows up to 20 octets).
+            let mut serial = sha256(&seed)[..16].to_vec();
+            serial[0] &= 0x7f;
+            p.serial_number = Some(SerialNumber::from_slice(&serial));
+        }
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, id.to_string());
         p.distinguished_name = dn;
@@ -287,14 +337,43 @@ impl Allowed {
     }
 }
 
-/// A client verifier: the certificate must chain to our CA (webpki) **and**
-/// certify the key of an enrolled, unrevoked device. A connection without a
-/// certificate is let through the handshake; the driver then serves it only
-/// enrolment (ALPN `fieldseal-enroll/1`).
+/// A client verifier: the certificate must chain to our CA (webpki), be
+/// within its validity **and** certify the key of an enrolled, unrevoked
+/// device. A connection without a certificate is let through the
+/// handshake; the driver then serves it only enrolment (ALPN
+/// `fieldseal-enroll/1`).
+///
+/// A revoked or unknown key is refused with `certificate_revoked` whatever
+/// else is wrong with its certificate (it is what the device must be told:
+/// only an administrator can help); an enrolled device's expired
+/// certificate with `certificate_expired`.
 #[derive(Debug)]
 pub struct DeviceVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     allowed: Allowed,
+    counters: Arc<CertCounters>,
+}
+
+impl DeviceVerifier {
+    fn refuse_revoked(&self, key: &[u8; 32]) -> rustls::Error {
+        let id = device_of(key);
+        self.counters
+            .refused_revoked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(device = %id, "handshake refused: the device is revoked or not enrolled (TLS alert certificate_revoked)");
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
+    }
+}
+
+fn device_of(key: &[u8; 32]) -> String {
+    ed25519_dalek::VerifyingKey::from_bytes(key)
+        .map(|k| DeviceId::from_key(&k).to_string())
+        .unwrap_or_else(|_| "(not an Ed25519 key)".into())
+}
+
+/// Seconds since the epoch of a rustls time.
+fn secs(t: UnixTime) -> u64 {
+    t.as_secs()
 }
 
 impl ClientCertVerifier for DeviceVerifier {
@@ -313,17 +392,39 @@ impl ClientCertVerifier for DeviceVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let ok = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
         let key =
             cert_ed25519_key(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
-        if !self.allowed.contains(&key) {
-            return Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::Revoked,
-            ));
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Ok(_) if !self.allowed.contains(&key) => Err(self.refuse_revoked(&key)),
+            Ok(ok) => Ok(ok),
+            Err(rustls::Error::InvalidCertificate(
+                e @ (rustls::CertificateError::Expired
+                | rustls::CertificateError::ExpiredContext { .. }),
+            )) => {
+                if !self.allowed.contains(&key) {
+                    return Err(self.refuse_revoked(&key));
+                }
+                let not_after = fieldseal_proto::x509::Certificate::parse(end_entity)
+                    .ok()
+                    .and_then(|c| c.validity().ok())
+                    .map(|v| v.not_after);
+                self.counters
+                    .refused_expired
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    device = %device_of(&key),
+                    not_after = ?not_after,
+                    expired_secs_ago = ?not_after.map(|t| i64::try_from(secs(now)).unwrap_or(i64::MAX) - t),
+                    "handshake refused: the device's certificate has expired (TLS alert certificate_expired); \
+                     it was not renewed in time: re-enrol it (`fieldseal-server device reenrol ID`)"
+                );
+                Err(rustls::Error::InvalidCertificate(e))
+            }
+            Err(e) => Err(e),
         }
-        Ok(ok)
     }
     fn verify_tls12_signature(
         &self,
@@ -354,7 +455,11 @@ impl ClientCertVerifier for DeviceVerifier {
 ///
 /// # Errors
 /// When the certificates or keys are unusable.
-pub fn server_tls(dir: &Path, allowed: Allowed) -> Result<rustls::ServerConfig, PkiError> {
+pub fn server_tls(
+    dir: &Path,
+    allowed: Allowed,
+    counters: Arc<CertCounters>,
+) -> Result<rustls::ServerConfig, PkiError> {
     let dir = DataDir::new(dir);
     let ca = read_cert(&dir.ca_cert())?;
     let mut roots = rustls::RootCertStore::empty();
@@ -363,7 +468,11 @@ pub fn server_tls(dir: &Path, allowed: Allowed) -> Result<rustls::ServerConfig, 
         .allow_unauthenticated()
         .build()
         .map_err(|e| PkiError::Verifier(e.to_string()))?;
-    let verifier = Arc::new(DeviceVerifier { inner, allowed });
+    let verifier = Arc::new(DeviceVerifier {
+        inner,
+        allowed,
+        counters,
+    });
     let ca = read_cert(&dir.ca_cert())?;
     let cert = read_cert(&dir.server_cert())?;
     let key = read_key(&dir.server_key())?;

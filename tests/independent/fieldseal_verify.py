@@ -1039,10 +1039,15 @@ FRAME_TYPES = {
     0x30: "Ping",
     0x31: "Pong",
     0x3F: "Error",
+    0x40: "RenewCert",
+    0x41: "CertRenewed",
+    0x42: "RenewRefused",
 }
 REJECT_CODES = range(1, 9)
 UPLOAD_FAIL_CODES = range(1, 7)
 ERROR_CODES = range(1, 7)
+RENEW_REFUSAL_CODES = range(1, 6)
+MAX_CERT = 16 * 1024
 
 
 def _code(r: Reader, allowed) -> int:
@@ -1102,6 +1107,16 @@ def decode_message(mtype: int, payload: bytes) -> dict:
         m["nonce"] = r.u64()
     elif mtype == 0x3F:
         m["code"] = _code(r, ERROR_CODES)
+        m["detail"] = r.text8(MAX_DETAIL)
+    elif mtype == 0x40:
+        m["cert_sha256"] = r.take(32)
+    elif mtype == 0x41:
+        n = r.u32()
+        if not 1 <= n <= MAX_CERT:
+            raise Malformed("certificate length")
+        m["cert"] = r.take(n)
+    elif mtype == 0x42:
+        m["code"] = _code(r, RENEW_REFUSAL_CODES)
         m["detail"] = r.text8(MAX_DETAIL)
     r.finish()
     return m
@@ -1669,9 +1684,9 @@ def _self_test_frames(t, vdir):
     media_hash = hashlib.sha256(b"segment 42").digest()
     dev = bytes.fromhex("0123456789abcdef")
     expect = {
-        "hello": {"protocol_version": 2, "device_id": dev, "chain_head_seq": 41},
-        "hello_empty_chain": {"protocol_version": 2, "device_id": dev, "chain_head_seq": None},
-        "welcome": {"protocol_version": 2, "server_time_us": 1751328000000000, "next_seq_expected": 42,
+        "hello": {"protocol_version": 3, "device_id": dev, "chain_head_seq": 41},
+        "hello_empty_chain": {"protocol_version": 3, "device_id": dev, "chain_head_seq": None},
+        "welcome": {"protocol_version": 3, "server_time_us": 1751328000000000, "next_seq_expected": 42,
                     "resend_media": [3, 17]},
         "submit_entry": {"entry": b"opaque signed entry bytes"},
         "entry_rejected": {"seq": 42, "code": 4, "detail": "seq 42 differs"},
@@ -1683,6 +1698,9 @@ def _self_test_frames(t, vdir):
         "ping": {"nonce": 0x0102030405060708},
         "pong": {"nonce": 0x0102030405060708},
         "error": {"code": 2, "detail": "v1 only"},
+        "renew_cert": {"cert_sha256": hashlib.sha256(b"stand-in DER certificate").digest()},
+        "cert_renewed": {"cert": b"stand-in DER certificate"},
+        "renew_refused": {"code": 4, "detail": "ask later"},
     }
     for name, fields in expect.items():
         frame = vals[f"frame.{name}"]

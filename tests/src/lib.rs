@@ -125,6 +125,26 @@ impl Harness {
         .token)
     }
 
+    /// Issue a token that enrols device `id` again (`device reenrol`).
+    ///
+    /// # Errors
+    /// Index errors; `id` is not enrolled.
+    pub fn reenrol_token(
+        &self,
+        id: fieldseal_proto::identity::DeviceId,
+        ttl_secs: u64,
+    ) -> anyhow::Result<String> {
+        admin::device_reenrol(
+            &self.server.shared.db,
+            &fieldseal_server::pki::ca_sha256(self.path())?,
+            id,
+            ttl_secs,
+            fieldseal_server::now_us(),
+        )?
+        .map(|t| t.token)
+        .ok_or_else(|| anyhow::anyhow!("device {id} is not enrolled"))
+    }
+
     /// Enrol `key` with a fresh token (directly, not through a relay).
     ///
     /// # Errors

@@ -209,7 +209,9 @@ async fn unenrolled_devices_are_refused() {
     assert!(matches!(r, Err(SyncError::Connect(_))), "{r:?}");
     nothing_stored(&h, k.device_id_());
 
-    // A certificate from our CA for a key that never enrolled.
+    // A certificate from our CA for a key that never enrolled: refused as
+    // revoked or unknown (TLS alert certificate_revoked), which the agent
+    // keeps and does not retry.
     let k = key(22);
     let mut e = ours.clone();
     e.client_cert = Ca::load(h.path())
@@ -218,7 +220,10 @@ async fn unenrolled_devices_are_refused() {
         .unwrap();
     let (store, _) = store_with_chain(&k, &[1], 1000, media_dir.path()).unwrap();
     let (r, _) = drained(store, Harness::sync_config(&h.server_addr(), &k, &e)).await;
-    assert!(matches!(r, Err(SyncError::Connect(_))), "{r:?}");
+    assert!(
+        matches!(r, Err(SyncError::Refused(ref r)) if r.kind == sync::RefusalKind::Revoked),
+        "{r:?}"
+    );
     nothing_stored(&h, k.device_id_());
 
     // No certificate at all on the sync ALPN.
@@ -326,15 +331,19 @@ async fn revoked_device_is_cut_off_and_refused() {
         connections_at_revoke,
         "no new connection completes"
     );
-    stop_tx.send(true).unwrap();
-    tokio::time::timeout(LIMIT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    // The long-running client stopped by itself: revoked, not retried.
+    let r = tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+    assert!(
+        matches!(r, Err(SyncError::Refused(ref r)) if r.kind == sync::RefusalKind::Revoked),
+        "{r:?}"
+    );
+    drop(stop_tx);
     // And a fresh client is refused outright.
     let (r, _) = drained(store.clone(), cfg).await;
-    assert!(matches!(r, Err(SyncError::Connect(_))), "{r:?}");
+    assert!(
+        matches!(r, Err(SyncError::Refused(ref r)) if r.kind == sync::RefusalKind::Revoked),
+        "{r:?}"
+    );
     assert_eq!(
         h.server.shared.db.head(k.device_id_()).unwrap().next_seq,
         first as u64
@@ -629,7 +638,7 @@ async fn admin_commands_work_with_and_without_a_running_server() {
         .await
         .unwrap()
         .unwrap();
-    let Response::Devices { devices } = resp else {
+    let Response::Devices { devices, .. } = resp else {
         panic!("{resp:?}")
     };
     assert_eq!(devices.len(), 2);

@@ -13,11 +13,78 @@ use super::session::Input;
 use crate::control::{self, Response};
 use crate::devicekey::DeviceKey;
 
+/// How often a recorder whose device the server refused looks whether it
+/// was enrolled again (the refusal marker gone): a file's existence, cheap.
+const REFUSED_POLL: Duration = Duration::from_secs(5);
+
+/// The run's sync: a [`SyncThread`] while it may sync; while the server's
+/// refusal of the device stands (revoked, certificate expired), none, and a
+/// look every [`REFUSED_POLL`] for a re-enrolment, after which it starts
+/// again with the new certificate — the recorder need not be restarted.
+pub(super) struct Syncing {
+    /// The device key, for the handshakes of every sync thread started.
+    key: DeviceKey,
+    thread: Option<SyncThread>,
+    refused: bool,
+    checked: std::time::Instant,
+}
+
+impl Syncing {
+    /// Start syncing if the device is enrolled and not refused.
+    pub(super) fn start(
+        dir: &Path,
+        key: DeviceKey,
+        store: &Arc<crate::syncstore::FsSyncStore>,
+    ) -> Syncing {
+        let refused = !matches!(crate::sync::standing::load_refusal(dir), Ok(None));
+        Syncing {
+            thread: SyncThread::start(dir, key.clone(), Arc::clone(store)),
+            key,
+            refused,
+            checked: std::time::Instant::now(),
+        }
+    }
+
+    /// Was sync started (the device is enrolled)?
+    pub(super) fn enabled(&self) -> bool {
+        self.thread.is_some() || self.refused
+    }
+
+    /// Notice a refusal that ended the sync thread, and a re-enrolment that
+    /// lifted it.
+    pub(super) fn poll(&mut self, dir: &Path, store: &Arc<crate::syncstore::FsSyncStore>) {
+        if self.thread.as_ref().is_some_and(SyncThread::was_refused) {
+            if let Some(t) = self.thread.take() {
+                t.finish_now();
+            }
+            self.refused = true;
+        }
+        if !self.refused || self.checked.elapsed() < REFUSED_POLL {
+            return;
+        }
+        self.checked = std::time::Instant::now();
+        if matches!(crate::sync::standing::load_refusal(dir), Ok(None)) {
+            tracing::info!("enrolled again: syncing");
+            self.refused = false;
+            self.thread = SyncThread::start(dir, self.key.clone(), Arc::clone(store));
+        }
+    }
+
+    /// Stop, giving the last entries `grace` to reach the server.
+    pub(super) fn finish(self, store: &crate::syncstore::FsSyncStore, grace: Duration) {
+        if let Some(t) = self.thread {
+            t.finish(store, grace);
+        }
+    }
+}
+
 /// The sync client, on its own thread with a small tokio runtime, so that the
 /// network never touches the capture or the chain writer.
 pub(super) struct SyncThread {
     stop: tokio::sync::watch::Sender<bool>,
     thread: JoinHandle<()>,
+    /// Set when the run ended because the server refused the device.
+    refused: Arc<AtomicBool>,
 }
 
 impl SyncThread {
@@ -31,6 +98,20 @@ impl SyncThread {
         if !dir.join("server.txt").exists() {
             return None;
         }
+        // The server refused this device for good (revoked, or its
+        // certificate expired): recording goes on, syncing does not until
+        // it is enrolled again.
+        match crate::sync::standing::load_refusal(dir) {
+            Ok(None) => {}
+            Ok(Some(r)) => {
+                tracing::warn!("not syncing: {}", r.advice());
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the refusal marker cannot be read; not syncing");
+                return None;
+            }
+        }
         let cfg = match crate::sync::SyncConfig::from_data_dir_with(dir, key) {
             Ok(c) => c,
             Err(e) => {
@@ -39,6 +120,8 @@ impl SyncThread {
             }
         };
         let (stop, rx) = tokio::sync::watch::channel(false);
+        let refused = Arc::new(AtomicBool::new(false));
+        let refused_flag = Arc::clone(&refused);
         let thread = std::thread::Builder::new()
             .name("sync".into())
             .spawn(move || {
@@ -55,18 +138,41 @@ impl SyncThread {
                     }
                 };
                 let progress = Arc::new(crate::sync::driver::Progress::default());
-                if let Err(e) = rt.block_on(crate::sync::driver::run_sync(store, cfg, progress, rx))
-                {
-                    tracing::error!(error = %e, "sync stopped");
+                match rt.block_on(crate::sync::driver::run_sync(store, cfg, progress, rx)) {
+                    Ok(_) => {}
+                    // Said (with what to do) where it was kept.
+                    Err(crate::sync::SyncError::Refused(r)) => {
+                        tracing::error!("{}", r.advice());
+                        refused_flag.store(true, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::error!(error = %e, "sync stopped"),
                 }
             })
             .expect("spawn sync thread");
-        Some(SyncThread { stop, thread })
+        Some(SyncThread {
+            stop,
+            thread,
+            refused,
+        })
+    }
+
+    fn was_refused(&self) -> bool {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Join a thread that has ended (or end it).
+    fn finish_now(self) {
+        let _ = self.stop.send(true);
+        let _ = self.thread.join();
     }
 
     pub(super) fn finish(self, store: &crate::syncstore::FsSyncStore, grace: Duration) {
         let deadline = std::time::Instant::now() + grace;
-        while store.backlog().0 > 0 && std::time::Instant::now() < deadline {
+        // A sync that ended by itself (the device was refused) sends nothing more.
+        while store.backlog().0 > 0
+            && std::time::Instant::now() < deadline
+            && !self.thread.is_finished()
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.stop.send(true);

@@ -303,7 +303,7 @@ impl Writer<'_> {
         let head = self.spool.head();
         let (no_receipt, not_acked) = self.store.backlog();
         let stats = self.session.as_ref().map(|s| s.stats.snapshot());
-        serde_json::json!({
+        let mut status = serde_json::json!({
             "running": true,
             "state": self.recorder.state_name(),
             "device": self.signer.device_id().to_string(),
@@ -319,8 +319,15 @@ impl Writer<'_> {
             "entries_this_run": self.summary.entries,
             "entries_without_receipt": no_receipt,
             "segments_not_acknowledged": not_acked,
-            "sync": if self.sync_enabled { "enabled" } else { "not enrolled" },
-        })
+        });
+        // `sync` (revoked or expired first), `refused`, `certificate`: read
+        // from the folder each time, as the sync thread may have stopped.
+        let enrolled = self.sync_enabled || self.spool.dir().join("server.txt").exists();
+        let sync = crate::sync::standing::status(self.spool.dir(), enrolled, self.clock.wall_us());
+        if let Some(obj) = status.as_object_mut() {
+            obj.extend(sync);
+        }
+        status
     }
 
     pub(super) fn handle_request(&mut self, req: Request) -> Response {

@@ -3,6 +3,12 @@
 //!
 //! The control stream carries entries and has a higher send priority than
 //! the upload streams, so a live entry is never queued behind segment bytes.
+//!
+//! A refusal of the device itself (revoked or unknown, or its certificate
+//! expired: [`refusal_of`]) ends every kind of run at once, after it is
+//! kept in the data folder ([`super::standing`]): retrying cannot help
+//! until an administrator acts, and only drains the battery. A renewed
+//! certificate is checked, kept, and used by reconnecting at once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,12 +18,13 @@ use fieldseal_proto::ack::MediaAck;
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::entry::SignedEntry;
 use fieldseal_proto::frame::FrameBuffer;
-use fieldseal_proto::identity::{DeviceId, Signer};
+use fieldseal_proto::identity::{sha256, DeviceId, Signer};
 use fieldseal_proto::msg::{
     EntryBytes, Hello, Message, SubmitEntry, UploadBegin, UploadFailCode, UploadQuery,
     PROTOCOL_VERSION,
 };
 use fieldseal_proto::receipt::Receipt;
+use fieldseal_proto::renew::{RenewCert, RenewRefusal, RENEW_SINCE_VERSION};
 use quinn::{RecvStream, SendStream};
 use rand_core::OsRng;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -25,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::machine::{Action, Machine, StoreView, UploadOutcome};
+use super::standing::{check_renewed, Refusal, RefusalKind};
 use super::store::{MediaRef, SyncStore};
 use super::{client_endpoint, resolve, tls, SyncConfig, SyncError};
 
@@ -48,6 +56,8 @@ pub struct Progress {
     pub acks_refused: AtomicU64,
     /// Connections established (the server's `Welcome` received).
     pub connections: AtomicU64,
+    /// Client certificates renewed and kept.
+    pub renewals: AtomicU64,
 }
 
 /// A snapshot of [`Progress`] when a run ends.
@@ -67,6 +77,8 @@ pub struct Stats {
     pub acks_refused: u64,
     /// Connections established.
     pub connections: u64,
+    /// Client certificates renewed and kept.
+    pub renewals: u64,
 }
 
 impl Progress {
@@ -80,6 +92,7 @@ impl Progress {
             media_bytes_sent: self.media_bytes_sent.load(Ordering::Relaxed),
             acks_refused: self.acks_refused.load(Ordering::Relaxed),
             connections: self.connections.load(Ordering::Relaxed),
+            renewals: self.renewals.load(Ordering::Relaxed),
         }
     }
 }
@@ -106,8 +119,10 @@ impl<S: SyncStore + ?Sized> StoreView for View<'_, S> {
 ///
 /// # Errors
 /// [`SyncError::Fatal`] when the server refuses an entry for good;
-/// [`SyncError::Connect`] when the server refuses the device's certificate
-/// (unknown or revoked); store I/O errors.
+/// [`SyncError::Refused`] when it refuses the device (revoked or unknown,
+/// or its certificate expired: kept in the data folder);
+/// [`SyncError::Connect`] when it refuses the device's certificate
+/// otherwise (another CA); store I/O errors.
 pub async fn sync_until_drained<S: SyncStore>(
     store: Arc<S>,
     cfg: SyncConfig,
@@ -120,9 +135,10 @@ pub async fn sync_until_drained<S: SyncStore>(
 /// Sync until `shutdown` turns true, following the store as it grows.
 ///
 /// # Errors
-/// As [`sync_until_drained`], except that refused certificates are retried
-/// with backoff (an administrator may fix them) and only fatal entry
-/// refusals and store errors end the run.
+/// As [`sync_until_drained`], except that a certificate refused for another
+/// reason than revocation or expiry is retried with backoff (a server
+/// restored from another CA's backup may come back); a refusal of the
+/// device, fatal entry refusals and store errors end the run.
 pub async fn run_sync<S: SyncStore>(
     store: Arc<S>,
     cfg: SyncConfig,
@@ -136,6 +152,10 @@ enum End {
     Drained,
     Shutdown,
     Reconnect(String),
+    /// A renewed certificate (DER) is kept: reconnect with it.
+    Renewed(Vec<u8>),
+    /// The server refused the device in a renewal answer.
+    Refused(RefusalKind, String),
 }
 
 /// Why a stream of a connection broke. None of these ends the sync run: the
@@ -173,6 +193,50 @@ enum StreamError {
     ShortMedia,
 }
 
+/// The server's refusal of the device itself, if `e` is one: revoked or
+/// unknown (TLS alert `certificate_revoked`, which QUIC carries as the
+/// CRYPTO_ERROR 0x100 + 44 of RFC 9001 §4.8; close codes 0x10 revoked and
+/// 0x13 not enrolled), or its certificate expired (alert
+/// `certificate_expired`, 0x100 + 45; close code 0x17). Only codes the
+/// server sent count: an alert this side raised (say, about the server's
+/// certificate) is `TransportError`, not `ConnectionClosed`.
+pub fn refusal_of(e: &quinn::ConnectionError) -> Option<RefusalKind> {
+    const CERTIFICATE_REVOKED: u64 = 0x100 + 44;
+    const CERTIFICATE_EXPIRED: u64 = 0x100 + 45;
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) => match u64::from(c.error_code) {
+            0x10 | 0x13 => Some(RefusalKind::Revoked),
+            0x17 => Some(RefusalKind::CertificateExpired),
+            _ => None,
+        },
+        quinn::ConnectionError::ConnectionClosed(c) => match u64::from(c.error_code) {
+            CERTIFICATE_REVOKED => Some(RefusalKind::Revoked),
+            CERTIFICATE_EXPIRED => Some(RefusalKind::CertificateExpired),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Keep the refusal (the agent stops retrying, `status` shows it) and
+/// return it as the run's error.
+fn refused(cfg: &SyncConfig, kind: RefusalKind, reason: String) -> SyncError {
+    let r = Refusal {
+        kind,
+        at_us: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        server: cfg.server.clone(),
+        device: DeviceId::from_key(&cfg.key.public_key()).to_string(),
+        reason,
+    };
+    if let Err(e) = cfg.credentials.save_refusal(&r) {
+        tracing::error!(error = %e, "could not keep the refusal in the data folder");
+    }
+    // Said once, by whoever ends: `sync` prints the error, `run` logs it.
+    SyncError::Refused(r)
+}
+
 /// QUIC close codes and TLS alerts that mean "this device may not sync":
 /// retrying will not help until an administrator acts.
 fn is_refusal(e: &quinn::ConnectionError) -> bool {
@@ -196,9 +260,13 @@ async fn drive<S: SyncStore>(
     until_drained: bool,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Stats, SyncError> {
-    let client_cert = rustls::pki_types::CertificateDer::from(cfg.client_cert.clone());
+    let mut client_cert = cfg.client_cert.clone();
     let ca = rustls::pki_types::CertificateDer::from(cfg.ca_cert.clone());
-    let qcfg = tls::sync_client_with(&cfg.key, client_cert, &ca, cfg.idle_timeout)?;
+    let tls_with = |cert: &[u8]| {
+        let der = rustls::pki_types::CertificateDer::from(cert.to_vec());
+        tls::sync_client_with(&cfg.key, der, &ca, cfg.idle_timeout)
+    };
+    let mut qcfg = tls_with(&client_cert)?;
     let mut machine = Machine::new(cfg.machine.clone(), Instant::now());
     let mut rng = OsRng;
     loop {
@@ -228,6 +296,9 @@ async fn drive<S: SyncStore>(
         let (endpoint, conn) = match attempt {
             Ok((ep, Ok(c))) => (ep, c),
             Ok((_, Err(e))) => {
+                if let Some(kind) = refusal_of(&e) {
+                    return Err(refused(&cfg, kind, e.to_string()));
+                }
                 if until_drained && is_refusal(&e) {
                     return Err(SyncError::Connect(format!("refused: {e}")));
                 }
@@ -245,7 +316,7 @@ async fn drive<S: SyncStore>(
             &conn,
             &*store,
             &store,
-            &cfg,
+            (&cfg, &client_cert),
             &progress,
             &mut machine,
             until_drained,
@@ -258,10 +329,24 @@ async fn drive<S: SyncStore>(
                 endpoint.wait_idle().await;
                 return Ok(progress.snapshot());
             }
+            Ok(End::Renewed(der)) => {
+                conn.close(0u32.into(), b"certificate renewed");
+                qcfg = tls_with(&der)?;
+                client_cert = der;
+                machine.handle_renewed(Instant::now());
+                tracing::info!("certificate renewed; reconnecting with it");
+            }
+            Ok(End::Refused(kind, why)) => {
+                conn.close(0u32.into(), b"refused");
+                return Err(refused(&cfg, kind, why));
+            }
             Ok(End::Reconnect(why)) => {
                 // Read why the peer closed before closing our side.
                 let reason = conn.close_reason();
                 conn.close(0u32.into(), b"reconnecting");
+                if let Some((r, kind)) = reason.as_ref().and_then(|r| Some((r, refusal_of(r)?))) {
+                    return Err(refused(&cfg, kind, r.to_string()));
+                }
                 if let Some(reason) = reason.filter(is_refusal) {
                     if until_drained {
                         return Err(SyncError::Connect(format!("refused: {reason}")));
@@ -324,7 +409,7 @@ async fn connection<S: SyncStore>(
     conn: &quinn::Connection,
     store: &S,
     store_arc: &Arc<S>,
-    cfg: &SyncConfig,
+    (cfg, client_cert): (&SyncConfig, &[u8]),
     progress: &Arc<Progress>,
     machine: &mut Machine,
     until_drained: bool,
@@ -362,6 +447,21 @@ async fn connection<S: SyncStore>(
     };
     machine.handle_welcome(&welcome, &view);
     progress.connections.fetch_add(1, Ordering::Relaxed);
+    // A v3 server renews certificates: schedule it by the server's clock.
+    if welcome.protocol_version >= RENEW_SINCE_VERSION {
+        let validity =
+            fieldseal_proto::x509::Certificate::parse(client_cert).and_then(|c| c.validity());
+        match validity {
+            Ok(v) => machine.handle_cert(
+                &v,
+                welcome.server_time_us.div_euclid(1_000_000),
+                Instant::now(),
+            ),
+            Err(e) => tracing::warn!(
+                "the client certificate's dates cannot be read ({e}): it will not be renewed"
+            ),
+        }
+    }
     let local_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
@@ -431,6 +531,15 @@ async fn connection<S: SyncStore>(
                 }
             }
         }
+        if machine.poll_renew(Instant::now()) {
+            let m = Message::RenewCert(RenewCert {
+                cert_sha256: sha256(client_cert),
+            });
+            if let Err(e) = send_msg(&mut csend, &m).await {
+                return Ok(End::Reconnect(e.to_string()));
+            }
+            tracing::info!("asking the server to renew the client certificate");
+        }
         if until_drained && machine.is_drained(&view) {
             return Ok(End::Drained);
         }
@@ -458,6 +567,34 @@ async fn connection<S: SyncStore>(
                     Action::Continue
                 }
                 Some(Ok(Some(Message::Pong { .. }))) => Action::Continue,
+                Some(Ok(Some(Message::CertRenewed(c)))) => {
+                    let der = c.cert.into_vec();
+                    let checked = check_renewed(&der, &cfg.key.public_key(), &cfg.ca_cert, client_cert);
+                    match checked.and_then(|v| cfg.credentials.save_client_cert(&der).map(|()| v).map_err(|e| e.to_string())) {
+                        Ok(v) => {
+                            progress.renewals.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(not_after = v.not_after, "client certificate renewed and kept");
+                            return Ok(End::Renewed(der));
+                        }
+                        Err(why) => {
+                            tracing::error!("the renewed certificate is not kept ({why}); the current one stays");
+                            machine.handle_renew_refused(Instant::now());
+                            Action::Continue
+                        }
+                    }
+                }
+                Some(Ok(Some(Message::RenewRefused(r)))) => {
+                    let detail = format!("certificate renewal refused ({:?}): {}", r.code, r.detail);
+                    match r.code {
+                        RenewRefusal::Revoked => return Ok(End::Refused(RefusalKind::Revoked, detail)),
+                        RenewRefusal::Expired => return Ok(End::Refused(RefusalKind::CertificateExpired, detail)),
+                        _ => {
+                            tracing::warn!("{detail}; asking again later");
+                            machine.handle_renew_refused(Instant::now());
+                            Action::Continue
+                        }
+                    }
+                }
                 Some(Ok(Some(Message::Error(e)))) => {
                     return Ok(End::Reconnect(format!("server error {:?}: {}", e.code, e.detail.as_str())));
                 }

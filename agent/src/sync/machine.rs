@@ -14,11 +14,19 @@
 //! - **Reconnection** waits `min(max, base × 2^attempts)` scaled by a random
 //!   factor in [0.5, 1.0) ("equal jitter"), so that a fleet of devices coming
 //!   out of the same radio shadow does not reconnect in lockstep.
+//! - **Certificate renewal** (protocol v3): once less than a third of the
+//!   client certificate's validity is left by the server's clock (its
+//!   `Welcome` tells it; [`fieldseal_proto::renew::renewal_due`]), one
+//!   request on the live connection; a refusal that may pass is asked again
+//!   after [`MachineConfig::renew_retry`]; a new certificate is used by
+//!   reconnecting at once.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use fieldseal_proto::msg::{RejectCode, UploadFailCode, Welcome};
+use fieldseal_proto::renew::renew_at;
+use fieldseal_proto::x509::Validity;
 use rand_core::RngCore;
 
 /// Tuning of the machine.
@@ -39,6 +47,11 @@ pub struct MachineConfig {
     pub backoff_max: Duration,
     /// Delay before retrying a failed upload on a live connection.
     pub upload_retry: Duration,
+    /// Delay before asking again for a renewal the server could not give
+    /// (not due by its clock yet, or failing). A tenth of the time a 90-day
+    /// certificate has left when it falls due would be 3 days; an hour
+    /// keeps the retries few and still leaves hundreds before expiry.
+    pub renew_retry: Duration,
 }
 
 impl Default for MachineConfig {
@@ -49,6 +62,7 @@ impl Default for MachineConfig {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             upload_retry: Duration::from_secs(2),
+            renew_retry: Duration::from_secs(3600),
         }
     }
 }
@@ -119,6 +133,11 @@ pub struct Machine {
     receipted_below: u64,
     /// Segments whose bytes the server refused as not matching the entry.
     failed_uploads: BTreeSet<u64>,
+    /// When to ask for a new certificate on this connection (`None`: not
+    /// this connection; the server is older than v3, or one was asked).
+    renew_at: Option<Instant>,
+    /// A renewal request is unanswered.
+    renewing: bool,
 }
 
 /// A read-only view of the store for the machine.
@@ -152,6 +171,8 @@ impl Machine {
             upload_failures: HashMap::new(),
             receipted_below: 0,
             failed_uploads: BTreeSet::new(),
+            renew_at: None,
+            renewing: false,
         }
     }
 
@@ -183,7 +204,46 @@ impl Machine {
         self.conn = Conn::Down { retry_at };
         self.inflight.clear();
         self.uploading.clear();
+        self.renew_at = None;
+        self.renewing = false;
         retry_at
+    }
+
+    /// The connection speaks v3 and was made with a certificate valid over
+    /// `cert`; the server's clock reads `server_now` (seconds since the
+    /// epoch) at `now`. Schedules the renewal request.
+    pub fn handle_cert(&mut self, cert: &Validity, server_now: i64, now: Instant) {
+        let wait = renew_at(cert).saturating_sub(server_now);
+        // Beyond a year an Instant gains nothing (and 4096 would overflow it).
+        let wait = Duration::from_secs(u64::try_from(wait).unwrap_or(0).min(366 * 86_400));
+        self.renew_at = now.checked_add(wait);
+    }
+
+    /// Ask for a new certificate now?
+    pub fn poll_renew(&mut self, now: Instant) -> bool {
+        if self.is_ready() && self.renew_at.is_some_and(|t| t <= now) {
+            self.renew_at = None;
+            self.renewing = true;
+            return true;
+        }
+        false
+    }
+
+    /// The server could not renew now (not due by its clock, or failing):
+    /// ask again later on this connection.
+    pub fn handle_renew_refused(&mut self, now: Instant) {
+        self.renewing = false;
+        self.renew_at = now.checked_add(self.cfg.renew_retry);
+    }
+
+    /// A new certificate is kept: reconnect with it at once (no backoff:
+    /// nothing went wrong).
+    pub fn handle_renewed(&mut self, now: Instant) {
+        self.conn = Conn::Down { retry_at: now };
+        self.inflight.clear();
+        self.uploading.clear();
+        self.renew_at = None;
+        self.renewing = false;
     }
 
     /// The server's `Welcome` arrived. Works out where to start.
@@ -282,8 +342,8 @@ impl Machine {
     /// taken: the end of an upload wakes the driver anyway, and a deadline
     /// already passed would make it spin until then.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.conn {
-            Conn::Down { retry_at } => Some(retry_at),
+        let upload = match self.conn {
+            Conn::Down { retry_at } => return Some(retry_at),
             _ if self.uploading.len() >= self.cfg.max_uploads => None,
             _ => self
                 .upload_queue
@@ -292,6 +352,10 @@ impl Machine {
                 .filter_map(|s| self.upload_not_before.get(s))
                 .min()
                 .copied(),
+        };
+        match (upload, self.renew_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -331,11 +395,12 @@ impl Machine {
         }
     }
 
-    /// Every entry up to the store's head has a receipt and no upload is
-    /// pending or running.
+    /// Every entry up to the store's head has a receipt, no upload is
+    /// pending or running, and no renewal request is unanswered.
     pub fn is_drained(&self, store: &impl StoreView) -> bool {
         let head_next = store.head().map_or(0, |h| h + 1);
         self.is_ready()
+            && !self.renewing
             && self.inflight.is_empty()
             && self.receipted_below >= head_next
             && self.upload_queue.is_empty()
@@ -577,5 +642,58 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn renews_once_a_third_is_left_by_the_servers_clock() {
+        let now = Instant::now();
+        let mut m = Machine::new(MachineConfig::default(), now);
+        let v = View::default();
+        m.handle_connected();
+        m.handle_welcome(&welcome(0, vec![]), &v);
+        let cert = Validity {
+            not_before: 1000,
+            not_after: 1090,
+        };
+        // The server says 1030: due at 1060, 30 s from now, whatever the
+        // device's own clock says.
+        m.handle_cert(&cert, 1030, now);
+        assert!(!m.poll_renew(now));
+        assert_eq!(m.poll_timeout(), Some(now + Duration::from_secs(30)));
+        assert!(m.is_drained(&v));
+        assert!(m.poll_renew(now + Duration::from_secs(30)));
+        assert!(!m.is_drained(&v), "waits for the answer");
+        assert!(!m.poll_renew(now + Duration::from_secs(31)), "asked once");
+        assert_eq!(m.poll_timeout(), None);
+        // Not given: asked again after renew_retry.
+        let later = now + Duration::from_secs(31);
+        m.handle_renew_refused(later);
+        assert!(m.is_drained(&v));
+        assert_eq!(
+            m.poll_timeout(),
+            Some(later + MachineConfig::default().renew_retry)
+        );
+        // Given: reconnect at once, without backoff.
+        m.handle_renewed(later);
+        assert_eq!(m.poll_connect(), Some(later));
+        assert!(!m.poll_renew(later + Duration::from_secs(86_400)));
+        // Already due when the connection is made (the device was off).
+        m.handle_connected();
+        m.handle_welcome(&welcome(0, vec![]), &v);
+        m.handle_cert(&cert, 1085, later);
+        assert!(m.poll_renew(later));
+        // A certificate of before expiry (to 4096) is not asked for.
+        let old = Validity {
+            not_before: 157_766_400,
+            not_after: 67_090_118_400,
+        };
+        m.handle_cert(&old, 1_800_000_000, later);
+        assert!(!m.poll_renew(later + Duration::from_secs(300 * 86_400)));
+        // A lost connection forgets the schedule; the next Welcome sets it.
+        m.handle_cert(&cert, 1085, later);
+        m.handle_disconnected(later, &mut Counter(1));
+        m.handle_connected();
+        m.handle_welcome(&welcome(0, vec![]), &v);
+        assert!(!m.poll_renew(later));
     }
 }

@@ -5,17 +5,22 @@
 //! - [`sync_until_drained`]: sync until every entry has a verified receipt
 //!   and every held segment is acknowledged (`fieldseal-agent sync --until-drained`).
 //! - [`run_sync`]: the long-running client inside `fieldseal-agent run`.
+//! - [`standing`]: the certificate it connects with (renewed over the
+//!   connection before it expires) and the server's refusal of the device
+//!   (revoked, or its certificate expired), after which it stops retrying.
 //!
 //! The decisions live in [`machine`]; [`driver`] moves bytes.
 
 pub mod driver;
 pub mod machine;
+pub mod standing;
 pub mod store;
 pub mod tls;
 
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -32,6 +37,7 @@ use crate::spoolfs::{write_atomic, SpoolFs, StdFs};
 
 pub use driver::{run_sync, sync_until_drained, Progress, Stats};
 pub use machine::MachineConfig;
+pub use standing::{Credentials, DirCredentials, MemCredentials, Refusal, RefusalKind};
 pub use store::{MediaRef, MemStore, SyncStore};
 
 /// Default idle timeout of sync connections.
@@ -60,6 +66,10 @@ pub enum SyncError {
     /// The server refused an entry for good.
     #[error(transparent)]
     Fatal(#[from] machine::Fatal),
+    /// The server refused the device (revoked, unknown, or its certificate
+    /// expired): kept in the data folder, not retried.
+    #[error("{} (the server said: {})", .0.advice(), .0.reason)]
+    Refused(Refusal),
     /// Files in the data folder.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -281,7 +291,8 @@ pub fn save_enrollment(
 /// `fieldseal-agent enroll --data DIR --server HOST:PORT --token T [--ca FILE]`:
 /// enrol the device key of `DIR` (its public key: [`devicekey::public_key`],
 /// no PIN needed) and write `DIR/client.crt`, `DIR/ca.crt`, `DIR/server.txt`
-/// and `DIR/receipt.pub` (the server's receipt key, hex).
+/// and `DIR/receipt.pub` (the server's receipt key, hex); remove the refusal
+/// marker of a revoked or expired device ([`standing::REFUSAL_FILE`]).
 ///
 /// # Errors
 /// As [`enroll_public`]; [`SyncError::Key`] for the key; I/O errors writing the files.
@@ -294,6 +305,8 @@ pub async fn enroll_cmd(
     let public = devicekey::public_key(data_dir)?;
     let e = enroll_public(&public, server, token, ca).await?;
     save_enrollment(&StdFs, data_dir, server, &e)?;
+    // Enrolled (again): whatever refusal was on record is over.
+    standing::clear_refusal(&StdFs, data_dir)?;
     Ok(e)
 }
 
@@ -315,6 +328,8 @@ pub struct SyncConfig {
     /// Longest silence before a connection is given up (default 60 s: a
     /// minute of radio shadow; tests use a few seconds).
     pub idle_timeout: Duration,
+    /// Where a renewed certificate and a refusal of the device are kept.
+    pub credentials: Arc<dyn Credentials>,
 }
 
 impl SyncConfig {
@@ -328,6 +343,7 @@ impl SyncConfig {
             receipt_key: e.receipt_key,
             machine: MachineConfig::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            credentials: Arc::new(MemCredentials::default()),
         }
     }
 
@@ -371,6 +387,7 @@ impl SyncConfig {
                 .map_err(|_| SyncError::Config("receipt.pub: not a key".into()))?,
             machine: MachineConfig::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            credentials: Arc::new(DirCredentials::new(dir)),
         })
     }
 }

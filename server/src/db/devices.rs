@@ -1,8 +1,10 @@
-//! Devices, enrolment tokens and users in the index: not derived from
-//! evidence, so `reindex` keeps them. Each is one JSON record in its own
-//! sled tree (`devices` by the 8 id bytes, `tokens` by the SHA-256 of the
-//! token, `users` by name); the JSON is part of the archive format, and
-//! [`DeviceRecord`] keeps today's shape (hex strings) whatever its Rust types.
+//! Devices, enrolment tokens, users and device certificates in the index:
+//! not derived from evidence, so `reindex` keeps them. Each is one JSON
+//! record in its own sled tree (`devices` by the 8 id bytes, `tokens` by
+//! the SHA-256 of the token, `users` by name, `certs` by the device id and
+//! the certificate's notBefore); the JSON is part of the archive format,
+//! and [`DeviceRecord`] keeps today's shape (hex strings) whatever its Rust
+//! types.
 
 use ed25519_dalek::VerifyingKey;
 use fieldseal_proto::identity::{DeviceId, Hash32};
@@ -37,6 +39,48 @@ pub struct TokenRecord {
     pub expires_us: i64,
     /// The device id it enrolled, once used.
     pub used_by: Option<String>,
+    /// For a re-enrolment token (`device reenrol`): the only device (16
+    /// hex digits) it may enrol, one that is enrolled already (revoked, or
+    /// whose certificate expired). Absent for a new device's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// How a device certificate came to be.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertHow {
+    /// At enrolment.
+    Enrol,
+    /// At a re-enrolment with a token bound to the device.
+    Reenrol,
+    /// Renewed over a sync connection.
+    Renew,
+}
+
+/// A certificate issued to a device: one per enrolment, re-enrolment and
+/// renewal, so that who could sync as the device, and until when, stays
+/// on record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertRecord {
+    /// SHA-256 of its DER, hex.
+    pub sha256: String,
+    /// First second of validity (since the epoch).
+    pub not_before: i64,
+    /// Last second of validity.
+    pub not_after: i64,
+    /// When it was issued, µs since the epoch.
+    pub issued_us: i64,
+    /// How.
+    pub how: CertHow,
+}
+
+fn cert_key(device: DeviceId, not_before: i64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&device.0);
+    // Certificates of this server begin after 1970: the bytes sort as the times.
+    k[8..].copy_from_slice(&u64::try_from(not_before).unwrap_or(0).to_be_bytes());
+    k
 }
 
 /// A user of the server (the web UI and API come later).
@@ -153,31 +197,35 @@ impl Db {
     pub fn enroll<E>(
         &self,
         token_hash: &Hash32,
+        cert: &CertRecord,
         check: impl Fn(Option<TokenRecord>) -> Result<(TokenRecord, DeviceRecord), E>,
     ) -> Result<Result<DeviceRecord, E>, DbError> {
         use sled::Transactional;
-        let res = (&self.tokens, &self.devices).transaction(|(tokens, devices)| {
-            let current = match tokens.get(token_hash)? {
-                Some(v) => Some(serde_json::from_slice::<TokenRecord>(&v).map_err(|e| {
-                    sled::transaction::ConflictableTransactionError::Abort(e.to_string())
-                })?),
-                None => None,
-            };
-            match check(current) {
-                Err(e) => Ok(Err(e)),
-                Ok((tok, dev)) => {
-                    let id = dev.id;
-                    if devices.get(id.0)?.is_some() {
-                        return Ok(Ok(None));
+        let cj = serde_json::to_vec(cert)?;
+        let res =
+            (&self.tokens, &self.devices, &self.certs).transaction(|(tokens, devices, certs)| {
+                let current = match tokens.get(token_hash)? {
+                    Some(v) => Some(serde_json::from_slice::<TokenRecord>(&v).map_err(|e| {
+                        sled::transaction::ConflictableTransactionError::Abort(e.to_string())
+                    })?),
+                    None => None,
+                };
+                match check(current) {
+                    Err(e) => Ok(Err(e)),
+                    Ok((tok, dev)) => {
+                        let id = dev.id;
+                        if devices.get(id.0)?.is_some() {
+                            return Ok(Ok(None));
+                        }
+                        let tj = serde_json::to_vec(&tok).expect("serialisable");
+                        let dj = serde_json::to_vec(&dev).expect("serialisable");
+                        tokens.insert(token_hash.as_slice(), tj)?;
+                        devices.insert(id.0.as_slice(), dj)?;
+                        certs.insert(&cert_key(id, cert.not_before), cj.clone())?;
+                        Ok(Ok(Some(dev)))
                     }
-                    let tj = serde_json::to_vec(&tok).expect("serialisable");
-                    let dj = serde_json::to_vec(&dev).expect("serialisable");
-                    tokens.insert(token_hash.as_slice(), tj)?;
-                    devices.insert(id.0.as_slice(), dj)?;
-                    Ok(Ok(Some(dev)))
                 }
-            }
-        });
+            });
         match res {
             Ok(Ok(Some(dev))) => {
                 self.flush()?;
@@ -187,6 +235,95 @@ impl Db {
             Ok(Err(e)) => Ok(Err(e)),
             Err(sled::transaction::TransactionError::Abort(e)) => Err(DbError::Corrupt(e)),
             Err(sled::transaction::TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Re-enrol an enrolled device with a token bound to it, in one
+    /// transaction as [`Db::enroll`]: the token is used, the device record
+    /// replaced (its revocation lifted) and the new certificate recorded
+    /// together, or none of it.
+    ///
+    /// # Errors
+    /// sled errors, or the error `check` returns (nothing is changed then).
+    pub fn reenroll<E>(
+        &self,
+        token_hash: &Hash32,
+        id: DeviceId,
+        cert: &CertRecord,
+        check: impl Fn(
+            Option<TokenRecord>,
+            Option<DeviceRecord>,
+        ) -> Result<(TokenRecord, DeviceRecord), E>,
+    ) -> Result<Result<DeviceRecord, E>, DbError> {
+        use sled::Transactional;
+        let abort = |e: serde_json::Error| {
+            sled::transaction::ConflictableTransactionError::Abort(e.to_string())
+        };
+        let cj = serde_json::to_vec(cert)?;
+        let res =
+            (&self.tokens, &self.devices, &self.certs).transaction(|(tokens, devices, certs)| {
+                let tok = match tokens.get(token_hash)? {
+                    Some(v) => Some(serde_json::from_slice::<TokenRecord>(&v).map_err(abort)?),
+                    None => None,
+                };
+                let dev = match devices.get(id.0)? {
+                    Some(v) => Some(serde_json::from_slice::<DeviceRecord>(&v).map_err(abort)?),
+                    None => None,
+                };
+                match check(tok, dev) {
+                    Err(e) => Ok(Err(e)),
+                    Ok((tok, dev)) => {
+                        let tj = serde_json::to_vec(&tok).expect("serialisable");
+                        let dj = serde_json::to_vec(&dev).expect("serialisable");
+                        tokens.insert(token_hash.as_slice(), tj)?;
+                        devices.insert(id.0.as_slice(), dj)?;
+                        certs.insert(&cert_key(id, cert.not_before), cj.clone())?;
+                        Ok(Ok(dev))
+                    }
+                }
+            });
+        match res {
+            Ok(Ok(dev)) => {
+                self.flush()?;
+                Ok(Ok(dev))
+            }
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(sled::transaction::TransactionError::Abort(e)) => Err(DbError::Corrupt(e)),
+            Err(sled::transaction::TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Record a certificate issued to `device` (durable on return).
+    ///
+    /// # Errors
+    /// sled errors.
+    pub fn put_cert(&self, device: DeviceId, c: &CertRecord) -> Result<(), DbError> {
+        self.certs
+            .insert(cert_key(device, c.not_before), serde_json::to_vec(c)?)?;
+        self.flush()
+    }
+
+    /// The certificates issued to `device`, oldest first.
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn certs(&self, device: DeviceId) -> Result<Vec<CertRecord>, DbError> {
+        self.certs
+            .scan_prefix(device.0)
+            .values()
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect()
+    }
+
+    /// The newest certificate issued to `device`, if any was recorded
+    /// (devices enrolled before certificates expired have none).
+    ///
+    /// # Errors
+    /// sled or decoding errors.
+    pub fn current_cert(&self, device: DeviceId) -> Result<Option<CertRecord>, DbError> {
+        match self.certs.scan_prefix(device.0).next_back() {
+            Some(kv) => Ok(Some(serde_json::from_slice(&kv?.1)?)),
+            None => Ok(None),
         }
     }
 
@@ -269,10 +406,18 @@ mod tests {
             name: "cam".into(),
             expires_us: 10,
             used_by: None,
+            device: None,
         };
         let th = [3; 32];
         db.put_token(&th, &tok).unwrap();
-        let res = db.enroll(&th, |t| -> Result<_, ()> {
+        let cert = CertRecord {
+            sha256: "00".repeat(32),
+            not_before: 1,
+            not_after: 2,
+            issued_us: 1_000_000,
+            how: CertHow::Enrol,
+        };
+        let res = db.enroll(&th, &cert, |t| -> Result<_, ()> {
             let t = t.expect("token stored");
             Ok((
                 TokenRecord {
@@ -285,6 +430,33 @@ mod tests {
         assert!(matches!(res, Err(DbError::AlreadyEnrolled)), "{res:?}");
         assert_eq!(db.token(&th).unwrap(), Some(tok));
         assert_eq!(db.devices().unwrap(), vec![dev]);
+        assert!(db.certs(DeviceId::from_key(&key)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn certificates_are_kept_per_device_in_time_order() {
+        let d = tempfile::tempdir().unwrap();
+        let db = Db::open(d.path()).unwrap();
+        let (a, b) = (DeviceId([1; 8]), DeviceId([2; 8]));
+        let rec = |nb: i64, how| CertRecord {
+            sha256: hex::encode([u8::try_from(nb % 256).unwrap(); 32]),
+            not_before: nb,
+            not_after: nb + 90,
+            issued_us: nb * 1_000_000,
+            how,
+        };
+        // 300 sorts after 2 only as a big-endian number, not as text.
+        db.put_cert(a, &rec(300, CertHow::Renew)).unwrap();
+        db.put_cert(a, &rec(2, CertHow::Enrol)).unwrap();
+        db.put_cert(b, &rec(5, CertHow::Enrol)).unwrap();
+        assert_eq!(
+            db.certs(a).unwrap(),
+            vec![rec(2, CertHow::Enrol), rec(300, CertHow::Renew)]
+        );
+        assert_eq!(db.current_cert(a).unwrap(), Some(rec(300, CertHow::Renew)));
+        assert_eq!(db.current_cert(DeviceId([3; 8])).unwrap(), None);
+        let json = serde_json::to_string(&rec(2, CertHow::Reenrol)).unwrap();
+        assert!(json.contains(r#""how":"reenrol""#), "{json}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The sled index: opening and locking it, and its errors. What it holds is
 //! split by concept:
-//! - `devices.rs`: devices, enrolment tokens and users (not derived from
-//!   evidence: kept by `reindex`);
+//! - `devices.rs`: devices, enrolment tokens, users, and each device's
+//!   certificates (not derived from evidence: kept by `reindex`);
 //! - `chain.rs`: per-device chain heads, accepted entries with their
 //!   receipts, which seqs have media ([`crate::chainindex::ChainIndex`]);
 //! - `log.rs`: the transparency log's stored tree nodes, built from
@@ -42,7 +42,7 @@ mod log;
 mod retention;
 mod tags;
 
-pub use devices::{DeviceRecord, TokenRecord, UserRecord};
+pub use devices::{CertHow, CertRecord, DeviceRecord, TokenRecord, UserRecord};
 pub use links::Link;
 pub use tags::{entry_tag, Tagged};
 
@@ -98,6 +98,9 @@ pub struct Db {
     cases: sled::Tree,
     officers: sled::Tree,
     custody: sled::Tree,
+    /// Device id ‖ notBefore (u64 seconds) → the certificate issued then
+    /// (`devices.rs`).
+    certs: sled::Tree,
     media_time: sled::Tree,
     /// Case number ‖ device ‖ seq → activity type (`tags.rs`).
     tags: sled::Tree,
@@ -174,6 +177,7 @@ impl Db {
             cases: db.open_tree("cases")?,
             officers: db.open_tree("officers")?,
             custody: db.open_tree("custody")?,
+            certs: db.open_tree("certs")?,
             media_time: db.open_tree("media_time")?,
             tags: db.open_tree("tags")?,
             links: db.open_tree("links")?,

@@ -51,7 +51,11 @@ pub fn transport_config() -> quinn::TransportConfig {
 /// # Errors
 /// TLS configuration errors; the address is in use.
 pub fn endpoint(shared: &Shared, addr: SocketAddr) -> Result<quinn::Endpoint, EndpointError> {
-    let tls = pki::server_tls(&shared.dir, shared.allowed.clone())?;
+    let tls = pki::server_tls(
+        &shared.dir,
+        shared.allowed.clone(),
+        shared.counters.certs.clone(),
+    )?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     sc.transport_config(Arc::new(transport_config()));
@@ -219,12 +223,16 @@ fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
         .protocol
 }
 
-fn peer_key(conn: &quinn::Connection) -> Option<[u8; 32]> {
+fn peer_cert(conn: &quinn::Connection) -> Option<rustls::pki_types::CertificateDer<'static>> {
     let certs = conn
         .peer_identity()?
         .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
         .ok()?;
-    pki::cert_ed25519_key(certs.first()?).ok()
+    certs.first().cloned()
+}
+
+fn peer_key(conn: &quinn::Connection) -> Option<[u8; 32]> {
+    pki::cert_ed25519_key(&peer_cert(conn)?).ok()
 }
 
 async fn handle_connection(
@@ -269,7 +277,10 @@ async fn sync_connection(
             "device {device} revoked while connecting"
         )));
     }
-    let res = super::session::run(&conn, &shared, vk).await;
+    // The certificate it authenticated with: what renewal renews, and
+    // when the connection must end if it outlives it.
+    let presented = peer_cert(&conn).and_then(|c| crate::renew::Presented::from_der(&c).ok());
+    let res = super::session::run(&conn, &shared, vk, presented).await;
     registry::forget(&shared.live, device, |c| c.stable_id() == conn.stable_id());
     res
 }

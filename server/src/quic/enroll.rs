@@ -74,14 +74,32 @@ pub(super) async fn serve(
 async fn enrol(shared: &Arc<Shared>, req: EnrollRequest) -> Result<EnrollResponse, ConnError> {
     let s = shared.clone();
     let resp = tokio::task::spawn_blocking(move || {
-        admin::enroll(&s.db, &s.ca, &s.receipt_key.verifying_key(), &req, now_us())
+        admin::enroll(
+            &s.db,
+            &s.ca,
+            &s.receipt_key.verifying_key(),
+            &req,
+            now_us(),
+            s.cfg.device_cert_validity_secs(),
+        )
     })
     .await?;
     if let EnrollResponse::Ok { device_id, .. } = &resp {
         if let Ok(Some(d)) = shared.db.device(*device_id) {
             shared.allowed.insert(d.key.to_bytes());
         }
-        tracing::info!(device = %device_id, "device enrolled");
+        shared
+            .counters
+            .certs
+            .enrolled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cert = shared.db.current_cert(*device_id).ok().flatten();
+        tracing::info!(
+            device = %device_id,
+            how = ?cert.as_ref().map(|c| c.how),
+            cert_not_after = ?cert.as_ref().map(|c| c.not_after),
+            "device enrolled"
+        );
     }
     Ok(resp)
 }

@@ -52,6 +52,9 @@ pub const CLOSE_SUPERSEDED: VarInt = VarInt::from_u32(0x14);
 pub const CLOSE_TIMEOUT: VarInt = VarInt::from_u32(0x15);
 /// Application close code: too many attempts from this address; try later.
 pub const CLOSE_BUSY: VarInt = VarInt::from_u32(0x16);
+/// Application close code: the certificate the connection was made with
+/// has expired (a connection outlived it without renewing).
+pub const CLOSE_EXPIRED: VarInt = VarInt::from_u32(0x17);
 
 /// Binding the QUIC endpoint failed.
 #[derive(Debug, thiserror::Error)]

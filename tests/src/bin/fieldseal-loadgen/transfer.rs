@@ -127,7 +127,7 @@ pub(crate) async fn sink(args: &Args) -> anyhow::Result<()> {
     let server_data = args.path("server-data")?;
     let allowed = pki::Allowed::default();
     allowed.insert(device_key(args.num("seed", 1)?).verifying_key().to_bytes());
-    let tls = pki::server_tls(&server_data, allowed)?;
+    let tls = pki::server_tls(&server_data, allowed, Default::default())?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     sc.transport_config(Arc::new(fieldseal_server::quic::transport_config()));
