@@ -28,6 +28,7 @@ pub mod config;
 pub mod control;
 pub mod fault;
 pub mod fsutil;
+pub mod gps;
 pub mod index;
 pub mod keyfile;
 pub mod policy;

@@ -36,7 +36,10 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use thiserror::Error;
 
 pub use self::event::{Event, StopReason};
-pub use self::position::{degrees_text, utc_text, NoFix, Point, Position, ACCURACY_UNKNOWN};
+pub use self::position::{
+    degrees_text, position_bytes, position_from_bytes, utc_text, NoFix, Point, Position,
+    ACCURACY_UNKNOWN,
+};
 pub use self::segment::{segment_flags, CodecParams, SegmentBody};
 
 use crate::codec::{put, Decode, DecodeError, Encode, Reader};

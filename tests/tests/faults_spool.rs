@@ -17,7 +17,7 @@ use fieldseal_agent::spoolfs::{Fault, MemFs, SpoolFs};
 use fieldseal_proto::chain::{verify_chain, MediaObservation, VerifyOptions};
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::{Decode, Encode};
-use fieldseal_proto::entry::{CodecParams, Event, SignedEntry};
+use fieldseal_proto::entry::{CodecParams, Event, NoFix, Position, SignedEntry};
 use fieldseal_proto::identity::{sha256, Hash32};
 use fieldseal_tests::faults::{iterations, Scenario};
 use fieldseal_tests::{key, SplitMix};
@@ -66,6 +66,8 @@ fn draft(recording: [u8; 16], part: u32, start_mono_us: u64) -> SegmentDraft {
         flags: 0,
         case: None,
         activity: None,
+        // A salvaged segment states it too (kept in its draft).
+        position: Some(Position::NoFix(NoFix::Lost)),
     }
 }
 

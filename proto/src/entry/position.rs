@@ -180,6 +180,31 @@ pub(super) fn decode(r: &mut Reader<'_>) -> Result<Option<Position>, DecodeError
     })
 }
 
+/// The field's bytes (tag and fields) as they are in the signing bytes: how
+/// a writer keeps a position it will sign later.
+pub fn position_bytes(p: Option<&Position>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19);
+    encode(&mut out, p);
+    out
+}
+
+/// The position whose field bytes are exactly `b`.
+///
+/// # Errors
+/// As the entry decoder for the field; trailing bytes are
+/// [`DecodeError::TrailingData`].
+pub fn position_from_bytes(b: &[u8]) -> Result<Option<Position>, DecodeError> {
+    let mut r = Reader::new(b);
+    let p = decode(&mut r)?;
+    if r.remaining() > 0 {
+        return Err(DecodeError::TrailingData {
+            what: "position",
+            count: r.remaining(),
+        });
+    }
+    Ok(p)
+}
+
 /// A time in µs since the Unix epoch as UTC text, `2026-07-01T08:00:15.250Z`
 /// (milliseconds shown when not zero): for human reports, which proto
 /// writes without a date library. Proleptic Gregorian calendar, any i64.
