@@ -283,8 +283,12 @@ fn no_gpsd_at_all_and_no_receiver_configured() {
     ));
     let all = entries(&a.dir);
     let second = &all[first.len()..];
+    let names: Vec<&str> = second
+        .iter()
+        .filter_map(|e| e.entry.event().map(Event::name))
+        .collect();
     let segs = segment_positions(second);
-    assert_eq!(segs.len(), 3, "recording is unaffected");
+    assert_eq!(segs.len(), 3, "recording is unaffected; events {names:?}");
     assert!(
         segs.iter()
             .all(|(_, p)| *p == Some(Position::NoFix(NoFix::ReceiverUnreachable))),
@@ -295,10 +299,6 @@ fn no_gpsd_at_all_and_no_receiver_configured() {
         [Event::ReceiverUnreachable { last_fix_us: None }]
     );
     // Signed right after the agent started, before recording began.
-    let names: Vec<&str> = second
-        .iter()
-        .filter_map(|e| e.entry.event().map(Event::name))
-        .collect();
     assert_eq!(
         names[..3],
         ["agent-started", "receiver-unreachable", "recording-started"],
