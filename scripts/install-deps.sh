@@ -20,6 +20,9 @@ PACKAGES=(
   python3
   # libfaketime: the fault suite makes the agent's wall clock jump by hours.
   faketime
+  # gpsfake (gpsd-clients) replays an NMEA log through a real gpsd (gpsd) for
+  # the agent's position test (tests/tests/gps_e2e.rs).
+  gpsd gpsd-clients
   # strace: tests/tests/powerloss.rs audits what `init` leaves un-fsynced
   # (tests/src/fsync_audit.rs replays the trace against a power-cut model).
   strace

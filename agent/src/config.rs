@@ -88,6 +88,18 @@ low_percent = 90
 # How long a segment stays on the device after the server acknowledged it.
 keep_after_ack_seconds = 86400
 
+[gps]
+# Positions from gpsd, the GPS daemon (Debian's gpsd package), over its JSON
+# protocol. Off by default: a device without a receiver states "no fix
+# (no-receiver)" in every entry and signs no position events. On, every
+# segment states the latest fix at its last frame (or no fix, and why), and
+# losing or regaining the fix or gpsd is signed as an event.
+enabled = false
+# Where gpsd listens, host:port.
+gpsd = "127.0.0.1:2947"
+# A fix counts for this many seconds after it came; then "no fix (fix-lost)".
+max_fix_age_seconds = 5
+
 # [key]
 # Where the device key lives. Left out: the file device.key in this folder
 # (mode 0600). `fieldseal-agent init --pkcs11 MODULE --token LABEL` writes this
@@ -110,6 +122,8 @@ pub struct AgentConfig {
     pub storage: StorageSection,
     /// Where the device key lives.
     pub key: KeyStore,
+    /// Position settings.
+    pub gps: GpsSection,
 }
 
 /// `[capture]`.
@@ -169,6 +183,55 @@ impl Default for StorageSection {
     }
 }
 
+/// `[gps]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)] // Documented in DEFAULT_CONFIG.
+pub struct GpsSection {
+    pub enabled: bool,
+    pub gpsd: String,
+    pub max_fix_age_seconds: u32,
+}
+
+impl Default for GpsSection {
+    fn default() -> Self {
+        GpsSection {
+            enabled: false,
+            gpsd: "127.0.0.1:2947".into(),
+            max_fix_age_seconds: 5,
+        }
+    }
+}
+
+impl GpsSection {
+    /// The position source these settings ask for.
+    pub fn start(&self) -> crate::gps::Gps {
+        if self.enabled {
+            crate::gps::Gps::start(
+                &self.gpsd,
+                std::time::Duration::from_secs(u64::from(self.max_fix_age_seconds)),
+                crate::gps::Backoff::default(),
+            )
+        } else {
+            crate::gps::Gps::off()
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let port = self
+            .gpsd
+            .rsplit_once(':')
+            .map(|(h, p)| (h, p.parse::<u16>()));
+        if !matches!(port, Some((h, Ok(p))) if !h.is_empty() && p > 0) {
+            return Err(format!("gps.gpsd must be host:port, not {:?}", self.gpsd));
+        }
+        if self.max_fix_age_seconds == 0 {
+            return Err("gps.max_fix_age_seconds must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// Errors loading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -212,6 +275,9 @@ impl AgentConfig {
             .map_err(|_| ConfigError::Parse(path.display().to_string(), "not UTF-8 text".into()))?;
         let cfg: AgentConfig = toml::from_str(&text)
             .map_err(|e| ConfigError::Parse(path.display().to_string(), e.to_string()))?;
+        cfg.gps
+            .check()
+            .map_err(|e| ConfigError::Parse(path.display().to_string(), e))?;
         if cfg.storage.low_percent == 0 || cfg.storage.low_percent > 100 {
             return Err(ConfigError::Parse(
                 path.display().to_string(),
@@ -265,6 +331,36 @@ mod tests {
         );
         assert_eq!(parsed.storage.limit_bytes, d.storage.limit_bytes);
         assert!(parsed.capture_config(None).is_ok());
+        assert!(!parsed.gps.enabled);
+        assert_eq!(parsed.gps.gpsd, d.gps.gpsd);
+        assert_eq!(parsed.gps.max_fix_age_seconds, d.gps.max_fix_age_seconds);
+        assert!(parsed.gps.check().is_ok());
+    }
+
+    #[test]
+    fn gps_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [
+            "gpsd = \"localhost\"",
+            "gpsd = \":2947\"",
+            "gpsd = \"127.0.0.1:0\"",
+            "gpsd = \"127.0.0.1:99999\"",
+            "max_fix_age_seconds = 0",
+        ] {
+            std::fs::write(
+                dir.path().join("config.toml"),
+                format!("[gps]\nenabled = true\n{bad}\n"),
+            )
+            .unwrap();
+            let e = AgentConfig::load(dir.path()).unwrap_err();
+            assert!(matches!(e, ConfigError::Parse(..)), "{bad}: {e}");
+        }
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[gps]\nenabled = true\ngpsd = \"[::1]:2947\"\n",
+        )
+        .unwrap();
+        assert!(AgentConfig::load(dir.path()).unwrap().gps.enabled);
     }
 
     #[test]

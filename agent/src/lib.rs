@@ -33,6 +33,7 @@ pub mod control;
 pub mod devicekey;
 pub mod fault;
 pub mod fsutil;
+pub mod gps;
 pub mod index;
 pub mod keyfile;
 pub mod policy;

@@ -176,6 +176,9 @@ pub fn run(
     let (tx, rx) = mpsc::sync_channel::<Input>(8);
     spawn_control(listener, tx.clone(), Arc::clone(&shutdown));
 
+    // Before the first entry, so that it states whether gpsd answers.
+    let gps = cfg.gps.start();
+
     let limit = cfg.storage.limit_bytes;
     let mut w = Writer {
         signer: &signer,
@@ -201,6 +204,7 @@ pub fn run(
         battery_root: std::env::var_os("FIELDSEAL_POWER_SUPPLY_DIR")
             .map_or_else(|| "/sys/class/power_supply".into(), Into::into),
         battery_checked: None,
+        gps,
         summary: RunSummary {
             recovered_from_crash: open.crashed,
             salvaged: open.salvaged.len(),
@@ -210,6 +214,7 @@ pub fn run(
     w.event(Event::AgentStarted {
         software: format!("fieldseal-agent {}", env!("CARGO_PKG_VERSION")),
     })?;
+    w.check_gps()?;
     let first = w.recorder.on_start();
     w.execute(first)?;
     if let Some((case, activity)) = opts.start.clone() {
@@ -260,6 +265,7 @@ pub fn run(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         w.check_clock()?;
+        w.check_gps()?;
         w.check_battery()?;
         w.release_acknowledged()?;
         sync.poll(dir, &store);

@@ -36,7 +36,7 @@ use fieldseal_proto::chain::{verify_chain, MediaObservation, Report, VerifyOptio
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::entry::{
-    segment_flags, Body, ChainHead, Clock as EntryClock, CodecParams, EntryError, Event,
+    segment_flags, Body, ChainHead, Clock as EntryClock, CodecParams, EntryError, Event, Position,
     SegmentBody, SignedEntry,
 };
 use fieldseal_proto::identity::{Hash32, Sha256Stream, Signer};
@@ -109,6 +109,27 @@ pub struct SegmentDraft {
     pub flags: u8,
     pub case: Option<String>,
     pub activity: Option<String>,
+    /// The position the entry will state (`None`: not stated), kept as the
+    /// field's hex bytes (FORMAT.md §3.1.1) so that a salvaged segment states
+    /// what its entry would have. Drafts written before it read as `None`.
+    #[serde(default, with = "position_hex")]
+    pub position: Option<Position>,
+}
+
+/// [`SegmentDraft::position`] as the hex of its field bytes.
+mod position_hex {
+    use fieldseal_proto::entry::{position_bytes, position_from_bytes, Position};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &Option<Position>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(position_bytes(p.as_ref())))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Position>, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = hex::decode(text).map_err(serde::de::Error::custom)?;
+        position_from_bytes(&bytes).map_err(serde::de::Error::custom)
+    }
 }
 
 impl SegmentDraft {
@@ -313,7 +334,8 @@ impl Spool {
         }
     }
 
-    /// Sign and durably append an event.
+    /// Sign and durably append an event that states no position (the
+    /// spool's own, signed before anything knows one).
     ///
     /// # Errors
     /// I/O errors; the head does not move on error.
@@ -323,21 +345,36 @@ impl Spool {
         clock: &dyn Clock,
         event: Event,
     ) -> Result<SignedEntry, SpoolError> {
+        self.append_event_at(signer, clock, None, event)
+    }
+
+    /// Sign and durably append an event that states `position`.
+    ///
+    /// # Errors
+    /// I/O errors; the head does not move on error.
+    pub fn append_event_at(
+        &mut self,
+        signer: &dyn Signer,
+        clock: &dyn Clock,
+        position: Option<Position>,
+        event: Event,
+    ) -> Result<SignedEntry, SpoolError> {
         let c = self.entry_clock(clock);
-        self.append_body(signer, c, Body::Event(event))
+        self.append_body(signer, c, position, Body::Event(event))
     }
 
     fn append_body(
         &mut self,
         signer: &dyn Signer,
         c: EntryClock,
+        position: Option<Position>,
         body: Body,
     ) -> Result<SignedEntry, SpoolError> {
         if self.poisoned {
             return Err(SpoolError::Poisoned);
         }
         let mut head = self.head;
-        let entry = head.append(signer, c, None, body)?;
+        let entry = head.append(signer, c, position, body)?;
         let mut rec = Vec::with_capacity(entry.encoded_len() + chainlog::RECORD_HEADER);
         chainlog::put_record(&mut rec, &entry.to_bytes());
         let path = crate::chainlog::path(&self.dir);
@@ -410,9 +447,11 @@ impl Spool {
         crate::fault::point("segment-after-rename");
         self.media_bytes += bytes.len() as u64;
         let c = self.entry_clock(clock);
+        let position = draft.position;
         let entry = self.append_body(
             signer,
             c,
+            position,
             Body::Segment(draft.into_body(sha, bytes.len() as u64)),
         )?;
         // The entry is durable: the metadata has served its purpose.
@@ -477,7 +516,13 @@ impl Spool {
             draft.flags |= segment_flags::RECOVERED;
             self.media_bytes += len;
             let c = self.entry_clock(clock);
-            self.append_body(signer, c, Body::Segment(draft.into_body(sha, len)))?;
+            let position = draft.position;
+            self.append_body(
+                signer,
+                c,
+                position,
+                Body::Segment(draft.into_body(sha, len)),
+            )?;
             let _ = self.fs.remove_file(&meta_path);
             out.push(seq);
         }
@@ -542,6 +587,7 @@ fn unknown_draft(clock: &dyn Clock) -> SegmentDraft {
         flags: segment_flags::RECOVERED,
         case: None,
         activity: None,
+        position: None,
     }
 }
 
@@ -842,11 +888,74 @@ mod tests {
         let d: SegmentDraft = serde_json::from_str(flat).unwrap();
         assert_eq!((d.codec.width, d.codec.channels), (1280, 1));
         assert_eq!(d.codec.audio, "aac");
+        // Written before positions: it states none (tag 0), and says so now.
+        assert_eq!(d.position, None);
         let back: serde_json::Value = serde_json::to_value(&d).unwrap();
-        let want: serde_json::Value = serde_json::from_str(flat).unwrap();
+        let mut want: serde_json::Value = serde_json::from_str(flat).unwrap();
+        want["position"] = "00".into();
         assert_eq!(back, want);
         // A width the entry cannot hold is refused, not clamped.
         let wide = flat.replace(r#""width":1280"#, r#""width":70000"#);
         assert!(serde_json::from_str::<SegmentDraft>(&wide).is_err());
+    }
+
+    /// A segment torn by a crash is signed at the next start with the
+    /// position its draft kept, as its entry would have stated it.
+    #[test]
+    fn a_salvaged_segment_states_the_position_of_its_draft() {
+        use fieldseal_proto::entry::{NoFix, Point};
+        let dir = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+        let clock = crate::clock::SystemClock::new();
+        let (spool, _) = Spool::open(dir.path(), &key, &clock).unwrap();
+        let seq = spool.head().next_seq;
+        drop(spool); // a crash: no close
+        let fix = Position::Fix {
+            point: Point {
+                lat_e7: 440_110_717,
+                lon_e7: 873_001_000,
+                accuracy_m: 18,
+            },
+            fix_us: 1_782_892_808_000_000,
+        };
+        let partial = dir.path().join("media/.partial");
+        for (i, position) in [(0, Some(fix)), (1, Some(Position::NoFix(NoFix::Lost)))] {
+            let d = SegmentDraft {
+                recording: [9; 16],
+                part: i,
+                start_pts: i64::from(i) * 90_000,
+                end_pts: i64::from(i + 1) * 90_000,
+                start_mono_us: 1,
+                video_frames: 30,
+                audio_samples: 0,
+                codec: unknown_draft(&clock).codec,
+                flags: 0,
+                case: None,
+                activity: None,
+                position,
+            };
+            let n = seq + u64::from(i);
+            fs::write(
+                partial.join(format!("{n:012}.json")),
+                serde_json::to_vec(&d).unwrap(),
+            )
+            .unwrap();
+            fs::write(partial.join(media_name(n)), b"torn").unwrap();
+        }
+        let (_spool, open) = Spool::open(dir.path(), &key, &clock).unwrap();
+        assert_eq!(open.salvaged, [seq, seq + 1]);
+        let log = fs::read(dir.path().join("chain.log")).unwrap();
+        let entries: Vec<SignedEntry> = chainlog::split(&log)
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| SignedEntry::from_bytes(r).unwrap())
+            .collect();
+        let stated: Vec<_> = entries
+            .iter()
+            .filter(|e| e.entry.segment().is_some())
+            .map(|e| e.entry.position)
+            .collect();
+        assert_eq!(stated, [Some(fix), Some(Position::NoFix(NoFix::Lost))]);
     }
 }

@@ -20,7 +20,9 @@ use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
 use crate::codec::Decode;
-use crate::entry::{Event, SignedEntry, PTS_HZ};
+use crate::entry::{
+    degrees_text, utc_text, Event, Position, SignedEntry, ACCURACY_UNKNOWN, PTS_HZ,
+};
 use crate::identity::{DeviceId, Hash32};
 
 /// What the caller found of one segment's media file. proto does no I/O: the
@@ -150,6 +152,77 @@ pub struct Gap {
     pub reason_seq: Option<u64>,
 }
 
+/// Where a segment was recorded, as its signed entry states it (`positions`
+/// in `docs/FORMAT.md` §5). Every member is always present; those that do
+/// not apply are `null`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentPosition {
+    /// The segment's seq.
+    pub seq: u64,
+    /// `fix`, `no-fix`, or `unstated` (the entry says nothing: tag 0).
+    pub status: &'static str,
+    /// Latitude, 1e-7 degree (a fix).
+    pub lat_e7: Option<i32>,
+    /// Longitude, 1e-7 degree (a fix).
+    pub lon_e7: Option<i32>,
+    /// Accuracy radius, metres; 65535: unknown (a fix).
+    pub accuracy_m: Option<u16>,
+    /// Time of the fix, µs since the epoch (a fix of tag 2; `null` for tag 1).
+    pub fix_us: Option<i64>,
+    /// Why there is no fix (`no-receiver`, `receiver-unreachable`,
+    /// `no-fix-yet`, `fix-lost`).
+    pub no_fix: Option<&'static str>,
+}
+
+impl SegmentPosition {
+    /// The report's line for segment `seq` stating `p`.
+    pub fn new(seq: u64, p: Option<&Position>) -> Self {
+        let point = p.and_then(Position::point);
+        SegmentPosition {
+            seq,
+            status: match p {
+                None => "unstated",
+                Some(Position::NoFix(_)) => "no-fix",
+                Some(_) => "fix",
+            },
+            lat_e7: point.map(|x| x.lat_e7),
+            lon_e7: point.map(|x| x.lon_e7),
+            accuracy_m: point.map(|x| x.accuracy_m),
+            fix_us: match p {
+                Some(Position::Fix { fix_us, .. }) => Some(*fix_us),
+                _ => None,
+            },
+            no_fix: match p {
+                Some(Position::NoFix(why)) => Some(why.as_str()),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl fmt::Display for SegmentPosition {
+    /// What the entry states, without the seq: `44.0110000, 87.3080000 ±8 m,
+    /// fix 2026-07-01T08:00:15Z`, `no fix (fix-lost)`, `position not stated`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let (Some(lat), Some(lon), Some(acc)) = (self.lat_e7, self.lon_e7, self.accuracy_m) {
+            write!(f, "{}, {}", degrees_text(lat), degrees_text(lon))?;
+            if acc == ACCURACY_UNKNOWN {
+                write!(f, " (accuracy unknown)")?;
+            } else {
+                write!(f, " ±{acc} m")?;
+            }
+            return match self.fix_us {
+                Some(t) => write!(f, ", fix {}", utc_text(t)),
+                None => write!(f, ", fix time not recorded"),
+            };
+        }
+        match self.no_fix {
+            Some(why) => write!(f, "no fix ({why})"),
+            None => write!(f, "position not stated"),
+        }
+    }
+}
+
 /// The verification report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -174,6 +247,8 @@ pub struct Report {
     pub media_verified: u64,
     /// Every interval between segments not covered by media.
     pub gaps: Vec<Gap>,
+    /// Where each kept segment was recorded, in seq order.
+    pub positions: Vec<SegmentPosition>,
     /// Everything wrong, sorted by seq (`None` first), then kind (enum order).
     pub findings: Vec<Finding>,
 }
@@ -308,6 +383,11 @@ where
         media_seconds: timeline.media_seconds,
         media_verified,
         gaps: timeline.gaps,
+        positions: by_seq
+            .iter()
+            .filter(|(_, e)| e.entry.segment().is_some())
+            .map(|(&seq, e)| SegmentPosition::new(seq, e.entry.position.as_ref()))
+            .collect(),
         findings,
     }
 }
@@ -601,6 +681,31 @@ impl fmt::Display for Report {
                         _ => "UNEXPLAINED".into(),
                     }
                 )?;
+            }
+        }
+        if !self.positions.is_empty() {
+            writeln!(f, "  positions:")?;
+            // A run of segments that state the same thing (no fix for the
+            // same reason, say) is one line, whatever events lie between.
+            let mut i = 0;
+            while i < self.positions.len() {
+                let p = &self.positions[i];
+                let text = p.to_string();
+                let mut j = i;
+                while self
+                    .positions
+                    .get(j + 1)
+                    .is_some_and(|q| q.to_string() == text)
+                {
+                    j += 1;
+                }
+                if j == i {
+                    writeln!(f, "    segment {}: {text}", p.seq)?;
+                } else {
+                    let last = self.positions[j].seq;
+                    writeln!(f, "    segments {}–{last}: {text}", p.seq)?;
+                }
+                i = j + 1;
             }
         }
         if !self.findings.is_empty() {

@@ -15,7 +15,7 @@
 //! wall_us                i64 device wall clock, µs since 1970-01-01T00:00:00Z
 //! mono_us                u64 device monotonic clock, µs, restarts with `boot`
 //! boot                   u32 agent start counter
-//! position               u8 0 | 1 followed by lat_e7 i32, lon_e7 i32, accuracy_m u16
+//! position               u8 tag 0 (none) | 1 point | 2 fix | 3 no fix, then its fields
 //! kind                   u8 1 = segment, 2 = event
 //! body                   segment or event body
 //! ```
@@ -25,16 +25,21 @@
 //! layout, with the bodies and test vectors, is in `docs/FORMAT.md`.
 //!
 //! The bodies live in submodules, re-exported here: [`SegmentBody`] and its
-//! [`CodecParams`] in `segment`, [`Event`] and [`StopReason`] in `event`.
+//! [`CodecParams`] in `segment`, [`Event`] and [`StopReason`] in `event`;
+//! the position field ([`Position`], [`Point`], [`NoFix`]) in `position`.
 
 mod event;
+mod position;
 mod segment;
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use serde::Serialize;
 use thiserror::Error;
 
 pub use self::event::{Event, StopReason};
+pub use self::position::{
+    degrees_text, position_bytes, position_from_bytes, utc_text, NoFix, Point, Position,
+    ACCURACY_UNKNOWN,
+};
 pub use self::segment::{segment_flags, CodecParams, SegmentBody};
 
 use crate::codec::{put, Decode, DecodeError, Encode, Reader};
@@ -118,23 +123,6 @@ fn get_opt_text(
     }
 }
 
-/// Where the device was, if it knew.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Position {
-    /// Latitude in units of 1e-7 degree, −90° … +90°.
-    pub lat_e7: i32,
-    /// Longitude in units of 1e-7 degree, −180° … +180°.
-    pub lon_e7: i32,
-    /// Estimated accuracy radius in metres (65535 = unknown or worse).
-    pub accuracy_m: u16,
-}
-
-impl Position {
-    fn valid(&self) -> bool {
-        self.lat_e7.unsigned_abs() <= 900_000_000 && self.lon_e7.unsigned_abs() <= 1_800_000_000
-    }
-}
-
 /// What an entry records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -159,7 +147,8 @@ pub struct Entry {
     pub mono_us: u64,
     /// Agent start counter: increments every time the agent process starts.
     pub boot: u32,
-    /// Where the device was, if known.
+    /// Where the device was: a fix, or no fix and why; `None` when the
+    /// entry says nothing (tag 0).
     pub position: Option<Position>,
     /// Segment or event.
     pub body: Body,
@@ -181,15 +170,7 @@ impl Entry {
         out.extend_from_slice(&self.wall_us.to_be_bytes());
         out.extend_from_slice(&self.mono_us.to_be_bytes());
         out.extend_from_slice(&self.boot.to_be_bytes());
-        match &self.position {
-            None => out.push(0),
-            Some(p) => {
-                out.push(1);
-                out.extend_from_slice(&p.lat_e7.to_be_bytes());
-                out.extend_from_slice(&p.lon_e7.to_be_bytes());
-                out.extend_from_slice(&p.accuracy_m.to_be_bytes());
-            }
-        }
+        position::encode(&mut out, self.position.as_ref());
         match &self.body {
             Body::Segment(s) => {
                 out.push(1);
@@ -279,22 +260,7 @@ impl Decode for Entry {
         let wall_us = r.i64()?;
         let mono_us = r.u64()?;
         let boot = r.u32()?;
-        let position = if r.bool("position present")? {
-            let p = Position {
-                lat_e7: r.i32()?,
-                lon_e7: r.i32()?,
-                accuracy_m: r.u16()?,
-            };
-            if !p.valid() {
-                return Err(DecodeError::InvalidValue {
-                    what: "position",
-                    value: 0,
-                });
-            }
-            Some(p)
-        } else {
-            None
-        };
+        let position = position::decode(r)?;
         let body = match r.u8()? {
             1 => Body::Segment(SegmentBody::decode(r)?),
             2 => Body::Event(Event::decode(r)?),

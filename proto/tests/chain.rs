@@ -6,8 +6,8 @@ use ed25519_dalek::SigningKey;
 use fieldseal_proto::chain::{verify_chain, FindingKind, MediaObservation, Report, VerifyOptions};
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::entry::{
-    Body, ChainHead, Clock, CodecParams, Entry, EntryError, Event, Position, SegmentBody,
-    SignedEntry, StopReason,
+    Body, ChainHead, Clock, CodecParams, Entry, EntryError, Event, NoFix, Point, Position,
+    SegmentBody, SignedEntry, StopReason,
 };
 use fieldseal_proto::identity::{sha256, SignError, Signer};
 use fieldseal_proto::sample;
@@ -469,6 +469,37 @@ fn event() -> impl Strategy<Value = Event> {
                 dropped_frames,
             }
         }),
+        any::<i64>().prop_map(|fix_us| Event::FixAcquired { fix_us }),
+        any::<i64>().prop_map(|last_fix_us| Event::FixLost { last_fix_us }),
+        any::<Option<i64>>().prop_map(|last_fix_us| Event::ReceiverUnreachable { last_fix_us }),
+        Just(Event::ReceiverBack),
+    ]
+}
+
+/// Every form of the position field: nothing, a point (tag 1), a fix, no fix.
+fn position() -> impl Strategy<Value = Option<Position>> {
+    let point = (
+        -900_000_000i32..=900_000_000,
+        -1_800_000_000i32..=1_800_000_000,
+        any::<u16>(),
+    )
+        .prop_map(|(lat_e7, lon_e7, accuracy_m)| Point {
+            lat_e7,
+            lon_e7,
+            accuracy_m,
+        });
+    prop_oneof![
+        Just(None),
+        point.clone().prop_map(|p| Some(Position::Point(p))),
+        (point, any::<i64>()).prop_map(|(point, fix_us)| Some(Position::Fix { point, fix_us })),
+        (0usize..4).prop_map(|i| Some(Position::NoFix(
+            [
+                NoFix::NoReceiver,
+                NoFix::ReceiverUnreachable,
+                NoFix::NotYet,
+                NoFix::Lost
+            ][i]
+        ))),
     ]
 }
 
@@ -521,11 +552,7 @@ fn entry() -> impl Strategy<Value = Entry> {
         any::<i64>(),
         any::<u64>(),
         any::<u32>(),
-        proptest::option::of((
-            -900_000_000i32..=900_000_000,
-            -1_800_000_000i32..=1_800_000_000,
-            any::<u16>(),
-        )),
+        position(),
         prop_oneof![
             segment().prop_map(Body::Segment),
             event().prop_map(Body::Event)
@@ -539,11 +566,7 @@ fn entry() -> impl Strategy<Value = Entry> {
                 wall_us,
                 mono_us,
                 boot,
-                position: pos.map(|(lat_e7, lon_e7, accuracy_m)| Position {
-                    lat_e7,
-                    lon_e7,
-                    accuracy_m,
-                }),
+                position: pos,
                 body,
             },
         )
@@ -645,4 +668,33 @@ proptest! {
         let r = verify_chain(&key().verifying_key(), entries.iter().map(Vec::as_slice), &opts);
         prop_assert!(r.ok, "{}", r);
     }
+}
+
+/// The human report says where each segment was recorded, a run of
+/// segments without a fix for one reason on one line.
+#[test]
+fn the_human_report_shows_each_segments_position() {
+    let k = key();
+    let s = sample::build_positions(&k, 48);
+    let bytes: Vec<Vec<u8>> = s.entries.iter().map(Encode::to_bytes).collect();
+    let r = verify(&bytes, &s.media);
+    assert!(r.ok, "{r}");
+    let text = r.to_string();
+    for line in [
+        "    segment 4: no fix (no-fix-yet)\n",
+        "    segment 6: 44.0110270, 87.3000375 ±8 m, fix 2026-07-01T09:00:17Z\n",
+        "    segment 8: no fix (fix-lost)\n",
+        "    segment 10: 44.0111080, 87.3001500 (accuracy unknown), fix 2026-07-01T09:00:25.900Z\n",
+        "    segment 12: no fix (receiver-unreachable)\n",
+    ] {
+        assert!(text.contains(line), "{line:?} not in\n{text}");
+    }
+    // Consecutive segments that state the same are one line.
+    let same = sample::build(&k, &[3], 48);
+    let bytes: Vec<Vec<u8>> = same.entries.iter().map(Encode::to_bytes).collect();
+    let text = verify(&bytes, &same.media).to_string();
+    assert!(
+        text.contains("    segments 2–4: 44.0110000, 87.3080000 ±8 m, fix time not recorded\n"),
+        "{text}"
+    );
 }

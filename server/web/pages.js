@@ -131,11 +131,38 @@ export async function devices() {
     h('th', {}, t('entriesN')))), h('tbody', {}, rows)));
 }
 
+/**
+ * Where an entry says the device was, in words: a place `{status: 'fix',
+ * lat, lon (decimal text), accuracy (m, null: unknown), fixMs (null: not
+ * recorded)}`, `{status: 'no-fix', noFix}`, or null (not stated).
+ */
+export function placeText(p) {
+  if (!p) return t('positionUnstated');
+  if (p.status === 'no-fix') return t('noFix', t(`noFix.${p.noFix}`));
+  const acc = p.accuracy === null ? t('accuracyUnknown') : t('metres', p.accuracy);
+  const at = `${p.lat}, ${p.lon}`;
+  return p.fixMs === null ? t('placeUntimed', at, acc) : t('place', at, acc, fmtTime(p.fixMs * 1000));
+}
+
+/** The API's position of an entry (`EntryPosition`) as `placeText` takes it. */
+function apiPlace(p) {
+  if (!p || p.status === 'unstated') return null;
+  if (p.status === 'no-fix') return { status: 'no-fix', noFix: p.no_fix };
+  return { status: 'fix', lat: (p.lat_e7 / 1e7).toFixed(7), lon: (p.lon_e7 / 1e7).toFixed(7),
+    accuracy: p.accuracy_m === 65535 ? null : p.accuracy_m, fixMs: p.fix_us === null ? null : p.fix_us / 1000 };
+}
+
+/** An element showing a place, its status and reason in data attributes for tests. */
+function placeOut(p, attrs = {}) {
+  return h('span', { ...attrs, class: 'place', 'data-status': p ? p.status : 'unstated', 'data-no-fix': p && p.noFix ? p.noFix : null }, placeText(p));
+}
+
 function entriesTable(list) {
   return h('table', { class: 'entries' }, h('thead', {}, h('tr', {}, h('th', {}, t('seq')), h('th', {}, t('kind')),
-    h('th', {}, t('start')), h('th', {}, t('end')), h('th', {}, t('media')), h('th', {}, t('received')))),
-  h('tbody', {}, list.entries.slice().reverse().map((e) => h('tr', {},
+    h('th', {}, t('start')), h('th', {}, t('end')), h('th', {}, t('position')), h('th', {}, t('media')), h('th', {}, t('received')))),
+  h('tbody', {}, list.entries.slice().reverse().map((e) => h('tr', { 'data-seq': e.seq },
     h('td', {}, e.seq), h('td', {}, e.kind), h('td', {}, fmtTime(e.start_wall_us)), h('td', {}, fmtTime(e.end_wall_us)),
+    h('td', {}, placeOut(apiPlace(e.position))),
     h('td', {}, e.media ? (e.media.held ? t('held') : t('notHeld')) : '—'), h('td', {}, fmtTime(e.receipt_us))))));
 }
 
@@ -194,6 +221,7 @@ function playerView(device, rec, { live = false } = {}) {
   const seqOut = h('output', { id: 'pos-seq' }, '—');
   const wallOut = h('output', { id: 'pos-wall' }, '—');
   const lagOut = h('output', { id: 'live-lag' }, '');
+  const whereOut = h('output', { id: 'pos-where' }, '—');
   const err = h('p', { role: 'alert', class: 'error', id: 'player-error' });
   const list = h('ol', { class: 'segments' });
   const summary = h('summary', {}, t('segmentsN', '…'));
@@ -210,6 +238,10 @@ function playerView(device, rec, { live = false } = {}) {
     const wall = s.wall ? new Date(s.wall.getTime() + (video.currentTime - s.start) * 1000) : null;
     seqOut.textContent = String(s.seq);
     seqOut.dataset.seq = String(s.seq);
+    if (whereOut.dataset.seq !== String(s.seq)) {
+      whereOut.replaceChildren(placeOut(s.place));
+      whereOut.dataset.seq = String(s.seq);
+    }
     wallOut.textContent = fmtPrecise(wall);
     if (wall) wallOut.dataset.ms = String(wall.getTime());
     if (live && wall) lagOut.textContent = t('liveBehind', ((Date.now() - wall.getTime()) / 1000).toFixed(1));
@@ -219,7 +251,7 @@ function playerView(device, rec, { live = false } = {}) {
     if (!r.ok) throw new ApiError(r.status, 'playlist');
     ({ segments, ended } = parsePlaylist(await r.text()));
     list.replaceChildren(...segments.map((s) => h('li', {}, h('button', { type: 'button', class: 'seg', 'data-seq': s.seq, onclick: () => seek(s) },
-      `#${s.seq} · ${fmtPrecise(s.wall)}`))));
+      `#${s.seq} · ${fmtPrecise(s.wall)} · ${placeText(s.place)}`))));
     summary.textContent = t('segmentsN', segments.length);
     if (!ended && !refresh) refresh = setInterval(() => loadList().catch(() => {}), 2000);
     if (ended && refresh) { clearInterval(refresh); refresh = null; }
@@ -236,6 +268,7 @@ function playerView(device, rec, { live = false } = {}) {
     .catch((e) => { err.textContent = e.message; });
   const el = h('div', { class: 'player' }, video,
     h('p', { class: 'position' }, `${t('seq')}: `, seqOut, ` · ${t('wall')}: `, wallOut, live ? ' · ' : '', live ? lagOut : ''),
+    h('p', { class: 'position' }, `${t('position')}: `, whereOut),
     h('p', {}, h('button', { type: 'button', id: 'prev-seg', onclick: () => step(-1) }, t('prevSeg')), ' ',
       h('button', { type: 'button', id: 'next-seg', onclick: () => step(1) }, t('nextSeg'))),
     err, h('details', {}, summary, list));

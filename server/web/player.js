@@ -22,16 +22,35 @@ async function loadHls() {
   return Hls;
 }
 
-/** The segments of playlist text: [{seq, start (s in the playlist), dur, wall (Date)}]. */
+/**
+ * Where a segment was recorded, from its title in the playlist (the server's
+ * `position::title`): `44.0110183 87.3000250 ±18 m · fix 2026-07-01T08:00:02.000Z`
+ * or `no fix (fix-lost)`. `{status, lat, lon, accuracy, fixMs}`, with lat
+ * and lon as decimal text, accuracy null when unknown and fixMs null when
+ * the entry has no fix time; null when the entry states nothing.
+ */
+export function parsePlace(title) {
+  const no = title.match(/^no fix \(([a-z-]+)\)$/);
+  if (no) return { status: 'no-fix', noFix: no[1] };
+  const m = title.match(/^(-?\d+\.\d+) (-?\d+\.\d+) ±(\d+|\?) m(?: · fix (\S+))?$/);
+  if (!m) return null;
+  return { status: 'fix', lat: m[1], lon: m[2], accuracy: m[3] === '?' ? null : Number(m[3]), fixMs: m[4] ? Date.parse(m[4]) : null };
+}
+
+/** The segments of playlist text: [{seq, start (s in the playlist), dur, wall (Date), place}]. */
 export function parsePlaylist(text) {
   const out = [];
-  let at = 0, wall = null, dur = 0;
+  let at = 0, wall = null, dur = 0, place = null;
   for (const line of text.split('\n')) {
     if (line.startsWith('#EXT-X-PROGRAM-DATE-TIME:')) wall = new Date(line.slice(25));
-    else if (line.startsWith('#EXTINF:')) dur = parseFloat(line.slice(8));
-    else if (line && !line.startsWith('#')) {
+    else if (line.startsWith('#EXTINF:')) {
+      dur = parseFloat(line.slice(8));
+      const title = line.slice(line.indexOf(',') + 1);
+      const i = title.indexOf(' · ');
+      place = i < 0 ? null : parsePlace(title.slice(i + 3));
+    } else if (line && !line.startsWith('#')) {
       const m = line.match(/entries\/(\d+)\/media$/);
-      out.push({ seq: m ? Number(m[1]) : null, start: at, dur, wall });
+      out.push({ seq: m ? Number(m[1]) : null, start: at, dur, wall, place });
       at += dur;
     }
   }

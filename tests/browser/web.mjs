@@ -171,6 +171,27 @@ await step('play a recording: time advances, no media error', async () => {
   await shot('04-playback');
 });
 
+await step('the player shows where the segment was recorded', async () => {
+  // The agent's receiver (a stand-in gpsd) has a steady fix at 44.011 N,
+  // 87.3 E with an error of 4.2 m: each segment states it, with its fix time.
+  const where = page.locator('#pos-where .place');
+  await where.waitFor({ timeout: 10000 });
+  check(await where.getAttribute('data-status') === 'fix', `status ${await where.getAttribute('data-status')}`);
+  const text = await where.textContent();
+  check(text.includes('44.0110000, 87.3000000') && text.includes('accuracy 5 m') && text.includes('fix time'), `position: ${text}`);
+  const seg = await page.locator('button.seg').first().textContent();
+  check(seg.includes('44.0110000, 87.3000000'), `the segment list names the place: ${seg}`);
+});
+
+await step('"no fix" is said in words, never as a place', async () => {
+  const words = await page.evaluate(async () => {
+    const { placeText } = await import('/web/pages.js');
+    return ['no-receiver', 'receiver-unreachable', 'no-fix-yet', 'fix-lost'].map((noFix) => placeText({ status: 'no-fix', noFix }));
+  });
+  check(JSON.stringify(words) === JSON.stringify(['No fix: no receiver configured', 'No fix: gpsd unreachable', 'No fix: no fix yet', 'No fix: fix lost']), `words: ${words}`);
+  check(words.every((w) => !/\d/.test(w)), `no number in ${words}`);
+});
+
 await step('seek into a later segment', async () => {
   const buttons = page.locator('button.seg');
   const n = await buttons.count();
@@ -276,6 +297,19 @@ await step('switch the language, and it is remembered', async () => {
   check(await page.locator('#nav a').first().textContent() === after, 'kept after a reload');
   check(await page.evaluate(() => document.documentElement.lang) === 'zh-CN', 'Chinese');
   await shot('08-chinese');
+});
+
+await step('the entries list shows each entry\'s position, in Chinese too', async () => {
+  await page.goto(`${BASE}/#/devices/${DEVICE}`);
+  const fix = page.locator('table.entries td .place[data-status="fix"]');
+  await fix.first().waitFor({ timeout: 15000 });
+  const text = await fix.first().textContent();
+  check(text.includes('44.0110000, 87.3000000') && text.includes('精度 5 米') && text.includes('定位时间'), `position: ${text}`);
+  const header = await page.locator('table.entries thead').textContent();
+  check(header.includes('位置'), `the column is labelled: ${header}`);
+  const lost = await page.evaluate(async () => (await import('/web/pages.js')).placeText({ status: 'no-fix', noFix: 'fix-lost' }));
+  check(lost === '无定位：定位丢失', `Chinese words: ${lost}`);
+  await shot('08b-entries-positions');
 });
 
 await step('the access log lists the views', async () => {

@@ -268,7 +268,12 @@ EVENT_NAMES = {
     12: "tag-changed",
     13: "identity-shown",
     14: "capture-backlog",
+    15: "fix-acquired",
+    16: "fix-lost",
+    17: "receiver-unreachable",
+    18: "receiver-back",
 }
+NO_FIX = {1: "no-receiver", 2: "receiver-unreachable", 3: "no-fix-yet", 4: "fix-lost"}
 STOP_REASONS = {1: "user-stop", 2: "storage-full", 3: "battery-low", 4: "shutdown", 5: "capture-error"}
 
 
@@ -296,7 +301,7 @@ class Entry:
         return hashlib.sha256(self.signing_bytes).digest()
 
 
-def _read_pos(r: Reader):
+def _read_point(r: Reader):
     lat = r.i32()
     lon = r.i32()
     acc = r.u16()
@@ -305,6 +310,25 @@ def _read_pos(r: Reader):
     if not -1800000000 <= lon <= 1800000000:
         raise Malformed("longitude out of range")
     return {"lat_e7": lat, "lon_e7": lon, "accuracy_m": acc}
+
+
+def _read_position(r: Reader):
+    """The position field (§3.1.1) as the report's position object, without seq."""
+    tag = r.u8()
+    none = {"lat_e7": None, "lon_e7": None, "accuracy_m": None, "fix_us": None, "no_fix": None}
+    if tag == 0:
+        return dict(none, status="unstated")
+    if tag in (1, 2):
+        p = dict(none, status="fix", **_read_point(r))
+        if tag == 2:
+            p["fix_us"] = r.i64()
+        return p
+    if tag == 3:
+        why = r.u8()
+        if why not in NO_FIX:
+            raise Malformed(f"no-fix reason {why}")
+        return dict(none, status="no-fix", no_fix=NO_FIX[why])
+    raise Malformed(f"position tag {tag}")
 
 
 def _read_segment(r: Reader) -> dict:
@@ -382,6 +406,12 @@ def _read_event(r: Reader) -> dict:
     elif code == 14:
         f["pending_segments"] = r.u32()
         f["dropped_frames"] = r.u64()
+    elif code == 15:
+        f["fix_us"] = r.i64()
+    elif code == 16:
+        f["last_fix_us"] = r.i64()
+    elif code == 17:
+        f["last_fix_us"] = r.opt(r.i64)
     return f
 
 
@@ -403,7 +433,7 @@ def decode_entry(data: bytes) -> Entry:
     f["wall_us"] = r.i64()
     f["mono_us"] = r.u64()
     f["boot"] = r.u32()
-    f["position"] = r.opt(lambda: _read_pos(r))
+    f["position"] = _read_position(r)
     f["kind"] = r.u8()
     if f["kind"] == KIND_SEGMENT:
         f.update(_read_segment(r))
@@ -616,6 +646,11 @@ def verify_chain(public_key: bytes, items, media=None, head=None, ordered=False,
         "media_seconds": media_seconds,
         "media_verified": media_verified,
         "gaps": gaps,
+        "positions": [
+            dict(primary[seq].position, seq=seq)
+            for seq in sorted(primary)
+            if primary[seq].kind == KIND_SEGMENT
+        ],
         "findings": findings,
     }
 
@@ -1155,6 +1190,12 @@ def human(report: dict) -> str:
     ]
     for g in report["gaps"]:
         lines.append(f"gap after {g['after_seq']} before {g['before_seq']}: {g['seconds']} s, reason {g['reason']}")
+    for p in report["positions"]:
+        if p["status"] == "fix":
+            lines.append(f"segment {p['seq']}: {p['lat_e7'] / 1e7:.7f}, {p['lon_e7'] / 1e7:.7f}, "
+                         f"accuracy {p['accuracy_m']} m, fix time {p['fix_us']}")
+        else:
+            lines.append(f"segment {p['seq']}: {p['status']} {p['no_fix'] or ''}".rstrip())
     for f in report["findings"]:
         lines.append(f"finding: seq {f['seq']} {f['kind']}: {f['detail']}")
     return "\n".join(lines)
@@ -1291,6 +1332,7 @@ def self_test(vdir: str) -> int:
     try:
         _self_test_ed25519(t)
         _self_test_entries(t, vdir, tmp)
+        _self_test_positions(t, vdir, tmp)
         _self_test_merkle(t, vdir)
         _self_test_checkpoint(t, vdir)
         _self_test_frames(t, vdir)
@@ -1338,6 +1380,41 @@ def _self_test_ed25519(t):
     p8 = pt_decode(order8)
     t.check(p8 is not None and is_small_order(p8), "order-8 point is small order")
     t.check(not ed25519_verify(order8, b"", sig), "order-8 A refused")
+
+
+def _self_test_positions(t, vdir, tmp):
+    """§8.2: every form of the position field and the position events."""
+    with open(os.path.join(vdir, "positions.json")) as fh:
+        v = json.load(fh)
+    pub = bytes.fromhex(v["public_key"])
+    raws = [bytes.fromhex(ve["signed_entry"]) for ve in v["entries"]]
+    for i, raw in enumerate(raws):
+        e = decode_entry(raw)
+        t.check(e.entry_hash.hex() == v["entries"][i]["entry_hash"], f"position entry {i} hash")
+        t.check(ed25519_verify(pub, e.signing_bytes, e.signature), f"position entry {i} signature")
+    names = [decode_entry(raw).fields.get("event") for raw in raws]
+    t.check(
+        names[1:3] == ["receiver-unreachable", "receiver-back"] and names[5] == "fix-acquired"
+        and names[7] == "fix-lost" and names[11] == "receiver-unreachable",
+        f"position events: {names}",
+    )
+    t.check(decode_entry(raws[7]).last_fix_us == 1782896417000000, "fix-lost names the last fix")
+    t.check(decode_entry(raws[1]).last_fix_us is None, "receiver-unreachable without a fix")
+    media = {m["seq"]: bytes.fromhex(m["bytes"]) for m in v["media"]}
+    d = os.path.join(tmp, "positions")
+    _write_package(d, pub.hex(), raws, media)
+    rep = verify_package(d)
+    exp = v["report"]
+    for field in exp:
+        if field != "findings":
+            t.check(rep[field] == exp[field], f"positions report {field}: {rep[field]!r} != {exp[field]!r}")
+    t.check(_kinds(rep) == _kinds(exp), "positions report findings")
+    # A tag, a reason or a range outside the format is malformed (§3.1.1):
+    # entry 4 states no-fix-yet (03 03) 88 bytes in, after the header fields.
+    at = 19 + 1 + 8 + 8 + 32 + 8 + 8 + 4
+    for bad, what in [(bytes([4]), "tag 4"), (bytes([3, 0]), "reason 0"), (bytes([3, 5]), "reason 5")]:
+        raw = raws[4][:at] + bad + raws[4][at + 2:]
+        t.check(_raises(lambda: decode_entry(raw)), f"position {what} refused")
 
 
 def _self_test_entries(t, vdir, tmp):
@@ -1412,7 +1489,7 @@ def _self_test_entries(t, vdir, tmp):
 
     rep = package("good")
     for field in ("ok", "device", "entries", "segments", "events", "head_seq", "head_hash",
-                  "media_seconds", "media_verified", "gaps"):
+                  "media_seconds", "media_verified", "gaps", "positions"):
         t.check(rep[field] == expected[field], f"report field {field}: {rep[field]!r} != {expected[field]!r}")
     t.check(_kinds(rep) == _kinds(expected), "report findings")
 

@@ -182,4 +182,6 @@ def verify_chain(key, entries, media=None, head=None, tol=0, ordered=True, early
             "segments": segments, "events": len(kept) - segments, "head_seq": top,
             "head_hash": kept[top]["hash"].hex() if kept else None,
             "media_seconds": seconds, "media_verified": verified, "gaps": gaps,
+            "positions": [dict(kept[s]["position"], seq=s) for s in sorted(kept)
+                          if kept[s]["segment"] is not None],
             "findings": findings}

@@ -62,11 +62,29 @@ def device_id(public_key):
     return hashlib.sha256(b"fieldseal/device-id/v1\x00" + public_key).digest()[:8]
 
 
+NO_FIX = {1: "no-receiver", 2: "receiver-unreachable", 3: "no-fix-yet", 4: "fix-lost"}
+
+
 def _position(r):
-    lat, lon, acc = r.sint(4), r.sint(4), r.uint(2)
-    if not -900000000 <= lat <= 900000000 or not -1800000000 <= lon <= 1800000000:
-        raise Malformed("position out of range")
-    return (lat, lon, acc)
+    """§3.1.1, as the members of a §5 position object (without seq)."""
+    p = {"status": "unstated", "lat_e7": None, "lon_e7": None, "accuracy_m": None,
+         "fix_us": None, "no_fix": None}
+    tag = r.uint(1)
+    if tag in (1, 2):
+        lat, lon, acc = r.sint(4), r.sint(4), r.uint(2)
+        if not -900000000 <= lat <= 900000000 or not -1800000000 <= lon <= 1800000000:
+            raise Malformed("position out of range")
+        p.update(status="fix", lat_e7=lat, lon_e7=lon, accuracy_m=acc)
+        if tag == 2:
+            p["fix_us"] = r.sint(8)
+    elif tag == 3:
+        why = r.uint(1)
+        if why not in NO_FIX:
+            raise Malformed(f"no-fix reason {why}")
+        p.update(status="no-fix", no_fix=NO_FIX[why])
+    elif tag != 0:
+        raise Malformed(f"position tag {tag}")
+    return p
 
 
 def _segment(r):
@@ -124,6 +142,12 @@ def _event(r):
         r.opt(lambda: r.text(64))
     elif code == 14:
         ev.update(pending=r.uint(4), dropped=r.uint(8))
+    elif code in (15, 16):
+        ev["fix_us"] = r.sint(8)
+    elif code == 17:
+        ev["last_fix_us"] = r.opt(lambda: r.sint(8))
+    elif code == 18:
+        pass
     else:
         raise Malformed(f"event code {code}")
     return ev
@@ -141,7 +165,7 @@ def decode_signed(data):
         raise Malformed("version")
     e = {"device_id": r.take(8), "seq": r.uint(8), "prev_hash": r.take(32),
          "wall_us": r.sint(8), "mono_us": r.uint(8), "boot": r.uint(4)}
-    e["position"] = r.opt(lambda: _position(r))
+    e["position"] = _position(r)
     kind = r.uint(1)
     if kind == 1:
         e["segment"], e["event"] = _segment(r), None

@@ -126,8 +126,8 @@ def _load(d, name):
         return json.load(f) if name.endswith(".json") else f.read()
 
 
-def check_entries(c, d):
-    v = _load(d, "entries.json")
+def check_entries(c, d, name="entries.json"):
+    v = _load(d, name)
     seed, pub = bytes.fromhex(v["secret_key_seed"]), bytes.fromhex(v["public_key"])
     c.check("seed gives the public key", ed25519.public_key(seed) == pub)
     c.check("device id", device_id(pub).hex() == v["device_id"])
@@ -146,7 +146,11 @@ def check_entries(c, d):
         c.check(f"media {m['seq']} sha256", hashlib.sha256(b).hexdigest() == m["sha256"])
         media[m["seq"]] = (hashlib.sha256(b).digest(), len(b))
     report = verify_chain(pub, raws, media=media, ordered=True)
-    c.check("sample report", report == v["report"])
+    c.check(f"{name} report", report == v["report"])
+
+
+def check_positions(c, d):
+    check_entries(c, d, "positions.json")
 
 
 def check_merkle(c, d):
@@ -214,11 +218,11 @@ def check_receipt(c, d):
             b"fieldseal/receipt/v1\x00" + enc[:65] == bytes.fromhex(kv["receipt.signing_bytes"]))
 
 
-def check_doc_sample(c, doc_path):
-    """FORMAT.md §8.1 alone: the printed chain and media give the printed report."""
+def check_doc_sample(c, doc_path, marker="sample-chain"):
+    """FORMAT.md §8.1 (or §8.2) alone: the printed chain and media give the printed report."""
     with open(doc_path, encoding="utf-8") as f:
         doc = f.read()
-    block = doc.split("<!-- sample-chain:begin")[1].split("<!-- sample-chain:end")[0]
+    block = doc.split(f"<!-- {marker}:begin")[1].split(f"<!-- {marker}:end")[0]
     text, report = block.split("```text\n")[1].split("```\n\n```json\n")
     report = json.loads(report.split("```")[0])
     pub = bytes.fromhex(re.search(r"public key +([0-9a-f]{64})", text).group(1))
@@ -231,15 +235,17 @@ def check_doc_sample(c, doc_path):
         else:
             seq = int(re.match(r"media/(\d+)\.ts", head).group(1))
             media[seq] = (hashlib.sha256(data).digest(), len(data))
-    c.check("FORMAT.md 8.1 sample chain gives its report",
+    c.check(f"FORMAT.md {marker} gives its report",
             verify_chain(pub, raws, media=media, ordered=True) == report)
 
 
 def self_test(d, doc=None):
     c = Checks()
-    steps = [check_entries, check_merkle, check_checkpoint, check_leaves, check_receipt]
+    steps = [check_entries, check_positions, check_merkle, check_checkpoint, check_leaves,
+             check_receipt]
     if doc:
         steps.append(lambda c, _d: check_doc_sample(c, doc))
+        steps.append(lambda c, _d: check_doc_sample(c, doc, "position-chain"))
     for step in steps:
         try:
             step(c, d)

@@ -10,6 +10,7 @@ pub mod blobfaults;
 pub mod faults;
 pub mod flood;
 pub mod fsync_audit;
+pub mod gpsd;
 pub mod http;
 pub mod lazyfs;
 pub mod powercut;

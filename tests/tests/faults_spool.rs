@@ -18,7 +18,9 @@ use fieldseal_agent::spoolfs::{Fault, MemFs, SpoolFs};
 use fieldseal_proto::chain::{verify_chain, MediaObservation, VerifyOptions};
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::{Decode, Encode};
-use fieldseal_proto::entry::{segment_flags, CodecParams, EntryError, Event, SignedEntry};
+use fieldseal_proto::entry::{
+    segment_flags, CodecParams, EntryError, Event, NoFix, Position, SignedEntry,
+};
 use fieldseal_proto::identity::{sha256, Hash32, SignError, Signer};
 use fieldseal_tests::faults::{iterations, Scenario};
 use fieldseal_tests::{key, SplitMix};
@@ -67,6 +69,8 @@ fn draft(recording: [u8; 16], part: u32, start_mono_us: u64) -> SegmentDraft {
         flags: 0,
         case: None,
         activity: None,
+        // A salvaged segment states it too (kept in its draft).
+        position: Some(Position::NoFix(NoFix::Lost)),
     }
 }
 

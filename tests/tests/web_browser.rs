@@ -9,7 +9,9 @@
 //! opens the case, plays a recording and seeks into a later segment,
 //! watches the live view advance no more than two segments behind, sees
 //! the device go offline when the agent stops, switches the language and
-//! reads the access log. Screenshots go to `target/browser-artifacts/`.
+//! reads the access log. The agent reads fixes from a stand-in gpsd
+//! (`fieldseal_tests::gpsd`): the player and the entry list show where each
+//! segment was recorded. Screenshots go to `target/browser-artifacts/`.
 //!
 //! Skipped (with a `SKIPPED` line) when chromium, node or the npm packages
 //! are missing — but not in CI (`CI=true`), where that is a failure:
@@ -273,6 +275,13 @@ async fn a_supervisor_reviews_a_case_plays_it_and_watches_live_in_chromium() {
     let o = Office { h, http, token };
     let tmp = tempfile::tempdir().unwrap();
     let a = block(|| Agent::init(&tmp.path().join("cam")));
+    // A receiver with a steady fix: every segment states where it was.
+    let gpsd = fieldseal_tests::gpsd::StandIn::start();
+    let cfg = std::fs::read_to_string(a.dir.join("config.toml"))
+        .unwrap()
+        .replace("enabled = false", "enabled = true")
+        .replace("127.0.0.1:2947", &format!("127.0.0.1:{}", gpsd.port));
+    std::fs::write(a.dir.join("config.toml"), cfg).unwrap();
     let enrol = o.h.token("cam", 3600).unwrap();
     let ca = DataDir::new(o.h.path()).ca_cert();
     block(|| a.enroll(&o.h.server_addr(), &enrol, &ca));
@@ -295,6 +304,7 @@ async fn a_supervisor_reviews_a_case_plays_it_and_watches_live_in_chromium() {
     std::fs::write(art.join("measurements.txt"), measured.join("\n") + "\n").unwrap();
     verify_export(&lines);
     assert!(passed, "the browser test failed: {lines:#?}");
+    drop(gpsd);
     o.h.server.shutdown().await;
 }
 
@@ -324,5 +334,34 @@ fn verify_export(lines: &[String]) {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        // Its report says where each segment was recorded: the stand-in's fix.
+        let out = block(|| {
+            procs::wait_limited(
+                Command::new(procs::bin("fieldseal-verify"))
+                    .args(["--json", file])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+                MINUTE,
+                "fieldseal-verify --json",
+            )
+        });
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let positions = report["devices"][0]["positions"].as_array().unwrap();
+        assert!(!positions.is_empty(), "{report}");
+        for p in positions {
+            assert_eq!(
+                (&p["status"], &p["lat_e7"], &p["lon_e7"], &p["accuracy_m"]),
+                (
+                    &json!("fix"),
+                    &json!(440_110_000),
+                    &json!(873_000_000),
+                    &json!(5)
+                ),
+                "{p}"
+            );
+            assert!(p["fix_us"].as_i64().unwrap() > 1_700_000_000_000_000, "{p}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fieldseal_proto::entry::{Event, SignedEntry, StopReason};
+use fieldseal_proto::entry::{Event, SignedEntry, StopReason, PTS_HZ};
 use fieldseal_proto::identity::Signer;
 use rand_core::RngCore;
 
@@ -18,6 +18,7 @@ use crate::capture::{CaptureConfig, CaptureStatsSnapshot};
 use crate::clock::Clock;
 use crate::control::{Request, Response};
 use crate::devicekey::DeviceKey;
+use crate::gps::Gps;
 use crate::index::Index;
 use crate::policy::{Policy, PolicyAction, Reading};
 use crate::recorder::{Action, Command, Recorder, SegmentPlan};
@@ -52,7 +53,20 @@ pub(super) struct Writer<'a> {
     pub(super) release_checked: Option<Instant>,
     pub(super) battery_root: std::path::PathBuf,
     pub(super) battery_checked: Option<Instant>,
+    /// Where the device is: every entry states it.
+    pub(super) gps: Gps,
     pub(super) summary: RunSummary,
+}
+
+/// When a segment's last frame was captured: its first frame's time plus its
+/// length, or now if that is later than now (a capture faster than real
+/// time, as in tests). The position a segment states is the one of this moment.
+fn segment_end(s: &crate::capture::CapturedSegment) -> Instant {
+    let ticks = u64::try_from(s.end_pts.saturating_sub(s.start_pts)).unwrap_or(0);
+    let len = Duration::from_micros(ticks.saturating_mul(1_000_000) / PTS_HZ.unsigned_abs());
+    s.start_mono
+        .checked_add(len)
+        .map_or_else(Instant::now, |end| end.min(Instant::now()))
 }
 
 /// An error with its causes, "outer: inner", as the control socket answers it.
@@ -151,7 +165,10 @@ impl Writer<'_> {
 
     fn sign_event(&mut self, e: Event) -> Result<(), RunError> {
         let name = e.name();
-        let entry = self.spool.append_event(self.signer, self.clock, e)?;
+        let position = Some(self.gps.position_at(Instant::now()));
+        let entry = self
+            .spool
+            .append_event_at(self.signer, self.clock, position, e)?;
         self.index_entry(&entry);
         // Hash-first: the sync client sends the entry as soon as it is durable.
         self.store.refresh().map_err(RunError::SyncStore)?;
@@ -162,6 +179,8 @@ impl Writer<'_> {
 
     fn segment(&mut self, plan: SegmentPlan) -> Result<(), RunError> {
         self.check_clock()?;
+        // A fix lost before this segment ended is signed before it.
+        self.check_gps()?;
         let len = plan.segment.bytes.len() as u64;
         let used = self.spool.used_bytes();
         let full = self.policy.decide(Reading::SegmentDue { used, len });
@@ -188,6 +207,7 @@ impl Writer<'_> {
             flags: plan.flags,
             case: plan.case,
             activity: plan.activity,
+            position: Some(self.gps.position_at(segment_end(s))),
         };
         let entry =
             match self
@@ -238,6 +258,15 @@ impl Writer<'_> {
             })?;
         }
         self.last_stats = now;
+        Ok(())
+    }
+
+    /// Sign the position events (fix acquired or lost, gpsd gone or back)
+    /// for what changed since the last look.
+    pub(super) fn check_gps(&mut self) -> Result<(), RunError> {
+        for e in self.gps.take_events(Instant::now()) {
+            self.event(e)?;
+        }
         Ok(())
     }
 
@@ -319,6 +348,7 @@ impl Writer<'_> {
             "entries_this_run": self.summary.entries,
             "entries_without_receipt": no_receipt,
             "segments_not_acknowledged": not_acked,
+            "position": self.gps.position_at(Instant::now()).to_string(),
         });
         // `sync` (revoked or expired first), `refused`, `certificate`: read
         // from the folder each time, as the sync thread may have stopped.

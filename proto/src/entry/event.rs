@@ -1,6 +1,6 @@
 //! The event body: something that happened on the device, signed into the
 //! chain when it happened. Its bytes follow the entry header when `kind` = 2:
-//! an event code (u8, 1 ..= 14) and that event's fields in the order they
+//! an event code (u8, 1 ..= 18) and that event's fields in the order they
 //! are declared in [`Event`] (an option as a presence byte, then its value).
 //! `docs/FORMAT.md` has the full layout and the test vectors.
 
@@ -148,6 +148,25 @@ pub enum Event {
         /// Frames the capture could not keep (0 unless memory ran out).
         dropped_frames: u64,
     },
+    /// The positioning receiver has a fix, after none: at start, after a
+    /// loss, or once it answers again.
+    FixAcquired {
+        /// When the receiver took the fix (its clock), µs since the epoch.
+        fix_us: i64,
+    },
+    /// The receiver still answers, but its last fix is too old.
+    FixLost {
+        /// When the receiver took its last fix (its clock), µs since the epoch.
+        last_fix_us: i64,
+    },
+    /// The receiver's service (gpsd) does not answer: not running at
+    /// start, or gone.
+    ReceiverUnreachable {
+        /// When the receiver took its last fix, if it had one.
+        last_fix_us: Option<i64>,
+    },
+    /// The receiver's service answers again.
+    ReceiverBack,
 }
 
 impl Event {
@@ -180,6 +199,10 @@ impl Event {
             Event::TagChanged { .. } => "tag-changed",
             Event::IdentityShown { .. } => "identity-shown",
             Event::CaptureBacklog { .. } => "capture-backlog",
+            Event::FixAcquired { .. } => "fix-acquired",
+            Event::FixLost { .. } => "fix-lost",
+            Event::ReceiverUnreachable { .. } => "receiver-unreachable",
+            Event::ReceiverBack => "receiver-back",
         }
     }
 
@@ -199,6 +222,10 @@ impl Event {
             Event::TagChanged { .. } => 12,
             Event::IdentityShown { .. } => 13,
             Event::CaptureBacklog { .. } => 14,
+            Event::FixAcquired { .. } => 15,
+            Event::FixLost { .. } => 16,
+            Event::ReceiverUnreachable { .. } => 17,
+            Event::ReceiverBack => 18,
         }
     }
 
@@ -294,6 +321,17 @@ impl Event {
                 out.extend_from_slice(&pending_segments.to_be_bytes());
                 out.extend_from_slice(&dropped_frames.to_be_bytes());
             }
+            Event::FixAcquired { fix_us: t } | Event::FixLost { last_fix_us: t } => {
+                out.extend_from_slice(&t.to_be_bytes());
+            }
+            Event::ReceiverUnreachable { last_fix_us } => match last_fix_us {
+                None => out.push(0),
+                Some(t) => {
+                    out.push(1);
+                    out.extend_from_slice(&t.to_be_bytes());
+                }
+            },
+            Event::ReceiverBack => {}
         }
     }
 
@@ -362,6 +400,18 @@ impl Event {
                 pending_segments: r.u32()?,
                 dropped_frames: r.u64()?,
             },
+            15 => Event::FixAcquired { fix_us: r.i64()? },
+            16 => Event::FixLost {
+                last_fix_us: r.i64()?,
+            },
+            17 => Event::ReceiverUnreachable {
+                last_fix_us: if r.bool("last_fix_us present")? {
+                    Some(r.i64()?)
+                } else {
+                    None
+                },
+            },
+            18 => Event::ReceiverBack,
             _ => {
                 return Err(DecodeError::InvalidValue {
                     what: "event code",

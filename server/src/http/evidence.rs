@@ -111,6 +111,8 @@ pub struct EntryInfo {
     pub recording: Option<String>,
     /// A segment's media.
     pub media: Option<MediaInfo>,
+    /// Where the entry says the device was (`docs/FORMAT.md` §3.1.1).
+    pub position: super::position::EntryPosition,
     /// Server time of its receipt (µs).
     pub receipt_us: Option<i64>,
 }
@@ -165,6 +167,7 @@ fn info(sh: &Shared, e: &SignedEntry) -> Result<EntryInfo, ApiError> {
         activity: tag.and_then(|(_, a)| a.map(str::to_owned)),
         recording,
         media,
+        position: x.position.as_ref().into(),
         receipt_us,
     })
 }

@@ -432,6 +432,12 @@ async fn an_entry_comes_with_its_signed_bytes_key_and_receipt_and_lists_page() {
     assert_eq!(e["activity"], "seizure");
     assert_eq!(e["media"]["held"], true);
     assert_eq!(e["media"]["len"], 1000);
+    // Where the device was: the sample states a point without fix time.
+    assert_eq!(
+        e["position"],
+        serde_json::json!({"status": "fix", "lat_e7": 440_110_000, "lon_e7": 873_080_000,
+            "accuracy_m": 8, "fix_us": null, "no_fix": null})
+    );
     assert_eq!(e["receipt_us"].as_i64(), Some(r.server_time_us));
     let l = custody_leaves(&s, n);
     assert_eq!((l.len(), l[0].0, l[0].2), (1, CustodyAction::View, 3));

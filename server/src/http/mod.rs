@@ -33,6 +33,7 @@ pub mod links;
 pub mod log;
 pub mod metrics;
 pub mod playlist;
+pub mod position;
 pub mod reports;
 pub mod serve;
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! `EVENT` while it may still grow (the player reloads it: the live view).
 //! Each segment carries `#EXT-X-PROGRAM-DATE-TIME`, the device's wall clock
 //! at its first frame, so the page shows the device's time at the current
-//! position; the URI names the seq. `#EXT-X-DISCONTINUITY` goes where the
+//! position; the URI names the seq, and the segment's title (`#EXTINF:D,seq
+//! N · …`) where its entry says it was recorded (`position::title`), which
+//! players ignore and the page shows. `#EXT-X-DISCONTINUITY` goes where the
 //! timestamps do not run on (a segment's first PTS is not the previous
 //! one's end) or where a segment is left out: a VOD playlist leaves out
 //! segments whose bytes are not held (not arrived, damaged, expired), and
@@ -48,6 +50,8 @@ pub struct PlaySegment {
     pub wall_us: i64,
     /// Its verified bytes are held (and so can be served).
     pub held: bool,
+    /// Where its entry says it was recorded.
+    pub position: Option<fieldseal_proto::entry::Position>,
 }
 
 impl PlaySegment {
@@ -78,9 +82,12 @@ pub fn render(segs: &[PlaySegment], finished: bool, uri: impl Fn(u64) -> String)
         if discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
+        let place = super::position::title(s.position.as_ref())
+            .map(|t| format!(" · {t}"))
+            .unwrap_or_default();
         let _ = write!(
             out,
-            "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},seq {}\n{}\n",
+            "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.3},seq {}{place}\n{}\n",
             rfc3339_ms(s.wall_us),
             s.seconds(),
             s.seq,
@@ -193,6 +200,7 @@ fn play_segment(
             .db
             .has_media(e.entry.device, e.seq())
             .map_err(ApiError::internal)?,
+        position: e.entry.position,
     })
 }
 
@@ -257,6 +265,7 @@ mod tests {
                 end_pts: 90_000 * i64::try_from(i + 1).unwrap(),
                 wall_us: 1_780_000_000_000_000 + 1_000_000 * i64::try_from(i).unwrap(),
                 held: true,
+                position: None,
             })
             .collect()
     }
@@ -318,6 +327,32 @@ mod tests {
             "{p}"
         );
         assert!(!p.contains("DISCONTINUITY"), "{p}");
+    }
+
+    #[test]
+    fn each_segment_title_says_where_it_was_recorded() {
+        use fieldseal_proto::entry::{NoFix, Point, Position};
+        let mut s = segs(2);
+        s[0].position = Some(Position::Fix {
+            point: Point {
+                lat_e7: 440_110_183,
+                lon_e7: 873_000_250,
+                accuracy_m: 18,
+            },
+            fix_us: 1_782_892_802_000_000,
+        });
+        s[1].position = Some(Position::NoFix(NoFix::Lost));
+        let p = render(&s, true, uri);
+        assert!(
+            p.contains(
+                "#EXTINF:1.000,seq 10 · 44.0110183 87.3000250 ±18 m · fix 2026-07-01T08:00:02.000Z\n/m/10\n"
+            ),
+            "{p}"
+        );
+        assert!(
+            p.contains("#EXTINF:1.000,seq 12 · no fix (fix-lost)\n/m/12\n"),
+            "{p}"
+        );
     }
 
     #[test]

@@ -244,6 +244,27 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     }
     assert!(n >= 6, "{n} operations documented");
     assert!(doc["paths"]["/api/catalogue"]["get"].is_object());
+    // An entry's position is documented with its members.
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["EntryInfo"]["properties"]["position"].is_object(),
+        "{}",
+        schemas["EntryInfo"]
+    );
+    for member in [
+        "status",
+        "lat_e7",
+        "lon_e7",
+        "accuracy_m",
+        "fix_us",
+        "no_fix",
+    ] {
+        assert!(
+            schemas["EntryPosition"]["properties"][member].is_object(),
+            "{member}: {}",
+            schemas["EntryPosition"]
+        );
+    }
 }
 
 /// A user of `role` (an officer carries certificate `CJ-001`), logged in.
