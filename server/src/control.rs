@@ -396,7 +396,50 @@ fn answer(s: &Shared, req: Request) -> Response {
     )
 }
 
-/// Serve the control socket until the task is dropped.
+/// Longest request line accepted, as the agent caps its own control
+/// socket's (`agent/src/control.rs`): a request is a few hundred bytes, the
+/// longest field a new password (at most 1024 bytes, up to six times that
+/// once JSON escapes it); this stops a confused or hostile local client from
+/// making the server buffer a line without end.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// One request line read from a connection.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A whole line (its newline removed), or the last bytes before the
+    /// end of the stream.
+    Request(Vec<u8>),
+    /// More than [`MAX_REQUEST`] bytes without a newline: the rest is not
+    /// read.
+    TooLong,
+    /// The client closed the connection.
+    End,
+}
+
+/// Read one request line of at most [`MAX_REQUEST`] bytes (newline not
+/// counted), never buffering more than that.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Line> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let cap = u64::try_from(MAX_REQUEST).expect("small") + 1;
+    let n = r.take(cap).read_until(b'\n', &mut buf).await?;
+    if n == 0 {
+        return Ok(Line::End);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        return Ok(Line::Request(buf));
+    }
+    if buf.len() > MAX_REQUEST {
+        return Ok(Line::TooLong);
+    }
+    Ok(Line::Request(buf))
+}
+
+/// Serve the control socket until the task is dropped. Each connection
+/// carries requests one line at a time; a line over [`MAX_REQUEST`] is
+/// answered with an error and the connection is closed (what follows it
+/// cannot be told apart from the next request).
 pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -405,24 +448,40 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             let (r, mut w) = stream.into_split();
-            let mut lines = tokio::io::BufReader::new(r).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let resp = match serde_json::from_str::<Request>(&line) {
-                    Ok(req) => {
-                        let s = shared.clone();
-                        tokio::task::spawn_blocking(move || answer(&s, req))
-                            .await
-                            .unwrap_or_else(|e| Response::Error {
-                                message: e.to_string(),
-                            })
+            let mut r = tokio::io::BufReader::new(r);
+            loop {
+                let (resp, last) = match read_line(&mut r).await {
+                    Ok(Line::End) | Err(_) => break,
+                    Ok(Line::TooLong) => {
+                        tracing::warn!(
+                            max = MAX_REQUEST,
+                            "control socket: request line too long; connection closed"
+                        );
+                        let message = format!(
+                            "bad request: longer than {MAX_REQUEST} bytes without a newline; \
+                             connection closed"
+                        );
+                        (Response::Error { message }, true)
                     }
-                    Err(e) => Response::Error {
-                        message: format!("bad request: {e}"),
+                    Ok(Line::Request(line)) => match serde_json::from_slice::<Request>(&line) {
+                        Ok(req) => {
+                            let s = shared.clone();
+                            let resp = tokio::task::spawn_blocking(move || answer(&s, req))
+                                .await
+                                .unwrap_or_else(|e| Response::Error {
+                                    message: e.to_string(),
+                                });
+                            (resp, false)
+                        }
+                        Err(e) => {
+                            let message = format!("bad request: {e}");
+                            (Response::Error { message }, false)
+                        }
                     },
                 };
                 let mut out = serde_json::to_string(&resp).expect("serialisable");
                 out.push('\n');
-                if w.write_all(out.as_bytes()).await.is_err() {
+                if w.write_all(out.as_bytes()).await.is_err() || last {
                     break;
                 }
             }
@@ -474,5 +533,51 @@ pub fn request(dir: &Path, req: Request) -> Result<Response, ControlError> {
                 |_| {},
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8]) -> Vec<Line> {
+        let mut r = tokio::io::BufReader::new(input);
+        let mut out = Vec::new();
+        loop {
+            let l = read_line(&mut r).await.unwrap();
+            let stop = matches!(l, Line::End | Line::TooLong);
+            out.push(l);
+            if stop {
+                return out;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_line_over_the_cap_is_refused_without_reading_on() {
+        let at_cap = vec![b'a'; MAX_REQUEST];
+        let mut input = at_cap.clone();
+        input.push(b'\n');
+        input.extend_from_slice(b"{}");
+        assert_eq!(
+            lines(&input).await,
+            vec![
+                Line::Request(at_cap),
+                Line::Request(b"{}".to_vec()),
+                Line::End
+            ]
+        );
+        let mut over = vec![b'a'; MAX_REQUEST + 1];
+        over.push(b'\n');
+        assert_eq!(lines(&over).await, vec![Line::TooLong]);
+        let huge = vec![b'{'; 8 * MAX_REQUEST];
+        let mut r = tokio::io::BufReader::new(huge.as_slice());
+        assert_eq!(read_line(&mut r).await.unwrap(), Line::TooLong);
+        // No more than the cap (and one byte) was taken from the stream.
+        let mut rest = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut rest)
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), huge.len() - MAX_REQUEST - 1);
     }
 }

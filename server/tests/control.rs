@@ -1,0 +1,73 @@
+//! The control socket of a running server: a request line over the cap is
+//! answered with an error and its connection closed, and the server goes
+//! on answering other connections.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use fieldseal_server::control::{socket_path, Response, MAX_REQUEST};
+use fieldseal_server::{start, RunOptions};
+
+/// A hang guard, not a measurement: the answer comes as soon as the cap is
+/// read.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn ask(sock: &std::path::Path, line: &[u8]) -> (String, Vec<u8>) {
+    let s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        let line = line.to_vec();
+        // Writes fail once the server closes the connection: expected.
+        std::thread::spawn(move || {
+            let _ = s.write_all(&line);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        })
+    };
+    let mut r = BufReader::new(s);
+    let mut answer = String::new();
+    r.read_line(&mut answer)
+        .expect("an answer before the hang guard");
+    let mut after = Vec::new();
+    r.read_to_end(&mut after).expect("the connection closes");
+    writer.join().unwrap();
+    (answer, after)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_request_line_is_refused_and_the_server_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    fieldseal_server::admin::init(&dir, &[], Some("a long password".into())).unwrap();
+    let r = start(
+        &dir,
+        RunOptions {
+            quic: Some("127.0.0.1:0".parse().unwrap()),
+            http: Some("127.0.0.1:0".parse().unwrap()),
+        },
+    )
+    .await
+    .unwrap();
+    let sock = socket_path(&dir);
+    let outcome = tokio::task::spawn_blocking(move || {
+        // 16 MiB and no newline: refused once the cap is read.
+        let (answer, after) = ask(&sock, &vec![b'x'; 16 << 20]);
+        let resp: Response = serde_json::from_str(&answer).unwrap();
+        let Response::Error { message } = resp else {
+            panic!("not an error: {answer}")
+        };
+        assert!(
+            message.contains(&format!("longer than {MAX_REQUEST} bytes")),
+            "{message}"
+        );
+        assert!(after.is_empty(), "nothing after the refusal, then closed");
+        // Another connection is served as before, two requests on it.
+        let (answer, _) = ask(&sock, b"{\"op\":\"device_list\"}\n{\"op\":\"user_list\"}\n");
+        let resp: Response = serde_json::from_str(&answer).unwrap();
+        assert_eq!(resp, Response::Devices { devices: vec![] });
+    })
+    .await;
+    r.shutdown().await;
+    outcome.unwrap();
+}
