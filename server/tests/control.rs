@@ -30,7 +30,13 @@ fn ask(sock: &std::path::Path, line: &[u8]) -> (String, Vec<u8>) {
     r.read_line(&mut answer)
         .expect("an answer before the hang guard");
     let mut after = Vec::new();
-    r.read_to_end(&mut after).expect("the connection closes");
+    // Closed: an end of stream, or a reset when the server closed with
+    // bytes of ours unread (Linux tells the peer so, after what it sent).
+    match r.read_to_end(&mut after) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the connection closes: {e}"),
+    }
     writer.join().unwrap();
     (answer, after)
 }
@@ -65,7 +71,10 @@ async fn a_huge_request_line_is_refused_and_the_server_goes_on() {
         // Another connection is served as before, two requests on it.
         let (answer, _) = ask(&sock, b"{\"op\":\"device_list\"}\n{\"op\":\"user_list\"}\n");
         let resp: Response = serde_json::from_str(&answer).unwrap();
-        assert_eq!(resp, Response::Devices { devices: vec![] });
+        assert!(
+            matches!(resp, Response::Devices { ref devices, .. } if devices.is_empty()),
+            "{resp:?}"
+        );
     })
     .await;
     r.shutdown().await;
