@@ -90,6 +90,10 @@ pub struct Config {
     /// Seconds a connection may stay unauthenticated: the handshake, and on
     /// the enrolment ALPN the request, must be done by then.
     pub unauthenticated_timeout_secs: u64,
+    /// Refused conflicting entries (equivocations) kept in full per device,
+    /// the first ones; every later one is only counted (`equivocation.rs`).
+    /// 0 keeps none in full.
+    pub equivocations_kept: u64,
 }
 
 impl Default for Config {
@@ -131,6 +135,11 @@ impl Default for Config {
             // (~1 s on a 300 ms mobile link); 10 s is ample for a device and
             // short for someone holding connections open.
             unauthenticated_timeout_secs: 10,
+            // An honest device never equivocates; one that does is broken or
+            // forged, and its first hundred conflicting entries show how
+            // (at most 4 KiB each, FORMAT.md §9: 400 KiB a device). Past
+            // them a flood would only fill the disk: it is counted.
+            equivocations_kept: 100,
         }
     }
 }
@@ -259,6 +268,11 @@ handshakes_per_address_per_minute = {}
 enrolments_per_address_per_minute = {}
 # Seconds to finish the handshake and, when enrolling, to send the request.
 unauthenticated_timeout_secs = {}
+
+# Equivocation (a device signed two different entries with one seq): each is
+# refused, raises an ALARM and is counted; the first this many of a device
+# are kept in full in devices/<id>/equivocations.log, later ones only counted.
+equivocations_kept = {}
 "#,
             self.quic_listen,
             self.http_listen,
@@ -276,6 +290,7 @@ unauthenticated_timeout_secs = {}
             self.handshakes_per_address_per_minute,
             self.enrolments_per_address_per_minute,
             self.unauthenticated_timeout_secs,
+            self.equivocations_kept,
         )
     }
 }
@@ -293,6 +308,7 @@ mod tests {
             retention_interval_secs: 0,
             max_unauthenticated_per_address: 3,
             unauthenticated_timeout_secs: 4,
+            equivocations_kept: 9,
             ..Config::default()
         };
         assert_eq!(toml::from_str::<Config>(&c.commented()).unwrap(), c);

@@ -2,6 +2,7 @@
 //! over `DIR/control.sock`, one JSON request per line, one JSON response
 //! per line. When no server runs, [`Admin::open`] opens the index itself.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -175,6 +176,10 @@ pub enum Response {
     Devices {
         /// The devices.
         devices: Vec<DeviceRecord>,
+        /// The equivocations of those that ever equivocated, by device id
+        /// (`equivocation.rs`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        equivocations: BTreeMap<String, crate::equivocation::Summary>,
     },
     /// A device (after revocation).
     Device(DeviceRecord),
@@ -320,9 +325,20 @@ pub fn apply(
         }
         Request::Retention { .. } => Err(ControlError::NeedsState("retention")),
         Request::ExportPlan { .. } => Err(ControlError::NeedsState("export")),
-        Request::DeviceList => Ok(Response::Devices {
-            devices: db.devices()?,
-        }),
+        Request::DeviceList => {
+            let devices = db.devices()?;
+            let mut equivocations = BTreeMap::new();
+            for d in &devices {
+                let e = crate::equivocation::load(dir, d.id)?;
+                if e.count > 0 {
+                    equivocations.insert(d.id.to_string(), e);
+                }
+            }
+            Ok(Response::Devices {
+                devices,
+                equivocations,
+            })
+        }
         Request::DeviceRevoke { id } => {
             let id = device_id(&id)?;
             match admin::device_revoke(db, id, now_us())? {

@@ -17,7 +17,8 @@
 //! Where things are:
 //! - `datadir.rs`: the data folder's layout, the only place that knows a
 //!   path; `fsutil.rs`: durable writes (fsync of file and folder);
-//! - `storage.rs`: chain logs, equivocation evidence, partial uploads;
+//! - `storage.rs`: chain logs and partial uploads; `equivocation.rs`: the
+//!   refused conflicting entries of each device, the first kept, all counted;
 //!   `blobstore.rs`: verified segment bytes behind the `BlobStore` trait
 //!   (folder, in-memory twin); `leaflog.rs`: `leaves.log`;
 //! - `chainindex/`: the `ChainIndex` trait (heads, accepted entries, media
@@ -61,6 +62,7 @@ pub mod config;
 pub mod control;
 pub mod datadir;
 pub mod db;
+pub mod equivocation;
 pub mod export;
 pub mod fault;
 pub mod fsutil;
@@ -112,6 +114,8 @@ pub struct Shared {
     pub db: Db,
     /// Files.
     pub storage: Storage,
+    /// Each device's equivocations: counted, the first kept in full.
+    pub equivocations: equivocation::Equivocations,
     /// Verified segment bytes.
     pub blobs: Arc<dyn BlobStore>,
     /// Configuration.
@@ -176,9 +180,15 @@ impl Shared {
         let (ingest, ingest_rx) = tokio::sync::mpsc::channel(quic::INGEST_QUEUE);
         reindex::roll_forward(dir, &db, &blobs, &receipt_key)?;
         reindex::reconcile_media(&db, &blobs)?;
+        let equivocations = equivocation::Equivocations::open(dir, cfg.equivocations_kept)
+            .map_err(|source| StartError::Io {
+                what: "the equivocation records",
+                source,
+            })?;
         Ok(Shared {
             dir: dir.to_path_buf(),
             storage: Storage::new(dir),
+            equivocations,
             blobs: Arc::new(blobs),
             receipt_key,
             ca: Ca::load(dir)?,

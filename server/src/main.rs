@@ -263,7 +263,10 @@ fn print(resp: Response) -> anyhow::Result<()> {
             println!("token:   {}", t.token);
             println!("expires: {} (µs since the epoch)", t.expires_us);
         }
-        Response::Devices { devices } => {
+        Response::Devices {
+            devices,
+            equivocations,
+        } => {
             for d in devices {
                 let state = if d.revoked_us.is_some() {
                     "revoked"
@@ -271,6 +274,16 @@ fn print(resp: Response) -> anyhow::Result<()> {
                     "active"
                 };
                 println!("{}  {:8}  {}", d.id, state, d.name);
+                if let Some(e) = equivocations.get(&d.id.to_string()) {
+                    println!(
+                        "  ALARM: {} equivocation(s), the last at seq {}; the first {} kept \
+                         (GET /api/devices/{}/equivocations)",
+                        e.count,
+                        e.last_seq.map_or("-".into(), |s| s.to_string()),
+                        e.kept,
+                        d.id
+                    );
+                }
             }
         }
         Response::Device(d) => println!("{} revoked", d.id),

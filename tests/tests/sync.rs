@@ -629,7 +629,7 @@ async fn admin_commands_work_with_and_without_a_running_server() {
         .await
         .unwrap()
         .unwrap();
-    let Response::Devices { devices } = resp else {
+    let Response::Devices { devices, .. } = resp else {
         panic!("{resp:?}")
     };
     assert_eq!(devices.len(), 2);

@@ -72,12 +72,16 @@ pub fn submit_group_at(
     answers(&plan, receipts.as_deref().map_err(String::as_str))
 }
 
-/// Keep refused conflicting entries as evidence, durably. A failure is
-/// logged: the refusal is answered all the same.
+/// Count refused conflicting entries, and keep the first ones of each
+/// device as evidence, durably, before the refusal is answered (its alarm
+/// is logged with the answer). A failure is logged: the refusal is answered
+/// all the same.
 fn keep_equivocations(shared: &Shared, plan: &CommitPlan) {
     for (device, bytes) in &plan.equivocations {
-        if let Err(e) = shared.storage.append_equivocation(*device, bytes) {
-            tracing::error!(%device, "could not keep equivocation evidence: {e}");
+        // The batch decoded it to find the conflict: it has a seq.
+        let seq = fieldseal_proto::entry::SignedEntry::from_bytes(bytes).map_or(0, |e| e.seq());
+        if let Err(e) = shared.equivocations.record(*device, seq, bytes, now_us()) {
+            tracing::error!(%device, seq, "could not record equivocation evidence: {e}");
         }
     }
 }
