@@ -21,6 +21,7 @@
 #![deny(unsafe_code)]
 
 pub mod acks;
+pub mod activity;
 pub mod capture;
 pub mod chainlog;
 pub mod clock;
@@ -30,6 +31,7 @@ pub mod fault;
 pub mod fsutil;
 pub mod index;
 pub mod keyfile;
+pub mod localtime;
 pub mod policy;
 pub mod recorder;
 pub mod run;

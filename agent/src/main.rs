@@ -394,6 +394,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{report}");
+                print!("{}", verify_activity(&data.data)?);
             }
             Ok(if report.ok {
                 ExitCode::SUCCESS
@@ -460,7 +461,8 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
             let key = keyfile::load(dir)?;
             let (idx, _) = index::Index::open_repairing(dir)?;
             let s = idx.summary()?;
-            let (no_receipt, not_acked) = FsSyncStore::open(dir)?.backlog();
+            let store = FsSyncStore::open(dir)?;
+            let (no_receipt, not_acked) = store.backlog();
             serde_json::json!({
                 "entries_without_receipt": no_receipt,
                 "segments_not_acknowledged": not_acked,
@@ -472,6 +474,10 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 "segments": s.segments,
                 "events": s.events,
                 "spool_bytes": dir_size(&dir.join("media")) + s.log_len,
+                "acks_kept": store.acks_kept(),
+                "bad_acks": store.bad_acks(),
+                "acks_refused": 0,
+                "recent": fieldseal_agent::activity::status_recent(&store),
             })
         }
         Err(e) => return Err(e.into()),
@@ -479,22 +485,89 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&data)?);
     } else {
-        let g = |k: &str| {
-            data.get(k)
-                .map(|v| v.to_string().trim_matches('"').to_string())
-                .unwrap_or_default()
-        };
-        println!("device {}: {}", g("device"), g("state"));
-        println!("  chain: next seq {}", g("next_seq"));
-        println!("  spool: {} bytes", g("spool_bytes"));
-        println!(
-            "  sync:  {}; {} entries without receipt, {} segments not acknowledged",
-            g("sync"),
-            g("entries_without_receipt"),
-            g("segments_not_acknowledged")
+        print!(
+            "{}",
+            status_text(&data, &fieldseal_agent::localtime::zone())
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Recordings and events shown after `verify`'s report, the newest ones.
+const VERIFY_SHOWN: usize = 50;
+
+/// The recordings and events of the folder's chain for `verify`'s human
+/// report, in local time.
+fn verify_activity(dir: &Path) -> anyhow::Result<String> {
+    use fieldseal_agent::activity::Activity;
+    let path = fieldseal_agent::chainlog::path(dir);
+    let log = fieldseal_agent::chainlog::read_from(&fieldseal_agent::spoolfs::StdFs, &path, 0)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let all = Activity::from_entries(log.records().map(|r| r.bytes));
+    let (recordings, events) = (all.recordings.len(), all.events.len());
+    let shown = all.newest(VERIFY_SHOWN, VERIFY_SHOWN);
+    let mut out = String::from("  recordings and events (device clock, local time):\n");
+    out.push_str(&shown.render(&fieldseal_agent::localtime::zone(), "    "));
+    let (r, e) = (
+        recordings - shown.recordings.len(),
+        events - shown.events.len(),
+    );
+    if r + e > 0 {
+        out.push_str(&format!(
+            "    ({r} earlier recording(s) and {e} earlier event(s) not shown)\n"
+        ));
+    }
+    Ok(out)
+}
+
+/// `status` for people: times in local time (`tz`), the acknowledgements
+/// that prove nothing named so that a custodian notices.
+fn status_text(data: &serde_json::Value, tz: &jiff::tz::TimeZone) -> String {
+    use std::fmt::Write as _;
+    let g = |k: &str| {
+        data.get(k)
+            .map(|v| v.to_string().trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    let n = |k: &str| data.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let mut out = String::new();
+    let _ = writeln!(out, "device {}: {}", g("device"), g("state"));
+    let recent: fieldseal_agent::activity::Activity =
+        serde_json::from_value(data["recent"].clone()).unwrap_or_default();
+    if recent.recordings.is_empty() && recent.events.is_empty() {
+        let _ = writeln!(out, "  nothing recorded yet");
+    } else {
+        out.push_str(&recent.render(tz, "  "));
+    }
+    let _ = writeln!(out, "  chain: next seq {}", g("next_seq"));
+    let _ = writeln!(out, "  spool: {} bytes", g("spool_bytes"));
+    let _ = writeln!(
+        out,
+        "  sync:  {}; {} entries without receipt, {} segments not acknowledged",
+        g("sync"),
+        g("entries_without_receipt"),
+        g("segments_not_acknowledged")
+    );
+    let (bad, refused) = (n("bad_acks"), n("acks_refused"));
+    let _ = write!(
+        out,
+        "  acks:  {} kept as proof of hand-over",
+        n("acks_kept")
+    );
+    if bad > 0 {
+        let _ = write!(
+            out,
+            "; ALARM {bad} in acks.log prove nothing (bad-ack: `fieldseal-agent verify` names them)"
+        );
+    }
+    if refused > 0 {
+        let _ = write!(
+            out,
+            "; ALARM {refused} refused from the server since start (not signed by its receipt key, or naming another segment)"
+        );
+    }
+    out.push('\n');
+    out
 }
 
 fn dir_size(dir: &Path) -> u64 {

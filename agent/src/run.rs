@@ -190,6 +190,7 @@ pub fn run(
         last_stats: CaptureStatsSnapshot::default(),
         store: Arc::clone(&store),
         sync_enabled: sync.is_some(),
+        sync_progress: sync.as_ref().map(|s| Arc::clone(&s.progress)),
         keep_after_ack_us: cfg.storage.keep_after_ack_seconds.saturating_mul(1_000_000),
         release_checked: None,
         // Tests point this at a fake power_supply folder.

@@ -69,6 +69,7 @@ pub mod fsutil;
 pub mod http;
 pub mod ingest;
 pub mod leaflog;
+pub mod localtime;
 pub mod metrics;
 pub mod pki;
 pub mod quic;

@@ -257,28 +257,37 @@ async fn shutdown_signal() {
 }
 
 fn print(resp: Response) -> anyhow::Result<()> {
+    let tz = fieldseal_server::localtime::zone();
+    let when = |us: i64| fieldseal_server::localtime::format_us_in(us, &tz);
     match resp {
         Response::Token(t) => {
             println!("device:  {}", t.name);
             println!("token:   {}", t.token);
-            println!("expires: {} (µs since the epoch)", t.expires_us);
+            println!("expires: {}", when(t.expires_us));
         }
         Response::Devices {
             devices,
             equivocations,
         } => {
             for d in devices {
-                let state = if d.revoked_us.is_some() {
-                    "revoked"
-                } else {
-                    "active"
+                let state = match d.revoked_us {
+                    Some(at) => format!("revoked {}", when(at)),
+                    None => "active".into(),
                 };
-                println!("{}  {:8}  {}", d.id, state, d.name);
+                println!(
+                    "{}  {:8}  enrolled {}  {state}",
+                    d.id,
+                    d.name,
+                    when(d.enrolled_us)
+                );
                 if let Some(e) = equivocations.get(&d.id.to_string()) {
+                    let at = |us: Option<i64>| us.map_or_else(|| "?".into(), when);
                     println!(
-                        "  ALARM: {} equivocation(s), the last at seq {}; the first {} kept \
-                         (GET /api/devices/{}/equivocations)",
+                        "  ALARM: {} equivocation(s), the first {}, the latest {} (seq {}); \
+                         the first {} kept: GET /api/devices/{}/equivocations",
                         e.count,
+                        at(e.first_us),
+                        at(e.last_us),
                         e.last_seq.map_or("-".into(), |s| s.to_string()),
                         e.kept,
                         d.id

@@ -17,6 +17,9 @@ use crate::control::{self, Response};
 pub(super) struct SyncThread {
     stop: tokio::sync::watch::Sender<bool>,
     thread: JoinHandle<()>,
+    /// What the sync client did this run (acknowledgements refused, …),
+    /// for `status`.
+    pub(super) progress: Arc<crate::sync::driver::Progress>,
 }
 
 impl SyncThread {
@@ -36,6 +39,8 @@ impl SyncThread {
             }
         };
         let (stop, rx) = tokio::sync::watch::channel(false);
+        let progress = Arc::new(crate::sync::driver::Progress::default());
+        let p2 = Arc::clone(&progress);
         let thread = std::thread::Builder::new()
             .name("sync".into())
             .spawn(move || {
@@ -51,14 +56,16 @@ impl SyncThread {
                         return;
                     }
                 };
-                let progress = Arc::new(crate::sync::driver::Progress::default());
-                if let Err(e) = rt.block_on(crate::sync::driver::run_sync(store, cfg, progress, rx))
-                {
+                if let Err(e) = rt.block_on(crate::sync::driver::run_sync(store, cfg, p2, rx)) {
                     tracing::error!(error = %e, "sync stopped");
                 }
             })
             .expect("spawn sync thread");
-        Some(SyncThread { stop, thread })
+        Some(SyncThread {
+            stop,
+            thread,
+            progress,
+        })
     }
 
     pub(super) fn finish(self, store: &crate::syncstore::FsSyncStore, grace: Duration) {
