@@ -505,8 +505,38 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
     }
 }
 
+/// How long an admin command waits for the index while another process
+/// holds it: a server that is starting holds it before its control socket
+/// is bound (roll-forward, listeners), and another admin command holds it
+/// for the moment its work takes.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Send `req` over a connected control socket and read the answer.
+fn over_socket(mut s: UnixStream, req: &Request) -> Result<Response, ControlError> {
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut resp = String::new();
+    BufReader::new(s).read_line(&mut resp)?;
+    Ok(serde_json::from_str(&resp)?)
+}
+
+/// Whether `e` says the index is held by another process. sled says so
+/// only in words ("could not acquire lock on …"), so the words are matched.
+fn index_held(e: &DbError) -> bool {
+    match e {
+        DbError::Sled(sled::Error::Io(io)) => {
+            io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
+}
+
 /// Run one admin request: through the socket of a running server if there
-/// is one, else on the index opened directly.
+/// is one, else on the index opened directly. A server that starts
+/// meanwhile holds the index before it answers on its socket: the command
+/// then waits for the socket rather than fail on the lock.
 ///
 /// # Errors
 /// I/O errors talking to the socket, an answer that does not parse; index
@@ -517,39 +547,52 @@ pub fn request(dir: &Path, req: Request) -> Result<Response, ControlError> {
     if !crate::datadir::DataDir::new(dir).config().is_file() {
         return Err(ControlError::NotADataFolder(dir.to_path_buf()));
     }
-    match UnixStream::connect(socket_path(dir)) {
-        Ok(mut s) => {
-            let mut line = serde_json::to_string(&req)?;
-            line.push('\n');
-            s.write_all(line.as_bytes())?;
-            let mut resp = String::new();
-            BufReader::new(s).read_line(&mut resp)?;
-            Ok(serde_json::from_str(&resp)?)
+    let deadline = std::time::Instant::now() + INDEX_WAIT;
+    loop {
+        if let Ok(s) = UnixStream::connect(socket_path(dir)) {
+            return over_socket(s, &req);
         }
-        Err(_) if matches!(req, Request::Retention { .. } | Request::ExportPlan { .. }) => {
-            // The job needs the server's whole state (its leaves go through
-            // `audit`): load it as `run` would, without serving.
-            let shared = Shared::open(dir).map_err(|e| ControlError::Start(Box::new(e)))?;
-            Ok(answer(&shared, req))
+        let held = match offline(dir, &req) {
+            Err(ControlError::Db(e)) if index_held(&e) => e,
+            Err(ControlError::Start(e)) if matches!(&*e, crate::StartError::Index(db) if index_held(db)) => {
+                match *e {
+                    crate::StartError::Index(db) => db,
+                    _ => unreachable!("matched above"),
+                }
+            }
+            other => return other,
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(held.into());
         }
-        Err(_) => {
-            let cfg = Config::load(dir).unwrap_or_default();
-            // The index first: holding its lock means no server runs here, so
-            // opening the blob store may clean up temp files.
-            let db = Db::open_waiting(dir, std::time::Duration::from_secs(3))?;
-            let blobs = FolderStore::open(dir)?;
-            Ok(apply(
-                dir,
-                &db,
-                &blobs,
-                &cfg,
-                req,
-                &AtomicBool::new(false),
-                // No server runs: no connection to close, no session to end.
-                |_| {},
-            ))
-        }
+        tracing::debug!(error = %held, "index held by another process; waiting");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Run `req` on the data folder itself: no server answers on its socket.
+fn offline(dir: &Path, req: &Request) -> Result<Response, ControlError> {
+    if matches!(req, Request::Retention { .. } | Request::ExportPlan { .. }) {
+        // The job needs the server's whole state (its leaves go through
+        // `audit`): load it as `run` would, without serving.
+        let shared = Shared::open_once(dir).map_err(|e| ControlError::Start(Box::new(e)))?;
+        return Ok(answer(&shared, req.clone()));
+    }
+    let cfg = Config::load(dir).unwrap_or_default();
+    // The index first: holding its lock means no server runs here, so
+    // opening the blob store may clean up temp files.
+    let db = Db::open(dir)?;
+    let blobs = FolderStore::open(dir)?;
+    Ok(apply(
+        dir,
+        &db,
+        &blobs,
+        &cfg,
+        req.clone(),
+        &AtomicBool::new(false),
+        // No server runs: no connection to close, no session to end.
+        |_| {},
+    ))
 }
 
 #[cfg(test)]

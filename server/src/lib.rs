@@ -165,8 +165,22 @@ impl Shared {
         Shared::load(dir, Config::load(dir)?)
     }
 
+    /// As [`Shared::open`], without waiting for an index another process
+    /// holds (an admin command that then asks a starting server instead).
+    ///
+    /// # Errors
+    /// As [`Shared::open`]; at once when the index is held.
+    pub fn open_once(dir: &Path) -> Result<Shared, StartError> {
+        Shared::load_waiting(dir, Config::load(dir)?, Duration::ZERO)
+    }
+
+    /// Load with `cfg`, waiting up to 10 s for an index another process holds.
     fn load(dir: &Path, cfg: Config) -> Result<Shared, StartError> {
-        let db = Db::open_waiting(dir, Duration::from_secs(10))?;
+        Shared::load_waiting(dir, cfg, Duration::from_secs(10))
+    }
+
+    fn load_waiting(dir: &Path, cfg: Config, wait: Duration) -> Result<Shared, StartError> {
+        let db = Db::open_waiting(dir, wait)?;
         let allowed = Allowed::default();
         for d in db.devices()? {
             if d.revoked_us.is_none() {

@@ -80,3 +80,38 @@ async fn a_huge_request_line_is_refused_and_the_server_goes_on() {
     r.shutdown().await;
     outcome.unwrap();
 }
+
+/// An admin command given while a server starts: the server holds the index
+/// before its control socket is bound. The command must wait for the
+/// socket, not fail on the index's lock.
+#[test]
+fn an_admin_command_during_a_server_start_waits_for_its_socket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("srv");
+    fieldseal_server::admin::init(&dir, &[], Some("a long password".into())).unwrap();
+    // The "server": the index held for good, the socket bound a moment later.
+    let db = fieldseal_server::db::Db::open(&dir).unwrap();
+    let sock = socket_path(&dir);
+    let server = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        assert!(line.contains("device_list"), "{line}");
+        (&s).write_all(b"{\"status\":\"devices\",\"devices\":[]}\n")
+            .unwrap();
+        drop(db);
+    });
+    let resp = control_request(&dir);
+    server.join().unwrap();
+    assert!(
+        matches!(resp, Response::Devices { ref devices, .. } if devices.is_empty()),
+        "{resp:?}"
+    );
+}
+
+fn control_request(dir: &std::path::Path) -> Response {
+    fieldseal_server::control::request(dir, fieldseal_server::control::Request::DeviceList)
+        .expect("answered by the server once its socket is there")
+}
