@@ -119,7 +119,9 @@ enum Cmd {
         #[command(flatten)]
         data: DataArg,
     },
-    /// Show the recorder's state, chain head and spool use.
+    /// Show the recorder's state, the latest recording (case, activity, start
+    /// and stop in local time) and events, chain head, spool use, sync backlog,
+    /// and acknowledgements that prove nothing.
     Status {
         #[command(flatten)]
         data: DataArg,
@@ -127,7 +129,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Verify the local chain and media; exit 0 iff everything verifies.
+    /// Verify the local chain and media, then list its recordings and events
+    /// in local time; exit 0 iff everything verifies.
     Verify {
         #[command(flatten)]
         data: DataArg,
@@ -720,4 +723,42 @@ fn sync_cmd(
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Commands and options of `cmd` (and of its subcommands) that
+    /// `--help` would list without a word of explanation.
+    fn unexplained(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            let explained = a.get_help().is_some() || a.get_long_help().is_some();
+            if !explained && !a.is_hide_set() && id != "help" && id != "version" {
+                out.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let p = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                out.push(p.clone());
+            }
+            unexplained(sub, &p, out);
+        }
+    }
+
+    /// `--help` explains every command and every option.
+    #[test]
+    fn help_explains_every_command_and_option() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut out = Vec::new();
+        unexplained(&cli, cli.get_name(), &mut out);
+        assert!(
+            out.is_empty(),
+            "--help lists these without explaining them: {out:?}"
+        );
+    }
 }

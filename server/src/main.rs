@@ -25,7 +25,7 @@ struct Cli {
 enum Cmd {
     /// Create a data folder: CA, server certificate, receipt key, config, admin user.
     Init {
-        /// The data folder.
+        /// The data folder to create (it must not hold keys already).
         #[arg(long)]
         data: PathBuf,
         /// Extra DNS names or IP addresses for the server certificate.
@@ -34,7 +34,7 @@ enum Cmd {
     },
     /// Run the server (QUIC ingest and the HTTP API) until SIGINT or SIGTERM.
     Run {
-        /// The data folder.
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// QUIC (UDP) listen address; overrides config.toml.
@@ -60,6 +60,7 @@ enum Cmd {
     /// Verify stored chains: signatures, links, media, receipts' head and
     /// stored receipts. Exit 0 all ok, 1 findings, 2 unreadable.
     Verify {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// One device (16 hex digits); every device by default.
@@ -72,6 +73,7 @@ enum Cmd {
     /// Re-hash every blob; damaged ones are moved aside and asked for again.
     /// Exit 0 none damaged, 1 damage found, 2 unreadable.
     Scrub {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Print JSON.
@@ -83,6 +85,7 @@ enum Cmd {
     /// tokens and users are kept. The server must not be running. Exit 0
     /// rebuilt, 1 rebuilt but the files disagree somewhere (printed), 2 failed.
     Reindex {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Print JSON.
@@ -94,6 +97,7 @@ enum Cmd {
     /// decided case or a legal hold keeps them; each expiry is an `expire`
     /// leaf of the log. Prints what it expired (or would).
     Retention {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Change nothing; print what would be expired.
@@ -112,6 +116,7 @@ enum Cmd {
     /// checks. Works while the server runs (through its control socket);
     /// never overwrites FILE. Records an `export` leaf in the log.
     Export {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// The case number.
@@ -133,27 +138,34 @@ enum LogCmd {
     /// Print the log's verifier key: the key that signs checkpoints, under the
     /// log's origin (docs/FORMAT.md §6.6), to publish for witnesses and courts.
     Key {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
     },
     /// Sign a checkpoint of the log, print it and append it to checkpoints.log.
     Checkpoint {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
     },
     /// Inclusion proof of an entry's leaf in the latest checkpoint (JSON).
     Prove {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
+        /// The device id (16 hex digits, as `device list` shows it).
         #[arg(long)]
         device: String,
+        /// The entry's seq.
         #[arg(long)]
         seq: u64,
     },
     /// Consistency proof from a tree size to the latest checkpoint (JSON).
     Consistency {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
+        /// The earlier tree size to prove the log grew from.
         #[arg(long)]
         from: u64,
     },
@@ -163,21 +175,26 @@ enum LogCmd {
 enum DeviceCmd {
     /// Issue a one-time enrolment token for a new device.
     Add {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
+        /// The device's name, as people will know it (e.g. cam-017).
         #[arg(long)]
         name: String,
         /// Token validity in seconds (default from config.toml, 24 h).
         #[arg(long)]
         ttl_secs: Option<u64>,
     },
-    /// List devices.
+    /// List enrolled devices: id, name, when enrolled and revoked (local
+    /// time), and an ALARM line under any that equivocated.
     List {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
     },
     /// Revoke a device: no new handshakes, open connections closed.
     Revoke {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Device id (16 hex digits).
@@ -189,6 +206,7 @@ enum DeviceCmd {
 enum UserCmd {
     /// Add a user.
     Add {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Login name.
@@ -203,11 +221,13 @@ enum UserCmd {
     },
     /// List users.
     List {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
     },
     /// Disable a user: no more logins, every session ends. Users are never deleted.
     Disable {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Login name.
@@ -215,6 +235,7 @@ enum UserCmd {
     },
     /// Enable a disabled user again.
     Enable {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Login name.
@@ -222,6 +243,7 @@ enum UserCmd {
     },
     /// Set a new password; every session of the user ends.
     Passwd {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Login name.
@@ -591,4 +613,42 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Commands and options of `cmd` (and of its subcommands) that
+    /// `--help` would list without a word of explanation.
+    fn unexplained(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            let explained = a.get_help().is_some() || a.get_long_help().is_some();
+            if !explained && !a.is_hide_set() && id != "help" && id != "version" {
+                out.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let p = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                out.push(p.clone());
+            }
+            unexplained(sub, &p, out);
+        }
+    }
+
+    /// `--help` explains every command and every option.
+    #[test]
+    fn help_explains_every_command_and_option() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut out = Vec::new();
+        unexplained(&cli, cli.get_name(), &mut out);
+        assert!(
+            out.is_empty(),
+            "--help lists these without explaining them: {out:?}"
+        );
+    }
 }
