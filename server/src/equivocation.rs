@@ -14,10 +14,10 @@
 //! `last_seq` the latest one's seq, `log_len` the length of the log the
 //! summary accounts for (docs/FORMAT.md §9 has an example).
 //!
-//! The order of one [`Equivocations::record`]: the entry is appended to the
-//! log and fsynced (while fewer than the cap are kept), then the summary is
-//! replaced (temp, fsync, rename, fsync folder); only then is the device
-//! answered and the alarm logged. A crash between the two writes leaves a
+//! The order of one [`Equivocations::record`] (the conflicting entries of
+//! one device in one group commit): those under the cap are appended to the
+//! log and fsynced, then the summary is replaced (temp, fsync, rename, fsync
+//! folder); only then is the device answered and each alarm logged. A crash between the two writes leaves a
 //! log longer than `log_len`: whoever reads it next counts the whole records
 //! past `log_len` as kept and counted, and the next record cuts a torn one
 //! off. Bytes past damage (a record length no record has) are never cut:
@@ -31,7 +31,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Mutex;
 
-use fieldseal_proto::chainlog::{put_record, split_lossy, RECORD_HEADER};
+use fieldseal_proto::chainlog::{put_record, split_lossy};
 use fieldseal_proto::identity::DeviceId;
 use serde::{Deserialize, Serialize};
 
@@ -186,17 +186,18 @@ impl Equivocations {
         })
     }
 
-    /// Record one refused conflicting entry `entry` (with seq `seq`) of
-    /// `device`, refused at server time `now_us`: kept in full if fewer
-    /// than the cap are, counted in any case, durably.
+    /// Record refused conflicting entries of `device` (each with its seq),
+    /// refused at server time `now_us`: those that fit under the cap kept in
+    /// full, every one counted, durably — one append and one summary write
+    /// for all of them, so that a device flooding a group commit with
+    /// conflicting entries costs it three fsyncs, not three per entry.
     ///
     /// # Errors
-    /// I/O errors: the entry may then be neither kept nor counted.
+    /// I/O errors: the entries may then be neither kept nor counted.
     pub fn record(
         &self,
         device: DeviceId,
-        seq: u64,
-        entry: &[u8],
+        entries: &[(u64, &[u8])],
         now_us: i64,
     ) -> io::Result<Summary> {
         // One record at a time: the summary is read, changed and written.
@@ -214,21 +215,28 @@ impl Equivocations {
             f.sync_data()?;
         }
         let s = &mut stored.summary;
-        if s.kept < self.keep && !state.damaged {
-            let mut rec = Vec::with_capacity(entry.len() + RECORD_HEADER);
-            put_record(&mut rec, entry);
-            append_durable(&log, &rec)?;
-            s.kept += 1;
-            stored.log_len += rec.len() as u64;
-            if s.kept == self.keep {
-                tracing::warn!(%device, kept = s.kept,
-                    "equivocations.log is full: later equivocations of this device are only counted");
+        let mut rec = Vec::new();
+        for (seq, entry) in entries {
+            if s.kept < self.keep && !state.damaged {
+                put_record(&mut rec, entry);
+                s.kept += 1;
+                if s.kept == self.keep {
+                    tracing::warn!(%device, kept = s.kept,
+                        "equivocations.log is full: later equivocations of this device are only counted");
+                }
             }
+            s.count += 1;
+            s.last_seq = Some(*seq);
         }
-        s.count += 1;
+        if entries.is_empty() {
+            return Ok(*s);
+        }
         s.first_us.get_or_insert(now_us);
         s.last_us = Some(now_us);
-        s.last_seq = Some(seq);
+        if !rec.is_empty() {
+            append_durable(&log, &rec)?;
+            stored.log_len += rec.len() as u64;
+        }
         let json = serde_json::to_vec(&stored).expect("serialisable");
         replace_durable(&self.dir.equivocations_summary(device), &json)?;
         known.insert(device, stored.summary);
@@ -271,10 +279,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = Equivocations::open(dir.path(), 3).unwrap();
         assert_eq!(e.summary(DEV), Summary::default());
-        for i in 0..10u8 {
-            e.record(DEV, u64::from(i), &entry(i), 1_000 + i64::from(i))
+        for i in 0..4u8 {
+            e.record(DEV, &[(u64::from(i), &entry(i))], 1_000 + i64::from(i))
                 .unwrap();
         }
+        // Several in one group commit: one write of each file.
+        let group: Vec<(u64, Vec<u8>)> = (4..10u8).map(|i| (u64::from(i), entry(i))).collect();
+        let group: Vec<(u64, &[u8])> = group.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+        e.record(DEV, &group, 1_009).unwrap();
         let want = Summary {
             count: 10,
             kept: 3,
@@ -294,9 +306,9 @@ mod tests {
         assert_eq!(again.summary(DEV), want);
         // A cap of 0 keeps none.
         let other = DeviceId([4; 8]);
-        e.record(other, 5, &entry(1), 7).unwrap();
+        e.record(other, &[(5, &entry(1))], 7).unwrap();
         let e0 = Equivocations::open(dir.path(), 0).unwrap();
-        e0.record(DeviceId([5; 8]), 5, &entry(1), 7).unwrap();
+        e0.record(DeviceId([5; 8]), &[(5, &entry(1))], 7).unwrap();
         assert_eq!(kept_entries(dir.path(), DeviceId([5; 8])).unwrap().len(), 0);
         assert_eq!(load(dir.path(), DeviceId([5; 8])).unwrap().count, 1);
     }
@@ -326,7 +338,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = DataDir::new(dir.path());
         let e = Equivocations::open(dir.path(), 5).unwrap();
-        e.record(DEV, 1, &entry(1), 10).unwrap();
+        e.record(DEV, &[(1, &entry(1))], 10).unwrap();
         // A record appended whole, its summary never written; then a torn one.
         let mut rec = Vec::new();
         put_record(&mut rec, &entry(2));
@@ -336,7 +348,7 @@ mod tests {
         let mut torn = Vec::new();
         put_record(&mut torn, &entry(3));
         append_durable(&d.equivocations_log(DEV), &torn[..10]).unwrap();
-        let s = e.record(DEV, 4, &entry(4), 20).unwrap();
+        let s = e.record(DEV, &[(4, &entry(4))], 20).unwrap();
         assert_eq!((s.count, s.kept), (3, 3));
         assert_eq!(
             kept_entries(dir.path(), DEV).unwrap(),
@@ -346,7 +358,7 @@ mod tests {
         // Damage: nothing is appended after it, everything still counted.
         append_durable(&d.equivocations_log(DEV), &[0, 0, 1]).unwrap();
         let before = std::fs::read(d.equivocations_log(DEV)).unwrap();
-        let s = e.record(DEV, 5, &entry(5), 30).unwrap();
+        let s = e.record(DEV, &[(5, &entry(5))], 30).unwrap();
         assert_eq!((s.count, s.kept), (4, 3));
         assert_eq!(std::fs::read(d.equivocations_log(DEV)).unwrap(), before);
     }

@@ -58,9 +58,10 @@ fn device_list_shows_times_in_local_time_and_equivocations() {
             .unwrap();
         }
         let e = Equivocations::open(&dir, 1).unwrap();
-        e.record(ids[0], 7, b"not an entry, kept as sent", JULY + HOUR)
+        e.record(ids[0], &[(7, b"not an entry, kept as sent")], JULY + HOUR)
             .unwrap();
-        e.record(ids[0], 9, b"another", JULY + 3 * HOUR).unwrap();
+        e.record(ids[0], &[(9, b"another")], JULY + 3 * HOUR)
+            .unwrap();
     }
     for tz in ["CST-8", "EST5EDT,M3.2.0,M11.1.0"] {
         let zone = TimeZone::posix(tz).unwrap();
