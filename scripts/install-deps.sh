@@ -34,6 +34,10 @@ PACKAGES=(
   # (agent/tests/token.rs, tests/tests/hwkey.rs) and of the signing benchmark,
   # each in a private SOFTHSM2_CONF and token folder, never the system's.
   softhsm2
+  # The time zone database: `status`, `verify` and `device list` print local time in
+  # the zone TZ names (TZ=Asia/Shanghai) or /etc/localtime points at. The tests use
+  # POSIX rules (TZ=CST-8) and do not need it.
+  tzdata
   # The browser test of the web page (tests/tests/web_browser.rs): Debian's
   # chromium driven by playwright-core from npm (no browser download), node to
   # run it (Node.js 20 or later: this machine kind's NodeSource build; Debian

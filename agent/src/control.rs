@@ -117,6 +117,10 @@ pub enum ControlError {
     /// The request was not understood (the agent answers with this).
     #[error("bad request: {0}")]
     BadRequest(#[source] serde_json::Error),
+    /// The request line is longer than the cap: the rest is not read, and
+    /// the connection is closed (the agent answers with this).
+    #[error("bad request: longer than {MAX_REQUEST} bytes without a newline; connection closed")]
+    TooLong,
 }
 
 /// Send one request to the agent running in `dir`.
@@ -184,11 +188,15 @@ pub fn bind(dir: &Path) -> std::io::Result<UnixListener> {
 ///
 /// # Errors
 /// [`ControlError::Io`], or [`ControlError::BadRequest`] for a request that
-/// does not parse (answered by the caller).
+/// does not parse and [`ControlError::TooLong`] for one over the cap
+/// (answered by the caller).
 pub fn read_request(stream: &UnixStream) -> Result<Request, ControlError> {
-    let mut line = String::new();
-    BufReader::new(std::io::Read::take(stream, MAX_REQUEST)).read_line(&mut line)?;
-    serde_json::from_str(&line).map_err(ControlError::BadRequest)
+    let mut line = Vec::new();
+    BufReader::new(std::io::Read::take(stream, MAX_REQUEST)).read_until(b'\n', &mut line)?;
+    if line.last() != Some(&b'\n') && line.len() as u64 >= MAX_REQUEST {
+        return Err(ControlError::TooLong);
+    }
+    serde_json::from_slice(&line).map_err(ControlError::BadRequest)
 }
 
 /// Write the answer to a connection.
@@ -199,4 +207,39 @@ pub fn write_response(mut stream: &UnixStream, resp: &Response) -> std::io::Resu
     let mut line = serde_json::to_string(resp).expect("response serialises");
     line.push('\n');
     stream.write_all(line.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_over_the_cap_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = bind(dir.path()).unwrap();
+        let path = socket_path(dir.path());
+        let ask = |bytes: Vec<u8>| {
+            let mut c = UnixStream::connect(&path).unwrap();
+            let w = std::thread::spawn(move || {
+                let _ = c.write_all(&bytes);
+            });
+            let (s, _) = listener.accept().unwrap();
+            let r = read_request(&s);
+            drop(s);
+            w.join().unwrap();
+            r
+        };
+        let huge = vec![b'x'; 1 << 20];
+        let e = ask(huge).unwrap_err();
+        assert!(matches!(e, ControlError::TooLong), "{e}");
+        assert!(e.to_string().contains("longer than 4096 bytes"), "{e}");
+        assert_eq!(
+            ask(b"{\"cmd\":\"status\"}\n".to_vec()).unwrap(),
+            Request::Status
+        );
+        assert!(matches!(
+            ask(b"{".to_vec()),
+            Err(ControlError::BadRequest(_))
+        ));
+    }
 }

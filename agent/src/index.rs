@@ -109,12 +109,41 @@ fn put(batch: &mut sled::Batch, e: &SignedEntry, log_len: u64) {
     batch.insert(b"head".as_slice(), head);
 }
 
+/// How long opening the index waits for another process to let go of it: a
+/// `status` or `verify` run while `run` starts holds it for the moment it
+/// takes to read it, and must not make `run` fail. Far longer than that; a
+/// process that holds it longer is another recorder, refused after this.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether sled could not open the index because another process holds its
+/// lock. sled says so only in words ("could not acquire lock on …", the
+/// `flock` error formatted in), so the words are what is matched.
+fn held_by_another(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
+
 impl Index {
-    /// Open (or create) the index in `dir/index`.
+    /// Open (or create) the index in `dir/index`, waiting up to
+    /// [`LOCK_WAIT`] while another process holds it.
     ///
     /// # Errors
-    /// sled errors, among them another process holding the index.
+    /// sled errors, among them another process holding the index longer.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match Self::open_once(dir) {
+                Err(IndexError::Sled(sled::Error::Io(e)))
+                    if held_by_another(&e) && std::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(error = %e, "index held by another process; waiting");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(dir: &Path) -> Result<Self, IndexError> {
         // sled makes its folder with the umask's mode: make it first, the
         // owner's alone, so that its files are out of other users' reach.
         let path = dir.join("index");
@@ -308,6 +337,21 @@ fn move_aside(dir: &Path) -> Result<PathBuf, IndexError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `status` that opened the index a moment before `run` must not make
+    /// `run` fail: the second open waits for the first to let go.
+    #[test]
+    fn opening_waits_for_a_short_holder_to_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Index::open(dir.path()).unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(first);
+        });
+        let second = Index::open(dir.path());
+        holder.join().unwrap();
+        assert!(second.is_ok(), "{:?}", second.err());
+    }
 
     #[test]
     fn catch_up_indexes_every_entry_in_batches_and_resumes() {

@@ -25,6 +25,7 @@
 #![deny(unsafe_code)]
 
 pub mod acks;
+pub mod activity;
 pub mod capture;
 pub mod chainlog;
 pub mod clock;
@@ -36,6 +37,7 @@ pub mod fsutil;
 pub mod gps;
 pub mod index;
 pub mod keyfile;
+pub mod localtime;
 pub mod policy;
 pub mod recorder;
 pub mod run;

@@ -162,7 +162,9 @@ enum Cmd {
         #[command(flatten)]
         data: DataArg,
     },
-    /// Show the recorder's state, chain head and spool use.
+    /// Show the recorder's state, the latest recording (case, activity, start
+    /// and stop in local time) and events, chain head, spool use, sync backlog,
+    /// and acknowledgements that prove nothing.
     Status {
         #[command(flatten)]
         data: DataArg,
@@ -170,7 +172,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Verify the local chain and media; exit 0 iff everything verifies.
+    /// Verify the local chain and media, then list its recordings and events
+    /// in local time; exit 0 iff everything verifies.
     Verify {
         #[command(flatten)]
         data: DataArg,
@@ -450,6 +453,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{report}");
+                print!("{}", verify_activity(&data.data)?);
             }
             Ok(if report.ok {
                 ExitCode::SUCCESS
@@ -630,7 +634,8 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
             let key = DeviceId::from_key(&devicekey::public_key(dir)?);
             let (idx, _) = index::Index::open_repairing(dir)?;
             let s = idx.summary()?;
-            let (no_receipt, not_acked) = FsSyncStore::open(dir)?.backlog();
+            let store = FsSyncStore::open(dir)?;
+            let (no_receipt, not_acked) = store.backlog();
             let mut data = serde_json::json!({
                 "entries_without_receipt": no_receipt,
                 "segments_not_acknowledged": not_acked,
@@ -641,6 +646,10 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 "segments": s.segments,
                 "events": s.events,
                 "spool_bytes": dir_size(&dir.join("media")) + s.log_len,
+                "acks_kept": store.acks_kept(),
+                "bad_acks": store.bad_acks(),
+                "acks_refused": 0,
+                "recent": fieldseal_agent::activity::status_recent(&store),
             });
             let now_us = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -656,55 +665,134 @@ fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&data)?);
     } else {
-        let g = |k: &str| {
-            data.get(k)
-                .map(|v| v.to_string().trim_matches('"').to_string())
-                .unwrap_or_default()
-        };
-        println!("device {}: {}", g("device"), g("state"));
-        // A refusal first and loud: nothing of this device reaches the
-        // server any more until someone acts.
-        if let Some(r) = data.get("refused").filter(|r| !r.is_null()) {
-            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-            println!(
-                "  SYNC REFUSED: {} by {} at {} ({})",
-                g("sync").to_uppercase(),
-                s("server"),
-                s("at_utc"),
-                s("reason")
-            );
-            println!("  {}", s("advice"));
-        }
-        let refused = data.get("refused").is_some_and(|r| !r.is_null());
-        if let Some(c) = data.get("certificate").filter(|c| !c.is_null()) {
-            let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
-            if c["expired"].as_bool() == Some(true) && refused {
-                // What to do is said above.
-                println!("  certificate: expired at {}", s("not_after_utc"));
-            } else if c["expired"].as_bool() == Some(true) {
-                println!(
-                    "  CERTIFICATE EXPIRED at {}: {}",
-                    s("not_after_utc"),
-                    s("advice")
-                );
-            } else {
-                println!(
-                    "  certificate: valid until {}; renewed over sync from {} (server's clock)",
-                    s("not_after_utc"),
-                    s("renew_from_utc")
-                );
-            }
-        }
-        println!("  chain: next seq {}", g("next_seq"));
-        println!("  spool: {} bytes", g("spool_bytes"));
-        println!(
-            "  sync:  {}; {} entries without receipt, {} segments not acknowledged",
-            g("sync"),
-            g("entries_without_receipt"),
-            g("segments_not_acknowledged")
+        print!(
+            "{}",
+            status_text(&data, &fieldseal_agent::localtime::zone())
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Recordings and events shown after `verify`'s report, the newest ones.
+const VERIFY_SHOWN: usize = 50;
+
+/// The recordings and events of the folder's chain for `verify`'s human
+/// report, in local time.
+fn verify_activity(dir: &Path) -> anyhow::Result<String> {
+    use fieldseal_agent::activity::Activity;
+    let path = fieldseal_agent::chainlog::path(dir);
+    let log = fieldseal_agent::chainlog::read_from(&fieldseal_agent::spoolfs::StdFs, &path, 0)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let all = Activity::from_entries(log.records().map(|r| r.bytes));
+    let (recordings, events) = (all.recordings.len(), all.events.len());
+    let shown = all.newest(VERIFY_SHOWN, VERIFY_SHOWN);
+    let mut out = String::from("  recordings and events (device clock, local time):\n");
+    out.push_str(&shown.render(&fieldseal_agent::localtime::zone(), "    "));
+    let (r, e) = (
+        recordings - shown.recordings.len(),
+        events - shown.events.len(),
+    );
+    if r + e > 0 {
+        out.push_str(&format!(
+            "    ({r} earlier recording(s) and {e} earlier event(s) not shown)\n"
+        ));
+    }
+    Ok(out)
+}
+
+/// `status` for people: times in local time (`tz`), the acknowledgements
+/// that prove nothing named so that a custodian notices.
+fn status_text(data: &serde_json::Value, tz: &jiff::tz::TimeZone) -> String {
+    use std::fmt::Write as _;
+    let g = |k: &str| {
+        data.get(k)
+            .map(|v| v.to_string().trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    let n = |k: &str| data.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let mut out = String::new();
+    let _ = writeln!(out, "device {}: {}", g("device"), g("state"));
+    let secs = |v: &serde_json::Value| {
+        v.as_i64().map_or_else(
+            || "?".to_string(),
+            |s| fieldseal_agent::localtime::format_us_in(s.saturating_mul(1_000_000), tz),
+        )
+    };
+    // A refusal first and loud: nothing of this device reaches the server
+    // any more until someone acts.
+    let refused = data.get("refused").filter(|r| !r.is_null());
+    if let Some(r) = refused {
+        let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+        let at = r["at_us"].as_i64().map_or_else(
+            || "?".to_string(),
+            |us| fieldseal_agent::localtime::format_us_in(us, tz),
+        );
+        let _ = writeln!(
+            out,
+            "  SYNC REFUSED: {} by {} at {at} ({})",
+            g("sync").to_uppercase(),
+            s("server"),
+            s("reason")
+        );
+        let _ = writeln!(out, "  {}", s("advice"));
+    }
+    if let Some(c) = data.get("certificate").filter(|c| !c.is_null()) {
+        let expired = c["expired"].as_bool() == Some(true);
+        if expired && refused.is_some() {
+            // What to do is said above.
+            let _ = writeln!(out, "  certificate: expired at {}", secs(&c["not_after"]));
+        } else if expired {
+            let _ = writeln!(
+                out,
+                "  CERTIFICATE EXPIRED at {}: {}",
+                secs(&c["not_after"]),
+                c["advice"].as_str().unwrap_or_default()
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  certificate: valid until {}; renewed over sync from {} (server's clock)",
+                secs(&c["not_after"]),
+                secs(&c["renew_from"])
+            );
+        }
+    }
+    let recent: fieldseal_agent::activity::Activity =
+        serde_json::from_value(data["recent"].clone()).unwrap_or_default();
+    if recent.recordings.is_empty() && recent.events.is_empty() {
+        let _ = writeln!(out, "  nothing recorded yet");
+    } else {
+        out.push_str(&recent.render(tz, "  "));
+    }
+    let _ = writeln!(out, "  chain: next seq {}", g("next_seq"));
+    let _ = writeln!(out, "  spool: {} bytes", g("spool_bytes"));
+    let _ = writeln!(
+        out,
+        "  sync:  {}; {} entries without receipt, {} segments not acknowledged",
+        g("sync"),
+        g("entries_without_receipt"),
+        g("segments_not_acknowledged")
+    );
+    let (bad, refused) = (n("bad_acks"), n("acks_refused"));
+    let _ = write!(
+        out,
+        "  acks:  {} kept as proof of hand-over",
+        n("acks_kept")
+    );
+    if bad > 0 {
+        let _ = write!(
+            out,
+            "; ALARM {bad} in acks.log prove nothing (bad-ack: `fieldseal-agent verify` names them)"
+        );
+    }
+    if refused > 0 {
+        let _ = write!(
+            out,
+            "; ALARM {refused} refused from the server since start (not signed by its receipt key, or naming another segment)"
+        );
+    }
+    out.push('\n');
+    out
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -872,4 +960,42 @@ fn sync_cmd(
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Commands and options of `cmd` (and of its subcommands) that
+    /// `--help` would list without a word of explanation.
+    fn unexplained(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            let explained = a.get_help().is_some() || a.get_long_help().is_some();
+            if !explained && !a.is_hide_set() && id != "help" && id != "version" {
+                out.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let p = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                out.push(p.clone());
+            }
+            unexplained(sub, &p, out);
+        }
+    }
+
+    /// `--help` explains every command and every option.
+    #[test]
+    fn help_explains_every_command_and_option() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut out = Vec::new();
+        unexplained(&cli, cli.get_name(), &mut out);
+        assert!(
+            out.is_empty(),
+            "--help lists these without explaining them: {out:?}"
+        );
+    }
 }

@@ -198,6 +198,7 @@ pub fn run(
         last_stats: CaptureStatsSnapshot::default(),
         store: Arc::clone(&store),
         sync_enabled: sync.enabled(),
+        sync_progress: sync.enabled().then(|| sync.progress()),
         keep_after_ack_us: cfg.storage.keep_after_ack_seconds.saturating_mul(1_000_000),
         release_checked: None,
         // Tests point this at a fake power_supply folder.

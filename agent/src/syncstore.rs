@@ -277,6 +277,11 @@ impl FsSyncStore {
         Ok(due)
     }
 
+    /// Acknowledgements kept that prove the hand-over of a segment.
+    pub fn acks_kept(&self) -> usize {
+        self.inner.lock().expect("sync store lock").acked.len()
+    }
+
     /// Acknowledgements kept that prove nothing (see [`acks::proves`]).
     pub fn bad_acks(&self) -> usize {
         self.inner.lock().expect("sync store lock").bad_acks

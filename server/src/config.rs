@@ -97,6 +97,10 @@ pub struct Config {
     /// `device_cert_days`: for tests and drills that watch certificates
     /// expire and renew in seconds. Not for production.
     pub device_cert_secs: Option<u64>,
+    /// Refused conflicting entries (equivocations) kept in full per device,
+    /// the first ones; every later one is only counted (`equivocation.rs`).
+    /// 0 keeps none in full.
+    pub equivocations_kept: u64,
 }
 
 impl Default for Config {
@@ -144,6 +148,11 @@ impl Default for Config {
             // never revoked stops being able to sync within 90 days.
             device_cert_days: 90,
             device_cert_secs: None,
+            // An honest device never equivocates; one that does is broken or
+            // forged, and its first hundred conflicting entries show how
+            // (at most 4 KiB each, FORMAT.md §9: 400 KiB a device). Past
+            // them a flood would only fill the disk: it is counted.
+            equivocations_kept: 100,
         }
     }
 }
@@ -295,6 +304,10 @@ unauthenticated_timeout_secs = {}
 device_cert_days = {}
 # For tests and drills only: seconds instead of days.
 # device_cert_secs = 60
+# Equivocation (a device signed two different entries with one seq): each is
+# refused, raises an ALARM and is counted; the first this many of a device
+# are kept in full in devices/<id>/equivocations.log, later ones only counted.
+equivocations_kept = {}
 "#,
             self.quic_listen,
             self.http_listen,
@@ -313,6 +326,7 @@ device_cert_days = {}
             self.enrolments_per_address_per_minute,
             self.unauthenticated_timeout_secs,
             self.device_cert_days,
+            self.equivocations_kept,
         )
     }
 }
@@ -331,6 +345,7 @@ mod tests {
             max_unauthenticated_per_address: 3,
             unauthenticated_timeout_secs: 4,
             device_cert_days: 30,
+            equivocations_kept: 9,
             ..Config::default()
         };
         assert_eq!(toml::from_str::<Config>(&c.commented()).unwrap(), c);

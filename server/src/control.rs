@@ -2,6 +2,7 @@
 //! over `DIR/control.sock`, one JSON request per line, one JSON response
 //! per line. When no server runs, [`Admin::open`] opens the index itself.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -186,7 +187,11 @@ pub enum Response {
         /// The last second of each device's newest certificate, by device
         /// id (hex); devices enrolled before certificates expired have none.
         #[serde(default)]
-        cert_not_after: std::collections::BTreeMap<String, i64>,
+        cert_not_after: BTreeMap<String, i64>,
+        /// The equivocations of those that ever equivocated, by device id
+        /// (`equivocation.rs`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        equivocations: BTreeMap<String, crate::equivocation::Summary>,
     },
     /// A device (after revocation).
     Device(DeviceRecord),
@@ -347,15 +352,21 @@ pub fn apply(
         }
         Request::DeviceList => {
             let devices = db.devices()?;
-            let mut cert_not_after = std::collections::BTreeMap::new();
+            let mut cert_not_after = BTreeMap::new();
+            let mut equivocations = BTreeMap::new();
             for d in &devices {
                 if let Some(c) = db.current_cert(d.id)? {
                     cert_not_after.insert(d.id.to_string(), c.not_after);
+                }
+                let e = crate::equivocation::load(dir, d.id)?;
+                if e.count > 0 {
+                    equivocations.insert(d.id.to_string(), e);
                 }
             }
             Ok(Response::Devices {
                 devices,
                 cert_not_after,
+                equivocations,
             })
         }
         Request::DeviceRevoke { id } => {
@@ -431,7 +442,50 @@ fn answer(s: &Shared, req: Request) -> Response {
     )
 }
 
-/// Serve the control socket until the task is dropped.
+/// Longest request line accepted, as the agent caps its own control
+/// socket's (`agent/src/control.rs`): a request is a few hundred bytes, the
+/// longest field a new password (at most 1024 bytes, up to six times that
+/// once JSON escapes it); this stops a confused or hostile local client from
+/// making the server buffer a line without end.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// One request line read from a connection.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A whole line (its newline removed), or the last bytes before the
+    /// end of the stream.
+    Request(Vec<u8>),
+    /// More than [`MAX_REQUEST`] bytes without a newline: the rest is not
+    /// read.
+    TooLong,
+    /// The client closed the connection.
+    End,
+}
+
+/// Read one request line of at most [`MAX_REQUEST`] bytes (newline not
+/// counted), never buffering more than that.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Line> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let cap = u64::try_from(MAX_REQUEST).expect("small") + 1;
+    let n = r.take(cap).read_until(b'\n', &mut buf).await?;
+    if n == 0 {
+        return Ok(Line::End);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        return Ok(Line::Request(buf));
+    }
+    if buf.len() > MAX_REQUEST {
+        return Ok(Line::TooLong);
+    }
+    Ok(Line::Request(buf))
+}
+
+/// Serve the control socket until the task is dropped. Each connection
+/// carries requests one line at a time; a line over [`MAX_REQUEST`] is
+/// answered with an error and the connection is closed (what follows it
+/// cannot be told apart from the next request).
 pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -440,24 +494,40 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             let (r, mut w) = stream.into_split();
-            let mut lines = tokio::io::BufReader::new(r).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let resp = match serde_json::from_str::<Request>(&line) {
-                    Ok(req) => {
-                        let s = shared.clone();
-                        tokio::task::spawn_blocking(move || answer(&s, req))
-                            .await
-                            .unwrap_or_else(|e| Response::Error {
-                                message: e.to_string(),
-                            })
+            let mut r = tokio::io::BufReader::new(r);
+            loop {
+                let (resp, last) = match read_line(&mut r).await {
+                    Ok(Line::End) | Err(_) => break,
+                    Ok(Line::TooLong) => {
+                        tracing::warn!(
+                            max = MAX_REQUEST,
+                            "control socket: request line too long; connection closed"
+                        );
+                        let message = format!(
+                            "bad request: longer than {MAX_REQUEST} bytes without a newline; \
+                             connection closed"
+                        );
+                        (Response::Error { message }, true)
                     }
-                    Err(e) => Response::Error {
-                        message: format!("bad request: {e}"),
+                    Ok(Line::Request(line)) => match serde_json::from_slice::<Request>(&line) {
+                        Ok(req) => {
+                            let s = shared.clone();
+                            let resp = tokio::task::spawn_blocking(move || answer(&s, req))
+                                .await
+                                .unwrap_or_else(|e| Response::Error {
+                                    message: e.to_string(),
+                                });
+                            (resp, false)
+                        }
+                        Err(e) => {
+                            let message = format!("bad request: {e}");
+                            (Response::Error { message }, false)
+                        }
                     },
                 };
                 let mut out = serde_json::to_string(&resp).expect("serialisable");
                 out.push('\n');
-                if w.write_all(out.as_bytes()).await.is_err() {
+                if w.write_all(out.as_bytes()).await.is_err() || last {
                     break;
                 }
             }
@@ -465,8 +535,38 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>) {
     }
 }
 
+/// How long an admin command waits for the index while another process
+/// holds it: a server that is starting holds it before its control socket
+/// is bound (roll-forward, listeners), and another admin command holds it
+/// for the moment its work takes.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Send `req` over a connected control socket and read the answer.
+fn over_socket(mut s: UnixStream, req: &Request) -> Result<Response, ControlError> {
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut resp = String::new();
+    BufReader::new(s).read_line(&mut resp)?;
+    Ok(serde_json::from_str(&resp)?)
+}
+
+/// Whether `e` says the index is held by another process. sled says so
+/// only in words ("could not acquire lock on …"), so the words are matched.
+fn index_held(e: &DbError) -> bool {
+    match e {
+        DbError::Sled(sled::Error::Io(io)) => {
+            io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
+}
+
 /// Run one admin request: through the socket of a running server if there
-/// is one, else on the index opened directly.
+/// is one, else on the index opened directly. A server that starts
+/// meanwhile holds the index before it answers on its socket: the command
+/// then waits for the socket rather than fail on the lock.
 ///
 /// # Errors
 /// I/O errors talking to the socket, an answer that does not parse; index
@@ -477,37 +577,96 @@ pub fn request(dir: &Path, req: Request) -> Result<Response, ControlError> {
     if !crate::datadir::DataDir::new(dir).config().is_file() {
         return Err(ControlError::NotADataFolder(dir.to_path_buf()));
     }
-    match UnixStream::connect(socket_path(dir)) {
-        Ok(mut s) => {
-            let mut line = serde_json::to_string(&req)?;
-            line.push('\n');
-            s.write_all(line.as_bytes())?;
-            let mut resp = String::new();
-            BufReader::new(s).read_line(&mut resp)?;
-            Ok(serde_json::from_str(&resp)?)
+    let deadline = std::time::Instant::now() + INDEX_WAIT;
+    loop {
+        if let Ok(s) = UnixStream::connect(socket_path(dir)) {
+            return over_socket(s, &req);
         }
-        Err(_) if matches!(req, Request::Retention { .. } | Request::ExportPlan { .. }) => {
-            // The job needs the server's whole state (its leaves go through
-            // `audit`): load it as `run` would, without serving.
-            let shared = Shared::open(dir).map_err(|e| ControlError::Start(Box::new(e)))?;
-            Ok(answer(&shared, req))
+        let held = match offline(dir, &req) {
+            Err(ControlError::Db(e)) if index_held(&e) => e,
+            Err(ControlError::Start(e)) if matches!(&*e, crate::StartError::Index(db) if index_held(db)) => {
+                match *e {
+                    crate::StartError::Index(db) => db,
+                    _ => unreachable!("matched above"),
+                }
+            }
+            other => return other,
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(held.into());
         }
-        Err(_) => {
-            let cfg = Config::load(dir).unwrap_or_default();
-            // The index first: holding its lock means no server runs here, so
-            // opening the blob store may clean up temp files.
-            let db = Db::open_waiting(dir, std::time::Duration::from_secs(3))?;
-            let blobs = FolderStore::open(dir)?;
-            Ok(apply(
-                dir,
-                &db,
-                &blobs,
-                &cfg,
-                req,
-                &AtomicBool::new(false),
-                // No server runs: no connection to close, no session to end.
-                |_| {},
-            ))
+        tracing::debug!(error = %held, "index held by another process; waiting");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Run `req` on the data folder itself: no server answers on its socket.
+fn offline(dir: &Path, req: &Request) -> Result<Response, ControlError> {
+    if matches!(req, Request::Retention { .. } | Request::ExportPlan { .. }) {
+        // The job needs the server's whole state (its leaves go through
+        // `audit`): load it as `run` would, without serving.
+        let shared = Shared::open_once(dir).map_err(|e| ControlError::Start(Box::new(e)))?;
+        return Ok(answer(&shared, req.clone()));
+    }
+    let cfg = Config::load(dir).unwrap_or_default();
+    // The index first: holding its lock means no server runs here, so
+    // opening the blob store may clean up temp files.
+    let db = Db::open(dir)?;
+    let blobs = FolderStore::open(dir)?;
+    Ok(apply(
+        dir,
+        &db,
+        &blobs,
+        &cfg,
+        req.clone(),
+        &AtomicBool::new(false),
+        // No server runs: no connection to close, no session to end.
+        |_| {},
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8]) -> Vec<Line> {
+        let mut r = tokio::io::BufReader::new(input);
+        let mut out = Vec::new();
+        loop {
+            let l = read_line(&mut r).await.unwrap();
+            let stop = matches!(l, Line::End | Line::TooLong);
+            out.push(l);
+            if stop {
+                return out;
+            }
         }
+    }
+
+    #[tokio::test]
+    async fn a_line_over_the_cap_is_refused_without_reading_on() {
+        let at_cap = vec![b'a'; MAX_REQUEST];
+        let mut input = at_cap.clone();
+        input.push(b'\n');
+        input.extend_from_slice(b"{}");
+        assert_eq!(
+            lines(&input).await,
+            vec![
+                Line::Request(at_cap),
+                Line::Request(b"{}".to_vec()),
+                Line::End
+            ]
+        );
+        let mut over = vec![b'a'; MAX_REQUEST + 1];
+        over.push(b'\n');
+        assert_eq!(lines(&over).await, vec![Line::TooLong]);
+        let huge = vec![b'{'; 8 * MAX_REQUEST];
+        let mut r = tokio::io::BufReader::new(huge.as_slice());
+        assert_eq!(read_line(&mut r).await.unwrap(), Line::TooLong);
+        // No more than the cap (and one byte) was taken from the stream.
+        let mut rest = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut rest)
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), huge.len() - MAX_REQUEST - 1);
     }
 }

@@ -10,7 +10,8 @@
 //! DIR/control.sock                           the running server's control socket (control.rs)
 //! DIR/run.lock                               pid of the server running here, flock'ed (runlock.rs)
 //! DIR/devices/<device_id>/chain.log          accepted signed entries (FORMAT.md §9 records)
-//! DIR/devices/<device_id>/equivocations.log  refused conflicting entries (same record format)
+//! DIR/devices/<device_id>/equivocations.log  the first refused conflicting entries (same record format)
+//! DIR/devices/<device_id>/equivocations.json how many were refused, when (equivocation.rs)
 //! DIR/leaves.log                             every leaf of the transparency log (leaflog.rs)
 //! DIR/blobs/<aa>/<sha256hex>                 verified segment bytes (blobstore.rs; aa: first two hex digits)
 //! DIR/blobs/tmp/<name>.<n>                   a blob put in progress (deleted at start-up)
@@ -181,6 +182,12 @@ impl DataDir {
         self.device(id).join("equivocations.log")
     }
 
+    /// `DIR/devices/<device_id>/equivocations.json`: the count of every
+    /// equivocation, kept in full or not.
+    pub fn equivocations_summary(&self, id: DeviceId) -> PathBuf {
+        self.device(id).join("equivocations.json")
+    }
+
     /// `DIR/blobs/`.
     pub fn blobs(&self) -> PathBuf {
         self.root.join("blobs")
@@ -254,6 +261,10 @@ mod tests {
         assert_eq!(
             s(d.equivocations_log(id)),
             "/d/devices/abababababababab/equivocations.log"
+        );
+        assert_eq!(
+            s(d.equivocations_summary(id)),
+            "/d/devices/abababababababab/equivocations.json"
         );
         assert_eq!(s(d.blob(&h)), format!("/d/blobs/0f/{hex}"));
         assert_eq!(s(d.blob_tmp()), "/d/blobs/tmp");

@@ -158,6 +158,33 @@ pub fn append_durable(path: &Path, data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Put `data` in place of `path` (made if missing): written to a temp file
+/// beside it and fsynced, renamed over it, then the folder fsynced, so that
+/// after a power cut `path` holds either the old bytes or the new ones,
+/// whole. A temp file left by a crash is overwritten by the next call.
+///
+/// # Errors
+/// I/O errors: `path` then still holds what it held.
+pub fn replace_durable(path: &Path, data: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut f = private()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    sync_folder_of(path)
+}
+
 /// fsync the folder that holds `path`.
 ///
 /// # Errors
@@ -208,6 +235,26 @@ mod tests {
         let err = create_durable(&p, b"other").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs::read(&p).unwrap(), b"secret");
+    }
+
+    #[test]
+    fn replace_puts_new_bytes_in_place_privately() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("summary.json");
+        replace_durable(&p, b"one").unwrap();
+        replace_durable(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("summary.json")],
+            "no temp file left"
+        );
     }
 
     #[test]

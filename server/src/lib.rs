@@ -17,7 +17,8 @@
 //! Where things are:
 //! - `datadir.rs`: the data folder's layout, the only place that knows a
 //!   path; `fsutil.rs`: durable writes (fsync of file and folder);
-//! - `storage.rs`: chain logs, equivocation evidence, partial uploads;
+//! - `storage.rs`: chain logs and partial uploads; `equivocation.rs`: the
+//!   refused conflicting entries of each device, the first kept, all counted;
 //!   `blobstore.rs`: verified segment bytes behind the `BlobStore` trait
 //!   (folder, in-memory twin); `leaflog.rs`: `leaves.log`;
 //! - `chainindex/`: the `ChainIndex` trait (heads, accepted entries, media
@@ -62,12 +63,14 @@ pub mod config;
 pub mod control;
 pub mod datadir;
 pub mod db;
+pub mod equivocation;
 pub mod export;
 pub mod fault;
 pub mod fsutil;
 pub mod http;
 pub mod ingest;
 pub mod leaflog;
+pub mod localtime;
 pub mod metrics;
 pub mod pki;
 pub mod quic;
@@ -114,6 +117,8 @@ pub struct Shared {
     pub db: Db,
     /// Files.
     pub storage: Storage,
+    /// Each device's equivocations: counted, the first kept in full.
+    pub equivocations: equivocation::Equivocations,
     /// Verified segment bytes.
     pub blobs: Arc<dyn BlobStore>,
     /// Configuration.
@@ -162,8 +167,22 @@ impl Shared {
         Shared::load(dir, Config::load(dir)?)
     }
 
+    /// As [`Shared::open`], without waiting for an index another process
+    /// holds (an admin command that then asks a starting server instead).
+    ///
+    /// # Errors
+    /// As [`Shared::open`]; at once when the index is held.
+    pub fn open_once(dir: &Path) -> Result<Shared, StartError> {
+        Shared::load_waiting(dir, Config::load(dir)?, Duration::ZERO)
+    }
+
+    /// Load with `cfg`, waiting up to 10 s for an index another process holds.
     fn load(dir: &Path, cfg: Config) -> Result<Shared, StartError> {
-        let db = Db::open_waiting(dir, Duration::from_secs(10))?;
+        Shared::load_waiting(dir, cfg, Duration::from_secs(10))
+    }
+
+    fn load_waiting(dir: &Path, cfg: Config, wait: Duration) -> Result<Shared, StartError> {
+        let db = Db::open_waiting(dir, wait)?;
         let allowed = Allowed::default();
         for d in db.devices()? {
             if d.revoked_us.is_none() {
@@ -178,9 +197,15 @@ impl Shared {
         let (ingest, ingest_rx) = tokio::sync::mpsc::channel(quic::INGEST_QUEUE);
         reindex::roll_forward(dir, &db, &blobs, &receipt_key)?;
         reindex::reconcile_media(&db, &blobs)?;
+        let equivocations = equivocation::Equivocations::open(dir, cfg.equivocations_kept)
+            .map_err(|source| StartError::Io {
+                what: "the equivocation records",
+                source,
+            })?;
         Ok(Shared {
             dir: dir.to_path_buf(),
             storage: Storage::new(dir),
+            equivocations,
             blobs: Arc::new(blobs),
             receipt_key,
             ca: Ca::load(dir)?,

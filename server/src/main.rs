@@ -25,7 +25,7 @@ struct Cli {
 enum Cmd {
     /// Create a data folder: CA, server certificate, receipt key, config, admin user.
     Init {
-        /// The data folder.
+        /// The data folder to create (it must not hold keys already).
         #[arg(long)]
         data: PathBuf,
         /// Extra DNS names or IP addresses for the server certificate.
@@ -34,7 +34,7 @@ enum Cmd {
     },
     /// Run the server (QUIC ingest and the HTTP API) until SIGINT or SIGTERM.
     Run {
-        /// The data folder.
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// QUIC (UDP) listen address; overrides config.toml.
@@ -60,6 +60,7 @@ enum Cmd {
     /// Verify stored chains: signatures, links, media, receipts' head and
     /// stored receipts. Exit 0 all ok, 1 findings, 2 unreadable.
     Verify {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// One device (16 hex digits); every device by default.
@@ -72,6 +73,7 @@ enum Cmd {
     /// Re-hash every blob; damaged ones are moved aside and asked for again.
     /// Exit 0 none damaged, 1 damage found, 2 unreadable.
     Scrub {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Print JSON.
@@ -83,6 +85,7 @@ enum Cmd {
     /// tokens and users are kept. The server must not be running. Exit 0
     /// rebuilt, 1 rebuilt but the files disagree somewhere (printed), 2 failed.
     Reindex {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Print JSON.
@@ -94,6 +97,7 @@ enum Cmd {
     /// decided case or a legal hold keeps them; each expiry is an `expire`
     /// leaf of the log. Prints what it expired (or would).
     Retention {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Change nothing; print what would be expired.
@@ -112,6 +116,7 @@ enum Cmd {
     /// checks. Works while the server runs (through its control socket);
     /// never overwrites FILE. Records an `export` leaf in the log.
     Export {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// The case number.
@@ -133,27 +138,34 @@ enum LogCmd {
     /// Print the log's verifier key: the key that signs checkpoints, under the
     /// log's origin (docs/FORMAT.md §6.6), to publish for witnesses and courts.
     Key {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
     },
     /// Sign a checkpoint of the log, print it and append it to checkpoints.log.
     Checkpoint {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
     },
     /// Inclusion proof of an entry's leaf in the latest checkpoint (JSON).
     Prove {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
+        /// The device id (16 hex digits, as `device list` shows it).
         #[arg(long)]
         device: String,
+        /// The entry's seq.
         #[arg(long)]
         seq: u64,
     },
     /// Consistency proof from a tree size to the latest checkpoint (JSON).
     Consistency {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
+        /// The earlier tree size to prove the log grew from.
         #[arg(long)]
         from: u64,
     },
@@ -163,8 +175,10 @@ enum LogCmd {
 enum DeviceCmd {
     /// Issue a one-time enrolment token for a new device.
     Add {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
+        /// The device's name, as people will know it (e.g. cam-017).
         #[arg(long)]
         name: String,
         /// Token validity in seconds (default from config.toml, 24 h).
@@ -172,9 +186,11 @@ enum DeviceCmd {
         ttl_secs: Option<u64>,
     },
     /// Issue a one-time token that re-enrols an enrolled device with its own
-    /// key: one that was revoked and is trusted again, or whose certificate
-    /// expired before it renewed. Enrolling with it lifts the revocation.
+    /// key: one that was revoked and is trusted again, whose certificate
+    /// expired before it renewed, or whose enrolment was cut short before it
+    /// kept its certificate. Enrolling with it lifts the revocation.
     Reenrol {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Device id (16 hex digits).
@@ -183,13 +199,16 @@ enum DeviceCmd {
         #[arg(long)]
         ttl_secs: Option<u64>,
     },
-    /// List devices.
+    /// List enrolled devices: id, name, when enrolled and revoked (local
+    /// time), and an ALARM line under any that equivocated.
     List {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
     },
     /// Revoke a device: no new handshakes, open connections closed.
     Revoke {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Device id (16 hex digits).
@@ -201,6 +220,7 @@ enum DeviceCmd {
 enum UserCmd {
     /// Add a user.
     Add {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Login name.
@@ -215,11 +235,13 @@ enum UserCmd {
     },
     /// List users.
     List {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
     },
     /// Disable a user: no more logins, every session ends. Users are never deleted.
     Disable {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Login name.
@@ -227,6 +249,7 @@ enum UserCmd {
     },
     /// Enable a disabled user again.
     Enable {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Login name.
@@ -234,6 +257,7 @@ enum UserCmd {
     },
     /// Set a new password; every session of the user ends.
     Passwd {
+        /// The server's data folder (made by `init`).
         #[arg(long)]
         data: PathBuf,
         /// Login name.
@@ -269,37 +293,56 @@ async fn shutdown_signal() {
 }
 
 fn print(resp: Response) -> anyhow::Result<()> {
+    let tz = fieldseal_server::localtime::zone();
+    let when = |us: i64| fieldseal_server::localtime::format_us_in(us, &tz);
     match resp {
         Response::Token(t) => {
             println!("device:  {}", t.name);
             println!("token:   {}", t.token);
-            println!("expires: {} (µs since the epoch)", t.expires_us);
+            println!("expires: {}", when(t.expires_us));
         }
         Response::Devices {
             devices,
             cert_not_after,
+            equivocations,
         } => {
             let now = fieldseal_server::now_us().div_euclid(1_000_000);
             for d in devices {
-                let state = if d.revoked_us.is_some() {
-                    "revoked"
-                } else {
-                    "active"
+                let state = match d.revoked_us {
+                    Some(at) => format!("revoked {}", when(at)),
+                    None => "active".into(),
                 };
                 // Whether it can still sync: its certificate's last second.
                 let cert = match cert_not_after.get(&d.id.to_string()) {
                     Some(&t) if t < now => format!(
                         "  certificate expired {} (re-enrol: `device reenrol {}`)",
-                        fieldseal_server::http::playlist::rfc3339_ms(t * 1_000_000),
+                        when(t.saturating_mul(1_000_000)),
                         d.id
                     ),
-                    Some(&t) => format!(
-                        "  certificate until {}",
-                        fieldseal_server::http::playlist::rfc3339_ms(t * 1_000_000)
-                    ),
+                    Some(&t) => {
+                        format!("  certificate until {}", when(t.saturating_mul(1_000_000)))
+                    }
                     None => String::new(),
                 };
-                println!("{}  {:8}  {}{cert}", d.id, state, d.name);
+                println!(
+                    "{}  {:8}  enrolled {}  {state}{cert}",
+                    d.id,
+                    d.name,
+                    when(d.enrolled_us)
+                );
+                if let Some(e) = equivocations.get(&d.id.to_string()) {
+                    let at = |us: Option<i64>| us.map_or_else(|| "?".into(), when);
+                    println!(
+                        "  ALARM: {} equivocation(s), the first {}, the latest {} (seq {}); \
+                         the first {} kept: GET /api/devices/{}/equivocations",
+                        e.count,
+                        at(e.first_us),
+                        at(e.last_us),
+                        e.last_seq.map_or("-".into(), |s| s.to_string()),
+                        e.kept,
+                        d.id
+                    );
+                }
             }
         }
         Response::Device(d) => println!("{} revoked", d.id),
@@ -601,4 +644,42 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Commands and options of `cmd` (and of its subcommands) that
+    /// `--help` would list without a word of explanation.
+    fn unexplained(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            let explained = a.get_help().is_some() || a.get_long_help().is_some();
+            if !explained && !a.is_hide_set() && id != "help" && id != "version" {
+                out.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let p = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                out.push(p.clone());
+            }
+            unexplained(sub, &p, out);
+        }
+    }
+
+    /// `--help` explains every command and every option.
+    #[test]
+    fn help_explains_every_command_and_option() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut out = Vec::new();
+        unexplained(&cli, cli.get_name(), &mut out);
+        assert!(
+            out.is_empty(),
+            "--help lists these without explaining them: {out:?}"
+        );
+    }
 }

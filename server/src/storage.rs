@@ -1,5 +1,5 @@
-//! Durable files under the data folder: per-device chain logs, evidence of
-//! equivocation and partial uploads. Where they live is [`DataDir`]'s
+//! Durable files under the data folder: per-device chain logs and partial
+//! uploads (the evidence of equivocation is `equivocation.rs`'s). Where they live is [`DataDir`]'s
 //! business (its doc has the whole layout); the blobs themselves are the
 //! blob store's (`blobstore.rs`), which this module hands finished uploads to.
 //!
@@ -15,7 +15,7 @@ use fieldseal_proto::identity::{DeviceId, Hash32, Sha256Stream};
 
 use crate::blobstore::{hash_prefix, hash_reader, BlobStore};
 use crate::datadir::DataDir;
-use crate::fsutil::{append_durable, create_dir_durable, sync_dir};
+use crate::fsutil::{create_dir_durable, sync_dir};
 
 /// Why a chain log or partial upload could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -67,17 +67,6 @@ impl Storage {
         let d = self.dir.device(device);
         create_dir_durable(&d)?;
         Ok(d)
-    }
-
-    /// Keep a refused conflicting entry as evidence, durably.
-    ///
-    /// # Errors
-    /// I/O errors.
-    pub fn append_equivocation(&self, device: DeviceId, entry: &[u8]) -> Result<(), StorageError> {
-        self.device_dir(device)?;
-        let mut rec = Vec::with_capacity(entry.len() + RECORD_HEADER);
-        put_record(&mut rec, entry);
-        Ok(append_durable(&self.dir.equivocations_log(device), &rec)?)
     }
 
     /// Append an accepted signed entry to the device's chain log, durably.

@@ -591,3 +591,208 @@ fn assert_flood_limits(
         "strangers still connected after their deadline"
     );
 }
+
+/// Refused conflicting entries kept in full per device in this scenario
+/// (config.toml `equivocations_kept`; 100 by default).
+const EQUIVOCATIONS_KEPT: u64 = 16;
+
+/// Read messages from `recv` until one whole message is buffered.
+async fn next_message(
+    recv: &mut quinn::RecvStream,
+    buf: &mut fieldseal_proto::frame::FrameBuffer,
+) -> fieldseal_proto::msg::Message {
+    loop {
+        if let Some(m) = buf.next_message().unwrap() {
+            return m;
+        }
+        let mut chunk = vec![0u8; buf.space().min(64 * 1024)];
+        let n = recv
+            .read(&mut chunk)
+            .await
+            .unwrap()
+            .expect("the server keeps the stream open");
+        assert_eq!(buf.push(&chunk[..n]), n);
+    }
+}
+
+/// An enrolled device floods the server with conflicting entries (the same
+/// seq signed again and again with other content, as a broken or stolen
+/// device might): every one is refused as equivocation and counted with its
+/// alarm, only the first `equivocations_kept` are kept in full, and the
+/// count in /metrics, in the API and in `device list` agree with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocation_flood_is_counted_and_kept_bounded() {
+    use fieldseal_proto::codec::Encode;
+    use fieldseal_proto::msg::{Hello, Message, RejectCode, SubmitEntry, PROTOCOL_VERSION};
+    use fieldseal_server::control::{self, Request, Response};
+    use fieldseal_tests::http::{login, request};
+
+    let sc = Scenario::new("an_equivocation_flood_is_counted_and_kept_bounded");
+    let panics = faults::panics();
+    let n = iterations("FIELDSEAL_EQUIVOCATIONS", 300);
+    let h = Harness::start_configured(|c| {
+        assert!(c.contains("equivocations_kept = 100"), "{c}");
+        c.replace(
+            "equivocations_kept = 100",
+            &format!("equivocations_kept = {EQUIVOCATIONS_KEPT}"),
+        )
+    })
+    .await
+    .unwrap();
+    let Device {
+        key: k,
+        enrollment: e,
+        store,
+        chain,
+        media_dir: _media_dir,
+    } = h.device(98, &[3], 1000).await.unwrap();
+    let device = DeviceId::from_key(&k.verifying_key());
+    let cfg = Harness::sync_config(&h.server_addr(), &k, &e);
+    tokio::time::timeout(
+        LIMIT,
+        sync::sync_until_drained(store.clone(), cfg, Arc::new(Progress::default())),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let dev_dir = h.path().join("devices").join(device.to_string());
+    let chain_before = std::fs::read(dev_dir.join("chain.log")).unwrap();
+
+    // The same key signs seq 2 (the first segment) again with other media,
+    // n times over, each time differently.
+    let seq = 2usize;
+    let forged: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let other =
+                fieldseal_proto::sample::build(&k, &[1], 1001 + usize::try_from(i).unwrap());
+            assert_ne!(other.entries[seq].hash(), chain.entries[seq].hash());
+            other.entries[seq].to_bytes()
+        })
+        .collect();
+    let tls_cfg = tls::sync_client_with(
+        &k,
+        CertificateDer::from(e.client_cert.clone()),
+        &CertificateDer::from(e.ca_cert.clone()),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let conn = ep
+        .connect_with(tls_cfg, h.server.quic_addr, "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut buf = fieldseal_proto::frame::FrameBuffer::new();
+    let hello = Message::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        device_id: device,
+        chain_head_seq: Some(chain.entries.len() as u64 - 1),
+    });
+    send.write_all(&hello.to_bytes()).await.unwrap();
+    assert!(matches!(
+        next_message(&mut recv, &mut buf).await,
+        Message::Welcome(_)
+    ));
+    // Sent 32 at a time before reading the answers (the server takes a
+    // connection's entries one by one, in order, and answers each).
+    for (k, window) in forged.chunks(32).enumerate() {
+        for bytes in window {
+            let m = Message::SubmitEntry(SubmitEntry {
+                entry: fieldseal_proto::msg::EntryBytes::new(bytes.clone()).unwrap(),
+            });
+            send.write_all(&m.to_bytes()).await.unwrap();
+        }
+        for i in 0..window.len() {
+            match next_message(&mut recv, &mut buf).await {
+                Message::EntryRejected(r) if r.code == RejectCode::Equivocation => {
+                    assert_eq!(r.seq, seq as u64, "answer {}", k * 32 + i);
+                }
+                other => panic!("answer {}: {other:?}", k * 32 + i),
+            }
+        }
+    }
+    conn.close(0u32.into(), b"done");
+    ep.wait_idle().await;
+
+    // The chain is untouched; the log holds the first ones whole, no more.
+    assert_eq!(
+        std::fs::read(dev_dir.join("chain.log")).unwrap(),
+        chain_before
+    );
+    let kept = usize::try_from(EQUIVOCATIONS_KEPT).unwrap();
+    let mut want = Vec::new();
+    for b in &forged[..kept] {
+        fieldseal_proto::chainlog::put_record(&mut want, b);
+    }
+    let log = std::fs::read(dev_dir.join("equivocations.log")).unwrap();
+    assert_eq!(
+        log.len(),
+        want.len(),
+        "equivocations.log holds the first ones, no more"
+    );
+    assert!(
+        log == want,
+        "equivocations.log holds the first ones in full, in order"
+    );
+    let summary = h.server.shared.equivocations.summary(device);
+    assert_eq!((summary.count, summary.kept), (n, EQUIVOCATIONS_KEPT));
+
+    // /metrics: this process's alarms and the durable per-device count.
+    let http = h.server.http_addr;
+    let metrics = request(http, "GET", "/metrics", None, None).unwrap();
+    let metrics = String::from_utf8(metrics.body).unwrap();
+    assert!(
+        metrics.contains(&format!("\nfieldseal_equivocations_total {n}\n")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "\nfieldseal_device_equivocations_total{{device=\"{device}\"}} {n}\n"
+        )),
+        "{metrics}"
+    );
+    // The API: the device resource, and the kept entries themselves.
+    let token = login(http, "admin", fieldseal_tests::ADMIN_PASSWORD);
+    let list = request(http, "GET", "/api/devices", Some(&token), None).unwrap();
+    let listed = list.json();
+    let mine = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == device.to_string())
+        .expect("listed");
+    assert_eq!(mine["equivocations"]["count"], n, "{mine}");
+    assert_eq!(mine["equivocations"]["kept"], EQUIVOCATIONS_KEPT, "{mine}");
+    assert!(
+        mine["equivocations"]["first_us"].as_i64().unwrap()
+            <= mine["equivocations"]["last_us"].as_i64().unwrap()
+    );
+    let path = format!("/api/devices/{device}/equivocations");
+    let detail = request(http, "GET", &path, Some(&token), None).unwrap();
+    assert_eq!(detail.status, 200);
+    let detail = detail.json();
+    assert_eq!(detail["count"], n);
+    let entries = detail["kept_entries"].as_array().unwrap();
+    assert_eq!(entries.len(), kept);
+    for (got, sent) in entries.iter().zip(&forged) {
+        assert_eq!(got["signed"], hex::encode(sent));
+        assert_eq!(got["seq"], seq as u64);
+        assert_eq!(got["accepted_hash"], hex::encode(chain.entries[seq].hash()));
+    }
+    // `device list`, through the running server's control socket.
+    let dir = h.path().to_path_buf();
+    let listed = tokio::task::spawn_blocking(move || control::request(&dir, Request::DeviceList))
+        .await
+        .unwrap()
+        .unwrap();
+    let Response::Devices { equivocations, .. } = listed else {
+        panic!("{listed:?}")
+    };
+    assert_eq!(equivocations[&device.to_string()].count, n);
+
+    let v = check(&h, &k, &store, panics);
+    sc.record(&v, n, &[("kept", EQUIVOCATIONS_KEPT.to_string())]);
+    v.assert_ok();
+    h.server.shutdown().await;
+}

@@ -24,6 +24,9 @@ const REFUSED_POLL: Duration = Duration::from_secs(5);
 pub(super) struct Syncing {
     /// The device key, for the handshakes of every sync thread started.
     key: DeviceKey,
+    /// What the sync clients did this run (acknowledgements refused, …),
+    /// for `status`: one for the run, shared by every thread started.
+    progress: Arc<crate::sync::driver::Progress>,
     thread: Option<SyncThread>,
     refused: bool,
     checked: std::time::Instant,
@@ -37,12 +40,19 @@ impl Syncing {
         store: &Arc<crate::syncstore::FsSyncStore>,
     ) -> Syncing {
         let refused = !matches!(crate::sync::standing::load_refusal(dir), Ok(None));
+        let progress = Arc::new(crate::sync::driver::Progress::default());
         Syncing {
-            thread: SyncThread::start(dir, key.clone(), Arc::clone(store)),
+            thread: SyncThread::start(dir, key.clone(), Arc::clone(store), Arc::clone(&progress)),
             key,
+            progress,
             refused,
             checked: std::time::Instant::now(),
         }
+    }
+
+    /// What the sync clients did this run.
+    pub(super) fn progress(&self) -> Arc<crate::sync::driver::Progress> {
+        Arc::clone(&self.progress)
     }
 
     /// Was sync started (the device is enrolled)?
@@ -66,7 +76,12 @@ impl Syncing {
         if matches!(crate::sync::standing::load_refusal(dir), Ok(None)) {
             tracing::info!("enrolled again: syncing");
             self.refused = false;
-            self.thread = SyncThread::start(dir, self.key.clone(), Arc::clone(store));
+            self.thread = SyncThread::start(
+                dir,
+                self.key.clone(),
+                Arc::clone(store),
+                Arc::clone(&self.progress),
+            );
         }
     }
 
@@ -94,6 +109,7 @@ impl SyncThread {
         dir: &Path,
         key: DeviceKey,
         store: Arc<crate::syncstore::FsSyncStore>,
+        progress: Arc<crate::sync::driver::Progress>,
     ) -> Option<SyncThread> {
         if !dir.join("server.txt").exists() {
             return None;
@@ -137,7 +153,6 @@ impl SyncThread {
                         return;
                     }
                 };
-                let progress = Arc::new(crate::sync::driver::Progress::default());
                 match rt.block_on(crate::sync::driver::run_sync(store, cfg, progress, rx)) {
                     Ok(_) => {}
                     // Said (with what to do) where it was kept.

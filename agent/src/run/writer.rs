@@ -49,6 +49,8 @@ pub(super) struct Writer<'a> {
     pub(super) last_stats: CaptureStatsSnapshot,
     pub(super) store: Arc<FsSyncStore>,
     pub(super) sync_enabled: bool,
+    /// The sync client's counters this run, when it syncs.
+    pub(super) sync_progress: Option<Arc<crate::sync::driver::Progress>>,
     pub(super) keep_after_ack_us: u64,
     pub(super) release_checked: Option<Instant>,
     pub(super) battery_root: std::path::PathBuf,
@@ -349,6 +351,10 @@ impl Writer<'_> {
             "entries_without_receipt": no_receipt,
             "segments_not_acknowledged": not_acked,
             "position": self.gps.position_at(Instant::now()).to_string(),
+            "acks_kept": self.store.acks_kept(),
+            "bad_acks": self.store.bad_acks(),
+            "acks_refused": self.sync_progress.as_ref().map_or(0, |p| p.snapshot().acks_refused),
+            "recent": crate::activity::status_recent(self.store.as_ref()),
         });
         // `sync` (revoked or expired first), `refused`, `certificate`: read
         // from the folder each time, as the sync thread may have stopped.

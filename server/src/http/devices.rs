@@ -1,6 +1,8 @@
 //! Devices as a supervisor sees them: which exist, whether each is
-//! connected now, when it last sent something, and the recording it is
-//! making — what the web page's device and live views show.
+//! connected now, when it last sent something, the recording it is
+//! making — what the web page's device and live views show — and whether it
+//! ever equivocated (signed two entries with one seq): how many times, the
+//! first and latest, and the refused entries kept (`equivocation.rs`).
 //!
 //! Who may read: custodians, supervisors and admins every device; an
 //! officer only the devices they have carried (custody), others are "not
@@ -59,6 +61,8 @@ pub struct DeviceStatus {
     pub last_receipt_us: Option<i64>,
     /// A sync connection of it is open now.
     pub connected: bool,
+    /// Its equivocations: each an alarm; all zero for an honest device.
+    pub equivocations: crate::equivocation::Summary,
 }
 
 /// One device, with its newest entry and the recording it is making.
@@ -97,6 +101,7 @@ fn status(sh: &Shared, d: &DeviceRecord) -> Result<DeviceStatus, ApiError> {
         entries: head.next_seq,
         last_receipt_us,
         connected: sh.is_live(d.id),
+        equivocations: sh.equivocations.summary(d.id),
     })
 }
 
@@ -209,5 +214,101 @@ fn detail(status: DeviceStatus, tail: &[(SignedEntry, Vec<u8>)]) -> DeviceDetail
         last_kind,
         recording_now: now,
         last_recording: last,
+    }
+}
+
+/// A refused conflicting entry as kept in `equivocations.log`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Equivocation {
+    /// Its seq (absent if the kept bytes do not decode).
+    pub seq: Option<u64>,
+    /// Its entry hash, hex.
+    pub hash: Option<String>,
+    /// The hash of the entry the server accepted with that seq, hex.
+    pub accepted_hash: Option<String>,
+    /// The device's wall clock it was signed with (µs).
+    pub wall_us: Option<i64>,
+    /// `segment`, or the event's name.
+    pub kind: Option<String>,
+    /// The signed entry, exactly as the device sent it, hex: it verifies
+    /// under the device's key.
+    pub signed: String,
+}
+
+/// A device's equivocations: the count of every one, and the first ones in
+/// full.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Equivocations {
+    /// How many, when, and how many are kept.
+    #[serde(flatten)]
+    pub summary: crate::equivocation::Summary,
+    /// The kept ones, in the order they were refused.
+    pub kept_entries: Vec<Equivocation>,
+}
+
+fn equivocation(sh: &Shared, d: DeviceId, signed: &[u8]) -> Result<Equivocation, ApiError> {
+    let Ok(e) = SignedEntry::from_bytes(signed) else {
+        return Ok(Equivocation {
+            seq: None,
+            hash: None,
+            accepted_hash: None,
+            wall_us: None,
+            kind: None,
+            signed: hex::encode(signed),
+        });
+    };
+    let accepted = sh.db.entry(d, e.seq()).map_err(ApiError::internal)?;
+    Ok(Equivocation {
+        seq: Some(e.seq()),
+        hash: Some(hex::encode(e.hash())),
+        accepted_hash: accepted.map(|a| hex::encode(a.entry_hash)),
+        wall_us: Some(e.entry.wall_us),
+        kind: Some(
+            e.entry
+                .event()
+                .map_or_else(|| "segment".to_owned(), |ev| ev.name().to_owned()),
+        ),
+        signed: hex::encode(signed),
+    })
+}
+
+/// A device's equivocations: how many it signed, the first and the
+/// latest, and the refused entries kept in full (the first
+/// `equivocations_kept` of config.toml). Readable by whoever may see the
+/// device.
+#[utoipa::path(get, path = "/api/devices/{device}/equivocations", tag = "evidence",
+    params(("device" = String, Path, description = "device id, 16 hex digits")),
+    responses((status = 200, body = Equivocations), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn equivocations(
+    State(s): State<Arc<AppState>>,
+    who: Authed,
+    ClientAddr(addr): ClientAddr,
+    Path(device): Path<String>,
+) -> Result<Json<Equivocations>, ApiError> {
+    who.require(&s, SEERS, "see devices")?;
+    let d = device_param(&device)?;
+    let caller = who.clone();
+    let out = blocking(&s, move |sh| {
+        match sh.db.device(d).map_err(ApiError::internal)? {
+            Some(_) if may_see(sh, &caller, d)? => {}
+            Some(_) => return Ok(None),
+            None => return Err(ApiError::not_found("no such evidence")),
+        }
+        let kept = crate::equivocation::kept_entries(&sh.dir, d).map_err(ApiError::internal)?;
+        let kept_entries = kept
+            .iter()
+            .map(|b| equivocation(sh, d, b))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Equivocations {
+            summary: sh.equivocations.summary(d),
+            kept_entries,
+        }))
+    })
+    .await?;
+    match out {
+        Some(e) => Ok(Json(e)),
+        None => Err(super::evidence::deny(&s, &who, &addr, d, (0, 0), "device").await),
     }
 }

@@ -52,6 +52,7 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Result<impl IntoResponse
     );
     quic_gauges(&mut out, &s.shared);
     s.shared.counters.render(&mut out);
+    equivocations(&mut out, &s.shared);
     let _ = writeln!(
         out,
         "# HELP fieldseal_logins_total Logins, by outcome (failed: wrong password, unknown or \
@@ -83,6 +84,41 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Result<impl IntoResponse
         s.shared.sessions.count(now) as u64,
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+/// Every device that ever equivocated, from the durable records
+/// (`equivocation.rs`): unlike `fieldseal_equivocations_total`, which counts
+/// this process's alarms, these survive a restart.
+fn equivocations(out: &mut String, shared: &crate::Shared) {
+    let all = shared.equivocations.all();
+    let _ = writeln!(
+        out,
+        "# HELP fieldseal_device_equivocations_total Equivocations of a device (two entries \
+         signed with one seq), each refused with an ALARM; durable across restarts.\n\
+         # TYPE fieldseal_device_equivocations_total counter"
+    );
+    for (d, e) in &all {
+        let _ = writeln!(
+            out,
+            "fieldseal_device_equivocations_total{{device=\"{d}\"}} {}",
+            e.count
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP fieldseal_device_equivocation_last_timestamp_seconds Server time of a \
+         device's latest equivocation.\n\
+         # TYPE fieldseal_device_equivocation_last_timestamp_seconds gauge"
+    );
+    for (d, e) in &all {
+        if let Some(us) = e.last_us {
+            let _ = writeln!(
+                out,
+                "fieldseal_device_equivocation_last_timestamp_seconds{{device=\"{d}\"}} {}",
+                us as f64 / 1e6
+            );
+        }
+    }
 }
 
 /// Connections counted by the admission limits now, and the limits.

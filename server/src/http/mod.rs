@@ -10,7 +10,7 @@
 //! holds (`holds.rs`) and the annual report (`reports.rs`); a
 //! custodian's links of recordings to activities; the access log with its
 //! proofs and the admin's user API; a case's export package (`export.rs`);
-//! devices with their live state (`devices.rs`), HLS playlists over the
+//! devices with their live state and equivocations (`devices.rs`), HLS playlists over the
 //! original segments (`playlist.rs`) and the web page itself (`web.rs`).
 //! Every handler finds the caller's
 //! session through [`auth::Authed`] and refuses by role there; every
@@ -142,6 +142,7 @@ pub fn router_and_doc(state: Arc<AppState>) -> (axum::Router, utoipa::openapi::O
         // Devices as the web page shows them, and playback over HLS.
         .routes(routes!(devices::list))
         .routes(routes!(devices::get))
+        .routes(routes!(devices::equivocations))
         .routes(routes!(playlist::playlist))
         .routes(routes!(links::link, links::unlink))
         // The access log and the admin's user API.

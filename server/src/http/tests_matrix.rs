@@ -192,6 +192,7 @@ const ROWS: &[Row] = &[
     row("GET /api/devices/{device}/entries/{seq}", OWN_EVIDENCE),
     row("GET /api/devices", SEERS),
     row("GET /api/devices/{device}", OWN_DEVICE),
+    row("GET /api/devices/{device}/equivocations", OWN_DEVICE),
     row(
         "GET /api/devices/{device}/recordings/{recording}/playlist.m3u8",
         OWN_EVIDENCE,

@@ -72,12 +72,22 @@ pub fn submit_group_at(
     answers(&plan, receipts.as_deref().map_err(String::as_str))
 }
 
-/// Keep refused conflicting entries as evidence, durably. A failure is
-/// logged: the refusal is answered all the same.
+/// Count refused conflicting entries, and keep the first ones of each
+/// device as evidence, durably, before the refusals are answered (their
+/// alarms are logged with the answers): one write of each file per device
+/// and group. A failure is logged: the refusals are answered all the same.
 fn keep_equivocations(shared: &Shared, plan: &CommitPlan) {
+    let mut by_device: std::collections::BTreeMap<DeviceId, Vec<(u64, &[u8])>> =
+        std::collections::BTreeMap::new();
     for (device, bytes) in &plan.equivocations {
-        if let Err(e) = shared.storage.append_equivocation(*device, bytes) {
-            tracing::error!(%device, "could not keep equivocation evidence: {e}");
+        // The batch decoded it to find the conflict: it has a seq.
+        let seq = fieldseal_proto::entry::SignedEntry::from_bytes(bytes).map_or(0, |e| e.seq());
+        by_device.entry(*device).or_default().push((seq, bytes));
+    }
+    let now = now_us();
+    for (device, entries) in by_device {
+        if let Err(e) = shared.equivocations.record(device, &entries, now) {
+            tracing::error!(%device, n = entries.len(), "could not record equivocation evidence: {e}");
         }
     }
 }
