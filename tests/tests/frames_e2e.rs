@@ -103,17 +103,20 @@ fn every_drop_is_told(all: &[SignedEntry]) -> u64 {
     told
 }
 
-#[test]
-fn frames_dropped_by_the_capture_hook_are_signed_and_verify() {
+/// Video frames `first ..< first + count` dropped by the hook: one
+/// `frames-dropped` event naming segment `part`, with that span and count.
+fn hook_drop(first: i64, count: u32, part: u32) {
     let t = tempfile::tempdir().unwrap();
-    // Video frames 40 ..< 47: inside the second of the 1-second segments.
-    let env = vec![("FIELDSEAL_DROP_FRAMES".to_string(), "40:7".to_string())];
+    let env = vec![(
+        "FIELDSEAL_DROP_FRAMES".to_string(),
+        format!("{first}:{count}"),
+    )];
     let a = Agent::init_with(&t.path().join("device"), &[], env, None);
     let out = procs::ok(&a.run(
         &["record", "--fast", "--duration", "3"],
         Duration::from_secs(120),
     ));
-    assert!(out.contains("7 frames dropped"), "{out}");
+    assert!(out.contains(&format!("{count} frames dropped")), "{out}");
     let all = entries(&a.dir);
     let drops: Vec<(u64, &Event)> = all
         .iter()
@@ -121,26 +124,33 @@ fn frames_dropped_by_the_capture_hook_are_signed_and_verify() {
         .filter(|(_, ev)| matches!(ev, Event::FramesDropped { .. }))
         .collect();
     assert_eq!(drops.len(), 1, "{drops:?}");
-    let (seq, ev) = drops[0];
-    let seg = all[usize::try_from(seq).unwrap() - 1]
-        .entry
-        .segment()
-        .unwrap();
-    let first = all.iter().find_map(|e| e.entry.segment()).unwrap();
-    assert_eq!(seg.part, 1, "{ev:?}");
+    let first_seg = all.iter().find_map(|e| e.entry.segment()).unwrap();
     assert_eq!(
-        *ev,
+        *drops[0].1,
         Event::FramesDropped {
-            recording: first.recording,
-            part: 1,
-            first_pts: first.start_pts + 40 * 3000,
-            end_pts: first.start_pts + 47 * 3000,
-            frames: 7,
+            recording: first_seg.recording,
+            part,
+            first_pts: first_seg.start_pts + first * 3000,
+            end_pts: first_seg.start_pts + (first + i64::from(count)) * 3000,
+            frames: count,
         }
     );
-    assert_eq!(every_drop_is_told(&all), 7);
+    assert_eq!(every_drop_is_told(&all), u64::from(count));
+    // No gap either: the segments of the recording still meet end to start.
     let report = verify(&a);
     assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["gaps"], serde_json::json!([]), "{report}");
+}
+
+#[test]
+fn frames_dropped_by_the_capture_hook_are_signed_and_verify() {
+    // 1-second segments at 30 fps, a keyframe every 30 frames encoded.
+    // Frames 40 ..< 47: inside the second segment.
+    hook_drop(40, 7, 1);
+    // Frames 30 ..< 34: after the 30 frames of the first segment and before
+    // the keyframe that starts the second, so they belong to the first
+    // (which ends where the second starts), not to a gap between them.
+    hook_drop(30, 4, 0);
 }
 
 /// Busy-loop processes, one per core and more, killed (by their own pids)
