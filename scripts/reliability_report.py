@@ -106,6 +106,7 @@ matrix = [
     ("address change mid-upload (NAT rebinding)", "relay switches its upstream socket; QUIC must migrate", "address_change_mid_upload_migrates, long_impaired_link_loses_nothing"),
     ("agent clock jumps of hours", "libfaketime (`FAKETIME_TIMESTAMP_FILE`, wall clock only) rewritten during recording", "clock_jumps_are_signed_and_the_chain_syncs (faults_binaries.rs)"),
     ("agent disk full", "a small tmpfs mounted as the agent's data folder", "agent_disk_full_loses_nothing_durable (faults_binaries.rs)"),
+    ("encoder behind the camera", "busy-loop processes (two per core) while recording 1920x1080 in real time; `FIELDSEAL_DROP_FRAMES` drops given frames deterministically", "frames_dropped_under_a_cpu_hog_are_signed_and_verify, frames_dropped_by_the_capture_hook_are_signed_and_verify (frames_e2e.rs): every segment short of its span is followed by a `frames-dropped` event with the exact count, and the chain verifies"),
     ("server disk full", "the server's data folder on a tmpfs shrunk to a little above its use", "server_disk_full_acknowledges_nothing_it_lacks (faults.rs)"),
     ("bit rot on the server", "a flipped bit in a stored blob (scrub must name it, the agent re-sends) and in the stored chain log (verify must name the seq)", "server_bit_rot_is_named_and_repaired (faults.rs)"),
     ("connection flood", "hundreds of handshakes without a certificate or with a foreign CA's, plus junk datagrams, while an enrolled device syncs", "handshake_flood_does_not_stop_an_enrolled_device (faults_attacks.rs)"),

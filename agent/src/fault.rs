@@ -12,6 +12,12 @@
 //! | `segment-after-rename` | the media file is in place, its entry not yet signed |
 //! | `entry-before-fsync` | an entry is appended to `chain.log` but not fsynced |
 
+//!
+//! `FIELDSEAL_DROP_FRAMES=FIRST:COUNT` makes the capture drop the video
+//! frames numbered `FIRST ..< FIRST + COUNT` (from 0, per capture) as if the
+//! encoder had fallen behind: the same path as a real drop under load, which
+//! a test cannot force reliably on a shared machine.
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -34,4 +40,17 @@ pub fn point(name: &str) {
             std::process::abort();
         }
     }
+}
+
+static DROP: OnceLock<Option<(u64, u64)>> = OnceLock::new();
+
+/// True if the video frame numbered `n` of a capture is to be dropped
+/// (`FIELDSEAL_DROP_FRAMES`). Unset, it costs one load.
+pub fn drop_video_frame(n: u64) -> bool {
+    let range = DROP.get_or_init(|| {
+        let v = std::env::var("FIELDSEAL_DROP_FRAMES").ok()?;
+        let (first, count) = v.split_once(':')?;
+        Some((first.parse().ok()?, count.parse().ok()?))
+    });
+    range.is_some_and(|(first, count)| n >= first && n - first < count)
 }

@@ -484,6 +484,7 @@ mod tests {
             },
             start_mono: Instant::now(),
             is_final,
+            dropped: None,
         }
     }
 

@@ -293,3 +293,98 @@ pub fn build_positions(signer: &impl Signer, media_len: usize) -> SampleChain {
     );
     SampleChain { entries, media }
 }
+
+/// A recording whose capture fell behind (the vectors of `docs/FORMAT.md`
+/// §8.3): three 4-second segments at 30 fps. Part 0 holds its 120 frames;
+/// part 1 only 105, and the `frames-dropped` event signed right after it
+/// names the 15 frames lost and their span; part 2 holds 100 with no such
+/// event, so its report has a `frame-count-mismatch` finding.
+///
+/// # Panics
+/// Never for the fixed inputs it builds.
+pub fn build_dropped(signer: &impl Signer, media_len: usize) -> SampleChain {
+    let mut head = ChainHead::GENESIS;
+    let mut entries = Vec::new();
+    let mut media = BTreeMap::new();
+    // 2026-07-01T09:00:00Z, as `build`.
+    let wall0: i64 = 1_782_896_400_000_000;
+    let recording = {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&sha256(b"dropped")[..16]);
+        id
+    };
+    let mut push = |mono: u64, body: Body| {
+        let clock = Clock {
+            wall_us: wall0 + mono as i64,
+            mono_us: mono,
+            boot: 1,
+        };
+        let e = head
+            .append(signer, clock, None, body)
+            .expect("sample entries are valid");
+        let seq = e.seq();
+        entries.push(e);
+        seq
+    };
+    push(
+        5_000_000,
+        Body::Event(Event::AgentStarted {
+            software: "fieldseal-sample".into(),
+        }),
+    );
+    push(
+        10_000_000,
+        Body::Event(Event::RecordingStarted {
+            recording,
+            case: None,
+            activity: None,
+        }),
+    );
+    let frame_ticks = PTS_HZ / 30;
+    for (part, frames) in [(0u32, 120u32), (1, 105), (2, 100)] {
+        let bytes = media_bytes(9, part, media_len);
+        let start_pts = i64::from(part) * SEGMENT_SECONDS * PTS_HZ;
+        let start_mono = 10_000_000 + u64::from(part) * 4_000_000;
+        let seq = push(
+            start_mono + 4_150_000,
+            Body::Segment(SegmentBody {
+                recording,
+                part,
+                media_sha256: sha256(&bytes),
+                media_len: bytes.len() as u64,
+                start_pts,
+                end_pts: start_pts + SEGMENT_SECONDS * PTS_HZ,
+                start_mono_us: start_mono,
+                video_frames: frames,
+                audio_samples: 192_000,
+                codec: codec(),
+                flags: 0,
+                case: None,
+                activity: None,
+            }),
+        );
+        media.insert(seq, bytes);
+        if part == 1 {
+            // Frames 40 ..< 55 of the segment never reached the encoder.
+            let first_pts = start_pts + 40 * frame_ticks;
+            push(
+                start_mono + 4_160_000,
+                Body::Event(Event::FramesDropped {
+                    recording,
+                    part,
+                    first_pts,
+                    end_pts: first_pts + 15 * frame_ticks,
+                    frames: 15,
+                }),
+            );
+        }
+    }
+    push(
+        22_400_000,
+        Body::Event(Event::RecordingStopped {
+            recording,
+            reason: StopReason::User,
+        }),
+    );
+    SampleChain { entries, media }
+}

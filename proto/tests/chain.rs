@@ -473,6 +473,22 @@ fn event() -> impl Strategy<Value = Event> {
         any::<i64>().prop_map(|last_fix_us| Event::FixLost { last_fix_us }),
         any::<Option<i64>>().prop_map(|last_fix_us| Event::ReceiverUnreachable { last_fix_us }),
         Just(Event::ReceiverBack),
+        (
+            any::<[u8; 16]>(),
+            any::<u32>(),
+            any::<i64>(),
+            any::<u32>(),
+            any::<u32>()
+        )
+            .prop_map(
+                |(recording, part, first_pts, len, frames)| Event::FramesDropped {
+                    recording,
+                    part,
+                    first_pts,
+                    end_pts: first_pts.saturating_add(i64::from(len)),
+                    frames,
+                }
+            ),
     ]
 }
 
@@ -697,4 +713,126 @@ fn the_human_report_shows_each_segments_position() {
         text.contains("    segments 2–4: 44.0110000, 87.3080000 ±8 m, fix time not recorded\n"),
         "{text}"
     );
+}
+
+/// Step 11: a segment whose frame count disagrees with its span by more than
+/// one frame is a finding unless a frames-dropped event names it.
+#[test]
+fn frame_count_that_disagrees_with_the_span_needs_a_frames_dropped_event() {
+    let k = key();
+    let mut head = ChainHead::GENESIS;
+    let mut entries = Vec::new();
+    // (frames, fps_num, fps_den, flags, span in ticks, a finding expected)
+    let cases: [(u32, u32, u32, u8, i64, bool); 11] = [
+        (120, 30, 1, 0, 360_000, false),
+        (119, 30, 1, 0, 360_000, false), // one frame: rounding
+        (121, 30, 1, 0, 360_000, false),
+        (118, 30, 1, 0, 360_000, true),
+        (122, 30, 1, 0, 360_000, true),
+        (100, 30, 1, 0, 360_000, false), // named by the event below
+        (120, 30_000, 1001, 0, 360_000, false), // 119.88 frames
+        (0, 0, 1, 0x01, 360_000, false), // salvaged: no rate
+        (0, 30, 0, 0, 360_000, false),   // no rate
+        (0, 25, 1, 0, 0, false),
+        (0, u32::MAX, 1, 0, i64::MAX, true), // 128 bits: no overflow
+    ];
+    let mut want = Vec::new();
+    let mut pts = 0i64;
+    for (i, &(frames, fps_num, fps_den, flags, span, finding)) in cases.iter().enumerate() {
+        let part = u32::try_from(i).unwrap();
+        let start_pts = if span == i64::MAX { 0 } else { pts };
+        let mut c = codec();
+        c.fps_num = fps_num;
+        c.fps_den = fps_den;
+        let body = Body::Segment(SegmentBody {
+            recording: [7; 16],
+            part,
+            media_sha256: [0; 32],
+            media_len: 10,
+            start_pts,
+            end_pts: start_pts + span,
+            start_mono_us: 0,
+            video_frames: frames,
+            audio_samples: 0,
+            codec: c,
+            flags,
+            case: None,
+            activity: None,
+        });
+        pts = pts.saturating_add(span);
+        let clock = Clock {
+            wall_us: 1_000_000 + i64::try_from(i).unwrap(),
+            mono_us: 1_000 + i as u64,
+            boot: 1,
+        };
+        let e = head.append(&k, clock, None, body).unwrap();
+        if finding {
+            want.push(e.seq());
+        }
+        entries.push(e.to_bytes());
+    }
+    // Part 5 is named; an event naming part 3 of another recording excuses nothing.
+    for (recording, part) in [([7u8; 16], 5u32), ([8; 16], 3)] {
+        let clock = Clock {
+            wall_us: 2_000_000,
+            mono_us: 2_000,
+            boot: 1,
+        };
+        let ev = Event::FramesDropped {
+            recording,
+            part,
+            first_pts: 0,
+            end_pts: 60_000,
+            frames: 20,
+        };
+        entries.push(
+            head.append(&k, clock, None, Body::Event(ev))
+                .unwrap()
+                .to_bytes(),
+        );
+    }
+    let r = verify_chain(
+        &k.verifying_key(),
+        entries.iter().map(Vec::as_slice),
+        &VerifyOptions::default(),
+    );
+    let got: Vec<u64> = r
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::FrameCountMismatch)
+        .filter_map(|f| f.seq)
+        .collect();
+    assert_eq!(got, want, "{r}");
+}
+
+/// An event whose span ends before it starts does not decode.
+#[test]
+fn frames_dropped_span_backwards_is_malformed() {
+    let k = key();
+    let ev = Event::FramesDropped {
+        recording: [1; 16],
+        part: 0,
+        first_pts: 10,
+        end_pts: 10,
+        frames: 0,
+    };
+    let mut head = ChainHead::GENESIS;
+    let e = head
+        .append(
+            &k,
+            Clock {
+                wall_us: 1,
+                mono_us: 1,
+                boot: 1,
+            },
+            None,
+            Body::Event(ev),
+        )
+        .unwrap();
+    let mut bytes = e.to_bytes();
+    assert!(SignedEntry::from_bytes(&bytes).is_ok());
+    // end_pts is the 8 bytes before the trailing frames u32 and signature.
+    let at = bytes.len() - 64 - 4 - 1;
+    bytes[at] = 9;
+    assert!(SignedEntry::from_bytes(&bytes).is_err());
 }

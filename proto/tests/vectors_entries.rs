@@ -1,8 +1,9 @@
 //! Golden vectors for entries and the verification report: the format must not
-//! change by accident. Two sample chains: `entries.json` (FORMAT.md §8.1,
-//! positions as they were signed before fix times existed) and
+//! change by accident. Three sample chains: `entries.json` (FORMAT.md §8.1,
+//! positions as they were signed before fix times existed),
 //! `positions.json` (§8.2, every form of the position field and the
-//! position events). Regenerate deliberately with
+//! position events) and `dropped.json` (§8.3, a `frames-dropped` event and
+//! a `frame-count-mismatch` finding). Regenerate deliberately with
 //! `FIELDSEAL_BLESS=1 cargo test -p fieldseal-proto --test vectors_entries`
 //! and update docs/FORMAT.md in the same commit.
 
@@ -18,13 +19,16 @@ use serde_json::{json, Value};
 /// Builds a sample chain with the vectors' key.
 type Build = fn(&SigningKey) -> SampleChain;
 
-/// The two sample chains: file name, FORMAT.md marker name, builder.
-const CHAINS: [(&str, &str, Build); 2] = [
+/// The sample chains: file name, FORMAT.md marker name, builder.
+const CHAINS: [(&str, &str, Build); 3] = [
     ("entries.json", "sample-chain", |k| {
         sample::build(k, &[2], 48)
     }),
     ("positions.json", "position-chain", |k| {
         sample::build_positions(k, 48)
+    }),
+    ("dropped.json", "dropped-chain", |k| {
+        sample::build_dropped(k, 48)
     }),
 ];
 
@@ -138,7 +142,7 @@ fn wrapped(hex: &str) -> String {
     out
 }
 
-/// A sample chain as docs/FORMAT.md §8.1 and §8.2 print it: every entry,
+/// A sample chain as docs/FORMAT.md §8.1 to §8.3 print it: every entry,
 /// every media file and the report `fieldseal-verify --json` prints for it.
 fn doc_block(build: Build) -> String {
     let seed = [0x42u8; 32];
@@ -220,7 +224,7 @@ fn format_md_prints_the_whole_sample_chain() {
     }
     assert!(
         doc == now,
-        "docs/FORMAT.md §8.1 or §8.2 differs from its sample chain; regenerate with \
+        "docs/FORMAT.md §8.1, §8.2 or §8.3 differs from its sample chain; regenerate with \
          FIELDSEAL_BLESS=1 cargo test -p fieldseal-proto --test vectors_entries"
     );
 }

@@ -272,6 +272,7 @@ EVENT_NAMES = {
     16: "fix-lost",
     17: "receiver-unreachable",
     18: "receiver-back",
+    19: "frames-dropped",
 }
 NO_FIX = {1: "no-receiver", 2: "receiver-unreachable", 3: "no-fix-yet", 4: "fix-lost"}
 STOP_REASONS = {1: "user-stop", 2: "storage-full", 3: "battery-low", 4: "shutdown", 5: "capture-error"}
@@ -412,6 +413,14 @@ def _read_event(r: Reader) -> dict:
         f["last_fix_us"] = r.i64()
     elif code == 17:
         f["last_fix_us"] = r.opt(r.i64)
+    elif code == 19:
+        f["recording"] = r.take(16)
+        f["part"] = r.u32()
+        f["first_pts"] = r.i64()
+        f["end_pts"] = r.i64()
+        if f["end_pts"] < f["first_pts"]:
+            raise Malformed("frames-dropped end_pts < first_pts")
+        f["frames"] = r.u32()
     return f
 
 
@@ -457,6 +466,7 @@ def decode_entry(data: bytes) -> Entry:
 KIND_ORDER = [
     "malformed", "wrong-device", "bad-signature", "broken-link", "equivocation", "missing-entry",
     "media-mismatch", "missing-media", "time-backwards", "unexplained-gap", "head-mismatch", "truncated-chain", "out-of-order",
+    "frame-count-mismatch",
 ]
 
 
@@ -624,6 +634,21 @@ def verify_chain(public_key: bytes, items, media=None, head=None, ordered=False,
                 findings.append(_finding(seq, "media-mismatch", "media SHA-256 or length differs"))
             else:
                 media_verified += 1
+
+    # Step 11: frame counts against spans, unless a frames-dropped event names the segment.
+    named = {
+        (e.recording, e.part) for e in primary.values() if e.kind == KIND_EVENT and e.code == 19
+    }
+    for seq in sorted(primary):
+        e = primary[seq]
+        if e.kind != KIND_SEGMENT or e.flags & 0x01 or e.fps_num == 0 or e.fps_den == 0:
+            continue
+        den = 90000 * e.fps_den
+        expected = (2 * (e.end_pts - e.start_pts) * e.fps_num + den) // (2 * den)
+        if abs(expected - e.video_frames) > 1 and (e.recording, e.part) not in named:
+            findings.append(
+                _finding(seq, "frame-count-mismatch", f"{e.video_frames} frames, span holds {expected}")
+            )
 
     # Report (§5): every count is over the kept versions.
     distinct = [primary[q] for q in sorted(primary)]
@@ -1300,7 +1325,7 @@ class EntryBuilder:
             + start_pts.to_bytes(8, "big", signed=True)
             + end_pts.to_bytes(8, "big", signed=True)
             + start_mono.to_bytes(8, "big")
-            + (30).to_bytes(4, "big")
+            + ((end_pts - start_pts) * 30 // 90000).to_bytes(4, "big")  # every frame of the span
             + (0).to_bytes(8, "big")
             + self._text("h264")
             + (640).to_bytes(2, "big")
@@ -1333,6 +1358,7 @@ def self_test(vdir: str) -> int:
         _self_test_ed25519(t)
         _self_test_entries(t, vdir, tmp)
         _self_test_positions(t, vdir, tmp)
+        _self_test_dropped(t, vdir, tmp)
         _self_test_merkle(t, vdir)
         _self_test_checkpoint(t, vdir)
         _self_test_frames(t, vdir)
@@ -1415,6 +1441,40 @@ def _self_test_positions(t, vdir, tmp):
     for bad, what in [(bytes([4]), "tag 4"), (bytes([3, 0]), "reason 0"), (bytes([3, 5]), "reason 5")]:
         raw = raws[4][:at] + bad + raws[4][at + 2:]
         t.check(_raises(lambda: decode_entry(raw)), f"position {what} refused")
+
+
+def _self_test_dropped(t, vdir, tmp):
+    """§8.3: a frames-dropped event, and a segment short of frames with none."""
+    with open(os.path.join(vdir, "dropped.json")) as fh:
+        v = json.load(fh)
+    pub = bytes.fromhex(v["public_key"])
+    raws = [bytes.fromhex(ve["signed_entry"]) for ve in v["entries"]]
+    for i, raw in enumerate(raws):
+        e = decode_entry(raw)
+        t.check(e.entry_hash.hex() == v["entries"][i]["entry_hash"], f"dropped entry {i} hash")
+        t.check(ed25519_verify(pub, e.signing_bytes, e.signature), f"dropped entry {i} signature")
+    ev = decode_entry(raws[4])
+    t.check(ev.event == "frames-dropped" and ev.part == 1 and ev.frames == 15, "frames-dropped fields")
+    t.check(ev.end_pts - ev.first_pts == 15 * 3000, "frames-dropped span")
+    media = {m["seq"]: bytes.fromhex(m["bytes"]) for m in v["media"]}
+    d = os.path.join(tmp, "dropped")
+    _write_package(d, pub.hex(), raws, media)
+    rep = verify_package(d)
+    exp = v["report"]
+    for field in exp:
+        if field != "findings":
+            t.check(rep[field] == exp[field], f"dropped report {field}: {rep[field]!r} != {exp[field]!r}")
+    t.check(_kinds(rep) == _kinds(exp) == [(5, "frame-count-mismatch")], f"dropped findings {_kinds(rep)}")
+    # Without the event, segment 3 is a finding too; a span running backwards is malformed.
+    d = os.path.join(tmp, "dropped-no-event")
+    _write_package(d, pub.hex(), raws[:4] + raws[5:], media)
+    t.check(
+        (3, "frame-count-mismatch") in _kinds(verify_package(d)),
+        f"segment 3 without its event: {_kinds(verify_package(d))}",
+    )
+    at = len(raws[4]) - 64 - 4 - 8
+    bad = raws[4][:at] + (0).to_bytes(8, "big") + raws[4][at + 8:]
+    t.check(_raises(lambda: decode_entry(bad)), "frames-dropped end_pts < first_pts refused")
 
 
 def _self_test_entries(t, vdir, tmp):

@@ -5,7 +5,8 @@ from entry import Malformed, decode_signed, device_id
 
 KINDS = ["malformed", "wrong-device", "bad-signature", "broken-link", "equivocation",
          "missing-entry", "media-mismatch", "missing-media", "time-backwards",
-         "unexplained-gap", "head-mismatch", "truncated-chain", "out-of-order"]
+         "unexplained-gap", "head-mismatch", "truncated-chain", "out-of-order",
+         "frame-count-mismatch"]
 
 
 def _finding(seq, kind, detail=""):
@@ -162,6 +163,21 @@ def _media(kept, media, findings):
     return verified
 
 
+def _frame_counts(kept, findings):
+    """Step 11: a segment short of (or over) the frames its span holds at its
+    rate, by more than one, that no frames-dropped event names."""
+    named = {(e["event"]["recording"], e["event"]["part"]) for e in kept.values()
+             if e["event"] is not None and e["event"]["code"] == 19}
+    for seq in sorted(kept):
+        s = kept[seq]["segment"]
+        if s is None or s["flags"] & 0x01 or not s["fps_num"] or not s["fps_den"]:
+            continue
+        ticks = 90000 * s["fps_den"]
+        expected = (2 * (s["end_pts"] - s["start_pts"]) * s["fps_num"] + ticks) // (2 * ticks)
+        if abs(expected - s["video_frames"]) > 1 and (s["recording"], s["part"]) not in named:
+            findings.append(_finding(seq, "frame-count-mismatch"))
+
+
 def verify_chain(key, entries, media=None, head=None, tol=0, ordered=True, early=()):
     """The §5 report as a dict. `media` maps seq to (sha256, length) or
     "released";
@@ -174,6 +190,7 @@ def verify_chain(key, entries, media=None, head=None, tol=0, ordered=True, early
     _links_and_time(kept, findings)
     gaps, seconds = _gaps(kept, tol, findings)
     verified = _media(kept, media, findings)
+    _frame_counts(kept, findings)
     findings = list(early) + findings
     findings.sort(key=lambda f: (f["seq"] is not None, f["seq"] or 0, KINDS.index(f["kind"])))
     segments = sum(1 for e in kept.values() if e["segment"] is not None)

@@ -148,6 +148,11 @@ def _event(r):
         ev["last_fix_us"] = r.opt(lambda: r.sint(8))
     elif code == 18:
         pass
+    elif code == 19:
+        ev.update(recording=r.take(16), part=r.uint(4), first_pts=r.sint(8),
+                  end_pts=r.sint(8), frames=r.uint(4))
+        if ev["end_pts"] < ev["first_pts"]:
+            raise Malformed("frames-dropped end_pts before first_pts")
     else:
         raise Malformed(f"event code {code}")
     return ev

@@ -15,7 +15,8 @@ use super::mux::{TsMuxer, AUDIO_STREAM, VIDEO_STREAM};
 use super::outbox::Outbox;
 use super::source::{Feeds, Raw, RawFrame, AAC_FRAME};
 use super::{
-    CaptureConfig, CaptureError, CaptureStats, CapturedSegment, FfCtx, Shared, WorkerEnd, PTS_BASE,
+    CaptureConfig, CaptureError, CaptureStats, CapturedSegment, DroppedFrames, FfCtx, Shared,
+    WorkerEnd, PTS_BASE,
 };
 use fieldseal_proto::entry::{CodecParams, PTS_HZ};
 
@@ -134,6 +135,9 @@ pub(crate) struct Pipeline {
     /// Capture instants of the video frames inside the encoder, by 90 kHz PTS.
     capture_times: VecDeque<(i64, Instant)>,
     seg: SegAcc,
+    /// Holes the source left in the video (frames dropped while encoding
+    /// was behind), in PTS order, not yet given to a segment.
+    drops: VecDeque<DroppedFrames>,
     index: u64,
     frame_ticks: i64,
 }
@@ -199,6 +203,7 @@ impl Pipeline {
             an: 0,
             capture_times: VecDeque::new(),
             seg: SegAcc::default(),
+            drops: VecDeque::new(),
             index: 0,
             frame_ticks,
         })
@@ -245,7 +250,17 @@ impl Pipeline {
     fn on_frame(&mut self, frame: RawFrame) -> Result<(), CaptureError> {
         match frame.raw {
             Raw::Video(mut f) => {
-                self.vn += i64::try_from(frame.skipped).unwrap_or(0);
+                let skipped = i64::try_from(frame.skipped).unwrap_or(0);
+                if skipped > 0 {
+                    self.drops.push_back(DroppedFrames {
+                        first_pts: PTS_BASE + self.vn * self.frame_ticks,
+                        end_pts: PTS_BASE + (self.vn + skipped) * self.frame_ticks,
+                        // Frames skipped between two sent frames: far below
+                        // 2^32 (that is 4.5 years at 30 fps).
+                        frames: u32::try_from(skipped).unwrap_or(u32::MAX),
+                    });
+                }
+                self.vn += skipped;
                 let pts = self.vn;
                 f.set_pts(Some(pts));
                 f.set_kind(picture::Type::None);
@@ -381,7 +396,10 @@ impl Pipeline {
     fn write_video(&mut self, p: &Packet) -> Result<(), CaptureError> {
         let pts = p.pts().unwrap_or(0);
         if p.is_key() && self.seg.video_frames > 0 {
-            // The cut: everything written so far is the previous segment.
+            // The cut: everything written so far is the previous segment. It
+            // ends where this one starts, so frames dropped just before the
+            // cut lie inside its span, not in a gap between the two.
+            self.seg.end_pts = self.seg.end_pts.max(pts);
             let bytes = self.mux()?.cut()?;
             self.emit(bytes, false);
         }
@@ -411,21 +429,50 @@ impl Pipeline {
     fn emit(&mut self, bytes: Vec<u8>, is_final: bool) {
         let seg = std::mem::take(&mut self.seg);
         let start_pts = seg.start_pts.unwrap_or(PTS_BASE);
+        let end_pts = seg.end_pts.max(start_pts);
+        let dropped = self.take_drops(end_pts, is_final);
         let segment = CapturedSegment {
             index: self.index,
             bytes,
             start_pts,
-            end_pts: seg.end_pts.max(start_pts),
+            end_pts,
             video_frames: seg.video_frames,
             audio_samples: seg.audio_samples,
             keyframe_start: seg.keyframe_start,
             codec: self.codec.clone(),
             start_mono: seg.start_mono.unwrap_or_else(Instant::now),
             is_final,
+            dropped,
         };
         tracing::debug!(?segment, "segment cut");
         self.index += 1;
         self.outbox.push(segment);
+    }
+
+    /// The drops that start before `end_pts` (all of them for the final
+    /// segment), as one span. A drop before the first frame of a recording
+    /// goes to its first segment.
+    fn take_drops(&mut self, end_pts: i64, is_final: bool) -> Option<DroppedFrames> {
+        let mut out: Option<DroppedFrames> = None;
+        while let Some(d) = self.drops.front().copied() {
+            if !is_final && d.first_pts >= end_pts {
+                break;
+            }
+            self.drops.pop_front();
+            out = Some(match out {
+                None => d,
+                Some(o) => DroppedFrames {
+                    first_pts: o.first_pts.min(d.first_pts),
+                    end_pts: o.end_pts.max(d.end_pts),
+                    // A segment cannot hold 2^32 frames (4.5 years at 30 fps).
+                    frames: o.frames.saturating_add(d.frames),
+                },
+            });
+        }
+        if let Some(d) = &out {
+            tracing::warn!(?d, index = self.index, "segment has dropped frames");
+        }
+        out
     }
 
     /// Drains the encoders, writes the trailer and emits the last segment.

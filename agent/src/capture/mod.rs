@@ -370,6 +370,23 @@ pub struct CapturedSegment {
     pub start_mono: Instant,
     /// The last segment of the recording (possibly shorter than the others).
     pub is_final: bool,
+    /// Video frames the source dropped inside this segment's span because
+    /// encoding fell behind (signed as a `frames-dropped` event after it).
+    pub dropped: Option<DroppedFrames>,
+}
+
+/// Video frames dropped inside one segment: where and how many. The encoder's
+/// clock goes on over a drop, so the segment's span holds them and its
+/// `video_frames` does not; several drops in one segment make one span, from
+/// the first dropped frame to the end of the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DroppedFrames {
+    /// PTS (90 kHz) the first dropped frame would have had.
+    pub first_pts: i64,
+    /// PTS of the end of the last dropped frame (its PTS plus one frame).
+    pub end_pts: i64,
+    /// How many video frames were dropped.
+    pub frames: u32,
 }
 
 impl fmt::Debug for CapturedSegment {
@@ -386,6 +403,7 @@ impl fmt::Debug for CapturedSegment {
             .field("codec", &self.codec)
             .field("start_mono", &self.start_mono)
             .field("is_final", &self.is_final)
+            .field("dropped", &self.dropped)
             .finish()
     }
 }

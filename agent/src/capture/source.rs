@@ -320,6 +320,10 @@ impl FeedOut {
             Raw::Video(_) => (true, 0),
             Raw::Audio(a) => (false, a.samples() as u64),
         };
+        // Test hook (FIELDSEAL_DROP_FRAMES, see `fault`): this video frame
+        // takes the path of a frame the encoder had no room for.
+        let forced_drop = is_video
+            && crate::fault::drop_video_frame(stats.frames_captured.load(Ordering::Relaxed));
         if is_video {
             CaptureStats::add(&stats.frames_captured, 1);
         }
@@ -334,13 +338,21 @@ impl FeedOut {
         };
         // Counted before sending: the capture thread subtracts as soon as it has encoded it.
         let queued = &self.shared.raw_video_queued;
-        if self.block {
+        if self.block && !forced_drop {
             if is_video {
                 queued.fetch_add(1, Ordering::Relaxed);
             }
+            // The skips this frame carries are told; only the test hook
+            // makes any in this mode.
+            if is_video {
+                self.skipped_frames = 0;
+            } else {
+                self.skipped_samples = 0;
+            }
             return self.tx.send(frame).is_ok();
         }
-        let sent = if is_video && queued.fetch_add(1, Ordering::Relaxed) >= self.video_budget {
+        let over_budget = is_video && queued.fetch_add(1, Ordering::Relaxed) >= self.video_budget;
+        let sent = if over_budget || forced_drop {
             Err(TrySendError::Full(frame))
         } else {
             self.tx.try_send(frame)

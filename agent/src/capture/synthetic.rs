@@ -113,6 +113,7 @@ impl SyntheticCapture {
                 codec: codec.clone(),
                 start_mono,
                 is_final: last,
+                dropped: None,
             });
             index += 1;
             if last {

@@ -237,6 +237,16 @@ impl Writer<'_> {
         self.summary.entries += 1;
         self.summary.segments += 1;
         tracing::debug!(seq = entry.seq(), bytes = len, "segment recorded");
+        // Right after the segment it names: frames lost inside its span.
+        if let Some(d) = plan.segment.dropped {
+            self.event(Event::FramesDropped {
+                recording: plan.recording,
+                part: plan.part,
+                first_pts: d.first_pts,
+                end_pts: d.end_pts,
+                frames: d.frames,
+            })?;
+        }
         let used = self.spool.used_bytes();
         let low = self.policy.decide(Reading::SegmentWritten { used, len });
         self.carry_out(low)?;

@@ -1,6 +1,6 @@
 //! The event body: something that happened on the device, signed into the
 //! chain when it happened. Its bytes follow the entry header when `kind` = 2:
-//! an event code (u8, 1 ..= 18) and that event's fields in the order they
+//! an event code (u8, 1 ..= 19) and that event's fields in the order they
 //! are declared in [`Event`] (an option as a presence byte, then its value).
 //! `docs/FORMAT.md` has the full layout and the test vectors.
 
@@ -167,6 +167,23 @@ pub enum Event {
     },
     /// The receiver's service answers again.
     ReceiverBack,
+    /// Video frames the capture dropped inside one segment because encoding
+    /// fell behind (the encoder's clock went on, so the segment's span holds
+    /// them but its `video_frames` does not). Signed right after the segment
+    /// it names; without it, a segment whose frame count and span disagree is
+    /// the verifier's `frame-count-mismatch`.
+    FramesDropped {
+        /// The recording of the segment.
+        recording: [u8; 16],
+        /// The segment's `part`.
+        part: u32,
+        /// Presentation time of the first dropped frame, 90 kHz.
+        first_pts: i64,
+        /// End of the last dropped frame (its time plus one frame), 90 kHz.
+        end_pts: i64,
+        /// How many video frames were dropped.
+        frames: u32,
+    },
 }
 
 impl Event {
@@ -203,6 +220,7 @@ impl Event {
             Event::FixLost { .. } => "fix-lost",
             Event::ReceiverUnreachable { .. } => "receiver-unreachable",
             Event::ReceiverBack => "receiver-back",
+            Event::FramesDropped { .. } => "frames-dropped",
         }
     }
 
@@ -226,6 +244,7 @@ impl Event {
             Event::FixLost { .. } => 16,
             Event::ReceiverUnreachable { .. } => 17,
             Event::ReceiverBack => 18,
+            Event::FramesDropped { .. } => 19,
         }
     }
 
@@ -332,6 +351,19 @@ impl Event {
                 }
             },
             Event::ReceiverBack => {}
+            Event::FramesDropped {
+                recording,
+                part,
+                first_pts,
+                end_pts,
+                frames,
+            } => {
+                out.extend_from_slice(recording);
+                out.extend_from_slice(&part.to_be_bytes());
+                out.extend_from_slice(&first_pts.to_be_bytes());
+                out.extend_from_slice(&end_pts.to_be_bytes());
+                out.extend_from_slice(&frames.to_be_bytes());
+            }
         }
     }
 
@@ -412,6 +444,25 @@ impl Event {
                 },
             },
             18 => Event::ReceiverBack,
+            19 => {
+                let recording = r.array()?;
+                let part = r.u32()?;
+                let first_pts = r.i64()?;
+                let end_pts = r.i64()?;
+                if end_pts < first_pts {
+                    return Err(DecodeError::InvalidValue {
+                        what: "frames-dropped end_pts before first_pts",
+                        value: end_pts as u64,
+                    });
+                }
+                Event::FramesDropped {
+                    recording,
+                    part,
+                    first_pts,
+                    end_pts,
+                    frames: r.u32()?,
+                }
+            }
             _ => {
                 return Err(DecodeError::InvalidValue {
                     what: "event code",
