@@ -151,6 +151,16 @@ fn detail(ev: &Event, at_us: i64) -> String {
             |f| format!("gpsd does not answer; last fix {}", fix_age(f, at_us)),
         ),
         Event::ReceiverBack => "gpsd answers again".into(),
+        Event::FramesDropped {
+            part,
+            first_pts,
+            end_pts,
+            frames,
+            ..
+        } => format!(
+            "{frames} video frame(s) dropped in part {part} of the recording, over {:.2} s",
+            (i128::from(*end_pts) - i128::from(*first_pts)) as f64 / 90_000.0
+        ),
     }
 }
 
