@@ -18,7 +18,8 @@
 //! it owns the record-header size), [`codec`] (`Encode`/`Decode` over a
 //! `Reader`), [`identity`] (device ids, hashes, the `Signer` seam), [`msg`]
 //! and [`frame`] (wire messages and their framing), [`enroll`], [`receipt`]
-//! and [`ack`] (the server's signed statements),
+//! and [`ack`] (the server's signed statements), [`sigbatch`] (many
+//! signatures checked together, with `verify_strict`'s answers),
 //! [`leaf`], [`merkle`] and [`checkpoint`] (the transparency log), [`sample`]
 //! (sample chains for tests and benchmarks), [`package`] (the export package
 //! and its verifier) over [`ustar`] and [`x509`] (the little of tar and
@@ -40,5 +41,6 @@ pub mod msg;
 pub mod package;
 pub mod receipt;
 pub mod sample;
+pub mod sigbatch;
 pub mod ustar;
 pub mod x509;
