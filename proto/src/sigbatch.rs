@@ -172,7 +172,7 @@ pub fn one_at_a_time(checks: &[SigCheck<'_>], threads: usize) -> Vec<bool> {
 
 /// `f(offset, part)` over `threads` contiguous parts of `items`, the results
 /// concatenated in order. One part runs on the caller's thread.
-fn on_threads<T, R, F>(items: &[T], threads: usize, f: F) -> Vec<R>
+pub(crate) fn on_threads<T, R, F>(items: &[T], threads: usize, f: F) -> Vec<R>
 where
     T: Sync,
     R: Send,
