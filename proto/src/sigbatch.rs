@@ -138,11 +138,21 @@ pub fn verify_strict_many(checks: &[SigCheck<'_>], threads: usize) -> Vec<bool> 
         return out;
     }
     let seed = transcript(&batch);
-    let batch: Vec<Prepared> = on_threads(&batch, threads, |at, part| {
-        part.iter()
-            .enumerate()
-            .map(|(i, p)| p.clone().with_randomness(&seed, at + i))
-            .collect()
+    let size = batch.len().div_ceil(threads);
+    let draw = |k: usize, part: &mut [Prepared]| {
+        for (i, p) in part.iter_mut().enumerate() {
+            p.draw(&seed, k * size + i);
+        }
+    };
+    std::thread::scope(|s| {
+        let mut parts = batch.chunks_mut(size).enumerate();
+        let first = parts.next();
+        for (k, part) in parts {
+            s.spawn(move || draw(k, part));
+        }
+        if let Some((k, part)) = first {
+            draw(k, part);
+        }
     });
     if !torsion_free(&batch, &keys, &seed, threads) {
         strict(&batch.iter().map(|p| p.at).collect::<Vec<_>>());
@@ -233,7 +243,6 @@ impl Keys {
 }
 
 /// One signature that passed the pre-checks, with what the equation needs.
-#[derive(Clone)]
 struct Prepared {
     /// Its position among the checks.
     at: usize,
@@ -287,11 +296,11 @@ impl Prepared {
         })
     }
 
-    fn with_randomness(mut self, seed: &[u8; 64], i: usize) -> Prepared {
+    /// Its weight and its rounds, as signature `i` of the batch.
+    fn draw(&mut self, seed: &[u8; 64], i: usize) {
         let d = derive(seed, b"signature", i);
         self.z = Scalar::from(d.0);
         self.rounds = d.1;
-        self
     }
 }
 
