@@ -291,6 +291,16 @@ verify_pairs() {
   done
 }
 
+# server_verify_rate DIR ENTRIES [VAR=VALUE...] : "ENTRIES SECONDS" for one `fieldseal-server verify`
+# of DIR (which must find nothing), with the environment given.
+server_verify_rate() {
+  local dir=$1 entries=$2 secs
+  shift 2
+  secs=$(elapsed env RUST_LOG=error "$@" "$SERVER" verify --data "$dir")
+  grep -q '^OK' "$WORK/elapsed.out" || { log "verify found problems"; tail "$WORK/elapsed.out" >&2; return 1; }
+  echo "$entries $secs"
+}
+
 # bench_chain_verify : entries per second of chain verification (proto's verify_chain over its
 # sample chain, proto/examples/chain_rate.rs) with the signatures checked together (sigbatch) on
 # every core and on one, against one at a time as before (SignatureCheck::OneAtATime, the path the
@@ -332,6 +342,24 @@ bench_chain_verify() {
       "$(printf '%.2f' "$r")×" "$goal" "Igroup vs Ione"
     echo "- ingest, a group of $total entries, in run order of pairs: together /s ${V_OURS[*]}; each as decided /s ${V_BASE[*]}; ratios ${V_RATIO[*]}" >>"$RUNS"
   done
+  # fieldseal-server verify of many devices' chains with small segments, where the signatures
+  # (each entry's and its receipt's) are most of the work: as it runs, against one at a time.
+  local dir=$WORK/verify-signatures devices=16 per=1000 entries
+  cargo build -q --release -p fieldseal-server --bins --example fill_archive
+  rm -rf "$dir"
+  "$FILL" "$dir" "$devices" "$per" 1000 >&2
+  RUST_LOG=error "$SERVER" reindex --data "$dir" >"$WORK/verify-signatures.reindex"
+  entries=$(awk '/^log:/ { print $2 }' "$WORK/verify-signatures.reindex")
+  verify_pairs "server verify" server_verify_rate "$dir" "$entries" -- \
+    server_verify_rate "$dir" "$entries" FIELDSEAL_VERIFY_SIGNATURES=one-at-a-time
+  r=$(median "${V_RATIO[@]}")
+  row "\`fieldseal-server verify\`, $entries entries of $devices devices, 1 kB segments: signatures together on $cores threads vs one at a time (entries/s)" \
+    "$(printf '%.0f' "$(median "${V_OURS[@]}")")" "$(printf '%.0f' "$(median "${V_BASE[@]}")") (one at a time)" \
+    "$(printf '%.2f' "$r")×" "≥ 2.5×: $(met "$r" '>=' 2.5)" "VSbatch vs VSone"
+  echo "- fieldseal-server verify, $entries entries, in run order of pairs: together /s ${V_OURS[*]}; one at a time /s ${V_BASE[*]}; ratios ${V_RATIO[*]}" >>"$RUNS"
+  rm -rf "$dir"
+  cmd "VSbatch" "fieldseal-server verify --data D  # D: $devices devices × $per entries, 1 kB segments, filled by server/examples/fill_archive.rs and reindexed; chain entries and receipts checked together (verify_chains, sigbatch) on $cores threads"
+  cmd "VSone" "FIELDSEAL_VERIFY_SIGNATURES=one-at-a-time fieldseal-server verify --data D  # each signature as it is read, as before"
   cmd "Vbatch" "target/release/examples/chain_rate batch $cores $VERIFY_ENTRIES $VERIFY_REPS  # proto/examples/chain_rate.rs: verify_chain of proto's sample chain ($n entries, ordered), SignatureCheck::Batch on $cores threads"
   cmd "Vbatch1" "target/release/examples/chain_rate batch 1 $VERIFY_ENTRIES $VERIFY_REPS"
   cmd "Vone" "target/release/examples/chain_rate one 1 $VERIFY_ENTRIES $VERIFY_REPS  # SignatureCheck::OneAtATime: verify_strict as each entry is read, as before"
