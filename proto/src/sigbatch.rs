@@ -52,6 +52,8 @@
 //! No I/O: threads come from `std::thread::scope`, their number from the caller.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -158,7 +160,9 @@ pub fn verify_strict_many(checks: &[SigCheck<'_>], threads: usize) -> Vec<bool> 
         strict(&batch.iter().map(|p| p.at).collect::<Vec<_>>());
         return out;
     }
-    let verdicts: Vec<(usize, bool)> = on_threads(&batch, threads, |_, share| {
+    // Two shares per thread: a multi-scalar multiplication costs more per
+    // point the fewer its points, so fewer parts than elsewhere.
+    let verdicts: Vec<(usize, bool)> = on_parts(&batch, threads, 2, |_, share| {
         let mut verdicts = Vec::with_capacity(share.len());
         let mut failed = 0;
         check_share(share, &keys, checks, &mut failed, &mut verdicts);
@@ -180,34 +184,64 @@ pub fn one_at_a_time(checks: &[SigCheck<'_>], threads: usize) -> Vec<bool> {
     })
 }
 
-/// `f(offset, part)` over `threads` contiguous parts of `items`, the results
-/// concatenated in order. One part runs on the caller's thread.
+/// `f(offset, part)` over contiguous parts of `items` on up to `threads`
+/// threads (the caller's one of them), the results concatenated in order.
+/// Each thread takes the next part when it is done with one, so that a core
+/// shared with other work does less of it: [`PARTS_PER_THREAD`] parts each.
 pub(crate) fn on_threads<T, R, F>(items: &[T], threads: usize, f: F) -> Vec<R>
 where
     T: Sync,
     R: Send,
     F: Fn(usize, &[T]) -> Vec<R> + Sync,
 {
-    let size = items.len().div_ceil(threads.max(1)).max(1);
-    if threads <= 1 || items.len() <= size {
+    on_parts(items, threads, PARTS_PER_THREAD, f)
+}
+
+/// Parts per thread in [`on_threads`]: enough to even out a core that is
+/// busy with something else, few enough that each part is still long
+/// (thousands of point operations) next to taking it.
+const PARTS_PER_THREAD: usize = 4;
+
+fn on_parts<T, R, F>(items: &[T], threads: usize, per_thread: usize, f: F) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(usize, &[T]) -> Vec<R> + Sync,
+{
+    let threads = threads.max(1);
+    if threads == 1 || items.len() < 2 {
         return f(0, items);
     }
-    let f = &f;
+    let size = items.len().div_ceil(threads * per_thread).max(1);
+    let parts: Vec<(usize, &[T])> = items
+        .chunks(size)
+        .enumerate()
+        .map(|(k, part)| (k * size, part))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let done: Vec<Mutex<Vec<R>>> = parts.iter().map(|_| Mutex::new(Vec::new())).collect();
+    let work = || loop {
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        let Some(&(at, part)) = parts.get(k) else {
+            break;
+        };
+        let out = f(at, part);
+        *done[k].lock().unwrap_or_else(PoisonError::into_inner) = out;
+    };
     std::thread::scope(|s| {
-        let mut parts = items.chunks(size).enumerate();
-        let (_, first) = parts.next().expect("more than one part");
-        let others: Vec<_> = parts
-            .map(|(k, part)| s.spawn(move || f(k * size, part)))
+        let helpers: Vec<_> = (1..threads.min(parts.len()))
+            .map(|_| s.spawn(work))
             .collect();
-        let mut out = f(0, first);
-        for h in others {
-            match h.join() {
-                Ok(r) => out.extend(r),
-                Err(panic) => std::panic::resume_unwind(panic),
+        work();
+        for h in helpers {
+            if let Err(panic) = h.join() {
+                std::panic::resume_unwind(panic);
             }
         }
-        out
-    })
+    });
+    done.into_iter()
+        .flat_map(|d| d.into_inner().unwrap_or_else(PoisonError::into_inner))
+        .collect()
 }
 
 /// The distinct keys of a set of checks.
