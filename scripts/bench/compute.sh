@@ -366,18 +366,24 @@ bench_chain_verify() {
   cmd "Igroup" "target/release/examples/ingest_checks group $cores DEVICES ENTRIES REPS  # server/examples/ingest_checks.rs: IngestBatch::handle_group over one group of DEVICES × ENTRIES new entries, interleaved, against an empty in-memory index"
   cmd "Ione" "target/release/examples/ingest_checks one 1 DEVICES ENTRIES REPS  # the same group through handle_entry, each signature checked as its entry is decided"
   cat >>"$BOUNDS" <<'EOF'
-Chain verification (proto/src/sigbatch.rs): `verify_strict` one at a time is ~40 µs an entry, nearly
-all of it the double scalar multiplication `[S]B − [k]A` and the point decompression and
-compression around it. Together, each signature costs its decompression of `R` (~5 µs), its
-`SHA-512(R‖A‖M)`, its share of one multi-scalar multiplication (Pippenger, curve25519-dalek's AVX2
-backend; the chain's one key enters once), and its share of the torsion test that keeps the answers
-those of `verify_strict`: 32 point additions for 128 random halves (~5 µs), and 128 multiplications
-by `L` per batch (~4 ms, ~4 µs an entry at 1,000). The torsion test is about 40 % of the batch's
-time; without it the batch equation would accept an `R` with a torsion component (which only the
-key's holder can make) for half of the batches, where `verify_strict` refuses it. Below 256
-signatures its fixed cost does not pay, and they are checked one at a time, on threads.
-Ingest's groups are small in the everyday (a few entries per group commit), where only the
-threads help; a backlog arriving at once is the case the batch serves.
+Chain verification (proto/src/sigbatch.rs): `verify_strict` one at a time is ~37 µs an entry
+(criterion), nearly all of it the double scalar multiplication `[S]B − [k]A` and the point
+decompression and compression around it; the chain verifier adds ~5 µs (decoding, hashing, the
+report). Checked together, each signature costs the decompression of its `R`, its
+`SHA-512(R‖A‖M)`, its share of one multi-scalar multiplication (Pippenger on curve25519-dalek's AVX2
+backend; the chain's one key enters it once), and its share of the torsion test that keeps every
+answer that of `verify_strict`: 32 point additions per point for 128 random halves, and 128
+multiplications by `L` per batch (~4 ms on one core, ~4 µs an entry at 1,000). perf of the batch on
+one thread (2026-11-29): the torsion test ~45 % of the time (its additions 29 %, its
+multiplications by `L` 17 %), decompressing `R` 18 %, the multi-scalar multiplication 14 %,
+SHA-512 6 %. That test is what one thread pays for exactness: without it the batch equation
+accepts an `R` with a torsion component (which only the key's holder can make) for 1/8 to 1/2 of
+all batches, where `verify_strict` refuses it, so the one-thread gain stays near 2× and the goal of
+2.5× needs the second core. Below 256 signatures the test's fixed cost does not pay: they are
+checked one at a time, on threads (the row of a group of 64). Ingest's groups are of that size
+in the everyday (a few entries per group commit); a backlog arriving at once is what the batch
+serves. `fieldseal-server verify` gains a little more than the chain alone because each entry's
+receipt is a second signature, checked in a batch of its own under the receipt key.
 
 EOF
 }
