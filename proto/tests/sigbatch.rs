@@ -297,3 +297,16 @@ fn the_reference_on_threads_is_verify_strict() {
         assert_eq!(one_at_a_time(&all.checks(), threads), reference);
     }
 }
+
+#[test]
+fn s_plus_l_among_honest_signatures_is_refused() {
+    // S + L satisfies the equation for S; only S < L refuses it. (Among
+    // the other hand-made kinds the torsion test sends the whole batch to
+    // verify_strict, so it needs a batch of its own.)
+    let (a, _) = keys();
+    let mut all = base().clone();
+    all.0.extend(crafted(a, Craft::SPlusL, 9, 3).0);
+    let (batch, reference) = all.both(2);
+    assert_eq!(&reference[N..], [false; 3]);
+    assert_eq!(batch, reference);
+}
