@@ -16,12 +16,12 @@
 #   BENCH_SECONDS=20      length of each real-time recording
 #   BENCH_SIZES="1280x720 1920x1080"
 #   BENCH_OUT=docs/PERFORMANCE.md
-#   BENCH_ONLY="archive net compute sign web capture"   which groups to run (default: all; commas or
+#   BENCH_ONLY="archive net compute sign verifychain web capture"   which groups to run (default: all; commas or
 #                         spaces); each group's variables are listed in its file under scripts/bench/
 #   BENCH_SKIP_CAPTURE=1  the same as leaving capture out of BENCH_ONLY
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ONLY=" ${BENCH_ONLY:-archive net compute sign web capture} "
+ONLY=" ${BENCH_ONLY:-archive net compute sign verifychain web capture} "
 ONLY=${ONLY//,/ }
 if [ -n "${BENCH_SKIP_CAPTURE:-}" ]; then ONLY=${ONLY//capture/}; fi
 # wants GROUP : whether BENCH_ONLY selects the group of rows.
@@ -278,6 +278,9 @@ main() {
   fi
   if wants sign; then
     bench_sign
+  fi
+  if wants verifychain; then
+    bench_chain_verify
   fi
   if wants web; then
     bench_web

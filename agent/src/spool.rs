@@ -32,7 +32,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fieldseal_proto::chain::{verify_chain, MediaObservation, Report, VerifyOptions};
+use fieldseal_proto::chain::{
+    verify_chain, MediaObservation, Report, SignatureCheck, VerifyOptions,
+};
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::entry::{
@@ -749,6 +751,10 @@ pub fn verify_dir(
         media: Some(media),
         ordered: true,
         expected_head,
+        // The signatures together, on every core (proto's sigbatch).
+        signatures: SignatureCheck::Batch {
+            threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        },
         ..Default::default()
     };
     let mut report = verify_chain(key, log.records().map(|r| r.bytes), &opts);

@@ -10,7 +10,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ed25519_dalek::SigningKey;
-use fieldseal_proto::chain::{verify_chain, VerifyOptions};
+use fieldseal_proto::chain::{verify_chain, SignatureCheck, VerifyOptions};
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::frame::Frame;
 use fieldseal_proto::identity::Hash32;
@@ -106,20 +106,29 @@ fn verification(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n));
     // One iteration is tens of milliseconds: criterion's fewest samples keep the run short.
     g.sample_size(10);
-    g.bench_function(format!("chain verify ({n} entries)"), |b| {
-        b.iter(|| {
-            let report = verify_chain(
-                &public,
-                encoded.iter().map(Vec::as_slice),
-                &VerifyOptions {
-                    ordered: true,
-                    ..VerifyOptions::default()
-                },
-            );
-            assert!(report.findings.is_empty(), "{:?}", report.findings);
-            report
-        })
-    });
+    // The way before batch verification (verify_strict as each entry is read), then the
+    // signatures together (proto's sigbatch) on one thread and on two: the same findings.
+    for (label, signatures) in [
+        ("one at a time", SignatureCheck::OneAtATime),
+        ("batch, 1 thread", SignatureCheck::Batch { threads: 1 }),
+        ("batch, 2 threads", SignatureCheck::Batch { threads: 2 }),
+    ] {
+        g.bench_function(format!("chain verify, {label} ({n} entries)"), |b| {
+            b.iter(|| {
+                let report = verify_chain(
+                    &public,
+                    encoded.iter().map(Vec::as_slice),
+                    &VerifyOptions {
+                        ordered: true,
+                        signatures,
+                        ..VerifyOptions::default()
+                    },
+                );
+                assert!(report.findings.is_empty(), "{:?}", report.findings);
+                report
+            })
+        });
+    }
     g.finish();
 }
 

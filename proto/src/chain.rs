@@ -12,6 +12,14 @@
 //! entries (any order) ──► decode ──► signature ──► by seq ──► links, holes, equivocation
 //!                                                      └────► time, gaps, media
 //! ```
+//!
+//! Signatures are checked together before the rest ([`crate::sigbatch`]:
+//! the same answers as `verify_strict` for each, for about half the work,
+//! on as many threads as [`SignatureCheck::Batch`] allows), or one at a
+//! time as each entry is read ([`SignatureCheck::OneAtATime`], the way it
+//! was done before, kept as the reference). The findings are the same.
+//! [`verify_chains`] checks the signatures of several devices' chains
+//! together, for callers with many short chains.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -19,11 +27,12 @@ use std::fmt;
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
-use crate::codec::Decode;
+use crate::codec::{Decode, DecodeError};
 use crate::entry::{
-    degrees_text, utc_text, Event, Position, SignedEntry, ACCURACY_UNKNOWN, PTS_HZ,
+    degrees_text, utc_text, EntryError, Event, Position, SignedEntry, ACCURACY_UNKNOWN, PTS_HZ,
 };
 use crate::identity::{DeviceId, Hash32};
+use crate::sigbatch::{self, SigCheck};
 
 /// What the caller found of one segment's media file. proto does no I/O: the
 /// agent and server hash the files and hand in the results.
@@ -65,6 +74,29 @@ pub struct VerifyOptions {
     /// it, entries may come in any order and exact duplicates are harmless, as
     /// when they arrive over a network.
     pub ordered: bool,
+    /// How the signatures are checked; the findings do not depend on it.
+    pub signatures: SignatureCheck,
+}
+
+/// How [`verify_chain`] checks signatures. Every way gives the same report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// All of them first, together ([`sigbatch::verify_strict_many`]), on up
+    /// to `threads` threads, the caller's included (0 counts as 1).
+    Batch {
+        /// The most threads to use.
+        threads: usize,
+    },
+    /// Each with `verify_strict` as its entry is read: how it was done before
+    /// batch verification, kept as the reference that the tests and the
+    /// benchmark compare the batch with.
+    OneAtATime,
+}
+
+impl Default for SignatureCheck {
+    fn default() -> Self {
+        SignatureCheck::Batch { threads: 1 }
+    }
 }
 
 /// The kind of a finding, as named in the JSON report.
@@ -264,6 +296,117 @@ pub fn verify_chain<'a, I>(key: &VerifyingKey, entries: I, opts: &VerifyOptions)
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
+    let chain = Chain {
+        key,
+        entries: entries.into_iter().collect(),
+        opts,
+    };
+    verify_chains(std::slice::from_ref(&chain), opts.signatures)
+        .pop()
+        .expect("one report per chain")
+}
+
+/// One device's chain for [`verify_chains`].
+#[derive(Debug, Clone)]
+pub struct Chain<'a> {
+    /// The device's key.
+    pub key: &'a VerifyingKey,
+    /// Its encoded signed entries, in any order.
+    pub entries: Vec<&'a [u8]>,
+    /// What to check (its `signatures` is not used: see [`verify_chains`]).
+    pub opts: &'a VerifyOptions,
+}
+
+/// [`verify_chain`] for each chain, one report each, in order, with the
+/// signatures of them all checked as `signatures` says: together, a
+/// server's many short chains cost what one long chain does.
+pub fn verify_chains(chains: &[Chain<'_>], signatures: SignatureCheck) -> Vec<Report> {
+    let threads = match signatures {
+        SignatureCheck::Batch { threads } => threads.max(1),
+        SignatureCheck::OneAtATime => 1,
+    };
+    let decoded: Vec<Vec<Result<SignedEntry, DecodeError>>> = chains
+        .iter()
+        .map(|c| {
+            sigbatch::on_threads(&c.entries, threads, |_, part| {
+                part.iter().map(|b| SignedEntry::from_bytes(b)).collect()
+            })
+        })
+        .collect();
+    let verdicts = match signatures {
+        SignatureCheck::Batch { .. } => Some(check_together(chains, &decoded, threads)),
+        SignatureCheck::OneAtATime => None,
+    };
+    let mut verdicts = verdicts.map(Vec::into_iter);
+    chains
+        .iter()
+        .zip(decoded)
+        .map(|(c, entries)| {
+            let checked = verdicts.as_mut().and_then(Iterator::next);
+            assemble(c.key, entries, checked, c.opts)
+        })
+        .collect()
+}
+
+/// What [`SignedEntry::verify`] would say of each decoded entry of each
+/// chain (`Ok` for those that did not decode: never asked), with every
+/// signature checked in one [`sigbatch::verify_strict_many`].
+fn check_together(
+    chains: &[Chain<'_>],
+    decoded: &[Vec<Result<SignedEntry, DecodeError>>],
+    threads: usize,
+) -> Vec<Vec<Result<(), EntryError>>> {
+    let mut checks = Vec::new();
+    let mut verdicts: Vec<Vec<Result<(), EntryError>>> = Vec::with_capacity(chains.len());
+    for (c, entries) in chains.iter().zip(decoded) {
+        let expected = DeviceId::from_key(c.key);
+        let mut mine = Vec::with_capacity(entries.len());
+        for (bytes, e) in c.entries.iter().zip(entries) {
+            mine.push(match e {
+                Ok(e) if e.entry.device != expected => Err(EntryError::WrongDevice {
+                    expected,
+                    found: e.entry.device,
+                }),
+                Ok(_) => {
+                    // The entry decoded from exactly these bytes, and decoding
+                    // is canonical: they are its signing bytes and signature.
+                    let (msg, sig) = bytes.split_at(bytes.len() - 64);
+                    let sig = sig.try_into().expect("64 bytes");
+                    checks.push(SigCheck {
+                        key: c.key,
+                        msg,
+                        sig,
+                    });
+                    Ok(())
+                }
+                Err(_) => Ok(()),
+            });
+        }
+        verdicts.push(mine);
+    }
+    let mut good = sigbatch::verify_strict_many(&checks, threads).into_iter();
+    for ((c, entries), mine) in chains.iter().zip(decoded).zip(&mut verdicts) {
+        let expected = DeviceId::from_key(c.key);
+        for (e, v) in entries.iter().zip(mine.iter_mut()) {
+            if matches!(e, Ok(e) if e.entry.device == expected)
+                && !good.next().expect("one answer per check")
+            {
+                *v = Err(EntryError::BadSignature);
+            }
+        }
+    }
+    verdicts
+}
+
+/// The report of one chain from its decoded entries, in the order given,
+/// and what [`SignedEntry::verify`] says of each (`None`: ask it here, as
+/// each entry is read).
+fn assemble(
+    key: &VerifyingKey,
+    entries: Vec<Result<SignedEntry, DecodeError>>,
+    checked: Option<Vec<Result<(), EntryError>>>,
+    opts: &VerifyOptions,
+) -> Report {
     let device = DeviceId::from_key(key);
     let mut findings = Vec::new();
     let mut by_seq: BTreeMap<u64, SignedEntry> = BTreeMap::new();
@@ -271,9 +414,11 @@ where
     // reported for what they are, not again as missing.
     let mut invalid_seqs = BTreeSet::new();
     let mut highest_seen: Option<u64> = None;
+    let mut checked = checked.map(Vec::into_iter);
 
-    for bytes in entries {
-        let signed = match SignedEntry::from_bytes(bytes) {
+    for decoded in entries {
+        let verdict = checked.as_mut().and_then(Iterator::next);
+        let signed = match decoded {
             Ok(s) => s,
             Err(e) => {
                 findings.push(Finding {
@@ -295,9 +440,9 @@ where
             }
             highest_seen = highest_seen.max(Some(seq));
         }
-        if let Err(e) = signed.verify(key) {
+        if let Err(e) = verdict.unwrap_or_else(|| signed.verify(key)) {
             let kind = match e {
-                crate::entry::EntryError::WrongDevice { .. } => FindingKind::WrongDevice,
+                EntryError::WrongDevice { .. } => FindingKind::WrongDevice,
                 _ => FindingKind::BadSignature,
             };
             findings.push(Finding {

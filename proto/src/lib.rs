@@ -19,7 +19,8 @@
 //! `Reader`), [`identity`] (device ids, hashes, the `Signer` seam), [`msg`]
 //! and [`frame`] (wire messages and their framing), [`enroll`], [`receipt`]
 //! and [`ack`] (the server's signed statements), [`renew`] (renewing a
-//! device certificate over the sync connection),
+//! device certificate over the sync connection), [`sigbatch`] (many
+//! signatures checked together, with `verify_strict`'s answers),
 //! [`leaf`], [`merkle`] and [`checkpoint`] (the transparency log), [`sample`]
 //! (sample chains for tests and benchmarks), [`package`] (the export package
 //! and its verifier) over [`ustar`] and [`x509`] (the little of tar and
@@ -42,5 +43,6 @@ pub mod package;
 pub mod receipt;
 pub mod renew;
 pub mod sample;
+pub mod sigbatch;
 pub mod ustar;
 pub mod x509;

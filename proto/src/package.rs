@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::{sha256, DeviceId, Hash32, Signer};
 
-pub use verify::{verify, Member, PackageFinding, PackageReport};
+pub use verify::{verify, verify_with, Member, PackageFinding, PackageReport};
 
 /// The folder every member lives in.
 pub const ROOT: &str = "fieldseal-package/";

@@ -262,7 +262,18 @@ async fn agent_folder_power_cuts_lose_nothing() {
     let panics = faults::panics();
     let mut tally = Tally::default();
     block(|| agent_init_cuts(&mut fs, &sc, &mut tally));
-    let h = Harness::start().await.unwrap();
+    // Each enrolment cut costs up to three attempts from one address within
+    // seconds (the cut one, a new token, a re-enrolment): more than the
+    // flood limit's 20 a minute allows.
+    let h = Harness::start_configured(|c| {
+        assert!(c.contains("enrolments_per_address_per_minute = 20"), "{c}");
+        c.replace(
+            "enrolments_per_address_per_minute = 20",
+            "enrolments_per_address_per_minute = 1000",
+        )
+    })
+    .await
+    .unwrap();
     let dir = fs.path().join("agent");
     let refused = block(|| agent_enroll_cuts(&mut fs, &h, &sc, &mut tally));
     let a = block(|| quick_agent(&dir));

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use fieldseal_proto::chain::{verify_chain, MediaObservation, VerifyOptions};
+use fieldseal_proto::chain::{verify_chain, MediaObservation, SignatureCheck, VerifyOptions};
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::Decode;
 use fieldseal_proto::entry::SignedEntry;
@@ -53,6 +53,12 @@ EXIT STATUS:
 /// Media file name of the segment with sequence number `seq`.
 fn media_name(seq: u64) -> String {
     format!("{seq:012}.ts")
+}
+
+/// Threads for checking signatures: one per core (the answers do not
+/// depend on it).
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -189,7 +195,7 @@ fn verify_file(path: &Path, json: bool) -> ExitCode {
             data: r.data.as_deref(),
         })
         .collect();
-    let report = package::verify(&members);
+    let report = package::verify_with(&members, SignatureCheck::Batch { threads: threads() });
     if json {
         println!(
             "{}",
@@ -248,6 +254,7 @@ fn main() -> ExitCode {
     let mut opts = VerifyOptions {
         expected_head,
         ordered: true,
+        signatures: SignatureCheck::Batch { threads: threads() },
         ..Default::default()
     };
     if media {

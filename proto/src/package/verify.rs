@@ -16,7 +16,7 @@ use std::fmt;
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
-use crate::chain::{self, FindingKind, MediaObservation, VerifyOptions};
+use crate::chain::{self, FindingKind, MediaObservation, SignatureCheck, VerifyOptions};
 use crate::chainlog;
 use crate::checkpoint::{Checkpoint, VerifierKey};
 use crate::codec::{Decode, Encode};
@@ -173,6 +173,8 @@ struct Ctx<'m, 'a> {
     ca: Option<(VerifyingKey, Vec<u8>)>,
     proofs: HashMap<u64, (Vec<u8>, Vec<Hash32>)>,
     checkpoint: Option<Checkpoint>,
+    /// How each device's chain checks its signatures.
+    signatures: SignatureCheck,
 }
 
 impl<'a> Ctx<'_, 'a> {
@@ -230,7 +232,14 @@ impl<'a> Ctx<'_, 'a> {
 
 /// Verify a package from its members, in archive order.
 pub fn verify(members: &[Member<'_>]) -> PackageReport {
+    verify_with(members, SignatureCheck::default())
+}
+
+/// [`verify`], with the chains' signatures checked as `signatures` says (on
+/// more threads, say); the report is the same.
+pub fn verify_with(members: &[Member<'_>], signatures: SignatureCheck) -> PackageReport {
     let mut cx = Ctx {
+        signatures,
         by_name: HashMap::new(),
         found: Found::default(),
         receipt_key: None,
@@ -521,6 +530,7 @@ fn verify_device(cx: &mut Ctx<'_, '_>, m: &Manifest, d: &DeviceRange) -> Option<
     let opts = VerifyOptions {
         media: Some(observations(cx, m, id, &entries)),
         ordered: true,
+        signatures: cx.signatures,
         ..Default::default()
     };
     let mut report = chain::verify_chain(&key, split.records.iter().copied(), &opts);

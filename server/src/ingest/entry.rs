@@ -88,6 +88,19 @@ impl Ingest {
         bytes: &[u8],
         accepted: impl FnOnce(u64) -> Option<AcceptedEntry>,
     ) -> Decision {
+        self.handle_checked(bytes, None, accepted)
+    }
+
+    /// [`Ingest::handle_entry`] with the entry's signature already checked
+    /// under this device's key (`Some(valid)`, with `verify_strict`'s answer:
+    /// [`super::IngestBatch::handle_group`] checks a group's together);
+    /// `None` checks it here.
+    pub fn handle_checked(
+        &self,
+        bytes: &[u8],
+        signature_valid: Option<bool>,
+        accepted: impl FnOnce(u64) -> Option<AcceptedEntry>,
+    ) -> Decision {
         let entry = match SignedEntry::from_bytes(bytes) {
             Ok(e) => e,
             Err(e) => {
@@ -111,7 +124,12 @@ impl Ingest {
                 ),
             );
         }
-        if let Err(e) = entry.verify(&self.key) {
+        let verified = match signature_valid {
+            Some(true) => Ok(()),
+            Some(false) => Err(EntryError::BadSignature),
+            None => entry.verify(&self.key),
+        };
+        if let Err(e) = verified {
             let code = match e {
                 EntryError::WrongDevice { .. } => RejectCode::WrongDevice,
                 _ => RejectCode::BadSignature,

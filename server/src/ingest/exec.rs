@@ -59,9 +59,7 @@ pub fn submit_group_at(
         return (0..items.len()).map(|_| internal(0, why)).collect();
     }
     let mut batch = IngestBatch::new();
-    for (key, bytes) in items {
-        batch.handle_entry(&shared.db, *key, bytes);
-    }
+    batch.handle_group(&shared.db, items, signature_threads());
     let plan = batch.finish();
     keep_equivocations(shared, &plan);
     let receipts = if plan.accepted.is_empty() {
@@ -70,6 +68,15 @@ pub fn submit_group_at(
         commit(shared, &plan, clock).map_err(|e| e.to_string())
     };
     answers(&plan, receipts.as_deref().map_err(String::as_str))
+}
+
+/// Threads that check a group's signatures: one per core, where a group
+/// is large enough to share (proto's sigbatch: a thread per 4 signatures at
+/// least; below 256 one at a time). This is the group's CPU work that would
+/// otherwise wait on the committer's one thread.
+fn signature_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
 }
 
 /// Count refused conflicting entries, and keep the first ones of each
