@@ -43,5 +43,6 @@ pub mod recorder;
 pub mod run;
 pub mod spool;
 pub mod spoolfs;
+pub mod statustext;
 pub mod sync;
 pub mod syncstore;
