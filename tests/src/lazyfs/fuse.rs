@@ -144,6 +144,19 @@ impl Fs {
     }
 }
 
+impl Fs {
+    /// `fsync` and `fsyncdir`: a file's data, or a folder's names, become
+    /// durable.
+    fn sync(&self, ino: INodeNo, reply: ReplyEmpty) {
+        let epoch = self.0.epoch();
+        let r = self.model().fsync(ino.0).map(|o| (o, epoch));
+        match self.finish(r) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+}
+
 impl Filesystem for Fs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.model().lookup(parent.0, name) {
@@ -401,12 +414,7 @@ impl Filesystem for Fs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let epoch = self.0.epoch();
-        let r = self.model().fsync(ino.0).map(|o| (o, epoch));
-        match self.finish(r) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.sync(ino, reply);
     }
 
     fn readdir(
@@ -442,12 +450,7 @@ impl Filesystem for Fs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let epoch = self.0.epoch();
-        let r = self.model().fsync(ino.0).map(|o| (o, epoch));
-        match self.finish(r) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.sync(ino, reply);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
