@@ -268,7 +268,9 @@ fn hash_blobs(
 ) -> Result<Hashed, ArchiveError> {
     wanted.sort_unstable();
     wanted.dedup();
-    let threads = verify_threads().min(wanted.len().max(1));
+    let threads = verify_threads()
+        .max(blobs.parallel_reads())
+        .min(wanted.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let out = std::sync::Mutex::new(Hashed::new());
     std::thread::scope(|s| {
@@ -719,31 +721,65 @@ pub fn scrub(
         damaged: Vec::new(),
     };
     let mut refs = None;
-    for want in blobs.list().map_err(ArchiveError::Blobs)? {
-        if stop.load(Ordering::Relaxed) {
-            out.ok = out.damaged.is_empty();
-            return Ok(out);
+    let listed = blobs.list().map_err(ArchiveError::Blobs)?;
+    // Hashed a batch at a time on several threads (an object store's reads
+    // wait on the network), the results of one batch in memory at once.
+    for batch in listed.chunks(SCRUB_BATCH) {
+        let hashed = match hash_blobs(blobs, batch.to_vec(), stop) {
+            Ok(h) => h,
+            Err(ArchiveError::Interrupted) => {
+                out.ok = out.damaged.is_empty();
+                return Ok(out);
+            }
+            Err(e) => return Err(e),
+        };
+        for (want, r) in hashed {
+            scrub_one(dir, db, blobs, now_us, &mut refs, &mut out, want, r)?;
         }
+    }
+    out.ok = out.damaged.is_empty();
+    out.complete = true;
+    Ok(out)
+}
+
+/// Blobs scrub hashes before it acts on what it found.
+const SCRUB_BATCH: usize = 256;
+
+/// Scrub's finding on one blob, `r` its re-hash: quarantine it if damaged.
+#[allow(clippy::too_many_arguments)] // scrub's state, passed down once
+fn scrub_one(
+    dir: &Path,
+    db: &Db,
+    blobs: &dyn BlobStore,
+    now_us: i64,
+    refs: &mut Option<crate::chainindex::MediaRefs>,
+    out: &mut ScrubOutcome,
+    want: Hash32,
+    r: Result<(Hash32, u64), (io::ErrorKind, String)>,
+) -> Result<(), ArchiveError> {
+    {
         let name = hex::encode(want);
         out.blobs += 1;
-        let found = match rehash(blobs, &want) {
+        let found = match r {
             Ok((h, len)) => {
                 out.bytes += len;
                 if h == want {
-                    continue;
+                    return Ok(());
                 }
                 hex::encode(h)
             }
             // Gone since the listing: not damage (a concurrent quarantine).
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => format!("unreadable: {e}"),
+            Err((io::ErrorKind::NotFound, _)) => return Ok(()),
+            Err((_, e)) => format!("unreadable: {e}"),
         };
         tracing::error!(blob = %name, %found, "ALARM scrub: damaged blob");
-        let refs = match &refs {
-            Some(r) => r,
-            None => refs.insert(db.media_refs()?),
-        };
-        let who: Vec<(DeviceId, u64)> = refs.get(&want).cloned().unwrap_or_default();
+        if refs.is_none() {
+            *refs = Some(db.media_refs()?);
+        }
+        let who: Vec<(DeviceId, u64)> = refs
+            .as_ref()
+            .and_then(|r| r.get(&want).cloned())
+            .unwrap_or_default();
         // It must leave the store: ingest takes a held blob as proof that it
         // holds the bytes, and would refuse the resend.
         let moved_to = match blobs.quarantine(&want) {
@@ -787,9 +823,7 @@ pub fn scrub(
         note_damage(dir, now_us, &d).map_err(ArchiveError::DamagedLog)?;
         out.damaged.push(d);
     }
-    out.ok = out.damaged.is_empty();
-    out.complete = true;
-    Ok(out)
+    Ok(())
 }
 
 fn note_damage(dir: &Path, now_us: i64, d: &DamagedBlob) -> io::Result<()> {

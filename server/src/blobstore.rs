@@ -9,9 +9,12 @@
 //! a LIST. Nothing in
 //! the trait renames in place or appends: objects are written once, whole.
 //!
-//! Two implementations: [`FolderStore`] (the data folder, see `datadir.rs`
-//! for the layout) and [`MemStore`] (the in-memory twin for tests). The
-//! [`conformance`] checks run against both, and against any later one.
+//! Three implementations: [`FolderStore`] (the data folder, see `datadir.rs`
+//! for the layout), [`s3::S3Store`] (an S3 bucket, `[blobs] kind = "s3"`)
+//! and [`MemStore`] (the in-memory twin for tests). The [`conformance`]
+//! checks run against all three ([`s3::S3Store`] against a Garage cluster,
+//! `tests/tests/garage.rs`). [`open_configured`] opens the one `config.toml`
+//! names.
 //!
 //! The contract every implementation keeps:
 //! - a blob is visible under its name only once all its bytes are durable,
@@ -32,8 +35,11 @@ use std::sync::Mutex;
 
 use fieldseal_proto::identity::{Hash32, Sha256Stream};
 
+use crate::config::{BlobsConfig, BlobsKind};
 use crate::datadir::DataDir;
 use crate::fsutil::{create_dir_durable, sync_dir};
+
+pub mod s3;
 
 /// Read size when copying or hashing blobs: large sequential reads keep a
 /// disk busy with few syscalls, and 1 MiB per reader is memory nobody misses.
@@ -104,6 +110,44 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// I/O errors.
     fn list(&self) -> io::Result<Vec<Hash32>>;
+
+    /// Blobs worth reading at once when every blob is re-hashed (`verify`,
+    /// `scrub`), at least: a local disk is kept busy by one reader per core,
+    /// an object store, whose reads wait on the network, by more.
+    fn parallel_reads(&self) -> usize {
+        1
+    }
+}
+
+/// The blob store `[blobs]` in `config.toml` names for the data folder `dir`.
+///
+/// # Errors
+/// The folder store cannot be opened; the S3 settings are incomplete or
+/// their credentials unreadable (a credentials file open to others is
+/// refused).
+pub fn open_configured(dir: &Path, cfg: &BlobsConfig) -> io::Result<std::sync::Arc<dyn BlobStore>> {
+    Ok(match cfg.kind {
+        BlobsKind::Folder => std::sync::Arc::new(FolderStore::open(dir)?),
+        BlobsKind::S3 => {
+            let need = |v: &Option<String>, name: &str| {
+                v.clone().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("[blobs] kind = \"s3\" needs {name}"),
+                    )
+                })
+            };
+            let (access_key_id, secret_access_key) =
+                s3::credentials(cfg.credentials_file.as_deref())?;
+            std::sync::Arc::new(s3::S3Store::new(&s3::S3Settings {
+                endpoint: need(&cfg.endpoint, "endpoint")?,
+                bucket: need(&cfg.bucket, "bucket")?,
+                region: cfg.region.clone(),
+                access_key_id,
+                secret_access_key,
+            })?)
+        }
+    })
 }
 
 /// SHA-256 and length of everything `r` yields.
@@ -167,7 +211,7 @@ pub fn rehash(store: &dyn BlobStore, hash: &Hash32) -> io::Result<(Hash32, u64)>
     hash_reader(&mut store.open(hash)?)
 }
 
-fn mismatch(want: &Hash32, got: &Hash32) -> io::Error {
+pub(crate) fn mismatch(want: &Hash32, got: &Hash32) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!(

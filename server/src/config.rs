@@ -101,6 +101,52 @@ pub struct Config {
     /// the first ones; every later one is only counted (`equivocation.rs`).
     /// 0 keeps none in full.
     pub equivocations_kept: u64,
+    /// Where verified segment bytes are kept (`[blobs]`).
+    pub blobs: BlobsConfig,
+}
+
+/// Which blob store holds verified segment bytes (`blobstore.rs`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobsKind {
+    /// `DIR/blobs/` in the data folder.
+    #[default]
+    Folder,
+    /// A bucket of an S3-compatible object store.
+    S3,
+}
+
+/// `[blobs]`: the blob store. Partial uploads stay in the data folder
+/// whichever it is; only verified segments go to the store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlobsConfig {
+    /// `folder` (the default) or `s3`.
+    pub kind: BlobsKind,
+    /// The object store's URL, `https://…` (`http://` only on a network
+    /// you trust: requests are signed, not encrypted).
+    pub endpoint: Option<String>,
+    /// The bucket.
+    pub bucket: Option<String>,
+    /// The region requests are signed for (Garage's `s3_region`).
+    pub region: String,
+    /// A TOML file with `access_key_id` and `secret_access_key`, readable by
+    /// the server's user alone (mode 0600); without it the variables
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    pub credentials_file: Option<PathBuf>,
+}
+
+impl Default for BlobsConfig {
+    fn default() -> Self {
+        BlobsConfig {
+            kind: BlobsKind::Folder,
+            endpoint: None,
+            bucket: None,
+            // Garage's default `s3_region`.
+            region: "garage".into(),
+            credentials_file: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -153,6 +199,7 @@ impl Default for Config {
             // (at most 4 KiB each, FORMAT.md §9: 400 KiB a device). Past
             // them a flood would only fill the disk: it is counted.
             equivocations_kept: 100,
+            blobs: BlobsConfig::default(),
         }
     }
 }
@@ -308,6 +355,19 @@ device_cert_days = {}
 # refused, raises an ALARM and is counted; the first this many of a device
 # are kept in full in devices/<id>/equivocations.log, later ones only counted.
 equivocations_kept = {}
+
+# Where verified segment bytes are kept (docs/SERVER.md, "Blobs on S3"): the
+# data folder's blobs/ by default, or a bucket of an S3-compatible store
+# (Garage, MinIO, AWS S3). Partial uploads stay in the data folder until
+# verified. Credentials come from credentials_file (TOML with access_key_id
+# and secret_access_key, mode 0600) or from AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY.
+# [blobs]
+# kind = "s3"
+# endpoint = "https://garage.example:3900"
+# bucket = "fieldseal-blobs"
+# region = "garage"
+# credentials_file = "/etc/fieldseal/s3.toml"
 "#,
             self.quic_listen,
             self.http_listen,

@@ -15,7 +15,7 @@ use tokio::net::UnixListener;
 
 use crate::admin::KeyError;
 use crate::archive::ArchiveError;
-use crate::blobstore::{BlobStore, FolderStore};
+use crate::blobstore::BlobStore;
 use crate::config::Config;
 use crate::db::{Db, DbError, DeviceRecord};
 use crate::tlog::TlogError;
@@ -612,11 +612,11 @@ fn offline(dir: &Path, req: &Request) -> Result<Response, ControlError> {
     // The index first: holding its lock means no server runs here, so
     // opening the blob store may clean up temp files.
     let db = Db::open(dir)?;
-    let blobs = FolderStore::open(dir)?;
+    let blobs = crate::blobstore::open_configured(dir, &cfg.blobs)?;
     Ok(apply(
         dir,
         &db,
-        &blobs,
+        blobs.as_ref(),
         &cfg,
         req.clone(),
         &AtomicBool::new(false),

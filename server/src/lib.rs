@@ -94,7 +94,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::SigningKey;
 use fieldseal_proto::identity::DeviceId;
 
-use crate::blobstore::{BlobStore, FolderStore};
+use crate::blobstore::BlobStore;
 use crate::config::Config;
 use crate::db::{Db, DeviceRecord};
 use crate::pki::{Allowed, Ca};
@@ -189,14 +189,15 @@ impl Shared {
                 allowed.insert(d.key.to_bytes());
             }
         }
-        let blobs = FolderStore::open(dir).map_err(|source| StartError::Io {
-            what: "the blob store",
-            source,
-        })?;
+        let blobs =
+            blobstore::open_configured(dir, &cfg.blobs).map_err(|source| StartError::Io {
+                what: "the blob store",
+                source,
+            })?;
         let receipt_key = admin::load_receipt_key(dir)?;
         let (ingest, ingest_rx) = tokio::sync::mpsc::channel(quic::INGEST_QUEUE);
-        reindex::roll_forward(dir, &db, &blobs, &receipt_key)?;
-        reindex::reconcile_media(&db, &blobs)?;
+        reindex::roll_forward(dir, &db, blobs.as_ref(), &receipt_key)?;
+        reindex::reconcile_media(&db, blobs.as_ref())?;
         let equivocations = equivocation::Equivocations::open(dir, cfg.equivocations_kept)
             .map_err(|source| StartError::Io {
                 what: "the equivocation records",
@@ -206,7 +207,7 @@ impl Shared {
             dir: dir.to_path_buf(),
             storage: Storage::new(dir),
             equivocations,
-            blobs: Arc::new(blobs),
+            blobs,
             receipt_key,
             ca: Ca::load(dir)?,
             db,

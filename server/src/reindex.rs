@@ -431,7 +431,9 @@ pub fn reindex_offline(dir: &Path) -> Result<ReindexOutcome, ReindexError> {
         return Err(ReindexError::NotADataFolder(dir.to_path_buf()));
     }
     let db = Db::open_waiting(dir, std::time::Duration::from_secs(3))?;
-    let blobs = crate::blobstore::FolderStore::open(dir).map_err(ReindexError::Blobs)?;
+    let cfg = crate::config::Config::load(dir)
+        .map_err(|e| ReindexError::Blobs(io::Error::other(e.to_string())))?;
+    let blobs = crate::blobstore::open_configured(dir, &cfg.blobs).map_err(ReindexError::Blobs)?;
     let key = crate::admin::load_receipt_key(dir)?;
-    reindex(dir, &db, &blobs, &key)
+    reindex(dir, &db, blobs.as_ref(), &key)
 }

@@ -222,8 +222,19 @@ fn write_tmp(
         .create_new(true)
         .open(tmp)?;
     let dir = DataDir::new(data);
+    // The folder store's files are read directly: opening a `FolderStore`
+    // would clean its temp folder under a running server. Another store is
+    // opened as configured (it has no such clean-up).
+    let cfg = crate::config::Config::load(data).map_err(|e| io::Error::other(e.to_string()))?;
+    let store = match cfg.blobs.kind {
+        crate::config::BlobsKind::Folder => None,
+        _ => Some(crate::blobstore::open_configured(data, &cfg.blobs)?),
+    };
     let open = move |h: &Hash32| -> io::Result<Box<dyn Read + Send>> {
-        Ok(Box::new(File::open(dir.blob(h))?))
+        match &store {
+            Some(s) => s.open(h),
+            None => Ok(Box::new(File::open(dir.blob(h))?)),
+        }
     };
     let mut w = Hashing::new(BufWriter::with_capacity(1 << 20, Flushing::new(f)?));
     let total = plan.len();
