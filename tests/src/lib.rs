@@ -10,6 +10,7 @@ pub mod blobfaults;
 pub mod faults;
 pub mod flood;
 pub mod fsync_audit;
+pub mod garage;
 pub mod gpsd;
 pub mod http;
 pub mod lazyfs;
