@@ -59,7 +59,7 @@ pub enum ArchiveError {
         /// Why.
         source: io::Error,
     },
-    /// The blob store could not be listed.
+    /// The blob store could not be listed, or (scrub) could not be read.
     #[error("blob store: {0}")]
     Blobs(#[source] io::Error),
     /// A finding could not be noted in `damaged.log`.
@@ -770,6 +770,14 @@ fn scrub_one(
             }
             // Gone since the listing: not damage (a concurrent quarantine).
             Err((io::ErrorKind::NotFound, _)) => return Ok(()),
+            // An object store that did not answer says nothing about the
+            // bytes: stop rather than log a repair of a good blob.
+            Err((io::ErrorKind::NetworkDown, e)) => {
+                return Err(ArchiveError::Blobs(io::Error::new(
+                    io::ErrorKind::NetworkDown,
+                    format!("blob {name}: {e}"),
+                )))
+            }
             Err((_, e)) => format!("unreadable: {e}"),
         };
         tracing::error!(blob = %name, %found, "ALARM scrub: damaged blob");

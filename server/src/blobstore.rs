@@ -57,7 +57,9 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// Read a held blob.
     ///
     /// # Errors
-    /// [`io::ErrorKind::NotFound`] if it is not held; I/O errors.
+    /// [`io::ErrorKind::NotFound`] if it is not held;
+    /// [`io::ErrorKind::NetworkDown`] if the store could not be asked (it
+    /// says nothing about the bytes); I/O errors.
     fn open(&self, hash: &Hash32) -> io::Result<Box<dyn Read + Send>>;
 
     /// Store the bytes read from `src` under `hash`, durably, after checking

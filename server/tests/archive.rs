@@ -319,6 +319,80 @@ async fn scrub_finds_a_flipped_bit_moves_it_aside_and_asks_for_the_bytes_again()
         .contains("scrub"));
 }
 
+/// A store that cannot be asked (an object store without a quorum) answers
+/// every read with `NetworkDown`: scrub stops with an error instead of taking
+/// the blobs for damaged (no quarantine, no repair leaf, nothing forgotten).
+#[derive(Debug)]
+struct Unreachable(fieldseal_server::blobstore::FolderStore);
+
+impl fieldseal_server::blobstore::BlobStore for Unreachable {
+    fn stat(&self, h: &fieldseal_proto::identity::Hash32) -> std::io::Result<Option<u64>> {
+        self.0.stat(h)
+    }
+    fn open(
+        &self,
+        _: &fieldseal_proto::identity::Hash32,
+    ) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NetworkDown,
+            "503 Service Unavailable: no quorum",
+        ))
+    }
+    fn put(
+        &self,
+        h: &fieldseal_proto::identity::Hash32,
+        src: &mut dyn std::io::Read,
+    ) -> std::io::Result<u64> {
+        self.0.put(h, src)
+    }
+    fn quarantine(&self, h: &fieldseal_proto::identity::Hash32) -> std::io::Result<String> {
+        self.0.quarantine(h)
+    }
+    fn was_quarantined(&self, h: &fieldseal_proto::identity::Hash32) -> std::io::Result<bool> {
+        self.0.was_quarantined(h)
+    }
+    fn delete(&self, h: &fieldseal_proto::identity::Hash32) -> std::io::Result<bool> {
+        self.0.delete(h)
+    }
+    fn list(&self) -> std::io::Result<Vec<fieldseal_proto::identity::Hash32>> {
+        self.0.list()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scrub_stops_on_a_store_it_cannot_reach_and_damages_nothing() {
+    let (f, r) = fixture().await;
+    ingest(&r, &f, 0..f.chain.entries.len());
+    let dev = f.device();
+    r.shutdown().await;
+    let db = Db::open_waiting(&f.dir, std::time::Duration::from_secs(20)).unwrap();
+    let blobs = Unreachable(fieldseal_server::blobstore::FolderStore::open(&f.dir).unwrap());
+    let e = fieldseal_server::archive::scrub(
+        &f.dir,
+        &db,
+        &blobs,
+        0,
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .expect_err("scrub of a store it cannot reach succeeded");
+    assert!(
+        e.to_string().contains("blob store") || format!("{e:?}").contains("503"),
+        "{e:?}"
+    );
+    assert!(
+        db.missing_media(dev, 100).unwrap().is_empty(),
+        "media forgotten"
+    );
+    assert!(
+        !DataDir::new(&f.dir).damaged().exists(),
+        "a blob quarantined"
+    );
+    assert!(!DataDir::new(&f.dir).damaged_log().exists(), "damage noted");
+    for seq in f.segment_seqs() {
+        assert!(f.blob(seq).exists());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn checkpoints_and_proofs_verify_with_proto_alone() {
     let (f, r) = fixture().await;

@@ -154,13 +154,16 @@ fn run<T: Send + 'static>(
         .map_err(|_| io::Error::other("the S3 request's task panicked"))
 }
 
-/// An `object_store` error as an I/O error, "not found" kept as such.
+/// An `object_store` error as an I/O error: "not found" kept as such, any
+/// other failure (the store unreachable, no quorum, refused, a body cut
+/// off) as [`io::ErrorKind::NetworkDown`], which says nothing about the
+/// bytes: scrub stops on it instead of taking the blob for damaged.
 fn io_err(e: object_store::Error) -> io::Error {
     match e {
         object_store::Error::NotFound { .. } => {
             io::Error::new(io::ErrorKind::NotFound, e.to_string())
         }
-        e => io::Error::other(e.to_string()),
+        e => io::Error::new(io::ErrorKind::NetworkDown, e.to_string()),
     }
 }
 
