@@ -16,18 +16,20 @@
 #   BENCH_SECONDS=20      length of each real-time recording
 #   BENCH_SIZES="1280x720 1920x1080"
 #   BENCH_OUT=docs/PERFORMANCE.md
-#   BENCH_ONLY="archive net compute sign verifychain web capture"   which groups to run (default: all; commas or
+#   BENCH_ONLY="archive net s3 compute sign verifychain web capture"   which groups to run (default: all; commas or
 #                         spaces); each group's variables are listed in its file under scripts/bench/
 #   BENCH_SKIP_CAPTURE=1  the same as leaving capture out of BENCH_ONLY
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ONLY=" ${BENCH_ONLY:-archive net compute sign verifychain web capture} "
+ONLY=" ${BENCH_ONLY:-archive net s3 compute sign verifychain web capture} "
 ONLY=${ONLY//,/ }
 if [ -n "${BENCH_SKIP_CAPTURE:-}" ]; then ONLY=${ONLY//capture/}; fi
 # wants GROUP : whether BENCH_ONLY selects the group of rows.
 wants() { [[ "$ONLY" == *" $1 "* ]]; }
 # shellcheck source=scripts/bench/net.sh
 . scripts/bench/net.sh
+# shellcheck source=scripts/bench/s3.sh
+. scripts/bench/s3.sh
 # shellcheck source=scripts/bench/compute.sh
 . scripts/bench/compute.sh
 # shellcheck source=scripts/bench/web.sh
@@ -272,6 +274,9 @@ main() {
   fi
   if wants net; then
     bench_net
+  fi
+  if wants s3; then
+    bench_s3
   fi
   if wants compute; then
     bench_compute
