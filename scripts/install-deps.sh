@@ -80,7 +80,7 @@ GARAGE_VERSION=2.5.0
 GARAGE_ROOT="${FIELDSEAL_GARAGE_ROOT:-$HOME/.cache/fieldseal/garage}"
 garage_build() {
   local bin="$GARAGE_ROOT/bin/garage"
-  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "v$GARAGE_VERSION"; then
+  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -Fq "$GARAGE_VERSION"; then
     return 0
   fi
   echo "install-deps: building garage $GARAGE_VERSION into $GARAGE_ROOT (once per machine; 8 to 25 minutes on two cores)"
