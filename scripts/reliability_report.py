@@ -1,26 +1,34 @@
 #!/usr/bin/env python3
-"""Write docs/RELIABILITY.md from a soak run (scripts/soak.sh).
+"""Write docs/RELIABILITY.md from the soak's kept results (scripts/soak.sh).
 
-Arguments: FIGURES.jsonl STATUS.txt SCALE START_ISO. Reads the scenario logs
-next to STATUS.txt for the server kill counts. Prints Markdown to stdout.
+Argument: RESULTS_DIR (docs/soak), holding figures.jsonl (one line per scenario)
+and parts.jsonl (one line per part of the soak: status, seconds, when, commit,
+scale, and the counts only its log had). Prints Markdown to stdout.
 """
 import json
 import os
-import re
-import subprocess
 import sys
 
-figures_path, status_path, scale, start = sys.argv[1:5]
-out_dir = os.path.dirname(status_path)
-rows = [json.loads(l) for l in open(figures_path) if l.strip()]
-status = open(status_path).read().splitlines()
+results = sys.argv[1]
+PARTS = ["network", "attacks", "spool", "binaries", "server_crash", "powercut", "fuzz_corpus", "sim",
+         "access_log"] + [f"fuzz-{t}" for t in ("frame", "receipt", "entry", "chainlog", "checkpoint", "proof",
+                                                 "leaf", "enroll")]
 
 
-def log(name):
+def read_jsonl(name):
     try:
-        return open(os.path.join(out_dir, name + ".log"), errors="replace").read()
-    except OSError:
-        return ""
+        with open(os.path.join(results, name)) as f:
+            return [json.loads(l) for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def order(part):
+    return PARTS.index(part) if part in PARTS else len(PARTS)
+
+
+parts = {q["part"]: q for q in read_jsonl("parts.jsonl")}
+rows = sorted(read_jsonl("figures.jsonl"), key=lambda r: order(r.get("part", "")))
 
 
 def by(name):
@@ -31,17 +39,15 @@ def total(name, key):
     return sum(int(r.get(key, 0) or 0) for r in by(name))
 
 
-crash_log = log("server_crash")
-m = re.search(r"^(\d+) kills in", crash_log, re.M)
-server_kills = int(m.group(1)) if m else 0
-server_kills += len(re.findall(r"^  and again", crash_log, re.M))
-server_points = len(re.findall(r"^crashed at ", crash_log, re.M))
+def part_count(part, key):
+    return int(parts.get(part, {}).get(key) or 0)
+
+
+server_kills = part_count("server_crash", "server_kills")
+server_points = part_count("server_crash", "server_points")
 agent_random = total("agent_kills_while_recording_and_syncing_lose_nothing", "random_kills")
 agent_points = total("agent_kills_while_recording_and_syncing_lose_nothing", "point_kills")
-spool_losses = 0
-m = re.search(r"(\d+) power losses over (\d+) operations", log("spool"))
-if m:
-    spool_losses = int(m.group(1))
+spool_losses = part_count("spool", "spool_losses")
 # Power cuts of whole data folders on the power-cut filesystem (tests/powercut.rs).
 def cut_total(side, key):
     return sum(int(r.get(key, 0) or 0) for r in rows if r.get("folder") == side and "power_cuts" in r)
@@ -50,21 +56,30 @@ def cut_total(side, key):
 power = {side: {k: cut_total(side, k) for k in ("power_cuts", "exact_cuts", "random_cuts", "torn_cuts", "clean_cuts")}
          for side in ("agent", "server")}
 impaired = sum(float(r.get("impaired_seconds", 0) or 0) for r in rows)
-acked = sum(r["acknowledged"] for r in rows)
-lost = sum(r["lost"] for r in rows)
-# The commit the soak ran on (soak.sh notes it at the start), else the current one.
-commit = os.environ.get("SOAK_COMMIT") or subprocess.run(
-    ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-reduced = float(scale) < 1
+acked = sum(int(r["acknowledged"]) for r in rows)
+lost = sum(int(r["lost"]) for r in rows)
+runs = sorted({(q["started"], q["commit"], q["scale"]) for q in parts.values()})
+reduced = any(float(q["scale"]) < 1 for q in parts.values())
+missing = [q for q in PARTS if q not in parts]
 
 p = print
 p("# Reliability: what the fault-injection suite measured")
 p()
 p("Written by `make soak` (scripts/soak.sh, scripts/reliability_report.py); do not edit by hand.")
-p(f"Run started {start} on commit `{commit}`, scale {scale}" + (
-    " — **a reduced run**: counts not set explicitly by their `FIELDSEAL_*` variable are the "
-    "full soak's × the scale (the totals' last column says which reached the full soak's goal); "
-    "the full soak (`make soak`, scale 1) has not been run for this report." if reduced else "."))
+if len(runs) == 1:
+    p(f"Run started {runs[0][0]} on commit `{runs[0][1]}`, scale {runs[0][2]}.")
+else:
+    p("Assembled from " + str(len(runs)) + " runs: " + "; ".join(
+        f"started {r[0]} on commit `{r[1]}`, scale {r[2]}" for r in runs) +
+      ". A part run again on its own (`SOAK_ONLY=PART make soak`) replaces only its own figures; "
+      "[Runs behind this report](#runs-behind-this-report) says which part comes from which run.")
+if reduced:
+    p()
+    p("**Some parts are reduced runs**: counts not set explicitly by their `FIELDSEAL_*` variable are the "
+      "full soak's × the scale (the totals' last column says which reached the full soak's goal).")
+if missing:
+    p()
+    p("**Not run for this report:** " + ", ".join(f"`{m}`" for m in missing) + ".")
 p()
 p("The promise under test (issue 6): every entry acknowledged by the server is archived and verifies; "
   "every entry ever made durable on the agent is on the server or still on the agent; every gap in "
@@ -141,24 +156,42 @@ matrix = [
 for f, how, where in matrix:
     p(f"| {f} | {how} | {where} |")
 p()
-p("## Scenarios of this run")
+p("## Scenarios")
 p()
 p("Replay one: `FIELDSEAL_SEED=<seed> cargo test -p fieldseal-tests --test <file> -- <scenario>`.")
 p()
 p("| scenario | seed | iterations | acknowledged | durable on agent | lost | invariant | seconds | notes |")
 p("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |")
-skip = {"scenario", "seed", "iterations", "acknowledged", "durable", "lost", "ok", "seconds"}
+skip = {"scenario", "seed", "iterations", "acknowledged", "durable", "lost", "ok", "seconds", "part"}
 for r in rows:
     notes = ", ".join(f"{k} {v}" for k, v in r.items() if k not in skip)
     p(f"| {r['scenario']} | {r['seed']} | {r['iterations']} | {r['acknowledged']} | {r['durable']} | "
       f"{r['lost']} | {'held' if r['ok'] else '**VIOLATED**'} | {r['seconds']:.0f} | {notes} |")
 p()
-p("## Test binaries and fuzzers")
+p("## Runs behind this report")
 p()
-p("```text")
-for l in status:
-    p(l)
-p("```")
+p("One line per part of the soak (scripts/soak.sh), as kept in `docs/soak/parts.jsonl`; the scenarios' "
+  "own lines are `docs/soak/figures.jsonl`.")
+p()
+p("| part | status | seconds | started | commit | scale | counts |")
+p("| --- | --- | ---: | --- | --- | ---: | --- |")
+known = {"part", "status", "seconds", "started", "commit", "scale", "note", "failures"}
+for name in sorted(parts, key=order):
+    q = parts[name]
+    counts = ", ".join(f"{k} {v}" for k, v in q.items() if k not in known)
+    status = q["status"] if q["status"] == "ok" else f"**{q['status']}**"
+    p(f"| {name} | {status} | {q['seconds']} | {q['started']} | `{q['commit']}` | {q['scale']} | {counts} |")
+notes = {}
+for n in sorted(parts, key=order):
+    if parts[n].get("note"):
+        notes.setdefault(parts[n]["note"], []).append(n)
+failures = [(n, f) for n in sorted(parts, key=order) for f in parts[n].get("failures") or []]
+if notes or failures:
+    p()
+    for note, names in notes.items():
+        p("- " + ", ".join(f"`{n}`" for n in names) + f": {note}.")
+    for n, f in failures:
+        p(f"- `{n}` failed: `{f}`")
 p()
 p("## What failed, and how it was fixed")
 p()
