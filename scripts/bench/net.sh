@@ -324,11 +324,30 @@ net_ceiling() {
   discard "$WORK/srv-$tag"
 }
 
+# net_plain MEDIA TAG : the same bytes from memory over bare quinn (the reference of the ceiling).
+net_plain() {
+  local media=$1 tag=$2 port i
+  if [ "$NET_HOST" = 127.0.0.1 ]; then port=$(net_free_port); else port=4435; fi
+  "${NET_SRV_EXEC[@]}" "$NET_LOADGEN" plain-sink --listen "$NET_HOST:$port" \
+    --cert-out "$WORK/$tag.der" >"$WORK/$tag.sink" 2>&1 &
+  local sink=$!
+  NET_PIDS+=("$sink")
+  for ((i = 0; i < 100; i++)); do grep -qs listening "$WORK/$tag.sink" && break; sleep 0.1; done
+  "${NET_CLI_EXEC[@]}" "$NET_LOADGEN" plain --server "$NET_HOST:$port" \
+    --cert "$WORK/$tag.der" --media "$media" >"$WORK/$tag.out" 2>&1 || {
+    log "plain $tag failed:"
+    tail -20 "$WORK/$tag.out" "$WORK/$tag.sink" >&2
+    return 1
+  }
+  net_stop "$sink"
+  NET_SECONDS=$(sed -n 's/^seconds=//p' "$WORK/$tag.out")
+}
+
 # bench_net_upload PLACE MIB GOAL : the backlog rows, on loopback or over the lossy link.
 bench_net_upload() {
   local place=$1 mib=$2 goal=$3 i
   local media=$WORK/media-$place
-  local -a ours=() base=() ceil=() ratio=() frac=() loads=() bbr=() bbr_ratio=()
+  local -a ours=() base=() ceil=() ratio=() frac=() loads=() bbr=() bbr_ratio=() plain=() cplain=() oplain=()
   # On the lossy link TCP runs twice: with Cubic, Debian's default, and with BBR, which quinn
   # uses here and which some hosts (this one among them) make their TCP default.
   local cc=
@@ -348,6 +367,11 @@ bench_net_upload() {
       net_ours "$media" "$place-ours-$i" && ours+=("$NET_SECONDS")
     fi
     net_ceiling "$media" "$place-ceil-$i" && ceil+=("$NET_SECONDS")
+    if [ "$place" = loopback ]; then
+      net_plain "$media" "$place-plain-$i" && plain+=("$NET_SECONDS")
+      cplain+=("$(calc "${plain[-1]} / ${ceil[-1]}")")
+      oplain+=("$(calc "${plain[-1]} / ${ours[-1]}")")
+    fi
     if [ -n "$cc" ]; then
       net_base "$media" "$place-bbr-$i" bbr && bbr+=("$NET_SECONDS")
       bbr_ratio+=("$(calc "${bbr[-1]} / ${ours[-1]}")")
@@ -387,6 +411,17 @@ bench_net_upload() {
   fi
   row "… fraction of the ceiling: the same bytes over one quinn connection, no storage (Mbit/s)" \
     "$om" "$cm (ceiling)" "$(printf '%.2f' "$f")" "report" "${label}A vs ${label}C"
+  if [ "$place" = loopback ]; then
+    local pm pr po
+    pm=$(calc "$bytes * 8 / $(median "${plain[@]}") / 1000000")
+    pr=$(median "${cplain[@]}")
+    po=$(median "${oplain[@]}")
+    row "The ceiling against a plain quinn sender from memory (quinn's defaults, perf's socket buffers) (Mbit/s)" \
+      "$cm (ceiling)" "$pm (plain quinn)" "$(printf '%.2f' "$pr")×" "≥ 0.9×: $(met "$pr" '>=' 0.9)" "${label}C vs ${label}P"
+    row "… the loopback upload, archived and verified, against the plain quinn sender (Mbit/s)" \
+      "$om" "$pm (plain quinn)" "$(printf '%.2f' "$po")×" "≥ 0.5×: $(met "$po" '>=' 0.5)" "${label}A vs ${label}P"
+    cmd "${label}P" "fieldseal-loadgen plain --server H:P --cert SINK.der --media MEDIA  # files read into memory first; against fieldseal-loadgen plain-sink --listen H:P --cert-out SINK.der"
+  fi
   cmd "${label}A" "fieldseal-loadgen upload --server H:P --server-data SRV --media MEDIA  # against fieldseal-server run --data SRV --quic H:P (fresh SRV each run); then fieldseal-server verify --data SRV"
   cmd "${label}B" "curl --cacert nginx.crt --parallel --parallel-max $NET_STREAMS -H 'Expect:' --config urls  # one upload-file/url pair per segment; nginx -c nginx.conf (dav PUT, TLS 1.3, below)"
   cmd "${label}C" "fieldseal-loadgen ceiling --server H:P --server-data SRV --media MEDIA  # against fieldseal-loadgen sink --listen H:P"
@@ -394,6 +429,7 @@ bench_net_upload() {
     echo "- upload, $place, $mib MiB in $mib files ($bytes bytes), in run order: fieldseal s ${ours[*]};" \
       "curl/nginx s ${base[*]}; quinn ceiling s ${ceil[*]}; ratios (curl s ÷ fieldseal s) ${ratio[*]};" \
       "fractions of the ceiling ${frac[*]}; load average (1 min) at the start of each pair ${loads[*]}"
+    [ "$place" = loopback ] && echo "  - plain quinn s ${plain[*]}; ceiling ÷ plain ${cplain[*]}; fieldseal ÷ plain ${oplain[*]}"
     [ -n "$cc" ] && echo "  - TCP: curl/nginx with Cubic s ${base[*]}, with BBR s ${bbr[*]} (ratios ${bbr_ratio[*]});" \
       "congestion control seen by \`ss\` on curl's sockets: $(cat "$WORK"/lossy-base-*.cc | tr '\n' ' ')/ $(cat "$WORK"/lossy-bbr-*.cc | tr '\n' ' ')"
     [ "$place" = lossy ] && echo "  - link: $NET_LINK_PROBE"
