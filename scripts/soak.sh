@@ -46,6 +46,7 @@ OUT="${SOAK_OUT:-target/soak}"
 RESULTS="${SOAK_RESULTS:-docs/soak}"
 ONLY=" $(echo "${SOAK_ONLY:-network attacks spool binaries server_crash powercut fuzz_corpus sim access_log fuzz}" | tr ',' ' ') "
 mkdir -p "$OUT" "$RESULTS"
+OUT=$(cd "$OUT" && pwd)
 STATUS="$OUT/status.txt"
 : > "$STATUS"
 START=$(date -u +%FT%TZ)
@@ -66,7 +67,7 @@ run() { # name, then the cargo test arguments
   wants "$name" || return 0
   local t0=$SECONDS st=ok
   echo "soak: $name"
-  export FIELDSEAL_FAULT_LOG="$PWD/$OUT/figures-$name.jsonl"
+  export FIELDSEAL_FAULT_LOG="$OUT/figures-$name.jsonl"
   : > "$FIELDSEAL_FAULT_LOG"
   if ! cargo test -p fieldseal-tests "$@" -- --include-ignored --test-threads=1 --nocapture > "$OUT/$name.log" 2>&1; then
     st=FAILED
@@ -94,7 +95,7 @@ if wants fuzz; then
       t0=$SECONDS st=ok
       : > "$OUT/figures-fuzz-$t.jsonl"
       if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "corpus/$t" seeds/"$t" -- \
-            -max_total_time="$FUZZ_SECONDS" -max_len=65536 > "../$OUT/fuzz-$t.log" 2>&1); then
+            -max_total_time="$FUZZ_SECONDS" -max_len=65536 > "$OUT/fuzz-$t.log" 2>&1); then
         st=FAILED
         echo "fuzz-$t FAILED (see $OUT/fuzz-$t.log and fuzz/artifacts/$t)" >> "$STATUS"
       else
