@@ -129,6 +129,16 @@ pub struct Machine {
     upload_not_before: HashMap<u64, Instant>,
     /// Failed attempts per segment, for its retry delay (reset on success).
     upload_failures: HashMap<u64, u32>,
+    /// Segments whose upload was started and not acknowledged: the server
+    /// may hold a prefix, so the next attempt asks for its offset instead of
+    /// sending the whole file pipelined.
+    tried: BTreeSet<u64>,
+    /// `next_seq_expected` of this connection's `Welcome`: the server had
+    /// accepted no entry from here on, so it can hold no byte of their
+    /// media, whole or partial. Only such media is sent pipelined; for the
+    /// rest (a device that lost its acknowledgements, a segment the server
+    /// asks for again, an upload cut short before) it is asked first.
+    server_next: u64,
     /// Lowest seq without a receipt, as far as the machine knows.
     receipted_below: u64,
     /// Segments whose bytes the server refused as not matching the entry.
@@ -169,6 +179,8 @@ impl Machine {
             uploading: BTreeSet::new(),
             upload_not_before: HashMap::new(),
             upload_failures: HashMap::new(),
+            tried: BTreeSet::new(),
+            server_next: u64::MAX,
             receipted_below: 0,
             failed_uploads: BTreeSet::new(),
             renew_at: None,
@@ -258,6 +270,7 @@ impl Machine {
         self.next_to_send = self.receipted_below.min(w.next_seq_expected);
         self.upload_queue.clear();
         self.upload_not_before.clear();
+        self.server_next = w.next_seq_expected;
         for &seq in w.resend_media.as_slice() {
             if store.media_held(seq) && !self.failed_uploads.contains(&seq) {
                 self.upload_queue.insert(seq);
@@ -338,6 +351,23 @@ impl Machine {
         Some(seq)
     }
 
+    /// The upload of `seq` that [`Machine::poll_upload`] gave has started
+    /// (after [`Machine::upload_pipelined`] was asked): until it is
+    /// acknowledged, later attempts ask the server for its offset.
+    pub fn upload_started(&mut self, seq: u64) {
+        self.tried.insert(seq);
+    }
+
+    /// Whether the upload of `seq` that [`Machine::poll_upload`] gave may
+    /// be sent pipelined (protocol version 4, FORMAT.md §7.5): the whole
+    /// file from offset 0 without asking first. Only media whose entry the
+    /// server had not accepted when this connection began, and only on a
+    /// first attempt: any earlier one may have left a prefix there worth
+    /// resuming from.
+    pub fn upload_pipelined(&self, seq: u64) -> bool {
+        seq >= self.server_next && !self.tried.contains(&seq)
+    }
+
     /// When a delayed upload may start. `None` while every upload slot is
     /// taken: the end of an upload wakes the driver anyway, and a deadline
     /// already passed would make it spin until then.
@@ -367,6 +397,7 @@ impl Machine {
                 self.upload_queue.remove(&seq);
                 self.upload_not_before.remove(&seq);
                 self.upload_failures.remove(&seq);
+                self.tried.remove(&seq);
                 Action::Continue
             }
             UploadOutcome::Failed(UploadFailCode::EntryMismatch | UploadFailCode::HashMismatch) => {
@@ -555,6 +586,44 @@ mod tests {
         assert!(!m.is_drained(&v));
         m.handle_upload_done(3, UploadOutcome::Acked, now);
         assert!(m.is_drained(&v));
+    }
+
+    #[test]
+    fn only_media_new_to_the_server_is_pipelined_and_only_once() {
+        // The server holds entries 0..=5 and lacks the media of 3; 6 and 7
+        // are new to it. 2's media may be there (the agent lost its
+        // acknowledgement), 3's may be there in part: both are asked about.
+        let now = Instant::now();
+        let mut m = Machine::new(MachineConfig::default(), now);
+        let v = View {
+            head: Some(7),
+            receipts: [0, 1, 2, 3, 4, 5].into(),
+            media: [2, 3, 6, 7].into(),
+            ..View::default()
+        };
+        m.handle_connected();
+        m.handle_welcome(&welcome(6, vec![3]), &v);
+        assert!(!m.upload_pipelined(2), "the server may hold it");
+        assert!(!m.upload_pipelined(3), "the server may hold a prefix");
+        assert!(
+            m.upload_pipelined(6) && m.upload_pipelined(7),
+            "new to the server"
+        );
+        // Started and not acknowledged (the connection may drop before the
+        // outcome arrives): asked about from then on, on any connection.
+        m.upload_started(6);
+        assert!(!m.upload_pipelined(6), "after an attempt");
+        m.handle_upload_done(6, UploadOutcome::Failed(UploadFailCode::Internal), now);
+        assert!(!m.upload_pipelined(6));
+        m.upload_started(7);
+        m.handle_upload_done(7, UploadOutcome::Acked, now);
+        m.handle_connected();
+        m.handle_welcome(&welcome(8, vec![6]), &v);
+        assert!(
+            !m.upload_pipelined(6),
+            "still asked about on the next connection"
+        );
+        assert!(m.upload_pipelined(9), "later entries are new again");
     }
 
     #[test]
