@@ -35,10 +35,12 @@ pub struct MachineConfig {
     /// Most entries submitted and not yet answered. Entries are a few hundred
     /// bytes; 64 in flight cover a 300 ms RTT at well over 100 entries/s.
     pub max_inflight: usize,
-    /// Most concurrent uploads. Each upload leaves its stream idle for about
-    /// two round trips (query → offset before, fsync → acknowledgement
-    /// after); on a 40 ms, 2 % loss link 2 uploads moved 48–60 Mbit/s and 8
-    /// moved 95–105 (`fieldseal-loadgen upload --max-uploads`, `make bench`).
+    /// Most concurrent uploads. Each upload leaves its stream idle for a
+    /// round trip after its bytes (fsync → acknowledgement), and one more
+    /// before them when it must query (protocol 3 servers, retries, media
+    /// the server may hold); on a 40 ms, 2 % loss link 2 uploads moved 48–60
+    /// Mbit/s and 8 moved 95–105 (`fieldseal-loadgen upload --max-uploads`,
+    /// `make bench`, before pipelining).
     /// Each costs a 256 KiB read buffer here and a partial file on the server.
     pub max_uploads: usize,
     /// First reconnection delay.
