@@ -10,8 +10,10 @@
 //! event; the agent's verifier and both Python verifiers (`tests/independent`,
 //! `tests/second-verifier`) pass it; `ffprobe` reads every segment on its own
 //! with the rate and frame count the entry states, and its first timestamp is
-//! the entry's modulo 2^33. Needs the workspace binaries built, `ffprobe` and
-//! `python3` (scripts/install-deps.sh installs both).
+//! the entry's modulo 2^33. Frames dropped across the wrap
+//! (`FIELDSEAL_DROP_FRAMES`) are told by an exact `frames-dropped` event.
+//! Needs the workspace binaries built, `ffprobe` and `python3`
+//! (scripts/install-deps.sh installs both).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -276,5 +278,61 @@ fn a_recording_across_the_33_bit_pts_wrap_is_continuous() {
             "the third segment holds the wrap: {segs:?}"
         );
         assert!(segs.last().unwrap().end_pts > WRAP + i64::from(c.gop) * c.ticks);
+    }
+}
+
+/// Frames dropped (by the capture's test hook) right across the wrap at
+/// 30000/1001: the signed `frames-dropped` event has the exact span, in
+/// the entries' timeline (from below 2^33 to above it), and the three
+/// verifiers, each comparing the segment's frames with its span at the
+/// fractional rate, find nothing wrong.
+#[test]
+fn frames_dropped_across_the_wrap_are_told_exactly() {
+    let t = tempfile::tempdir().unwrap();
+    // Frame 42 is the first at or past 2^33; frames 40 ..< 47 are dropped,
+    // inside the second 30-frame segment.
+    let first = WRAP - 42 * NTSC.ticks;
+    let env = vec![
+        ("FIELDSEAL_FIRST_PTS".to_string(), first.to_string()),
+        ("FIELDSEAL_DROP_FRAMES".to_string(), "40:7".to_string()),
+    ];
+    let a = Agent::init_with(&t.path().join("device"), &[], env, None);
+    let path = a.dir.join("config.toml");
+    let cfg = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, cfg.replace("\nfps = 30\n", "\nfps = 29.97\n")).unwrap();
+    let out = procs::ok(&a.run(
+        &["record", "--fast", "--duration", "3"],
+        Duration::from_secs(120),
+    ));
+    assert!(out.contains("7 frames dropped"), "{out}");
+    let all = entries(&a.dir);
+    let segs: Vec<&SegmentBody> = all.iter().filter_map(|e| e.entry.segment()).collect();
+    let drops: Vec<&Event> = all
+        .iter()
+        .filter_map(|e| e.entry.event())
+        .filter(|ev| matches!(ev, Event::FramesDropped { .. }))
+        .collect();
+    assert_eq!(
+        drops,
+        [&Event::FramesDropped {
+            recording: segs[0].recording,
+            part: 1,
+            first_pts: first + 40 * NTSC.ticks,
+            end_pts: first + 47 * NTSC.ticks,
+            frames: 7,
+        }]
+    );
+    assert!(first + 40 * NTSC.ticks < WRAP && WRAP < first + 47 * NTSC.ticks);
+    // The clock went on over the hole: the segment (a GOP of 30 frames
+    // encoded) spans 37 frames, exactly, and holds 30.
+    assert_eq!(segs[1].end_pts - segs[1].start_pts, 37 * NTSC.ticks);
+    assert_eq!(segs[1].video_frames, 30);
+    for w in segs.windows(2) {
+        assert_eq!(w[0].end_pts, w[1].start_pts);
+    }
+    for report in verify_three_ways(&a) {
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["gaps"], serde_json::json!([]), "{report}");
+        assert_eq!(report["findings"], serde_json::json!([]), "{report}");
     }
 }
