@@ -45,12 +45,13 @@
 //! # Where cuts happen
 //!
 //! The GOP is fixed (`segment length × fps` frames, rounded to a whole frame; no scene-cut
-//! keyframes) so every keyframe starts a segment. Packets are interleaved by DTS by this module (not by libavformat, whose interleaving
-//! queue would hide when a packet is really written) and written with `av_write_frame`. Right
-//! before a video keyframe packet is written, the muxer is flushed (`av_write_frame(NULL)` emits
-//! audio still buffered in a PES, then `avio_flush`) and the bytes written so far become the
-//! previous segment. The mpegts muxer re-emits PAT/PMT in front of every video keyframe, so each
-//! segment also plays on its own. See `mux.rs` for the one place that needs FFI.
+//! keyframes) so every keyframe starts a segment. Packets are interleaved by DTS by this module
+//! (not by libavformat, whose interleaving queue would hide when a packet is really written)
+//! and written with `av_write_frame`. Right before a video keyframe packet is written, the
+//! muxer is flushed (`av_write_frame(NULL)` emits audio still buffered in a PES, then
+//! `avio_flush`) and the bytes written so far become the previous segment. The mpegts muxer
+//! re-emits PAT/PMT in front of every video keyframe, so each segment also plays on its own.
+//! See `mux.rs` for the one place that needs FFI.
 //!
 //! Timestamps are in a 90 kHz timebase and start at [`PTS_BASE`] (not 0) so that DTS stays
 //! positive under B-frame reordering and AAC priming. Segment `n`'s `end_pts` equals segment
