@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::capture::{CaptureConfig, Pacing, SourceSpec};
+use crate::capture::{CaptureConfig, FrameRate, Pacing, SourceSpec};
 use crate::devicekey::KeyStore;
 use crate::spoolfs::{write_atomic_with, AtomicWrite, SpoolFs, StdFs};
 
@@ -63,7 +63,10 @@ pub const DEFAULT_CONFIG: &str = r#"# fieldseal agent configuration. Every setti
 source = "lavfi"
 width = 1280
 height = 720
-# Frames per second; must divide 90000 (25, 30, 50, 60 …).
+# Frames per second, exact: an integer (25, 30, 50, 60), a fraction in quotes
+# ("30000/1001"), or 29.97 for NTSC's 30000/1001. A frame must last a whole
+# number of 90 kHz ticks (24000/1001 and 60000/1001 are refused). At 30000/1001
+# a 4-second segment is 120 frames (4.004 s).
 fps = 30
 # H.264 target bit rate, bit/s.
 video_bitrate = 2000000
@@ -134,7 +137,7 @@ pub struct CaptureSection {
     pub source: String,
     pub width: u32,
     pub height: u32,
-    pub fps: u32,
+    pub fps: FrameRate,
     pub video_bitrate: u64,
     pub preset: String,
     pub segment_seconds: u32,
@@ -335,6 +338,20 @@ mod tests {
         assert_eq!(parsed.gps.gpsd, d.gps.gpsd);
         assert_eq!(parsed.gps.max_fix_age_seconds, d.gps.max_fix_age_seconds);
         assert!(parsed.gps.check().is_ok());
+    }
+
+    #[test]
+    fn frame_rates_are_read_exactly() {
+        let rate = |v: &str| {
+            toml::from_str::<AgentConfig>(&format!("[capture]\nfps = {v}\n"))
+                .map(|c| c.capture_config(None).unwrap().fps)
+        };
+        assert_eq!(rate("25").unwrap().to_string(), "25");
+        assert_eq!(rate("\"30000/1001\"").unwrap(), FrameRate::NTSC);
+        assert_eq!(rate("29.97").unwrap(), FrameRate::NTSC);
+        for bad in ["7", "23.976", "\"24000/1001\"", "0", "\"thirty\""] {
+            assert!(rate(bad).is_err(), "fps = {bad} should be refused");
+        }
     }
 
     #[test]

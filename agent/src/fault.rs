@@ -17,6 +17,10 @@
 //! frames numbered `FIRST ..< FIRST + COUNT` (from 0, per capture) as if the
 //! encoder had fallen behind: the same path as a real drop under load, which
 //! a test cannot force reliably on a shared machine.
+//!
+//! `FIELDSEAL_FIRST_PTS=TICKS` makes every capture start its video at this
+//! 90 kHz PTS instead of `capture::PTS_BASE`, so that a test records across
+//! MPEG-TS's 33-bit wrap (2^33 ticks, 26.5 h) in seconds instead of a day.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -53,4 +57,13 @@ pub fn drop_video_frame(n: u64) -> bool {
         Some((first.parse().ok()?, count.parse().ok()?))
     });
     range.is_some_and(|(first, count)| n >= first && n - first < count)
+}
+
+static FIRST_PTS: OnceLock<Option<i64>> = OnceLock::new();
+
+/// The first video PTS a capture is to start at (`FIELDSEAL_FIRST_PTS`),
+/// if set. A value that does not parse is ignored like an unset one; one the
+/// capture refuses (below `PTS_BASE`) stops it before it records.
+pub fn first_pts() -> Option<i64> {
+    *FIRST_PTS.get_or_init(|| std::env::var("FIELDSEAL_FIRST_PTS").ok()?.parse().ok())
 }

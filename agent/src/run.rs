@@ -146,6 +146,9 @@ pub fn run(
         capture_cfg.pacing = Pacing::AsFastAsPossible;
     }
     capture_cfg.max_media_secs = opts.duration_secs;
+    if let Some(pts) = crate::fault::first_pts() {
+        capture_cfg.first_pts = pts;
+    }
     // `record` records exactly its duration: no pre-event buffer unless asked.
     let pre_event = opts
         .pre_event_secs

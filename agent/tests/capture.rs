@@ -6,8 +6,8 @@ use std::process::Command;
 use std::sync::mpsc::sync_channel;
 
 use fieldseal_agent::capture::{
-    Capture, CaptureConfig, CaptureSummary, CapturedSegment, FfmpegCapture, Pacing, SourceSpec,
-    PTS_BASE,
+    Capture, CaptureConfig, CaptureSummary, CapturedSegment, FfmpegCapture, FrameRate, Pacing,
+    SourceSpec, PTS_BASE,
 };
 
 const FPS: u32 = 30;
@@ -21,7 +21,7 @@ fn small_config(secs: u32, segment_secs: u32) -> CaptureConfig {
         // benchmark example uses 1280x720.
         width: 640,
         height: 360,
-        fps: FPS,
+        fps: FrameRate::new(FPS, 1).unwrap(),
         segment_secs,
         video_bitrate: 800_000,
         pacing: Pacing::AsFastAsPossible,
@@ -407,7 +407,7 @@ fn max_volume_db(path: &Path) -> f64 {
 #[test]
 fn muted_audio_is_silence_and_stereo_25fps_works() {
     let cfg = CaptureConfig {
-        fps: 25,
+        fps: "25".parse().unwrap(),
         channels: 2,
         ..small_config(3, 1)
     };
@@ -461,4 +461,70 @@ fn overload_drops_are_counted_and_leave_gaps() {
         "frames {frames}, span {span}, {:?}",
         summary.stats
     );
+}
+
+/// NTSC's 30000/1001 across MPEG-TS's 33-bit wrap: the segments' PTS (the chain's timeline) run
+/// on past 2^33 by exactly 3003 ticks a frame, while the bytes carry them modulo 2^33 and still
+/// concatenate into one seamless stream that decodes cleanly.
+#[test]
+fn ntsc_across_the_33_bit_wrap_runs_on_and_concatenates_seamlessly() {
+    const WRAP: i64 = 1 << 33;
+    const NTSC_TICKS: i64 = 3003;
+    // 1.5 segments of 30 frames before the wrap: the second segment holds it.
+    let first_pts = WRAP - 45 * NTSC_TICKS;
+    let (segs, _) = record(CaptureConfig {
+        fps: FrameRate::NTSC,
+        first_pts,
+        ..small_config(4, 1)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let all = write_segments(dir.path(), &segs);
+    // 4 s at 30000/1001 are 120 frames, 30 (1.001 s) a segment.
+    assert_eq!(segs.len(), 4, "segments: {segs:?}");
+    assert_eq!(segs[0].start_pts, first_pts);
+    for s in &segs {
+        assert_eq!(s.video_frames, 30, "segment {}", s.index);
+        assert_eq!(s.end_pts - s.start_pts, 30 * NTSC_TICKS);
+        assert_eq!((s.codec.fps_num, s.codec.fps_den), (30_000, 1001));
+    }
+    for w in segs.windows(2) {
+        assert_eq!(w[0].end_pts, w[1].start_pts);
+    }
+    assert!(segs[1].start_pts < WRAP && WRAP < segs[1].end_pts);
+
+    // The stream's timestamps, as offsets from the first frame (ffprobe may show a wrapped
+    // timestamp raw or already corrected: modulo 2^33 both are the same).
+    let offset = |pts: i64| (pts - first_pts).rem_euclid(WRAP);
+    let pkts = ffprobe_packets(&all);
+    let video: Vec<Pkt> = pkts.iter().copied().filter(|p| p.stream == 0).collect();
+    assert_eq!(video.len(), 120);
+    let v: Vec<i64> = video.iter().map(|p| offset(p.pts)).collect();
+    assert_eq!(v.iter().min(), Some(&0));
+    assert_eq!(v.iter().max(), Some(&(119 * NTSC_TICKS)));
+    assert_continuous(v, NTSC_TICKS, "video pts across the wrap");
+    let a: Vec<i64> = pkts
+        .iter()
+        .filter(|p| p.stream == 1)
+        .map(|p| (p.pts - first_pts + AAC_TICKS * 4).rem_euclid(WRAP))
+        .collect();
+    assert_continuous(a, AAC_TICKS, "audio pts across the wrap");
+    let keys: Vec<i64> = video
+        .iter()
+        .filter(|p| p.key)
+        .map(|p| offset(p.pts))
+        .collect();
+    let starts: Vec<i64> = segs.iter().map(|s| s.start_pts - first_pts).collect();
+    assert_eq!(keys, starts);
+    assert_decodes_cleanly(&all);
+    for s in &segs {
+        let own = ffprobe_packets(&dir.path().join(format!("seg{:05}.ts", s.index)));
+        let v: Vec<&Pkt> = own.iter().filter(|p| p.stream == 0).collect();
+        assert_eq!(v.len(), s.video_frames as usize, "segment {}", s.index);
+        assert!(
+            v[0].key && v[0].pts.rem_euclid(WRAP) == s.start_pts.rem_euclid(WRAP),
+            "segment {} first video packet {:?}",
+            s.index,
+            v[0]
+        );
+    }
 }

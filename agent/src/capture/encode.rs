@@ -16,7 +16,7 @@ use super::outbox::Outbox;
 use super::source::{Feeds, Raw, RawFrame, AAC_FRAME};
 use super::{
     CaptureConfig, CaptureError, CaptureStats, CapturedSegment, DroppedFrames, FfCtx, Shared,
-    WorkerEnd, PTS_BASE,
+    WorkerEnd,
 };
 use fieldseal_proto::entry::{CodecParams, PTS_HZ};
 
@@ -63,12 +63,12 @@ pub(crate) fn open_video_encoder(cfg: &CaptureConfig) -> Result<encoder::Video, 
         .encoder()
         .video()
         .ctx("creating video encoder")?;
-    let fps = i32::try_from(cfg.fps).map_err(|_| CaptureError::InvalidConfig("fps"))?;
     enc.set_width(cfg.width);
     enc.set_height(cfg.height);
     enc.set_format(format::Pixel::YUV420P);
-    enc.set_time_base(Rational::new(1, fps));
-    enc.set_frame_rate(Some(Rational::new(fps, 1)));
+    // One tick of the encoder's clock is one frame: pts = frame number.
+    enc.set_time_base(frame_tb(cfg)?);
+    enc.set_frame_rate(Some(frame_tb(cfg)?.invert()));
     enc.set_gop(cfg.gop());
     enc.set_bit_rate(usize::try_from(cfg.video_bitrate).unwrap_or(usize::MAX));
     let mut opts = Dictionary::new();
@@ -186,7 +186,7 @@ impl Pipeline {
         mux: TsMuxer,
         outbox: Outbox,
     ) -> Result<Self, CaptureError> {
-        let frame_ticks = PTS_HZ / i64::from(cfg.fps);
+        let frame_ticks = cfg.fps.frame_ticks();
         let codec = cfg.codec_params()?;
         Ok(Pipeline {
             cfg,
@@ -253,8 +253,8 @@ impl Pipeline {
                 let skipped = i64::try_from(frame.skipped).unwrap_or(0);
                 if skipped > 0 {
                     self.drops.push_back(DroppedFrames {
-                        first_pts: PTS_BASE + self.vn * self.frame_ticks,
-                        end_pts: PTS_BASE + (self.vn + skipped) * self.frame_ticks,
+                        first_pts: self.cfg.first_pts + self.vn * self.frame_ticks,
+                        end_pts: self.cfg.first_pts + (self.vn + skipped) * self.frame_ticks,
                         // Frames skipped between two sent frames: far below
                         // 2^32 (that is 4.5 years at 30 fps).
                         frames: u32::try_from(skipped).unwrap_or(u32::MAX),
@@ -264,8 +264,10 @@ impl Pipeline {
                 let pts = self.vn;
                 f.set_pts(Some(pts));
                 f.set_kind(picture::Type::None);
-                self.capture_times
-                    .push_back((PTS_BASE + pts * self.frame_ticks, frame.captured_at));
+                self.capture_times.push_back((
+                    self.cfg.first_pts + pts * self.frame_ticks,
+                    frame.captured_at,
+                ));
                 self.venc.send_frame(&f).ctx("encoding video")?;
                 // x264 has copied the picture; the frame goes back to its pool on drop.
                 drop(f);
@@ -286,8 +288,10 @@ impl Pipeline {
 
     /// Without a microphone, keeps audio in step with video with silent frames.
     fn fill_silence(&mut self) -> Result<(), CaptureError> {
-        let (fps, sr) = (i64::from(self.cfg.fps), i64::from(self.cfg.sample_rate));
-        while self.an * fps < self.vn * sr {
+        let (num, den) = (i64::from(self.cfg.fps.num()), i64::from(self.cfg.fps.den()));
+        let sr = i64::from(self.cfg.sample_rate);
+        // an / sr < vn / fps, with fps = num / den.
+        while self.an * num < self.vn * sr * den {
             let layout = ChannelLayout::default(i32::from(self.cfg.channels));
             let mut f = frame::Audio::new(
                 format::Sample::F32(format::sample::Type::Planar),
@@ -316,7 +320,7 @@ impl Pipeline {
     }
 
     fn drain_video(&mut self) -> Result<(), CaptureError> {
-        let src_tb = Rational::new(1, i32::try_from(self.cfg.fps).unwrap_or(30));
+        let src_tb = frame_tb(&self.cfg)?;
         loop {
             let mut pkt = Packet::empty();
             match self.venc.receive_packet(&mut pkt) {
@@ -330,9 +334,11 @@ impl Pipeline {
                     })
                 }
             }
+            // Exact: a frame is a whole number of 90 kHz ticks (FrameRate).
             pkt.rescale_ts(src_tb, tb90());
-            pkt.set_pts(pkt.pts().map(|p| p + PTS_BASE));
-            pkt.set_dts(pkt.dts().map(|d| d + PTS_BASE));
+            let base = self.cfg.first_pts;
+            pkt.set_pts(pkt.pts().map(|p| p + base));
+            pkt.set_dts(pkt.dts().map(|d| d + base));
             pkt.set_duration(self.frame_ticks);
             pkt.set_stream(VIDEO_STREAM);
             CaptureStats::add(&self.shared.stats.frames_encoded, 1);
@@ -357,8 +363,9 @@ impl Pipeline {
             }
             let samples = u64::try_from(pkt.duration()).unwrap_or(0);
             pkt.rescale_ts(src_tb, tb90());
-            pkt.set_pts(pkt.pts().map(|p| p + PTS_BASE));
-            pkt.set_dts(pkt.dts().map(|d| d + PTS_BASE));
+            let base = self.cfg.first_pts;
+            pkt.set_pts(pkt.pts().map(|p| p + base));
+            pkt.set_dts(pkt.dts().map(|d| d + base));
             pkt.set_stream(AUDIO_STREAM);
             self.aq.push_back((pkt, samples));
         }
@@ -428,7 +435,7 @@ impl Pipeline {
 
     fn emit(&mut self, bytes: Vec<u8>, is_final: bool) {
         let seg = std::mem::take(&mut self.seg);
-        let start_pts = seg.start_pts.unwrap_or(PTS_BASE);
+        let start_pts = seg.start_pts.unwrap_or(self.cfg.first_pts);
         let end_pts = seg.end_pts.max(start_pts);
         let dropped = self.take_drops(end_pts, is_final);
         let segment = CapturedSegment {
@@ -492,6 +499,14 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// The video encoder's time base: one frame, `den / num` seconds.
+fn frame_tb(cfg: &CaptureConfig) -> Result<Rational, CaptureError> {
+    // A reduced FrameRate's num divides 90000 and den <= num: both fit.
+    let num = i32::try_from(cfg.fps.num()).map_err(|_| CaptureError::InvalidConfig("fps"))?;
+    let den = i32::try_from(cfg.fps.den()).map_err(|_| CaptureError::InvalidConfig("fps"))?;
+    Ok(Rational::new(den, num))
 }
 
 fn tb90() -> Rational {

@@ -22,7 +22,9 @@ use ffmpeg_next::{
     Dictionary, Error as FfError, Packet,
 };
 
-use super::{CaptureConfig, CaptureError, CaptureStats, FfCtx, Pacing, Shared, SourceSpec};
+use super::{
+    CaptureConfig, CaptureError, CaptureStats, FfCtx, FrameRate, Pacing, Shared, SourceSpec,
+};
 
 /// Samples per AAC frame: audio is cut into frames of this size for the encoder.
 pub(crate) const AAC_FRAME: usize = 1024;
@@ -204,7 +206,7 @@ fn spawn(
 struct Formats {
     width: u32,
     height: u32,
-    fps: u32,
+    fps: FrameRate,
     sample_rate: u32,
     channels: u16,
 }
@@ -249,7 +251,7 @@ impl Limits {
     fn new(cfg: &CaptureConfig) -> Self {
         match cfg.max_media_secs {
             Some(s) => Limits {
-                video_frames: u64::from(s) * u64::from(cfg.fps),
+                video_frames: cfg.fps.frames_in(s),
                 audio_samples: u64::from(s) * u64::from(cfg.sample_rate),
             },
             None => Limits {
@@ -439,18 +441,20 @@ struct LavfiFeed {
 impl LavfiFeed {
     fn run(mut self) -> Result<(), CaptureError> {
         let (mut vn, mut an) = (0u64, 0u64);
-        let (fps, sr) = (u64::from(self.fmt.fps), u64::from(self.fmt.sample_rate));
+        let (num, den) = (u64::from(self.fmt.fps.num()), u64::from(self.fmt.fps.den()));
+        let sr = u64::from(self.fmt.sample_rate);
         loop {
             let video_left = vn < self.limits.video_frames;
             let audio_left = an < self.limits.audio_samples;
-            // Emit whichever stream is behind in media time: vn/fps <= an/sr.
-            let video_next = video_left && (!audio_left || vn * sr <= an * fps);
+            // Emit whichever stream is behind in media time: vn/fps <= an/sr,
+            // with fps = num/den.
+            let video_next = video_left && (!audio_left || vn * sr * den <= an * num);
             let raw = if video_next {
                 let mut f = frame::Video::empty();
                 if !pull(&mut self.vgraph, &mut f)? {
                     return Ok(());
                 }
-                self.pacer.wait(media_time(vn, self.fmt.fps));
+                self.pacer.wait(self.fmt.fps.media_time(vn));
                 vn += 1;
                 Raw::Video(f)
             } else if audio_left {
@@ -661,7 +665,7 @@ impl DemuxFeed {
         }
         let mut f = frame::Video::empty();
         while self.vn < self.limits.video_frames && pull(&mut p.graph, &mut f)? {
-            self.pacer.wait(media_time(self.vn, self.fmt.fps));
+            self.pacer.wait(self.fmt.fps.media_time(self.vn));
             self.vn += 1;
             if !out.send(Raw::Video(std::mem::replace(&mut f, frame::Video::empty()))) {
                 return Ok(false);
