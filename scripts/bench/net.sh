@@ -653,6 +653,19 @@ medians of three pairs are steadier:
   burst of large datagrams was lost on loopback, black-hole detection fell back to 1200 bytes,
   and neither the ceiling nor the upload got faster; on a real path (MTU 1500) there is nothing
   to gain. Left at quinn's defaults.
+- **The ceiling against a plain quinn sender (issue 17, goal ≥ 0.9×): about 0.6×, and the
+  congestion controller is most of it.** Measured by hand on 2026-11-29 18:15–18:25 UTC (load
+  average 15–17 from four builds; 64 files of 2 MiB on loopback, 8 streams, release
+  `fieldseal-loadgen`): `plain` (from memory, quinn's defaults: Cubic, 1.25 MB stream window)
+  moved 2.35–2.89 Gbit/s and `ceiling` 1.55–1.64 in the same minutes (0.58–0.61×). Changing one
+  thing at a time in `plain`: the sync client's and server's whole transport settings on both
+  ends, 1.67–1.87; their windows (1 MiB a stream, 4 MiB a connection and to send) with Cubic,
+  2.40–2.88, so the windows cost nothing here; the same windows with BBR, 1.87–2.17; BBR with a
+  1 or 4 MiB initial window, 1.43–1.93. So quinn's BBR costs a quarter to a third of loopback
+  throughput, and reading the files and the sink's copies about a tenth more. BBR stays: on a
+  lossy radio link Cubic collapses (4 MiB in over 45 s against BBR's ~7 s at 300 ms and 2 % loss,
+  FORMAT.md 7.9), and the device's uplink is what it is chosen for. The goal is not met; the
+  `plain` rows (command NloopP) measure it in every `make bench` from now on.
 - **Loopback: the UDP receive buffer.** With Linux's default (208 KiB, ~140 datagrams) the
   kernel dropped 7–15 % of the upload's packets on loopback (quinn's path statistics: 13,921 of
   203,278 lost in one ceiling run), each resent and counted as congestion. The server now asks
