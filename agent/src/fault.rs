@@ -17,6 +17,12 @@
 //! frames numbered `FIRST ..< FIRST + COUNT` (from 0, per capture) as if the
 //! encoder had fallen behind: the same path as a real drop under load, which
 //! a test cannot force reliably on a shared machine.
+//!
+//! `FIELDSEAL_CAPTURE_CLOCK=PATH` makes the capture write, at the start of
+//! the file PATH (outside the data folder), the 90 kHz end time of the
+//! newest video frame it has taken from the source: the capture clock, which
+//! the power-loss suite compares with the end of the media that survived a
+//! cut (its loss window). Unset, it costs one load per frame.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -53,4 +59,20 @@ pub fn drop_video_frame(n: u64) -> bool {
         Some((first.parse().ok()?, count.parse().ok()?))
     });
     range.is_some_and(|(first, count)| n >= first && n - first < count)
+}
+
+static CLOCK: OnceLock<Option<std::fs::File>> = OnceLock::new();
+
+/// Report the capture clock (`FIELDSEAL_CAPTURE_CLOCK`): `end_pts`, the
+/// 90 kHz end of the newest video frame taken from the source, overwritten
+/// in place as one fixed-width line (a reader never sees two values mixed).
+pub fn capture_clock(end_pts: i64) {
+    let file = CLOCK.get_or_init(|| {
+        let path = std::env::var_os("FIELDSEAL_CAPTURE_CLOCK")?;
+        std::fs::File::create(path).ok()
+    });
+    if let Some(f) = file {
+        use std::os::unix::fs::FileExt;
+        let _ = f.write_at(format!("{end_pts:020}\n").as_bytes(), 0);
+    }
 }

@@ -48,6 +48,8 @@ use crate::clock::Clock;
 use crate::fsutil::sync_dir;
 use crate::spoolfs::{write_atomic, SpoolFile, SpoolFs, StdFs};
 
+mod live;
+
 /// Errors of the spool.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -408,20 +410,8 @@ impl Spool {
             return Err(SpoolError::Poisoned);
         }
         let seq = self.head.next_seq;
-        let partial = self.dir.join("media/.partial");
-        let meta_path = partial.join(format!("{seq:012}.json"));
-        let part_path = partial.join(media_name(seq));
-        let meta = serde_json::to_vec(&draft).expect("draft serialises");
-        let mut meta_file = self.fs.create(&meta_path).map_err(io_err(&meta_path))?;
-        meta_file
-            .write_all(&meta)
-            .and_then(|()| meta_file.sync())
-            .map_err(io_err(&meta_path))?;
-        // The metadata's name must be durable before the media can be: a
-        // salvaged segment without it has no timing, and its gap cannot be
-        // explained (found by the power-loss twin, which drops names whose
-        // folder was not fsynced, as POSIX allows).
-        self.fs.sync_dir(&partial).map_err(io_err(&partial))?;
+        let meta_path = self.write_draft(seq, &draft)?;
+        let part_path = self.dir.join("media/.partial").join(media_name(seq));
         // Hash while writing, in chunks, so the bytes are read once.
         let mut hasher = Sha256Stream::new();
         let mut f = self.fs.create(&part_path).map_err(io_err(&part_path))?;
@@ -439,25 +429,65 @@ impl Spool {
         f.sync().map_err(io_err(&part_path))?;
         drop(f);
         let sha = hasher.finish();
+        self.commit_media(
+            signer,
+            clock,
+            &part_path,
+            &meta_path,
+            draft,
+            (sha, bytes.len() as u64),
+        )
+    }
+
+    /// Write a segment's draft to `.partial/SEQ.json`, durable with its name.
+    fn write_draft(&self, seq: u64, draft: &SegmentDraft) -> Result<PathBuf, SpoolError> {
+        let partial = self.dir.join("media/.partial");
+        let meta_path = partial.join(format!("{seq:012}.json"));
+        let meta = serde_json::to_vec(draft).expect("draft serialises");
+        let mut meta_file = self.fs.create(&meta_path).map_err(io_err(&meta_path))?;
+        meta_file
+            .write_all(&meta)
+            .and_then(|()| meta_file.sync())
+            .map_err(io_err(&meta_path))?;
+        // The metadata's name must be durable before the media can be: a
+        // salvaged segment without it has no timing, and its gap cannot be
+        // explained (found by the power-loss twin, which drops names whose
+        // folder was not fsynced, as POSIX allows).
+        self.fs.sync_dir(&partial).map_err(io_err(&partial))?;
+        Ok(meta_path)
+    }
+
+    /// The end of a segment's write order, once its media is durable in
+    /// `part_path` (hash and length `media`) and its draft in `meta_path`:
+    /// rename into `media/`, fsync the folder, sign and append the entry.
+    fn commit_media(
+        &mut self,
+        signer: &dyn Signer,
+        clock: &dyn Clock,
+        part_path: &Path,
+        meta_path: &Path,
+        draft: SegmentDraft,
+        (sha, len): (Hash32, u64),
+    ) -> Result<SignedEntry, SpoolError> {
         crate::fault::point("segment-before-rename");
-        let final_path = self.media_path(seq);
+        let final_path = self.media_path(self.head.next_seq);
         self.fs
-            .rename(&part_path, &final_path)
+            .rename(part_path, &final_path)
             .map_err(io_err(&final_path))?;
         let media_dir = self.dir.join("media");
         self.fs.sync_dir(&media_dir).map_err(io_err(&media_dir))?;
         crate::fault::point("segment-after-rename");
-        self.media_bytes += bytes.len() as u64;
+        self.media_bytes += len;
         let c = self.entry_clock(clock);
         let position = draft.position;
         let entry = self.append_body(
             signer,
             c,
             position,
-            Body::Segment(draft.into_body(sha, bytes.len() as u64)),
+            Body::Segment(draft.into_body(sha, len)),
         )?;
         // The entry is durable: the metadata has served its purpose.
-        let _ = self.fs.remove_file(&meta_path);
+        let _ = self.fs.remove_file(meta_path);
         Ok(entry)
     }
 
@@ -477,22 +507,35 @@ impl Spool {
     fn salvage(&mut self, signer: &dyn Signer, clock: &dyn Clock) -> Result<Vec<u64>, SpoolError> {
         let mut out = Vec::new();
         let partial = self.dir.join("media/.partial");
-        // Leftover files, in the order they were meant to be signed.
-        let mut names: Vec<(u64, PathBuf)> = Vec::new();
+        // Leftover files, in the order they were meant to be signed: those
+        // the writer wrote whole (named by the seq they were meant for), then
+        // the segments streamed while encoded (`live-N`, written later).
+        let mut names: Vec<(bool, u64, PathBuf)> = Vec::new();
         for e in self.fs.list(&partial).map_err(io_err(&partial))? {
             if let Some(stem) = e.name.strip_suffix(".ts") {
                 if let Ok(seq) = stem.parse::<u64>() {
-                    names.push((seq, partial.join(&e.name)));
+                    names.push((false, seq, partial.join(&e.name)));
+                } else if let Some(Ok(n)) = stem.strip_prefix("live-").map(str::parse::<u64>) {
+                    names.push((true, n, partial.join(&e.name)));
                 }
             }
         }
         let orphan = self.media_path(self.head.next_seq);
         if self.fs.exists(&orphan) {
-            names.push((self.head.next_seq, orphan));
+            names.push((false, self.head.next_seq, orphan));
         }
         names.sort();
-        for (intended, path) in names {
-            let meta_path = partial.join(format!("{intended:012}.json"));
+        for (live, intended, path) in names {
+            let mut meta_path = partial.join(format!("{intended:012}.json"));
+            if live {
+                // Cut to its durable prefix, with the draft of that prefix
+                // kept under the seq it is signed as (a cut after the
+                // rename below finds it there, as for any segment).
+                match self.cut_live(&path)? {
+                    Some(draft) => meta_path = self.write_draft(self.head.next_seq, &draft)?,
+                    None => continue,
+                }
+            }
             let draft: Option<SegmentDraft> = self
                 .fs
                 .read(&meta_path)
@@ -528,6 +571,7 @@ impl Spool {
             let _ = self.fs.remove_file(&meta_path);
             out.push(seq);
         }
+        self.remove_stale_drafts()?;
         Ok(out)
     }
 

@@ -78,6 +78,7 @@ use fieldseal_proto::entry::{CodecParams, PTS_HZ};
 
 mod encode;
 mod ffmpeg;
+pub mod live;
 // The only module with `unsafe`: flushing the muxer at a cut needs FFI (see mux.rs).
 #[allow(unsafe_code)]
 mod mux;
@@ -89,6 +90,7 @@ mod synthetic;
 mod thp;
 
 pub use self::ffmpeg::FfmpegCapture;
+pub use self::live::{LiveArm, LiveSpill, StreamedFile};
 pub use self::synthetic::SyntheticCapture;
 
 /// First video presentation timestamp of a recording (1 s at 90 kHz). Starting above zero keeps
@@ -260,6 +262,9 @@ pub struct CaptureConfig {
     /// Segments held in memory when the consumer's channel is full. Past it the oldest is
     /// dropped and counted: memory on a body camera is finite, and the count makes the loss loud.
     pub max_backlog_segments: usize,
+    /// Where segments are streamed as they are encoded, while the writer asks for it
+    /// (capture/live.rs); `None`: only in memory, written whole at their end.
+    pub live: Option<Arc<LiveSpill>>,
 }
 
 impl Default for CaptureConfig {
@@ -279,6 +284,7 @@ impl Default for CaptureConfig {
             max_media_secs: None,
             // 64 segments of 4 s at ~2 Mbit/s is ~64 MB, about 4 minutes of consumer stall.
             max_backlog_segments: 64,
+            live: None,
         }
     }
 }
@@ -373,6 +379,9 @@ pub struct CapturedSegment {
     /// Video frames the source dropped inside this segment's span because
     /// encoding fell behind (signed as a `frames-dropped` event after it).
     pub dropped: Option<DroppedFrames>,
+    /// The same bytes, already durable in `.partial/` (streamed as they were
+    /// produced, capture/live.rs), if the writer asked for them.
+    pub streamed: Option<Arc<StreamedFile>>,
 }
 
 /// Video frames dropped inside one segment: where and how many. The encoder's
@@ -404,6 +413,7 @@ impl fmt::Debug for CapturedSegment {
             .field("start_mono", &self.start_mono)
             .field("is_final", &self.is_final)
             .field("dropped", &self.dropped)
+            .field("streamed", &self.streamed)
             .finish()
     }
 }
