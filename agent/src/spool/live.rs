@@ -98,6 +98,7 @@ mod tests {
     use std::fs;
 
     use fieldseal_proto::chainlog;
+    use fieldseal_proto::codec::Decode;
     use fieldseal_proto::entry::{segment_flags, SignedEntry};
     use fieldseal_proto::identity::Sha256Stream;
 
@@ -175,7 +176,10 @@ mod tests {
         assert_eq!((s.start_pts, s.end_pts), (90_000, 120_000));
         assert_eq!((s.video_frames, s.audio_samples), (10, 16_000));
         let kept = &bytes[..188 * 8];
-        assert_eq!((s.media_len, s.media_sha256), (kept.len() as u64, sha(kept)));
+        assert_eq!(
+            (s.media_len, s.media_sha256),
+            (kept.len() as u64, sha(kept))
+        );
         let media = fs::read(dir.path().join("media").join(media_name(seq))).unwrap();
         assert_eq!(media, kept);
         assert_eq!(fs::read_dir(&partial).unwrap().count(), 0, "nothing left");
@@ -215,16 +219,23 @@ mod tests {
         };
         let draft = || unknown_draft(&clock);
 
-        let streamed = file(0, &bytes);
+        // The file differs from the bytes in memory (never so in the
+        // agent): what is signed is the file, as written and hashed, not a
+        // second write of the bytes.
+        let written = vec![0x48u8; bytes.len()];
+        let streamed = file(0, &written);
         let (path, side) = (streamed.path().to_owned(), streamed.sidecar().to_owned());
         let e = spool
             .append_segment_streamed(&key(), &clock, draft(), &bytes, Some(&streamed))
             .unwrap();
-        drop(streamed);
         let s = e.entry.segment().unwrap();
-        assert_eq!((s.media_len, s.media_sha256), (bytes.len() as u64, sha(&bytes)));
-        assert_eq!(fs::read(spool.media_path(e.seq())).unwrap(), bytes);
-        assert!(!path.exists() && !side.exists());
+        assert_eq!(
+            (s.media_len, s.media_sha256),
+            (bytes.len() as u64, sha(&written))
+        );
+        assert_eq!(fs::read(spool.media_path(e.seq())).unwrap(), written);
+        assert!(!path.exists() && !side.exists(), "renamed, sidecar removed");
+        drop(streamed);
 
         let short = file(1, &bytes[..188]);
         let (path, side) = (short.path().to_owned(), short.sidecar().to_owned());
