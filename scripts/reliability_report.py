@@ -82,6 +82,15 @@ for side in ("agent", "server"):
     c = power[side]
     p(f"| power cuts of the {side}'s whole data folder (FUSE model): exact write/fsync + random moment; clean + torn | "
       f"{c['power_cuts']} ({c['exact_cuts']} + {c['random_cuts']}; {c['clean_cuts']} + {c['torn_cuts']}) | — |")
+# The media a cut of the agent's folder lost while it recorded (issue 15): the capture clock at the
+# cut against the end of what survived, signed or salvaged (powercut.rs, 4 s segments).
+loss_rows = [r for r in rows if r.get("folder") == "agent" and "loss_window_ms_max" in r]
+if loss_rows:
+    medians = sorted(int(r["loss_window_ms_median"]) for r in loss_rows)
+    worst = max(int(r["loss_window_ms_max"]) for r in loss_rows)
+    n = sum(int(r["loss_window_cuts"]) for r in loss_rows)
+    p(f"| media lost by a power cut while recording (agent folder, 4 s segments): median, worst of {n} cuts | "
+      f"{medians[len(medians) // 2]} ms, {worst} ms | < 2000 ms |")
 p(f"| impaired network traffic (wall-clock seconds, real QUIC) | {impaired:.0f} s | ≥ 3600 s |")
 p(f"| entries acknowledged and checked | {acked} | — |")
 p(f"| entries lost | **{lost}** | 0 |")

@@ -118,6 +118,12 @@ pub struct SegmentDraft {
     /// what its entry would have. Drafts written before it read as `None`.
     #[serde(default, with = "position_hex")]
     pub position: Option<Position>,
+    /// The streamed file (`live-N`, capture/live.rs) this segment's media
+    /// was renamed from: a cut can leave it durable under both names (its
+    /// old folder's fsync lost), and salvage must then drop the old one
+    /// rather than sign it twice. Not part of the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streamed_from: Option<String>,
 }
 
 /// [`SegmentDraft::position`] as the hex of its field bytes.
@@ -476,6 +482,11 @@ impl Spool {
             .map_err(io_err(&final_path))?;
         let media_dir = self.dir.join("media");
         self.fs.sync_dir(&media_dir).map_err(io_err(&media_dir))?;
+        if draft.streamed_from.is_some() {
+            // Its old name was durable (the capture fsynced `.partial/`
+            // after creating it): make it gone before the entry is signed.
+            self.sync_partial_dir()?;
+        }
         crate::fault::point("segment-after-rename");
         self.media_bytes += len;
         let c = self.entry_clock(clock);
@@ -528,6 +539,9 @@ impl Spool {
         for (live, intended, path) in names {
             let mut meta_path = partial.join(format!("{intended:012}.json"));
             if live {
+                if !self.fs.exists(&path) {
+                    continue; // the old name of a segment signed above
+                }
                 // Cut to its durable prefix, with the draft of that prefix
                 // kept under the seq it is signed as (a cut after the
                 // rename below finds it there, as for any segment).
@@ -541,6 +555,9 @@ impl Spool {
                 .read(&meta_path)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
+            if !live {
+                self.forget_streamed_name(draft.as_ref())?;
+            }
             let (sha, len) = self.fs.hash(&path).map_err(io_err(&path))?;
             if len == 0 {
                 // Nothing was written: there is nothing to sign.
@@ -556,6 +573,9 @@ impl Spool {
                     .map_err(io_err(&final_path))?;
                 let media_dir = self.dir.join("media");
                 self.fs.sync_dir(&media_dir).map_err(io_err(&media_dir))?;
+                if live {
+                    self.sync_partial_dir()?;
+                }
             }
             let mut draft = draft.unwrap_or_else(|| unknown_draft(clock));
             draft.flags |= segment_flags::RECOVERED;
@@ -634,6 +654,7 @@ fn unknown_draft(clock: &dyn Clock) -> SegmentDraft {
         case: None,
         activity: None,
         position: None,
+        streamed_from: None,
     }
 }
 
@@ -983,6 +1004,7 @@ mod tests {
                 case: None,
                 activity: None,
                 position,
+                streamed_from: None,
             };
             let n = seq + u64::from(i);
             fs::write(

@@ -319,6 +319,7 @@ impl LiveCursor {
             case: arm.case.clone(),
             activity: arm.activity.clone(),
             position: arm.position,
+            streamed_from: None,
         };
         let mut line = serde_json::to_vec(&draft).map_err(io::Error::other)?;
         line.push(b'\n');

@@ -213,6 +213,7 @@ impl Writer<'_> {
             case: plan.case,
             activity: plan.activity,
             position: Some(self.gps.position_at(segment_end(s))),
+            streamed_from: None,
         };
         let entry = match self.spool.append_segment_streamed(
             self.signer,

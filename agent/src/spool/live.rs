@@ -12,6 +12,13 @@ use crate::capture::live::{read_sidecar, TS_PACKET};
 use crate::capture::StreamedFile;
 use crate::clock::Clock;
 
+/// A file's name without its extension (`live-N`).
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 impl Spool {
     /// [`Spool::append_segment`] for a segment whose `bytes` the capture
     /// also streamed to `streamed` (durable, hashed as written): the same
@@ -27,7 +34,7 @@ impl Spool {
         &mut self,
         signer: &dyn Signer,
         clock: &dyn Clock,
-        draft: SegmentDraft,
+        mut draft: SegmentDraft,
         bytes: &[u8],
         streamed: Option<&StreamedFile>,
     ) -> Result<SignedEntry, SpoolError> {
@@ -41,6 +48,7 @@ impl Spool {
             return Err(SpoolError::Poisoned);
         }
         file.keep();
+        draft.streamed_from = Some(stem(file.path()));
         let meta_path = self.write_draft(self.head.next_seq, &draft)?;
         // The capture made it durable; this fsync is the one the whole write
         // makes, so that the order above holds whatever the capture did.
@@ -74,10 +82,38 @@ impl Spool {
                 .and_then(|()| f.sync())
                 .map_err(io_err(path))?;
         }
+        draft.streamed_from = Some(stem(path));
         draft.end_pts = done.end_pts;
         draft.video_frames = done.video_frames;
         draft.audio_samples = done.audio_samples;
         Ok(Some(draft))
+    }
+
+    /// Make `.partial/`'s names durable as they are.
+    pub(super) fn sync_partial_dir(&self) -> Result<(), SpoolError> {
+        let partial = self.dir.join("media/.partial");
+        self.fs.sync_dir(&partial).map_err(io_err(&partial))
+    }
+
+    /// A cut between renaming a streamed file into `media/` and fsyncing
+    /// `.partial/` leaves it durable under both names: before the renamed
+    /// one (an orphan, or a salvaged one) is signed, drop the old name, so
+    /// that it is neither signed twice nor cut short under the signed one.
+    pub(super) fn forget_streamed_name(
+        &mut self,
+        draft: Option<&SegmentDraft>,
+    ) -> Result<(), SpoolError> {
+        let Some(name) = draft.and_then(|d| d.streamed_from.as_deref()) else {
+            return Ok(());
+        };
+        let partial = self.dir.join("media/.partial");
+        let old = partial.join(format!("{name}.ts"));
+        if self.fs.exists(&old) {
+            self.fs.remove_file(&old).map_err(io_err(&old))?;
+            let _ = self.fs.remove_file(&partial.join(format!("{name}.json")));
+            self.sync_partial_dir()?;
+        }
+        Ok(())
     }
 
     /// After salvage every segment in `.partial/` is signed or gone: what is
@@ -183,6 +219,48 @@ mod tests {
         let media = fs::read(dir.path().join("media").join(media_name(seq))).unwrap();
         assert_eq!(media, kept);
         assert_eq!(fs::read_dir(&partial).unwrap().count(), 0, "nothing left");
+    }
+
+    /// A cut after a streamed file was renamed into `media/` and that
+    /// folder fsynced, before `.partial/` was: the file is durable under
+    /// both names (the power-cut filesystem keeps both, as POSIX allows).
+    /// It is signed once, whole, and its old name is dropped, not cut to an
+    /// older progress line under the signed name.
+    #[test]
+    fn a_streamed_file_left_under_both_names_is_signed_once_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = SystemClock::new();
+        let (spool, _) = Spool::open(dir.path(), &key(), &clock).unwrap();
+        let seq = spool.head().next_seq;
+        drop(spool);
+        let partial = dir.path().join("media/.partial");
+        let media = dir.path().join("media").join(media_name(seq));
+        let bytes = vec![0x47u8; 188 * 6];
+        fs::write(&media, &bytes).unwrap();
+        fs::hard_link(&media, partial.join("live-000000000002.ts")).unwrap();
+        let half = LiveProgress {
+            len: 188 * 3,
+            end_pts: 93_000,
+            video_frames: 1,
+            audio_samples: 0,
+        };
+        fs::write(partial.join("live-000000000002.json"), sidecar(&[half], "")).unwrap();
+        let mut draft = unknown_draft(&clock);
+        draft.streamed_from = Some("live-000000000002".into());
+        let meta = partial.join(format!("{seq:012}.json"));
+        fs::write(meta, serde_json::to_vec(&draft).unwrap()).unwrap();
+
+        let (_spool, open) = Spool::open(dir.path(), &key(), &clock).unwrap();
+        assert_eq!(open.salvaged, [seq]);
+        assert_eq!(fs::read(&media).unwrap(), bytes);
+        let entries = segments(dir.path());
+        assert_eq!(entries.len(), 1);
+        let s = entries[0].entry.segment().unwrap();
+        assert_eq!(
+            (s.media_len, s.media_sha256),
+            (bytes.len() as u64, sha(&bytes))
+        );
+        assert_eq!(fs::read_dir(&partial).unwrap().count(), 0);
     }
 
     /// Cut before its first durable point: nothing to sign, nothing left.
