@@ -48,7 +48,10 @@ use crate::clock::Clock;
 use crate::fsutil::sync_dir;
 use crate::spoolfs::{write_atomic, SpoolFile, SpoolFs, StdFs};
 
+mod drops;
 mod live;
+
+pub use self::drops::DroppedSpan;
 
 /// Errors of the spool.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +127,12 @@ pub struct SegmentDraft {
     /// rather than sign it twice. Not part of the entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streamed_from: Option<String>,
+    /// Frames the capture dropped inside the segment, signed as a
+    /// `frames-dropped` event right after it: the draft is kept until that
+    /// event is durable, so that a cut in between still gets it signed at
+    /// the next start (spool/drops.rs). Not part of the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<DroppedSpan>,
 }
 
 /// [`SegmentDraft::position`] as the hex of its field bytes.
@@ -313,7 +322,10 @@ impl Spool {
         if report.crashed || spool.has_leftovers()? {
             let before = spool.head;
             let last = spool.last_wall_us;
+            let owed = spool.owed_drop_events()?;
             report.salvaged = spool.salvage(signer, clock)?;
+            spool.sign_owed_drop_events(signer, clock, owed)?;
+            spool.remove_stale_drafts()?;
             let now = clock.wall_us();
             let event = Event::PowerLossRecovered {
                 last_seq: before.next_seq.checked_sub(1),
@@ -489,6 +501,7 @@ impl Spool {
         }
         crate::fault::point("segment-after-rename");
         self.media_bytes += len;
+        let draft_dropped = draft.dropped;
         let c = self.entry_clock(clock);
         let position = draft.position;
         let entry = self.append_body(
@@ -497,8 +510,11 @@ impl Spool {
             position,
             Body::Segment(draft.into_body(sha, len)),
         )?;
-        // The entry is durable: the metadata has served its purpose.
-        let _ = self.fs.remove_file(meta_path);
+        // The entry is durable: the metadata has served its purpose, unless
+        // it still owes the segment's frames-dropped event.
+        if draft_dropped.is_none() {
+            let _ = self.fs.remove_file(meta_path);
+        }
         Ok(entry)
     }
 
@@ -591,7 +607,6 @@ impl Spool {
             let _ = self.fs.remove_file(&meta_path);
             out.push(seq);
         }
-        self.remove_stale_drafts()?;
         Ok(out)
     }
 
@@ -655,6 +670,7 @@ fn unknown_draft(clock: &dyn Clock) -> SegmentDraft {
         activity: None,
         position: None,
         streamed_from: None,
+        dropped: None,
     }
 }
 
@@ -1005,6 +1021,7 @@ mod tests {
                 activity: None,
                 position,
                 streamed_from: None,
+                dropped: None,
             };
             let n = seq + u64::from(i);
             fs::write(

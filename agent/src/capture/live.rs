@@ -320,6 +320,7 @@ impl LiveCursor {
             activity: arm.activity.clone(),
             position: arm.position,
             streamed_from: None,
+            dropped: None,
         };
         let mut line = serde_json::to_vec(&draft).map_err(io::Error::other)?;
         line.push(b'\n');

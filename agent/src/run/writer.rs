@@ -22,7 +22,7 @@ use crate::gps::Gps;
 use crate::index::Index;
 use crate::policy::{Policy, PolicyAction, Reading};
 use crate::recorder::{Action, Command, Recorder, SegmentPlan};
-use crate::spool::{SegmentDraft, Spool, SpoolError};
+use crate::spool::{DroppedSpan, SegmentDraft, Spool, SpoolError};
 use crate::syncstore::FsSyncStore;
 
 /// How often acknowledged media is checked against the keep period: deleting
@@ -214,6 +214,11 @@ impl Writer<'_> {
             activity: plan.activity,
             position: Some(self.gps.position_at(segment_end(s))),
             streamed_from: None,
+            dropped: s.dropped.map(|d| DroppedSpan {
+                first_pts: d.first_pts,
+                end_pts: d.end_pts,
+                frames: d.frames,
+            }),
         };
         let entry = match self.spool.append_segment_streamed(
             self.signer,
@@ -252,6 +257,8 @@ impl Writer<'_> {
                 end_pts: d.end_pts,
                 frames: d.frames,
             })?;
+            // The event is durable: the draft kept for it can go.
+            self.spool.drop_event_signed(entry.seq())?;
         }
         let used = self.spool.used_bytes();
         let low = self.policy.decide(Reading::SegmentWritten { used, len });
