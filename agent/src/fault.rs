@@ -7,7 +7,7 @@
 //!
 //! | name | where |
 //! | --- | --- |
-//! | `segment-half-written` | half of a segment's bytes are in `.partial/` |
+//! | `segment-half-written` | half of a segment's bytes are in `.partial/` (written whole), or a streamed segment was made durable part-way (capture/live.rs) |
 //! | `segment-before-rename` | the partial file is complete and fsynced, not renamed |
 //! | `segment-after-rename` | the media file is in place, its entry not yet signed |
 //! | `entry-before-fsync` | an entry is appended to `chain.log` but not fsynced |

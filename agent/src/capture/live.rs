@@ -269,8 +269,9 @@ impl LiveCursor {
                 .flush()
                 .map_err(|e| io::Error::other(e.to_string()))
                 .and_then(|()| mux.with_pending(|bytes| self.write_point(bytes, seg)));
-            if let Err(e) = r {
-                self.fail(&e);
+            match r {
+                Ok(()) => crate::fault::point("segment-half-written"),
+                Err(e) => self.fail(&e),
             }
         }
     }
