@@ -97,6 +97,15 @@ for side in ("agent", "server"):
     c = power[side]
     p(f"| power cuts of the {side}'s whole data folder (FUSE model): exact write/fsync + random moment; clean + torn | "
       f"{c['power_cuts']} ({c['exact_cuts']} + {c['random_cuts']}; {c['clean_cuts']} + {c['torn_cuts']}) | — |")
+# The media a cut of the agent's folder lost while it recorded (issue 15): the capture clock at the
+# cut against the end of what survived, signed or salvaged (powercut.rs, 4 s segments).
+loss_rows = [r for r in rows if r.get("folder") == "agent" and "loss_window_ms_max" in r]
+if loss_rows:
+    medians = sorted(int(r["loss_window_ms_median"]) for r in loss_rows)
+    worst = max(int(r["loss_window_ms_max"]) for r in loss_rows)
+    n = sum(int(r["loss_window_cuts"]) for r in loss_rows)
+    p(f"| media lost by a power cut while recording (agent folder, 4 s segments): median, worst of {n} cuts | "
+      f"{medians[len(medians) // 2]} ms, {worst} ms | < 2000 ms |")
 p(f"| impaired network traffic (wall-clock seconds, real QUIC) | {impaired:.0f} s | ≥ 3600 s |")
 p(f"| entries acknowledged and checked | {acked} | — |")
 p(f"| entries lost | **{lost}** | 0 |")
@@ -110,7 +119,7 @@ matrix = [
     ("server SIGKILL while ingesting", "`kill -9` of `fieldseal-server run` under 4 syncing devices; named server crash points", "server_crash.rs (FIELDSEAL_SERVER_KILLS)"),
     ("agent power loss", "`spoolfs::MemFs`: a crash at every file operation, unsynced bytes and unsynced names dropped, the last write torn, a second crash during recovery", "power_loss_at_every_operation_loses_nothing_recorded (faults_spool.rs)"),
     ("agent index torn by a power cut", "each file of the sled index (`conf`, never fsynced by sled; `db`) cut short, zeroed or overwritten, the crash marker left; then `record` twice, `status`, `reindex`", "a_torn_index_is_rebuilt_and_each_cut_is_signed_once (agent/tests/agent_cli.rs): all succeed, the chain verifies, one power-loss event per cut"),
-    ("power cut of the agent's whole data folder", "a FUSE filesystem model in the style of Jepsen's LazyFS (tests/src/lazyfs: data durable only at fsync, names only at their folder's fsync; a cut drops the rest, clean or with one file's last unsynced write torn) under the folder: `init` and `enroll` cut at each of their writes and fsyncs, `record` (synthetic camera, syncing) at random moments and at the n-th write or fsync of a file; SIGKILL, cut, remount, restart", "agent_folder_power_cuts_lose_nothing (powercut.rs): init again completes the folder, record starts and records, one power-loss event per cut, nothing durable lost, both verifiers accept the folder, everything syncs (FIELDSEAL_POWER_CUTS)"),
+    ("power cut of the agent's whole data folder", "a FUSE filesystem model in the style of Jepsen's LazyFS (tests/src/lazyfs: data durable only at fsync, names only at their folder's fsync; a cut drops the rest, clean or with one file's last unsynced write torn) under the folder: `init` and `enroll` cut at each of their writes and fsyncs, `record` (synthetic camera, syncing) at random moments and at the n-th write or fsync of a file; SIGKILL, cut, remount, restart", "agent_folder_power_cuts_lose_nothing (powercut.rs): init again completes the folder, record starts and records, one power-loss event per cut, nothing durable lost, both verifiers accept the folder, everything syncs, and no cut while recording loses half a segment of media: the capture clock at the cut (FIELDSEAL_CAPTURE_CLOCK) against the end of what survived, signed or salvaged (loss_window_ms; FIELDSEAL_POWER_CUTS)"),
     ("power cut of the server's whole data folder", "the same filesystem under `fieldseal-server`'s folder: `init` cut at its writes and fsyncs, `run` ingesting from simulated devices cut at random moments and at the n-th write or fsync of a file", "server_folder_power_cuts_lose_nothing (powercut.rs): init again works and run starts, run starts after every cut, every receipt and acknowledged blob held by a device is archived with its leaf in the log, every checkpoint published before a cut is consistent with the log after it"),
     ("agent and server `init` cut right after exit", "`strace` of `init`, replayed against a power-cut model (data kept only once fsynced, names once their folder is fsynced)", "agent_init_leaves_nothing_a_cut_could_lose, server_init_leaves_nothing_a_cut_could_lose (powerloss.rs)"),
     ("torn final record of the agent's `chain.log`", "50 bytes of a record appended after a real recording", "a_torn_chain_log_tail_is_malformed_in_both_verifiers_until_the_agent_starts (powerloss.rs): both tools report `malformed` (exit 1) until the next start, then both verify"),
@@ -242,6 +251,12 @@ p("10. **A power cut during `enroll` left the device unable to enrol again.** Th
   "the way back, `fieldseal-server device reenrol ID` (a token bound to that device alone, from the certificate-renewal "
   "work), and the powercut scenario takes it after every such cut: the device must then enrol and sync "
   "(`reenrolled_after_cut` counts them).")
+p("11. **Agent: a segment streamed while encoded could be signed twice** (issue 15, before it was merged). Its "
+  "`.partial/live-N.ts` name is made durable when it is created; renaming it into `media/` fsynced only `media/`, "
+  "so a cut left it durable under both names, and the next start signed it again as a recovered segment "
+  "(an unexplained gap of 0 s). Fixed: `.partial/` is fsynced after the rename, and the segment's draft names the "
+  "live file so that salvage drops the old name (agent/src/spool.rs, spool/live.rs). Found by the power-cut "
+  "filesystem, and then by the MemFs twin once its workload streamed segments too.")
 p()
 p("Known and not fixed:")
 p()

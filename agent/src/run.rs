@@ -149,6 +149,10 @@ pub fn run(
     if let Some(pts) = crate::fault::first_pts() {
         capture_cfg.first_pts = pts;
     }
+    capture_cfg.live = Some(crate::capture::LiveSpill::new(
+        &dir.join("media/.partial"),
+        cfg.capture.durable_every_ms,
+    ));
     // `record` records exactly its duration: no pre-event buffer unless asked.
     let pre_event = opts
         .pre_event_secs
@@ -209,6 +213,7 @@ pub fn run(
             .map_or_else(|| "/sys/class/power_supply".into(), Into::into),
         battery_checked: None,
         gps,
+        seen_index: None,
         summary: RunSummary {
             recovered_from_crash: open.crashed,
             salvaged: open.salvaged.len(),
@@ -228,6 +233,7 @@ pub fn run(
             .recorder
             .handle_command(Command::Start { case, activity }, id)?;
         w.execute(actions)?;
+        w.arm_live();
         if opts.duration_secs.is_some() {
             w.recorder.end_with(StopReason::User);
         }
@@ -237,6 +243,7 @@ pub fn run(
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Input::Segment(seg)) => {
+                w.seen_index = Some(seg.index);
                 let actions = w.recorder.handle_segment(seg);
                 w.execute(actions)?;
             }
@@ -268,6 +275,7 @@ pub fn run(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        w.arm_live();
         w.check_clock()?;
         w.check_gps()?;
         w.check_battery()?;

@@ -528,3 +528,77 @@ fn ntsc_across_the_33_bit_wrap_runs_on_and_concatenates_seamlessly() {
         );
     }
 }
+
+/// Armed by the writer, the capture streams each segment to its partial file as it is encoded
+/// (issue 15): the finished file holds exactly the segment's bytes, hashed as written, and its
+/// sidecar says what was durable at each point, up to the whole segment; a segment before the
+/// arm is not streamed, and a file nobody keeps is deleted.
+#[test]
+fn armed_segments_are_streamed_to_their_partial_files_as_they_are_encoded() {
+    use fieldseal_agent::capture::live::read_sidecar;
+    use fieldseal_agent::capture::{LiveArm, LiveSpill};
+
+    let dir = tempfile::tempdir().unwrap();
+    let spill = LiveSpill::new(dir.path(), 250);
+    spill.arm(Some(LiveArm {
+        recording: [9; 16],
+        base_index: 1,
+        base_part: 5,
+        case: Some("CJ-1".into()),
+        activity: None,
+        position: None,
+        mono: (std::time::Instant::now(), 0),
+    }));
+    let mut cfg = small_config(6, 2);
+    cfg.live = Some(spill.clone());
+    let (segs, _) = record(cfg);
+    assert_eq!(segs.len(), 3, "segments: {segs:?}");
+    assert!(segs[0].streamed.is_none(), "before the arm's first index");
+    for s in &segs[1..] {
+        let f = s.streamed.as_ref().expect("streamed");
+        assert_eq!(
+            std::fs::read(f.path()).unwrap(),
+            s.bytes,
+            "segment {}",
+            s.index
+        );
+        let mut h = fieldseal_proto::identity::Sha256Stream::new();
+        h.update(&s.bytes);
+        assert_eq!((f.len(), f.sha256()), (s.bytes.len() as u64, h.finish()));
+        let text = std::fs::read(f.sidecar()).unwrap();
+        let (draft, last) = read_sidecar(&text, f.len()).expect("a durable point");
+        let part = 5 + u32::try_from(s.index - 1).unwrap();
+        assert_eq!((draft.recording, draft.part), ([9; 16], part));
+        assert_eq!(
+            (draft.start_pts, draft.case.as_deref()),
+            (s.start_pts, Some("CJ-1"))
+        );
+        assert_eq!(
+            (
+                last.len,
+                last.end_pts,
+                last.video_frames,
+                last.audio_samples
+            ),
+            (f.len(), s.end_pts, s.video_frames, s.audio_samples)
+        );
+        // Durable as it went: 2 s of media at 250 ms, on whole TS packets.
+        let points = String::from_utf8_lossy(&text).lines().count() - 1;
+        assert!(
+            points >= 4,
+            "{points} durable points in segment {}",
+            s.index
+        );
+        for line in String::from_utf8_lossy(&text).lines().skip(1) {
+            let p: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(p["len"].as_u64().unwrap() % 188, 0, "{line}");
+        }
+    }
+    assert!(spill.fsyncs() >= 8, "{} fsyncs", spill.fsyncs());
+    let paths: Vec<_> = segs
+        .iter()
+        .filter_map(|s| s.streamed.as_ref().map(|f| f.path().to_owned()))
+        .collect();
+    drop(segs);
+    assert!(paths.iter().all(|p| !p.exists()), "not kept: deleted");
+}

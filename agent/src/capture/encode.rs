@@ -11,6 +11,7 @@ use ffmpeg_next::{
     Error as FfError, Packet, Rational,
 };
 
+use super::live::{LiveCursor, LiveSegment};
 use super::mux::{TsMuxer, AUDIO_STREAM, VIDEO_STREAM};
 use super::outbox::Outbox;
 use super::source::{Feeds, Raw, RawFrame, AAC_FRAME};
@@ -140,6 +141,8 @@ pub(crate) struct Pipeline {
     drops: VecDeque<DroppedFrames>,
     index: u64,
     frame_ticks: i64,
+    /// The segment being encoded, streamed to its partial file (capture/live.rs).
+    live: Option<LiveCursor>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -188,6 +191,7 @@ impl Pipeline {
     ) -> Result<Self, CaptureError> {
         let frame_ticks = cfg.fps.frame_ticks();
         let codec = cfg.codec_params()?;
+        let live = cfg.live.clone().and_then(LiveCursor::new);
         Ok(Pipeline {
             cfg,
             codec,
@@ -206,6 +210,7 @@ impl Pipeline {
             drops: VecDeque::new(),
             index: 0,
             frame_ticks,
+            live,
         })
     }
 
@@ -273,6 +278,7 @@ impl Pipeline {
                 drop(f);
                 self.shared.raw_video_queued.fetch_sub(1, Ordering::Relaxed);
                 self.vn += 1;
+                crate::fault::capture_clock(self.cfg.first_pts + self.vn * self.frame_ticks);
                 self.drain_video()?;
                 if !self.feeds.has_audio {
                     self.fill_silence()?;
@@ -408,6 +414,7 @@ impl Pipeline {
             // cut lie inside its span, not in a gap between the two.
             self.seg.end_pts = self.seg.end_pts.max(pts);
             let bytes = self.mux()?.cut()?;
+            self.live_complete(&bytes);
             self.emit(bytes, false);
         }
         if self.seg.start_pts.is_none() {
@@ -417,7 +424,29 @@ impl Pipeline {
         }
         self.seg.video_frames += 1;
         self.seg.end_pts = self.seg.end_pts.max(pts + self.frame_ticks);
-        self.mux()?.write(p)
+        self.mux()?.write(p)?;
+        self.live_after_write();
+        Ok(())
+    }
+
+    /// Stream the segment to its partial file, durable every `durable_every_ms` of media.
+    fn live_after_write(&mut self) {
+        if let (Some(live), Some(mux)) = (self.live.as_mut(), self.mux.as_mut()) {
+            live.after_write(
+                mux,
+                &live_segment(self.index, &self.seg, &self.codec, self.cfg.first_pts),
+            );
+        }
+    }
+
+    /// At a cut: the rest of the segment to its partial file, durable.
+    fn live_complete(&mut self, bytes: &[u8]) {
+        if let Some(live) = self.live.as_mut() {
+            live.complete(
+                bytes,
+                &live_segment(self.index, &self.seg, &self.codec, self.cfg.first_pts),
+            );
+        }
     }
 
     fn capture_time_of(&mut self, pts: i64) -> Option<Instant> {
@@ -450,6 +479,7 @@ impl Pipeline {
             start_mono: seg.start_mono.unwrap_or_else(Instant::now),
             is_final,
             dropped,
+            streamed: self.live.as_mut().and_then(LiveCursor::take_done),
         };
         tracing::debug!(?segment, "segment cut");
         self.index += 1;
@@ -495,6 +525,7 @@ impl Pipeline {
             .ok_or(CaptureError::Source("muxer already finished".into()))?;
         let bytes = mux.finish()?;
         if self.seg.video_frames > 0 || self.seg.audio_samples > 0 || !bytes.is_empty() {
+            self.live_complete(&bytes);
             self.emit(bytes, true);
         }
         Ok(())
@@ -507,6 +538,24 @@ fn frame_tb(cfg: &CaptureConfig) -> Result<Rational, CaptureError> {
     let num = i32::try_from(cfg.fps.num()).map_err(|_| CaptureError::InvalidConfig("fps"))?;
     let den = i32::try_from(cfg.fps.den()).map_err(|_| CaptureError::InvalidConfig("fps"))?;
     Ok(Rational::new(den, num))
+}
+
+/// The segment being encoded, as its live file states it.
+fn live_segment<'a>(
+    index: u64,
+    seg: &SegAcc,
+    codec: &'a CodecParams,
+    first_pts: i64,
+) -> LiveSegment<'a> {
+    LiveSegment {
+        index,
+        start_pts: seg.start_pts.unwrap_or(first_pts),
+        end_pts: seg.end_pts,
+        video_frames: seg.video_frames,
+        audio_samples: seg.audio_samples,
+        start_mono: seg.start_mono,
+        codec,
+    }
 }
 
 fn tb90() -> Rational {

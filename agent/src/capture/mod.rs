@@ -91,6 +91,7 @@ use fieldseal_proto::entry::{CodecParams, PTS_HZ};
 
 mod encode;
 mod ffmpeg;
+pub mod live;
 // The only module with `unsafe`: flushing the muxer at a cut needs FFI (see mux.rs).
 #[allow(unsafe_code)]
 mod mux;
@@ -103,6 +104,7 @@ mod synthetic;
 mod thp;
 
 pub use self::ffmpeg::FfmpegCapture;
+pub use self::live::{LiveArm, LiveSpill, StreamedFile};
 pub use self::rate::{FrameRate, FrameRateError};
 pub use self::synthetic::SyntheticCapture;
 
@@ -280,6 +282,9 @@ pub struct CaptureConfig {
     /// start just before the 33-bit wrap (`FIELDSEAL_FIRST_PTS`, see `fault.rs`). At least
     /// [`PTS_BASE`], for the same reason.
     pub first_pts: i64,
+    /// Where segments are streamed as they are encoded, while the writer asks for it
+    /// (capture/live.rs); `None`: only in memory, written whole at their end.
+    pub live: Option<Arc<LiveSpill>>,
 }
 
 impl Default for CaptureConfig {
@@ -300,6 +305,7 @@ impl Default for CaptureConfig {
             // 64 segments of 4 s at ~2 Mbit/s is ~64 MB, about 4 minutes of consumer stall.
             max_backlog_segments: 64,
             first_pts: PTS_BASE,
+            live: None,
         }
     }
 }
@@ -398,6 +404,9 @@ pub struct CapturedSegment {
     /// Video frames the source dropped inside this segment's span because
     /// encoding fell behind (signed as a `frames-dropped` event after it).
     pub dropped: Option<DroppedFrames>,
+    /// The same bytes, already durable in `.partial/` (streamed as they were
+    /// produced, capture/live.rs), if the writer asked for them.
+    pub streamed: Option<Arc<StreamedFile>>,
 }
 
 /// Video frames dropped inside one segment: where and how many. The encoder's
@@ -429,6 +438,7 @@ impl fmt::Debug for CapturedSegment {
             .field("start_mono", &self.start_mono)
             .field("is_final", &self.is_final)
             .field("dropped", &self.dropped)
+            .field("streamed", &self.streamed)
             .finish()
     }
 }

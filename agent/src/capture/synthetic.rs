@@ -118,6 +118,7 @@ impl SyntheticCapture {
                 start_mono,
                 is_final: last,
                 dropped: None,
+                streamed: None,
             });
             index += 1;
             if last {
