@@ -689,9 +689,11 @@ medians of three pairs are steadier:
   `eatmydata` (fsync a no-op) 256 × 1 MiB took the same time. Files freed by `rm -rf` shortly
   before cost ext4 without a journal (this machine's) a scan on every create
   (`recently_deleted`, 5–12 % of the server); the bench no longer deletes between runs.
-- **Lossy link.** Each segment's upload spends two round trips with its stream idle
+- **Lossy link.** Each segment's upload spent two round trips with its stream idle
   (UploadQuery → UploadOffset before the first byte; the server's fsync and UploadAck after the
-  last). With the agent's former 2 uploads at a time that cost about half the link (48–60
+  last). Since protocol 4 (2026-11-29) a segment new to the server is sent pipelined, without
+  the query (FORMAT.md 7.5), so one idle round trip is left; its effect on these rows was not yet
+  measured on a quiet machine when this was written. With the agent's former 2 uploads at a time that cost about half the link (48–60
   Mbit/s, 0.6–0.8× TCP with BBR); `fieldseal-loadgen upload --max-uploads 8` through the same
   relay moved 95–105 Mbit/s, level with TCP/BBR, so `MachineConfig::max_uploads` is now 8. The
   flow-control windows of quic.rs (1 MiB a stream, 4 MiB a connection, ~800 Mbit/s at 40 ms) are
@@ -719,6 +721,13 @@ medians of three pairs are steadier:
   row "against the quinn ceiling" divides it by 2 Mbit/s). Asking peers to acknowledge every
   10th packet instead of every 2nd (QUIC's ACK-frequency extension) saved ~10 % of both sides'
   CPU at 300 devices but slowed the lossy link (122 against 130 Mbit/s), so it was left out.
+  A profile of 15 s at 200 devices on 2026-11-29 (release server, data folder on tmpfs, load
+  average 12 from builds; `perf record -g -p PID`; the server used 0.33 cores, 0.165 per 100
+  devices): 59 % kernel, of which 18 % copying segment bytes into the page cache
+  (`copy_folio_from_iter_atomic` under the partial file's `write`) and 10 % context switches;
+  SHA-256 8.6 %, `malloc`/`free` about 4 %, AES-GCM 2.5 %, quinn's per-packet work about 2 %. The
+  goal of 0.1 cores per 100 devices (issue 17) is not met; what is left to cut is the copies and
+  wake-ups, not the cryptography.
   One server of this size holds the cameras in "What one server holds" below; more need more
   cores, not another design (entries are group-committed, uploads are per-byte work).
 - **Receipt latency at 100 devices.** Before group commit p99 was 34–54 ms: every entry cost three
