@@ -141,6 +141,9 @@ pub struct Machine {
     /// rest (a device that lost its acknowledgements, a segment the server
     /// asks for again, an upload cut short before) it is asked first.
     server_next: u64,
+    /// Lowest seq that may still have media to upload: every segment below
+    /// it was acknowledged (or refused for good) at an earlier `Welcome`.
+    media_scan_from: u64,
     /// Lowest seq without a receipt, as far as the machine knows.
     receipted_below: u64,
     /// Segments whose bytes the server refused as not matching the entry.
@@ -182,6 +185,7 @@ impl Machine {
             upload_not_before: HashMap::new(),
             upload_failures: HashMap::new(),
             tried: BTreeSet::new(),
+            media_scan_from: 0,
             server_next: u64::MAX,
             receipted_below: 0,
             failed_uploads: BTreeSet::new(),
@@ -278,12 +282,19 @@ impl Machine {
                 self.upload_queue.insert(seq);
             }
         }
-        // Segments the agent still holds unacknowledged and that have a receipt.
-        for seq in 0..self.receipted_below.min(head_next) {
+        // Segments the agent still holds unacknowledged and that have a
+        // receipt. Below `media_scan_from` none was at an earlier `Welcome`,
+        // and media is only ever acknowledged in a run, never the reverse:
+        // each connection scans the backlog, not the whole chain.
+        let end = self.receipted_below.min(head_next);
+        let mut first_pending = None;
+        for seq in self.media_scan_from..end {
             if store.media_pending(seq) && !self.failed_uploads.contains(&seq) {
+                first_pending.get_or_insert(seq);
                 self.upload_queue.insert(seq);
             }
         }
+        self.media_scan_from = first_pending.unwrap_or(end).max(self.media_scan_from);
     }
 
     /// Is the connection ready for entries and uploads?
@@ -626,6 +637,74 @@ mod tests {
             "still asked about on the next connection"
         );
         assert!(m.upload_pipelined(9), "later entries are new again");
+    }
+
+    #[test]
+    fn each_welcome_scans_the_backlog_not_the_whole_chain() {
+        /// A view that counts the questions about pending media.
+        struct Counting(View, std::cell::Cell<u64>);
+        impl StoreView for Counting {
+            fn head(&self) -> Option<u64> {
+                self.0.head()
+            }
+            fn has_receipt(&self, s: u64) -> bool {
+                self.0.has_receipt(s)
+            }
+            fn media_pending(&self, s: u64) -> bool {
+                self.1.set(self.1.get() + 1);
+                self.0.media_pending(s)
+            }
+            fn media_held(&self, s: u64) -> bool {
+                self.0.media_held(s)
+            }
+        }
+        let now = Instant::now();
+        let mut m = Machine::new(MachineConfig::default(), now);
+        let mut v = Counting(
+            View {
+                head: Some(9_999),
+                receipts: (0..10_000).collect(),
+                media: (0..10_000).collect(),
+                acked: (0..9_990).collect(),
+            },
+            std::cell::Cell::new(0),
+        );
+        m.handle_connected();
+        m.handle_welcome(&welcome(10_000, vec![]), &v);
+        assert_eq!(
+            v.1.get(),
+            10_000,
+            "the first Welcome of a run looks at every segment"
+        );
+        let mut queued = Vec::new();
+        while let Some(seq) = m.poll_upload(now) {
+            queued.push(seq);
+        }
+        assert_eq!(
+            queued,
+            (9_990..9_998).collect::<Vec<_>>(),
+            "oldest first, 8 at once"
+        );
+        // 9,990..9,994 acknowledged, then the connection drops.
+        for seq in 9_990..9_995 {
+            v.0.acked.insert(seq);
+        }
+        let mut rng = Counter(1);
+        m.handle_disconnected(now, &mut rng);
+        v.1.set(0);
+        m.handle_connected();
+        m.handle_welcome(&welcome(10_000, vec![]), &v);
+        assert_eq!(v.1.get(), 10, "from the oldest pending segment on");
+        assert_eq!(
+            m.poll_upload(now),
+            Some(9_995),
+            "nothing pending is skipped"
+        );
+        m.handle_disconnected(now, &mut rng);
+        v.1.set(0);
+        m.handle_connected();
+        m.handle_welcome(&welcome(10_000, vec![]), &v);
+        assert_eq!(v.1.get(), 5);
     }
 
     #[test]
