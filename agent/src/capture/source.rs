@@ -35,11 +35,13 @@ const FRAME_CHANNEL_CAPACITY: usize = 24;
 
 /// Bytes of raw video a live or paced feed may have queued for the encoder; past it a frame is
 /// dropped (and counted) as when the channel is full. Each queued frame stays in FFmpeg's frame
-/// pool for good, so this is what a stall adds to the peak: 12 MB is 8 frames at 1280x720
-/// (~0.27 s) and 3 at 1920x1080 (0.1 s), where the channel alone let ~10 frames (31 MB at
-/// 1080p) pile up when the encoder was starved (docs/PERFORMANCE.md). Never fewer than
+/// pool for good, so this is what a stall adds to the peak: 7 MB is 5 frames at 1280x720
+/// (~0.17 s) and 2 at 1920x1080 (67 ms), where the channel alone let ~10 frames (31 MB at
+/// 1080p) pile up when the encoder was starved (docs/PERFORMANCE.md). It was 12 MB (3 frames at
+/// 1080p) while x264 took a third more CPU time per frame with B-frames (encode.rs); the frame
+/// it saves is what keeps 1080p under 120 MB on a loaded machine. Never fewer than
 /// [`MIN_RAW_VIDEO_FRAMES`].
-const RAW_VIDEO_BUDGET_BYTES: usize = 12_000_000;
+const RAW_VIDEO_BUDGET_BYTES: usize = 7_000_000;
 
 /// Raw video frames always allowed in the queue, whatever their size: the frame being handed
 /// over and one behind it.
@@ -446,11 +448,14 @@ impl LavfiFeed {
             // Emit whichever stream is behind in media time: vn/fps <= an/sr.
             let video_next = video_left && (!audio_left || vn * sr <= an * fps);
             let raw = if video_next {
+                // Wait first, then make the picture: a frame pulled before the wait would sit
+                // in hand for a frame interval while the graph (the `fps` filter) holds the
+                // next, one more 3.1 MB buffer in the pool at 1080p for nothing.
+                self.pacer.wait(media_time(vn, self.fmt.fps));
                 let mut f = frame::Video::empty();
                 if !pull(&mut self.vgraph, &mut f)? {
                     return Ok(());
                 }
-                self.pacer.wait(media_time(vn, self.fmt.fps));
                 vn += 1;
                 Raw::Video(f)
             } else if audio_left {
@@ -781,8 +786,8 @@ mod tests {
 
     #[test]
     fn the_raw_video_budget_scales_with_the_picture() {
-        assert_eq!(raw_video_budget(1280, 720), 8);
-        assert_eq!(raw_video_budget(1920, 1080), 3);
+        assert_eq!(raw_video_budget(1280, 720), 5);
+        assert_eq!(raw_video_budget(1920, 1080), 2);
         assert_eq!(raw_video_budget(3840, 2160), MIN_RAW_VIDEO_FRAMES);
         assert!(raw_video_budget(320, 240) > 50);
     }
