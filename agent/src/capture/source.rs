@@ -35,13 +35,13 @@ const FRAME_CHANNEL_CAPACITY: usize = 24;
 
 /// Bytes of raw video a live or paced feed may have queued for the encoder; past it a frame is
 /// dropped (and counted) as when the channel is full. Each queued frame stays in FFmpeg's frame
-/// pool for good, so this is what a stall adds to the peak: 7 MB is 5 frames at 1280x720
-/// (~0.17 s) and 2 at 1920x1080 (67 ms), where the channel alone let ~10 frames (31 MB at
-/// 1080p) pile up when the encoder was starved (docs/PERFORMANCE.md). It was 12 MB (3 frames at
-/// 1080p) while x264 took a third more CPU time per frame with B-frames (encode.rs); the frame
-/// it saves is what keeps 1080p under 120 MB on a loaded machine. Never fewer than
+/// pool for good, so this is what a stall adds to the peak: 12 MB is 8 frames at 1280x720
+/// (~0.27 s) and 3 at 1920x1080 (0.1 s), where the channel alone let ~10 frames (31 MB at
+/// 1080p) pile up when the encoder was starved (docs/PERFORMANCE.md). The frame being encoded
+/// counts: at 1080p that leaves two of slack. (7 MB, one less at 1080p, was tried: it saves
+/// memory only in a stall, and there it drops a frame instead.) Never fewer than
 /// [`MIN_RAW_VIDEO_FRAMES`].
-const RAW_VIDEO_BUDGET_BYTES: usize = 7_000_000;
+const RAW_VIDEO_BUDGET_BYTES: usize = 12_000_000;
 
 /// Raw video frames always allowed in the queue, whatever their size: the frame being handed
 /// over and one behind it.
@@ -104,16 +104,20 @@ pub(crate) fn start_feeds(
     let has_audio;
     match &cfg.source {
         SourceSpec::Lavfi { video, audio } => {
-            let vspec = video.clone().unwrap_or_else(|| {
-                format!(
-                    "testsrc2=size={}x{}:rate={}",
+            let vchain = match video {
+                Some(spec) => format!("{spec},{}", fmt.video_chain()),
+                // The default synthetic camera is made at the encoder's size and rate: the `fps`
+                // filter would pass each frame on only once it holds the next, one more 3.1 MB
+                // buffer in the pool at 1080p. A custom spec, a file or a camera keeps it.
+                None => format!(
+                    "testsrc2=size={}x{}:rate={},format=yuv420p",
                     cfg.width, cfg.height, cfg.fps
-                )
-            });
+                ),
+            };
             let aspec = audio
                 .clone()
                 .unwrap_or_else(|| format!("sine=frequency=1000:sample_rate={}", cfg.sample_rate));
-            let vgraph = source_graph(&format!("{vspec},{}", fmt.video_chain()), true)?;
+            let vgraph = source_graph(&vchain, true)?;
             let agraph = source_graph(&format!("{aspec},{}", fmt.audio_chain()), false)?;
             let out = FeedOut::new(tx, shared, !paced, &fmt);
             let feed = LavfiFeed {
@@ -786,8 +790,8 @@ mod tests {
 
     #[test]
     fn the_raw_video_budget_scales_with_the_picture() {
-        assert_eq!(raw_video_budget(1280, 720), 5);
-        assert_eq!(raw_video_budget(1920, 1080), 2);
+        assert_eq!(raw_video_budget(1280, 720), 8);
+        assert_eq!(raw_video_budget(1920, 1080), 3);
         assert_eq!(raw_video_budget(3840, 2160), MIN_RAW_VIDEO_FRAMES);
         assert!(raw_video_budget(320, 240) > 50);
     }
