@@ -534,7 +534,7 @@ mod tests {
                 // A moving gradient, so that frames differ.
                 let (stride, data) = (f.stride(plane), f.data_mut(plane));
                 for (j, b) in data.iter_mut().enumerate() {
-                    *b = ((j % stride + j / stride + 3 * i) & 0xff) as u8;
+                    *b = u8::try_from((j % stride + j / stride + 3 * i) % 256).unwrap_or(0);
                 }
             }
             f.set_pts(Some(i as i64));
