@@ -55,16 +55,17 @@ const MAX_INTERLEAVE_QUEUE: usize = 90;
 ///   the lookahead frames behind that. Without B-frames and lookahead a frame leaves the
 ///   encoder as a packet by the next send (a test checks that). A lookahead of 0 also
 ///   turns mb-tree off, which needs one; with 2 frames it did little. CPU went down by a
-///   quarter (no B-frame decisions). The cost is compression at the same bit rate, measured on
-///   6 s at 1080p, 2 Mbit/s, against `bframes=2:rc-lookahead=2`: PSNR 37.58 → 37.44 dB and SSIM
-///   0.983 → 0.982 on `testsrc2`; 26.29 → 25.57 dB and 0.892 → 0.871 on `mandelbrot`, a
-///   picture far harder than a street (there x264 also undershot the bit rate by 10 %).
+///   fifth to a quarter (no B-frame decisions). The cost is compression at the same bit rate,
+///   measured on 6 s at 1080p, 2 Mbit/s, against `bframes=2:rc-lookahead=2`: PSNR 37.58 →
+///   37.44 dB and SSIM 0.983 → 0.982 on `testsrc2`; 26.29 → 25.57 dB and 0.892 → 0.871 on
+///   `mandelbrot`, a picture far harder than a street (there x264 also undershot the bit rate
+///   by 10 %).
 ///
 /// The agent peaked at 235–242 MB at 1080p before, 167–170 MB with the first four and huge
-/// pages off (thp.rs), 145 MB with the raw-video budget of source.rs, and under 120 MB with
-/// the last; 720p went from 137 to ~110 MB and then under 90. Fewer frames inside the encoder
-/// also means less video lost with them at a sudden power loss: they are gone before any
-/// segment is written.
+/// pages off (thp.rs), 145 MB with the raw-video budget of source.rs, and 120.4–120.7 MB with
+/// the last (runs without drops; docs/PERFORMANCE.md says where the rest is); 720p went from
+/// 137 to ~110 MB and then ~90. Fewer frames inside the encoder also means less video lost
+/// with them at a sudden power loss: they are gone before any segment is written.
 pub(crate) const X264_MEMORY_PARAMS: &str =
     "threads=2:sliced-threads=1:bframes=0:rc-lookahead=0:sync-lookahead=0";
 
