@@ -30,7 +30,7 @@ const MAX_INTERLEAVE_QUEUE: usize = 90;
 
 /// x264 settings that bound the encoder's memory, the largest part of the agent's: x264 keeps
 /// every frame it holds with padding, and the frames it references with three half-pel planes
-/// besides: ~11 MB a reference frame and ~6 MB an input frame (with its quarter-size lookahead
+/// besides: ~10 MB a reference frame and ~6 MB an input frame (with its quarter-size lookahead
 /// planes) at 1920x1080, about half that at 720p. Each value is the number of frames held, and
 /// `make bench` gives its ffmpeg baseline the same settings (docs/PERFORMANCE.md). Peak RSS of
 /// the ffmpeg CLI at 1920x1080@30, veryfast, fixed 4 s GOP (2026-11-28, machine loaded):
@@ -48,13 +48,27 @@ const MAX_INTERLEAVE_QUEUE: usize = 90;
 /// - `bframes=2:rc-lookahead=2`: 172 MB (−20). Input frames wait in the lookahead for B-frame
 ///   decisions and mb-tree; 2 instead of 3 and 5. With a fixed GOP and no scene cuts the lookahead
 ///   only shapes bit allocation inside the GOP.
+/// - `bframes=0:rc-lookahead=0` (2026-11-29; `b-pyramid` is moot without B-frames): 149 MB
+///   against 177 MB for `bframes=2:rc-lookahead=2` in the same hour (−28). In the agent at
+///   1080p (`/proc/PID/smaps` at the peak) x264's buffers went from 3 reference and 7 input
+///   frames (71 MB) to 2 and 3 (38 MB): a B-frame needs a decoded picture on each side besides
+///   the one being reconstructed, and it makes the P-frame after it wait in the encoder, with
+///   the lookahead frames behind that. Without B-frames and lookahead a frame leaves the
+///   encoder as a packet by the next send (a test checks that). A lookahead of 0 also
+///   turns mb-tree off, which needs one; with 2 frames it did little. CPU went down by a
+///   fifth to a quarter (no B-frame decisions). The cost is compression at the same bit rate,
+///   measured on 6 s at 1080p, 2 Mbit/s, against `bframes=2:rc-lookahead=2`: PSNR 37.58 →
+///   37.44 dB and SSIM 0.983 → 0.982 on `testsrc2`; 26.29 → 25.57 dB and 0.892 → 0.871 on
+///   `mandelbrot`, a picture far harder than a street (there x264 also undershot the bit rate
+///   by 10 %).
 ///
-/// The agent peaked at 235–242 MB at 1080p before, 167–170 MB with these and huge pages off
-/// (thp.rs), 145 MB with the raw-video budget of source.rs; 720p went from 137 to ~110 MB. CPU
-/// went down too (less lookahead work). Fewer frames inside the encoder also means less video
-/// lost with them at a sudden power loss: they are gone before any segment is written.
+/// The agent peaked at 235–242 MB at 1080p before, 167–170 MB with the first four and huge
+/// pages off (thp.rs), 145 MB with the raw-video budget of source.rs, and 120.4–120.7 MB with
+/// the last (runs without drops; docs/PERFORMANCE.md says where the rest is); 720p went from
+/// 137 to ~110 MB and then ~90. Fewer frames inside the encoder also means less video lost
+/// with them at a sudden power loss: they are gone before any segment is written.
 pub(crate) const X264_MEMORY_PARAMS: &str =
-    "threads=2:sliced-threads=1:b-pyramid=none:bframes=2:rc-lookahead=2:sync-lookahead=0";
+    "threads=2:sliced-threads=1:bframes=0:rc-lookahead=0:sync-lookahead=0";
 
 /// Opens libx264 with a fixed GOP of one segment and no scene-cut keyframes.
 pub(crate) fn open_video_encoder(cfg: &CaptureConfig) -> Result<encoder::Video, CaptureError> {
@@ -565,6 +579,49 @@ fn tb90() -> Rational {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The frames x264 holds are most of the agent's memory (`X264_MEMORY_PARAMS`): with no
+    /// B-frames and no lookahead a frame sent comes back as a packet by the next send at the
+    /// latest, so at most one is inside. With `bframes=2:rc-lookahead=2` three were.
+    #[test]
+    fn the_video_encoder_holds_at_most_one_frame() {
+        ffmpeg_next::init().unwrap();
+        let cfg = CaptureConfig {
+            width: 320,
+            height: 240,
+            ..CaptureConfig::default()
+        };
+        let mut enc = open_video_encoder(&cfg).unwrap();
+        let (mut sent, mut received, mut most_inside) = (0i64, 0i64, 0i64);
+        for i in 0..40 {
+            let mut f = frame::Video::new(format::Pixel::YUV420P, cfg.width, cfg.height);
+            for plane in 0..f.planes() {
+                // A moving gradient, so that frames differ.
+                let (stride, data) = (f.stride(plane), f.data_mut(plane));
+                for (j, b) in data.iter_mut().enumerate() {
+                    *b = u8::try_from((j % stride + j / stride + 3 * i) % 256).unwrap_or(0);
+                }
+            }
+            f.set_pts(Some(i as i64));
+            enc.send_frame(&f).unwrap();
+            sent += 1;
+            let mut pkt = Packet::empty();
+            while enc.receive_packet(&mut pkt).is_ok() {
+                received += 1;
+            }
+            most_inside = most_inside.max(sent - received);
+        }
+        assert!(
+            most_inside <= 1,
+            "{most_inside} frames held inside x264 after a send_frame"
+        );
+        enc.send_eof().unwrap();
+        let mut pkt = Packet::empty();
+        while enc.receive_packet(&mut pkt).is_ok() {
+            received += 1;
+        }
+        assert_eq!(received, sent);
+    }
 
     #[test]
     fn interleaving_writes_in_dts_order_and_waits_for_the_missing_stream() {

@@ -39,7 +39,9 @@ const FRAME_CHANNEL_CAPACITY: usize = 24;
 /// dropped (and counted) as when the channel is full. Each queued frame stays in FFmpeg's frame
 /// pool for good, so this is what a stall adds to the peak: 12 MB is 8 frames at 1280x720
 /// (~0.27 s) and 3 at 1920x1080 (0.1 s), where the channel alone let ~10 frames (31 MB at
-/// 1080p) pile up when the encoder was starved (docs/PERFORMANCE.md). Never fewer than
+/// 1080p) pile up when the encoder was starved (docs/PERFORMANCE.md). The frame being encoded
+/// counts: at 1080p that leaves two of slack. (7 MB, one less at 1080p, was tried: it saves
+/// memory only in a stall, and there it drops a frame instead.) Never fewer than
 /// [`MIN_RAW_VIDEO_FRAMES`].
 const RAW_VIDEO_BUDGET_BYTES: usize = 12_000_000;
 
@@ -104,16 +106,20 @@ pub(crate) fn start_feeds(
     let has_audio;
     match &cfg.source {
         SourceSpec::Lavfi { video, audio } => {
-            let vspec = video.clone().unwrap_or_else(|| {
-                format!(
-                    "testsrc2=size={}x{}:rate={}",
+            let vchain = match video {
+                Some(spec) => format!("{spec},{}", fmt.video_chain()),
+                // The default synthetic camera is made at the encoder's size and rate: the `fps`
+                // filter would pass each frame on only once it holds the next, one more 3.1 MB
+                // buffer in the pool at 1080p. A custom spec, a file or a camera keeps it.
+                None => format!(
+                    "testsrc2=size={}x{}:rate={},format=yuv420p",
                     cfg.width, cfg.height, cfg.fps
-                )
-            });
+                ),
+            };
             let aspec = audio
                 .clone()
                 .unwrap_or_else(|| format!("sine=frequency=1000:sample_rate={}", cfg.sample_rate));
-            let vgraph = source_graph(&format!("{vspec},{}", fmt.video_chain()), true)?;
+            let vgraph = source_graph(&vchain, true)?;
             let agraph = source_graph(&format!("{aspec},{}", fmt.audio_chain()), false)?;
             let out = FeedOut::new(tx, shared, !paced, &fmt);
             let feed = LavfiFeed {
@@ -450,11 +456,14 @@ impl LavfiFeed {
             // with fps = num/den.
             let video_next = video_left && (!audio_left || vn * sr * den <= an * num);
             let raw = if video_next {
+                // Wait first, then make the picture: a frame pulled before the wait would sit
+                // in hand for a frame interval while the graph (the `fps` filter) holds the
+                // next, one more 3.1 MB buffer in the pool at 1080p for nothing.
+                self.pacer.wait(self.fmt.fps.media_time(vn));
                 let mut f = frame::Video::empty();
                 if !pull(&mut self.vgraph, &mut f)? {
                     return Ok(());
                 }
-                self.pacer.wait(self.fmt.fps.media_time(vn));
                 vn += 1;
                 Raw::Video(f)
             } else if audio_left {
