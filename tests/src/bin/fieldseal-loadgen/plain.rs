@@ -7,7 +7,7 @@
 use super::*;
 use bytes::Bytes;
 
-use crate::transfer::ceiling_streams;
+use crate::transfer::{ceiling_streams, report, send_all};
 
 /// The server name in the sink's self-signed certificate.
 const NAME: &str = "plain-sink.invalid";
@@ -89,41 +89,20 @@ pub(crate) async fn plain(args: &Args) -> anyhow::Result<()> {
     let endpoint = endpoint(None, "0.0.0.0:0".parse()?)?;
     let t0 = Instant::now();
     let conn = endpoint.connect_with(cc, server, NAME)?.await?;
-    let sem = Arc::new(tokio::sync::Semaphore::new(streams));
-    let mut tasks = tokio::task::JoinSet::new();
-    for data in files {
-        let permit = sem.clone().acquire_owned().await?;
-        let conn = conn.clone();
-        tasks.spawn(async move {
-            let _permit = permit;
-            let len = data.len() as u64;
-            let (mut send, mut recv) = conn.open_bi().await?;
+    let items = files.into_iter().map(|f| {
+        let len = f.len() as u64;
+        (f, len)
+    });
+    send_all(
+        &conn,
+        items.collect(),
+        streams,
+        |mut send, (data, _)| async move {
             send.write_chunk(data).await?;
-            send.finish()?;
-            let got = recv.read_to_end(8).await?;
-            let got = u64::from_be_bytes(got.try_into().map_err(|_| anyhow!("short answer"))?);
-            if got != len {
-                bail!("sink got {got} of {len} bytes");
-            }
-            Ok::<_, anyhow::Error>(())
-        });
-        while let Some(r) = tasks.try_join_next() {
-            r??;
-        }
-    }
-    while let Some(r) = tasks.join_next().await {
-        r??;
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    let path = conn.stats().path;
-    conn.close(0u32.into(), b"done");
-    endpoint.wait_idle().await;
-    println!("bytes={total}");
-    println!("seconds={secs:.3}");
-    println!("mbit_s={:.1}", total as f64 * 8.0 / secs / 1e6);
-    println!(
-        "lost_packets={} of {}",
-        path.lost_packets, path.sent_packets
-    );
+            Ok(send)
+        },
+    )
+    .await?;
+    report(&endpoint, &conn, total, t0).await;
     Ok(())
 }
