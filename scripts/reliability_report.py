@@ -184,10 +184,11 @@ p("One line per part of the soak (scripts/soak.sh), as kept in `docs/soak/parts.
 p()
 p("| part | status | seconds | started | commit | scale | counts |")
 p("| --- | --- | ---: | --- | --- | ---: | --- |")
-known = {"part", "status", "seconds", "started", "commit", "scale", "note", "failures"}
+known = {"part", "status", "seconds", "started", "commit", "scale", "note", "failures", "asked"}
 for name in sorted(parts, key=order):
     q = parts[name]
-    counts = ", ".join(f"{k} {v}" for k, v in q.items() if k not in known)
+    counts = ", ".join([f"{k}={v}" for k, v in (q.get("asked") or {}).items()] +
+                       [f"{k} {v}" for k, v in q.items() if k not in known])
     status = q["status"] if q["status"] == "ok" else f"**{q['status']}**"
     p(f"| {name} | {status} | {q['seconds']} | {q['started']} | `{q['commit']}` | {q['scale']} | {counts} |")
 notes = {}

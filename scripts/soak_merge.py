@@ -44,8 +44,24 @@ try:
 except OSError:
     log = ""
 
+# The counts each part was asked for (soak.sh sets them from the scale unless
+# given), so that a part run with other counts says so.
+PART_VARS = {
+    "network": ["FIELDSEAL_NET_SECONDS", "FIELDSEAL_NET_PROFILES", "FIELDSEAL_PARTITIONS",
+                "FIELDSEAL_REBINDS"],
+    "attacks": ["FIELDSEAL_FLOOD", "FIELDSEAL_BAD_FRAMES"],
+    "spool": ["FIELDSEAL_SPOOL_STEPS"],
+    "binaries": ["FIELDSEAL_AGENT_KILLS", "FIELDSEAL_CLOCK_JUMPS"],
+    "server_crash": ["FIELDSEAL_SERVER_KILLS"],
+    "powercut": ["FIELDSEAL_POWER_CUTS"],
+    "sim": ["FIELDSEAL_SIM_STEPS"],
+    "access_log": ["FIELDSEAL_AUDIT_ROUNDS"],
+}
 line = {"part": part, "status": status, "seconds": int(seconds), "started": started,
         "commit": commit, "scale": scale}
+asked = {v: os.environ[v] for v in PART_VARS.get(part, []) if v in os.environ}
+if asked:
+    line["asked"] = asked
 if part == "server_crash":
     m = re.search(r"^(\d+) kills in", log, re.M)
     kills = int(m.group(1)) if m else 0
