@@ -2,7 +2,7 @@
 #   make demo   install what is missing, build, and run the main job end to end
 #   make test   install what is missing, check format and lints, run every test
 #   make bench  install what is missing, measure the agent against plain tools, write docs/PERFORMANCE.md
-#   make soak   the long fault-injection run (hours); writes docs/RELIABILITY.md (SOAK_SCALE=0.1 for a short one)
+#   make soak   the long fault-injection run (hours); writes docs/RELIABILITY.md (SOAK_SCALE=0.1 for a short one, SOAK_ONLY=PART for one part)
 #   make fuzz-short  every fuzz target for FUZZ_SECONDS (default 30) from fuzz/seeds
 
 CARGO ?= cargo

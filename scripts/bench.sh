@@ -193,7 +193,7 @@ bench_capture() {
   local label="A$tag vs B$tag" cpu_goal rss_goal drop_goal
   # The issue states the goals at 1280x720 and 1920x1080 alike.
   cpu_goal="≤ 1.10×: $(met "$cr" '<=' 1.10)"
-  rss_goal="≤ 150 MB: $(met "$orss" '<=' 150)"
+  rss_goal="≤ 120 MB: $(met "$orss" '<=' 120)"
   drop_goal="0: $(met "$dmax" '==' 0)"
   row "CPU time, ${w}x${h}@$FPS, $SECS s real time (user+sys, s)" "$oc" "$bc" \
     "$(printf '%.2f' "$cr")×" "$cpu_goal" "$label"
@@ -308,23 +308,46 @@ sides run the same FFmpeg libraries with the same settings, so the ratio measure
 work on top (handing frames between threads, the in-memory muxer, SHA-256, signing, fsync), which
 is small next to encoding; the noise of the shared machine is of the same order.
 
-Memory, from `/proc/PID/smaps` at the agent's peak (sampled every 0.2 s) on 2026-11-28, at
-1920x1080 (720p in brackets):
-- 64 MB of shared libraries (the same at 720p): 55 MB of their pages and 9 MB of relocated data.
-  Debian's FFmpeg links some 215 of them (codecs, filters down to three text-to-speech voices
-  of 1.5 MB each); the ffmpeg CLI maps the same. Only an FFmpeg built with fewer components
-  would shrink it, and it is what keeps 1080p near the goal: 150 MB leaves ~86 MB for the rest.
-- ~65 MB x264 (~30 MB): 3 reference frames of 11 MB (a picture with three half-pel planes) and
-  ~6 input frames of 6 MB (with quarter-size lookahead planes). `X264_MEMORY_PARAMS` in
-  agent/src/capture/encode.rs sets how many and gives each value's measured saving: x264's
-  defaults on 2 cores held 7 reference and 10 input frames (135 MB at 1080p). The baseline gets
-  the same settings. The agent also turns transparent huge pages off for itself
-  (agent/src/capture/thp.rs): x264 asks for them, and rounding each buffer up to 2 MiB pages
-  cost 8–9 MB.
-- ~15 MB the rest: raw frames between camera and encoder (3.1 MB each at 1080p, 1.4 MB at 720p;
-  at most 12 MB of them are queued, `RAW_VIDEO_BUDGET_BYTES` in agent/src/capture/source.rs,
-  because FFmpeg's frame pool keeps as many as were ever queued at once), sled's page table and
-  cache, the segment being muxed (~1 MB), thread stacks and malloc arenas.
+Memory, from `/proc/PID/smaps` at the agent's peak (sampled every 0.2 s) on 2026-11-29, at
+1920x1080 (720p in brackets), in MiB (2^20 bytes, as smaps counts) of a 115 MiB (120.4 MB) peak:
+- 56 MiB of shared libraries (the same at 720p): 47 MiB of their pages and 9 MiB of relocated
+  data. Debian's FFmpeg links some 215 of them (codecs, filters down to three text-to-speech
+  voices of 1.5 MiB each; 9 MiB are the 49 that only libavdevice, the v4l2 and ALSA inputs,
+  brings); the ffmpeg CLI maps the same. Only an FFmpeg built with fewer components would
+  shrink it, and it is half of the agent's peak at 1080p.
+- 37.5 MiB x264 (~17 MiB): 2 reference frames of 10 MiB (a picture with three half-pel planes)
+  and 3 input frames of 5.8 MiB (with quarter-size lookahead planes). `X264_MEMORY_PARAMS` in
+  agent/src/capture/encode.rs sets how many and gives each value's measured saving and, for the
+  last (no B-frames and no lookahead, 2026-11-29: 3 reference and 7 input frames before, 71
+  MiB), its cost in compression at the same bit rate; x264's defaults on 2 cores held 7
+  reference and 10 input frames (135 MB at 1080p). The baseline gets the same settings. The
+  agent also turns transparent huge pages off for itself (agent/src/capture/thp.rs): x264 asks
+  for them, and rounding each buffer up to 2 MiB pages cost 8–9 MB.
+- 6 MiB (2.6 MiB) of raw frames between camera and encoder, 3 MiB each at 1080p: the one being
+  encoded and the next. FFmpeg's frame pool keeps as many as were ever out at once; a stall
+  queues at most 12 MB of them (`RAW_VIDEO_BUDGET_BYTES` in agent/src/capture/source.rs, 3
+  frames at 1080p with the one being encoded) and then drops. The synthetic camera makes each
+  picture when its time has come (it used to make it and wait a frame interval with it in
+  hand), and the default one, `testsrc2` made at the encoder's size and rate, has no `fps`
+  filter, which held one more frame to time the next (a custom lavfi spec, a file or a camera
+  keeps it).
+- ~15 MiB the rest: the segment being muxed and the one being written (~1.1 MB each), malloc's
+  heap and per-thread arenas, the stacks of 22 threads (7 of them sled's), sled's cache.
+  Allocator slack is not where it goes: `malloc_trim(0)` called into a running agent gave back
+  nothing measurable, and `GLIBC_TUNABLES` with a fixed `mmap_threshold` or with `arena_max=1`
+  changed the peak by less than the noise between runs.
+
+Measured with `/usr/bin/time -v` of `fieldseal-agent record --duration 20`, 3 runs each, on
+2026-11-29 at a load of 10–16 on the 2 cores from other work: before these settings 155.7,
+156.6, 156.8 MB at 1080p (232–412 frames dropped) and 104.6, 114.3, 114.9 MB at 720p (0–80
+dropped); after, 123.4, 120.4, 120.7 MB at 1080p (2, 0, 0 dropped) and 90.9, 90.1, 99.6 MB at
+720p (0, 0, 149 dropped). A run that drops frames peaks higher (its queue was full), so the
+figure to hold against the goal is that of a run without drops: 120.4–120.7 MB, still 0.4–0.7
+MB over 120, of which the libraries alone are 58.6. In the same hour the ffmpeg CLI went from
+181.0 to 152.4 MB at 1080p and from 118.5 to 105.2 MB at 720p with the old and the new x264
+settings, and with the new ones kept real time at 1080p where with the old it lagged (25–40 s
+of wall time for 20 s). CPU time fell by a fifth on both sides (1080p: agent 7.6 s, ffmpeg
+7.5–7.7 s; 720p: 4.4 and 4.3–4.6 s), so the ratio stays at about 1.0.
 
 A busy machine raises the agent's peak only as far as the raw-video budget: past it frames are
 dropped, and counted: a camera cannot wait. ffmpeg reading a synthetic source can, so where the
@@ -335,10 +358,14 @@ neither kept real time at 1080p, and ffmpeg took 21–45 s for 8 s of video.
 
 The budget is what 1080p's memory goal costs in drops: 3 frames there (0.1 s), so a stall of
 the capture thread longer than that drops frames where ffmpeg, which may lag and catch up, does
-not (in a run at 07:50 UTC on 2026-11-28 ffmpeg kept real time in the first 1080p pair, 20.25 s, and the
-agent dropped 8 frames; at a load of 6–7 on the 2 cores both fell behind in the others). Each
-frame more would add 3.1 MB to the peak, and 2 more would pass 150 MB. A quiet machine, where
-the goal of 0 drops applies, was not available on the day of these figures.
+not (in a run at 07:50 UTC on 2026-11-28 ffmpeg kept real time in the first 1080p pair, 20.25 s,
+and the agent dropped 8 frames; at a load of 6–7 on the 2 cores both fell behind in the others).
+Each frame more would add 3 MB to the peak. One less (7 MB, tried on 2026-11-29) saves memory
+only in a stall, and there it drops a frame instead. Without B-frames x264 needs a fifth less
+CPU per frame, so stalls are rarer: at a load of 10–12 the agent dropped no frame in 4 of 6
+runs at 1080p (2 and 12 in the others), where with B-frames it dropped hundreds at 15–16. A
+quiet machine, where the goal of 0 drops applies, was not available on the day of these
+figures.
 
 EOF
 }

@@ -1,26 +1,34 @@
 #!/usr/bin/env python3
-"""Write docs/RELIABILITY.md from a soak run (scripts/soak.sh).
+"""Write docs/RELIABILITY.md from the soak's kept results (scripts/soak.sh).
 
-Arguments: FIGURES.jsonl STATUS.txt SCALE START_ISO. Reads the scenario logs
-next to STATUS.txt for the server kill counts. Prints Markdown to stdout.
+Argument: RESULTS_DIR (docs/soak), holding figures.jsonl (one line per scenario)
+and parts.jsonl (one line per part of the soak: status, seconds, when, commit,
+scale, and the counts only its log had). Prints Markdown to stdout.
 """
 import json
 import os
-import re
-import subprocess
 import sys
 
-figures_path, status_path, scale, start = sys.argv[1:5]
-out_dir = os.path.dirname(status_path)
-rows = [json.loads(l) for l in open(figures_path) if l.strip()]
-status = open(status_path).read().splitlines()
+results = sys.argv[1]
+PARTS = ["network", "attacks", "spool", "binaries", "server_crash", "powercut", "fuzz_corpus", "sim",
+         "access_log"] + [f"fuzz-{t}" for t in ("frame", "receipt", "entry", "chainlog", "checkpoint", "proof",
+                                                 "leaf", "enroll")]
 
 
-def log(name):
+def read_jsonl(name):
     try:
-        return open(os.path.join(out_dir, name + ".log"), errors="replace").read()
-    except OSError:
-        return ""
+        with open(os.path.join(results, name)) as f:
+            return [json.loads(l) for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def order(part):
+    return PARTS.index(part) if part in PARTS else len(PARTS)
+
+
+parts = {q["part"]: q for q in read_jsonl("parts.jsonl")}
+rows = sorted(read_jsonl("figures.jsonl"), key=lambda r: order(r.get("part", "")))
 
 
 def by(name):
@@ -31,17 +39,15 @@ def total(name, key):
     return sum(int(r.get(key, 0) or 0) for r in by(name))
 
 
-crash_log = log("server_crash")
-m = re.search(r"^(\d+) kills in", crash_log, re.M)
-server_kills = int(m.group(1)) if m else 0
-server_kills += len(re.findall(r"^  and again", crash_log, re.M))
-server_points = len(re.findall(r"^crashed at ", crash_log, re.M))
+def part_count(part, key):
+    return int(parts.get(part, {}).get(key) or 0)
+
+
+server_kills = part_count("server_crash", "server_kills")
+server_points = part_count("server_crash", "server_points")
 agent_random = total("agent_kills_while_recording_and_syncing_lose_nothing", "random_kills")
 agent_points = total("agent_kills_while_recording_and_syncing_lose_nothing", "point_kills")
-spool_losses = 0
-m = re.search(r"(\d+) power losses over (\d+) operations", log("spool"))
-if m:
-    spool_losses = int(m.group(1))
+spool_losses = part_count("spool", "spool_losses")
 # Power cuts of whole data folders on the power-cut filesystem (tests/powercut.rs).
 def cut_total(side, key):
     return sum(int(r.get(key, 0) or 0) for r in rows if r.get("folder") == side and "power_cuts" in r)
@@ -50,21 +56,30 @@ def cut_total(side, key):
 power = {side: {k: cut_total(side, k) for k in ("power_cuts", "exact_cuts", "random_cuts", "torn_cuts", "clean_cuts")}
          for side in ("agent", "server")}
 impaired = sum(float(r.get("impaired_seconds", 0) or 0) for r in rows)
-acked = sum(r["acknowledged"] for r in rows)
-lost = sum(r["lost"] for r in rows)
-# The commit the soak ran on (soak.sh notes it at the start), else the current one.
-commit = os.environ.get("SOAK_COMMIT") or subprocess.run(
-    ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-reduced = float(scale) < 1
+acked = sum(int(r["acknowledged"]) for r in rows)
+lost = sum(int(r["lost"]) for r in rows)
+runs = sorted({(q["started"], q["commit"], q["scale"]) for q in parts.values()})
+reduced = any(float(q["scale"]) < 1 for q in parts.values())
+missing = [q for q in PARTS if q not in parts]
 
 p = print
 p("# Reliability: what the fault-injection suite measured")
 p()
 p("Written by `make soak` (scripts/soak.sh, scripts/reliability_report.py); do not edit by hand.")
-p(f"Run started {start} on commit `{commit}`, scale {scale}" + (
-    " — **a reduced run**: counts not set explicitly by their `FIELDSEAL_*` variable are the "
-    "full soak's × the scale (the totals' last column says which reached the full soak's goal); "
-    "the full soak (`make soak`, scale 1) has not been run for this report." if reduced else "."))
+if len(runs) == 1:
+    p(f"Run started {runs[0][0]} on commit `{runs[0][1]}`, scale {runs[0][2]}.")
+else:
+    p("Assembled from " + str(len(runs)) + " runs: " + "; ".join(
+        f"started {r[0]} on commit `{r[1]}`, scale {r[2]}" for r in runs) +
+      ". A part run again on its own (`SOAK_ONLY=PART make soak`) replaces only its own figures; "
+      "[Runs behind this report](#runs-behind-this-report) says which part comes from which run.")
+if reduced:
+    p()
+    p("**Some parts are reduced runs**: counts not set explicitly by their `FIELDSEAL_*` variable are the "
+      "full soak's × the scale (the totals' last column says which reached the full soak's goal).")
+if missing:
+    p()
+    p("**Not run for this report:** " + ", ".join(f"`{m}`" for m in missing) + ".")
 p()
 p("The promise under test (issue 6): every entry acknowledged by the server is archived and verifies; "
   "every entry ever made durable on the agent is on the server or still on the agent; every gap in "
@@ -82,6 +97,15 @@ for side in ("agent", "server"):
     c = power[side]
     p(f"| power cuts of the {side}'s whole data folder (FUSE model): exact write/fsync + random moment; clean + torn | "
       f"{c['power_cuts']} ({c['exact_cuts']} + {c['random_cuts']}; {c['clean_cuts']} + {c['torn_cuts']}) | — |")
+# The media a cut of the agent's folder lost while it recorded (issue 15): the capture clock at the
+# cut against the end of what survived, signed or salvaged (powercut.rs, 4 s segments).
+loss_rows = [r for r in rows if r.get("folder") == "agent" and "loss_window_ms_max" in r]
+if loss_rows:
+    medians = sorted(int(r["loss_window_ms_median"]) for r in loss_rows)
+    worst = max(int(r["loss_window_ms_max"]) for r in loss_rows)
+    n = sum(int(r["loss_window_cuts"]) for r in loss_rows)
+    p(f"| media lost by a power cut while recording (agent folder, 4 s segments): median, worst of {n} cuts | "
+      f"{medians[len(medians) // 2]} ms, {worst} ms | < 2000 ms |")
 p(f"| impaired network traffic (wall-clock seconds, real QUIC) | {impaired:.0f} s | ≥ 3600 s |")
 p(f"| entries acknowledged and checked | {acked} | — |")
 p(f"| entries lost | **{lost}** | 0 |")
@@ -95,7 +119,7 @@ matrix = [
     ("server SIGKILL while ingesting", "`kill -9` of `fieldseal-server run` under 4 syncing devices; named server crash points", "server_crash.rs (FIELDSEAL_SERVER_KILLS)"),
     ("agent power loss", "`spoolfs::MemFs`: a crash at every file operation, unsynced bytes and unsynced names dropped, the last write torn, a second crash during recovery", "power_loss_at_every_operation_loses_nothing_recorded (faults_spool.rs)"),
     ("agent index torn by a power cut", "each file of the sled index (`conf`, never fsynced by sled; `db`) cut short, zeroed or overwritten, the crash marker left; then `record` twice, `status`, `reindex`", "a_torn_index_is_rebuilt_and_each_cut_is_signed_once (agent/tests/agent_cli.rs): all succeed, the chain verifies, one power-loss event per cut"),
-    ("power cut of the agent's whole data folder", "a FUSE filesystem model in the style of Jepsen's LazyFS (tests/src/lazyfs: data durable only at fsync, names only at their folder's fsync; a cut drops the rest, clean or with one file's last unsynced write torn) under the folder: `init` and `enroll` cut at each of their writes and fsyncs, `record` (synthetic camera, syncing) at random moments and at the n-th write or fsync of a file; SIGKILL, cut, remount, restart", "agent_folder_power_cuts_lose_nothing (powercut.rs): init again completes the folder, record starts and records, one power-loss event per cut, nothing durable lost, both verifiers accept the folder, everything syncs (FIELDSEAL_POWER_CUTS)"),
+    ("power cut of the agent's whole data folder", "a FUSE filesystem model in the style of Jepsen's LazyFS (tests/src/lazyfs: data durable only at fsync, names only at their folder's fsync; a cut drops the rest, clean or with one file's last unsynced write torn) under the folder: `init` and `enroll` cut at each of their writes and fsyncs, `record` (synthetic camera, syncing) at random moments and at the n-th write or fsync of a file; SIGKILL, cut, remount, restart", "agent_folder_power_cuts_lose_nothing (powercut.rs): init again completes the folder, record starts and records, one power-loss event per cut, nothing durable lost, both verifiers accept the folder, everything syncs, and no cut while recording loses half a segment of media: the capture clock at the cut (FIELDSEAL_CAPTURE_CLOCK) against the end of what survived, signed or salvaged (loss_window_ms; FIELDSEAL_POWER_CUTS)"),
     ("power cut of the server's whole data folder", "the same filesystem under `fieldseal-server`'s folder: `init` cut at its writes and fsyncs, `run` ingesting from simulated devices cut at random moments and at the n-th write or fsync of a file", "server_folder_power_cuts_lose_nothing (powercut.rs): init again works and run starts, run starts after every cut, every receipt and acknowledged blob held by a device is archived with its leaf in the log, every checkpoint published before a cut is consistent with the log after it"),
     ("agent and server `init` cut right after exit", "`strace` of `init`, replayed against a power-cut model (data kept only once fsynced, names once their folder is fsynced)", "agent_init_leaves_nothing_a_cut_could_lose, server_init_leaves_nothing_a_cut_could_lose (powerloss.rs)"),
     ("torn final record of the agent's `chain.log`", "50 bytes of a record appended after a real recording", "a_torn_chain_log_tail_is_malformed_in_both_verifiers_until_the_agent_starts (powerloss.rs): both tools report `malformed` (exit 1) until the next start, then both verify"),
@@ -141,24 +165,43 @@ matrix = [
 for f, how, where in matrix:
     p(f"| {f} | {how} | {where} |")
 p()
-p("## Scenarios of this run")
+p("## Scenarios")
 p()
 p("Replay one: `FIELDSEAL_SEED=<seed> cargo test -p fieldseal-tests --test <file> -- <scenario>`.")
 p()
 p("| scenario | seed | iterations | acknowledged | durable on agent | lost | invariant | seconds | notes |")
 p("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |")
-skip = {"scenario", "seed", "iterations", "acknowledged", "durable", "lost", "ok", "seconds"}
+skip = {"scenario", "seed", "iterations", "acknowledged", "durable", "lost", "ok", "seconds", "part"}
 for r in rows:
     notes = ", ".join(f"{k} {v}" for k, v in r.items() if k not in skip)
     p(f"| {r['scenario']} | {r['seed']} | {r['iterations']} | {r['acknowledged']} | {r['durable']} | "
       f"{r['lost']} | {'held' if r['ok'] else '**VIOLATED**'} | {r['seconds']:.0f} | {notes} |")
 p()
-p("## Test binaries and fuzzers")
+p("## Runs behind this report")
 p()
-p("```text")
-for l in status:
-    p(l)
-p("```")
+p("One line per part of the soak (scripts/soak.sh), as kept in `docs/soak/parts.jsonl`; the scenarios' "
+  "own lines are `docs/soak/figures.jsonl`.")
+p()
+p("| part | status | seconds | started | commit | scale | counts |")
+p("| --- | --- | ---: | --- | --- | ---: | --- |")
+known = {"part", "status", "seconds", "started", "commit", "scale", "note", "failures", "asked"}
+for name in sorted(parts, key=order):
+    q = parts[name]
+    counts = ", ".join([f"{k}={v}" for k, v in (q.get("asked") or {}).items()] +
+                       [f"{k} {v}" for k, v in q.items() if k not in known])
+    status = q["status"] if q["status"] == "ok" else f"**{q['status']}**"
+    p(f"| {name} | {status} | {q['seconds']} | {q['started']} | `{q['commit']}` | {q['scale']} | {counts} |")
+notes = {}
+for n in sorted(parts, key=order):
+    if parts[n].get("note"):
+        notes.setdefault(parts[n]["note"], []).append(n)
+failures = [(n, f) for n in sorted(parts, key=order) for f in parts[n].get("failures") or []]
+if notes or failures:
+    p()
+    for note, names in notes.items():
+        p("- " + ", ".join(f"`{n}`" for n in names) + f": {note}.")
+    for n, f in failures:
+        p(f"- `{n}` failed: `{f}`")
 p()
 p("## What failed, and how it was fixed")
 p()
@@ -209,6 +252,12 @@ p("10. **A power cut during `enroll` left the device unable to enrol again.** Th
   "the way back, `fieldseal-server device reenrol ID` (a token bound to that device alone, from the certificate-renewal "
   "work), and the powercut scenario takes it after every such cut: the device must then enrol and sync "
   "(`reenrolled_after_cut` counts them).")
+p("11. **Agent: a segment streamed while encoded could be signed twice** (issue 15, before it was merged). Its "
+  "`.partial/live-N.ts` name is made durable when it is created; renaming it into `media/` fsynced only `media/`, "
+  "so a cut left it durable under both names, and the next start signed it again as a recovered segment "
+  "(an unexplained gap of 0 s). Fixed: `.partial/` is fsynced after the rename, and the segment's draft names the "
+  "live file so that salvage drops the old name (agent/src/spool.rs, spool/live.rs). Found by the power-cut "
+  "filesystem, and then by the MemFs twin once its workload streamed segments too.")
 p()
 p("Known and not fixed:")
 p()

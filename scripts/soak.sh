@@ -4,6 +4,13 @@
 #   scripts/soak.sh            the full soak: ≥ 500 agent kills, ≥ 100 server kills,
 #                              1 h of impaired network traffic, 5 min of fuzzing per target
 #   SOAK_SCALE=0.1 scripts/soak.sh   a reduced run (every count × 0.1); the report says so
+#   SOAK_ONLY="powercut sim" scripts/soak.sh   only these parts; the others keep
+#                              their figures from the run that last ran them
+#
+# Parts: network attacks spool binaries server_crash powercut fuzz_corpus sim
+# access_log fuzz (every cargo-fuzz target). Each part's figures are kept in
+# docs/soak/ (figures.jsonl, parts.jsonl: scripts/soak_merge.py), and the
+# report is written from them, naming the date, commit and scale of each part.
 #
 # Every scenario is seeded and prints its seed; each appends one JSON line of
 # figures to $FIELDSEAL_FAULT_LOG, from which the report is written. A failing
@@ -36,27 +43,37 @@ export FIELDSEAL_AUDIT_ROUNDS="${FIELDSEAL_AUDIT_ROUNDS:-$(scaled 5000)}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-$(scaled 300)}"
 
 OUT="${SOAK_OUT:-target/soak}"
-mkdir -p "$OUT"
-export FIELDSEAL_FAULT_LOG="$PWD/$OUT/figures.jsonl"
-: > "$FIELDSEAL_FAULT_LOG"
+RESULTS="${SOAK_RESULTS:-docs/soak}"
+ONLY=" $(echo "${SOAK_ONLY:-network attacks spool binaries server_crash powercut fuzz_corpus sim access_log fuzz}" | tr ',' ' ') "
+mkdir -p "$OUT" "$RESULTS"
+OUT=$(cd "$OUT" && pwd)
 STATUS="$OUT/status.txt"
 : > "$STATUS"
 START=$(date -u +%FT%TZ)
 SOAK_COMMIT=$(git rev-parse --short HEAD)
+[ -z "$(git status --porcelain --untracked-files=no)" ] || SOAK_COMMIT="$SOAK_COMMIT+changes"
 export SOAK_COMMIT
+wants() { [[ "$ONLY" == *" $1 "* ]]; }
+# keep NAME STATUS SECONDS LOG: fold one part's outcome into $RESULTS.
+keep() {
+  python3 scripts/soak_merge.py "$RESULTS" "$1" "$2" "$3" "$4" "$OUT/figures-$1.jsonl" \
+    "$START" "$SOAK_COMMIT" "$SCALE" || exit 1
+}
 
 cargo build --workspace --all-targets || exit 1
 
 run() { # name, then the cargo test arguments
   local name=$1; shift
-  local t0=$SECONDS
+  wants "$name" || return 0
+  local t0=$SECONDS st=ok
   echo "soak: $name"
-  if cargo test -p fieldseal-tests "$@" -- --include-ignored --test-threads=1 --nocapture > "$OUT/$name.log" 2>&1; then
-    echo "$name ok $((SECONDS - t0))" >> "$STATUS"
-  else
-    echo "$name FAILED $((SECONDS - t0))" >> "$STATUS"
-    grep -h "FAILED with seed\|panicked at" "$OUT/$name.log" | head -5 | sed 's/^/  /' >> "$STATUS"
+  export FIELDSEAL_FAULT_LOG="$OUT/figures-$name.jsonl"
+  : > "$FIELDSEAL_FAULT_LOG"
+  if ! cargo test -p fieldseal-tests "$@" -- --include-ignored --test-threads=1 --nocapture > "$OUT/$name.log" 2>&1; then
+    st=FAILED
   fi
+  echo "$name $st $((SECONDS - t0))" >> "$STATUS"
+  keep "$name" "$st" "$((SECONDS - t0))" "$OUT/$name.log"
 }
 
 run network --test faults
@@ -71,24 +88,27 @@ run access_log --test access_log
 
 # Each fuzz target for a while, starting from the stored seeds; what it adds
 # stays in fuzz/corpus (ignored by git) for the next run.
-fuzz_status=ok
-if command -v cargo-fuzz >/dev/null; then
-  for t in frame receipt entry chainlog checkpoint proof leaf enroll; do
-    mkdir -p "fuzz/corpus/$t"
-    if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "corpus/$t" seeds/"$t" -- \
-          -max_total_time="$FUZZ_SECONDS" -max_len=65536 > "../$OUT/fuzz-$t.log" 2>&1); then
-      fuzz_status=FAILED
-      echo "fuzz-$t FAILED (see $OUT/fuzz-$t.log and fuzz/artifacts/$t)" >> "$STATUS"
-    else
-      runs=$(grep -ho "Done [0-9]* runs" "$OUT/fuzz-$t.log" | tail -1)
-      echo "fuzz-$t ok ${runs:-?}" >> "$STATUS"
-    fi
-  done
-else
-  echo "fuzz SKIPPED (cargo-fuzz is not installed: cargo install cargo-fuzz --locked)" >> "$STATUS"
+if wants fuzz; then
+  if command -v cargo-fuzz >/dev/null; then
+    for t in frame receipt entry chainlog checkpoint proof leaf enroll; do
+      mkdir -p "fuzz/corpus/$t"
+      t0=$SECONDS st=ok
+      : > "$OUT/figures-fuzz-$t.jsonl"
+      if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "corpus/$t" seeds/"$t" -- \
+            -max_total_time="$FUZZ_SECONDS" -max_len=65536 > "$OUT/fuzz-$t.log" 2>&1); then
+        st=FAILED
+        echo "fuzz-$t FAILED (see $OUT/fuzz-$t.log and fuzz/artifacts/$t)" >> "$STATUS"
+      else
+        echo "fuzz-$t ok" >> "$STATUS"
+      fi
+      keep "fuzz-$t" "$st" "$((SECONDS - t0))" "$OUT/fuzz-$t.log"
+    done
+  else
+    echo "fuzz SKIPPED (cargo-fuzz is not installed: cargo install cargo-fuzz --locked)" >> "$STATUS"
+  fi
 fi
 
-python3 scripts/reliability_report.py "$FIELDSEAL_FAULT_LOG" "$STATUS" "$SCALE" "$START" > docs/RELIABILITY.md
-echo "soak: wrote docs/RELIABILITY.md"
+python3 scripts/reliability_report.py "$RESULTS" > docs/RELIABILITY.md || exit 1
+echo "soak: wrote docs/RELIABILITY.md from $RESULTS (commit both)"
 cat "$STATUS"
 ! grep -q FAILED "$STATUS"

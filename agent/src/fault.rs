@@ -7,7 +7,7 @@
 //!
 //! | name | where |
 //! | --- | --- |
-//! | `segment-half-written` | half of a segment's bytes are in `.partial/` |
+//! | `segment-half-written` | half of a segment's bytes are in `.partial/` (written whole), or a streamed segment was made durable part-way (capture/live.rs) |
 //! | `segment-before-rename` | the partial file is complete and fsynced, not renamed |
 //! | `segment-after-rename` | the media file is in place, its entry not yet signed |
 //! | `entry-before-fsync` | an entry is appended to `chain.log` but not fsynced |
@@ -17,6 +17,16 @@
 //! frames numbered `FIRST ..< FIRST + COUNT` (from 0, per capture) as if the
 //! encoder had fallen behind: the same path as a real drop under load, which
 //! a test cannot force reliably on a shared machine.
+//!
+//! `FIELDSEAL_FIRST_PTS=TICKS` makes every capture start its video at this
+//! 90 kHz PTS instead of `capture::PTS_BASE`, so that a test records across
+//! MPEG-TS's 33-bit wrap (2^33 ticks, 26.5 h) in seconds instead of a day.
+//!
+//! `FIELDSEAL_CAPTURE_CLOCK=PATH` makes the capture write, at the start of
+//! the file PATH (outside the data folder), the 90 kHz end time of the
+//! newest video frame it has taken from the source: the capture clock, which
+//! the power-loss suite compares with the end of the media that survived a
+//! cut (its loss window). Unset, it costs one load per frame.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -53,4 +63,29 @@ pub fn drop_video_frame(n: u64) -> bool {
         Some((first.parse().ok()?, count.parse().ok()?))
     });
     range.is_some_and(|(first, count)| n >= first && n - first < count)
+}
+
+static FIRST_PTS: OnceLock<Option<i64>> = OnceLock::new();
+
+/// The first video PTS a capture is to start at (`FIELDSEAL_FIRST_PTS`),
+/// if set. A value that does not parse is ignored like an unset one; one the
+/// capture refuses (below `PTS_BASE`) stops it before it records.
+pub fn first_pts() -> Option<i64> {
+    *FIRST_PTS.get_or_init(|| std::env::var("FIELDSEAL_FIRST_PTS").ok()?.parse().ok())
+}
+
+static CLOCK: OnceLock<Option<std::fs::File>> = OnceLock::new();
+
+/// Report the capture clock (`FIELDSEAL_CAPTURE_CLOCK`): `end_pts`, the
+/// 90 kHz end of the newest video frame taken from the source, overwritten
+/// in place as one fixed-width line (a reader never sees two values mixed).
+pub fn capture_clock(end_pts: i64) {
+    let file = CLOCK.get_or_init(|| {
+        let path = std::env::var_os("FIELDSEAL_CAPTURE_CLOCK")?;
+        std::fs::File::create(path).ok()
+    });
+    if let Some(f) = file {
+        use std::os::unix::fs::FileExt;
+        let _ = f.write_at(format!("{end_pts:020}\n").as_bytes(), 0);
+    }
 }

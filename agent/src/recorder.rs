@@ -162,6 +162,22 @@ impl Recorder {
         }
     }
 
+    /// While recording: the recording and the part of the next segment it
+    /// receives (what the capture streams that segment's partial file with,
+    /// capture/live.rs). `None` while idle or stopping: the segments after
+    /// the stop may not be recorded.
+    pub fn next_part(&self) -> Option<([u8; 16], u32)> {
+        match self.state {
+            State::Recording { id, next_part } => Some((id, next_part)),
+            _ => None,
+        }
+    }
+
+    /// The case and activity the next segment's entry states.
+    pub fn tags(&self) -> (Option<String>, Option<String>) {
+        (self.case.clone(), self.activity.clone())
+    }
+
     /// True while recording (or finishing the last segment of a recording).
     pub fn is_recording(&self) -> bool {
         !matches!(self.state, State::Idle)
@@ -485,6 +501,7 @@ mod tests {
             start_mono: Instant::now(),
             is_final,
             dropped: None,
+            streamed: None,
         }
     }
 

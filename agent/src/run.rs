@@ -146,6 +146,13 @@ pub fn run(
         capture_cfg.pacing = Pacing::AsFastAsPossible;
     }
     capture_cfg.max_media_secs = opts.duration_secs;
+    if let Some(pts) = crate::fault::first_pts() {
+        capture_cfg.first_pts = pts;
+    }
+    capture_cfg.live = Some(crate::capture::LiveSpill::new(
+        &dir.join("media/.partial"),
+        cfg.capture.durable_every_ms,
+    ));
     // `record` records exactly its duration: no pre-event buffer unless asked.
     let pre_event = opts
         .pre_event_secs
@@ -206,6 +213,7 @@ pub fn run(
             .map_or_else(|| "/sys/class/power_supply".into(), Into::into),
         battery_checked: None,
         gps,
+        seen_index: None,
         summary: RunSummary {
             recovered_from_crash: open.crashed,
             salvaged: open.salvaged.len(),
@@ -225,6 +233,7 @@ pub fn run(
             .recorder
             .handle_command(Command::Start { case, activity }, id)?;
         w.execute(actions)?;
+        w.arm_live();
         if opts.duration_secs.is_some() {
             w.recorder.end_with(StopReason::User);
         }
@@ -234,6 +243,7 @@ pub fn run(
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Input::Segment(seg)) => {
+                w.seen_index = Some(seg.index);
                 let actions = w.recorder.handle_segment(seg);
                 w.execute(actions)?;
             }
@@ -265,6 +275,7 @@ pub fn run(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        w.arm_live();
         w.check_clock()?;
         w.check_gps()?;
         w.check_battery()?;

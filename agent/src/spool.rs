@@ -32,9 +32,6 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fieldseal_proto::chain::{
-    verify_chain, MediaObservation, Report, SignatureCheck, VerifyOptions,
-};
 use fieldseal_proto::chainlog;
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::entry::{
@@ -47,6 +44,13 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::fsutil::sync_dir;
 use crate::spoolfs::{write_atomic, SpoolFile, SpoolFs, StdFs};
+
+mod drops;
+mod live;
+mod verify;
+
+pub use self::drops::DroppedSpan;
+pub use self::verify::verify_dir;
 
 /// Errors of the spool.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +120,18 @@ pub struct SegmentDraft {
     /// what its entry would have. Drafts written before it read as `None`.
     #[serde(default, with = "position_hex")]
     pub position: Option<Position>,
+    /// The streamed file (`live-N`, capture/live.rs) this segment's media
+    /// was renamed from: a cut can leave it durable under both names (its
+    /// old folder's fsync lost), and salvage must then drop the old one
+    /// rather than sign it twice. Not part of the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streamed_from: Option<String>,
+    /// Frames the capture dropped inside the segment, signed as a
+    /// `frames-dropped` event right after it: the draft is kept until that
+    /// event is durable, so that a cut in between still gets it signed at
+    /// the next start (spool/drops.rs). Not part of the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<DroppedSpan>,
 }
 
 /// [`SegmentDraft::position`] as the hex of its field bytes.
@@ -305,7 +321,10 @@ impl Spool {
         if report.crashed || spool.has_leftovers()? {
             let before = spool.head;
             let last = spool.last_wall_us;
+            let owed = spool.owed_drop_events()?;
             report.salvaged = spool.salvage(signer, clock)?;
+            spool.sign_owed_drop_events(signer, clock, owed)?;
+            spool.remove_stale_drafts()?;
             let now = clock.wall_us();
             let event = Event::PowerLossRecovered {
                 last_seq: before.next_seq.checked_sub(1),
@@ -408,20 +427,8 @@ impl Spool {
             return Err(SpoolError::Poisoned);
         }
         let seq = self.head.next_seq;
-        let partial = self.dir.join("media/.partial");
-        let meta_path = partial.join(format!("{seq:012}.json"));
-        let part_path = partial.join(media_name(seq));
-        let meta = serde_json::to_vec(&draft).expect("draft serialises");
-        let mut meta_file = self.fs.create(&meta_path).map_err(io_err(&meta_path))?;
-        meta_file
-            .write_all(&meta)
-            .and_then(|()| meta_file.sync())
-            .map_err(io_err(&meta_path))?;
-        // The metadata's name must be durable before the media can be: a
-        // salvaged segment without it has no timing, and its gap cannot be
-        // explained (found by the power-loss twin, which drops names whose
-        // folder was not fsynced, as POSIX allows).
-        self.fs.sync_dir(&partial).map_err(io_err(&partial))?;
+        let meta_path = self.write_draft(seq, &draft)?;
+        let part_path = self.dir.join("media/.partial").join(media_name(seq));
         // Hash while writing, in chunks, so the bytes are read once.
         let mut hasher = Sha256Stream::new();
         let mut f = self.fs.create(&part_path).map_err(io_err(&part_path))?;
@@ -439,25 +446,74 @@ impl Spool {
         f.sync().map_err(io_err(&part_path))?;
         drop(f);
         let sha = hasher.finish();
+        self.commit_media(
+            signer,
+            clock,
+            &part_path,
+            &meta_path,
+            draft,
+            (sha, bytes.len() as u64),
+        )
+    }
+
+    /// Write a segment's draft to `.partial/SEQ.json`, durable with its name.
+    fn write_draft(&self, seq: u64, draft: &SegmentDraft) -> Result<PathBuf, SpoolError> {
+        let partial = self.dir.join("media/.partial");
+        let meta_path = partial.join(format!("{seq:012}.json"));
+        let meta = serde_json::to_vec(draft).expect("draft serialises");
+        let mut meta_file = self.fs.create(&meta_path).map_err(io_err(&meta_path))?;
+        meta_file
+            .write_all(&meta)
+            .and_then(|()| meta_file.sync())
+            .map_err(io_err(&meta_path))?;
+        // The metadata's name must be durable before the media can be: a
+        // salvaged segment without it has no timing, and its gap cannot be
+        // explained (found by the power-loss twin, which drops names whose
+        // folder was not fsynced, as POSIX allows).
+        self.fs.sync_dir(&partial).map_err(io_err(&partial))?;
+        Ok(meta_path)
+    }
+
+    /// The end of a segment's write order, once its media is durable in
+    /// `part_path` (hash and length `media`) and its draft in `meta_path`:
+    /// rename into `media/`, fsync the folder, sign and append the entry.
+    fn commit_media(
+        &mut self,
+        signer: &dyn Signer,
+        clock: &dyn Clock,
+        part_path: &Path,
+        meta_path: &Path,
+        draft: SegmentDraft,
+        (sha, len): (Hash32, u64),
+    ) -> Result<SignedEntry, SpoolError> {
         crate::fault::point("segment-before-rename");
-        let final_path = self.media_path(seq);
+        let final_path = self.media_path(self.head.next_seq);
         self.fs
-            .rename(&part_path, &final_path)
+            .rename(part_path, &final_path)
             .map_err(io_err(&final_path))?;
         let media_dir = self.dir.join("media");
         self.fs.sync_dir(&media_dir).map_err(io_err(&media_dir))?;
+        if draft.streamed_from.is_some() {
+            // Its old name was durable (the capture fsynced `.partial/`
+            // after creating it): make it gone before the entry is signed.
+            self.sync_partial_dir()?;
+        }
         crate::fault::point("segment-after-rename");
-        self.media_bytes += bytes.len() as u64;
+        self.media_bytes += len;
+        let draft_dropped = draft.dropped;
         let c = self.entry_clock(clock);
         let position = draft.position;
         let entry = self.append_body(
             signer,
             c,
             position,
-            Body::Segment(draft.into_body(sha, bytes.len() as u64)),
+            Body::Segment(draft.into_body(sha, len)),
         )?;
-        // The entry is durable: the metadata has served its purpose.
-        let _ = self.fs.remove_file(&meta_path);
+        // The entry is durable: the metadata has served its purpose, unless
+        // it still owes the segment's frames-dropped event.
+        if draft_dropped.is_none() {
+            let _ = self.fs.remove_file(meta_path);
+        }
         Ok(entry)
     }
 
@@ -477,27 +533,46 @@ impl Spool {
     fn salvage(&mut self, signer: &dyn Signer, clock: &dyn Clock) -> Result<Vec<u64>, SpoolError> {
         let mut out = Vec::new();
         let partial = self.dir.join("media/.partial");
-        // Leftover files, in the order they were meant to be signed.
-        let mut names: Vec<(u64, PathBuf)> = Vec::new();
+        // Leftover files, in the order they were meant to be signed: those
+        // the writer wrote whole (named by the seq they were meant for), then
+        // the segments streamed while encoded (`live-N`, written later).
+        let mut names: Vec<(bool, u64, PathBuf)> = Vec::new();
         for e in self.fs.list(&partial).map_err(io_err(&partial))? {
             if let Some(stem) = e.name.strip_suffix(".ts") {
                 if let Ok(seq) = stem.parse::<u64>() {
-                    names.push((seq, partial.join(&e.name)));
+                    names.push((false, seq, partial.join(&e.name)));
+                } else if let Some(Ok(n)) = stem.strip_prefix("live-").map(str::parse::<u64>) {
+                    names.push((true, n, partial.join(&e.name)));
                 }
             }
         }
         let orphan = self.media_path(self.head.next_seq);
         if self.fs.exists(&orphan) {
-            names.push((self.head.next_seq, orphan));
+            names.push((false, self.head.next_seq, orphan));
         }
         names.sort();
-        for (intended, path) in names {
-            let meta_path = partial.join(format!("{intended:012}.json"));
+        for (live, intended, path) in names {
+            let mut meta_path = partial.join(format!("{intended:012}.json"));
+            if live {
+                if !self.fs.exists(&path) {
+                    continue; // the old name of a segment signed above
+                }
+                // Cut to its durable prefix, with the draft of that prefix
+                // kept under the seq it is signed as (a cut after the
+                // rename below finds it there, as for any segment).
+                match self.cut_live(&path)? {
+                    Some(draft) => meta_path = self.write_draft(self.head.next_seq, &draft)?,
+                    None => continue,
+                }
+            }
             let draft: Option<SegmentDraft> = self
                 .fs
                 .read(&meta_path)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
+            if !live {
+                self.forget_streamed_name(draft.as_ref())?;
+            }
             let (sha, len) = self.fs.hash(&path).map_err(io_err(&path))?;
             if len == 0 {
                 // Nothing was written: there is nothing to sign.
@@ -513,6 +588,9 @@ impl Spool {
                     .map_err(io_err(&final_path))?;
                 let media_dir = self.dir.join("media");
                 self.fs.sync_dir(&media_dir).map_err(io_err(&media_dir))?;
+                if live {
+                    self.sync_partial_dir()?;
+                }
             }
             let mut draft = draft.unwrap_or_else(|| unknown_draft(clock));
             draft.flags |= segment_flags::RECOVERED;
@@ -590,6 +668,8 @@ fn unknown_draft(clock: &dyn Clock) -> SegmentDraft {
         case: None,
         activity: None,
         position: None,
+        streamed_from: None,
+        dropped: None,
     }
 }
 
@@ -702,143 +782,6 @@ pub fn fill_sample(
     Ok(sample.entries.len() as u64)
 }
 
-/// Verify the chain and media in `dir` (read-only: works beside a running
-/// agent), and every acknowledgement kept in `acks.log`: each must be signed
-/// by the receipt key from enrolment and name a segment of the chain with
-/// its media hash and length (`bad-ack` otherwise). Media in `released.log`
-/// counts as released only with such a proof; without one it is missing.
-///
-/// # Errors
-/// I/O errors reading the chain log, `released.log` or `acks.log`.
-pub fn verify_dir(
-    dir: &Path,
-    key: &ed25519_dalek::VerifyingKey,
-    expected_head: Option<(u64, Hash32)>,
-) -> Result<Report, SpoolError> {
-    let log_path = crate::chainlog::path(dir);
-    let log = crate::chainlog::read_from(&StdFs, &log_path, 0).map_err(io_err(&log_path))?;
-    let released = read_released(&StdFs, dir)?;
-    let mut segments = std::collections::BTreeMap::new();
-    for rec in log.records() {
-        if let Ok(e) = SignedEntry::from_bytes(rec.bytes) {
-            if let Some(s) = e.entry.segment() {
-                let media = (s.media_sha256, s.media_len);
-                segments.entry(e.seq()).or_insert((e.entry.device, media));
-            }
-        }
-    }
-    let (proven, mut ack_findings) = check_acks(dir, &segments)?;
-    let mut media = std::collections::BTreeMap::new();
-    for &seq in segments.keys() {
-        let obs = if released.contains(&seq) && proven.contains(&seq) {
-            MediaObservation::Released
-        } else if released.contains(&seq) {
-            MediaObservation::Absent {
-                note: Some("released.log names it, but no kept acknowledgement of the server proves the hand-over".into()),
-            }
-        } else {
-            let p = dir.join("media").join(media_name(seq));
-            match hash_file(&p) {
-                Ok((sha256, len)) => MediaObservation::Present { sha256, len },
-                Err(err) => MediaObservation::Absent {
-                    note: Some(format!("{}: {err}", p.display())),
-                },
-            }
-        };
-        media.insert(seq, obs);
-    }
-    let opts = VerifyOptions {
-        media: Some(media),
-        ordered: true,
-        expected_head,
-        // The signatures together, on every core (proto's sigbatch).
-        signatures: SignatureCheck::Batch {
-            threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-        },
-        ..Default::default()
-    };
-    let mut report = verify_chain(key, log.records().map(|r| r.bytes), &opts);
-    // As `fieldseal-verify` reads a package (docs/FORMAT.md §9): damage, or a
-    // torn final record, is one `malformed` finding. A torn tail is what a
-    // power cut while appending leaves, and the agent cuts it off when it next
-    // starts; until then the folder is not a package a verifier may call ok
-    // (it cannot tell a cut from a cut-off file), and the two tools agree.
-    let broken = match log.damage() {
-        Some(e) => Some(format!("chain.log is damaged at byte {}: {e}", log.end())),
-        None if log.torn_tail() > 0 => Some(format!(
-            "chain.log ends with {} bytes of a torn record (a power cut while appending; \
-             the agent cuts it off when it next starts)",
-            log.torn_tail()
-        )),
-        None => None,
-    };
-    if let Some(detail) = broken {
-        report.findings.insert(
-            0,
-            fieldseal_proto::chain::Finding {
-                seq: None,
-                kind: fieldseal_proto::chain::FindingKind::Malformed,
-                detail,
-            },
-        );
-        report.ok = false;
-    }
-    if !ack_findings.is_empty() {
-        report.findings.append(&mut ack_findings);
-        report.findings.sort_by_key(|f| (f.seq, f.kind));
-        report.ok = false;
-    }
-    Ok(report)
-}
-
-/// Check every record of `acks.log` against the receipt key and the chain's
-/// segments (seq → device, media hash and length). Returns the seqs whose
-/// hand-over is proven, and a `bad-ack` finding for every record that proves
-/// nothing (seq `None` for one that does not even read as an acknowledgement).
-fn check_acks(
-    dir: &Path,
-    segments: &std::collections::BTreeMap<
-        u64,
-        (fieldseal_proto::identity::DeviceId, (Hash32, u64)),
-    >,
-) -> Result<(BTreeSet<u64>, Vec<fieldseal_proto::chain::Finding>), SpoolError> {
-    use crate::acks::{proves, read_log, Segment};
-    use fieldseal_proto::chain::{Finding, FindingKind};
-    let path = dir.join("acks.log");
-    let (kept, unreadable) = read_log(&StdFs, dir).map_err(io_err(&path))?;
-    let receipt_key = crate::syncstore::read_receipt_key(&StdFs, dir);
-    let mut proven = BTreeSet::new();
-    let mut findings = Vec::new();
-    for k in &kept {
-        let seq = k.ack.seq;
-        let seg = segments
-            .get(&seq)
-            .map(|&(device, media)| Segment { device, seq, media });
-        match proves(k, seg, receipt_key.as_ref()) {
-            Ok(()) => {
-                proven.insert(seq);
-            }
-            Err(why) => findings.push(Finding {
-                seq: Some(seq),
-                kind: FindingKind::BadAck,
-                detail: format!(
-                    "acks.log: the acknowledgement of segment {seq} proves nothing: {why}"
-                ),
-            }),
-        }
-    }
-    if unreadable > 0 {
-        findings.push(Finding {
-            seq: None,
-            kind: FindingKind::BadAck,
-            detail: format!(
-                "acks.log: {unreadable} record(s) do not read as a kept acknowledgement"
-            ),
-        });
-    }
-    Ok((proven, findings))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -939,6 +882,8 @@ mod tests {
                 case: None,
                 activity: None,
                 position,
+                streamed_from: None,
+                dropped: None,
             };
             let n = seq + u64::from(i);
             fs::write(

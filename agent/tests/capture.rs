@@ -6,8 +6,8 @@ use std::process::Command;
 use std::sync::mpsc::sync_channel;
 
 use fieldseal_agent::capture::{
-    Capture, CaptureConfig, CaptureSummary, CapturedSegment, FfmpegCapture, Pacing, SourceSpec,
-    PTS_BASE,
+    Capture, CaptureConfig, CaptureSummary, CapturedSegment, FfmpegCapture, FrameRate, Pacing,
+    SourceSpec, PTS_BASE,
 };
 
 const FPS: u32 = 30;
@@ -21,7 +21,7 @@ fn small_config(secs: u32, segment_secs: u32) -> CaptureConfig {
         // benchmark example uses 1280x720.
         width: 640,
         height: 360,
-        fps: FPS,
+        fps: FrameRate::new(FPS, 1).unwrap(),
         segment_secs,
         video_bitrate: 800_000,
         pacing: Pacing::AsFastAsPossible,
@@ -407,7 +407,7 @@ fn max_volume_db(path: &Path) -> f64 {
 #[test]
 fn muted_audio_is_silence_and_stereo_25fps_works() {
     let cfg = CaptureConfig {
-        fps: 25,
+        fps: "25".parse().unwrap(),
         channels: 2,
         ..small_config(3, 1)
     };
@@ -461,4 +461,144 @@ fn overload_drops_are_counted_and_leave_gaps() {
         "frames {frames}, span {span}, {:?}",
         summary.stats
     );
+}
+
+/// NTSC's 30000/1001 across MPEG-TS's 33-bit wrap: the segments' PTS (the chain's timeline) run
+/// on past 2^33 by exactly 3003 ticks a frame, while the bytes carry them modulo 2^33 and still
+/// concatenate into one seamless stream that decodes cleanly.
+#[test]
+fn ntsc_across_the_33_bit_wrap_runs_on_and_concatenates_seamlessly() {
+    const WRAP: i64 = 1 << 33;
+    const NTSC_TICKS: i64 = 3003;
+    // 1.5 segments of 30 frames before the wrap: the second segment holds it.
+    let first_pts = WRAP - 45 * NTSC_TICKS;
+    let (segs, _) = record(CaptureConfig {
+        fps: FrameRate::NTSC,
+        first_pts,
+        ..small_config(4, 1)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let all = write_segments(dir.path(), &segs);
+    // 4 s at 30000/1001 are 120 frames, 30 (1.001 s) a segment.
+    assert_eq!(segs.len(), 4, "segments: {segs:?}");
+    assert_eq!(segs[0].start_pts, first_pts);
+    for s in &segs {
+        assert_eq!(s.video_frames, 30, "segment {}", s.index);
+        assert_eq!(s.end_pts - s.start_pts, 30 * NTSC_TICKS);
+        assert_eq!((s.codec.fps_num, s.codec.fps_den), (30_000, 1001));
+    }
+    for w in segs.windows(2) {
+        assert_eq!(w[0].end_pts, w[1].start_pts);
+    }
+    assert!(segs[1].start_pts < WRAP && WRAP < segs[1].end_pts);
+
+    // The stream's timestamps, as offsets from the first frame (ffprobe may show a wrapped
+    // timestamp raw or already corrected: modulo 2^33 both are the same).
+    let offset = |pts: i64| (pts - first_pts).rem_euclid(WRAP);
+    let pkts = ffprobe_packets(&all);
+    let video: Vec<Pkt> = pkts.iter().copied().filter(|p| p.stream == 0).collect();
+    assert_eq!(video.len(), 120);
+    let v: Vec<i64> = video.iter().map(|p| offset(p.pts)).collect();
+    assert_eq!(v.iter().min(), Some(&0));
+    assert_eq!(v.iter().max(), Some(&(119 * NTSC_TICKS)));
+    assert_continuous(v, NTSC_TICKS, "video pts across the wrap");
+    let a: Vec<i64> = pkts
+        .iter()
+        .filter(|p| p.stream == 1)
+        .map(|p| (p.pts - first_pts + AAC_TICKS * 4).rem_euclid(WRAP))
+        .collect();
+    assert_continuous(a, AAC_TICKS, "audio pts across the wrap");
+    let keys: Vec<i64> = video
+        .iter()
+        .filter(|p| p.key)
+        .map(|p| offset(p.pts))
+        .collect();
+    let starts: Vec<i64> = segs.iter().map(|s| s.start_pts - first_pts).collect();
+    assert_eq!(keys, starts);
+    assert_decodes_cleanly(&all);
+    for s in &segs {
+        let own = ffprobe_packets(&dir.path().join(format!("seg{:05}.ts", s.index)));
+        let v: Vec<&Pkt> = own.iter().filter(|p| p.stream == 0).collect();
+        assert_eq!(v.len(), s.video_frames as usize, "segment {}", s.index);
+        assert!(
+            v[0].key && v[0].pts.rem_euclid(WRAP) == s.start_pts.rem_euclid(WRAP),
+            "segment {} first video packet {:?}",
+            s.index,
+            v[0]
+        );
+    }
+}
+
+/// Armed by the writer, the capture streams each segment to its partial file as it is encoded
+/// (issue 15): the finished file holds exactly the segment's bytes, hashed as written, and its
+/// sidecar says what was durable at each point, up to the whole segment; a segment before the
+/// arm is not streamed, and a file nobody keeps is deleted.
+#[test]
+fn armed_segments_are_streamed_to_their_partial_files_as_they_are_encoded() {
+    use fieldseal_agent::capture::live::read_sidecar;
+    use fieldseal_agent::capture::{LiveArm, LiveSpill};
+
+    let dir = tempfile::tempdir().unwrap();
+    let spill = LiveSpill::new(dir.path(), 250);
+    spill.arm(Some(LiveArm {
+        recording: [9; 16],
+        base_index: 1,
+        base_part: 5,
+        case: Some("CJ-1".into()),
+        activity: None,
+        position: None,
+        mono: (std::time::Instant::now(), 0),
+    }));
+    let mut cfg = small_config(6, 2);
+    cfg.live = Some(spill.clone());
+    let (segs, _) = record(cfg);
+    assert_eq!(segs.len(), 3, "segments: {segs:?}");
+    assert!(segs[0].streamed.is_none(), "before the arm's first index");
+    for s in &segs[1..] {
+        let f = s.streamed.as_ref().expect("streamed");
+        assert_eq!(
+            std::fs::read(f.path()).unwrap(),
+            s.bytes,
+            "segment {}",
+            s.index
+        );
+        let mut h = fieldseal_proto::identity::Sha256Stream::new();
+        h.update(&s.bytes);
+        assert_eq!((f.len(), f.sha256()), (s.bytes.len() as u64, h.finish()));
+        let text = std::fs::read(f.sidecar()).unwrap();
+        let (draft, last) = read_sidecar(&text, f.len()).expect("a durable point");
+        let part = 5 + u32::try_from(s.index - 1).unwrap();
+        assert_eq!((draft.recording, draft.part), ([9; 16], part));
+        assert_eq!(
+            (draft.start_pts, draft.case.as_deref()),
+            (s.start_pts, Some("CJ-1"))
+        );
+        assert_eq!(
+            (
+                last.len,
+                last.end_pts,
+                last.video_frames,
+                last.audio_samples
+            ),
+            (f.len(), s.end_pts, s.video_frames, s.audio_samples)
+        );
+        // Durable as it went: 2 s of media at 250 ms, on whole TS packets.
+        let points = String::from_utf8_lossy(&text).lines().count() - 1;
+        assert!(
+            points >= 4,
+            "{points} durable points in segment {}",
+            s.index
+        );
+        for line in String::from_utf8_lossy(&text).lines().skip(1) {
+            let p: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(p["len"].as_u64().unwrap() % 188, 0, "{line}");
+        }
+    }
+    assert!(spill.fsyncs() >= 8, "{} fsyncs", spill.fsyncs());
+    let paths: Vec<_> = segs
+        .iter()
+        .filter_map(|s| s.streamed.as_ref().map(|f| f.path().to_owned()))
+        .collect();
+    drop(segs);
+    assert!(paths.iter().all(|p| !p.exists()), "not kept: deleted");
 }

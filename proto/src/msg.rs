@@ -57,11 +57,20 @@ pub use crate::renew::{CertRenewed, RenewCert, RenewRefused};
 /// The protocol version this implementation speaks. Version 2 made
 /// `UploadAck` a signed [`MediaAck`] (version 1's carried no signature, yet let
 /// the device delete its media); version 3 added certificate renewal
-/// ([`RenewCert`]). The server answers a `Hello` of any version from
-/// [`MIN_PROTOCOL_VERSION`] to this one with a `Welcome` of the same version
-/// and refuses the others with [`ErrorCode::UnsupportedVersion`]; an agent
-/// asks for renewal only when the `Welcome` says version 3 or later.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// ([`RenewCert`]); version 4 lets an upload stream open with `UploadBegin`
+/// at offset 0 and the bytes, without the `UploadQuery` round trip
+/// ([`PIPELINED_UPLOAD_SINCE`]). The server answers a `Hello` of any version
+/// from [`MIN_PROTOCOL_VERSION`] to this one with a `Welcome` of the same
+/// version and refuses the others with [`ErrorCode::UnsupportedVersion`]; an
+/// agent asks for renewal only when the `Welcome` says version 3 or later,
+/// and pipelines an upload only when it says 4 or later.
+pub const PROTOCOL_VERSION: u16 = 4;
+
+/// The first version in which an upload stream may open with
+/// `UploadBegin { offset: 0 }` followed by the bytes (FORMAT.md §7.5): the
+/// server then takes the whole file, answering `UploadAck` at once (and
+/// stopping the stream) if it holds it already.
+pub const PIPELINED_UPLOAD_SINCE: u16 = 4;
 
 /// The oldest version a server still serves: version 2 agents sync as
 /// before and never renew (their certificates from before expiry was

@@ -139,6 +139,9 @@ pub struct Counters {
     pub segments_stored: AtomicU64,
     /// Their bytes.
     pub media_bytes: AtomicU64,
+    /// Upload streams that opened pipelined (`UploadBegin` at offset 0 and
+    /// the bytes, no query; protocol version 4).
+    pub uploads_pipelined: AtomicU64,
     /// Receipt latency.
     pub receipt_latency: Histogram,
     /// Entries refused because they did not verify (signature, link,
@@ -234,6 +237,13 @@ impl Counters {
             "counter",
             "Bytes of verified segments stored.",
             get(&self.media_bytes),
+        );
+        counter(
+            out,
+            "fieldseal_uploads_pipelined_total",
+            "counter",
+            "Upload streams opened with UploadBegin and the bytes, without a query (protocol 4).",
+            get(&self.uploads_pipelined),
         );
         let _ = writeln!(
             out,

@@ -1821,9 +1821,9 @@ def _self_test_frames(t, vdir):
     media_hash = hashlib.sha256(b"segment 42").digest()
     dev = bytes.fromhex("0123456789abcdef")
     expect = {
-        "hello": {"protocol_version": 3, "device_id": dev, "chain_head_seq": 41},
-        "hello_empty_chain": {"protocol_version": 3, "device_id": dev, "chain_head_seq": None},
-        "welcome": {"protocol_version": 3, "server_time_us": 1751328000000000, "next_seq_expected": 42,
+        "hello": {"protocol_version": 4, "device_id": dev, "chain_head_seq": 41},
+        "hello_empty_chain": {"protocol_version": 4, "device_id": dev, "chain_head_seq": None},
+        "welcome": {"protocol_version": 4, "server_time_us": 1751328000000000, "next_seq_expected": 42,
                     "resend_media": [3, 17]},
         "submit_entry": {"entry": b"opaque signed entry bytes"},
         "entry_rejected": {"seq": 42, "code": 4, "detail": "seq 42 differs"},
@@ -1893,6 +1893,17 @@ def _self_test_frames(t, vdir):
     bad = bytearray(aenc)
     bad[40] ^= 1
     t.check(_raises(lambda: verify_media_ack(bytes(bad), spk)), "altered media ack refused")
+    # §7.5 pipelined upload (version 4): UploadBegin at offset 0 for segment 3,
+    # then its bytes unframed; the acknowledgement above answers it.
+    stream = vals["stream.pipelined_upload"]
+    status, res = decode_frame(stream)
+    m3_bytes = bytes.fromhex(m3["bytes"])
+    t.check(status == "frame", f"pipelined stream opens with a frame: {status}")
+    if status == "frame":
+        msg, used = res
+        t.check((msg.get("seq"), msg.get("media_hash"), msg.get("offset"), msg.get("len"))
+                == (3, hashlib.sha256(m3_bytes).digest(), 0, len(m3_bytes)), f"pipelined UploadBegin {msg}")
+        t.check(stream[used:] == m3_bytes, "pipelined stream: the media bytes follow unframed")
 
 
 if __name__ == "__main__":

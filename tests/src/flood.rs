@@ -13,7 +13,9 @@ use fieldseal_proto::codec::Encode;
 use fieldseal_proto::entry::SignedEntry;
 use fieldseal_proto::frame::FrameBuffer;
 use fieldseal_proto::identity::{DeviceId, Hash32};
-use fieldseal_proto::msg::{EntryBytes, Hello, Message, SubmitEntry, PROTOCOL_VERSION};
+use fieldseal_proto::msg::{
+    EntryBytes, Hello, Message, SubmitEntry, UploadBegin, PROTOCOL_VERSION,
+};
 use rustls::pki_types::CertificateDer;
 
 /// How one stranger's connection ended.
@@ -235,6 +237,19 @@ impl Probe {
         key: &SigningKey,
         e: &Enrollment,
     ) -> anyhow::Result<Probe> {
+        Self::connect_speaking(server, key, e, PROTOCOL_VERSION).await
+    }
+
+    /// As [`Probe::connect`], saying protocol `version` in `Hello`.
+    ///
+    /// # Errors
+    /// Connection or protocol errors.
+    pub async fn connect_speaking(
+        server: SocketAddr,
+        key: &SigningKey,
+        e: &Enrollment,
+        version: u16,
+    ) -> anyhow::Result<Probe> {
         let cfg = tls::sync_client_with(
             key,
             CertificateDer::from(e.client_cert.clone()),
@@ -245,7 +260,7 @@ impl Probe {
         let conn = ep.connect_with(cfg, server, "localhost")?.await?;
         let (mut send, recv) = conn.open_bi().await?;
         let hello = Message::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: version,
             device_id: DeviceId::from_key(&key.verifying_key()),
             chain_head_seq: None,
         });
@@ -292,6 +307,38 @@ impl Probe {
             Message::EntryReceipt(r) if r.seq == entry.seq() => Ok(t0.elapsed()),
             other => anyhow::bail!("seq {}: got {other:?}", entry.seq()),
         }
+    }
+
+    /// One upload stream that opens with `begin` and carries `bytes` behind
+    /// it at once, as a pipelined upload does (protocol version 4, FORMAT.md
+    /// §7.5). Returns the server's answer and whether it stopped the stream
+    /// before every byte was written.
+    ///
+    /// # Errors
+    /// The connection failed or no answer came.
+    pub async fn upload_at_once(
+        &self,
+        begin: UploadBegin,
+        bytes: &[u8],
+    ) -> anyhow::Result<(Message, bool)> {
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        let mut out = Message::UploadBegin(begin).to_bytes();
+        out.extend_from_slice(bytes);
+        let stopped = match send.write_all(&out).await {
+            Ok(()) => {
+                let _ = send.finish();
+                false
+            }
+            Err(quinn::WriteError::Stopped(_)) => true,
+            Err(e) => return Err(e.into()),
+        };
+        let answer = recv.read_to_end(1024).await?;
+        let mut buf = FrameBuffer::new();
+        buf.push(&answer);
+        let m = buf
+            .next_message()?
+            .ok_or_else(|| anyhow::anyhow!("no answer on the upload stream"))?;
+        Ok((m, stopped))
     }
 
     /// Close the connection.

@@ -112,6 +112,10 @@ pub struct Tally {
     pub torn: u64,
     /// Armed cuts the run never reached (cut at the moment it gave up instead).
     pub unreached: u64,
+    /// For each cut while the camera ran, the media it lost in ms: the
+    /// capture clock at the cut minus the end of the media that survived it
+    /// ([`loss_window_ms`]).
+    pub loss_ms: Vec<u64>,
 }
 
 impl Tally {
@@ -135,7 +139,7 @@ impl Tally {
     /// The figures as `Scenario::record` extras, `side` being `agent` or
     /// `server` (whose folder was cut).
     pub fn extras(&self, side: &str) -> Vec<(&'static str, String)> {
-        vec![
+        let mut out = vec![
             ("folder", side.to_string()),
             ("power_cuts", self.cuts().to_string()),
             ("exact_cuts", self.exact.to_string()),
@@ -143,8 +147,91 @@ impl Tally {
             ("torn_cuts", self.torn.to_string()),
             ("clean_cuts", (self.cuts() - self.torn).to_string()),
             ("unreached_cuts", self.unreached.to_string()),
-        ]
+        ];
+        if !self.loss_ms.is_empty() {
+            let mut l = self.loss_ms.clone();
+            l.sort_unstable();
+            out.push(("loss_window_cuts", l.len().to_string()));
+            out.push(("loss_window_ms_median", l[l.len() / 2].to_string()));
+            out.push(("loss_window_ms_max", l[l.len() - 1].to_string()));
+        }
+        out
     }
+}
+
+/// The capture clock a run reported (`FIELDSEAL_CAPTURE_CLOCK`, the agent's
+/// fault.rs): the 90 kHz end of the newest frame taken from the source, or
+/// `None` if the camera had not started.
+pub fn read_capture_clock(path: &Path) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The media a power cut lost, in ms: the capture clock at the cut
+/// (`clock`, 90 kHz) minus the end of the durable media of `recording`: its
+/// signed segments in `entries`, and what the next start salvages from
+/// `DIR/media/.partial/` (a draft `N.json` whose `N.ts` is there or already
+/// renamed into `media/`: its end; a live segment's sidecar `live-N.json`:
+/// the end of its last progress line whose bytes the file holds). Media of
+/// the recording's first segment starts at `first_pts`. Never negative.
+pub fn loss_window_ms(
+    dir: &Path,
+    entries: &BTreeMap<u64, fieldseal_proto::entry::SignedEntry>,
+    recording: Option<[u8; 16]>,
+    clock: i64,
+    first_pts: i64,
+) -> u64 {
+    let mut end = first_pts;
+    if let Some(rec) = recording {
+        for e in entries.values() {
+            if let Some(s) = e.entry.segment() {
+                if s.recording == rec {
+                    end = end.max(s.end_pts);
+                }
+            }
+        }
+        end = end.max(salvageable_end(dir, rec).unwrap_or(first_pts));
+    }
+    u64::try_from((clock - end).max(0) * 1000 / fieldseal_proto::entry::PTS_HZ).unwrap_or(0)
+}
+
+/// The end of the media of `recording` that the next start salvages from
+/// `.partial/` (see [`loss_window_ms`]).
+fn salvageable_end(dir: &Path, recording: [u8; 16]) -> Option<i64> {
+    let partial = dir.join("media/.partial");
+    let mut end: Option<i64> = None;
+    for item in std::fs::read_dir(&partial).ok()?.flatten() {
+        let name = item.file_name().to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix(".json") else {
+            continue;
+        };
+        let text = std::fs::read_to_string(item.path()).unwrap_or_default();
+        let mut lines = text.lines();
+        let Some(Ok(draft)) = lines.next().map(serde_json::from_str::<serde_json::Value>) else {
+            continue;
+        };
+        let rec: Vec<u8> = serde_json::from_value(draft["recording"].clone()).unwrap_or_default();
+        if rec != recording {
+            continue;
+        }
+        let ts = partial.join(format!("{stem}.ts"));
+        let ts_len = std::fs::metadata(&ts)
+            .or_else(|_| std::fs::metadata(dir.join("media").join(format!("{stem}.ts"))))
+            .map_or(0, |m| m.len());
+        let stated = if stem.starts_with("live-") {
+            // Progress lines: bytes made durable and the media they hold.
+            lines
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|p| p["len"].as_u64().is_some_and(|n| n > 0 && n <= ts_len))
+                .filter_map(|p| p["end_pts"].as_i64())
+                .max()
+        } else if ts_len > 0 {
+            draft["end_pts"].as_i64()
+        } else {
+            None
+        };
+        end = end.max(stated);
+    }
+    end
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! the last write torn; a failed fsync; a full disk. After each, the spool
 //! reopens, every entry an append returned `Ok` for is there unchanged with
 //! its media, and the chain verifies with every gap explained. And a device
-//! key (a token) that stops signing midway.
+//! key (a token) that stops signing midway. Every other segment is streamed
+//! first, as the capture streams the segment being encoded (issue 15), so
+//! the crashes fall in its partial file and durable points as well.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use fieldseal_agent::capture::live::LiveProgress;
+use fieldseal_agent::capture::StreamedFile;
 use fieldseal_agent::clock::Clock;
 use fieldseal_agent::spool::{media_name, SegmentDraft, Spool, SpoolError};
 use fieldseal_agent::spoolfs::{Fault, MemFs, SpoolFs};
@@ -71,7 +75,57 @@ fn draft(recording: [u8; 16], part: u32, start_mono_us: u64) -> SegmentDraft {
         activity: None,
         // A salvaged segment states it too (kept in its draft).
         position: Some(Position::NoFix(NoFix::Lost)),
+        streamed_from: None,
+        dropped: None,
     }
+}
+
+/// The capture's write order for a segment streamed while encoded
+/// (agent/src/capture/live.rs), on the twin: `live-N.ts` and its sidecar
+/// with the draft, made durable with their folder; then the bytes in steps,
+/// each made durable and noted in the sidecar (durable too) with the media
+/// it holds. `bytes` is whole TS packets.
+fn stream(
+    fs: &MemFs,
+    dir: &Path,
+    n: u32,
+    d: &SegmentDraft,
+    bytes: &[u8],
+) -> std::io::Result<StreamedFile> {
+    let partial = dir.join("media/.partial");
+    let path = partial.join(format!("live-{n:012}.ts"));
+    let side = partial.join(format!("live-{n:012}.json"));
+    let mut first = d.clone();
+    (first.end_pts, first.video_frames, first.audio_samples) = (d.start_pts, 0, 0);
+    let line = |v: Vec<u8>| [v, b"\n".to_vec()].concat();
+    let mut ts = fs.create(&path)?;
+    let mut sidecar = fs.create(&side)?;
+    sidecar.write_all(&line(serde_json::to_vec(&first)?))?;
+    sidecar.sync()?;
+    fs.sync_dir(&partial)?;
+    let mut done = 0;
+    for chunk in bytes.chunks(188 * 64) {
+        ts.write_all(chunk)?;
+        ts.sync()?;
+        done += chunk.len();
+        // The media in the prefix, in proportion (the capture knows it).
+        let share = |x: i64| x * i64::try_from(done).unwrap() / i64::try_from(bytes.len()).unwrap();
+        let frames = i64::from(d.video_frames);
+        let p = LiveProgress {
+            len: done as u64,
+            end_pts: d.start_pts + share(d.end_pts - d.start_pts),
+            video_frames: u32::try_from(share(frames)).unwrap(),
+            audio_samples: u64::try_from(share(i64::try_from(d.audio_samples).unwrap())).unwrap(),
+        };
+        sidecar.write_all(&line(serde_json::to_vec(&p)?))?;
+        sidecar.sync()?;
+    }
+    Ok(StreamedFile::new(
+        path,
+        side,
+        bytes.len() as u64,
+        sha256(bytes),
+    ))
 }
 
 /// What the workload saw succeed: entry hashes and segment media.
@@ -108,12 +162,29 @@ fn workload(fs: &MemFs, dir: &Path, seed: u64, steps: u32, rec: &mut Recorded) {
         let res = if r.chance(300) {
             spool.append_event(&k, &clock, Event::IdentityShown { officer: None })
         } else {
-            let len = 1 + usize::try_from(r.next_u64() % 200_000).unwrap();
+            let streamed = r.chance(500);
+            let mut len = 1 + usize::try_from(r.next_u64() % 200_000).unwrap();
+            if streamed {
+                len = len.div_ceil(188) * 188;
+            }
             let bytes: Vec<u8> = (0..len)
                 .map(|i| u8::try_from((i * 7 + part as usize) % 251).unwrap())
                 .collect();
             let mono = first_mono + u64::from(part) * 1_000_000;
-            let res = spool.append_segment(&k, &clock, draft(recording, part, mono), &bytes);
+            let d = draft(recording, part, mono);
+            let res = if streamed {
+                match stream(fs, dir, part, &d, &bytes) {
+                    Ok(file) => spool.append_segment_streamed(&k, &clock, d, &bytes, Some(&file)),
+                    Err(e) => {
+                        // The capture's write failed (the crash): as the
+                        // agent, nothing was appended.
+                        rec.errors.push(format!("streaming: {e}"));
+                        return;
+                    }
+                }
+            } else {
+                spool.append_segment(&k, &clock, d, &bytes)
+            };
             part += 1;
             if let Ok(e) = &res {
                 rec.media.insert(e.seq(), sha256(&bytes));

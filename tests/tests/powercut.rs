@@ -35,12 +35,15 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use fieldseal_proto::entry::Event;
+use fieldseal_proto::entry::{Event, PTS_HZ};
 use fieldseal_proto::identity::DeviceId;
 use fieldseal_server::datadir::DataDir;
 use fieldseal_tests::faults::{self, iterations, AgentView, Durable, Scenario, ServerView};
 use fieldseal_tests::lazyfs::{CutAt, LazyFs};
-use fieldseal_tests::powercut::{exact_cuts, merge_counts, one_exact_cut, write_durable, Tally};
+use fieldseal_tests::powercut::{
+    exact_cuts, loss_window_ms, merge_counts, one_exact_cut, read_capture_clock, write_durable,
+    Tally,
+};
 use fieldseal_tests::procs::{self, ok, Agent};
 use fieldseal_tests::Harness;
 
@@ -85,14 +88,22 @@ thread_local! {
         std::cell::RefCell::default();
 }
 
+thread_local! {
+    /// The capture clock read when the power went in the last
+    /// [`run_and_cut`] given a clock file.
+    static CLOCK_AT_CUT: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+}
+
 /// Start `cmd` with the cut armed at `cut`, wait for the power to go (or
 /// the command to end, or `limit`), and cut. Returns what the cut was and
-/// whether the armed operation was reached.
+/// whether the armed operation was reached. With `clock`, the capture clock
+/// the run reports there is read as the power goes (into [`CLOCK_AT_CUT`]).
 fn run_and_cut(
     fs: &mut LazyFs,
     mut child: Child,
     cut: Option<&CutAt>,
     limit: Duration,
+    clock: Option<&Path>,
 ) -> (String, bool, Option<std::process::ExitStatus>) {
     let deadline = std::time::Instant::now() + limit;
     let mut exited = None;
@@ -104,6 +115,12 @@ fn run_and_cut(
         std::thread::sleep(Duration::from_millis(5));
     }
     let reached = cut.is_some() && fs.off().is_some();
+    if let Some(path) = clock {
+        if !reached {
+            fs.power_off(None);
+        }
+        CLOCK_AT_CUT.with(|c| c.set(read_capture_clock(path)));
+    }
     COUNTS.with(|c| *c.borrow_mut() = fs.counts());
     let what = fs.cut(&mut [&mut child]).expect("remount");
     (what, reached, exited)
@@ -133,7 +150,7 @@ fn agent_init_cuts(fs: &mut LazyFs, sc: &Scenario, tally: &mut Tally) {
         wipe(&dir);
         fs.arm(cut.clone());
         let child = a.command(&["init"]).spawn().expect("spawn init");
-        let (what, reached, _) = run_and_cut(fs, child, Some(&cut), MINUTE);
+        let (what, reached, _) = run_and_cut(fs, child, Some(&cut), MINUTE, None);
         if !reached {
             // The operations of a run are not the same every time (sled
             // writes in the background): this one ended before the n-th.
@@ -177,11 +194,20 @@ fn wipe(dir: &Path) {
         .expect("fsync mount");
 }
 
+/// Segment length of the recording runs, the default's (`Agent::init`
+/// makes it 1 s): the loss window of a cut is measured against it.
+const SEGMENT_MS: u64 = 4000;
+
 /// A small, quick camera on the model, made durable.
 fn quick_agent(dir: &Path) -> Agent {
     let a = Agent::init(dir);
-    let cfg = std::fs::read(dir.join("config.toml")).expect("config");
-    write_durable(&dir.join("config.toml"), &cfg);
+    let cfg = std::fs::read_to_string(dir.join("config.toml"))
+        .expect("config")
+        .replace(
+            "segment_seconds = 1",
+            &format!("segment_seconds = {}", SEGMENT_MS / 1000),
+        );
+    write_durable(&dir.join("config.toml"), cfg.as_bytes());
     a
 }
 
@@ -225,7 +251,7 @@ fn agent_enroll_cuts(fs: &mut LazyFs, h: &Harness, sc: &Scenario, tally: &mut Ta
         let a = quick_agent(&dir);
         fs.arm(cut.clone());
         let token = h.token("cut", 3600).expect("token");
-        let (what, reached, _) = run_and_cut(fs, enroll(&a, &token), Some(&cut), MINUTE);
+        let (what, reached, _) = run_and_cut(fs, enroll(&a, &token), Some(&cut), MINUTE, None);
         if !reached {
             // The operations of a run are not the same every time (sled
             // writes in the background): this one ended before the n-th.
@@ -299,6 +325,8 @@ async fn agent_folder_power_cuts_lose_nothing() {
     let mut marker = dir.join("running").exists();
     let mut expected_events = 0u64;
     let record_cuts = cuts();
+    // Outside the cut folder: the capture clock of each run (fault.rs).
+    let clock = t.path().join("capture-clock");
     for i in 0..record_cuts {
         let exact = if i > 0 && r.next_u64() % 2 == 0 {
             one_exact_cut(&seen, "agent", &mut r)
@@ -310,8 +338,10 @@ async fn agent_folder_power_cuts_lose_nothing() {
         } else {
             fs.reset_counts();
         }
+        let _ = std::fs::remove_file(&clock);
         let child = block(|| {
             a.command(&["record", "--fast", "--duration", "600"])
+                .env("FIELDSEAL_CAPTURE_CLOCK", &clock)
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -319,12 +349,21 @@ async fn agent_folder_power_cuts_lose_nothing() {
         let wait = Duration::from_millis(500 + r.next_u64() % 3000);
         let torn = r.next_u64() % 2 == 0;
         let (what, reached, exited) = if exact.is_some() {
-            block(|| run_and_cut(&mut fs, child, exact.as_ref(), Duration::from_secs(20)))
+            block(|| {
+                run_and_cut(
+                    &mut fs,
+                    child,
+                    exact.as_ref(),
+                    Duration::from_secs(20),
+                    Some(&clock),
+                )
+            })
         } else {
             let mut child = child;
             tokio::time::sleep(wait).await;
             let exited = child.try_wait().unwrap();
             fs.power_off(torn.then(|| r.next_u64()));
+            CLOCK_AT_CUT.with(|c| c.set(read_capture_clock(&clock)));
             COUNTS.with(|c| *c.borrow_mut() = fs.counts());
             let what = block(|| fs.cut(&mut [&mut child])).unwrap();
             (what, false, exited)
@@ -342,6 +381,21 @@ async fn agent_folder_power_cuts_lose_nothing() {
         // The disk after the cut: everything on it was durable.
         let now = AgentView::from_dir(&dir).unwrap();
         now.add_to(&mut durable);
+        // The media this cut lost: the capture clock as the power went
+        // against the end of this run's recording that survived it.
+        if let Some(at) = CLOCK_AT_CUT.with(std::cell::Cell::take) {
+            let recording = now
+                .entries
+                .iter()
+                .filter(|(s, _)| !before.entries.contains_key(s))
+                .find_map(|(_, e)| match e.entry.event() {
+                    Some(Event::RecordingStarted { recording, .. }) => Some(*recording),
+                    _ => None,
+                });
+            let lost = loss_window_ms(&dir, &now.entries, recording, at, PTS_HZ);
+            eprintln!("cut {i}: the capture clock was at {at}; {lost} ms of media lost");
+            tally.loss_ms.push(lost);
+        }
         // A run that found the recorder's marker (the last one was cut while
         // running) signs one power-loss event, after what it salvaged; if it
         // was cut before that event was durable, the marker is still there
@@ -380,10 +434,6 @@ async fn agent_folder_power_cuts_lose_nothing() {
         tally.cuts()
     );
     assert_eq!(events, expected_events, "power-loss events signed and owed");
-    assert!(
-        events <= record_cuts && !dir.join("running").exists(),
-        "{events} power-loss events for {record_cuts} cuts"
-    );
     ok(&block(|| a.run(&["verify", "--json"], MINUTE)));
     let v = block(|| {
         procs::wait_limited(
@@ -414,6 +464,19 @@ async fn agent_folder_power_cuts_lose_nothing() {
     extras.push(("reenrolled_after_cut", refused.to_string()));
     sc.record(&verdict, tally.cuts(), &extras);
     verdict.assert_ok();
+    // What a cut loses is the tail of the segment being encoded, not the
+    // segment: the media made durable as it is produced survives (the
+    // bound is generous: the clock is read a moment after the power goes).
+    let worst = tally.loss_ms.iter().max().copied().unwrap_or(0);
+    assert!(
+        worst < SEGMENT_MS / 2,
+        "a cut lost {worst} ms of media, with {SEGMENT_MS} ms segments ({:?})",
+        tally.loss_ms
+    );
+    assert!(
+        events <= record_cuts && !dir.join("running").exists(),
+        "{events} power-loss events for {record_cuts} cuts"
+    );
     h.server.shutdown().await;
 }
 

@@ -388,6 +388,18 @@ async fn replayed_and_tampered_uploads_store_nothing_new() {
     drained(store.clone(), cfg.clone()).await.0.unwrap();
     assert_archived(&h, &chain, &store, &e.receipt_key);
     let blobs_before = count_files(&h.path().join("blobs"));
+    let pipelined = || {
+        h.server
+            .shared
+            .counters
+            .uploads_pipelined
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(
+        pipelined(),
+        chain.media.len() as u64,
+        "new media is sent without asking first"
+    );
 
     // Replay: a fresh store with the same chain and media, nothing acked.
     let dir2 = tempfile::tempdir().unwrap();
@@ -397,6 +409,11 @@ async fn replayed_and_tampered_uploads_store_nothing_new() {
     assert_eq!(
         stats.media_bytes_sent, 0,
         "the server already holds every byte"
+    );
+    assert_eq!(
+        pipelined(),
+        chain.media.len() as u64,
+        "media the server may hold is asked about, not pipelined"
     );
     assert_eq!(
         store2.receipts(),
@@ -801,5 +818,95 @@ async fn a_full_partial_is_verified_before_it_counts() {
         "only the wrong one is sent again"
     );
     assert_archived(&h, &chain, &store, &e.receipt_key);
+    h.server.shutdown().await;
+}
+
+/// A stream that opens with `UploadBegin` and the bytes (protocol 4): the
+/// server takes the whole file over a partial it held, acknowledges at once
+/// and stops the stream for media it holds, and refuses it from a version 3
+/// connection or at another offset than 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_upload_replaces_a_partial_and_is_stopped_when_held() {
+    use fieldseal_proto::msg::{Message, UploadBegin, UploadFailCode};
+    use fieldseal_tests::flood::Probe;
+    // Larger than the stream's flow-control window (1 MiB): a held upload
+    // can only end early if the server stops the stream.
+    const LEN: usize = 3 * 1024 * 1024;
+    let h = Harness::start().await.unwrap();
+    let Device {
+        key: k,
+        enrollment: e,
+        chain,
+        media_dir: _media_dir,
+        ..
+    } = h.device(60, &[1], LEN).await.unwrap();
+    let device = k.device_id_();
+    let mut probe = Probe::connect(h.server.quic_addr, &k, &e).await.unwrap();
+    for entry in &chain.entries {
+        probe.submit(entry).await.unwrap();
+    }
+    let (&seq, media) = chain.media.iter().next().unwrap();
+    let segment = chain.entries[usize::try_from(seq).unwrap()]
+        .entry
+        .segment()
+        .unwrap()
+        .clone();
+    let begin = |offset| UploadBegin {
+        seq,
+        media_hash: segment.media_sha256,
+        offset,
+        len: segment.media_len,
+    };
+    // A prefix of other bytes left by an earlier attempt: appending to it
+    // would fail the hash check, so it must go.
+    let partial = h.server.shared.storage.partial_path(device, seq);
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    std::fs::write(&partial, vec![0x5a; 100_000]).unwrap();
+
+    let (answer, stopped) = probe.upload_at_once(begin(0), media).await.unwrap();
+    let Message::UploadAck(ack) = answer else {
+        panic!("expected UploadAck, got {answer:?}");
+    };
+    ack.verify_for(
+        &e.receipt_key,
+        device,
+        seq,
+        (segment.media_sha256, segment.media_len),
+    )
+    .expect("a valid acknowledgement of the whole file");
+    assert!(!stopped, "every byte was read");
+    let mut blob = Vec::new();
+    std::io::Read::read_to_end(
+        &mut h.server.shared.blobs.open(&segment.media_sha256).unwrap(),
+        &mut blob,
+    )
+    .unwrap();
+    assert!(blob == *media, "the blob is the file, not the old prefix");
+    assert!(!partial.exists());
+
+    // Held now: acknowledged at once, the rest of the bytes refused.
+    let (answer, stopped) = probe.upload_at_once(begin(0), media).await.unwrap();
+    assert!(matches!(answer, Message::UploadAck(_)), "{answer:?}");
+    assert!(stopped, "the server stopped reading bytes it holds");
+
+    // Only at offset 0, and only from version 4.
+    let (answer, _) = probe
+        .upload_at_once(begin(1000), &media[1000..])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&answer, Message::UploadFailed(f) if f.code == UploadFailCode::BadOffset),
+        "{answer:?}"
+    );
+    probe.close();
+    let v3 = Probe::connect_speaking(h.server.quic_addr, &k, &e, 3)
+        .await
+        .unwrap();
+    let (answer, _) = v3.upload_at_once(begin(0), media).await.unwrap();
+    assert!(
+        matches!(&answer, Message::UploadFailed(f) if f.code == UploadFailCode::UnknownEntry),
+        "a version 3 stream must open with UploadQuery: {answer:?}"
+    );
+    v3.close();
     h.server.shutdown().await;
 }

@@ -11,12 +11,13 @@ use ffmpeg_next::{
     Error as FfError, Packet, Rational,
 };
 
+use super::live::{LiveCursor, LiveSegment};
 use super::mux::{TsMuxer, AUDIO_STREAM, VIDEO_STREAM};
 use super::outbox::Outbox;
 use super::source::{Feeds, Raw, RawFrame, AAC_FRAME};
 use super::{
     CaptureConfig, CaptureError, CaptureStats, CapturedSegment, DroppedFrames, FfCtx, Shared,
-    WorkerEnd, PTS_BASE,
+    WorkerEnd,
 };
 use fieldseal_proto::entry::{CodecParams, PTS_HZ};
 
@@ -29,7 +30,7 @@ const MAX_INTERLEAVE_QUEUE: usize = 90;
 
 /// x264 settings that bound the encoder's memory, the largest part of the agent's: x264 keeps
 /// every frame it holds with padding, and the frames it references with three half-pel planes
-/// besides: ~11 MB a reference frame and ~6 MB an input frame (with its quarter-size lookahead
+/// besides: ~10 MB a reference frame and ~6 MB an input frame (with its quarter-size lookahead
 /// planes) at 1920x1080, about half that at 720p. Each value is the number of frames held, and
 /// `make bench` gives its ffmpeg baseline the same settings (docs/PERFORMANCE.md). Peak RSS of
 /// the ffmpeg CLI at 1920x1080@30, veryfast, fixed 4 s GOP (2026-11-28, machine loaded):
@@ -47,13 +48,27 @@ const MAX_INTERLEAVE_QUEUE: usize = 90;
 /// - `bframes=2:rc-lookahead=2`: 172 MB (−20). Input frames wait in the lookahead for B-frame
 ///   decisions and mb-tree; 2 instead of 3 and 5. With a fixed GOP and no scene cuts the lookahead
 ///   only shapes bit allocation inside the GOP.
+/// - `bframes=0:rc-lookahead=0` (2026-11-29; `b-pyramid` is moot without B-frames): 149 MB
+///   against 177 MB for `bframes=2:rc-lookahead=2` in the same hour (−28). In the agent at
+///   1080p (`/proc/PID/smaps` at the peak) x264's buffers went from 3 reference and 7 input
+///   frames (71 MB) to 2 and 3 (38 MB): a B-frame needs a decoded picture on each side besides
+///   the one being reconstructed, and it makes the P-frame after it wait in the encoder, with
+///   the lookahead frames behind that. Without B-frames and lookahead a frame leaves the
+///   encoder as a packet by the next send (a test checks that). A lookahead of 0 also
+///   turns mb-tree off, which needs one; with 2 frames it did little. CPU went down by a
+///   fifth to a quarter (no B-frame decisions). The cost is compression at the same bit rate,
+///   measured on 6 s at 1080p, 2 Mbit/s, against `bframes=2:rc-lookahead=2`: PSNR 37.58 →
+///   37.44 dB and SSIM 0.983 → 0.982 on `testsrc2`; 26.29 → 25.57 dB and 0.892 → 0.871 on
+///   `mandelbrot`, a picture far harder than a street (there x264 also undershot the bit rate
+///   by 10 %).
 ///
-/// The agent peaked at 235–242 MB at 1080p before, 167–170 MB with these and huge pages off
-/// (thp.rs), 145 MB with the raw-video budget of source.rs; 720p went from 137 to ~110 MB. CPU
-/// went down too (less lookahead work). Fewer frames inside the encoder also means less video
-/// lost with them at a sudden power loss: they are gone before any segment is written.
+/// The agent peaked at 235–242 MB at 1080p before, 167–170 MB with the first four and huge
+/// pages off (thp.rs), 145 MB with the raw-video budget of source.rs, and 120.4–120.7 MB with
+/// the last (runs without drops; docs/PERFORMANCE.md says where the rest is); 720p went from
+/// 137 to ~110 MB and then ~90. Fewer frames inside the encoder also means less video lost
+/// with them at a sudden power loss: they are gone before any segment is written.
 pub(crate) const X264_MEMORY_PARAMS: &str =
-    "threads=2:sliced-threads=1:b-pyramid=none:bframes=2:rc-lookahead=2:sync-lookahead=0";
+    "threads=2:sliced-threads=1:bframes=0:rc-lookahead=0:sync-lookahead=0";
 
 /// Opens libx264 with a fixed GOP of one segment and no scene-cut keyframes.
 pub(crate) fn open_video_encoder(cfg: &CaptureConfig) -> Result<encoder::Video, CaptureError> {
@@ -63,12 +78,12 @@ pub(crate) fn open_video_encoder(cfg: &CaptureConfig) -> Result<encoder::Video, 
         .encoder()
         .video()
         .ctx("creating video encoder")?;
-    let fps = i32::try_from(cfg.fps).map_err(|_| CaptureError::InvalidConfig("fps"))?;
     enc.set_width(cfg.width);
     enc.set_height(cfg.height);
     enc.set_format(format::Pixel::YUV420P);
-    enc.set_time_base(Rational::new(1, fps));
-    enc.set_frame_rate(Some(Rational::new(fps, 1)));
+    // One tick of the encoder's clock is one frame: pts = frame number.
+    enc.set_time_base(frame_tb(cfg)?);
+    enc.set_frame_rate(Some(frame_tb(cfg)?.invert()));
     enc.set_gop(cfg.gop());
     enc.set_bit_rate(usize::try_from(cfg.video_bitrate).unwrap_or(usize::MAX));
     let mut opts = Dictionary::new();
@@ -140,6 +155,8 @@ pub(crate) struct Pipeline {
     drops: VecDeque<DroppedFrames>,
     index: u64,
     frame_ticks: i64,
+    /// The segment being encoded, streamed to its partial file (capture/live.rs).
+    live: Option<LiveCursor>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -186,8 +203,9 @@ impl Pipeline {
         mux: TsMuxer,
         outbox: Outbox,
     ) -> Result<Self, CaptureError> {
-        let frame_ticks = PTS_HZ / i64::from(cfg.fps);
+        let frame_ticks = cfg.fps.frame_ticks();
         let codec = cfg.codec_params()?;
+        let live = cfg.live.clone().and_then(LiveCursor::new);
         Ok(Pipeline {
             cfg,
             codec,
@@ -206,6 +224,7 @@ impl Pipeline {
             drops: VecDeque::new(),
             index: 0,
             frame_ticks,
+            live,
         })
     }
 
@@ -253,8 +272,8 @@ impl Pipeline {
                 let skipped = i64::try_from(frame.skipped).unwrap_or(0);
                 if skipped > 0 {
                     self.drops.push_back(DroppedFrames {
-                        first_pts: PTS_BASE + self.vn * self.frame_ticks,
-                        end_pts: PTS_BASE + (self.vn + skipped) * self.frame_ticks,
+                        first_pts: self.cfg.first_pts + self.vn * self.frame_ticks,
+                        end_pts: self.cfg.first_pts + (self.vn + skipped) * self.frame_ticks,
                         // Frames skipped between two sent frames: far below
                         // 2^32 (that is 4.5 years at 30 fps).
                         frames: u32::try_from(skipped).unwrap_or(u32::MAX),
@@ -264,13 +283,16 @@ impl Pipeline {
                 let pts = self.vn;
                 f.set_pts(Some(pts));
                 f.set_kind(picture::Type::None);
-                self.capture_times
-                    .push_back((PTS_BASE + pts * self.frame_ticks, frame.captured_at));
+                self.capture_times.push_back((
+                    self.cfg.first_pts + pts * self.frame_ticks,
+                    frame.captured_at,
+                ));
                 self.venc.send_frame(&f).ctx("encoding video")?;
                 // x264 has copied the picture; the frame goes back to its pool on drop.
                 drop(f);
                 self.shared.raw_video_queued.fetch_sub(1, Ordering::Relaxed);
                 self.vn += 1;
+                crate::fault::capture_clock(self.cfg.first_pts + self.vn * self.frame_ticks);
                 self.drain_video()?;
                 if !self.feeds.has_audio {
                     self.fill_silence()?;
@@ -286,8 +308,10 @@ impl Pipeline {
 
     /// Without a microphone, keeps audio in step with video with silent frames.
     fn fill_silence(&mut self) -> Result<(), CaptureError> {
-        let (fps, sr) = (i64::from(self.cfg.fps), i64::from(self.cfg.sample_rate));
-        while self.an * fps < self.vn * sr {
+        let (num, den) = (i64::from(self.cfg.fps.num()), i64::from(self.cfg.fps.den()));
+        let sr = i64::from(self.cfg.sample_rate);
+        // an / sr < vn / fps, with fps = num / den.
+        while self.an * num < self.vn * sr * den {
             let layout = ChannelLayout::default(i32::from(self.cfg.channels));
             let mut f = frame::Audio::new(
                 format::Sample::F32(format::sample::Type::Planar),
@@ -316,7 +340,7 @@ impl Pipeline {
     }
 
     fn drain_video(&mut self) -> Result<(), CaptureError> {
-        let src_tb = Rational::new(1, i32::try_from(self.cfg.fps).unwrap_or(30));
+        let src_tb = frame_tb(&self.cfg)?;
         loop {
             let mut pkt = Packet::empty();
             match self.venc.receive_packet(&mut pkt) {
@@ -330,9 +354,11 @@ impl Pipeline {
                     })
                 }
             }
+            // Exact: a frame is a whole number of 90 kHz ticks (FrameRate).
             pkt.rescale_ts(src_tb, tb90());
-            pkt.set_pts(pkt.pts().map(|p| p + PTS_BASE));
-            pkt.set_dts(pkt.dts().map(|d| d + PTS_BASE));
+            let base = self.cfg.first_pts;
+            pkt.set_pts(pkt.pts().map(|p| p + base));
+            pkt.set_dts(pkt.dts().map(|d| d + base));
             pkt.set_duration(self.frame_ticks);
             pkt.set_stream(VIDEO_STREAM);
             CaptureStats::add(&self.shared.stats.frames_encoded, 1);
@@ -357,8 +383,9 @@ impl Pipeline {
             }
             let samples = u64::try_from(pkt.duration()).unwrap_or(0);
             pkt.rescale_ts(src_tb, tb90());
-            pkt.set_pts(pkt.pts().map(|p| p + PTS_BASE));
-            pkt.set_dts(pkt.dts().map(|d| d + PTS_BASE));
+            let base = self.cfg.first_pts;
+            pkt.set_pts(pkt.pts().map(|p| p + base));
+            pkt.set_dts(pkt.dts().map(|d| d + base));
             pkt.set_stream(AUDIO_STREAM);
             self.aq.push_back((pkt, samples));
         }
@@ -401,6 +428,7 @@ impl Pipeline {
             // cut lie inside its span, not in a gap between the two.
             self.seg.end_pts = self.seg.end_pts.max(pts);
             let bytes = self.mux()?.cut()?;
+            self.live_complete(&bytes);
             self.emit(bytes, false);
         }
         if self.seg.start_pts.is_none() {
@@ -410,7 +438,29 @@ impl Pipeline {
         }
         self.seg.video_frames += 1;
         self.seg.end_pts = self.seg.end_pts.max(pts + self.frame_ticks);
-        self.mux()?.write(p)
+        self.mux()?.write(p)?;
+        self.live_after_write();
+        Ok(())
+    }
+
+    /// Stream the segment to its partial file, durable every `durable_every_ms` of media.
+    fn live_after_write(&mut self) {
+        if let (Some(live), Some(mux)) = (self.live.as_mut(), self.mux.as_mut()) {
+            live.after_write(
+                mux,
+                &live_segment(self.index, &self.seg, &self.codec, self.cfg.first_pts),
+            );
+        }
+    }
+
+    /// At a cut: the rest of the segment to its partial file, durable.
+    fn live_complete(&mut self, bytes: &[u8]) {
+        if let Some(live) = self.live.as_mut() {
+            live.complete(
+                bytes,
+                &live_segment(self.index, &self.seg, &self.codec, self.cfg.first_pts),
+            );
+        }
     }
 
     fn capture_time_of(&mut self, pts: i64) -> Option<Instant> {
@@ -428,7 +478,7 @@ impl Pipeline {
 
     fn emit(&mut self, bytes: Vec<u8>, is_final: bool) {
         let seg = std::mem::take(&mut self.seg);
-        let start_pts = seg.start_pts.unwrap_or(PTS_BASE);
+        let start_pts = seg.start_pts.unwrap_or(self.cfg.first_pts);
         let end_pts = seg.end_pts.max(start_pts);
         let dropped = self.take_drops(end_pts, is_final);
         let segment = CapturedSegment {
@@ -443,6 +493,7 @@ impl Pipeline {
             start_mono: seg.start_mono.unwrap_or_else(Instant::now),
             is_final,
             dropped,
+            streamed: self.live.as_mut().and_then(LiveCursor::take_done),
         };
         tracing::debug!(?segment, "segment cut");
         self.index += 1;
@@ -488,9 +539,36 @@ impl Pipeline {
             .ok_or(CaptureError::Source("muxer already finished".into()))?;
         let bytes = mux.finish()?;
         if self.seg.video_frames > 0 || self.seg.audio_samples > 0 || !bytes.is_empty() {
+            self.live_complete(&bytes);
             self.emit(bytes, true);
         }
         Ok(())
+    }
+}
+
+/// The video encoder's time base: one frame, `den / num` seconds.
+fn frame_tb(cfg: &CaptureConfig) -> Result<Rational, CaptureError> {
+    // A reduced FrameRate's num divides 90000 and den <= num: both fit.
+    let num = i32::try_from(cfg.fps.num()).map_err(|_| CaptureError::InvalidConfig("fps"))?;
+    let den = i32::try_from(cfg.fps.den()).map_err(|_| CaptureError::InvalidConfig("fps"))?;
+    Ok(Rational::new(den, num))
+}
+
+/// The segment being encoded, as its live file states it.
+fn live_segment<'a>(
+    index: u64,
+    seg: &SegAcc,
+    codec: &'a CodecParams,
+    first_pts: i64,
+) -> LiveSegment<'a> {
+    LiveSegment {
+        index,
+        start_pts: seg.start_pts.unwrap_or(first_pts),
+        end_pts: seg.end_pts,
+        video_frames: seg.video_frames,
+        audio_samples: seg.audio_samples,
+        start_mono: seg.start_mono,
+        codec,
     }
 }
 
@@ -501,6 +579,49 @@ fn tb90() -> Rational {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The frames x264 holds are most of the agent's memory (`X264_MEMORY_PARAMS`): with no
+    /// B-frames and no lookahead a frame sent comes back as a packet by the next send at the
+    /// latest, so at most one is inside. With `bframes=2:rc-lookahead=2` three were.
+    #[test]
+    fn the_video_encoder_holds_at_most_one_frame() {
+        ffmpeg_next::init().unwrap();
+        let cfg = CaptureConfig {
+            width: 320,
+            height: 240,
+            ..CaptureConfig::default()
+        };
+        let mut enc = open_video_encoder(&cfg).unwrap();
+        let (mut sent, mut received, mut most_inside) = (0i64, 0i64, 0i64);
+        for i in 0..40 {
+            let mut f = frame::Video::new(format::Pixel::YUV420P, cfg.width, cfg.height);
+            for plane in 0..f.planes() {
+                // A moving gradient, so that frames differ.
+                let (stride, data) = (f.stride(plane), f.data_mut(plane));
+                for (j, b) in data.iter_mut().enumerate() {
+                    *b = u8::try_from((j % stride + j / stride + 3 * i) % 256).unwrap_or(0);
+                }
+            }
+            f.set_pts(Some(i as i64));
+            enc.send_frame(&f).unwrap();
+            sent += 1;
+            let mut pkt = Packet::empty();
+            while enc.receive_packet(&mut pkt).is_ok() {
+                received += 1;
+            }
+            most_inside = most_inside.max(sent - received);
+        }
+        assert!(
+            most_inside <= 1,
+            "{most_inside} frames held inside x264 after a send_frame"
+        );
+        enc.send_eof().unwrap();
+        let mut pkt = Packet::empty();
+        while enc.receive_packet(&mut pkt).is_ok() {
+            received += 1;
+        }
+        assert_eq!(received, sent);
+    }
 
     #[test]
     fn interleaving_writes_in_dts_order_and_waits_for_the_missing_stream() {

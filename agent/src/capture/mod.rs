@@ -44,17 +44,30 @@
 //!
 //! # Where cuts happen
 //!
-//! The GOP is fixed (`segment length × fps`, no scene-cut keyframes) so every keyframe starts a
-//! segment. Packets are interleaved by DTS by this module (not by libavformat, whose interleaving
-//! queue would hide when a packet is really written) and written with `av_write_frame`. Right
-//! before a video keyframe packet is written, the muxer is flushed (`av_write_frame(NULL)` emits
-//! audio still buffered in a PES, then `avio_flush`) and the bytes written so far become the
-//! previous segment. The mpegts muxer re-emits PAT/PMT in front of every video keyframe, so each
-//! segment also plays on its own. See `mux.rs` for the one place that needs FFI.
+//! The GOP is fixed (`segment length × fps` frames, rounded to a whole frame; no scene-cut
+//! keyframes) so every keyframe starts a segment. Packets are interleaved by DTS by this module
+//! (not by libavformat, whose interleaving queue would hide when a packet is really written)
+//! and written with `av_write_frame`. Right before a video keyframe packet is written, the
+//! muxer is flushed (`av_write_frame(NULL)` emits audio still buffered in a PES, then
+//! `avio_flush`) and the bytes written so far become the previous segment. The mpegts muxer
+//! re-emits PAT/PMT in front of every video keyframe, so each segment also plays on its own.
+//! See `mux.rs` for the one place that needs FFI.
 //!
 //! Timestamps are in a 90 kHz timebase and start at [`PTS_BASE`] (not 0) so that DTS stays
 //! positive under B-frame reordering and AAC priming. Segment `n`'s `end_pts` equals segment
-//! `n+1`'s `start_pts`.
+//! `n+1`'s `start_pts`. A frame lasts a whole number of ticks (see [`FrameRate`]), so frame `n`
+//! is at exactly `first_pts + n × ticks`, at 30000/1001 as at 25 fps.
+//!
+//! # The 33-bit wrap
+//!
+//! MPEG-TS carries PTS, DTS and PCR modulo 2^33 ticks: they wrap after 26.5 hours. The timeline
+//! of this module never wraps: timestamps are counted here in `i64` (frames and samples sent to
+//! the encoders, rescaled to 90 kHz) and only the muxer reduces them modulo 2^33 as it writes
+//! each PES header and PCR, as the standard requires. So a [`CapturedSegment`]'s
+//! `start_pts`/`end_pts` (and the chain entry's) keep growing across the wrap: no false gap, no
+//! time going backwards, spans and frame counts right; they equal the file's timestamps modulo
+//! 2^33. Nothing here reads timestamps back from the stream. [`CaptureConfig::first_pts`] lets
+//! a test start a recording just before the wrap.
 //!
 //! # Never blocking the camera
 //!
@@ -78,10 +91,12 @@ use fieldseal_proto::entry::{CodecParams, PTS_HZ};
 
 mod encode;
 mod ffmpeg;
+pub mod live;
 // The only module with `unsafe`: flushing the muxer at a cut needs FFI (see mux.rs).
 #[allow(unsafe_code)]
 mod mux;
 mod outbox;
+mod rate;
 mod source;
 mod synthetic;
 // The second: one `prctl` that keeps x264's buffers off huge pages (see thp.rs).
@@ -89,6 +104,8 @@ mod synthetic;
 mod thp;
 
 pub use self::ffmpeg::FfmpegCapture;
+pub use self::live::{LiveArm, LiveSpill, StreamedFile};
+pub use self::rate::{FrameRate, FrameRateError};
 pub use self::synthetic::SyntheticCapture;
 
 /// First video presentation timestamp of a recording (1 s at 90 kHz). Starting above zero keeps
@@ -239,13 +256,14 @@ pub struct CaptureConfig {
     pub width: u32,
     /// Encoded picture height (pixels, even).
     pub height: u32,
-    /// Frames per second: an integer that divides 90000 (body cameras run at 25 or 30).
-    pub fps: u32,
+    /// Frames per second, exact (body cameras run at 25, 30 or 30000/1001).
+    pub fps: FrameRate,
     /// H.264 target bit rate (bit/s).
     pub video_bitrate: u64,
     /// x264 preset (`ultrafast` … `veryslow`).
     pub x264_preset: String,
-    /// Segment length in whole seconds; the GOP is `segment_secs × fps`.
+    /// Segment length in whole seconds; the GOP is `segment_secs × fps` frames, rounded to
+    /// the nearest (at 30000/1001, 4 s is 120 frames: 4.004 s).
     pub segment_secs: u32,
     /// AAC sample rate (Hz).
     pub sample_rate: u32,
@@ -260,6 +278,13 @@ pub struct CaptureConfig {
     /// Segments held in memory when the consumer's channel is full. Past it the oldest is
     /// dropped and counted: memory on a body camera is finite, and the count makes the loss loud.
     pub max_backlog_segments: usize,
+    /// PTS (90 kHz) of the recording's first video frame: [`PTS_BASE`], except in tests that
+    /// start just before the 33-bit wrap (`FIELDSEAL_FIRST_PTS`, see `fault.rs`). At least
+    /// [`PTS_BASE`], for the same reason.
+    pub first_pts: i64,
+    /// Where segments are streamed as they are encoded, while the writer asks for it
+    /// (capture/live.rs); `None`: only in memory, written whole at their end.
+    pub live: Option<Arc<LiveSpill>>,
 }
 
 impl Default for CaptureConfig {
@@ -268,7 +293,7 @@ impl Default for CaptureConfig {
             source: SourceSpec::default(),
             width: 1280,
             height: 720,
-            fps: 30,
+            fps: FrameRate::DEFAULT,
             video_bitrate: 2_000_000,
             x264_preset: "veryfast".to_owned(),
             segment_secs: 4,
@@ -279,6 +304,8 @@ impl Default for CaptureConfig {
             max_media_secs: None,
             // 64 segments of 4 s at ~2 Mbit/s is ~64 MB, about 4 minutes of consumer stall.
             max_backlog_segments: 64,
+            first_pts: PTS_BASE,
+            live: None,
         }
     }
 }
@@ -286,7 +313,8 @@ impl Default for CaptureConfig {
 impl CaptureConfig {
     /// Frames per GOP (= per segment).
     pub fn gop(&self) -> u32 {
-        self.segment_secs * self.fps
+        // At most 60 s × 240 fps (validate), far inside u32.
+        u32::try_from(self.fps.frames_in(self.segment_secs)).unwrap_or(u32::MAX)
     }
 
     /// Checks the numbers make sense.
@@ -298,10 +326,8 @@ impl CaptureConfig {
         if self.width == 0 || self.height == 0 || self.width % 2 != 0 || self.height % 2 != 0 {
             return bad("width and height must be even and non-zero");
         }
-        // A whole number of 90 kHz ticks per frame keeps every PTS exact (25, 30, 50, 60, …).
-        if self.fps == 0 || self.fps > 240 || PTS_HZ % i64::from(self.fps) != 0 {
-            return bad("fps must be in 1..=240 and divide 90000");
-        }
+        // `FrameRate` holds only rates with a whole number of 90 kHz ticks
+        // per frame, between 1 and 240 fps: every PTS is exact.
         if self.segment_secs == 0 || self.segment_secs > 60 {
             return bad("segment_secs must be in 1..=60");
         }
@@ -316,6 +342,11 @@ impl CaptureConfig {
         }
         if self.max_backlog_segments == 0 {
             return bad("max_backlog_segments must be at least 1");
+        }
+        // Below PTS_BASE the first DTS would go negative; a year of ticks
+        // above 2^33 is more than any test needs and keeps i64 far away.
+        if !(PTS_BASE..=(1 << 33) + 365 * 86_400 * PTS_HZ).contains(&self.first_pts) {
+            return bad("first_pts must be in PTS_BASE..=2^33 + one year");
         }
         // A value the chain entry cannot hold stops the capture here, before
         // any segment exists: it is never clamped into signed evidence.
@@ -336,8 +367,8 @@ impl CaptureConfig {
             video: "h264".into(),
             width: u16::try_from(self.width).map_err(|_| bad("width must be at most 65535"))?,
             height: u16::try_from(self.height).map_err(|_| bad("height must be at most 65535"))?,
-            fps_num: self.fps,
-            fps_den: 1,
+            fps_num: self.fps.num(),
+            fps_den: self.fps.den(),
             audio: "aac".into(),
             sample_rate: self.sample_rate,
             channels: u8::try_from(self.channels)
@@ -373,6 +404,9 @@ pub struct CapturedSegment {
     /// Video frames the source dropped inside this segment's span because
     /// encoding fell behind (signed as a `frames-dropped` event after it).
     pub dropped: Option<DroppedFrames>,
+    /// The same bytes, already durable in `.partial/` (streamed as they were
+    /// produced, capture/live.rs), if the writer asked for them.
+    pub streamed: Option<Arc<StreamedFile>>,
 }
 
 /// Video frames dropped inside one segment: where and how many. The encoder's
@@ -404,6 +438,7 @@ impl fmt::Debug for CapturedSegment {
             .field("start_mono", &self.start_mono)
             .field("is_final", &self.is_final)
             .field("dropped", &self.dropped)
+            .field("streamed", &self.streamed)
             .finish()
     }
 }
@@ -701,10 +736,18 @@ mod tests {
         };
         assert!(c.validate().is_err());
         let c = CaptureConfig {
-            fps: 7,
+            first_pts: 0,
             ..CaptureConfig::default()
         };
         assert!(c.validate().is_err());
+        let ntsc = CaptureConfig {
+            fps: FrameRate::NTSC,
+            ..CaptureConfig::default()
+        };
+        assert!(ntsc.validate().is_ok());
+        assert_eq!(ntsc.gop(), 120);
+        let p = ntsc.codec_params().unwrap();
+        assert_eq!((p.fps_num, p.fps_den), (30_000, 1001));
     }
 
     #[test]

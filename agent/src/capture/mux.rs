@@ -104,6 +104,18 @@ impl TsMuxer {
 
     /// Flushes the muxer and its AVIO and returns every byte written since the previous cut.
     pub(crate) fn cut(&mut self) -> Result<Vec<u8>, CaptureError> {
+        self.flush()?;
+        Ok(self.sink.take())
+    }
+
+    /// The bytes written since the previous cut, without taking them (the live file's view,
+    /// capture/live.rs): whole TS packets right after [`TsMuxer::flush`].
+    pub(crate) fn with_pending<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        f(&self.sink.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Flushes the muxer and its AVIO: everything written so far is in the sink.
+    pub(crate) fn flush(&mut self) -> Result<(), CaptureError> {
         // SAFETY: `octx` owns a valid, header-written AVFormatContext for as long as `self`
         // lives, and we hold `&mut self`, so nothing else uses it concurrently. A NULL packet is
         // the documented way to flush a muxer with AVFMT_ALLOW_FLUSH (mpegts has it), and `pb`
@@ -122,7 +134,7 @@ impl TsMuxer {
                 source: ffmpeg_next::Error::from(ret),
             });
         }
-        Ok(self.sink.take())
+        Ok(())
     }
 
     /// Writes the trailer and returns the last bytes.

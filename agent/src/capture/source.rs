@@ -22,7 +22,9 @@ use ffmpeg_next::{
     Dictionary, Error as FfError, Packet,
 };
 
-use super::{CaptureConfig, CaptureError, CaptureStats, FfCtx, Pacing, Shared, SourceSpec};
+use super::{
+    CaptureConfig, CaptureError, CaptureStats, FfCtx, FrameRate, Pacing, Shared, SourceSpec,
+};
 
 /// Samples per AAC frame: audio is cut into frames of this size for the encoder.
 pub(crate) const AAC_FRAME: usize = 1024;
@@ -37,7 +39,9 @@ const FRAME_CHANNEL_CAPACITY: usize = 24;
 /// dropped (and counted) as when the channel is full. Each queued frame stays in FFmpeg's frame
 /// pool for good, so this is what a stall adds to the peak: 12 MB is 8 frames at 1280x720
 /// (~0.27 s) and 3 at 1920x1080 (0.1 s), where the channel alone let ~10 frames (31 MB at
-/// 1080p) pile up when the encoder was starved (docs/PERFORMANCE.md). Never fewer than
+/// 1080p) pile up when the encoder was starved (docs/PERFORMANCE.md). The frame being encoded
+/// counts: at 1080p that leaves two of slack. (7 MB, one less at 1080p, was tried: it saves
+/// memory only in a stall, and there it drops a frame instead.) Never fewer than
 /// [`MIN_RAW_VIDEO_FRAMES`].
 const RAW_VIDEO_BUDGET_BYTES: usize = 12_000_000;
 
@@ -102,16 +106,20 @@ pub(crate) fn start_feeds(
     let has_audio;
     match &cfg.source {
         SourceSpec::Lavfi { video, audio } => {
-            let vspec = video.clone().unwrap_or_else(|| {
-                format!(
-                    "testsrc2=size={}x{}:rate={}",
+            let vchain = match video {
+                Some(spec) => format!("{spec},{}", fmt.video_chain()),
+                // The default synthetic camera is made at the encoder's size and rate: the `fps`
+                // filter would pass each frame on only once it holds the next, one more 3.1 MB
+                // buffer in the pool at 1080p. A custom spec, a file or a camera keeps it.
+                None => format!(
+                    "testsrc2=size={}x{}:rate={},format=yuv420p",
                     cfg.width, cfg.height, cfg.fps
-                )
-            });
+                ),
+            };
             let aspec = audio
                 .clone()
                 .unwrap_or_else(|| format!("sine=frequency=1000:sample_rate={}", cfg.sample_rate));
-            let vgraph = source_graph(&format!("{vspec},{}", fmt.video_chain()), true)?;
+            let vgraph = source_graph(&vchain, true)?;
             let agraph = source_graph(&format!("{aspec},{}", fmt.audio_chain()), false)?;
             let out = FeedOut::new(tx, shared, !paced, &fmt);
             let feed = LavfiFeed {
@@ -204,7 +212,7 @@ fn spawn(
 struct Formats {
     width: u32,
     height: u32,
-    fps: u32,
+    fps: FrameRate,
     sample_rate: u32,
     channels: u16,
 }
@@ -249,7 +257,7 @@ impl Limits {
     fn new(cfg: &CaptureConfig) -> Self {
         match cfg.max_media_secs {
             Some(s) => Limits {
-                video_frames: u64::from(s) * u64::from(cfg.fps),
+                video_frames: cfg.fps.frames_in(s),
                 audio_samples: u64::from(s) * u64::from(cfg.sample_rate),
             },
             None => Limits {
@@ -439,18 +447,23 @@ struct LavfiFeed {
 impl LavfiFeed {
     fn run(mut self) -> Result<(), CaptureError> {
         let (mut vn, mut an) = (0u64, 0u64);
-        let (fps, sr) = (u64::from(self.fmt.fps), u64::from(self.fmt.sample_rate));
+        let (num, den) = (u64::from(self.fmt.fps.num()), u64::from(self.fmt.fps.den()));
+        let sr = u64::from(self.fmt.sample_rate);
         loop {
             let video_left = vn < self.limits.video_frames;
             let audio_left = an < self.limits.audio_samples;
-            // Emit whichever stream is behind in media time: vn/fps <= an/sr.
-            let video_next = video_left && (!audio_left || vn * sr <= an * fps);
+            // Emit whichever stream is behind in media time: vn/fps <= an/sr,
+            // with fps = num/den.
+            let video_next = video_left && (!audio_left || vn * sr * den <= an * num);
             let raw = if video_next {
+                // Wait first, then make the picture: a frame pulled before the wait would sit
+                // in hand for a frame interval while the graph (the `fps` filter) holds the
+                // next, one more 3.1 MB buffer in the pool at 1080p for nothing.
+                self.pacer.wait(self.fmt.fps.media_time(vn));
                 let mut f = frame::Video::empty();
                 if !pull(&mut self.vgraph, &mut f)? {
                     return Ok(());
                 }
-                self.pacer.wait(media_time(vn, self.fmt.fps));
                 vn += 1;
                 Raw::Video(f)
             } else if audio_left {
@@ -661,7 +674,7 @@ impl DemuxFeed {
         }
         let mut f = frame::Video::empty();
         while self.vn < self.limits.video_frames && pull(&mut p.graph, &mut f)? {
-            self.pacer.wait(media_time(self.vn, self.fmt.fps));
+            self.pacer.wait(self.fmt.fps.media_time(self.vn));
             self.vn += 1;
             if !out.send(Raw::Video(std::mem::replace(&mut f, frame::Video::empty()))) {
                 return Ok(false);

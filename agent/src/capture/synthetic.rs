@@ -3,12 +3,12 @@
 
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::outbox::Outbox;
 use super::{
     Capture, CaptureConfig, CaptureError, CaptureHandle, CaptureStats, CapturedSegment, Pacing,
-    Shared, WorkerEnd, PTS_BASE,
+    Shared, WorkerEnd,
 };
 use fieldseal_proto::entry::{CodecParams, PTS_HZ};
 
@@ -84,8 +84,12 @@ impl SyntheticCapture {
         let stats = &shared.stats;
         let mut outbox = Outbox::new(tx, cfg.max_backlog_segments, Arc::clone(stats));
         let frames = cfg.gop();
-        let frame_ticks = PTS_HZ / i64::from(cfg.fps);
-        let samples = u64::from(cfg.segment_secs) * u64::from(cfg.sample_rate);
+        let frame_ticks = cfg.fps.frame_ticks();
+        // The samples of the segment's span (4.004 s of them at 30000/1001).
+        let samples = u64::from(frames)
+            * u64::try_from(frame_ticks).unwrap_or(0)
+            * u64::from(cfg.sample_rate)
+            / PTS_HZ as u64;
         let t0 = Instant::now();
         let mut index = 0u64;
         loop {
@@ -93,11 +97,11 @@ impl SyntheticCapture {
             if self.segments == Some(0) {
                 break;
             }
-            let start_mono = t0 + Duration::from_secs(index * u64::from(cfg.segment_secs));
+            let start_mono = t0 + cfg.fps.media_time(index * u64::from(frames));
             if cfg.pacing == Pacing::RealTime {
                 std::thread::sleep(start_mono.saturating_duration_since(Instant::now()));
             }
-            let start_pts = PTS_BASE
+            let start_pts = cfg.first_pts
                 + i64::try_from(index).unwrap_or(i64::MAX) * frame_ticks * i64::from(frames);
             CaptureStats::add(&stats.frames_captured, u64::from(frames));
             CaptureStats::add(&stats.frames_encoded, u64::from(frames));
@@ -114,6 +118,7 @@ impl SyntheticCapture {
                 start_mono,
                 is_final: last,
                 dropped: None,
+                streamed: None,
             });
             index += 1;
             if last {
@@ -127,6 +132,7 @@ impl SyntheticCapture {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::PTS_BASE;
     use std::sync::mpsc::sync_channel;
 
     #[test]
@@ -146,6 +152,29 @@ mod tests {
         assert_eq!(segs[0].start_pts, PTS_BASE);
         assert_eq!(segs[0].video_frames, 120);
         assert_eq!(summary.stats.segments_delivered, 5);
+    }
+
+    #[test]
+    fn ntsc_segments_run_on_across_the_33_bit_wrap() {
+        let (tx, rx) = sync_channel(16);
+        let mut cap = SyntheticCapture::new(Some(4));
+        cap.config.fps = crate::capture::FrameRate::NTSC;
+        cap.config.first_pts = (1 << 33) - 2 * 360_360;
+        let summary = cap.start(tx).unwrap().wait();
+        assert!(summary.undelivered.is_empty());
+        let segs: Vec<_> = rx.try_iter().collect();
+        for w in segs.windows(2) {
+            assert_eq!(w[0].end_pts, w[1].start_pts);
+        }
+        for s in &segs {
+            // 120 frames of 3003 ticks: 4.004 s, and its audio.
+            assert_eq!((s.video_frames, s.end_pts - s.start_pts), (120, 360_360));
+            assert_eq!(s.audio_samples, 192_192);
+            assert_eq!((s.codec.fps_num, s.codec.fps_den), (30_000, 1001));
+        }
+        // Past 2^33 the timeline goes on growing; it is not reduced.
+        assert_eq!(segs[2].start_pts, 1 << 33);
+        assert_eq!(segs[3].end_pts, (1 << 33) + 2 * 360_360);
     }
 
     #[test]

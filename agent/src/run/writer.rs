@@ -14,7 +14,7 @@ use rand_core::RngCore;
 use super::battery::battery_percent;
 use super::session::{Input, Session};
 use super::{RunError, RunSummary};
-use crate::capture::{CaptureConfig, CaptureStatsSnapshot};
+use crate::capture::{CaptureConfig, CaptureStatsSnapshot, LiveArm};
 use crate::clock::Clock;
 use crate::control::{Request, Response};
 use crate::devicekey::DeviceKey;
@@ -22,7 +22,7 @@ use crate::gps::Gps;
 use crate::index::Index;
 use crate::policy::{Policy, PolicyAction, Reading};
 use crate::recorder::{Action, Command, Recorder, SegmentPlan};
-use crate::spool::{SegmentDraft, Spool, SpoolError};
+use crate::spool::{DroppedSpan, SegmentDraft, Spool, SpoolError};
 use crate::syncstore::FsSyncStore;
 
 /// How often acknowledged media is checked against the keep period: deleting
@@ -57,6 +57,8 @@ pub(super) struct Writer<'a> {
     pub(super) battery_checked: Option<Instant>,
     /// Where the device is: every entry states it.
     pub(super) gps: Gps,
+    /// The capture index of the last segment received from this capture.
+    pub(super) seen_index: Option<u64>,
     pub(super) summary: RunSummary,
 }
 
@@ -105,6 +107,7 @@ impl Writer<'_> {
                 Action::Event(e) => self.event(e)?,
                 Action::Segment(plan) => self.segment(plan)?,
                 Action::StartCapture => {
+                    self.seen_index = None;
                     match Session::start(&self.capture_cfg, self.synthetic, self.inputs.clone()) {
                         Ok(s) => {
                             self.last_stats = s.stats.snapshot();
@@ -210,28 +213,36 @@ impl Writer<'_> {
             case: plan.case,
             activity: plan.activity,
             position: Some(self.gps.position_at(segment_end(s))),
+            streamed_from: None,
+            dropped: s.dropped.map(|d| DroppedSpan {
+                first_pts: d.first_pts,
+                end_pts: d.end_pts,
+                frames: d.frames,
+            }),
         };
-        let entry =
-            match self
-                .spool
-                .append_segment(self.signer, self.clock, draft, &plan.segment.bytes)
+        let entry = match self.spool.append_segment_streamed(
+            self.signer,
+            self.clock,
+            draft,
+            &plan.segment.bytes,
+            plan.segment.streamed.as_deref(),
+        ) {
+            Ok(e) => e,
+            // The disk filled before the configured limit: the same
+            // signed stop as at the limit, if the chain log still takes
+            // the event (else the error ends the run and the next start
+            // signs the gap). The torn segment stays in .partial/ and is
+            // salvaged, signed as recovered, at the next start.
+            Err(SpoolError::Io { path, source })
+                if source.kind() == std::io::ErrorKind::StorageFull =>
             {
-                Ok(e) => e,
-                // The disk filled before the configured limit: the same
-                // signed stop as at the limit, if the chain log still takes
-                // the event (else the error ends the run and the next start
-                // signs the gap). The torn segment stays in .partial/ and is
-                // salvaged, signed as recovered, at the next start.
-                Err(SpoolError::Io { path, source })
-                    if source.kind() == std::io::ErrorKind::StorageFull =>
-                {
-                    tracing::error!(path = %path.display(), "the disk is full: recording stops");
-                    let used = self.spool.used_bytes();
-                    let actions = self.policy.decide(Reading::DiskFull { used });
-                    return self.carry_out(actions);
-                }
-                Err(e) => return Err(e.into()),
-            };
+                tracing::error!(path = %path.display(), "the disk is full: recording stops");
+                let used = self.spool.used_bytes();
+                let actions = self.policy.decide(Reading::DiskFull { used });
+                return self.carry_out(actions);
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.index_entry(&entry);
         self.store.refresh().map_err(RunError::SyncStore)?;
         self.summary.entries += 1;
@@ -246,11 +257,39 @@ impl Writer<'_> {
                 end_pts: d.end_pts,
                 frames: d.frames,
             })?;
+            // The event is durable: the draft kept for it can go.
+            self.spool.drop_event_signed(entry.seq())?;
         }
         let used = self.spool.used_bytes();
         let low = self.policy.decide(Reading::SegmentWritten { used, len });
         self.carry_out(low)?;
         self.check_capture_stats()
+    }
+
+    /// Tell the capture which segments will be recorded, so that it streams
+    /// them to their partial files as they are encoded (capture/live.rs):
+    /// from the one after the last received, while recording.
+    pub(super) fn arm_live(&mut self) {
+        let Some(spill) = &self.capture_cfg.live else {
+            return;
+        };
+        let arm = match (self.recorder.next_part(), &self.session) {
+            (Some((recording, base_part)), Some(_)) => {
+                let now = Instant::now();
+                let (case, activity) = self.recorder.tags();
+                Some(LiveArm {
+                    recording,
+                    base_index: self.seen_index.map_or(0, |i| i + 1),
+                    base_part,
+                    case,
+                    activity,
+                    position: Some(self.gps.position_at(now)),
+                    mono: (now, self.clock.mono_of(now)),
+                })
+            }
+            _ => None,
+        };
+        spill.arm(arm);
     }
 
     /// Sign a capture-backlog event when the capture had to hold segments back

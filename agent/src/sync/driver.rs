@@ -14,26 +14,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use fieldseal_proto::ack::MediaAck;
 use fieldseal_proto::codec::{Decode, Encode};
 use fieldseal_proto::entry::SignedEntry;
 use fieldseal_proto::frame::FrameBuffer;
 use fieldseal_proto::identity::{sha256, DeviceId, Signer};
 use fieldseal_proto::msg::{
-    EntryBytes, Hello, Message, SubmitEntry, UploadBegin, UploadFailCode, UploadQuery,
+    EntryBytes, Hello, Message, SubmitEntry, UploadFailCode, PIPELINED_UPLOAD_SINCE,
     PROTOCOL_VERSION,
 };
 use fieldseal_proto::receipt::Receipt;
 use fieldseal_proto::renew::{RenewCert, RenewRefusal, RENEW_SINCE_VERSION};
 use quinn::{RecvStream, SendStream};
 use rand_core::OsRng;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::machine::{Action, Machine, StoreView, UploadOutcome};
 use super::standing::{check_renewed, Refusal, RefusalKind};
-use super::store::{MediaRef, SyncStore};
+use super::store::SyncStore;
+use super::upload::{upload, AckCheck};
 use super::{client_endpoint, resolve, tls, SyncConfig, SyncError};
 
 /// Counters of a sync run. `media_bytes_sent` counts segment bytes written
@@ -161,7 +160,7 @@ enum End {
 /// Why a stream of a connection broke. None of these ends the sync run: the
 /// upload is retried, or the connection is made again (see `End::Reconnect`).
 #[derive(Debug, thiserror::Error)]
-enum StreamError {
+pub(super) enum StreamError {
     /// The connection failed while a stream was being opened.
     #[error("open stream: {0}")]
     Open(#[from] quinn::ConnectionError),
@@ -367,14 +366,14 @@ async fn drive<S: SyncStore>(
 }
 
 /// Reads frames from a stream.
-struct FrameReader {
+pub(super) struct FrameReader {
     recv: RecvStream,
     buf: FrameBuffer,
     pending: Vec<u8>,
 }
 
 impl FrameReader {
-    fn new(recv: RecvStream) -> Self {
+    pub(super) fn new(recv: RecvStream) -> Self {
         FrameReader {
             recv,
             buf: FrameBuffer::new(),
@@ -382,7 +381,7 @@ impl FrameReader {
         }
     }
 
-    async fn next(&mut self) -> Result<Option<Message>, StreamError> {
+    pub(super) async fn next(&mut self) -> Result<Option<Message>, StreamError> {
         loop {
             if !self.pending.is_empty() {
                 let n = self.buf.push(&self.pending);
@@ -400,7 +399,7 @@ impl FrameReader {
     }
 }
 
-async fn send_msg(send: &mut SendStream, m: &Message) -> Result<(), StreamError> {
+pub(super) async fn send_msg(send: &mut SendStream, m: &Message) -> Result<(), StreamError> {
     Ok(send.write_all(&m.to_bytes()).await?)
 }
 
@@ -521,8 +520,13 @@ async fn connection<S: SyncStore>(
                         receipt_key: cfg.receipt_key,
                         device,
                     };
+                    let pipelined = welcome.protocol_version >= PIPELINED_UPLOAD_SINCE
+                        && machine.upload_pipelined(seq);
+                    machine.upload_started(seq);
                     uploads.spawn(async move {
-                        let outcome = upload(&conn, &*store, seq, &media, &progress, check).await;
+                        let what = (seq, &media);
+                        let outcome =
+                            upload(&conn, &*store, what, pipelined, &progress, check).await;
                         let _ = utx.send((seq, outcome));
                     });
                 }
@@ -670,114 +674,4 @@ fn on_receipt<S: SyncStore>(
     store.save_receipt(&r)?;
     progress.receipts.fetch_add(1, Ordering::Relaxed);
     Ok(machine.handle_receipt(seq, view))
-}
-
-/// The server's `UploadAck`: kept as proof of hand-over if it is signed by
-/// the receipt key from enrolment and names exactly this segment; otherwise
-/// reported, and nothing is released.
-fn on_ack<S: SyncStore + ?Sized>(
-    a: &MediaAck,
-    store: &S,
-    cfg: &AckCheck,
-    seq: u64,
-    media: &MediaRef,
-) -> Result<UploadOutcome, StreamError> {
-    if let Err(why) = a.verify_for(&cfg.receipt_key, cfg.device, seq, (media.sha256, media.len)) {
-        tracing::error!(seq, %why, "the server's acknowledgement proves nothing: the media is kept");
-        return Ok(UploadOutcome::BadAck);
-    }
-    store.media_acked(a)?;
-    Ok(UploadOutcome::Acked)
-}
-
-/// What an acknowledgement is checked against.
-#[derive(Debug, Clone, Copy)]
-struct AckCheck {
-    receipt_key: ed25519_dalek::VerifyingKey,
-    device: DeviceId,
-}
-
-/// One upload (FORMAT.md §7.5), resuming at the server's offset.
-async fn upload<S: SyncStore + ?Sized>(
-    conn: &quinn::Connection,
-    store: &S,
-    seq: u64,
-    media: &MediaRef,
-    progress: &Progress,
-    check: AckCheck,
-) -> UploadOutcome {
-    match upload_inner(conn, store, seq, media, progress, &check).await {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::debug!(seq, "upload broke: {e}");
-            UploadOutcome::Broken
-        }
-    }
-}
-
-async fn upload_inner<S: SyncStore + ?Sized>(
-    conn: &quinn::Connection,
-    store: &S,
-    seq: u64,
-    media: &MediaRef,
-    progress: &Progress,
-    cfg: &AckCheck,
-) -> Result<UploadOutcome, StreamError> {
-    let (mut send, recv) = conn.open_bi().await?;
-    let _ = send.set_priority(0);
-    let mut reader = FrameReader::new(recv);
-    let q = UploadQuery {
-        seq,
-        media_hash: media.sha256,
-        media_len: media.len,
-    };
-    send_msg(&mut send, &Message::UploadQuery(q)).await?;
-    let offset = match reader.next().await? {
-        Some(Message::UploadOffset(o)) if o.seq == seq && o.offset < media.len => o.offset,
-        // Held whole already: the server acknowledges at once (FORMAT.md §7.5).
-        Some(Message::UploadAck(a)) => {
-            let _ = send.finish();
-            return on_ack(&a, store, cfg, seq, media);
-        }
-        Some(Message::UploadFailed(f)) => return Ok(UploadOutcome::Failed(f.code)),
-        other => {
-            return Err(StreamError::Unexpected {
-                expected: "UploadOffset",
-                got: format!("{other:?}"),
-            })
-        }
-    };
-    let begin = UploadBegin {
-        seq,
-        media_hash: media.sha256,
-        offset,
-        len: media.len,
-    };
-    send_msg(&mut send, &Message::UploadBegin(begin)).await?;
-    let mut file = tokio::fs::File::open(&media.path).await?;
-    file.seek(std::io::SeekFrom::Start(offset)).await?;
-    let mut left = media.len - offset;
-    // Each read of tokio's File is a trip to the blocking pool: 256 KiB per trip.
-    let mut buf = vec![0u8; 256 * 1024];
-    while left > 0 {
-        let want = usize::try_from(left.min(buf.len() as u64)).expect("bounded by buf.len()");
-        let n = file.read(&mut buf[..want]).await?;
-        if n == 0 {
-            return Err(StreamError::ShortMedia);
-        }
-        send.write_all(&buf[..n]).await?;
-        progress
-            .media_bytes_sent
-            .fetch_add(n as u64, Ordering::Relaxed);
-        left -= n as u64;
-    }
-    send.finish()?;
-    match reader.next().await? {
-        Some(Message::UploadAck(a)) => on_ack(&a, store, cfg, seq, media),
-        Some(Message::UploadFailed(f)) => Ok(UploadOutcome::Failed(f.code)),
-        other => Err(StreamError::Unexpected {
-            expected: "UploadAck",
-            got: format!("{other:?}"),
-        }),
-    }
 }

@@ -35,10 +35,12 @@ pub struct MachineConfig {
     /// Most entries submitted and not yet answered. Entries are a few hundred
     /// bytes; 64 in flight cover a 300 ms RTT at well over 100 entries/s.
     pub max_inflight: usize,
-    /// Most concurrent uploads. Each upload leaves its stream idle for about
-    /// two round trips (query → offset before, fsync → acknowledgement
-    /// after); on a 40 ms, 2 % loss link 2 uploads moved 48–60 Mbit/s and 8
-    /// moved 95–105 (`fieldseal-loadgen upload --max-uploads`, `make bench`).
+    /// Most concurrent uploads. Each upload leaves its stream idle for a
+    /// round trip after its bytes (fsync → acknowledgement), and one more
+    /// before them when it must query (protocol 3 servers, retries, media
+    /// the server may hold); on a 40 ms, 2 % loss link 2 uploads moved 48–60
+    /// Mbit/s and 8 moved 95–105 (`fieldseal-loadgen upload --max-uploads`,
+    /// `make bench`, before pipelining).
     /// Each costs a 256 KiB read buffer here and a partial file on the server.
     pub max_uploads: usize,
     /// First reconnection delay.
@@ -129,6 +131,19 @@ pub struct Machine {
     upload_not_before: HashMap<u64, Instant>,
     /// Failed attempts per segment, for its retry delay (reset on success).
     upload_failures: HashMap<u64, u32>,
+    /// Segments whose upload was started and not acknowledged: the server
+    /// may hold a prefix, so the next attempt asks for its offset instead of
+    /// sending the whole file pipelined.
+    tried: BTreeSet<u64>,
+    /// `next_seq_expected` of this connection's `Welcome`: the server had
+    /// accepted no entry from here on, so it can hold no byte of their
+    /// media, whole or partial. Only such media is sent pipelined; for the
+    /// rest (a device that lost its acknowledgements, a segment the server
+    /// asks for again, an upload cut short before) it is asked first.
+    server_next: u64,
+    /// Lowest seq that may still have media to upload: every segment below
+    /// it was acknowledged (or refused for good) at an earlier `Welcome`.
+    media_scan_from: u64,
     /// Lowest seq without a receipt, as far as the machine knows.
     receipted_below: u64,
     /// Segments whose bytes the server refused as not matching the entry.
@@ -169,6 +184,9 @@ impl Machine {
             uploading: BTreeSet::new(),
             upload_not_before: HashMap::new(),
             upload_failures: HashMap::new(),
+            tried: BTreeSet::new(),
+            media_scan_from: 0,
+            server_next: u64::MAX,
             receipted_below: 0,
             failed_uploads: BTreeSet::new(),
             renew_at: None,
@@ -258,17 +276,25 @@ impl Machine {
         self.next_to_send = self.receipted_below.min(w.next_seq_expected);
         self.upload_queue.clear();
         self.upload_not_before.clear();
+        self.server_next = w.next_seq_expected;
         for &seq in w.resend_media.as_slice() {
             if store.media_held(seq) && !self.failed_uploads.contains(&seq) {
                 self.upload_queue.insert(seq);
             }
         }
-        // Segments the agent still holds unacknowledged and that have a receipt.
-        for seq in 0..self.receipted_below.min(head_next) {
+        // Segments the agent still holds unacknowledged and that have a
+        // receipt. Below `media_scan_from` none was at an earlier `Welcome`,
+        // and media is only ever acknowledged in a run, never the reverse:
+        // each connection scans the backlog, not the whole chain.
+        let end = self.receipted_below.min(head_next);
+        let mut first_pending = None;
+        for seq in self.media_scan_from..end {
             if store.media_pending(seq) && !self.failed_uploads.contains(&seq) {
+                first_pending.get_or_insert(seq);
                 self.upload_queue.insert(seq);
             }
         }
+        self.media_scan_from = first_pending.unwrap_or(end).max(self.media_scan_from);
     }
 
     /// Is the connection ready for entries and uploads?
@@ -338,6 +364,23 @@ impl Machine {
         Some(seq)
     }
 
+    /// The upload of `seq` that [`Machine::poll_upload`] gave has started
+    /// (after [`Machine::upload_pipelined`] was asked): until it is
+    /// acknowledged, later attempts ask the server for its offset.
+    pub fn upload_started(&mut self, seq: u64) {
+        self.tried.insert(seq);
+    }
+
+    /// Whether the upload of `seq` that [`Machine::poll_upload`] gave may
+    /// be sent pipelined (protocol version 4, FORMAT.md §7.5): the whole
+    /// file from offset 0 without asking first. Only media whose entry the
+    /// server had not accepted when this connection began, and only on a
+    /// first attempt: any earlier one may have left a prefix there worth
+    /// resuming from.
+    pub fn upload_pipelined(&self, seq: u64) -> bool {
+        seq >= self.server_next && !self.tried.contains(&seq)
+    }
+
     /// When a delayed upload may start. `None` while every upload slot is
     /// taken: the end of an upload wakes the driver anyway, and a deadline
     /// already passed would make it spin until then.
@@ -367,6 +410,7 @@ impl Machine {
                 self.upload_queue.remove(&seq);
                 self.upload_not_before.remove(&seq);
                 self.upload_failures.remove(&seq);
+                self.tried.remove(&seq);
                 Action::Continue
             }
             UploadOutcome::Failed(UploadFailCode::EntryMismatch | UploadFailCode::HashMismatch) => {
@@ -555,6 +599,112 @@ mod tests {
         assert!(!m.is_drained(&v));
         m.handle_upload_done(3, UploadOutcome::Acked, now);
         assert!(m.is_drained(&v));
+    }
+
+    #[test]
+    fn only_media_new_to_the_server_is_pipelined_and_only_once() {
+        // The server holds entries 0..=5 and lacks the media of 3; 6 and 7
+        // are new to it. 2's media may be there (the agent lost its
+        // acknowledgement), 3's may be there in part: both are asked about.
+        let now = Instant::now();
+        let mut m = Machine::new(MachineConfig::default(), now);
+        let v = View {
+            head: Some(7),
+            receipts: [0, 1, 2, 3, 4, 5].into(),
+            media: [2, 3, 6, 7].into(),
+            ..View::default()
+        };
+        m.handle_connected();
+        m.handle_welcome(&welcome(6, vec![3]), &v);
+        assert!(!m.upload_pipelined(2), "the server may hold it");
+        assert!(!m.upload_pipelined(3), "the server may hold a prefix");
+        assert!(
+            m.upload_pipelined(6) && m.upload_pipelined(7),
+            "new to the server"
+        );
+        // Started and not acknowledged (the connection may drop before the
+        // outcome arrives): asked about from then on, on any connection.
+        m.upload_started(6);
+        assert!(!m.upload_pipelined(6), "after an attempt");
+        m.handle_upload_done(6, UploadOutcome::Failed(UploadFailCode::Internal), now);
+        assert!(!m.upload_pipelined(6));
+        m.upload_started(7);
+        m.handle_upload_done(7, UploadOutcome::Acked, now);
+        m.handle_connected();
+        m.handle_welcome(&welcome(8, vec![6]), &v);
+        assert!(
+            !m.upload_pipelined(6),
+            "still asked about on the next connection"
+        );
+        assert!(m.upload_pipelined(9), "later entries are new again");
+    }
+
+    #[test]
+    fn each_welcome_scans_the_backlog_not_the_whole_chain() {
+        /// A view that counts the questions about pending media.
+        struct Counting(View, std::cell::Cell<u64>);
+        impl StoreView for Counting {
+            fn head(&self) -> Option<u64> {
+                self.0.head()
+            }
+            fn has_receipt(&self, s: u64) -> bool {
+                self.0.has_receipt(s)
+            }
+            fn media_pending(&self, s: u64) -> bool {
+                self.1.set(self.1.get() + 1);
+                self.0.media_pending(s)
+            }
+            fn media_held(&self, s: u64) -> bool {
+                self.0.media_held(s)
+            }
+        }
+        let now = Instant::now();
+        let mut m = Machine::new(MachineConfig::default(), now);
+        let mut v = Counting(
+            View {
+                head: Some(9_999),
+                receipts: (0..10_000).collect(),
+                media: (0..10_000).collect(),
+                acked: (0..9_990).collect(),
+            },
+            std::cell::Cell::new(0),
+        );
+        m.handle_connected();
+        m.handle_welcome(&welcome(10_000, vec![]), &v);
+        assert_eq!(
+            v.1.get(),
+            10_000,
+            "the first Welcome of a run looks at every segment"
+        );
+        let mut queued = Vec::new();
+        while let Some(seq) = m.poll_upload(now) {
+            queued.push(seq);
+        }
+        assert_eq!(
+            queued,
+            (9_990..9_998).collect::<Vec<_>>(),
+            "oldest first, 8 at once"
+        );
+        // 9,990..9,994 acknowledged, then the connection drops.
+        for seq in 9_990..9_995 {
+            v.0.acked.insert(seq);
+        }
+        let mut rng = Counter(1);
+        m.handle_disconnected(now, &mut rng);
+        v.1.set(0);
+        m.handle_connected();
+        m.handle_welcome(&welcome(10_000, vec![]), &v);
+        assert_eq!(v.1.get(), 10, "from the oldest pending segment on");
+        assert_eq!(
+            m.poll_upload(now),
+            Some(9_995),
+            "nothing pending is skipped"
+        );
+        m.handle_disconnected(now, &mut rng);
+        v.1.set(0);
+        m.handle_connected();
+        m.handle_welcome(&welcome(10_000, vec![]), &v);
+        assert_eq!(v.1.get(), 5);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod machine;
 pub mod standing;
 pub mod store;
 pub mod tls;
+mod upload;
 
 use std::fs;
 use std::net::SocketAddr;

@@ -58,6 +58,7 @@ pub(super) async fn run(
         presented,
     };
     // Upload streams are served alongside the control stream.
+    let version = session.version;
     let uploads = {
         let conn = conn.clone();
         let shared = shared.clone();
@@ -65,7 +66,7 @@ pub(super) async fn run(
             while let Ok((s, r)) = conn.accept_bi().await {
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = upload::serve(s, r, &shared, device).await {
+                    if let Err(e) = upload::serve(s, r, &shared, device, version).await {
                         tracing::debug!(%device, "upload stream: {e}");
                     }
                 });

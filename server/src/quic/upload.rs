@@ -1,7 +1,11 @@
 //! Upload streams (FORMAT.md §7.5): `UploadQuery` → `UploadOffset` (or a
 //! signed `UploadAck` at once for media already held), then `UploadBegin` and
-//! the raw bytes → `UploadAck` or `UploadFailed`. Every `UploadAck` is a
-//! [`MediaAck`] signed with the receipt key: it lets the device delete its copy.
+//! the raw bytes → `UploadAck` or `UploadFailed`. From protocol version 4 a
+//! stream may open with `UploadBegin` at offset 0 and the bytes straight away
+//! (pipelined: no query round trip); the server then takes the whole file,
+//! or answers `UploadAck` at once and stops the stream if it holds it.
+//! Every `UploadAck` is a [`MediaAck`] signed with the receipt key: it lets
+//! the device delete its copy.
 //!
 //! This driver moves bytes: it reads messages and raw media, writes them to
 //! the partial file in batches on the blocking pool, and sends the answers.
@@ -14,7 +18,10 @@ use bytes::Bytes;
 use fieldseal_proto::ack::MediaAck;
 use fieldseal_proto::identity::DeviceId;
 use fieldseal_proto::identity::Hash32;
-use fieldseal_proto::msg::{Detail, Message, UploadFailCode, UploadFailed, UploadOffset};
+use fieldseal_proto::msg::{
+    Detail, Message, UploadBegin, UploadFailCode, UploadFailed, UploadOffset, UploadQuery,
+    PIPELINED_UPLOAD_SINCE,
+};
 use quinn::{RecvStream, SendStream};
 
 use super::frames::{send_msg, FrameReader};
@@ -37,20 +44,64 @@ const PARTIAL_SYNC_EVERY: u64 = 8 * 1024 * 1024;
 /// writing each QUIC read (≤ 64 KiB) cost a thread hand-off per chunk.
 const WRITE_BATCH: usize = 512 * 1024;
 
-/// Serve one upload stream of `device`.
+/// The application error code with which the server stops reading a
+/// pipelined upload of media it holds already (its `UploadAck` follows).
+pub const STOP_HELD: u32 = 0;
+
+/// How an upload stream opened.
+enum Opening {
+    /// `UploadQuery`: answer the offset, then read `UploadBegin`.
+    Query(UploadQuery),
+    /// `UploadBegin` at offset 0 with the bytes behind it (version 4).
+    Pipelined(UploadBegin),
+}
+
+/// Read what opens an upload stream on a connection of protocol `version`.
+fn opening(first: Message, version: u16) -> Result<Opening, (u64, Refusal)> {
+    match first {
+        Message::UploadBegin(b) if version >= PIPELINED_UPLOAD_SINCE => {
+            if b.offset == 0 {
+                Ok(Opening::Pipelined(b))
+            } else {
+                let why =
+                    "a stream that opens with UploadBegin starts at offset 0; query to resume";
+                Err((b.seq, (UploadFailCode::BadOffset, why.into())))
+            }
+        }
+        other => ingest::expect_query(other)
+            .map(Opening::Query)
+            .map_err(|r| (0, r)),
+    }
+}
+
+/// Serve one upload stream of `device`, on a connection of protocol
+/// `version`.
 pub(super) async fn serve(
     mut send: SendStream,
     recv: RecvStream,
     shared: &Arc<Shared>,
     device: DeviceId,
+    version: u16,
 ) -> Result<(), ConnError> {
     let mut reader = FrameReader::new(recv);
     let Some(first) = reader.next().await? else {
         return Ok(());
     };
-    let q = match ingest::expect_query(first) {
-        Ok(q) => q,
-        Err(r) => return refuse(&mut send, 0, r).await,
+    let (q, pipelined) = match opening(first, version) {
+        Ok(Opening::Query(q)) => (q, None),
+        Ok(Opening::Pipelined(b)) => {
+            shared
+                .counters
+                .uploads_pipelined
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let q = UploadQuery {
+                seq: b.seq,
+                media_hash: b.media_hash,
+                media_len: b.len,
+            };
+            (q, Some(b))
+        }
+        Err((seq, r)) => return refuse(&mut send, seq, r).await,
     };
     let seq = q.seq;
     let Some(_slot) = UploadSlot::claim(&shared.uploading, (device, seq)) else {
@@ -80,16 +131,34 @@ pub(super) async fn serve(
         )
         .await?;
         send.finish()?;
+        if pipelined.is_some() {
+            // The bytes behind the pipelined UploadBegin are not needed.
+            let (_, mut recv) = reader.into_raw();
+            let _ = recv.stop(STOP_HELD.into());
+        }
         return Ok(());
     }
-    let m = Message::UploadOffset(UploadOffset { seq, offset });
-    send_msg(&mut send, &m).await?;
-    let Some(next) = reader.next().await? else {
-        return Ok(());
-    };
-    let begin = match ingest::expect_begin(next) {
-        Ok(b) => b,
-        Err(r) => return refuse(&mut send, seq, r).await,
+    let begin = match pipelined {
+        Some(b) => {
+            if offset > 0 {
+                // The device sends the whole file: the prefix held from an
+                // earlier attempt goes (the hash at the end checks every byte).
+                let (s, d) = (shared.clone(), device);
+                tokio::task::spawn_blocking(move || s.storage.discard_partial(d, seq)).await??;
+            }
+            b
+        }
+        None => {
+            let m = Message::UploadOffset(UploadOffset { seq, offset });
+            send_msg(&mut send, &m).await?;
+            let Some(next) = reader.next().await? else {
+                return Ok(());
+            };
+            match ingest::expect_begin(next) {
+                Ok(b) => b,
+                Err(r) => return refuse(&mut send, seq, r).await,
+            }
+        }
     };
     let held = shared.storage.partial_len(device, seq)?;
     let (signed, raw_len) = match ingest::check_begin(&begin, accepted.as_ref(), held) {

@@ -16,6 +16,14 @@
 //!     sync client uses: no entries, no storage, no hashing.
 //! sink    --listen ADDR --server-data DIR --seed N
 //!     the other end of `ceiling`: reads each stream and discards it.
+//! plain   --server HOST:PORT --cert FILE --media DIR [--streams N]
+//!     the reference for `ceiling`: the same files, loaded into memory first,
+//!     sent by a bare quinn client (quinn's defaults, 2 MiB socket buffers as
+//!     quinn's `perf` tool) to `plain-sink`, N streams at once (default: the
+//!     sync client's).
+//! plain-sink --listen ADDR --cert-out FILE
+//!     the other end of `plain`: a bare quinn server with a self-signed
+//!     certificate (written to FILE, DER), reading each stream to its end.
 //! devices --server HOST:PORT --server-data DIR --work DIR --counts 10,50,...
 //!         [--seconds 24] [--warmup 8] [--rate-bps 2000000] [--segment-secs 4]
 //!         [--server-pid PID]
@@ -63,11 +71,13 @@ use tokio::sync::watch;
 
 mod devices;
 mod httpc;
+mod plain;
 mod reads;
 mod store;
 mod transfer;
 
 use devices::devices;
+use plain::{plain, plain_sink};
 use reads::reads;
 use store::{hash_file, media_files, BenchStore, ChainWriter, Latencies};
 use transfer::{ceiling, sink, upload};
@@ -76,7 +86,7 @@ fn main() -> anyhow::Result<()> {
     fieldseal_tests::init_tracing();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some((mode, rest)) = argv.split_first() else {
-        bail!("usage: fieldseal-loadgen upload|ceiling|sink|devices|reads --flag value ...");
+        bail!("usage: fieldseal-loadgen upload|ceiling|sink|plain|plain-sink|devices|reads --flag value ...");
     };
     let args = Args::parse(rest)?;
     // Two workers: the machine the benchmark is written for has two cores,
@@ -89,6 +99,8 @@ fn main() -> anyhow::Result<()> {
         match mode.as_str() {
             "upload" => upload(&args).await,
             "ceiling" => ceiling(&args).await,
+            "plain" => plain(&args).await,
+            "plain-sink" => plain_sink(&args).await,
             "sink" => sink(&args).await,
             "devices" => devices(&args).await,
             "reads" => reads(&args).await,

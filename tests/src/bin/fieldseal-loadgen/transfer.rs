@@ -75,14 +75,11 @@ pub(crate) async fn ceiling(args: &Args) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let conn = endpoint.connect_with(qcfg, addr, host)?.await?;
     let total: u64 = files.iter().map(|f| f.1).sum();
-    let sem = Arc::new(tokio::sync::Semaphore::new(ceiling_streams()));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (path, len) in files {
-        let permit = sem.clone().acquire_owned().await?;
-        let conn = conn.clone();
-        tasks.spawn(async move {
-            let _permit = permit;
-            let (mut send, mut recv) = conn.open_bi().await?;
+    send_all(
+        &conn,
+        files,
+        ceiling_streams(),
+        |mut send, (path, _)| async move {
             let mut file = tokio::fs::File::open(&path).await?;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
@@ -92,6 +89,38 @@ pub(crate) async fn ceiling(args: &Args) -> anyhow::Result<()> {
                 }
                 send.write_all(&buf[..n]).await?;
             }
+            Ok(send)
+        },
+    )
+    .await?;
+    report(&endpoint, &conn, total, t0).await;
+    Ok(())
+}
+
+/// Send each item on a stream of its own, `streams` at once: `write` puts
+/// its bytes on the stream, then the stream is finished and the sink's
+/// answer (the byte count it read) is checked against `len`.
+pub(crate) async fn send_all<I, F, Fut>(
+    conn: &quinn::Connection,
+    items: Vec<(I, u64)>,
+    streams: usize,
+    write: F,
+) -> anyhow::Result<()>
+where
+    I: Send + 'static,
+    F: Fn(quinn::SendStream, (I, u64)) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<quinn::SendStream>> + Send + 'static,
+{
+    let sem = Arc::new(tokio::sync::Semaphore::new(streams.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for item in items {
+        let permit = sem.clone().acquire_owned().await?;
+        let len = item.1;
+        let (send, mut recv) = conn.open_bi().await?;
+        let written = write(send, item);
+        tasks.spawn(async move {
+            let _permit = permit;
+            let mut send = written.await?;
             send.finish()?;
             let got = recv.read_to_end(8).await?;
             let got = u64::from_be_bytes(got.try_into().map_err(|_| anyhow!("short answer"))?);
@@ -107,6 +136,16 @@ pub(crate) async fn ceiling(args: &Args) -> anyhow::Result<()> {
     while let Some(r) = tasks.join_next().await {
         r??;
     }
+    Ok(())
+}
+
+/// Close the connection and print the figures `net.sh` reads.
+pub(crate) async fn report(
+    endpoint: &quinn::Endpoint,
+    conn: &quinn::Connection,
+    total: u64,
+    t0: Instant,
+) {
     let secs = t0.elapsed().as_secs_f64();
     let path = conn.stats().path;
     conn.close(0u32.into(), b"done");
@@ -119,7 +158,6 @@ pub(crate) async fn ceiling(args: &Args) -> anyhow::Result<()> {
         "lost_packets={} of {}",
         path.lost_packets, path.sent_packets
     );
-    Ok(())
 }
 
 pub(crate) async fn sink(args: &Args) -> anyhow::Result<()> {
