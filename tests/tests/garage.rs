@@ -369,3 +369,111 @@ fn curl_put(g: &Garage, bucket: &str, key: &str, file: &std::path::Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 18's plan in small (docs/SCALE.md, "Many ingest servers"): two
+/// ingest servers, each with its own data folder, CA, index and log, share
+/// one Garage bucket; devices are split between them. Server A stops while
+/// its device is uploading; B's device syncs from start to end while A is
+/// away (B keeps receipting); A starts again on its folder and address, and
+/// its device finishes on its own retries. Every acknowledged segment of
+/// both is in the bucket, reads back good through a third node, and each
+/// server's verify over S3 passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingest_servers_share_one_cluster_and_one_restarts() {
+    let Some(mut g) = cluster("two_ingest_servers_share_one_cluster_and_one_restarts") else {
+        return;
+    };
+    let bucket = g.bucket().unwrap();
+    let shared_bucket = |g: &Garage, node: usize, name: &str| {
+        g.config_toml(node, &bucket, &g.dir.path().join(name))
+            .unwrap()
+    };
+    let via0 = shared_bucket(&g, 0, "a.toml");
+    let via1 = shared_bucket(&g, 1, "b.toml");
+    let a = Harness::start_configured(|c| c + &via0).await.unwrap();
+    let b = Harness::start_configured(|c| c + &via1).await.unwrap();
+    let da = a.device(41, &[5, 5], 300_000).await.unwrap();
+    let db = b.device(42, &[5, 5], 300_001).await.unwrap();
+    assert_ne!(
+        da.enrollment.ca_cert, db.enrollment.ca_cert,
+        "each server is its own authority"
+    );
+
+    // A's device starts; A stops once some of its segments are held.
+    let a_addr = a.server.quic_addr;
+    let pa = Arc::new(Progress::default());
+    let task_a = tokio::spawn(sync::sync_until_drained(
+        da.store.clone(),
+        Harness::sync_config(&a_addr.to_string(), &da.key, &da.enrollment),
+        pa.clone(),
+    ));
+    while pa.uploads_acked.load(Ordering::Relaxed) < 2 && !task_a.is_finished() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Harness { dir: a_dir, server } = a;
+    server.shutdown().await;
+    let acked_before = pa.uploads_acked.load(Ordering::Relaxed);
+    assert!(
+        acked_before < da.chain.media.len() as u64,
+        "A stopped after every upload ({acked_before}): the test did not test"
+    );
+
+    // B's device syncs everything while A is away.
+    let pb = Arc::new(Progress::default());
+    tokio::time::timeout(
+        LIMIT,
+        sync::sync_until_drained(
+            db.store.clone(),
+            Harness::sync_config(&b.server_addr(), &db.key, &db.enrollment),
+            pb.clone(),
+        ),
+    )
+    .await
+    .expect("B's device drained in time")
+    .expect("B's device syncs while A is down");
+    assert!(!task_a.is_finished(), "A's device waits for its own server");
+    assert_eq!(
+        pb.receipts.load(Ordering::Relaxed),
+        db.chain.entries.len() as u64,
+        "B receipted every entry of its device while A was down"
+    );
+
+    // A comes back on its folder and address; its device finishes by itself.
+    let server = fieldseal_server::start(
+        a_dir.path(),
+        fieldseal_server::RunOptions {
+            quic: Some(a_addr),
+            http: Some("127.0.0.1:0".parse().unwrap()),
+        },
+    )
+    .await
+    .expect("A starts again on its folder");
+    let a = Harness { dir: a_dir, server };
+    tokio::time::timeout(LIMIT, task_a)
+        .await
+        .expect("A's device drained in time")
+        .unwrap()
+        .expect("A's device syncs after the restart");
+    assert!(
+        pa.connections.load(Ordering::Relaxed) >= 2,
+        "A's device reconnected"
+    );
+
+    let via2 = g.store(2, &bucket);
+    for (h, d) in [(&a, &da), (&b, &db)] {
+        assert_eq!(
+            d.store.acked().len(),
+            d.chain.media.len(),
+            "every segment acked"
+        );
+        assert_acked_are_held(h, &d.chain, &d.store, &via2);
+        data_folder_holds_no_blobs(h);
+    }
+    assert_eq!(
+        via2.list().unwrap().len(),
+        da.chain.media.len() + db.chain.media.len(),
+        "the bucket holds both servers' segments and nothing else"
+    );
+    a.server.shutdown().await;
+    b.server.shutdown().await;
+}
