@@ -28,6 +28,7 @@ proto-check:
 	@./scripts/check-proto-no-io.sh
 
 test: deps fmt-check lint proto-check
+	@./scripts/install-deps.sh test
 	$(CARGO) test --workspace
 
 demo: deps

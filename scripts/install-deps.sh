@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages fieldseal needs to build and test, if missing;
-# with the argument `bench`, also those the benchmarks need.
+# with the argument `bench`, also those the benchmarks need; with `test`, also
+# Garage (built once per machine), which only the tests need.
 # Idempotent and quiet when everything is present. Run as root (CI and the
 # development machines are root); otherwise it uses sudo when available.
 set -euo pipefail
@@ -94,9 +95,12 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Garage only for `make test` (and `make bench`'s s3 rows): `make demo` does not
+# wait for it on a new machine.
+want_garage() { [ "${1:-}" = test ] || [ "${1:-}" = bench ]; }
 if [ ${#missing[@]} -eq 0 ]; then
   npm_folders
-  garage_build
+  if want_garage "${1:-}"; then garage_build; fi
   exit 0
 fi
 
@@ -116,4 +120,4 @@ fi
 $SUDO apt-get "${LOCK_WAIT[@]}" update -qq
 $SUDO apt-get "${LOCK_WAIT[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 npm_folders
-garage_build
+if want_garage "${1:-}"; then garage_build; fi
