@@ -692,8 +692,11 @@ medians of three pairs are steadier:
 - **Lossy link.** Each segment's upload spent two round trips with its stream idle
   (UploadQuery → UploadOffset before the first byte; the server's fsync and UploadAck after the
   last). Since protocol 4 (2026-11-29) a segment new to the server is sent pipelined, without
-  the query (FORMAT.md 7.5), so one idle round trip is left; its effect on these rows was not yet
-  measured on a quiet machine when this was written. With the agent's former 2 uploads at a time that cost about half the link (48–60
+  the query (FORMAT.md 7.5), so one idle round trip is left. In runs of only these rows on
+  2026-11-29 (load about 2) the lossy upload went from 134 Mbit/s (0.61× TCP with BBR, 0.73 of
+  the ceiling) the day before to 167 Mbit/s (0.79×, 0.79): better, still short of the goal of
+  1.0×; the ceiling itself (210 Mbit/s) is about level with TCP/BBR (208), so what is left is
+  the server's per-segment fsync and acknowledgement and quinn's BBR under random loss. With the agent's former 2 uploads at a time that cost about half the link (48–60
   Mbit/s, 0.6–0.8× TCP with BBR); `fieldseal-loadgen upload --max-uploads 8` through the same
   relay moved 95–105 Mbit/s, level with TCP/BBR, so `MachineConfig::max_uploads` is now 8. The
   flow-control windows of quic.rs (1 MiB a stream, 4 MiB a connection, ~800 Mbit/s at 40 ms) are
