@@ -339,8 +339,11 @@ async fn agent_folder_power_cuts_lose_nothing() {
             fs.reset_counts();
         }
         let _ = std::fs::remove_file(&clock);
+        // Far more media than any run makes before its cut: encoding runs
+        // at a few hundred times real time on a quiet machine, and a run
+        // that ends by itself is a failure of the scenario.
         let child = block(|| {
-            a.command(&["record", "--fast", "--duration", "600"])
+            a.command(&["record", "--fast", "--duration", "24h"])
                 .env("FIELDSEAL_CAPTURE_CLOCK", &clock)
                 .stderr(Stdio::piped())
                 .spawn()
