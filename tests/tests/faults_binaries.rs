@@ -242,7 +242,7 @@ async fn agent_kills_while_recording_and_syncing_lose_nothing() {
             ));
         }
         let mut child = a
-            .command(&["record", "--fast", "--duration", "600"])
+            .command(&["record", "--fast", "--duration", "24h"])
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
