@@ -146,7 +146,6 @@ async fn record_and_sync_with_blobs_on_garage() {
 /// segment is readable and verifies after, with the node still down and
 /// once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hangs: the sync did not finish after node 2 was killed (first run, 2026-11-29); not yet understood"]
 async fn one_node_down_during_uploads_loses_nothing() {
     let Some(mut g) = cluster("one_node_down_during_uploads_loses_nothing") else {
         return;
@@ -157,7 +156,7 @@ async fn one_node_down_during_uploads_loses_nothing() {
         enrollment,
         store,
         chain,
-        ..
+        media_dir: _media_dir,
     } = h.device(32, &[6, 6], 400_000).await.unwrap();
     let cfg = Harness::sync_config(&h.server_addr(), &key, &enrollment);
     let progress = Arc::new(Progress::default());
@@ -199,7 +198,6 @@ async fn one_node_down_during_uploads_loses_nothing() {
 /// bytes stay on the device, or in the data folder as a partial upload) and
 /// the sync waits; when they return, the uploads resume and everything is held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: the sync did not finish within 240 s of the nodes' return (first run, 2026-11-29); not yet understood"]
 async fn two_nodes_down_uploads_wait_then_resume() {
     let Some(mut g) = cluster("two_nodes_down_uploads_wait_then_resume") else {
         return;
@@ -210,7 +208,7 @@ async fn two_nodes_down_uploads_wait_then_resume() {
         enrollment,
         store,
         chain,
-        ..
+        media_dir: _media_dir,
     } = h.device(33, &[3], 200_000).await.unwrap();
     g.stop(1);
     g.stop(2);
