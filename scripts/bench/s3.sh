@@ -93,7 +93,7 @@ s3_base() {
       "$(basename "$f")" >>"$WORK/$tag.get"
   done
   t0=$(net_now)
-  s3_curl --parallel --parallel-max "$NET_STREAMS" -H 'Expect:' --config "$WORK/$tag.put" \
+  s3_curl --parallel --parallel-max "$NET_STREAMS" --config "$WORK/$tag.put" \
     >"$WORK/$tag.out" 2>&1 || { log "curl PUT $tag failed:"; tail -20 "$WORK/$tag.out" >&2; return 1; }
   t1=$(net_now)
   S3_UP=$(awk "BEGIN { printf \"%.3f\", $t1 - $t0 }")
