@@ -42,6 +42,25 @@ fn segment_hash(chain: &SampleChain, seq: u64) -> Hash32 {
         .media_sha256
 }
 
+/// Start syncing `d` with `h` in the background, as a recording agent would:
+/// the task and its progress. `d` stays the caller's, media folder included.
+fn start_sync(
+    h: &Harness,
+    d: &Device,
+) -> (
+    tokio::task::JoinHandle<Result<sync::Stats, sync::SyncError>>,
+    Arc<Progress>,
+) {
+    let cfg = Harness::sync_config(&h.server_addr(), &d.key, &d.enrollment);
+    let progress = Arc::new(Progress::default());
+    let task = tokio::spawn(sync::sync_until_drained(
+        d.store.clone(),
+        cfg,
+        progress.clone(),
+    ));
+    (task, progress)
+}
+
 /// Every segment the agent saw acknowledged is in the bucket, byte for byte
 /// (read back through `other`, another node's endpoint, hash checked), and
 /// the server's own verify over S3 passes. Returns how many were acked.
@@ -151,20 +170,9 @@ async fn one_node_down_during_uploads_loses_nothing() {
         return;
     };
     let h = server_on(&mut g).await;
-    let Device {
-        key,
-        enrollment,
-        store,
-        chain,
-        media_dir: _media_dir,
-    } = h.device(32, &[6, 6], 400_000).await.unwrap();
-    let cfg = Harness::sync_config(&h.server_addr(), &key, &enrollment);
-    let progress = Arc::new(Progress::default());
-    let task = tokio::spawn(sync::sync_until_drained(
-        store.clone(),
-        cfg,
-        progress.clone(),
-    ));
+    let d = h.device(32, &[6, 6], 400_000).await.unwrap();
+    let (store, chain) = (&d.store, &d.chain);
+    let (task, progress) = start_sync(&h, &d);
     // Kill node 2 once the first segments are acknowledged, while the rest
     // are on their way.
     while progress.uploads_acked.load(Ordering::Relaxed) < 2 && !task.is_finished() {
@@ -187,10 +195,10 @@ async fn one_node_down_during_uploads_loses_nothing() {
         "node 2 was stopped after every upload ({before}): the test did not test"
     );
     let via1 = g.store(1, "fieldseal-1");
-    assert_acked_are_held(&h, &chain, &store, &via1);
+    assert_acked_are_held(&h, chain, store, &via1);
     g.restart(2).unwrap();
     let via2 = g.store(2, "fieldseal-1");
-    assert_acked_are_held(&h, &chain, &store, &via2);
+    assert_acked_are_held(&h, chain, store, &via2);
     h.server.shutdown().await;
 }
 
@@ -203,22 +211,11 @@ async fn two_nodes_down_uploads_wait_then_resume() {
         return;
     };
     let h = server_on(&mut g).await;
-    let Device {
-        key,
-        enrollment,
-        store,
-        chain,
-        media_dir: _media_dir,
-    } = h.device(33, &[3], 200_000).await.unwrap();
+    let d = h.device(33, &[3], 200_000).await.unwrap();
+    let (store, chain) = (&d.store, &d.chain);
     g.stop(1);
     g.stop(2);
-    let cfg = Harness::sync_config(&h.server_addr(), &key, &enrollment);
-    let progress = Arc::new(Progress::default());
-    let task = tokio::spawn(sync::sync_until_drained(
-        store.clone(),
-        cfg,
-        progress.clone(),
-    ));
+    let (task, progress) = start_sync(&h, &d);
     // Entries need no blob store: they are receipted. Their segments then
     // wait (the store answers 503 without a quorum, and the client retries).
     let entries = chain.entries.len() as u64;
@@ -254,7 +251,7 @@ async fn two_nodes_down_uploads_wait_then_resume() {
         "every segment acked"
     );
     let via2 = g.store(2, "fieldseal-1");
-    assert_acked_are_held(&h, &chain, &store, &via2);
+    assert_acked_are_held(&h, chain, store, &via2);
     h.server.shutdown().await;
 }
 
@@ -399,12 +396,7 @@ async fn two_ingest_servers_share_one_cluster_and_one_restarts() {
 
     // A's device starts; A stops once some of its segments are held.
     let a_addr = a.server.quic_addr;
-    let pa = Arc::new(Progress::default());
-    let task_a = tokio::spawn(sync::sync_until_drained(
-        da.store.clone(),
-        Harness::sync_config(&a_addr.to_string(), &da.key, &da.enrollment),
-        pa.clone(),
-    ));
+    let (task_a, pa) = start_sync(&a, &da);
     while pa.uploads_acked.load(Ordering::Relaxed) < 2 && !task_a.is_finished() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
